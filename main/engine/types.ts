@@ -1,0 +1,163 @@
+// Public types of the engine: what the server (parent process) and the engine process exchange.
+// Kept free of MLX imports so the server can use them without loading the native binding.
+
+/** Sampling and stopping controls for one generation. Neutral values switch a control off. */
+export interface SamplingParams {
+  /** 0 = greedy (argmax). */
+  temperature: number;
+  /** 1 = off. */
+  topP: number;
+  /** 0 = off. */
+  topK: number;
+  /** 0 = off. */
+  minP: number;
+  /** 1 = off. Divides positive / multiplies negative logits of tokens already seen (prompt + output). */
+  repetitionPenalty: number;
+  /** 0 = off. OpenAI semantics: subtract once for every token already generated. */
+  presencePenalty: number;
+  /** 0 = off. OpenAI semantics: subtract count × penalty for tokens already generated. */
+  frequencyPenalty: number;
+  /** Same seed + same params + same prompt → same tokens. Undefined = nondeterministic. */
+  seed?: number;
+  /** Hard cap on generated tokens (the server clamps it to the remaining context). */
+  maxTokens: number;
+  /** Stop strings: generation ends before any of them is emitted, even when it spans tokens. */
+  stop: string[];
+}
+
+export const DEFAULT_SAMPLING: SamplingParams = {
+  temperature: 0,
+  topP: 1,
+  topK: 0,
+  minP: 0,
+  repetitionPenalty: 1,
+  presencePenalty: 0,
+  frequencyPenalty: 0,
+  maxTokens: 256,
+  stop: [],
+};
+
+export interface GenerateRequest {
+  /** Caller-chosen id, echoed on every event; used to cancel. */
+  requestId: string;
+  /** The fully rendered prompt as token ids (the chat template is applied by the caller). */
+  promptIds: number[];
+  sampling: SamplingParams;
+  /** Whether this prompt's KV state may be kept in the prefix cache (default true). */
+  cachePrompt?: boolean;
+}
+
+/** Why a generation ended. `cancelled` generations must never be cached by anyone. */
+export type FinishReason = 'stop' | 'length' | 'cancelled';
+
+export type EngineEvent =
+  /** Prefill progress; emitted per prefill chunk so callers can send keep-alives. */
+  | { type: 'prefill'; requestId: string; promptTokens: number; cachedTokens: number; processed: number }
+  /** Text delta: never splits a UTF-8 character and never contains (part of) a matched stop string. */
+  | { type: 'delta'; requestId: string; text: string; tokens: number }
+  | {
+      type: 'done';
+      requestId: string;
+      finishReason: FinishReason;
+      /** eos: model emitted an end token; stop_string: a stop string matched; max_tokens; cancelled. */
+      stopReason: 'eos' | 'stop_string' | 'max_tokens' | 'cancelled';
+      promptTokens: number;
+      /** Prompt tokens whose KV came from the prefix cache (not recomputed). */
+      cachedTokens: number;
+      completionTokens: number;
+      /** Milliseconds from request receipt in the engine to the first generated token. */
+      ttftMs: number;
+      prefillMs: number;
+      decodeMs: number;
+    }
+  | { type: 'error'; requestId: string; code: EngineErrorCode; message: string };
+
+export type EngineErrorCode =
+  | 'engine_crashed' // the engine process died mid-request
+  | 'engine_unavailable' // not started / restarting / given up
+  | 'model_load_failed'
+  | 'context_length_exceeded'
+  | 'invalid_request'
+  | 'internal_error';
+
+/** Facts about the loaded model that the server, metrics and caches need. No file paths. */
+export interface ModelInfo {
+  /** Display id, e.g. the folder name `Qwen3-0.6B-4bit`. */
+  id: string;
+  architecture: string; // config.model_type: llama | mistral | qwen2 | qwen3
+  numParameters: number;
+  numLayers: number;
+  numKvHeads: number;
+  headDim: number;
+  hiddenSize: number;
+  vocabSize: number;
+  /** Maximum context (prompt + completion) in tokens. */
+  contextLength: number;
+  /** What the checkpoint stores: float32 | float16 | bfloat16 | q4 | q8 … */
+  checkpointDtype: string;
+  quantization: { bits: number; groupSize: number } | null;
+  /** dtype used for compute in memory (float32 on the CPU build). */
+  computeDtype: string;
+  /** Bytes of weights held in memory after load. */
+  weightBytes: number;
+  /** Bytes of KV cache per token in the compute dtype (2 × layers × kvHeads × headDim × bytes). */
+  kvBytesPerToken: number;
+  /** Stable hash of config + weights metadata; part of every cache key. */
+  fingerprint: string;
+  eosTokenIds: number[];
+}
+
+export interface PrefixCacheStats {
+  entries: number;
+  bytes: number;
+  budgetBytes: number;
+  reusedTokens: number;
+  computedTokens: number;
+  hits: number;
+  misses: number;
+}
+
+export interface EngineStats {
+  rssBytes: number;
+  heapUsedBytes: number;
+  /** MLX counters where the build has them (0 on the CPU build of 0.0.7). */
+  mlxActiveBytes: number;
+  mlxPeakBytes: number;
+  prefixCache: PrefixCacheStats;
+  /** Which BLAS library the engine process actually loaded, e.g. 'openblas' | 'reference' | 'unknown'. */
+  blas: string;
+}
+
+export type EngineState = 'stopped' | 'loading' | 'ready' | 'restarting' | 'failed';
+
+export interface EngineCrashInfo {
+  exitCode: number | null;
+  signal: string | null;
+  /** Crashes since the last successful start. */
+  consecutiveCrashes: number;
+  /** Whether the supervisor will try again (false once it gave up). */
+  willRestart: boolean;
+}
+
+/**
+ * The supervised engine process as the server sees it. Implemented in main/engine/process/.
+ * Every method is safe to call in any state; failures surface as EngineEvent errors or rejected
+ * promises carrying an EngineErrorCode, never as a crash of the caller.
+ */
+export interface EngineClient {
+  readonly state: EngineState;
+  readonly model: ModelInfo | null;
+  /** Starts (or restarts) the engine process on a model folder; resolves once it can generate. */
+  start(modelDir: string): Promise<ModelInfo>;
+  /**
+   * Streams one generation. Aborting `signal` cancels within one prefill chunk or decode step and
+   * ends the stream with a `done` event whose finishReason is `cancelled`.
+   */
+  generate(req: GenerateRequest, signal?: AbortSignal): AsyncIterable<EngineEvent>;
+  stats(): Promise<EngineStats>;
+  /** Stops the engine process (in-flight work is cancelled). */
+  stop(): Promise<void>;
+  on(event: 'state', listener: (state: EngineState, reason?: string) => void): this;
+  on(event: 'crash', listener: (info: EngineCrashInfo) => void): this;
+  off(event: string, listener: (...args: any[]) => void): this;
+}

@@ -1,0 +1,79 @@
+// The metrics contract shared by the HTTP server (producer), /v1/metrics, the live feed and the
+// dashboard (consumers). One source of truth lives in main/hardening/metrics.ts.
+
+export type DegradationState = 'normal' | 'cache_disabled' | 'shedding' | 'engine_restarting' | 'engine_failed';
+
+export interface DegradationStatus {
+  state: DegradationState;
+  cache_enabled: boolean;
+  /** Human-readable, sanitized. null in `normal`. */
+  reason: string | null;
+  /** ISO timestamp of the last state change. */
+  since: string;
+}
+
+export interface Percentiles {
+  p50: number;
+  p95: number;
+  p99: number;
+}
+
+/** JSON served at GET /v1/metrics (and pushed on the live feed). Times in seconds. */
+export interface MetricsSnapshot {
+  cache: { cache_hits: number; cache_misses: number; hit_rate: number };
+  prompt_cache: { reused_tokens: number; computed_tokens: number; hit_rate: number };
+  latency: Percentiles & { count: number };
+  ttft: Percentiles;
+  tokens_per_second: number;
+  memory: {
+    current_mb: number;
+    peak_mb: number;
+    growth_percent: number;
+    server_rss_mb: number;
+    engine_rss_mb: number;
+    engine_peak_mb: number;
+  };
+  throughput: { total_requests: number; requests_per_second: number };
+  requests: { active: number; queued: number; cancelled: number; errors: number; by_status: Record<string, number> };
+  tokens: { prompt_total: number; completion_total: number };
+  degradation: DegradationStatus;
+  cache_corruptions: Record<string, number>;
+  engine_restarts: number;
+  model: { id: string | null; state: string };
+  recent_requests: RecentRequest[];
+  timestamp: string;
+  uptime_seconds: number;
+}
+
+export interface RecentRequest {
+  id: string;
+  at: string;
+  route: string;
+  status: number;
+  stream: boolean;
+  prompt_tokens: number;
+  completion_tokens: number;
+  cached_tokens: number;
+  latency_s: number;
+  ttft_s: number | null;
+  finish_reason: string | null;
+  response_cache_hit: boolean;
+}
+
+/** What the request path reports; implemented by main/hardening/metrics.ts. */
+export interface RequestRecord {
+  id: string;
+  route: string;
+  stream: boolean;
+  status: number;
+  promptTokens: number;
+  completionTokens: number;
+  cachedTokens: number;
+  /** End to end, seconds (stream: until the last byte). */
+  latencySeconds: number;
+  ttftSeconds: number | null;
+  finishReason: string | null;
+  responseCacheHit: boolean;
+  cancelled: boolean;
+  errorCode: string | null;
+}
