@@ -1,0 +1,89 @@
+// OpenBLAS for the engine process. mlx.node links `libblas.so.3` by soname; on Debian that name
+// resolves through the alternatives system, which may point at the reference BLAS (30-70x slower
+// prefill here). The dynamic loader searches LD_LIBRARY_PATH before the system paths, so putting the
+// directory of an OpenBLAS `libblas.so.3` first in the *engine process* environment forces OpenBLAS
+// without touching the system or the parent process. (dlopen-ing it from JS does not work: the
+// library is unloaded again, see engine-findings §0.)
+import { existsSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const DEBIAN_TRIPLETS: Record<string, string> = {
+  x64: 'x86_64-linux-gnu',
+  arm64: 'aarch64-linux-gnu',
+  arm: 'arm-linux-gnueabihf',
+  ppc64: 'powerpc64le-linux-gnu',
+  s390x: 's390x-linux-gnu',
+  riscv64: 'riscv64-linux-gnu',
+};
+
+/** Directories that may hold an OpenBLAS build installed under the name `libblas.so.3`. */
+export function openBlasCandidateDirs(arch: string = process.arch): string[] {
+  const triplet = DEBIAN_TRIPLETS[arch];
+  const variants = ['openblas-pthread', 'openblas-openmp', 'openblas-serial', 'openblas'];
+  const roots = [...(triplet ? [`/usr/lib/${triplet}`] : []), '/usr/lib64', '/usr/lib', '/usr/local/lib'];
+  const out: string[] = [];
+  for (const r of roots) for (const v of variants) out.push(path.join(r, v));
+  return out;
+}
+
+/**
+ * The directory to prepend to LD_LIBRARY_PATH, or null when none is found (the system default is
+ * then used and stats report which BLAS got loaded). `MLXBAR_BLAS_DIR` overrides the search; an
+ * override that holds no libblas.so.3 is still honoured (the user asked for it) but reported.
+ */
+export function findOpenBlasDir(env: NodeJS.ProcessEnv = process.env): { dir: string | null; source: 'override' | 'search' | 'none' } {
+  const override = env.MLXBAR_BLAS_DIR;
+  if (override && override.trim()) return { dir: override.trim(), source: 'override' };
+  if (process.platform !== 'linux') return { dir: null, source: 'none' };
+  for (const d of openBlasCandidateDirs()) {
+    if (existsSync(path.join(d, 'libblas.so.3'))) return { dir: d, source: 'search' };
+  }
+  return { dir: null, source: 'none' };
+}
+
+/**
+ * Environment for the engine process: the parent's environment plus OpenBLAS first on the loader
+ * path and one OpenBLAS thread per core (its default may oversubscribe or under-use the box).
+ */
+export function engineProcessEnv(base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...base };
+  if (process.platform === 'linux') {
+    const { dir } = findOpenBlasDir(base);
+    if (dir) {
+      const rest = (base.LD_LIBRARY_PATH ?? '').split(':').filter((p) => p && p !== dir);
+      env.LD_LIBRARY_PATH = [dir, ...rest].join(':');
+    }
+  }
+  if (!env.OPENBLAS_NUM_THREADS) {
+    const cores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
+    env.OPENBLAS_NUM_THREADS = String(Math.max(1, cores));
+  }
+  return env;
+}
+
+/**
+ * Which BLAS this process has actually mapped: 'openblas' when a mapped BLAS file's path names
+ * OpenBLAS, 'reference' when only another libblas is mapped, 'unknown' off Linux or before the
+ * native binding loaded a BLAS.
+ */
+export function detectLoadedBlas(mapsText?: string): 'openblas' | 'reference' | 'unknown' {
+  let maps = mapsText;
+  if (maps === undefined) {
+    if (process.platform !== 'linux') return 'unknown';
+    try {
+      maps = readFileSync('/proc/self/maps', 'utf8');
+    } catch {
+      return 'unknown';
+    }
+  }
+  let sawBlas = false;
+  for (const line of maps.split('\n')) {
+    const file = line.slice(line.indexOf('/'));
+    if (!file.startsWith('/')) continue;
+    const base = path.basename(file).toLowerCase();
+    if (file.toLowerCase().includes('openblas') && (base.startsWith('libblas') || base.startsWith('libopenblas'))) return 'openblas';
+    if (base.startsWith('libblas')) sawBlas = true;
+  }
+  return sawBlas ? 'reference' : 'unknown';
+}

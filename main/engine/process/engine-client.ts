@@ -1,0 +1,482 @@
+// The supervised engine process as the server sees it (EngineClient from ../types.ts).
+//
+// - One engine process at a time, started with OpenBLAS forced into its environment (blas.ts).
+// - Streams are keyed by requestId; events for unknown ids are dropped.
+// - Supervision: an unexpected exit (SIGKILL, OOM killer, the uncatchable C++ abort = exit 134)
+//   ends every in-flight stream with an `engine_crashed` error, moves to `restarting`, and starts
+//   a new process on the same model after an exponential backoff (initialMs · factor^(n-1),
+//   capped at maxMs). After `maxConsecutiveCrashes` crashes without a healthy period in between the
+//   supervisor gives up (`failed`). "Healthy" = a generation completed, or the process stayed up for
+//   `stableAfterMs` after becoming ready; either resets the crash count.
+// - The engine's stdout/stderr only ever reach `log`, sanitized. Errors that reach callers are
+//   sanitized EngineEvents or Errors carrying an EngineErrorCode in `.code`.
+import { EventEmitter } from 'node:events';
+import { sanitizeMessage } from '../../hardening/sanitize.ts';
+import type {
+  EngineClient,
+  EngineCrashInfo,
+  EngineErrorCode,
+  EngineEvent,
+  EngineState,
+  EngineStats,
+  GenerateRequest,
+  ModelInfo,
+} from '../types.ts';
+import { engineProcessEnv } from './blas.ts';
+import { PROTOCOL_VERSION, parseEngineMessage, type EngineMessage, type ParentMessage } from './protocol.ts';
+import { defaultEngineEntry, engineExecArgv, forkSpawner, type EngineProcessHandle, type EngineSpawner } from './spawn.ts';
+
+export interface EngineClientOptions {
+  /** Engine entry file; default: engine-main.ts/.js next to this module. */
+  entry?: string;
+  /** How to start the process; default child_process.fork. The Electron shell passes a utilityProcess spawner. */
+  spawn?: EngineSpawner;
+  /** Base environment for the engine process (OpenBLAS settings are added). Default process.env. */
+  env?: NodeJS.ProcessEnv;
+  /** Give up after this many consecutive crashes (default 4). */
+  maxConsecutiveCrashes?: number;
+  /** Restart backoff (defaults: 250 ms, ×2, capped at 15 s). */
+  backoff?: { initialMs?: number; factor?: number; maxMs?: number };
+  /** Uptime after `ready` that counts as healthy and resets the crash count (default 60 s). */
+  stableAfterMs?: number;
+  /** Max time for the process to load a model (default 10 min: big checkpoints dequantize at load). */
+  loadTimeoutMs?: number;
+  /** After a cancel, how long to wait for the engine's own `done` before ending the stream anyway (default 15 s). */
+  cancelGraceMs?: number;
+  /** How long stats() waits for an answer (default 30 s: a prefill chunk can keep the engine busy). */
+  statsTimeoutMs?: number;
+  /** Sanitized lines from the engine process (its stdout/stderr and supervisor notes). Default: stderr with an `[engine]` prefix. */
+  log?: (line: string) => void;
+}
+
+/** An Error that carries an EngineErrorCode, so callers can map it to an ApiError. */
+export class EngineError extends Error {
+  readonly code: EngineErrorCode;
+  constructor(code: EngineErrorCode, message: string) {
+    super(sanitizeMessage(message));
+    this.name = 'EngineError';
+    this.code = code;
+  }
+}
+
+interface Stream {
+  requestId: string;
+  push(e: EngineEvent): void;
+  /** Set when the caller cancelled; the stream ends at the engine's done or after the grace. */
+  cancelTimer: NodeJS.Timeout | null;
+  ended: boolean;
+}
+
+interface Child {
+  handle: EngineProcessHandle;
+  /** Set when we asked it to go (stop/restart); its exit is then not a crash. */
+  expectedExit: boolean;
+  exited: Promise<void>;
+  markExited: () => void;
+  fatalMessage: string | null;
+  ready: boolean;
+}
+
+export function createEngineClient(options: EngineClientOptions = {}): SupervisedEngineClient {
+  return new SupervisedEngineClient(options);
+}
+
+export class SupervisedEngineClient extends EventEmitter implements EngineClient {
+  private _state: EngineState = 'stopped';
+  private _model: ModelInfo | null = null;
+  private modelDir: string | null = null;
+  private child: Child | null = null;
+  private streams = new Map<string, Stream>();
+  private statsWaiters = new Map<number, { resolve: (s: EngineStats) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  private nextStatsId = 1;
+  private consecutiveCrashes = 0;
+  private restartTimer: NodeJS.Timeout | null = null;
+  private stableTimer: NodeJS.Timeout | null = null;
+  /** Bumped by start()/stop() so stale restarts and loads know they were superseded. */
+  private generation = 0;
+  private pendingStart: { resolve: (m: ModelInfo) => void; reject: (e: Error) => void } | null = null;
+
+  private readonly opts: Required<Omit<EngineClientOptions, 'backoff' | 'env'>> & {
+    backoff: { initialMs: number; factor: number; maxMs: number };
+    env: NodeJS.ProcessEnv;
+  };
+
+  constructor(options: EngineClientOptions) {
+    super();
+    const entry = options.entry ?? defaultEngineEntry();
+    this.opts = {
+      entry,
+      spawn: options.spawn ?? forkSpawner,
+      env: options.env ?? process.env,
+      maxConsecutiveCrashes: Math.max(1, options.maxConsecutiveCrashes ?? 4),
+      backoff: {
+        initialMs: options.backoff?.initialMs ?? 250,
+        factor: options.backoff?.factor ?? 2,
+        maxMs: options.backoff?.maxMs ?? 15_000,
+      },
+      stableAfterMs: options.stableAfterMs ?? 60_000,
+      loadTimeoutMs: options.loadTimeoutMs ?? 600_000,
+      cancelGraceMs: options.cancelGraceMs ?? 15_000,
+      statsTimeoutMs: options.statsTimeoutMs ?? 30_000,
+      log: options.log ?? ((line) => process.stderr.write(`[engine] ${line}\n`)),
+    };
+  }
+
+  get state(): EngineState {
+    return this._state;
+  }
+
+  get model(): ModelInfo | null {
+    return this._model;
+  }
+
+  // ------------------------------------------------------------------ lifecycle
+
+  async start(modelDir: string): Promise<ModelInfo> {
+    if (typeof modelDir !== 'string' || modelDir.length === 0) throw new EngineError('model_load_failed', 'No model folder given');
+    if (this.child || this.restartTimer) await this.stop();
+    const gen = ++this.generation;
+    this.modelDir = modelDir;
+    this.consecutiveCrashes = 0;
+    this._model = null;
+    this.setState('loading');
+    return new Promise<ModelInfo>((resolve, reject) => {
+      this.pendingStart = { resolve, reject };
+      this.launch(gen);
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.generation++;
+    this.clearTimers();
+    const child = this.child;
+    this.child = null;
+    if (this.pendingStart) {
+      this.pendingStart.reject(new EngineError('engine_unavailable', 'The engine was stopped before the model finished loading'));
+      this.pendingStart = null;
+    }
+    if (child) {
+      child.expectedExit = true;
+      child.handle.send({ type: 'shutdown' } satisfies ParentMessage);
+      const killTimer = setTimeout(() => child.handle.kill('SIGKILL'), 5_000);
+      await child.exited;
+      clearTimeout(killTimer);
+    }
+    this.endAllStreams('cancelled');
+    this.rejectStats(new EngineError('engine_unavailable', 'The engine was stopped'));
+    this._model = null;
+    if (this._state !== 'stopped') this.setState('stopped');
+  }
+
+  private launch(gen: number): void {
+    const dir = this.modelDir!;
+    let resolveExit!: () => void;
+    const exited = new Promise<void>((r) => (resolveExit = r));
+    const child: Child = {
+      handle: undefined as unknown as EngineProcessHandle,
+      expectedExit: false,
+      exited,
+      markExited: resolveExit,
+      fatalMessage: null,
+      ready: false,
+    };
+    let loadTimer: NodeJS.Timeout | null = null;
+    try {
+      child.handle = this.opts.spawn(
+        { entry: this.opts.entry, execArgv: engineExecArgv(this.opts.entry), env: engineProcessEnv(this.opts.env) },
+        {
+          onLog: (line) => this.log(line),
+          onMessage: (raw) => {
+            if (this.child !== child) return; // a superseded process
+            const msg = parseEngineMessage(raw);
+            if (!msg) {
+              this.log('supervisor: dropped a malformed message from the engine');
+              return;
+            }
+            this.onEngineMessage(child, msg, gen, () => {
+              if (loadTimer) clearTimeout(loadTimer);
+            });
+          },
+          onExit: (code, signal) => {
+            if (loadTimer) clearTimeout(loadTimer);
+            child.markExited();
+            this.onChildExit(child, code, signal);
+          },
+        },
+      );
+    } catch (err) {
+      child.markExited();
+      this.log(`supervisor: could not start the engine process: ${sanitizeMessage(err)}`);
+      this.child = child;
+      this.onChildExit(child, null, null);
+      return;
+    }
+    this.child = child;
+    child.handle.send({ type: 'load', protocol: PROTOCOL_VERSION, modelDir: dir } satisfies ParentMessage);
+    loadTimer = setTimeout(() => {
+      if (this.child === child && !child.ready) {
+        this.log('supervisor: model load timed out; killing the engine process');
+        child.fatalMessage = 'Model load timed out';
+        child.handle.kill('SIGKILL');
+      }
+    }, this.opts.loadTimeoutMs);
+    loadTimer.unref?.();
+  }
+
+  private onEngineMessage(child: Child, msg: EngineMessage, gen: number, clearLoadTimer: () => void): void {
+    switch (msg.type) {
+      case 'hello':
+        if (msg.protocol !== PROTOCOL_VERSION) this.log(`supervisor: engine speaks protocol ${msg.protocol}, expected ${PROTOCOL_VERSION}`);
+        break;
+      case 'ready': {
+        clearLoadTimer();
+        if (gen !== this.generation) return;
+        child.ready = true;
+        this._model = msg.model;
+        this.setState('ready');
+        this.stableTimer = setTimeout(() => {
+          this.stableTimer = null;
+          this.consecutiveCrashes = 0;
+        }, this.opts.stableAfterMs);
+        this.stableTimer.unref?.();
+        if (this.pendingStart) {
+          this.pendingStart.resolve(msg.model);
+          this.pendingStart = null;
+        }
+        break;
+      }
+      case 'load_failed': {
+        clearLoadTimer();
+        // A clean load error (bad folder, unsupported model) will not fix itself: no retries.
+        const reason = sanitizeMessage(msg.message);
+        child.expectedExit = true;
+        child.handle.send({ type: 'shutdown' } satisfies ParentMessage);
+        setTimeout(() => child.handle.kill('SIGKILL'), 5_000).unref?.();
+        this.child = null;
+        this._model = null;
+        this.setState('failed', `Model load failed: ${reason}`);
+        if (this.pendingStart) {
+          this.pendingStart.reject(new EngineError('model_load_failed', `Model load failed: ${reason}`));
+          this.pendingStart = null;
+        }
+        break;
+      }
+      case 'fatal':
+        child.fatalMessage = sanitizeMessage(msg.message);
+        this.log(`engine reported a fatal error: ${child.fatalMessage}`);
+        break;
+      case 'stats': {
+        const w = this.statsWaiters.get(msg.id);
+        if (w) {
+          clearTimeout(w.timer);
+          this.statsWaiters.delete(msg.id);
+          w.resolve(msg.stats);
+        }
+        break;
+      }
+      case 'event': {
+        const s = this.streams.get(msg.event.requestId);
+        if (!s) return;
+        s.push(msg.event);
+        if (msg.event.type === 'done' && msg.event.finishReason !== 'cancelled') {
+          // A completed generation proves the process healthy.
+          this.consecutiveCrashes = 0;
+        }
+        break;
+      }
+    }
+  }
+
+  private onChildExit(child: Child, code: number | null, signal: string | null): void {
+    if (this.child !== child) return; // stopped / superseded: expected
+    this.child = null;
+    if (child.expectedExit) return;
+    if (this.stableTimer) {
+      clearTimeout(this.stableTimer);
+      this.stableTimer = null;
+    }
+    this.consecutiveCrashes++;
+    const willRestart = this.consecutiveCrashes < this.opts.maxConsecutiveCrashes;
+    const how = signal ? `signal ${signal}` : code === 134 ? 'an abort in native code (exit 134)' : `exit code ${code}`;
+    const reason = child.fatalMessage ? `${child.fatalMessage} (${how})` : `The engine process stopped unexpectedly (${how})`;
+    this.log(`supervisor: engine process exited: ${reason}`);
+    this.endAllStreams('crashed');
+    this.rejectStats(new EngineError('engine_crashed', 'The engine process crashed'));
+    const info: EngineCrashInfo = { exitCode: code, signal, consecutiveCrashes: this.consecutiveCrashes, willRestart };
+    this.emit('crash', info);
+    if (!willRestart) {
+      this.setState('failed', `Gave up after ${this.consecutiveCrashes} consecutive crashes: ${reason}`);
+      if (this.pendingStart) {
+        this.pendingStart.reject(new EngineError(child.ready ? 'engine_crashed' : 'model_load_failed', `The engine failed to start: ${reason}`));
+        this.pendingStart = null;
+      }
+      return;
+    }
+    const { initialMs, factor, maxMs } = this.opts.backoff;
+    const delay = Math.min(maxMs, initialMs * factor ** (this.consecutiveCrashes - 1));
+    // pendingStart (a crash during the first load) stays pending: the restart may still succeed.
+    this.setState('restarting', `${reason}; restarting in ${Math.round(delay)} ms`);
+    const gen = this.generation;
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = null;
+      if (gen !== this.generation) return;
+      this.launch(gen);
+    }, delay);
+  }
+
+  private clearTimers(): void {
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    if (this.stableTimer) clearTimeout(this.stableTimer);
+    this.restartTimer = this.stableTimer = null;
+  }
+
+  private setState(state: EngineState, reason?: string): void {
+    this._state = state;
+    this.emit('state', state, reason === undefined ? undefined : sanitizeMessage(reason));
+  }
+
+  private log(line: string): void {
+    try {
+      this.opts.log(sanitizeMessage(line));
+    } catch {
+      /* a broken logger must not break supervision */
+    }
+  }
+
+  private endAllStreams(why: 'crashed' | 'cancelled'): void {
+    for (const s of [...this.streams.values()]) {
+      if (why === 'crashed') {
+        s.push({ type: 'error', requestId: s.requestId, code: 'engine_crashed', message: 'The engine process crashed; the request was not completed' });
+      } else {
+        s.push(cancelledDone(s.requestId));
+      }
+    }
+  }
+
+  private rejectStats(err: Error): void {
+    for (const [id, w] of this.statsWaiters) {
+      clearTimeout(w.timer);
+      w.reject(err);
+      this.statsWaiters.delete(id);
+    }
+  }
+
+  // ------------------------------------------------------------------ requests
+
+  generate(req: GenerateRequest, signal?: AbortSignal): AsyncIterable<EngineEvent> {
+    return this.stream(req, signal);
+  }
+
+  private async *stream(req: GenerateRequest, signal?: AbortSignal): AsyncGenerator<EngineEvent> {
+    const requestId = typeof req?.requestId === 'string' ? req.requestId : '';
+    if (this._state !== 'ready' || !this.child) {
+      yield {
+        type: 'error',
+        requestId,
+        code: 'engine_unavailable',
+        message: this._state === 'loading' ? 'The model is still loading' : this._state === 'restarting' ? 'The engine is restarting' : 'The engine is not running',
+      };
+      return;
+    }
+    if (this.streams.has(requestId)) {
+      yield { type: 'error', requestId, code: 'invalid_request', message: 'A request with this id is already in flight' };
+      return;
+    }
+    if (signal?.aborted) {
+      yield cancelledDone(requestId, req.promptIds?.length ?? 0);
+      return;
+    }
+
+    const buffer: EngineEvent[] = [];
+    let wake: (() => void) | null = null;
+    const stream: Stream = {
+      requestId,
+      cancelTimer: null,
+      ended: false,
+      push: (e) => {
+        if (stream.ended) return;
+        buffer.push(e);
+        if (e.type === 'done' || e.type === 'error') this.finishStream(stream);
+        wake?.();
+        wake = null;
+      },
+    };
+    this.streams.set(requestId, stream);
+    const child = this.child;
+    const onAbort = (): void => this.cancel(stream, child, req.promptIds?.length ?? 0);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      if (!child.handle.send({ type: 'generate', request: req } satisfies ParentMessage)) {
+        stream.push({ type: 'error', requestId, code: 'engine_unavailable', message: 'The engine process is not reachable' });
+      }
+      for (;;) {
+        while (buffer.length > 0) {
+          const e = buffer.shift()!;
+          yield e;
+          if (e.type === 'done' || e.type === 'error') return;
+        }
+        await new Promise<void>((r) => (wake = r));
+      }
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      if (!stream.ended) {
+        // The consumer stopped reading early: treat it as a cancel so the engine frees up.
+        this.finishStream(stream);
+        if (this.child === child) child.handle.send({ type: 'cancel', requestId } satisfies ParentMessage);
+      }
+    }
+  }
+
+  private cancel(stream: Stream, child: Child, promptTokens: number): void {
+    if (stream.ended || stream.cancelTimer) return;
+    if (this.child === child) child.handle.send({ type: 'cancel', requestId: stream.requestId } satisfies ParentMessage);
+    // Normally the engine answers with its own `done` (cancelled) within one step; if it is stuck
+    // in a long native call, end the stream anyway so the caller is never held hostage.
+    stream.cancelTimer = setTimeout(() => stream.push(cancelledDone(stream.requestId, promptTokens)), this.opts.cancelGraceMs);
+    stream.cancelTimer.unref?.();
+  }
+
+  private finishStream(stream: Stream): void {
+    stream.ended = true;
+    if (stream.cancelTimer) clearTimeout(stream.cancelTimer);
+    if (this.streams.get(stream.requestId) === stream) this.streams.delete(stream.requestId);
+  }
+
+  async stats(): Promise<EngineStats> {
+    const child = this.child;
+    if (!child || this._state !== 'ready') throw new EngineError('engine_unavailable', 'The engine is not running');
+    const id = this.nextStatsId++;
+    return new Promise<EngineStats>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.statsWaiters.delete(id);
+        reject(new EngineError('internal_error', 'The engine did not answer the stats request in time'));
+      }, this.opts.statsTimeoutMs);
+      this.statsWaiters.set(id, { resolve, reject, timer });
+      if (!child.handle.send({ type: 'stats', id } satisfies ParentMessage)) {
+        clearTimeout(timer);
+        this.statsWaiters.delete(id);
+        reject(new EngineError('engine_unavailable', 'The engine process is not reachable'));
+      }
+    });
+  }
+
+  /** The engine process id (tests and diagnostics); undefined when none is running. */
+  get pid(): number | undefined {
+    return this.child?.handle.pid;
+  }
+}
+
+function cancelledDone(requestId: string, promptTokens = 0): EngineEvent {
+  return {
+    type: 'done',
+    requestId,
+    finishReason: 'cancelled',
+    stopReason: 'cancelled',
+    promptTokens,
+    cachedTokens: 0,
+    completionTokens: 0,
+    ttftMs: 0,
+    prefillMs: 0,
+    decodeMs: 0,
+  };
+}

@@ -1,0 +1,201 @@
+// Messages exchanged between the parent (EngineClient) and the engine process. Everything is plain
+// JSON so the same messages work over child_process IPC and Electron's utilityProcess parentPort.
+// Both directions are validated defensively: a malformed message is dropped (and logged by the
+// receiver), never trusted, so a bug on one side cannot crash the other.
+import type {
+  EngineErrorCode,
+  EngineEvent,
+  EngineStats,
+  GenerateRequest,
+  ModelInfo,
+  SamplingParams,
+} from '../types.ts';
+
+/** Bumped when a message shape changes incompatibly; the engine refuses a different version. */
+export const PROTOCOL_VERSION = 1;
+
+// ---------------------------------------------------------------- parent → engine
+
+export type ParentMessage =
+  | { type: 'load'; protocol: number; modelDir: string }
+  | { type: 'generate'; request: GenerateRequest }
+  | { type: 'cancel'; requestId: string }
+  | { type: 'stats'; id: number }
+  | { type: 'shutdown' };
+
+// ---------------------------------------------------------------- engine → parent
+
+export type EngineMessage =
+  /** The engine process is up and listening (sent before any model is loaded). */
+  | { type: 'hello'; protocol: number; pid: number }
+  | { type: 'ready'; model: ModelInfo; loadMs: number }
+  /** Loading the model failed; the message is already sanitized. */
+  | { type: 'load_failed'; message: string }
+  | { type: 'event'; event: EngineEvent }
+  | { type: 'stats'; id: number; stats: EngineStats }
+  /** Unrecoverable error; the engine exits right after sending it. Message is sanitized. */
+  | { type: 'fatal'; message: string };
+
+// ---------------------------------------------------------------- validation helpers
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isStr = (v: unknown, max = 10_000): v is string => typeof v === 'string' && v.length <= max;
+const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+const isInt = (v: unknown, min = 0, max = Number.MAX_SAFE_INTEGER): v is number =>
+  Number.isInteger(v) && (v as number) >= min && (v as number) <= max;
+
+/** Request ids travel in logs and events: keep them short and printable. */
+export const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** Upper bounds that keep one message from exhausting the engine. */
+export const LIMITS = {
+  maxPromptTokens: 1_048_576,
+  maxTokenId: 10_000_000,
+  maxStopStrings: 16,
+  maxStopLength: 512,
+  maxMaxTokens: 1_048_576,
+} as const;
+
+/** Returns the validated sampling params or a reason string. */
+export function validateSampling(v: unknown): SamplingParams | string {
+  if (!isObj(v)) return 'sampling must be an object';
+  const num = (k: string, lo: number, hi: number): string | null => {
+    const x = v[k];
+    if (!isNum(x) || x < lo || x > hi) return `sampling.${k} must be a number in [${lo}, ${hi}]`;
+    return null;
+  };
+  const problems = [
+    num('temperature', 0, 100),
+    num('topP', 0, 1),
+    num('minP', 0, 1),
+    num('repetitionPenalty', 0.01, 100),
+    num('presencePenalty', -100, 100),
+    num('frequencyPenalty', -100, 100),
+  ].filter((p): p is string => p !== null);
+  if (problems.length) return problems[0];
+  if (!isInt(v.topK, 0, LIMITS.maxTokenId)) return 'sampling.topK must be a non-negative integer';
+  if (!isInt(v.maxTokens, 0, LIMITS.maxMaxTokens)) return 'sampling.maxTokens must be a non-negative integer';
+  if (v.seed !== undefined && v.seed !== null && !Number.isSafeInteger(v.seed)) return 'sampling.seed must be an integer';
+  if (!Array.isArray(v.stop) || v.stop.length > LIMITS.maxStopStrings) return `sampling.stop must be an array of at most ${LIMITS.maxStopStrings} strings`;
+  for (const s of v.stop) {
+    if (!isStr(s, LIMITS.maxStopLength) || s.length === 0) return `each stop string must be a non-empty string of at most ${LIMITS.maxStopLength} characters`;
+  }
+  return {
+    temperature: v.temperature as number,
+    topP: v.topP as number,
+    topK: v.topK as number,
+    minP: v.minP as number,
+    repetitionPenalty: v.repetitionPenalty as number,
+    presencePenalty: v.presencePenalty as number,
+    frequencyPenalty: v.frequencyPenalty as number,
+    seed: v.seed === undefined || v.seed === null ? undefined : (v.seed as number),
+    maxTokens: v.maxTokens as number,
+    stop: [...(v.stop as string[])],
+  };
+}
+
+/** Returns the validated request or a reason string (never throws). */
+export function validateGenerateRequest(v: unknown): GenerateRequest | string {
+  if (!isObj(v)) return 'request must be an object';
+  if (!isStr(v.requestId, 128) || !REQUEST_ID_RE.test(v.requestId)) return 'requestId must match [A-Za-z0-9._:-]{1,128}';
+  if (!Array.isArray(v.promptIds) || v.promptIds.length === 0) return 'promptIds must be a non-empty array';
+  if (v.promptIds.length > LIMITS.maxPromptTokens) return 'promptIds is too long';
+  for (const id of v.promptIds) if (!isInt(id, 0, LIMITS.maxTokenId)) return 'promptIds must hold non-negative integer token ids';
+  const sampling = validateSampling(v.sampling);
+  if (typeof sampling === 'string') return sampling;
+  if (v.cachePrompt !== undefined && typeof v.cachePrompt !== 'boolean') return 'cachePrompt must be a boolean';
+  return {
+    requestId: v.requestId,
+    promptIds: v.promptIds as number[],
+    sampling,
+    cachePrompt: v.cachePrompt === undefined ? true : v.cachePrompt,
+  };
+}
+
+/** Parses a message received by the engine process; null when it is not a valid ParentMessage. */
+export function parseParentMessage(v: unknown): ParentMessage | null {
+  if (!isObj(v) || !isStr(v.type, 32)) return null;
+  switch (v.type) {
+    case 'load':
+      return isInt(v.protocol) && isStr(v.modelDir, 4096) && v.modelDir.length > 0
+        ? { type: 'load', protocol: v.protocol, modelDir: v.modelDir }
+        : null;
+    case 'generate': {
+      // Shape errors inside the request are reported per request (see engine-main), so only the
+      // envelope is checked here.
+      return isObj(v.request) ? { type: 'generate', request: v.request as unknown as GenerateRequest } : null;
+    }
+    case 'cancel':
+      return isStr(v.requestId, 128) ? { type: 'cancel', requestId: v.requestId } : null;
+    case 'stats':
+      return isInt(v.id) ? { type: 'stats', id: v.id } : null;
+    case 'shutdown':
+      return { type: 'shutdown' };
+    default:
+      return null;
+  }
+}
+
+const ERROR_CODES: ReadonlySet<EngineErrorCode> = new Set<EngineErrorCode>([
+  'engine_crashed',
+  'engine_unavailable',
+  'model_load_failed',
+  'context_length_exceeded',
+  'invalid_request',
+  'internal_error',
+]);
+const FINISH = new Set(['stop', 'length', 'cancelled']);
+const STOP_REASONS = new Set(['eos', 'stop_string', 'max_tokens', 'cancelled']);
+
+function parseEvent(e: unknown): EngineEvent | null {
+  if (!isObj(e) || !isStr(e.requestId, 128)) return null;
+  switch (e.type) {
+    case 'prefill':
+      return isInt(e.promptTokens) && isInt(e.cachedTokens) && isInt(e.processed) ? (e as unknown as EngineEvent) : null;
+    case 'delta':
+      return isStr(e.text, 1_000_000) && isInt(e.tokens) ? (e as unknown as EngineEvent) : null;
+    case 'done':
+      return FINISH.has(e.finishReason as string) &&
+        STOP_REASONS.has(e.stopReason as string) &&
+        isInt(e.promptTokens) &&
+        isInt(e.cachedTokens) &&
+        isInt(e.completionTokens) &&
+        isNum(e.ttftMs) &&
+        isNum(e.prefillMs) &&
+        isNum(e.decodeMs)
+        ? (e as unknown as EngineEvent)
+        : null;
+    case 'error':
+      return ERROR_CODES.has(e.code as EngineErrorCode) && isStr(e.message) ? (e as unknown as EngineEvent) : null;
+    default:
+      return null;
+  }
+}
+
+/** Parses a message received by the parent; null when it is not a valid EngineMessage. */
+export function parseEngineMessage(v: unknown): EngineMessage | null {
+  if (!isObj(v) || !isStr(v.type, 32)) return null;
+  switch (v.type) {
+    case 'hello':
+      return isInt(v.protocol) && isInt(v.pid) ? { type: 'hello', protocol: v.protocol, pid: v.pid } : null;
+    case 'ready':
+      return isObj(v.model) && isStr(v.model.id) && isNum(v.loadMs)
+        ? { type: 'ready', model: v.model as unknown as ModelInfo, loadMs: v.loadMs }
+        : null;
+    case 'load_failed':
+      return isStr(v.message) ? { type: 'load_failed', message: v.message } : null;
+    case 'event': {
+      const event = parseEvent(v.event);
+      return event ? { type: 'event', event } : null;
+    }
+    case 'stats':
+      return isInt(v.id) && isObj(v.stats) && isNum(v.stats.rssBytes)
+        ? { type: 'stats', id: v.id, stats: v.stats as unknown as EngineStats }
+        : null;
+    case 'fatal':
+      return isStr(v.message) ? { type: 'fatal', message: v.message } : null;
+    default:
+      return null;
+  }
+}
