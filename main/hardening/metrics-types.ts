@@ -32,6 +32,10 @@ export interface MetricsSnapshot {
     server_rss_mb: number;
     engine_rss_mb: number;
     engine_peak_mb: number;
+    /** Additive: MLX counters (0 on the CPU build), pressure level from the memory sampler. */
+    mlx_active_mb?: number;
+    mlx_peak_mb?: number;
+    pressure?: 'normal' | 'soft' | 'hard';
   };
   throughput: { total_requests: number; requests_per_second: number };
   requests: { active: number; queued: number; cancelled: number; errors: number; by_status: Record<string, number> };
@@ -76,4 +80,6 @@ export interface RequestRecord {
   responseCacheHit: boolean;
   cancelled: boolean;
   errorCode: string | null;
+  /** Additive: the `model` the client asked for; bucketed to the loaded model or `other` in labels. */
+  model?: string;
 }
