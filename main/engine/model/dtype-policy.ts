@@ -1,0 +1,99 @@
+// The ONE place that decides which dtype the engine computes in and what happens to half-precision
+// and quantized checkpoint weights.
+//
+// Why a policy: on this CPU build of @frost-beta/mlx 0.0.7 a float16/bfloat16 matmul or attention
+// aborts the whole process (uncatchable), and the native 4-bit quantizedMatmul runs at ~2 GFLOP/s
+// (20-80x slower prefill). So the CPU policy computes in float32 and expands bf16/f16 and 4/8-bit
+// weights at load. A Metal build would plug in a policy that keeps half/quantized weights.
+import { core as mx } from '@frost-beta/mlx';
+
+/** A linear layer's weight as the forward pass uses it. */
+export type LinearWeight =
+  | { kind: 'dense'; weight: mx.array; bias: mx.array | null }
+  | {
+      kind: 'quantized';
+      weight: mx.array;
+      scales: mx.array;
+      biases: mx.array;
+      groupSize: number;
+      bits: number;
+      bias: mx.array | null;
+    };
+
+/** Raw tensors of one checkpoint module (`<name>.weight` and optional quantization parts). */
+export interface RawModuleTensors {
+  weight: mx.array;
+  scales?: mx.array;
+  biases?: mx.array;
+  bias?: mx.array;
+}
+
+export interface DtypePolicy {
+  readonly name: string;
+  readonly computeDtype: mx.Dtype;
+  /** Converts a linear (or embedding-as-linear) module for compute. */
+  prepareLinear(t: RawModuleTensors, quant: { groupSize: number; bits: number } | null): LinearWeight;
+  /** Converts a plain float tensor (norm weights, biases) for compute. */
+  prepareDense(a: mx.array): mx.array;
+  /** Guards compute: throws (instead of letting the native code abort the process). */
+  assertCompute(x: mx.array, what: string): void;
+}
+
+export function dtypeName(d: mx.Dtype): string {
+  return String(d);
+}
+
+export class DtypePolicyError extends Error {
+  override name = 'DtypePolicyError';
+}
+
+/** Dequantizes an mlx-community quantized tensor to float32 (scales/biases upcast first: faster). */
+export function dequantizeToF32(t: RawModuleTensors, quant: { groupSize: number; bits: number }): mx.array {
+  if (!t.scales || !t.biases) throw new DtypePolicyError('quantized tensor without scales/biases');
+  if (t.weight.dtype !== mx.uint32) throw new DtypePolicyError('quantized weight must be uint32-packed');
+  return mx.dequantize(t.weight, t.scales.astype(mx.float32), t.biases.astype(mx.float32), quant.groupSize, quant.bits);
+}
+
+/**
+ * CPU policy: float32 everywhere. `keepQuantized` is the low-RAM mode (packed weights through
+ * quantizedMatmul in float32: ~2x slower decode, very slow prefill); off by default.
+ */
+export function cpuFloat32Policy(opts: { keepQuantized?: boolean } = {}): DtypePolicy {
+  const f32 = mx.float32;
+  return {
+    name: opts.keepQuantized ? 'cpu-f32-qmm' : 'cpu-f32',
+    computeDtype: f32,
+    prepareLinear(t, quant) {
+      const bias = t.bias ? t.bias.astype(f32) : null;
+      if (t.scales) {
+        if (!quant) throw new DtypePolicyError('checkpoint has quantized tensors but config.json has no "quantization"');
+        if (opts.keepQuantized) {
+          return {
+            kind: 'quantized',
+            weight: t.weight,
+            scales: t.scales.astype(f32),
+            biases: (t.biases ?? mx.zerosLike(t.scales)).astype(f32),
+            groupSize: quant.groupSize,
+            bits: quant.bits,
+            bias,
+          };
+        }
+        return { kind: 'dense', weight: dequantizeToF32(t, quant), bias };
+      }
+      return { kind: 'dense', weight: t.weight.dtype === f32 ? t.weight : t.weight.astype(f32), bias };
+    },
+    prepareDense(a) {
+      return a.dtype === f32 ? a : a.astype(f32);
+    },
+    assertCompute(x, what) {
+      if (x.dtype !== f32) {
+        throw new DtypePolicyError(`${what}: refusing ${dtypeName(x.dtype)} compute on the CPU build (only float32 is safe)`);
+      }
+    },
+  };
+}
+
+/** The policy for this build. The CPU build of 0.0.7 has no GPU; a Metal build would branch here. */
+export function defaultDtypePolicy(): DtypePolicy {
+  return cpuFloat32Policy({ keepQuantized: process.env.MLXBAR_KEEP_QUANTIZED === '1' });
+}

@@ -1,0 +1,305 @@
+// Model loading and the token generator: prefix-cache lookup → chunked prefill → one-token decode
+// steps, with cancellation between chunks/steps, EOS/max-token stopping and the memory policy.
+// Text concerns (detokenizing, stop strings) belong to the caller, which may stop early by calling
+// `.return()` on the generator.
+import { core as mx } from '@frost-beta/mlx';
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import path from 'node:path';
+import type { EngineErrorCode, ModelInfo, SamplingParams } from '../types.ts';
+import { createDecoderModel, forward, type DecoderModel } from './base.ts';
+import { parseModelConfig, type ModelConfig } from './config.ts';
+import { defaultDtypePolicy, dtypeName, type DtypePolicy } from './dtype-policy.ts';
+import { KVCache } from './kv-cache.ts';
+import { afterDecodeStep, afterLargeStep } from './memory.ts';
+import type { PrefixCache } from './prefix-cache.ts';
+import { Sampler } from './sampling.ts';
+import { buildModelWeights, weightBytes } from './weights.ts';
+
+/** An error with an engine error code; messages never contain file-system paths. */
+export class ModelError extends Error {
+  override name = 'ModelError';
+  constructor(
+    readonly code: EngineErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface LoadedModel {
+  info: ModelInfo;
+  config: ModelConfig;
+  model: DecoderModel;
+}
+
+export interface LoadOptions {
+  policy?: DtypePolicy;
+  /** Display id; defaults to the folder name. */
+  id?: string;
+}
+
+function readJson(dir: string, name: string, required: boolean): unknown {
+  const p = path.join(dir, name);
+  if (!existsSync(p)) {
+    if (required) throw new ModelError('model_load_failed', `model folder has no ${name}`);
+    return undefined;
+  }
+  try {
+    return JSON.parse(readFileSync(p, 'utf8'));
+  } catch {
+    throw new ModelError('model_load_failed', `${name} is not valid JSON`);
+  }
+}
+
+function idList(v: unknown): number[] {
+  if (typeof v === 'number' && Number.isInteger(v)) return [v];
+  if (Array.isArray(v)) return v.filter((x): x is number => Number.isInteger(x));
+  return [];
+}
+
+/** Stable hash of config + checkpoint layout (safetensors headers and sizes) + compute policy. */
+function fingerprint(dir: string, files: string[], policy: DtypePolicy): string {
+  const h = createHash('sha256');
+  h.update(readFileSync(path.join(dir, 'config.json')));
+  h.update(`policy:${policy.name}`);
+  for (const f of files) {
+    const p = path.join(dir, f);
+    const size = statSync(p).size;
+    h.update(`${f}:${size}`);
+    const fd = openSync(p, 'r');
+    try {
+      const lenBuf = Buffer.alloc(8);
+      readSync(fd, lenBuf, 0, 8, 0);
+      const n = Math.min(Number(lenBuf.readBigUInt64LE(0)), 64 * 1024 * 1024);
+      // The header (names, dtypes, shapes, offsets) plus the first 64 KiB of data.
+      const buf = Buffer.alloc(Math.min(8 + n + 65536, size));
+      readSync(fd, buf, 0, buf.length, 0);
+      h.update(buf);
+    } finally {
+      closeSync(fd);
+    }
+  }
+  return h.digest('hex').slice(0, 32);
+}
+
+/** Loads a Hugging Face / mlx-community model folder. */
+export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<LoadedModel> {
+  const policy = opts.policy ?? defaultDtypePolicy();
+  let config: ModelConfig;
+  try {
+    config = parseModelConfig(readJson(dir, 'config.json', true));
+  } catch (e) {
+    if (e instanceof ModelError) throw e;
+    throw new ModelError('model_load_failed', (e as Error).message);
+  }
+  const gen = readJson(dir, 'generation_config.json', false) as Record<string, unknown> | undefined;
+  const eos = [...new Set([...config.eosTokenIds, ...idList(gen?.eos_token_id)])];
+  let built: Awaited<ReturnType<typeof buildModelWeights>>;
+  try {
+    built = await buildModelWeights(dir, config, policy, afterLargeStep);
+  } catch (e) {
+    throw new ModelError('model_load_failed', (e as Error).message);
+  }
+  const model = createDecoderModel(config, built.weights, policy);
+  const computeBytes = policy.computeDtype.size;
+  const info: ModelInfo = {
+    id: opts.id ?? path.basename(path.resolve(dir)),
+    architecture: config.modelType,
+    numParameters: built.info.numParameters,
+    numLayers: config.numLayers,
+    numKvHeads: config.numKvHeads,
+    headDim: config.headDim,
+    hiddenSize: config.hiddenSize,
+    vocabSize: config.vocabSize,
+    contextLength: config.maxPositionEmbeddings,
+    checkpointDtype: built.info.checkpointDtype,
+    quantization: config.quantization,
+    computeDtype: dtypeName(policy.computeDtype),
+    weightBytes: weightBytes(built.weights),
+    kvBytesPerToken: 2 * config.numLayers * config.numKvHeads * config.headDim * computeBytes,
+    fingerprint: fingerprint(dir, built.info.files, policy),
+    eosTokenIds: eos,
+  };
+  return { info, config, model };
+}
+
+export interface TokenRequest {
+  promptIds: number[];
+  /** `stop` is ignored here (the text layer handles stop strings). */
+  sampling: SamplingParams;
+  /** Whether this prompt's KV may be kept in the prefix cache (default true). */
+  cachePrompt?: boolean;
+  /** Extra end-of-sequence ids (e.g. the tokenizer's), merged with the model's. */
+  eosTokenIds?: number[];
+  /** Prefill chunk size (default 512). */
+  prefillChunk?: number;
+}
+
+export interface PrefillProgress {
+  promptTokens: number;
+  cachedTokens: number;
+  /** Prompt tokens computed so far (excluding cached ones). */
+  processed: number;
+}
+
+export interface GenerationSummary {
+  promptTokens: number;
+  cachedTokens: number;
+  completionTokens: number;
+  /** `consumer` = the caller stopped the generator with .return() (e.g. a stop string). */
+  stopReason: 'eos' | 'max_tokens' | 'cancelled' | 'consumer';
+  ttftMs: number;
+  prefillMs: number;
+  decodeMs: number;
+  /** Whether the KV state was stored in the prefix cache. */
+  cached: boolean;
+}
+
+export interface GenerateHooks {
+  signal?: AbortSignal;
+  onPrefill?: (p: PrefillProgress) => void;
+  /** Always called once at the end (also after .return() or an error, where it is the only report). */
+  onDone?: (s: GenerationSummary) => void;
+}
+
+/**
+ * Generates tokens for `req`. Yields each sampled token (EOS ids are not yielded) and returns a
+ * summary.
+ *
+ * Cancellation: `signal` is checked before every prefill chunk and every decode step (and the
+ * generator yields an event-loop turn after each, so an abort can arrive); a cancelled run returns
+ * with stopReason `cancelled`.
+ *
+ * Prefix caching (when `prefixCache` is given and cachePrompt is not false): after the run, the KV
+ * state of prompt + the generated tokens fed back through the model is stored — but only if the
+ * prompt prefill completed, the signal was not aborted and nothing threw. A consumer `.return()`
+ * (stop string) is a normal end and is cached; a cancelled or failed run never is.
+ */
+export async function* generateTokens(
+  lm: LoadedModel,
+  prefixCache: PrefixCache | null,
+  req: TokenRequest,
+  hooks: GenerateHooks = {},
+): AsyncGenerator<{ token: number }, GenerationSummary, undefined> {
+  const t0 = performance.now();
+  const { config, model, info } = lm;
+  const prompt = req.promptIds;
+  if (!Array.isArray(prompt) || prompt.length === 0) throw new ModelError('invalid_request', 'prompt is empty');
+  for (const t of prompt) {
+    if (!Number.isInteger(t) || t < 0 || t >= config.vocabSize) throw new ModelError('invalid_request', 'prompt has an invalid token id');
+  }
+  if (prompt.length >= info.contextLength) {
+    throw new ModelError(
+      'context_length_exceeded',
+      `prompt has ${prompt.length} tokens; the model's context is ${info.contextLength}`,
+    );
+  }
+  const maxTokens = Math.max(0, Math.min(Math.floor(req.sampling.maxTokens), info.contextLength - prompt.length));
+  const chunkSize = Math.max(1, req.prefillChunk ?? 512);
+  const eos = new Set([...info.eosTokenIds, ...(req.eosTokenIds ?? [])]);
+  const signal = hooks.signal;
+
+  const lookup = prefixCache ? prefixCache.lookup(prompt, config.numLayers) : null;
+  const cache: KVCache = lookup ? lookup.cache : new KVCache(config.numLayers);
+  const cachedTokens = lookup ? lookup.reusedTokens : 0;
+  const fed: number[] = prompt.slice(0, cachedTokens); // tokens whose KV is in `cache`
+
+  const summary: GenerationSummary = {
+    promptTokens: prompt.length,
+    cachedTokens,
+    completionTokens: 0,
+    stopReason: 'consumer',
+    ttftMs: 0,
+    prefillMs: 0,
+    decodeMs: 0,
+    cached: false,
+  };
+  let prefillDone = false;
+  let failed = false;
+  let tDecode = 0;
+
+  try {
+    let pos = cachedTokens;
+    let logits: mx.array | null = null;
+    while (pos < prompt.length) {
+      if (signal?.aborted) {
+        summary.stopReason = 'cancelled';
+        return summary;
+      }
+      const chunk = prompt.slice(pos, pos + chunkSize);
+      logits = forward(model, chunk, cache, true);
+      mx.eval(logits, ...cache.arrays());
+      fed.push(...chunk);
+      pos += chunk.length;
+      hooks.onPrefill?.({ promptTokens: prompt.length, cachedTokens, processed: pos - cachedTokens });
+      if (pos < prompt.length) await afterLargeStep(); // frees the chunk's temporaries, lets aborts in
+    }
+    prefillDone = true;
+    summary.prefillMs = performance.now() - t0;
+    if (signal?.aborted) {
+      summary.stopReason = 'cancelled';
+      return summary;
+    }
+    if (maxTokens === 0) {
+      summary.stopReason = 'max_tokens';
+      return summary;
+    }
+    tDecode = performance.now();
+    const sampler = new Sampler(req.sampling, prompt);
+    let token = sampler.sample(logits!);
+    summary.ttftMs = performance.now() - t0;
+    for (;;) {
+      if (eos.has(token)) {
+        summary.stopReason = 'eos';
+        break;
+      }
+      summary.completionTokens++;
+      yield { token };
+      if (signal?.aborted) {
+        summary.stopReason = 'cancelled';
+        break;
+      }
+      if (summary.completionTokens >= maxTokens) {
+        summary.stopReason = 'max_tokens';
+        break;
+      }
+      const next = forward(model, [token], cache, true);
+      mx.eval(next, ...cache.arrays());
+      fed.push(token);
+      token = sampler.sample(next);
+      await afterDecodeStep();
+      if (signal?.aborted) {
+        summary.stopReason = 'cancelled';
+        break;
+      }
+    }
+    return summary;
+  } catch (e) {
+    failed = true;
+    throw e;
+  } finally {
+    if (tDecode) summary.decodeMs = performance.now() - tDecode;
+    if (summary.stopReason === 'consumer' && signal?.aborted) summary.stopReason = 'cancelled';
+    if (prefixCache && req.cachePrompt !== false && prefillDone && !failed && !signal?.aborted && fed.length > 0) {
+      summary.cached = prefixCache.store(fed, cache);
+    }
+    hooks.onDone?.(summary);
+  }
+}
+
+/** Convenience: runs a generation to completion and returns the tokens and summary. */
+export async function generateAll(
+  lm: LoadedModel,
+  prefixCache: PrefixCache | null,
+  req: TokenRequest,
+  hooks: GenerateHooks = {},
+): Promise<{ tokens: number[]; summary: GenerationSummary }> {
+  const tokens: number[] = [];
+  const it = generateTokens(lm, prefixCache, req, hooks);
+  for (;;) {
+    const r = await it.next();
+    if (r.done) return { tokens, summary: r.value };
+    tokens.push(r.value.token);
+  }
+}

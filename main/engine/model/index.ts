@@ -1,0 +1,14 @@
+// Public surface of the MLX model layer (loaded only inside the engine process).
+export { loadModel, generateTokens, generateAll, ModelError } from './generator.ts';
+export type { LoadedModel, LoadOptions, TokenRequest, PrefillProgress, GenerationSummary, GenerateHooks } from './generator.ts';
+export { PrefixCache, exportEntry, importEntry } from './prefix-cache.ts';
+export type { PrefixCacheEntry, PrefixLookup, PrefixCacheOptions, ExportedPrefixEntry } from './prefix-cache.ts';
+export { KVCache } from './kv-cache.ts';
+export { Sampler, processLogits, applyPenalties } from './sampling.ts';
+export { parseModelConfig, ModelConfigError } from './config.ts';
+export type { ModelConfig } from './config.ts';
+export { supportedModelTypes, UnsupportedArchitectureError } from './registry.ts';
+export { cpuFloat32Policy, defaultDtypePolicy } from './dtype-policy.ts';
+export type { DtypePolicy } from './dtype-policy.ts';
+export { forward } from './base.ts';
+export { getGc, afterDecodeStep, afterLargeStep } from './memory.ts';

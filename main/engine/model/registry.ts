@@ -1,0 +1,27 @@
+// model_type → family. Adding an architecture that fits the shared decoder (base.ts) is adding
+// one small file that exports a FamilySpec and listing it here.
+import type { FamilySpec } from './family.ts';
+import { llama } from './llama.ts';
+import { mistral } from './mistral.ts';
+import { qwen2 } from './qwen2.ts';
+import { qwen3 } from './qwen3.ts';
+
+const FAMILIES: readonly FamilySpec[] = [llama, mistral, qwen2, qwen3];
+
+export class UnsupportedArchitectureError extends Error {
+  override name = 'UnsupportedArchitectureError';
+}
+
+export function supportedModelTypes(): string[] {
+  return FAMILIES.flatMap((f) => f.modelTypes);
+}
+
+export function getFamily(modelType: string): FamilySpec {
+  const f = FAMILIES.find((x) => x.modelTypes.includes(modelType));
+  if (!f) {
+    throw new UnsupportedArchitectureError(
+      `unsupported model_type "${modelType}" (supported: ${supportedModelTypes().join(', ')})`,
+    );
+  }
+  return f;
+}

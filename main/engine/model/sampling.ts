@@ -1,0 +1,129 @@
+// Token sampling on MLX arrays (the logits never leave native memory except for the chosen id).
+// Order follows Hugging Face's generate(): penalties → temperature → top_k → top_p → min_p →
+// sample. Penalties:
+//  - repetition_penalty (HF/CTRL): for every distinct token seen in prompt + output, a positive
+//    logit is divided by the penalty and a negative one multiplied by it;
+//  - presence/frequency (OpenAI): logit -= presence * [count > 0] + frequency * count, counts over
+//    the generated tokens only.
+// Determinism: with a seed the sampler draws from an MLX threefry key chain (key(seed), split per
+// step), which is bit-reproducible across processes; without one the key comes from crypto.
+import { core as mx } from '@frost-beta/mlx';
+import { randomInt } from 'node:crypto';
+import type { SamplingParams } from '../types.ts';
+
+export type SamplingControls = Omit<SamplingParams, 'maxTokens' | 'stop'>;
+
+export interface PenaltyContext {
+  /** Distinct tokens of prompt + output (for repetition_penalty). */
+  seen: ReadonlySet<number>;
+  /** Generated-token counts (for presence/frequency penalties). */
+  counts: ReadonlyMap<number, number>;
+}
+
+function ids(list: number[]): mx.array {
+  return mx.array(list, mx.int32);
+}
+
+/** Applies repetition / presence / frequency penalties to 1-D logits. */
+export function applyPenalties(logits: mx.array, p: SamplingControls, ctx: PenaltyContext): mx.array {
+  let out = logits;
+  if (p.repetitionPenalty !== 1 && ctx.seen.size > 0) {
+    const idx = ids([...ctx.seen]);
+    const cur = mx.take(out, idx, 0);
+    const pen = mx.where(mx.less(cur, 0), mx.multiply(cur, p.repetitionPenalty), mx.divide(cur, p.repetitionPenalty));
+    out = out.at(idx).add(mx.subtract(pen, cur));
+  }
+  if ((p.presencePenalty !== 0 || p.frequencyPenalty !== 0) && ctx.counts.size > 0) {
+    const toks: number[] = [];
+    const delta: number[] = [];
+    for (const [t, c] of ctx.counts) {
+      toks.push(t);
+      delta.push(-(p.presencePenalty + p.frequencyPenalty * c));
+    }
+    out = out.at(ids(toks)).add(mx.array(delta, mx.float32));
+  }
+  return out;
+}
+
+/**
+ * Returns the logits the sampler draws from: penalties, temperature, then top_k / top_p / min_p
+ * filtering (filtered tokens get -inf). 1-D in, 1-D out. For temperature 0 only penalties apply.
+ */
+export function processLogits(logits: mx.array, p: SamplingControls, ctx: PenaltyContext): mx.array {
+  let l = applyPenalties(logits.flatten(), p, ctx);
+  if (p.temperature <= 0) return l;
+  if (p.temperature !== 1) l = mx.divide(l, p.temperature);
+  const V = l.shape[0];
+  const negInf = mx.array(-Infinity, mx.float32);
+  if (p.topK > 0 && p.topK < V) {
+    // topk returns the k largest values (unsorted) in this binding; keep logits >= the smallest.
+    const kth = mx.min(mx.topk(l, p.topK) as unknown as mx.array);
+    l = mx.where(mx.less(l, kth), negInf, l);
+  }
+  if (p.topP > 0 && p.topP < 1) {
+    const probs = mx.softmax(l, -1);
+    const sorted = mx.sort(probs); // ascending
+    const cum = mx.cumsum(sorted);
+    // Smallest probability still inside the top-p nucleus (the token that crosses p is kept).
+    const thr = mx.min(mx.where(mx.greater(cum, 1 - p.topP), sorted, mx.array(Infinity, mx.float32)));
+    l = mx.where(mx.less(probs, thr), negInf, l);
+  }
+  if (p.minP > 0) {
+    // Keep tokens with prob >= min_p * max prob  <=>  logit >= max logit + log(min_p).
+    const thr = mx.add(mx.max(l), Math.log(p.minP));
+    l = mx.where(mx.less(l, thr), negInf, l);
+  }
+  return l;
+}
+
+/** Maps a user seed (any finite number) to an MLX key seed (non-negative safe integer). */
+function keySeed(seed: number): number {
+  const s = Math.trunc(seed);
+  return s >= 0 ? Math.min(s, Number.MAX_SAFE_INTEGER) : Math.min(-s * 2 + 1, Number.MAX_SAFE_INTEGER);
+}
+
+/** Stateful sampler for one generation. */
+export class Sampler {
+  private key: mx.array;
+  private readonly seen: Set<number>;
+  private readonly counts = new Map<number, number>();
+  private readonly needsContext: boolean;
+
+  constructor(
+    private readonly params: SamplingControls,
+    promptIds: readonly number[],
+  ) {
+    this.key = mx.random.key(params.seed === undefined ? randomInt(2 ** 47) : keySeed(params.seed));
+    this.needsContext = params.repetitionPenalty !== 1 || params.presencePenalty !== 0 || params.frequencyPenalty !== 0;
+    this.seen = new Set(params.repetitionPenalty !== 1 ? promptIds : []);
+  }
+
+  /** Chooses the next token from logits [1, V] or [V]; synchronously evaluates. */
+  sample(logits: mx.array): number {
+    const p = this.params;
+    let token: mx.array;
+    if (p.temperature <= 0) {
+      const l = this.needsContext ? applyPenalties(logits.flatten(), p, this.context) : logits.flatten();
+      token = mx.argmax(l);
+    } else {
+      const l = processLogits(logits, p, this.context);
+      const keys = mx.random.split(this.key, 2);
+      this.key = keys.index(0);
+      token = mx.random.categorical(l, -1, undefined, undefined, keys.index(1));
+    }
+    const id = Number(token.item());
+    this.accept(id);
+    return id;
+  }
+
+  /** Records a generated token for the penalties. */
+  accept(id: number): void {
+    if (!this.needsContext) return;
+    if (this.params.repetitionPenalty !== 1) this.seen.add(id);
+    this.counts.set(id, (this.counts.get(id) ?? 0) + 1);
+  }
+
+  get context(): PenaltyContext {
+    return { seen: this.seen, counts: this.counts };
+  }
+}
