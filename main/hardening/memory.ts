@@ -151,8 +151,9 @@ export function watermarkBytes(w: Watermark | undefined, totalRamBytes: number):
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {
+    // Not unref'd: it lives at most `ms`, and an unref'd timer would let a process whose only
+    // pending work is this sample exit with the promise unsettled.
     const t = setTimeout(() => reject(new Error('timeout')), ms);
-    t.unref?.();
     p.then(
       (v) => {
         clearTimeout(t);

@@ -1,0 +1,171 @@
+// Memory sampler pressure levels (with hysteresis) and per-request admission by memory.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createMemorySampler, estimateRequestMemory, admitByMemory, readProcMeminfo, readSystemMemory, watermarkBytes } from '../../main/hardening/memory.ts';
+import type { ModelInfo } from '../../main/engine/types.ts';
+
+const MB = 1024 * 1024;
+const GB = 1024 * MB;
+
+test('reads /proc/meminfo (MemAvailable, not MemFree) and real system memory on Linux', { skip: process.platform !== 'linux' && 'Linux only' }, () => {
+  const parsed = readProcMeminfo('MemTotal:       24683620 kB\nMemFree:          100000 kB\nMemAvailable:   20000000 kB\n');
+  assert.deepEqual(parsed, { totalBytes: 24683620 * 1024, availableBytes: 20000000 * 1024 });
+  assert.equal(readProcMeminfo('garbage'), null);
+  const sys = readSystemMemory();
+  assert.ok(sys.totalBytes > 0);
+  assert.ok(sys.availableBytes !== null && sys.availableBytes > 0 && sys.availableBytes <= sys.totalBytes);
+});
+
+test('watermarks: bytes or % of RAM, the smaller wins', () => {
+  assert.equal(watermarkBytes({ bytes: 2 * GB }, 16 * GB), 2 * GB);
+  assert.equal(watermarkBytes({ percent: 50 }, 16 * GB), 8 * GB);
+  assert.equal(watermarkBytes({ bytes: 10 * GB, percent: 50 }, 16 * GB), 8 * GB);
+  assert.equal(watermarkBytes(undefined, 16 * GB), 0);
+});
+
+test('pressure: soft then hard callbacks, hysteresis on the way down, no flapping at the line', async () => {
+  let rss = 100 * MB;
+  const calls: string[] = [];
+  const s = createMemorySampler({
+    readServerRss: () => rss,
+    readSystem: () => ({ totalBytes: 16 * GB, availableBytes: 12 * GB, kernelLevel: null }),
+    soft: { bytes: 1000 * MB },
+    hard: { bytes: 2000 * MB },
+    onSoft: () => calls.push('soft'),
+    onHard: () => calls.push('hard'),
+    onNormal: () => calls.push('normal'),
+  });
+  await s.sample();
+  assert.equal(s.pressure, 'normal');
+  rss = 1000 * MB;
+  await s.sample();
+  assert.equal(s.pressure, 'soft');
+  rss = 950 * MB; // within 10% below the soft line: stays soft
+  await s.sample();
+  rss = 1001 * MB;
+  await s.sample();
+  assert.equal(s.pressure, 'soft');
+  rss = 2100 * MB;
+  await s.sample();
+  assert.equal(s.pressure, 'hard');
+  rss = 1850 * MB; // 92.5% of hard: still hard
+  await s.sample();
+  assert.equal(s.pressure, 'hard');
+  rss = 1500 * MB;
+  await s.sample();
+  assert.equal(s.pressure, 'soft');
+  rss = 800 * MB;
+  await s.sample();
+  assert.equal(s.pressure, 'normal');
+  assert.deepEqual(calls, ['soft', 'hard', 'soft', 'normal']);
+  const st = s.stats();
+  assert.equal(st.peak_mb, 2100);
+  assert.equal(st.current_mb, 800);
+  assert.equal(st.growth_percent, 700, 'growth relative to the first sample (100 MB)');
+});
+
+test('system pressure from MemAvailable triggers levels; growth baseline waits for the model', async () => {
+  let avail = 8 * GB;
+  let engineRss = 0;
+  const s = createMemorySampler({
+    readServerRss: () => 100 * MB,
+    engineStats: async () => ({
+      rssBytes: engineRss,
+      heapUsedBytes: 0,
+      mlxActiveBytes: 0,
+      mlxPeakBytes: 0,
+      prefixCache: { entries: 0, bytes: 0, budgetBytes: 0, reusedTokens: 0, computedTokens: 0, hits: 0, misses: 0 },
+      blas: 'openblas',
+    }),
+    readSystem: () => ({ totalBytes: 16 * GB, availableBytes: avail, kernelLevel: null }),
+  });
+  await s.sample(); // no model yet: no baseline
+  engineRss = 1000 * MB; // model loaded
+  await s.sample();
+  engineRss = 1100 * MB;
+  await s.sample();
+  assert.equal(s.stats().growth_percent, 9.1); // (1200-1100)/1100
+  avail = 1 * GB; // 93.75% used ≥ 90 → soft
+  await s.sample();
+  assert.equal(s.pressure, 'soft');
+  avail = 0.3 * GB; // 98% used ≥ 97 → hard
+  await s.sample();
+  assert.equal(s.pressure, 'hard');
+  assert.equal(s.stats().system_available_mb, 307.2);
+});
+
+test('an engine that hangs or fails does not stall sampling', async () => {
+  const s = createMemorySampler({
+    readServerRss: () => 50 * MB,
+    engineStats: () => new Promise(() => {}),
+    engineStatsTimeoutMs: 100,
+    readSystem: () => ({ totalBytes: 16 * GB, availableBytes: 8 * GB, kernelLevel: null }),
+  });
+  const t0 = Date.now();
+  const sample = await s.sample();
+  assert.ok(Date.now() - t0 < 1000);
+  assert.equal(sample.engineAvailable, false);
+  assert.equal(sample.engineRssBytes, 0);
+  const s2 = createMemorySampler({ readServerRss: () => 1, engineStats: async () => { throw new Error('engine down'); } });
+  assert.equal((await s2.sample()).engineAvailable, false);
+});
+
+const model: ModelInfo = {
+  id: 'tiny',
+  architecture: 'qwen3',
+  numParameters: 600e6,
+  numLayers: 28,
+  numKvHeads: 8,
+  headDim: 128,
+  hiddenSize: 1024,
+  vocabSize: 151936,
+  contextLength: 40960,
+  checkpointDtype: 'bfloat16',
+  quantization: null,
+  computeDtype: 'float32',
+  weightBytes: 2.4 * GB,
+  kvBytesPerToken: 2 * 28 * 8 * 128 * 4, // 229,376 B
+  fingerprint: 'x',
+  eosTokenIds: [1],
+};
+
+test('estimateRequestMemory: KV grows linearly with tokens, plus activation headroom; NaN fails safe', () => {
+  const a = estimateRequestMemory(model, 1000, 1000);
+  assert.equal(a.kvBytes, 2000 * model.kvBytesPerToken);
+  assert.ok(a.activationBytes > 32 * MB);
+  assert.equal(a.totalBytes, a.kvBytes + a.activationBytes);
+  const b = estimateRequestMemory(model, 2000, 2000);
+  assert.equal(b.kvBytes, 2 * a.kvBytes);
+  assert.equal(estimateRequestMemory({ ...model, kvBytesPerToken: NaN }, 10, 10).totalBytes, Infinity);
+  assert.equal(estimateRequestMemory(model, -1, 10).totalBytes, Infinity);
+});
+
+test('admitByMemory: context over the limit → 400, never fits → 400, not now → 503 + Retry-After, fits → null', () => {
+  const base = { model, footprintBytes: 3 * GB, budgetBytes: 8 * GB, systemAvailableBytes: 10 * GB };
+  assert.equal(admitByMemory({ ...base, promptTokens: 1000, maxTokens: 500 }), null);
+
+  const ctx = admitByMemory({ ...base, promptTokens: 3000, maxTokens: 2000, contextLength: 4096 });
+  assert.equal(ctx?.status, 400);
+  assert.equal(ctx?.code, 'context_length_exceeded');
+  assert.match(ctx!.message, /maximum context length is 4096 tokens.*5000 tokens \(3000 in the messages, 2000 in the completion\)/);
+
+  const never = admitByMemory({ ...base, promptTokens: 30000, maxTokens: 5000, budgetBytes: 4 * GB });
+  assert.equal(never?.status, 400);
+  assert.equal(never?.code, 'context_length_exceeded');
+  assert.match(never!.message, /memory/);
+
+  const busy = admitByMemory({ ...base, promptTokens: 8000, maxTokens: 1000, footprintBytes: 7.5 * GB });
+  assert.equal(busy?.status, 503);
+  assert.equal(busy?.code, 'insufficient_memory');
+  assert.ok((busy?.retryAfter ?? 0) > 0);
+
+  const reserved = admitByMemory({ ...base, promptTokens: 8000, maxTokens: 1000, reservedBytes: 4.5 * GB });
+  assert.equal(reserved?.code, 'insufficient_memory');
+
+  const sysLow = admitByMemory({ ...base, promptTokens: 8000, maxTokens: 1000, systemAvailableBytes: 300 * MB });
+  assert.equal(sysLow?.code, 'insufficient_memory');
+
+  const nan = admitByMemory({ ...base, model: { ...model, kvBytesPerToken: NaN }, promptTokens: 10, maxTokens: 10 });
+  assert.equal(nan?.status, 503, 'an unknown estimate refuses rather than risking an abort');
+  for (const e of [ctx, never, busy, nan]) assert.doesNotMatch(e!.message, /\/home|\/Users|at .*:\d+:\d+/);
+});
