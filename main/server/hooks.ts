@@ -1,0 +1,93 @@
+// The seams through which other parts plug into the HTTP server. Every hook is optional and a
+// no-op by default, so the server runs on its own (headless, tests) and the caches, metrics,
+// degradation and settings code attach without the server importing them.
+import type { FastifyInstance } from 'fastify';
+import type { ApiError } from '../hardening/errors.ts';
+import type { RequestRecord } from '../hardening/metrics-types.ts';
+import type { SamplingParams } from '../engine/types.ts';
+
+// Chat message and tool shapes are shared with the text pipeline (engine-text owns them).
+import type { ChatMessage, ToolCall, ToolCallFormat, ToolDefinition, ToolParserEvent } from '../engine/text/types.ts';
+export type { ChatMessage, ToolDefinition };
+
+/**
+ * The part of engine-text's TextPipeline (main/engine/text/README.md) the server uses. Declared
+ * structurally so the real pipeline is passed as is.
+ */
+export interface ServerTextPipeline {
+  /** Raw completion prompts (HF semantics: adds BOS where the tokenizer does). */
+  encode(text: string, opts?: { addSpecialTokens?: boolean }): number[];
+  /** Chat template (with generation prompt) + tokenize. Throws ChatTemplateError on bad messages. */
+  encodeChat(messages: ChatMessage[], opts?: { tools?: ToolDefinition[] }): { text: string; ids: number[] };
+  readonly toolCallFormat: ToolCallFormat;
+  /** Streaming tool-call parser: content / tool_call / tool_call_arguments events in order. */
+  createToolCallParser(): { push(text: string): ToolParserEvent[]; flush(): ToolParserEvent[] };
+  parseToolCalls(text: string): { content: string | null; toolCalls: ToolCall[] };
+}
+
+/** Key material of a cacheable (deterministic) request; the cache canonicalizes and hashes it. */
+export interface ResponseCacheKey {
+  route: 'chat' | 'completions';
+  modelFingerprint: string;
+  promptIds: number[];
+  sampling: SamplingParams;
+  /** Whether tool calls are parsed out of the text (changes the response shape, not the text). */
+  toolsActive: boolean;
+}
+
+/** A complete, successful generation. Cancelled, failed or errored generations are never passed. */
+export interface CachedGeneration {
+  text: string;
+  finishReason: 'stop' | 'length';
+  stopReason: 'eos' | 'stop_string' | 'max_tokens';
+  promptTokens: number;
+  completionTokens: number;
+}
+
+export interface ResponseCacheHook {
+  /** Resolve null/undefined on a miss. Throwing/rejecting is treated as a miss. */
+  get(key: ResponseCacheKey): CachedGeneration | null | undefined | Promise<CachedGeneration | null | undefined>;
+  /** Called only for finished (stop/length) generations of deterministic requests. Errors are ignored. */
+  set(key: ResponseCacheKey, value: CachedGeneration): void | Promise<void>;
+}
+
+export interface AdmissionInfo {
+  route: 'chat' | 'completions';
+  promptTokens: number;
+  maxTokens: number;
+  queued: number;
+  active: number;
+}
+
+export interface ServerLoad {
+  active: number;
+  queued: number;
+}
+
+export interface ServerHooks {
+  /** One record per API request (streamed, errors and cancelled included); not for /health, metrics or dashboard files. */
+  onRequestRecord?(record: RequestRecord): void;
+  /** Response cache for deterministic requests (temperature 0 or a seed). */
+  responseCache?: ResponseCacheHook;
+  /** Degradation/shedding gate, asked before a request waits for a slot. Return an ApiError (e.g. 503 with retryAfter) to refuse. */
+  admission?(info: AdmissionInfo): ApiError | null;
+  /** Extra fields merged into GET /health (e.g. degradation). */
+  getHealth?(): Record<string, unknown>;
+  /** Called whenever the number of running/queued generations changes. */
+  onLoad?(load: ServerLoad): void;
+  /**
+   * Registers /v1/metrics, /metrics and the live feed on the server's fastify instance. It runs
+   * inside the server, so the Host/Origin/API-key checks apply to those routes too.
+   */
+  metricsRoutes?(app: FastifyInstance): void | Promise<void>;
+}
+
+/** Facts about the served model beyond ModelInfo. */
+export interface ServedModelMeta {
+  /** Other names a client may send in `model` (e.g. the folder name). Never used as paths. */
+  aliases?: string[];
+  /** Random-weight demo model: flagged in /v1/models and /health. */
+  demo?: boolean;
+  /** Unix seconds for /v1/models `created`. */
+  created?: number;
+}

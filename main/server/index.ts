@@ -1,0 +1,467 @@
+// The OpenAI-compatible HTTP server (fastify 5 on an explicitly configured node:http server).
+//
+// Order of the gates for every request, all before the body is read:
+//   shutdown? → Host (DNS rebinding) → Origin (browser CSRF) + CORS/preflight → API key →
+//   Content-Encoding; then the JSON body parser (content type, size, UTF-8, depth, proto keys),
+//   then validation → model name → engine state → prompt tokens vs context → response cache →
+//   admission (degradation) → queue slot → engine.
+// Every response carries x-request-id; every error is an ApiError body.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { ApiError, toApiError } from '../hardening/errors.ts';
+import type { EngineClient, ModelInfo, SamplingParams } from '../engine/types.ts';
+import { resolveServerConfig, isLoopbackHost, type ServerConfig } from './config.ts';
+import type { ResponseCacheKey, ServedModelMeta, ServerHooks, ServerLoad, ServerTextPipeline } from './hooks.ts';
+import { parseJsonBody } from './json-body.ts';
+import { checkContentEncoding, checkHost, checkOrigin, makeApiKeyCheck } from './security.ts';
+import { WorkSlots } from './slots.ts';
+import { newTrack, toRecord, type RequestTrack } from './track.ts';
+import { validateChatRequest, validateCompletionRequest, type ChatRequest, type CompletionRequest } from './validate.ts';
+import { randomId, runGeneration, SHUTDOWN_REASON, type PreparedGeneration } from './generation.ts';
+import { DASHBOARD_SECURITY_HEADERS, readDashboardFile } from './static.ts';
+
+export type { ServerConfig } from './config.ts';
+export { resolveServerConfig, DEFAULT_SERVER_CONFIG } from './config.ts';
+
+export interface ServerDeps {
+  engine: EngineClient;
+  text: ServerTextPipeline;
+  /** The loaded model (engine.model is preferred when set). */
+  modelInfo: ModelInfo;
+  modelMeta?: ServedModelMeta;
+  hooks?: ServerHooks;
+}
+
+export interface MlxBarServer {
+  readonly app: FastifyInstance;
+  readonly config: ServerConfig;
+  listen(): Promise<{ host: string; port: number; url: string }>;
+  /** Stops accepting, lets in-flight work finish for `graceMs`, then cancels it. */
+  close(graceMs?: number): Promise<void>;
+  address(): { host: string; port: number; url: string } | null;
+  readonly load: ServerLoad;
+}
+
+/** API routes and their methods (for 405 + Allow). */
+const ROUTES: Record<string, string[]> = {
+  '/v1/chat/completions': ['POST'],
+  '/v1/completions': ['POST'],
+  '/v1/models': ['GET', 'HEAD'],
+  '/health': ['GET', 'HEAD'],
+};
+
+/** Not traffic: not reported as RequestRecords. */
+function isUnrecorded(path: string): boolean {
+  return (
+    path === '/health' ||
+    path === '/metrics' ||
+    path.startsWith('/v1/metrics') ||
+    path === '/' ||
+    path === '/dashboard' ||
+    path.startsWith('/dashboard/')
+  );
+}
+
+/** Public without an API key: health and the static dashboard files (the data behind it is not). */
+function isPublic(path: string): boolean {
+  return path === '/health' || path === '/' || path === '/dashboard' || path.startsWith('/dashboard/');
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    track: RequestTrack | null;
+  }
+}
+
+function rawPath(req: http.IncomingMessage): string {
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  return q < 0 ? url : url.slice(0, q);
+}
+
+function formatUrlHost(host: string): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+
+export function sendApiError(reply: FastifyReply, err: ApiError): FastifyReply {
+  const track = reply.request.track;
+  if (track) track.errorCode = err.code;
+  if (err.retryAfter !== undefined) {
+    reply.header('retry-after', String(err.retryAfter));
+    reply.header('retry-after-ms', String(err.retryAfter * 1000));
+  }
+  return reply.code(err.status).type('application/json; charset=utf-8').send(err.toJSON());
+}
+
+/** Maps fastify's own errors (parser, limits) onto the taxonomy. */
+function fromFastifyError(err: unknown): ApiError {
+  if (err instanceof ApiError) return err;
+  const code = (err as { code?: string })?.code;
+  const status = (err as { statusCode?: number })?.statusCode;
+  switch (code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new ApiError('body_too_large', 'Request body is too large');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+    case 'FST_ERR_CTP_INVALID_TYPE':
+    case 'FST_ERR_CTP_EMPTY_TYPE':
+      return new ApiError('unsupported_media_type', 'Content-Type must be application/json');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new ApiError('invalid_json', 'Request body is empty; expected a JSON object');
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new ApiError('invalid_request', 'Content-Length does not match the body');
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new ApiError('invalid_json', 'Request body is not valid JSON');
+  }
+  if ((err as { name?: string })?.name === 'AbortError' || code === 'ECONNRESET') {
+    return new ApiError('invalid_request', 'Request aborted');
+  }
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    if (status === 408) return new ApiError('request_timeout', 'Request timed out');
+    return new ApiError('invalid_request', 'Invalid request', { status });
+  }
+  return toApiError(err);
+}
+
+export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConfig> = {}): MlxBarServer {
+  const config = resolveServerConfig(partialConfig);
+  const hooks: ServerHooks = deps.hooks ?? {};
+  const meta: ServedModelMeta = deps.modelMeta ?? {};
+  const startedAt = Date.now();
+  const modelCreated = meta.created ?? Math.floor(startedAt / 1000);
+  const shutdown = new AbortController();
+  let closing = false;
+  let bound: { host: string; port: number; url: string } | null = null;
+
+  const slots = new WorkSlots(config.maxConcurrent, config.maxQueue, config.retryAfterSeconds, (load) => {
+    try {
+      hooks.onLoad?.(load);
+    } catch {
+      // metrics must not break scheduling
+    }
+  });
+  const checkKey = makeApiKeyCheck(config.apiKey);
+  const loopbackOnly = isLoopbackHost(config.host);
+  const selfOrigins = () => {
+    if (!bound) return [];
+    const p = bound.port;
+    return [`http://127.0.0.1:${p}`, `http://localhost:${p}`, `http://[::1]:${p}`, `http://${formatUrlHost(config.host)}:${p}`];
+  };
+
+  const app = Fastify({
+    logger: false,
+    bodyLimit: config.bodyLimitBytes,
+    // Our own 503 (OpenAI-shaped) during shutdown, see onRequest.
+    return503OnClosing: false,
+    forceCloseConnections: 'idle',
+    requestIdHeader: false,
+    genReqId: () => randomId('req_'),
+    serverFactory: (handler) => {
+      const server = http.createServer(
+        {
+          maxHeaderSize: config.maxHeaderSize,
+          headersTimeout: config.headersTimeoutMs,
+          requestTimeout: config.requestTimeoutMs,
+          keepAliveTimeout: config.keepAliveTimeoutMs,
+          requireHostHeader: true,
+          joinDuplicateHeaders: false,
+          insecureHTTPParser: false,
+        },
+        handler,
+      );
+      return server;
+    },
+    clientErrorHandler(err: NodeJS.ErrnoException, socket) {
+      if (err.code === 'ECONNRESET' || socket.destroyed) return;
+      let e: ApiError;
+      if (err.code === 'HPE_HEADER_OVERFLOW') e = new ApiError('headers_too_large', 'Request headers are too large');
+      else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') e = new ApiError('request_timeout', 'Request timed out');
+      else e = new ApiError('invalid_request', 'Malformed HTTP request');
+      const body = JSON.stringify(e.toJSON());
+      if (socket.writable) {
+        socket.write(
+          `HTTP/1.1 ${e.status} ${http.STATUS_CODES[e.status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+            `Content-Length: ${Buffer.byteLength(body)}\r\nx-request-id: ${randomId('req_')}\r\nConnection: close\r\n\r\n${body}`,
+        );
+      }
+      socket.destroy();
+    },
+  });
+
+  app.decorateRequest('track', null);
+
+  // ---------------------------------------------------------------- gates
+  app.addHook('onRequest', async (request, reply) => {
+    const req = request.raw;
+    const path = rawPath(req);
+    reply.header('x-request-id', request.id);
+    const route = request.routeOptions?.url ?? 'unknown';
+    const track = newTrack(request.id, route, !isUnrecorded(path));
+    request.track = track;
+    if (track.record && hooks.onRequestRecord) {
+      const res = reply.raw;
+      res.once('close', () => {
+        try {
+          hooks.onRequestRecord!(toRecord(track, res.statusCode, !res.writableFinished));
+        } catch {
+          // metrics must never break a request
+        }
+      });
+    }
+    if (closing) {
+      reply.header('connection', 'close');
+      return sendApiError(reply, new ApiError('engine_unavailable', 'The server is shutting down', { retryAfter: config.retryAfterSeconds }));
+    }
+    const hostErr = checkHost(req, { loopbackOnly, allowedHosts: config.allowedHosts });
+    if (hostErr) return sendApiError(reply, hostErr);
+    const origin = checkOrigin(req, { allowed: config.allowedOrigins, self: selfOrigins });
+    if (!origin.ok) return sendApiError(reply, origin.error);
+    if (origin.cors) {
+      reply.header('access-control-allow-origin', origin.cors);
+      reply.header('vary', 'Origin');
+      reply.header('access-control-expose-headers', 'x-request-id, retry-after, retry-after-ms');
+    }
+    if (request.method === 'OPTIONS') {
+      // Preflight (or a plain OPTIONS): answered here, no auth, no work.
+      const allow = ROUTES[path]?.join(', ') ?? 'GET, POST';
+      reply.header('allow', `${allow}, OPTIONS`);
+      if (origin.cors) {
+        reply.header('access-control-allow-methods', 'GET, POST, OPTIONS');
+        const wanted = req.headers['access-control-request-headers'];
+        const safe = typeof wanted === 'string' && /^[A-Za-z0-9-]+(\s*,\s*[A-Za-z0-9-]+)*$/.test(wanted) ? wanted : 'authorization, content-type';
+        reply.header('access-control-allow-headers', safe);
+        reply.header('access-control-max-age', '600');
+      }
+      return reply.code(204).send();
+    }
+    if (!isPublic(path)) {
+      const keyErr = checkKey(req);
+      if (keyErr) return sendApiError(reply, keyErr);
+    }
+    const encErr = checkContentEncoding(req);
+    if (encErr) return sendApiError(reply, encErr);
+  });
+
+  // ---------------------------------------------------------------- body parsing
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+    const ct = String(request.headers['content-type'] ?? '');
+    const charset = /charset=([^;\s]+)/i.exec(ct)?.[1]?.toLowerCase().replace(/"/g, '');
+    if (charset && charset !== 'utf-8' && charset !== 'utf8') {
+      return done(new ApiError('unsupported_media_type', 'Only UTF-8 JSON bodies are accepted'), undefined);
+    }
+    try {
+      done(null, parseJsonBody(body as Buffer, config.maxJsonDepth));
+    } catch (err) {
+      done(err as Error, undefined);
+    }
+  });
+
+  app.setErrorHandler((err, _request, reply) => {
+    const apiErr = fromFastifyError(err);
+    if (apiErr.code === 'internal_error') console.error('[server] unexpected error:', err);
+    return sendApiError(reply, apiErr);
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    const path = rawPath(request.raw);
+    const allowed = ROUTES[path];
+    if (allowed) {
+      reply.header('allow', [...allowed, 'OPTIONS'].join(', '));
+      return sendApiError(reply, new ApiError('method_not_allowed', `Method ${request.method.slice(0, 10)} is not allowed on this route`));
+    }
+    return sendApiError(reply, new ApiError('not_found', 'Unknown route'));
+  });
+
+  // ---------------------------------------------------------------- helpers
+  const currentModel = (): ModelInfo => deps.engine.model ?? deps.modelInfo;
+  const modelNames = () => {
+    const m = currentModel();
+    return new Set([m.id, deps.modelInfo.id, ...(meta.aliases ?? [])]);
+  };
+
+  function matchModel(requested: string | null): string {
+    const id = currentModel().id;
+    if (requested === null || requested === '') return id;
+    if (modelNames().has(requested)) return id;
+    // Echo a short, printable version of what was asked for (never used as a path).
+    const shown = requested.replace(/[^\x20-\x7e]/g, '?').slice(0, 64);
+    throw new ApiError('model_not_found', `The model '${shown}' does not exist. Available: ${id}`, { param: 'model' });
+  }
+
+  function requireEngineReady(): void {
+    const state = deps.engine.state;
+    if (state === 'ready') return;
+    const retryAfter = config.retryAfterSeconds;
+    if (state === 'loading') throw new ApiError('model_loading', 'The model is loading; retry shortly', { retryAfter });
+    if (state === 'restarting') throw new ApiError('engine_restarting', 'The engine is restarting; retry shortly', { retryAfter });
+    throw new ApiError('engine_unavailable', 'The engine is not running', { retryAfter: state === 'failed' ? 30 : retryAfter });
+  }
+
+  function encodePrompt(r: ChatRequest | CompletionRequest): number[] {
+    try {
+      if (r.kind === 'chat') return deps.text.encodeChat(r.messages, r.tools ? { tools: r.tools } : {}).ids;
+      return typeof r.prompt === 'string' ? deps.text.encode(r.prompt) : r.prompt;
+    } catch (err) {
+      if (err instanceof ApiError) throw err;
+      // Template errors (e.g. "roles must alternate") are the client's to fix: 400, sanitized.
+      throw new ApiError('invalid_request', `Could not render the prompt: ${(err as Error)?.message ?? 'template error'}`, {
+        param: r.kind === 'chat' ? 'messages' : 'prompt',
+      });
+    }
+  }
+
+  function prepare(r: ChatRequest | CompletionRequest, track: RequestTrack): PreparedGeneration {
+    const modelId = matchModel(r.model);
+    requireEngineReady();
+    const info = currentModel();
+    const promptIds = encodePrompt(r);
+    if (promptIds.length === 0) throw new ApiError('invalid_value', 'The prompt is empty', { param: r.kind === 'chat' ? 'messages' : 'prompt' });
+    track.promptTokens = promptIds.length;
+    const ctx = info.contextLength;
+    if (promptIds.length >= ctx) {
+      throw new ApiError(
+        'context_length_exceeded',
+        `This model's maximum context length is ${ctx} tokens, but the prompt has ${promptIds.length} tokens`,
+        { param: r.kind === 'chat' ? 'messages' : 'prompt' },
+      );
+    }
+    const remaining = ctx - promptIds.length;
+    const maxTokens = Math.min(r.maxTokens ?? config.defaultMaxTokens, remaining);
+    const sampling: SamplingParams = { ...r.sampling, maxTokens };
+    if (sampling.seed === undefined) delete sampling.seed;
+    const toolsActive = r.kind === 'chat' && r.tools !== null && deps.text.toolCallFormat !== 'none';
+    const deterministic = sampling.temperature === 0 || sampling.seed !== undefined;
+    const cacheKey: ResponseCacheKey | null =
+      deterministic && hooks.responseCache
+        ? { route: r.kind, modelFingerprint: info.fingerprint, promptIds, sampling, toolsActive }
+        : null;
+    return {
+      route: r.kind,
+      id: randomId(r.kind === 'chat' ? 'chatcmpl-' : 'cmpl-'),
+      created: Math.floor(Date.now() / 1000),
+      modelId,
+      systemFingerprint: `fp_${info.fingerprint.slice(0, 12)}`,
+      promptIds,
+      sampling,
+      stream: r.stream,
+      includeUsage: r.includeUsage,
+      toolsActive,
+      cacheKey,
+    };
+  }
+
+  const genEnv = {
+    engine: deps.engine,
+    text: deps.text,
+    hooks,
+    slots,
+    keepAliveIntervalMs: config.keepAliveIntervalMs,
+    retryAfterSeconds: config.retryAfterSeconds,
+    shutdownSignal: shutdown.signal,
+  };
+
+  async function handleGeneration(request: FastifyRequest, reply: FastifyReply, kind: 'chat' | 'completions') {
+    const body = request.body as Record<string, unknown> | undefined;
+    if (!body || typeof body !== 'object') throw new ApiError('invalid_json', 'Request body must be a JSON object');
+    const track = request.track!;
+    const r =
+      kind === 'chat'
+        ? validateChatRequest(body, { maxStopLength: config.maxStopLength })
+        : validateCompletionRequest(body, { maxStopLength: config.maxStopLength, vocabSize: currentModel().vocabSize });
+    track.stream = r.stream;
+    const prep = prepare(r, track);
+    await runGeneration(genEnv, prep, reply, track);
+  }
+
+  // ---------------------------------------------------------------- routes
+  app.post('/v1/chat/completions', (request, reply) => handleGeneration(request, reply, 'chat'));
+  app.post('/v1/completions', (request, reply) => handleGeneration(request, reply, 'completions'));
+
+  app.get('/v1/models', async () => {
+    const m = currentModel();
+    return {
+      object: 'list',
+      data: [
+        {
+          id: m.id,
+          object: 'model',
+          created: modelCreated,
+          owned_by: meta.demo ? 'mlx-bar-demo (random weights, output is gibberish)' : 'mlx-bar',
+          ...(meta.demo ? { demo: true } : {}),
+          context_length: m.contextLength,
+          architecture: m.architecture,
+        },
+      ],
+    };
+  });
+
+  app.get('/health', async (_request, reply) => {
+    const state = deps.engine.state;
+    const m = deps.engine.model ?? deps.modelInfo;
+    let extra: Record<string, unknown> = {};
+    try {
+      extra = hooks.getHealth?.() ?? {};
+    } catch {
+      extra = {};
+    }
+    const ok = state === 'ready';
+    if (!ok) reply.code(503).header('retry-after', String(config.retryAfterSeconds));
+    return {
+      status: ok ? 'ok' : state,
+      model: m?.id ?? null,
+      ...(meta.demo ? { demo: true } : {}),
+      uptime_seconds: Math.round((Date.now() - startedAt) / 1000),
+      engine: { state },
+      requests: slots.load,
+      ...extra,
+    };
+  });
+
+  // Dashboard (static vite build). `/` is a convenience redirect for people opening the URL.
+  app.get('/', async (_request, reply) => reply.redirect('/dashboard/', 302));
+  app.get('/dashboard', async (_request, reply) => reply.redirect('/dashboard/', 301));
+  app.get('/dashboard/*', async (request, reply) => {
+    const rest = rawPath(request.raw).slice('/dashboard/'.length);
+    const file = await readDashboardFile(config.dashboardDir, rest);
+    for (const [k, v] of Object.entries(DASHBOARD_SECURITY_HEADERS)) reply.header(k, v);
+    reply.header('cache-control', file.immutable ? 'public, max-age=31536000, immutable' : 'no-cache');
+    return reply.type(file.type).send(file.body);
+  });
+
+  let metricsRegistered: Promise<void> | null = null;
+  const registerMetrics = () => {
+    if (!metricsRegistered) metricsRegistered = Promise.resolve(hooks.metricsRoutes?.(app)).then(() => undefined);
+    return metricsRegistered;
+  };
+
+  return {
+    app,
+    config,
+    get load() {
+      return slots.load;
+    },
+    address: () => bound,
+    async listen() {
+      await registerMetrics();
+      await app.listen({ host: config.host, port: config.port });
+      const addr = app.server.address() as AddressInfo;
+      const host = formatUrlHost(config.host);
+      bound = { host: config.host, port: addr.port, url: `http://${host}:${addr.port}` };
+      return bound;
+    },
+    async close(graceMs = 3000) {
+      if (closing) return;
+      closing = true;
+      const timer = setTimeout(() => shutdown.abort(SHUTDOWN_REASON), graceMs);
+      timer.unref();
+      try {
+        if (!bound) shutdown.abort(SHUTDOWN_REASON);
+        await app.close();
+      } finally {
+        clearTimeout(timer);
+        shutdown.abort(SHUTDOWN_REASON);
+      }
+    },
+  };
+}

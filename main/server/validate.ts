@@ -1,0 +1,302 @@
+// Validates OpenAI request bodies into normalized requests. Every rejection is a 400 ApiError
+// with `param` naming the offending field. Ranges follow the OpenAI API and close the crash
+// classes seen in llama.cpp (#19367, CVE-2026-21869): non-finite or out-of-range numbers never
+// reach the engine. Unknown harmless fields are ignored; fields whose semantics we do not
+// implement (n > 1, logprobs, logit_bias, json response formats) are rejected, never silently dropped.
+import { ApiError } from '../hardening/errors.ts';
+import type { SamplingParams } from '../engine/types.ts';
+import type { ChatMessage, ToolDefinition } from './hooks.ts';
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+const present = (v: unknown) => v !== undefined && v !== null;
+/** Lone surrogates (`"\ud800"` in JSON) become U+FFFD so the tokenizer never sees invalid UTF-16. */
+const wellFormed = (s: string): string => (s as unknown as { toWellFormed(): string }).toWellFormed();
+
+export type ToolChoice = 'none' | 'auto' | 'required' | { name: string };
+
+interface CommonRequest {
+  /** As sent (validated as a short string); matched against the loaded model's names. */
+  model: string | null;
+  stream: boolean;
+  includeUsage: boolean;
+  /** Sampling without maxTokens (decided after counting prompt tokens). */
+  sampling: Omit<SamplingParams, 'maxTokens'>;
+  /** Requested cap, null when the client set none. */
+  maxTokens: number | null;
+}
+
+export interface ChatRequest extends CommonRequest {
+  kind: 'chat';
+  messages: ChatMessage[];
+  /** Tools to render into the prompt (null when none or tool_choice is none). */
+  tools: ToolDefinition[] | null;
+  toolChoice: ToolChoice;
+}
+
+export interface CompletionRequest extends CommonRequest {
+  kind: 'completions';
+  prompt: string | number[];
+}
+
+const bad = (param: string, message: string) => new ApiError('invalid_value', message, { param });
+
+function num(body: Obj, key: string, min: number, max: number, opts: { minExclusive?: boolean; int?: boolean } = {}): number | undefined {
+  const v = body[key];
+  if (!present(v)) return undefined;
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw bad(key, `'${key}' must be a finite number`);
+  if (opts.int && !Number.isInteger(v)) throw bad(key, `'${key}' must be an integer`);
+  if (v < min || v > max || (opts.minExclusive && v === min)) {
+    throw bad(key, `'${key}' must be ${opts.minExclusive ? '>' : '>='} ${min} and <= ${max}`);
+  }
+  return v;
+}
+
+function bool(body: Obj, key: string): boolean | undefined {
+  const v = body[key];
+  if (!present(v)) return undefined;
+  if (typeof v !== 'boolean') throw bad(key, `'${key}' must be a boolean`);
+  return v;
+}
+
+function parseMaxTokens(body: Obj): number | null {
+  const read = (key: string) => {
+    const v = body[key];
+    if (!present(v)) return undefined;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw bad(key, `'${key}' must be a positive integer`);
+    return v;
+  };
+  const a = read('max_completion_tokens');
+  const b = read('max_tokens');
+  if (a !== undefined && b !== undefined && a !== b) {
+    throw bad('max_tokens', "'max_tokens' and 'max_completion_tokens' disagree; send one of them");
+  }
+  return a ?? b ?? null;
+}
+
+function parseStop(body: Obj, maxLen: number): string[] {
+  const v = body.stop;
+  if (!present(v)) return [];
+  const list = typeof v === 'string' ? [v] : v;
+  if (!Array.isArray(list)) throw bad('stop', "'stop' must be a string or an array of strings");
+  if (list.length > 4) throw bad('stop', "'stop' accepts at most 4 sequences");
+  for (const s of list) {
+    if (typeof s !== 'string' || s.length === 0) throw bad('stop', "'stop' entries must be non-empty strings");
+    if (s.length > maxLen) throw bad('stop', `'stop' entries must be at most ${maxLen} characters`);
+  }
+  return (list as string[]).map((s) => wellFormed(s));
+}
+
+function parseCommon(body: Obj, maxStopLength: number): CommonRequest {
+  let model: string | null = null;
+  if (present(body.model)) {
+    if (typeof body.model !== 'string') throw bad('model', "'model' must be a string");
+    model = body.model;
+  }
+  const stream = bool(body, 'stream') ?? false;
+  let includeUsage = false;
+  if (present(body.stream_options)) {
+    if (!stream) throw bad('stream_options', "'stream_options' is only allowed when 'stream' is true");
+    if (!isObj(body.stream_options)) throw bad('stream_options', "'stream_options' must be an object");
+    const iu = (body.stream_options as Obj).include_usage;
+    if (present(iu) && typeof iu !== 'boolean') throw bad('stream_options.include_usage', "'include_usage' must be a boolean");
+    includeUsage = iu === true;
+  }
+  if (present(body.n) && body.n !== 1) {
+    if (typeof body.n !== 'number' || !Number.isInteger(body.n) || body.n < 1) throw bad('n', "'n' must be a positive integer");
+    throw new ApiError('unsupported_parameter', "'n' > 1 is not supported: one choice per request", { param: 'n' });
+  }
+  if (body.logprobs === true || (typeof body.logprobs === 'number' && body.logprobs !== 0)) {
+    throw new ApiError('unsupported_parameter', "'logprobs' is not supported by this server", { param: 'logprobs' });
+  }
+  if (present(body.logprobs) && typeof body.logprobs !== 'boolean' && typeof body.logprobs !== 'number') {
+    throw bad('logprobs', "'logprobs' must be a boolean");
+  }
+  if (present(body.top_logprobs) && body.top_logprobs !== 0) {
+    throw new ApiError('unsupported_parameter', "'top_logprobs' is not supported by this server", { param: 'top_logprobs' });
+  }
+  if (present(body.logit_bias)) {
+    if (!isObj(body.logit_bias)) throw bad('logit_bias', "'logit_bias' must be an object");
+    if (Object.keys(body.logit_bias).length > 0) {
+      throw new ApiError('unsupported_parameter', "'logit_bias' is not supported by this server", { param: 'logit_bias' });
+    }
+  }
+  if (present(body.response_format)) {
+    const rf = body.response_format;
+    if (!isObj(rf) || typeof rf.type !== 'string') throw bad('response_format', "'response_format' must be an object with a 'type'");
+    if (rf.type === 'json_object' || rf.type === 'json_schema') {
+      throw new ApiError(
+        'unsupported_parameter',
+        `response_format '${rf.type}' is not supported: this server cannot constrain output to JSON`,
+        { param: 'response_format' },
+      );
+    }
+    if (rf.type !== 'text') throw bad('response_format', "'response_format.type' must be 'text', 'json_object' or 'json_schema'");
+  }
+  const temperature = num(body, 'temperature', 0, 2) ?? 1;
+  const topP = num(body, 'top_p', 0, 1, { minExclusive: true }) ?? 1;
+  const topK = num(body, 'top_k', 0, 1_000_000, { int: true }) ?? 0;
+  const minP = num(body, 'min_p', 0, 1) ?? 0;
+  const presencePenalty = num(body, 'presence_penalty', -2, 2) ?? 0;
+  const frequencyPenalty = num(body, 'frequency_penalty', -2, 2) ?? 0;
+  const repetitionPenalty = num(body, 'repetition_penalty', 0, 10, { minExclusive: true }) ?? 1;
+  let seed: number | undefined;
+  if (present(body.seed)) {
+    if (typeof body.seed !== 'number' || !Number.isSafeInteger(body.seed)) throw bad('seed', "'seed' must be an integer");
+    seed = body.seed;
+  }
+  const stop = parseStop(body, maxStopLength);
+  const maxTokens = parseMaxTokens(body);
+  return {
+    model,
+    stream,
+    includeUsage,
+    maxTokens,
+    sampling: { temperature, topP, topK, minP, repetitionPenalty, presencePenalty, frequencyPenalty, seed, stop },
+  };
+}
+
+const ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool']);
+const TOOL_NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+
+function parseContent(v: unknown, param: string, nullable: boolean): string | null {
+  if (v === null || v === undefined) {
+    if (nullable) return null;
+    throw bad(param, `'${param}' is required`);
+  }
+  if (typeof v === 'string') return wellFormed(v);
+  if (Array.isArray(v)) {
+    let out = '';
+    for (let i = 0; i < v.length; i++) {
+      const part = v[i];
+      if (!isObj(part) || typeof part.type !== 'string') throw bad(`${param}[${i}]`, 'content parts must be objects with a type');
+      if (part.type !== 'text') {
+        throw new ApiError('unsupported_parameter', `content part type '${String(part.type).slice(0, 32)}' is not supported (text only)`, {
+          param: `${param}[${i}].type`,
+        });
+      }
+      if (typeof part.text !== 'string') throw bad(`${param}[${i}].text`, "text parts need a string 'text'");
+      out += part.text;
+    }
+    return wellFormed(out);
+  }
+  throw bad(param, `'${param}' must be a string or an array of text parts`);
+}
+
+function parseMessages(v: unknown): ChatMessage[] {
+  if (!Array.isArray(v)) throw bad('messages', "'messages' must be an array of message objects");
+  if (v.length === 0) throw bad('messages', "'messages' must contain at least one message");
+  return v.map((m, i) => {
+    const p = `messages[${i}]`;
+    if (!isObj(m)) throw bad('messages', `${p} must be an object`);
+    if (typeof m.role !== 'string') throw bad('messages', `${p}.role must be a string`);
+    if (!ROLES.has(m.role)) throw bad('messages', `${p}.role must be one of system, developer, user, assistant, tool`);
+    const role = m.role as ChatMessage['role'];
+    const msg: ChatMessage = { role, content: null };
+    if (role === 'assistant' && present(m.tool_calls)) {
+      if (!Array.isArray(m.tool_calls)) throw bad('messages', `${p}.tool_calls must be an array`);
+      msg.tool_calls = m.tool_calls.map((tc, j) => {
+        const tp = `${p}.tool_calls[${j}]`;
+        if (!isObj(tc) || !isObj(tc.function) || typeof tc.function.name !== 'string') {
+          throw bad('messages', `${tp} must be {id, type: 'function', function: {name, arguments}}`);
+        }
+        const args = tc.function.arguments;
+        if (present(args) && typeof args !== 'string') throw bad('messages', `${tp}.function.arguments must be a JSON string`);
+        return {
+          id: typeof tc.id === 'string' ? tc.id : `call_${i}_${j}`,
+          type: 'function' as const,
+          function: { name: tc.function.name, arguments: (args as string | undefined) ?? '{}' },
+        };
+      });
+    }
+    try {
+      msg.content = parseContent(m.content, `${p}.content`, role === 'assistant');
+    } catch (err) {
+      // The llama.cpp matrix expects param "messages" for any malformed message.
+      if (err instanceof ApiError && err.code === 'invalid_value') throw bad('messages', err.message);
+      throw err;
+    }
+    if (present(m.name)) {
+      if (typeof m.name !== 'string') throw bad('messages', `${p}.name must be a string`);
+      msg.name = m.name;
+    }
+    if (role === 'tool' && present(m.tool_call_id)) {
+      if (typeof m.tool_call_id !== 'string') throw bad('messages', `${p}.tool_call_id must be a string`);
+      msg.tool_call_id = m.tool_call_id;
+    }
+    return msg;
+  });
+}
+
+function parseTools(body: Obj): { tools: ToolDefinition[] | null; toolChoice: ToolChoice } {
+  let tools: ToolDefinition[] | null = null;
+  if (present(body.tools)) {
+    if (!Array.isArray(body.tools)) throw bad('tools', "'tools' must be an array");
+    if (body.tools.length > 128) throw bad('tools', "'tools' accepts at most 128 tools");
+    const names = new Set<string>();
+    tools = body.tools.map((t, i) => {
+      const p = `tools[${i}]`;
+      if (!isObj(t) || t.type !== 'function' || !isObj(t.function)) throw bad(p, `${p} must be {type: 'function', function: {...}}`);
+      const f = t.function;
+      if (typeof f.name !== 'string' || !TOOL_NAME_RE.test(f.name)) {
+        throw bad(`${p}.function.name`, 'tool names must be 1-64 characters of a-z, A-Z, 0-9, _ . -');
+      }
+      if (names.has(f.name)) throw bad(`${p}.function.name`, `duplicate tool name '${f.name}'`);
+      names.add(f.name);
+      if (present(f.description) && typeof f.description !== 'string') throw bad(`${p}.function.description`, 'must be a string');
+      if (present(f.parameters) && !isObj(f.parameters)) throw bad(`${p}.function.parameters`, 'must be a JSON Schema object');
+      const def: ToolDefinition = { type: 'function', function: { name: f.name } };
+      if (typeof f.description === 'string') def.function.description = f.description;
+      if (isObj(f.parameters)) def.function.parameters = f.parameters;
+      return def;
+    });
+    if (tools.length === 0) tools = null;
+  }
+  let toolChoice: ToolChoice = 'auto';
+  const tc = body.tool_choice;
+  if (present(tc)) {
+    if (tc === 'none' || tc === 'auto' || tc === 'required') toolChoice = tc;
+    else if (isObj(tc) && tc.type === 'function' && isObj(tc.function) && typeof tc.function.name === 'string') {
+      toolChoice = { name: tc.function.name };
+    } else {
+      throw bad('tool_choice', "'tool_choice' must be 'none', 'auto', 'required' or {type: 'function', function: {name}}");
+    }
+    if (toolChoice !== 'none' && toolChoice !== 'auto' && !tools) {
+      throw bad('tool_choice', "'tool_choice' requires 'tools'");
+    }
+    if (typeof toolChoice === 'object') {
+      const name = toolChoice.name;
+      const found = tools?.find((t) => t.function.name === name);
+      if (!found) throw bad('tool_choice', `'tool_choice' names a function that is not in 'tools'`);
+      // Best effort: only the chosen tool is offered to the model (not enforced by decoding).
+      tools = [found];
+    }
+  }
+  if (toolChoice === 'none') tools = null;
+  return { tools, toolChoice };
+}
+
+export function validateChatRequest(body: Obj, opts: { maxStopLength: number }): ChatRequest {
+  const messages = parseMessages(body.messages);
+  const common = parseCommon(body, opts.maxStopLength);
+  const { tools, toolChoice } = parseTools(body);
+  return { kind: 'chat', ...common, messages, tools, toolChoice };
+}
+
+export function validateCompletionRequest(body: Obj, opts: { maxStopLength: number; vocabSize: number }): CompletionRequest {
+  let prompt: string | number[];
+  const p = body.prompt;
+  if (typeof p === 'string') prompt = wellFormed(p);
+  else if (Array.isArray(p) && p.length > 0 && p.every((x) => typeof x === 'number')) {
+    if (!p.every((x) => Number.isInteger(x) && x >= 0 && x < opts.vocabSize)) throw bad('prompt', 'token ids must be integers within the vocabulary');
+    prompt = p as number[];
+  } else if (Array.isArray(p) && p.length === 1 && typeof p[0] === 'string') prompt = wellFormed(p[0] as string);
+  else if (Array.isArray(p) && p.length > 1) {
+    throw new ApiError('unsupported_parameter', 'only one prompt per request is supported', { param: 'prompt' });
+  } else throw bad('prompt', "'prompt' must be a string (or an array of token ids)");
+  if (body.echo === true) throw new ApiError('unsupported_parameter', "'echo' is not supported", { param: 'echo' });
+  if (present(body.suffix)) throw new ApiError('unsupported_parameter', "'suffix' is not supported", { param: 'suffix' });
+  if (present(body.best_of) && body.best_of !== 1) throw new ApiError('unsupported_parameter', "'best_of' > 1 is not supported", { param: 'best_of' });
+  const common = parseCommon(body, opts.maxStopLength);
+  return { kind: 'completions', ...common, prompt };
+}
