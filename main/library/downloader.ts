@@ -33,6 +33,7 @@ import {
 } from './hub-client.ts';
 import { modelDirName, modelIdOf, parseRepoSpec, safeJoin, type RepoSpec } from './validate.ts';
 import { MANIFEST_FILE, modelsDirOf, INCOMING_DIR } from './paths.ts';
+import { formatBytes } from './format.ts';
 
 export interface PullOptions extends HubOptions {
   dataDir: string;
@@ -634,16 +635,4 @@ function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
     }
     signal.addEventListener('abort', done, { once: true });
   });
-}
-
-export function formatBytes(n: number): string {
-  if (!Number.isFinite(n)) return '?';
-  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1000 && i < units.length - 1) {
-    v /= 1000;
-    i++;
-  }
-  return `${v < 10 && i > 0 ? v.toFixed(2) : v < 100 && i > 0 ? v.toFixed(1) : Math.round(v)} ${units[i]}`;
 }

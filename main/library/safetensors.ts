@@ -1,0 +1,113 @@
+// Reads only the header of a .safetensors file (8-byte little-endian length + JSON), bounded and
+// validated against the real file size, to estimate parameter counts without loading weights.
+// Model files are untrusted input (Ollama CVE-2026-7482 was an out-of-bounds read in a model
+// loader), so every length and offset is checked before use.
+import fsp from 'node:fs/promises';
+
+export const MAX_HEADER_BYTES = 32 * 1024 * 1024;
+
+const DTYPE_BYTES: Record<string, number> = {
+  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U64: 8, U32: 4, U16: 2, U8: 1, BOOL: 1,
+  F8_E4M3: 1, F8_E5M2: 1,
+};
+
+export interface TensorHeader {
+  dtype: string;
+  shape: number[];
+  /** Byte length of the data (validated against the file). */
+  bytes: number;
+}
+
+export class SafetensorsError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SafetensorsError';
+  }
+}
+
+export async function readSafetensorsHeader(file: string): Promise<Map<string, TensorHeader>> {
+  const fh = await fsp.open(file, 'r');
+  try {
+    const { size } = await fh.stat();
+    if (size < 8) throw new SafetensorsError('file too small for a safetensors header');
+    const lenBuf = Buffer.alloc(8);
+    await fh.read(lenBuf, 0, 8, 0);
+    const n = lenBuf.readBigUInt64LE(0);
+    if (n < 2n || n > BigInt(Math.min(MAX_HEADER_BYTES, size - 8))) throw new SafetensorsError('invalid header length');
+    const len = Number(n);
+    const buf = Buffer.alloc(len);
+    const { bytesRead } = await fh.read(buf, 0, len, 8);
+    if (bytesRead !== len) throw new SafetensorsError('truncated header');
+    let json: unknown;
+    try {
+      json = JSON.parse(buf.toString('utf8'));
+    } catch {
+      throw new SafetensorsError('header is not valid JSON');
+    }
+    if (!json || typeof json !== 'object' || Array.isArray(json)) throw new SafetensorsError('header is not an object');
+    const dataLen = size - 8 - len;
+    const out = new Map<string, TensorHeader>();
+    for (const [name, v] of Object.entries(json as Record<string, unknown>)) {
+      if (name === '__metadata__') continue;
+      const t = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+      if (typeof t?.dtype !== 'string' || !Array.isArray(t.shape) || !Array.isArray(t.data_offsets) || t.data_offsets.length !== 2) {
+        throw new SafetensorsError('malformed tensor entry');
+      }
+      const shape = t.shape as unknown[];
+      if (shape.length > 8 || !shape.every((d) => Number.isSafeInteger(d) && (d as number) >= 0)) {
+        throw new SafetensorsError('malformed tensor shape');
+      }
+      const [b, e] = t.data_offsets as unknown[];
+      if (!Number.isSafeInteger(b) || !Number.isSafeInteger(e) || (b as number) < 0 || (e as number) < (b as number) || (e as number) > dataLen) {
+        throw new SafetensorsError('tensor data outside the file');
+      }
+      const bytes = (e as number) - (b as number);
+      const per = DTYPE_BYTES[t.dtype];
+      const numel = (shape as number[]).reduce((a, d) => a * d, 1);
+      if (per !== undefined && numel * per !== bytes) throw new SafetensorsError('tensor size does not match its shape');
+      out.set(name, { dtype: t.dtype, shape: shape as number[], bytes });
+    }
+    return out;
+  } finally {
+    await fh.close();
+  }
+}
+
+export interface WeightStats {
+  /** Logical parameter count (quantized weights counted unpacked; scales/biases excluded). */
+  parameters: number;
+  /** Most common floating dtype among stored tensors (F32/F16/BF16), or null. */
+  floatDtype: string | null;
+  /** Whether packed-quantized weights (`.scales` companions) were seen. */
+  quantized: boolean;
+}
+
+/**
+ * Counts parameters over all tensors. An MLX-quantized linear stores `W` packed in uint32 plus
+ * `scales`/`biases` per group: its logical size is rows × (groups × group_size).
+ */
+export function weightStats(tensors: Map<string, TensorHeader>, groupSize: number | null): WeightStats {
+  let params = 0;
+  let quantized = false;
+  const floatCounts = new Map<string, number>();
+  for (const [name, t] of tensors) {
+    const numel = t.shape.reduce((a, d) => a * d, 1);
+    if (t.dtype === 'F32' || t.dtype === 'F16' || t.dtype === 'BF16') {
+      floatCounts.set(t.dtype, (floatCounts.get(t.dtype) ?? 0) + numel);
+    }
+    const prefix = name.replace(/\.(weight|scales|biases)$/, '');
+    const scales = tensors.get(`${prefix}.scales`);
+    if (scales && (name.endsWith('.scales') || name.endsWith('.biases'))) continue; // quantization metadata
+    if (scales && name.endsWith('.weight') && groupSize) {
+      quantized = true;
+      const groups = scales.shape.reduce((a, d) => a * d, 1);
+      params += groups * groupSize;
+      continue;
+    }
+    params += numel;
+  }
+  let floatDtype: string | null = null;
+  let best = -1;
+  for (const [d, c] of floatCounts) if (c > best) (best = c), (floatDtype = d);
+  return { parameters: params, floatDtype, quantized };
+}
