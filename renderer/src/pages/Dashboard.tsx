@@ -1,0 +1,191 @@
+import type { MetricsSnapshot } from '../../../main/hardening/metrics-types.ts';
+import type { AppState } from '../../../preload/api.ts';
+import type { Sample } from '../api/history.ts';
+import { Panel, Stat } from '../components/Card.tsx';
+import { SeriesChart } from '../components/SeriesChart.tsx';
+import { duration, mb, ms, num, pct, secs, since, STATE_LABELS, stateTone } from '../format.ts';
+import type { Palette } from '../theme.ts';
+
+export function DegradationBadge({ snap }: { snap: MetricsSnapshot | null }) {
+  if (!snap) return <span className="badge tone-idle" data-testid="degradation-badge" data-state="unknown">Waiting for server</span>;
+  const d = snap.degradation;
+  return (
+    <span className={`badge tone-${stateTone(d.state)}`} data-testid="degradation-badge" data-state={d.state}>
+      <span className="dot" aria-hidden="true" />
+      {STATE_LABELS[d.state] ?? d.state}
+    </span>
+  );
+}
+
+function plural(n: number, word: string): string {
+  return `${num(n)} ${word}${n === 1 ? '' : 's'}`;
+}
+
+function sumValues(r: Record<string, number> | undefined): number {
+  return r ? Object.values(r).reduce((a, b) => a + (Number.isFinite(b) ? b : 0), 0) : 0;
+}
+
+export function Dashboard(props: { snap: MetricsSnapshot | null; history: Sample[]; palette: Palette; app: AppState | null }) {
+  const { snap, history, palette } = props;
+  const count = snap?.latency.count ?? 0;
+  const noRequests = count === 0;
+  const corruptions = sumValues(snap?.cache_corruptions);
+  const d = snap?.degradation;
+  const hasHits = (snap?.cache.cache_hits ?? 0) + (snap?.cache.cache_misses ?? 0) > 0;
+  const promptTotal = (snap?.prompt_cache.reused_tokens ?? 0) + (snap?.prompt_cache.computed_tokens ?? 0);
+
+  return (
+    <main className="dashboard" data-testid="dashboard">
+      {d && d.state !== 'normal' ? (
+        <div className={`banner tone-${stateTone(d.state)}`} role="status" data-testid="degradation-banner">
+          <strong>{STATE_LABELS[d.state] ?? d.state}.</strong> {d.reason ?? ''}{' '}
+          <span className="muted">Since {since(d.since)}.</span>
+        </div>
+      ) : null}
+
+      <div className="stats">
+        <Stat
+          testId="stat-cache-hit"
+          label="Response cache hit rate"
+          value={hasHits ? pct(snap?.cache.hit_rate) : '—'}
+          sub={snap ? `${num(snap.cache.cache_hits)} hits · ${num(snap.cache.cache_misses)} misses` : undefined}
+        />
+        <Stat
+          testId="stat-prompt-reuse"
+          label="Prompt-cache token reuse"
+          value={promptTotal > 0 ? pct(snap?.prompt_cache.hit_rate) : '—'}
+          sub={snap ? `${num(snap.prompt_cache.reused_tokens)} of ${num(promptTotal)} tokens reused` : undefined}
+        />
+        <Stat
+          testId="stat-tps"
+          label="Tokens / s"
+          value={snap ? num(snap.tokens_per_second, 1) : '—'}
+          sub={snap ? `${num(snap.tokens.completion_total)} generated · ${num(snap.tokens.prompt_total)} prompt` : undefined}
+        />
+        <Stat
+          testId="stat-rps"
+          label="Requests / s"
+          value={snap ? num(snap.throughput.requests_per_second, 2) : '—'}
+          sub={snap ? `${num(snap.throughput.total_requests)} total · ${num(snap.requests.active)} active · ${num(snap.requests.queued)} queued` : undefined}
+        />
+        <Stat
+          testId="stat-latency"
+          label="Latency P50 / P95 / P99"
+          value={noRequests ? '—' : `${secs(snap?.latency.p50)}`}
+          sub={noRequests ? 'no requests yet' : <span className="num">{`${secs(snap?.latency.p95)} · ${secs(snap?.latency.p99)} · n=${num(count)}`}</span>}
+        />
+        <Stat
+          testId="stat-engine-mem"
+          label="Engine memory"
+          value={snap ? mb(snap.memory.engine_rss_mb) : '—'}
+          sub={snap ? `peak ${mb(snap.memory.engine_peak_mb)} · MLX ${mb(snap.memory.current_mb)} (peak ${mb(snap.memory.peak_mb)})` : undefined}
+        />
+        <Stat
+          testId="stat-server-mem"
+          label="Server memory"
+          value={snap ? mb(snap.memory.server_rss_mb) : '—'}
+          sub={snap ? `growth ${num(snap.memory.growth_percent, 1)}%` : undefined}
+        />
+        <Stat
+          testId="stat-health"
+          label="Restarts · corruptions"
+          value={snap ? `${num(snap.engine_restarts)} · ${num(corruptions)}` : '—'}
+          tone={snap && (snap.engine_restarts > 0 || corruptions > 0) ? 'warn' : undefined}
+          sub={snap ? `${plural(snap.requests.errors, 'error')} · ${num(snap.requests.cancelled)} cancelled` : undefined}
+        />
+      </div>
+
+      <div className="charts">
+        <Panel title="Latency (end to end)" testId="chart-latency">
+          <SeriesChart
+            data={history}
+            palette={palette}
+            unit={ms}
+            empty={noRequests ? 'No requests yet: send one to the endpoint to see latency here.' : 'Collecting samples…'}
+            series={[{ key: 'p50', name: 'P50' }, { key: 'p95', name: 'P95' }, { key: 'p99', name: 'P99' }]}
+          />
+        </Panel>
+        <Panel title="Time to first token" testId="chart-ttft">
+          <SeriesChart
+            data={history}
+            palette={palette}
+            unit={ms}
+            empty={noRequests ? 'No requests yet.' : 'Collecting samples…'}
+            series={[{ key: 'ttft50', name: 'P50' }, { key: 'ttft95', name: 'P95' }, { key: 'ttft99', name: 'P99' }]}
+          />
+        </Panel>
+        <Panel title="Generation speed (tokens/s)" testId="chart-throughput">
+          <SeriesChart
+            data={history}
+            palette={palette}
+            unit={(v) => num(v, 1)}
+            empty="Waiting for samples…"
+            series={[{ key: 'tps', name: 'tokens/s' }]}
+          />
+        </Panel>
+        <Panel title="Memory" testId="chart-memory">
+          <SeriesChart
+            data={history}
+            palette={palette}
+            unit={mb}
+            empty="Waiting for samples…"
+            series={[{ key: 'engineMb', name: 'engine RSS' }, { key: 'serverMb', name: 'server RSS' }]}
+          />
+        </Panel>
+      </div>
+
+      <Panel
+        title="Recent requests"
+        testId="recent-requests"
+        right={snap ? <span className="muted num">by status: {Object.entries(snap.requests.by_status).map(([k, v]) => `${k}×${v}`).join(' · ') || '—'}</span> : null}
+      >
+        {snap && snap.recent_requests.length > 0 ? (
+          <div className="table-wrap">
+            <table className="num">
+              <thead>
+                <tr>
+                  <th>Time</th>
+                  <th>Route</th>
+                  <th className="r">Status</th>
+                  <th className="r">Prompt</th>
+                  <th className="r">Completion</th>
+                  <th className="r">Cached</th>
+                  <th className="r">TTFT</th>
+                  <th className="r">Latency</th>
+                  <th>Finish</th>
+                </tr>
+              </thead>
+              <tbody>
+                {snap.recent_requests.slice(0, 15).map((r) => (
+                  <tr key={r.id} data-testid="recent-row">
+                    <td>{new Date(r.at).toLocaleTimeString('en-GB', { hour12: false })}</td>
+                    <td className="route">{r.route}{r.stream ? <span className="tag">stream</span> : null}{r.response_cache_hit ? <span className="tag tag-ok">cache</span> : null}</td>
+                    <td className={`r status-${Math.floor(r.status / 100)}xx`}>{r.status}</td>
+                    <td className="r">{num(r.prompt_tokens)}</td>
+                    <td className="r">{num(r.completion_tokens)}</td>
+                    <td className="r">{num(r.cached_tokens)}</td>
+                    <td className="r">{secs(r.ttft_s)}</td>
+                    <td className="r">{secs(r.latency_s)}</td>
+                    <td>{r.finish_reason ?? '—'}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        ) : (
+          <div className="empty" data-testid="recent-empty">
+            <p><strong>No requests yet.</strong></p>
+            <p className="muted">
+              Point your editor at {props.app?.endpoint ?? (typeof location !== 'undefined' && location.protocol.startsWith('http') ? `${location.origin}/v1` : 'the endpoint')} — the
+              Settings tab has ready-made snippets. Requests appear here as they finish.
+            </p>
+          </div>
+        )}
+      </Panel>
+
+      <footer className="foot muted num" data-testid="footer">
+        {snap ? `Updated ${new Date(snap.timestamp).toLocaleTimeString('en-GB', { hour12: false })} · uptime ${duration(snap.uptime_seconds)} · degradation since ${since(snap.degradation.since)}` : 'Waiting for the first snapshot…'}
+      </footer>
+    </main>
+  );
+}

@@ -1,0 +1,169 @@
+import { useEffect, useMemo, useState } from 'react';
+import { defaults, schema, validate } from 'virtual:mlxbar-settings';
+import type { AppState, SettingsIssue } from '../../../preload/api.ts';
+import { settingsBackend, type SettingsBackend } from '../api/settings.ts';
+import { Panel } from '../components/Card.tsx';
+import { fieldsOf, fromInput, getAt, issuesFromAjv, setAt, toInput, type Field } from '../settings-form.ts';
+import { buildSnippets } from '../snippets.ts';
+import { copyText } from '../clipboard.ts';
+
+function FieldInput(props: { field: Field; value: unknown; onChange: (v: unknown) => void; invalid: boolean }) {
+  const { field, value, onChange } = props;
+  const id = `setting-${field.path.join('-')}`;
+  const common = { id, name: field.pointer, 'aria-invalid': props.invalid || undefined, 'data-testid': id };
+  const [text, setText] = useState(() => toInput(field, value));
+  // Keep the raw text while typing (so "12a" stays visible with its error), resync on outside changes.
+  useEffect(() => { if (fromInput(field, text) !== value && JSON.stringify(fromInput(field, text)) !== JSON.stringify(value)) setText(toInput(field, value)); }, [value]); // eslint-disable-line react-hooks/exhaustive-deps
+  switch (field.kind) {
+    case 'boolean':
+      return (
+        <label className="switch">
+          <input {...common} type="checkbox" checked={value === true} onChange={(e) => onChange(e.target.checked)} />
+          <span>{value === true ? 'On' : 'Off'}</span>
+        </label>
+      );
+    case 'enum':
+      return (
+        <select {...common} value={toInput(field, value)} onChange={(e) => onChange(fromInput(field, e.target.value))}>
+          {value === undefined ? <option value="">—</option> : null}
+          {field.options.map((o) => (
+            <option key={JSON.stringify(o)} value={JSON.stringify(o)}>{o === null ? '(none)' : String(o)}</option>
+          ))}
+        </select>
+      );
+    case 'string-list':
+      return <textarea {...common} rows={3} value={text} placeholder="one per line" onChange={(e) => { setText(e.target.value); onChange(fromInput(field, e.target.value)); }} />;
+    default:
+      return (
+        <input
+          {...common}
+          type={field.kind === 'secret' ? 'password' : 'text'}
+          inputMode={field.kind === 'integer' ? 'numeric' : field.kind === 'number' ? 'decimal' : undefined}
+          autoComplete="off"
+          spellCheck={false}
+          value={text}
+          placeholder={field.schema.default !== undefined && field.schema.default !== null ? String(field.schema.default) : field.nullable ? '(not set)' : ''}
+          onChange={(e) => { setText(e.target.value); onChange(fromInput(field, e.target.value)); }}
+        />
+      );
+  }
+}
+
+function Snippets(props: { endpoint: string; model: string; apiKey: string | null; onCopied: (what: string) => void }) {
+  const snippets = useMemo(() => buildSnippets({ endpoint: props.endpoint, model: props.model, apiKey: props.apiKey }), [props.endpoint, props.model, props.apiKey]);
+  const [active, setActive] = useState(snippets[0].id);
+  const s = snippets.find((x) => x.id === active) ?? snippets[0];
+  return (
+    <Panel title="Connect an editor" testId="snippets" right={<span className="muted">{props.endpoint}</span>}>
+      <div className="tabs" role="tablist">
+        {snippets.map((x) => (
+          <button key={x.id} role="tab" aria-selected={x.id === active} className={x.id === active ? 'tab active' : 'tab'} onClick={() => setActive(x.id)} data-testid={`snippet-tab-${x.id}`}>
+            {x.title}
+          </button>
+        ))}
+      </div>
+      <div className="snippet">
+        <div className="snippet-head">
+          <span className="muted">{s.where}</span>
+          <button className="btn" onClick={() => void copyText(s.text).then((ok) => props.onCopied(ok ? `${s.title} snippet copied` : 'Copy failed'))} data-testid="snippet-copy">Copy</button>
+        </div>
+        <pre data-testid={`snippet-${s.id}`}><code>{s.text}</code></pre>
+      </div>
+    </Panel>
+  );
+}
+
+export function Settings(props: { app: AppState | null; endpoint: string; model: string; apiKey: string | null; onToast: (msg: string) => void }) {
+  const backend: SettingsBackend = useMemo(() => settingsBackend(props.apiKey), [props.apiKey]);
+  const fields = useMemo(() => (schema ? fieldsOf(schema) : []), []);
+  const [values, setValues] = useState<Record<string, unknown>>(defaults);
+  const [serverIssues, setServerIssues] = useState<SettingsIssue[]>([]);
+  const [loaded, setLoaded] = useState<'loading' | 'loaded' | 'readonly'>('loading');
+  const [dirty, setDirty] = useState(false);
+  const [saving, setSaving] = useState(false);
+
+  useEffect(() => {
+    let live = true;
+    void backend.load().then((r) => {
+      if (!live) return;
+      if (r) { setValues(r.values); setServerIssues(r.issues); setLoaded('loaded'); }
+      else setLoaded('readonly');
+    });
+    return () => { live = false; };
+  }, [backend]);
+
+  const issues = useMemo(() => {
+    const r = validate(values);
+    return r.ok ? [] : issuesFromAjv(r.errors);
+  }, [values]);
+  const shown = dirty ? issues : [...serverIssues, ...issues.filter((i) => !serverIssues.some((s) => s.path === i.path))];
+  const byPath = new Map<string, string[]>();
+  for (const i of shown) byPath.set(i.path, [...(byPath.get(i.path) ?? []), i.message]);
+  const fieldPointers = new Set(fields.map((f) => f.pointer));
+  const general = shown.filter((i) => !fieldPointers.has(i.path));
+
+  const save = async () => {
+    setSaving(true);
+    try {
+      const r = await backend.save(values);
+      setServerIssues(r.issues);
+      setDirty(!r.ok);
+      props.onToast(r.ok ? 'Settings saved' : 'Settings not saved: fix the highlighted fields');
+    } catch {
+      props.onToast('Settings could not be saved');
+    } finally {
+      setSaving(false);
+    }
+  };
+
+  const readOnly = backend.kind === 'readonly' || loaded === 'readonly';
+
+  return (
+    <main className="settings" data-testid="settings">
+      <Snippets endpoint={props.endpoint} model={props.model} apiKey={props.apiKey} onCopied={props.onToast} />
+      <Panel
+        title="Settings"
+        testId="settings-form"
+        right={shown.length > 0 ? <span className="badge tone-bad" data-testid="settings-issue-count">{shown.length} {shown.length === 1 ? 'problem' : 'problems'}</span> : <span className="badge tone-ok">valid</span>}
+      >
+        {props.app && props.app.settingsIssues.length > 0 ? (
+          <div className="banner tone-bad" role="alert" data-testid="settings-invalid-banner">
+            The saved settings are invalid, so the server is not running. Fix the fields marked below and save.
+          </div>
+        ) : null}
+        {readOnly ? (
+          <p className="muted" data-testid="settings-readonly">
+            This server does not expose its settings over HTTP. Edits are checked here; to apply them, change them in the MLX Bar app or pass them as command-line flags.
+          </p>
+        ) : null}
+        {!schema ? <p className="muted">No settings schema was bundled with this build.</p> : null}
+        {general.length > 0 ? (
+          <ul className="issues" data-testid="settings-general-issues">
+            {general.map((i) => <li key={`${i.path}${i.message}`}>{i.path ? <code>{i.path}</code> : null} {i.message}</li>)}
+          </ul>
+        ) : null}
+        <form className="form" onSubmit={(e) => { e.preventDefault(); if (!readOnly && issues.length === 0) void save(); }}>
+          {fields.map((f) => {
+            const msgs = byPath.get(f.pointer) ?? [];
+            return (
+              <div key={f.pointer} className={`field${msgs.length ? ' has-error' : ''}`} data-pointer={f.pointer}>
+                <label htmlFor={`setting-${f.path.join('-')}`}>{f.label}{f.required ? <span className="req" aria-hidden="true"> *</span> : null}</label>
+                <FieldInput field={f} value={getAt(values, f.path)} invalid={msgs.length > 0} onChange={(v) => { setValues((cur) => setAt(cur, f.path, v)); setDirty(true); }} />
+                {msgs.length ? <div className="field-error" role="alert" data-testid="field-error">{msgs.join('; ')}</div> : f.description ? <div className="field-help">{f.description}</div> : null}
+              </div>
+            );
+          })}
+          <div className="form-actions">
+            <button type="submit" className="btn primary" disabled={readOnly || saving || issues.length > 0 || !dirty} data-testid="settings-save">
+              {saving ? 'Saving…' : 'Save'}
+            </button>
+            <button type="button" className="btn" disabled={!dirty} onClick={() => { void backend.load().then((r) => { if (r) { setValues(r.values); setServerIssues(r.issues); } else setValues(defaults); setDirty(false); }); }}>
+              Revert
+            </button>
+            <span className="muted">{issues.length > 0 ? 'Fix the problems above before saving.' : dirty ? 'Unsaved changes.' : ''}</span>
+          </div>
+        </form>
+      </Panel>
+    </main>
+  );
+}
