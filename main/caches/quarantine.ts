@@ -1,0 +1,98 @@
+// Corrupt cache files are moved here (not deleted) so a bug report can include the evidence, under
+// a bounded count and byte budget (oldest dropped first). Corruptions are counted by reason for
+// /v1/metrics (`cache_corruptions`) and the Prometheus `mlxbar_cache_corruptions_total{reason}`.
+import path from 'node:path';
+import type { CacheFs } from './atomic-write.ts';
+
+export interface QuarantineOptions {
+  maxFiles?: number;
+  maxBytes?: number;
+  now?: () => number;
+}
+
+const NAME_RE = /^(.+)\.(\d{13,})\.([a-z_]+)$/;
+
+export class Quarantine {
+  readonly dir: string;
+  private readonly fs: CacheFs;
+  private readonly maxFiles: number;
+  private readonly maxBytes: number;
+  private readonly now: () => number;
+  private readonly counts: Record<string, number> = {};
+  private seq = 0;
+
+  constructor(dir: string, fs: CacheFs, opts: QuarantineOptions = {}) {
+    this.dir = dir;
+    this.fs = fs;
+    this.maxFiles = opts.maxFiles ?? 32;
+    this.maxBytes = opts.maxBytes ?? 64 * 1024 * 1024;
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** Counts a corruption (also when the file could not be moved). */
+  count(reason: string): void {
+    this.counts[reason] = (this.counts[reason] ?? 0) + 1;
+  }
+
+  corruptions(): Record<string, number> {
+    return { ...this.counts };
+  }
+
+  /**
+   * Moves `file` (size `bytes`) into quarantine as `<name>.<ms>.<reason>`. Files larger than the
+   * whole quarantine budget are deleted instead. Throws only if the file can be neither moved nor
+   * deleted (the caller reports that as a cache error).
+   */
+  async put(file: string, bytes: number, reason: string): Promise<'quarantined' | 'deleted' | 'gone'> {
+    // a unique, sortable time stamp even for several files in the same millisecond
+    const ts = String(this.now() * 1000 + (this.seq++ % 1000)).padStart(16, '0');
+    const dest = path.join(this.dir, `${path.basename(file)}.${ts}.${reason.replace(/[^a-z_]/g, '_')}`);
+    if (bytes > this.maxBytes) return this.remove(file);
+    try {
+      await this.fs.rename(file, dest);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'gone';
+      return this.remove(file);
+    }
+    await this.trim().catch(() => {});
+    return 'quarantined';
+  }
+
+  private async remove(file: string): Promise<'deleted' | 'gone'> {
+    try {
+      await this.fs.unlink(file);
+      return 'deleted';
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'gone';
+      throw err;
+    }
+  }
+
+  /** Oldest-first removal until both bounds hold. */
+  async trim(): Promise<void> {
+    const names = await this.fs.readdir(this.dir);
+    const files: { name: string; ts: number; size: number }[] = [];
+    for (const name of names) {
+      const st = await this.fs.stat(path.join(this.dir, name)).catch(() => null);
+      if (!st || !st.isFile()) continue;
+      const m = NAME_RE.exec(name);
+      files.push({ name, ts: m ? Number(m[2]) : 0, size: st.size });
+    }
+    files.sort((a, b) => a.ts - b.ts || (a.name < b.name ? -1 : 1));
+    let total = files.reduce((s, f) => s + f.size, 0);
+    while (files.length > 0 && (files.length > this.maxFiles || total > this.maxBytes)) {
+      const f = files.shift()!;
+      await this.fs.unlink(path.join(this.dir, f.name)).catch(() => {});
+      total -= f.size;
+    }
+  }
+
+  async list(): Promise<{ name: string; reason: string | null; size: number }[]> {
+    const out: { name: string; reason: string | null; size: number }[] = [];
+    for (const name of await this.fs.readdir(this.dir).catch(() => [] as string[])) {
+      const st = await this.fs.stat(path.join(this.dir, name)).catch(() => null);
+      if (st?.isFile()) out.push({ name, reason: NAME_RE.exec(name)?.[3] ?? null, size: st.size });
+    }
+    return out;
+  }
+}
