@@ -17,11 +17,28 @@ function looksLikeObjectSchema(x: unknown): x is Schema {
   return !!x && typeof x === 'object' && (x as Schema).type === 'object' && typeof (x as Schema).properties === 'object';
 }
 
-/** Finds the settings schema among a module's exports (full object schema preferred, conf-style property map accepted). */
+/**
+ * Finds the settings schema among a module's exports: a full object schema, a zero-argument
+ * function returning one (e.g. settingsRootSchema()), or a conf-style properties map (wrapped).
+ */
 export function pickSchema(mod: Record<string, unknown>): Schema | null {
-  const preferred = ['settingsSchema', 'SETTINGS_SCHEMA', 'schema', 'default', 'settingsJsonSchema', 'SETTINGS_JSON_SCHEMA'];
-  for (const k of preferred) if (looksLikeObjectSchema(mod[k])) return mod[k] as Schema;
-  for (const v of Object.values(mod)) if (looksLikeObjectSchema(v)) return v as Schema;
+  for (const [k, v] of Object.entries(mod)) {
+    if (typeof v === 'function' && v.length === 0 && /schema/i.test(k) && /root|document/i.test(k)) {
+      try {
+        const r = (v as () => unknown)();
+        if (looksLikeObjectSchema(r)) return r;
+      } catch { /* not a schema factory */ }
+    }
+  }
+  const preferred = ['settingsSchema', 'SETTINGS_SCHEMA', 'schema', 'default'];
+  for (const k of preferred) {
+    const v = mod[k];
+    if (looksLikeObjectSchema(v)) return v;
+    if (v && typeof v === 'object' && Object.values(v).every((p) => p && typeof p === 'object' && 'type' in (p as object))) {
+      return { type: 'object', properties: v };
+    }
+  }
+  for (const v of Object.values(mod)) if (looksLikeObjectSchema(v)) return v;
   return null;
 }
 
@@ -60,7 +77,17 @@ async function validatorCode(schema: Schema): Promise<string> {
   const ajv = new Ajv({ code: { source: true, esm: true }, allErrors: true, strict: false });
   (addFormats as unknown as (a: unknown) => void)(ajv);
   const fn = ajv.compile(schema);
-  return (standaloneCode as unknown as (a: unknown, f: unknown) => string)(ajv, fn);
+  const code = (standaloneCode as unknown as (a: unknown, f: unknown) => string)(ajv, fn);
+  // Even in ESM mode ajv emits `require("ajv/dist/runtime/…").default` for its runtime helpers;
+  // turn those into imports so the browser bundle has no `require`.
+  const imports: string[] = [];
+  const body = code.replace(/require\(("[^"]+")\)\.default/g, (_m, spec: string) => {
+    const name = `__ajvRuntime${imports.length}`;
+    imports.push(`import * as ${name}NS from ${spec};\nconst ${name} = (${name}NS.default && ${name}NS.default.default) || ${name}NS.default;`);
+    return name;
+  });
+  if (/\brequire\(/.test(body)) throw new Error('settings validator still contains require()');
+  return `${imports.join('\n')}\n${body}`;
 }
 
 export function settingsSchemaPlugin(root: string): Plugin {

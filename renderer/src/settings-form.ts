@@ -27,6 +27,8 @@ export interface Field {
   /** JSON pointer of the value, e.g. "/server/port". */
   pointer: string;
   path: string[];
+  /** Title of the enclosing object setting (e.g. "Response cache"), null at top level. */
+  group: string | null;
   label: string;
   description: string | null;
   kind: FieldKind;
@@ -60,17 +62,18 @@ function kindOf(name: string, s: JsonSchema): FieldKind {
   return 'json';
 }
 
-export function fieldsOf(schema: JsonSchema, prefix: string[] = [], requiredHere: string[] = schema.required ?? []): Field[] {
+export function fieldsOf(schema: JsonSchema, prefix: string[] = [], requiredHere: string[] = schema.required ?? [], group: string | null = null): Field[] {
   const out: Field[] = [];
   for (const [name, s] of Object.entries(schema.properties ?? {})) {
     const path = [...prefix, name];
     if (types(s).includes('object') && s.properties) {
-      out.push(...fieldsOf(s, path, s.required ?? []));
+      out.push(...fieldsOf(s, path, s.required ?? [], s.title ?? humanize(name)));
       continue;
     }
     out.push({
       pointer: `/${path.join('/')}`,
       path,
+      group,
       label: s.title ?? humanize(name),
       description: s.description ?? null,
       kind: kindOf(name, s),

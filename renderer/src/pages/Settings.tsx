@@ -75,7 +75,11 @@ function Snippets(props: { endpoint: string; model: string; apiKey: string | nul
 
 export function Settings(props: { app: AppState | null; endpoint: string; model: string; apiKey: string | null; onToast: (msg: string) => void }) {
   const backend: SettingsBackend = useMemo(() => settingsBackend(props.apiKey), [props.apiKey]);
-  const fields = useMemo(() => (schema ? fieldsOf(schema) : []), []);
+  // Top-level settings first, then each group (e.g. "Response cache") under its own heading.
+  const fields = useMemo(() => {
+    const all = schema ? fieldsOf(schema) : [];
+    return [...all.filter((f) => !f.group), ...all.filter((f) => f.group)];
+  }, []);
   const [values, setValues] = useState<Record<string, unknown>>(defaults);
   const [serverIssues, setServerIssues] = useState<SettingsIssue[]>([]);
   const [loaded, setLoaded] = useState<'loading' | 'loaded' | 'readonly'>('loading');
@@ -143,15 +147,17 @@ export function Settings(props: { app: AppState | null; endpoint: string; model:
           </ul>
         ) : null}
         <form className="form" onSubmit={(e) => { e.preventDefault(); if (!readOnly && issues.length === 0) void save(); }}>
-          {fields.map((f) => {
+          {fields.map((f, i) => {
             const msgs = byPath.get(f.pointer) ?? [];
-            return (
+            const heading = f.group && f.group !== fields[i - 1]?.group ? <h3 className="group-title" key={`g-${f.group}`}>{f.group}</h3> : null;
+            return [
+              heading,
               <div key={f.pointer} className={`field${msgs.length ? ' has-error' : ''}`} data-pointer={f.pointer}>
                 <label htmlFor={`setting-${f.path.join('-')}`}>{f.label}{f.required ? <span className="req" aria-hidden="true"> *</span> : null}</label>
                 <FieldInput field={f} value={getAt(values, f.path)} invalid={msgs.length > 0} onChange={(v) => { setValues((cur) => setAt(cur, f.path, v)); setDirty(true); }} />
                 {msgs.length ? <div className="field-error" role="alert" data-testid="field-error">{msgs.join('; ')}</div> : f.description ? <div className="field-help">{f.description}</div> : null}
-              </div>
-            );
+              </div>,
+            ];
           })}
           <div className="form-actions">
             <button type="submit" className="btn primary" disabled={readOnly || saving || issues.length > 0 || !dirty} data-testid="settings-save">
