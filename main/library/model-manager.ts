@@ -1,0 +1,314 @@
+// Owns "which model is loaded". One model at a time in the engine process; loads are single-flight
+// (ten concurrent first requests cause one load: LM Studio #1751 loaded N copies) and serialized
+// (a switch waits for the running load and for requests still using the old model); a memory-fit
+// check refuses models that cannot fit with a reason (non-retryable 400 `model_too_large`) instead
+// of letting the engine abort; idle unload after a configurable time (Ollama's keep-alive: default
+// 5 minutes, 0 = never) frees RAM, and the next request loads the model again.
+import { EventEmitter, once } from 'node:events';
+import type { EngineClient, EngineState, ModelInfo } from '../engine/types.ts';
+import { ApiError } from '../hardening/errors.ts';
+import { sanitizeMessage } from '../hardening/sanitize.ts';
+import { availableMemoryBytes, estimateFit, type FitEstimate } from './fit.ts';
+import { findModel as findInLibrary, type LibraryEntry, type ListOptions } from './library.ts';
+import { quoteUntrusted } from './validate.ts';
+
+export const DEFAULT_IDLE_UNLOAD_MS = 5 * 60 * 1000;
+
+export type UnloadReason = 'idle' | 'switch' | 'manual' | 'engine_stopped' | 'closed';
+
+export interface ModelManagerOptions {
+  engine: EngineClient;
+  dataDir: string;
+  /** Library options (extra folders, configured context, overhead); a getter follows settings changes. */
+  library?: ListOptions | (() => ListOptions);
+  /** Idle time before the model is unloaded; 0 = never. Default 5 minutes. */
+  idleUnloadMs?: number;
+  /** Memory the next model may use, before counting what unloading the current one frees. */
+  availableBytes?: () => number;
+  /** Skip the fit refusal (the user's explicit override, like LM Studio's guardrail switch). */
+  allowOversize?: boolean;
+  /** Lookup override (default: findModel over the library). */
+  find?: (id: string) => Promise<LibraryEntry | null>;
+}
+
+export interface ModelStatus {
+  state: 'empty' | 'loading' | 'loaded';
+  /** The loaded model's id. */
+  modelId: string | null;
+  /** The model being loaded, if any. */
+  loadingId: string | null;
+  idleUnloadMs: number;
+  lastUsedAt: number | null;
+  /** When the idle unload will happen (ms epoch), if scheduled. */
+  unloadAt: number | null;
+  activeRequests: number;
+}
+
+export interface ModelLease {
+  id: string;
+  info: ModelInfo;
+  /** Call once the request is finished (idempotent). */
+  release(): void;
+}
+
+/**
+ * Events: `loading` ({ id }), `loaded` ({ id, info, loadMs }), `unloaded` ({ id, reason }),
+ * `load_failed` ({ id, error: ApiError }), `status` (ModelStatus) after every change.
+ */
+export class ModelManager extends EventEmitter {
+  private readonly engine: EngineClient;
+  private readonly opts: ModelManagerOptions;
+  private current: { id: string; entry: LibraryEntry; info: ModelInfo } | null = null;
+  private loadingId: string | null = null;
+  private readonly pending = new Map<string, Promise<ModelInfo>>();
+  private chain: Promise<unknown> = Promise.resolve();
+  private leases = 0;
+  private idleMs: number;
+  private idleTimer: NodeJS.Timeout | null = null;
+  private lastUsedAt: number | null = null;
+  private unloadAt: number | null = null;
+  private ourStop = false;
+  private closed = false;
+  private readonly onEngineState = (state: EngineState) => {
+    // The supervisor gave up or the engine was stopped by someone else: nothing is loaded any more.
+    if ((state === 'failed' || (state === 'stopped' && !this.ourStop)) && this.current && !this.loadingId) {
+      const id = this.current.id;
+      this.current = null;
+      this.clearIdle();
+      this.emit('unloaded', { id, reason: 'engine_stopped' satisfies UnloadReason });
+      this.emitStatus();
+    }
+  };
+
+  constructor(opts: ModelManagerOptions) {
+    super();
+    this.engine = opts.engine;
+    this.opts = opts;
+    this.idleMs = normalizeIdle(opts.idleUnloadMs ?? DEFAULT_IDLE_UNLOAD_MS);
+    this.engine.on('state', this.onEngineState);
+  }
+
+  get loadedId(): string | null {
+    return this.current?.id ?? null;
+  }
+
+  get loadedInfo(): ModelInfo | null {
+    return this.current?.info ?? null;
+  }
+
+  status(): ModelStatus {
+    return {
+      state: this.loadingId ? 'loading' : this.current ? 'loaded' : 'empty',
+      modelId: this.current?.id ?? null,
+      loadingId: this.loadingId,
+      idleUnloadMs: this.idleMs,
+      lastUsedAt: this.lastUsedAt,
+      unloadAt: this.unloadAt,
+      activeRequests: this.leases,
+    };
+  }
+
+  setIdleUnloadMs(ms: number): void {
+    this.idleMs = normalizeIdle(ms);
+    this.armIdle();
+    this.emitStatus();
+  }
+
+  /** Loads `id` unless it is already loaded; concurrent calls for the same id share one load. */
+  ensureLoaded(id: string): Promise<ModelInfo> {
+    if (this.closed) return Promise.reject(new ApiError('engine_unavailable', 'The model manager is shut down'));
+    if (this.current?.id === id && !this.loadingId && this.engineHasModel()) {
+      this.touch();
+      return Promise.resolve(this.current.info);
+    }
+    const running = this.pending.get(id);
+    if (running) return running;
+    const p = this.enqueue(() => this.load(id));
+    this.pending.set(id, p);
+    const clear = () => {
+      if (this.pending.get(id) === p) this.pending.delete(id);
+    };
+    p.then(clear, clear);
+    return p;
+  }
+
+  /**
+   * Loads `id` (if needed) and holds it for one request: no idle unload and no switch to another
+   * model until `release()`. Use this around every generation.
+   */
+  async acquire(id: string): Promise<ModelLease> {
+    for (;;) {
+      const info = await this.ensureLoaded(id);
+      // A switch may have begun between the load finishing and this continuation; then go again.
+      if (this.current?.id !== id || this.current.info !== info) continue;
+      this.leases++;
+      this.clearIdle();
+      this.emitStatus();
+      let released = false;
+      return {
+        id,
+        info,
+        release: () => {
+          if (released) return;
+          released = true;
+          this.leases--;
+          this.touch();
+          if (this.leases === 0) this.emit('drained');
+        },
+      };
+    }
+  }
+
+  /** Marks the model as used now (restarts the idle countdown). */
+  touch(): void {
+    this.lastUsedAt = Date.now();
+    this.armIdle();
+  }
+
+  /** Unloads the current model (after the requests using it finish). */
+  unload(reason: UnloadReason = 'manual'): Promise<void> {
+    return this.enqueue(() => this.doUnload(reason));
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.unload('closed').catch(() => {});
+    this.closed = true;
+    this.clearIdle();
+    this.engine.off('state', this.onEngineState);
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  private engineHasModel(): boolean {
+    const s = this.engine.state;
+    return s === 'ready' || s === 'restarting'; // restarting: the supervisor reloads the same folder
+  }
+
+  private enqueue<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn, fn);
+    this.chain = run.catch(() => {});
+    return run;
+  }
+
+  private libraryOptions(): ListOptions {
+    const l = this.opts.library;
+    return typeof l === 'function' ? l() : l ?? {};
+  }
+
+  /** Fit check for `entry`, counting the memory the currently loaded model would give back. */
+  estimate(entry: LibraryEntry): FitEstimate {
+    const lib = this.libraryOptions();
+    let available = this.opts.availableBytes ? this.opts.availableBytes() : lib.availableBytes ?? availableMemoryBytes();
+    if (this.current && this.current.id !== entry.id) available += this.current.entry.fitsInMemory.needBytes || 0;
+    return estimateFit(
+      {
+        parameters: entry.parameters,
+        numLayers: entry.numLayers,
+        numKvHeads: entry.numKvHeads,
+        headDim: entry.headDim,
+        maxContext: entry.contextLength,
+      },
+      { ...lib, availableBytes: available },
+    );
+  }
+
+  private async load(id: string): Promise<ModelInfo> {
+    if (this.current?.id === id && this.engineHasModel()) {
+      this.touch();
+      return this.current.info;
+    }
+    const find = this.opts.find ?? ((x: string) => findInLibrary(x, this.opts.dataDir, this.libraryOptions()));
+    const entry = await find(id);
+    if (!entry) {
+      throw new ApiError('model_not_found', `The model ${quoteUntrusted(id)} does not exist or is not downloaded`, { param: 'model' });
+    }
+    const fit = this.estimate(entry);
+    if (!fit.fits && !this.opts.allowOversize) {
+      const error = new ApiError('model_too_large', `Model ${quoteUntrusted(id)} was not loaded. ${fit.reason}.`, { param: 'model' });
+      this.emit('load_failed', { id, error });
+      throw error;
+    }
+    // Let requests still generating on the previous model finish before replacing it.
+    while (this.leases > 0) await once(this, 'drained');
+    // (Synchronous from here until engine.start: no lease can slip in on the old model.)
+    const previous = this.current;
+    this.current = null;
+    this.clearIdle();
+    this.loadingId = id;
+    if (previous) this.emit('unloaded', { id: previous.id, reason: 'switch' satisfies UnloadReason });
+    this.emit('loading', { id });
+    this.emitStatus();
+    const t0 = Date.now();
+    try {
+      const info = await this.engine.start(entry.dir);
+      this.current = { id, entry, info };
+      this.loadingId = null;
+      this.emit('loaded', { id, info, loadMs: Date.now() - t0 });
+      this.touch();
+      this.emitStatus();
+      return info;
+    } catch (err) {
+      this.loadingId = null;
+      const code = (err as { code?: string })?.code;
+      const error =
+        code === 'engine_unavailable'
+          ? new ApiError('engine_unavailable', `The engine is not available to load ${quoteUntrusted(id)}`)
+          : new ApiError('model_load_failed', `Could not load ${quoteUntrusted(id)}: ${sanitizeMessage(err)}`);
+      this.emit('load_failed', { id, error });
+      this.emitStatus();
+      throw error;
+    }
+  }
+
+  private async doUnload(reason: UnloadReason): Promise<void> {
+    while (this.leases > 0) await once(this, 'drained');
+    this.clearIdle();
+    if (!this.current) return;
+    const { id } = this.current;
+    this.current = null;
+    this.ourStop = true;
+    try {
+      await this.engine.stop();
+    } finally {
+      this.ourStop = false;
+    }
+    this.emit('unloaded', { id, reason });
+    this.emitStatus();
+  }
+
+  private clearIdle(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+    this.unloadAt = null;
+  }
+
+  private armIdle(): void {
+    this.clearIdle();
+    if (this.idleMs <= 0 || !this.current || this.leases > 0 || this.closed) return;
+    this.unloadAt = Date.now() + this.idleMs;
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = null;
+      this.unloadAt = null;
+      // Only if still idle when the unload actually runs (a request may have arrived meanwhile).
+      this.enqueue(async () => {
+        const idleFor = Date.now() - (this.lastUsedAt ?? 0);
+        if (this.leases > 0 || this.pending.size > 0 || idleFor < this.idleMs - 5) return this.armIdle();
+        await this.doUnload('idle');
+      }).catch(() => {});
+    }, this.idleMs);
+    this.idleTimer.unref?.(); // an idle timer alone must not keep the process alive
+  }
+
+  private emitStatus(): void {
+    this.emit('status', this.status());
+  }
+}
+
+function normalizeIdle(ms: number): number {
+  return Number.isFinite(ms) && ms > 0 ? Math.floor(ms) : 0;
+}
+
+export function createModelManager(opts: ModelManagerOptions): ModelManager {
+  return new ModelManager(opts);
+}
