@@ -1,0 +1,514 @@
+// Loading settings for a launch: flags > environment > settings file > defaults, every value
+// validated against THE schema (schema.ts), nothing ever crashing the launch.
+//
+//  - Environment variables are typed and ranged; booleans are strict (true/false/1/0/yes/no, case-
+//    insensitive; anything else is an error naming the variable). An invalid value is an error (the
+//    launch should stop and say so) and is otherwise ignored.
+//  - The settings file <dataDir>/config.json is untrusted input: bad JSON, a non-object, keys such as
+//    `__proto__`/`constructor`/`prototype`, or values violating the schema are reported with where
+//    (JSON pointer) and what; with `repair` (default) the file is moved aside to
+//    `config.json.invalid-<timestamp>` and the still-valid values are written back atomically, so the
+//    app launches on defaults for the bad keys and `conf`/electron-store can open the file again.
+//  - Messages never contain absolute paths (the file is called "config.json") and never echo the API
+//    key; other echoed values are truncated.
+import fs from 'node:fs';
+import path from 'node:path';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
+import type { ErrorObject, ValidateFunction } from 'ajv';
+import { defaultDataDir } from '../library/paths.ts';
+import { DEFAULT_SETTINGS, SETTINGS_SCHEMA, type Settings, type StoredSettings } from './schema.ts';
+import { writeFileAtomicSync } from './atomic.ts';
+
+export const SETTINGS_FILE = 'config.json';
+const MAX_FILE_BYTES = 1024 * 1024;
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+/** conf's own bookkeeping key (migrations); tolerated, never a setting. */
+const INTERNAL_KEY = '__internal__';
+
+export type SettingSource = 'flag' | 'env' | 'file' | 'default';
+export type ValueKind = 'string' | 'integer' | 'number' | 'boolean' | 'list';
+
+export interface SettingsIssue {
+  source: 'flag' | 'env' | 'file';
+  /** Setting path, e.g. `port` or `responseCache.enabled`; '' for the whole file. */
+  key: string;
+  /** Where the user can fix it: `--port`, `MLXBAR_PORT`, `config.json /port`. */
+  where: string;
+  message: string;
+}
+
+export interface LoadSettingsResult {
+  settings: Settings;
+  sources: Record<string, SettingSource>;
+  /** Invalid flags/env values: the launch should stop (exit 2) and show them. */
+  errors: SettingsIssue[];
+  /** Non-fatal: settings-file problems that were recovered from, unknown keys, odd combinations. */
+  warnings: SettingsIssue[];
+  file: {
+    status: 'missing' | 'ok' | 'invalid' | 'corrupt';
+    /** Name (not path) of the copy the bad file was moved to, when repaired. */
+    movedTo: string | null;
+  };
+}
+
+/** Every setting path with its environment variable and flag. */
+export interface SettingSpec {
+  key: string;
+  env: string | null;
+  flag: string;
+  kind: ValueKind;
+  secret?: boolean;
+}
+
+export const SETTING_SPECS: SettingSpec[] = [
+  { key: 'host', env: 'MLXBAR_HOST', flag: '--host', kind: 'string' },
+  { key: 'port', env: 'MLXBAR_PORT', flag: '--port', kind: 'integer' },
+  { key: 'apiKey', env: 'MLXBAR_API_KEY', flag: '--api-key', kind: 'string', secret: true },
+  { key: 'model', env: 'MLXBAR_MODEL', flag: '--model', kind: 'string' },
+  { key: 'allowedOrigins', env: 'MLXBAR_ALLOWED_ORIGINS', flag: '--allowed-origins', kind: 'list' },
+  { key: 'contextLength', env: 'MLXBAR_CONTEXT_LENGTH', flag: '--context-length', kind: 'integer' },
+  { key: 'defaultMaxTokens', env: 'MLXBAR_MAX_TOKENS', flag: '--max-tokens', kind: 'integer' },
+  { key: 'maxConcurrent', env: 'MLXBAR_MAX_CONCURRENT', flag: '--max-concurrent', kind: 'integer' },
+  { key: 'maxQueue', env: 'MLXBAR_MAX_QUEUE', flag: '--max-queue', kind: 'integer' },
+  { key: 'bodyLimitBytes', env: 'MLXBAR_BODY_LIMIT_BYTES', flag: '--body-limit-bytes', kind: 'integer' },
+  { key: 'requestTimeoutMs', env: 'MLXBAR_REQUEST_TIMEOUT_MS', flag: '--request-timeout-ms', kind: 'integer' },
+  { key: 'responseCache.enabled', env: 'MLXBAR_RESPONSE_CACHE', flag: '--response-cache', kind: 'boolean' },
+  { key: 'responseCache.maxEntries', env: 'MLXBAR_RESPONSE_CACHE_MAX_ENTRIES', flag: '--response-cache-max-entries', kind: 'integer' },
+  { key: 'responseCache.maxBytes', env: 'MLXBAR_RESPONSE_CACHE_MAX_BYTES', flag: '--response-cache-max-bytes', kind: 'integer' },
+  { key: 'prefixCache.maxEntries', env: 'MLXBAR_PREFIX_CACHE_MAX_ENTRIES', flag: '--prefix-cache-max-entries', kind: 'integer' },
+  { key: 'prefixCache.maxBytes', env: 'MLXBAR_PREFIX_CACHE_MAX_BYTES', flag: '--prefix-cache-max-bytes', kind: 'integer' },
+  { key: 'prefixCache.persist', env: 'MLXBAR_PREFIX_CACHE_PERSIST', flag: '--prefix-cache-persist', kind: 'boolean' },
+  { key: 'memory.softLimitMb', env: 'MLXBAR_MEMORY_SOFT_MB', flag: '--memory-soft-mb', kind: 'integer' },
+  { key: 'memory.hardLimitMb', env: 'MLXBAR_MEMORY_HARD_MB', flag: '--memory-hard-mb', kind: 'integer' },
+  { key: 'memory.softPercent', env: 'MLXBAR_MEMORY_SOFT_PERCENT', flag: '--memory-soft-percent', kind: 'number' },
+  { key: 'memory.hardPercent', env: 'MLXBAR_MEMORY_HARD_PERCENT', flag: '--memory-hard-percent', kind: 'number' },
+  { key: 'idleUnloadMinutes', env: 'MLXBAR_IDLE_UNLOAD_MINUTES', flag: '--idle-unload-minutes', kind: 'integer' },
+  { key: 'logLevel', env: 'MLXBAR_LOG_LEVEL', flag: '--log-level', kind: 'string' },
+  { key: 'startAtLogin', env: 'MLXBAR_START_AT_LOGIN', flag: '--start-at-login', kind: 'boolean' },
+  { key: 'theme', env: 'MLXBAR_THEME', flag: '--theme', kind: 'string' },
+];
+/** The data directory is launch-only (the settings file lives in it). */
+export const DATA_DIR_SPEC: SettingSpec = { key: 'dataDir', env: 'MLXBAR_DATA_DIR', flag: '--data-dir', kind: 'string' };
+
+// ---------------------------------------------------------------- parsing primitives
+
+/** Strict boolean: true/false/1/0/yes/no (case-insensitive, trimmed); anything else → null. */
+export function parseStrictBoolean(raw: string): boolean | null {
+  const s = raw.trim().toLowerCase();
+  if (s === 'true' || s === '1' || s === 'yes') return true;
+  if (s === 'false' || s === '0' || s === 'no') return false;
+  return null;
+}
+
+/** Strict integer: optional sign and digits only ("8080"; not "8080abc", "80.5", "0x1f", "1e3"). */
+export function parseStrictInteger(raw: string): number | null {
+  const s = raw.trim();
+  if (!/^[+-]?\d{1,16}$/.test(s)) return null;
+  const n = Number(s);
+  return Number.isSafeInteger(n) ? n : null;
+}
+
+export function parseStrictNumber(raw: string): number | null {
+  const s = raw.trim();
+  if (!/^[+-]?(\d+(\.\d*)?|\.\d+)$/.test(s)) return null;
+  const n = Number(s);
+  return Number.isFinite(n) ? n : null;
+}
+
+function describeKind(kind: ValueKind): string {
+  return kind === 'boolean'
+    ? 'a boolean (true/false, 1/0 or yes/no)'
+    : kind === 'integer'
+      ? 'an integer'
+      : kind === 'number'
+        ? 'a number'
+        : kind === 'list'
+          ? 'a comma-separated list'
+          : 'a string';
+}
+
+function quote(v: unknown, secret = false): string {
+  if (secret) return '(hidden)';
+  const isStr = typeof v === 'string';
+  const s = isStr ? v : JSON.stringify(v) ?? String(v);
+  const printable = s.replace(/[\x00-\x1f\x7f]/g, '?');
+  const short = printable.length > 40 ? printable.slice(0, 39) + '…' : printable;
+  return isStr ? `"${short}"` : short;
+}
+
+/** Converts a raw string (env/argv) to the setting's type; typed values pass through. */
+function convert(spec: SettingSpec, raw: unknown): { ok: true; value: unknown } | { ok: false; message: string } {
+  if (typeof raw !== 'string') return { ok: true, value: raw };
+  let value: unknown;
+  switch (spec.kind) {
+    case 'boolean':
+      value = parseStrictBoolean(raw);
+      break;
+    case 'integer':
+      value = parseStrictInteger(raw);
+      break;
+    case 'number':
+      value = parseStrictNumber(raw);
+      break;
+    case 'list':
+      value = raw
+        .split(',')
+        .map((x) => x.trim())
+        .filter(Boolean);
+      break;
+    default:
+      value = raw;
+  }
+  if (value === null) return { ok: false, message: `must be ${describeKind(spec.kind)}, got ${quote(raw, spec.secret)}` };
+  return { ok: true, value };
+}
+
+// ---------------------------------------------------------------- schema validation per setting
+
+const ajv = new Ajv2020({ allErrors: true, useDefaults: true, strict: false });
+addFormats.default ? (addFormats as unknown as { default: (a: Ajv2020) => void }).default(ajv) : (addFormats as unknown as (a: Ajv2020) => void)(ajv);
+const validators = new Map<string, ValidateFunction>();
+
+/** The sub-schema of a setting path (`memory.softPercent` → SETTINGS_SCHEMA.memory.properties.softPercent). */
+export function schemaFor(key: string): Record<string, unknown> | null {
+  const [top, sub] = key.split('.');
+  const s = (SETTINGS_SCHEMA as Record<string, Record<string, unknown>>)[top];
+  if (!s || !Object.prototype.hasOwnProperty.call(SETTINGS_SCHEMA, top)) return null;
+  if (!sub) return s;
+  const props = s.properties as Record<string, Record<string, unknown>> | undefined;
+  return props && Object.prototype.hasOwnProperty.call(props, sub) ? props[sub] : null;
+}
+
+function validatorFor(key: string): ValidateFunction | null {
+  let v = validators.get(key);
+  if (!v) {
+    const s = schemaFor(key);
+    if (!s) return null;
+    v = ajv.compile(s);
+    validators.set(key, v);
+  }
+  return v;
+}
+
+function ajvMessage(e: ErrorObject): string {
+  const p = e.params as Record<string, unknown>;
+  switch (e.keyword) {
+    case 'type':
+      return `must be ${p.type === 'integer' ? 'an integer' : p.type === 'array' ? 'a list' : p.type === 'object' ? 'an object' : `a ${String(p.type)}`}`;
+    case 'minimum':
+      return `must be ≥ ${String(p.limit)}`;
+    case 'maximum':
+      return `must be ≤ ${String(p.limit)}`;
+    case 'enum':
+      return `must be one of ${(p.allowedValues as unknown[]).join(', ')}`;
+    case 'pattern':
+      return 'has an invalid format';
+    case 'minLength':
+      return `must have at least ${String(p.limit)} characters`;
+    case 'maxLength':
+      return `must have at most ${String(p.limit)} characters`;
+    case 'maxItems':
+      return `must have at most ${String(p.limit)} entries`;
+    case 'uniqueItems':
+      return 'must not repeat entries';
+    case 'additionalProperties':
+      return `has an unknown key ${quote(String(p.additionalProperty))}`;
+    default:
+      return e.message ?? 'is invalid';
+  }
+}
+
+/** Validates one value of a setting path; returns an error message or null. */
+export function validateSetting(key: string, value: unknown): string | null {
+  const v = validatorFor(key);
+  if (!v) return 'is not a known setting';
+  const copy = value !== null && typeof value === 'object' ? structuredClone(value) : value;
+  if (v(copy)) return null;
+  const e = v.errors![0];
+  const where = e.instancePath ? ` (at ${e.instancePath})` : '';
+  return `${ajvMessage(e)}${where}`;
+}
+
+// ---------------------------------------------------------------- helpers on nested settings
+
+function getPath(obj: Record<string, unknown>, key: string): unknown {
+  const [a, b] = key.split('.');
+  const top = obj[a];
+  return b === undefined ? top : top && typeof top === 'object' ? (top as Record<string, unknown>)[b] : undefined;
+}
+
+function setPath(obj: Record<string, unknown>, key: string, value: unknown): void {
+  const [a, b] = key.split('.');
+  if (b === undefined) {
+    obj[a] = value;
+    return;
+  }
+  const cur = obj[a];
+  obj[a] = { ...(cur && typeof cur === 'object' ? (cur as Record<string, unknown>) : {}), [b]: value };
+}
+
+function cloneDefaults(): StoredSettings {
+  return structuredClone(DEFAULT_SETTINGS);
+}
+
+/** Every leaf setting path (nested objects expanded). */
+export const LEAF_KEYS: string[] = Object.entries(SETTINGS_SCHEMA).flatMap(([k, s]) =>
+  s.type === 'object' && s.properties ? Object.keys(s.properties as object).map((sub) => `${k}.${sub}`) : [k],
+);
+
+function hasForbiddenKey(v: unknown, depth = 0): string | null {
+  if (depth > 32 || v === null || typeof v !== 'object') return null;
+  for (const k of Object.keys(v)) {
+    if (FORBIDDEN_KEYS.has(k)) return k;
+    const inner = hasForbiddenKey((v as Record<string, unknown>)[k], depth + 1);
+    if (inner) return inner;
+  }
+  return null;
+}
+
+function timestampForName(d = new Date()): string {
+  return d.toISOString().replace(/[:.]/g, '-');
+}
+
+// ---------------------------------------------------------------- the settings file
+
+interface FileRead {
+  status: 'missing' | 'ok' | 'invalid' | 'corrupt';
+  values: Record<string, unknown>; // leaf path → valid value
+  keep: Record<string, unknown>; // what a repaired file should contain (valid + unknown keys)
+  warnings: SettingsIssue[];
+}
+
+function readSettingsFile(file: string): FileRead {
+  const out: FileRead = { status: 'ok', values: {}, keep: Object.create(null), warnings: [] };
+  const issue = (key: string, pointer: string, message: string) =>
+    out.warnings.push({ source: 'file', key, where: `${SETTINGS_FILE}${pointer ? ' ' + pointer : ''}`, message });
+  let text: string;
+  try {
+    const st = fs.statSync(file);
+    if (!st.isFile()) {
+      out.status = 'corrupt';
+      issue('', '', `${SETTINGS_FILE} is not a regular file; defaults are used`);
+      return out;
+    }
+    if (st.size > MAX_FILE_BYTES) {
+      out.status = 'corrupt';
+      issue('', '', `${SETTINGS_FILE} is too large (${st.size} bytes); defaults are used`);
+      return out;
+    }
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+      out.status = 'missing';
+      return out;
+    }
+    out.status = 'corrupt';
+    issue('', '', `${SETTINGS_FILE} could not be read (${(e as NodeJS.ErrnoException).code ?? 'error'}); defaults are used`);
+    return out;
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text.replace(/^\uFEFF/, ''));
+  } catch (e) {
+    out.status = 'corrupt';
+    const m = /position (\d+)/.exec((e as Error).message);
+    issue('', '', `${SETTINGS_FILE} is not valid JSON${m ? ` (error at character ${m[1]})` : ''}; defaults are used`);
+    return out;
+  }
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    out.status = 'corrupt';
+    issue('', '', `${SETTINGS_FILE} must contain a JSON object; defaults are used`);
+    return out;
+  }
+  const obj = data as Record<string, unknown>;
+  for (const k of Object.keys(obj)) {
+    const ptr = `/${k}`;
+    if (FORBIDDEN_KEYS.has(k)) {
+      out.status = 'invalid';
+      issue(k, ptr, `forbidden key ${quote(k)} ignored (possible prototype-pollution attempt)`);
+      continue;
+    }
+    if (k === INTERNAL_KEY) {
+      if (!hasForbiddenKey(obj[k])) out.keep[k] = obj[k];
+      continue;
+    }
+    const schema = schemaFor(k);
+    if (!schema) {
+      issue(k, ptr, `unknown setting ${quote(k)} ignored`);
+      if (!hasForbiddenKey(obj[k])) out.keep[k] = obj[k];
+      continue;
+    }
+    const v = obj[k];
+    if (schema.type === 'object' && schema.properties) {
+      if (v === null || typeof v !== 'object' || Array.isArray(v)) {
+        out.status = 'invalid';
+        issue(k, ptr, `must be an object; defaults are used`);
+        continue;
+      }
+      const keepObj: Record<string, unknown> = {};
+      for (const sub of Object.keys(v)) {
+        const leaf = `${k}.${sub}`;
+        const sv = (v as Record<string, unknown>)[sub];
+        if (FORBIDDEN_KEYS.has(sub)) {
+          out.status = 'invalid';
+          issue(leaf, `${ptr}/${sub}`, `forbidden key ${quote(sub)} ignored (possible prototype-pollution attempt)`);
+          continue;
+        }
+        if (!schemaFor(leaf)) {
+          out.status = 'invalid';
+          issue(leaf, `${ptr}/${sub}`, `unknown setting ${quote(sub)} in ${k} ignored`);
+          continue;
+        }
+        const err = validateSetting(leaf, sv);
+        if (err) {
+          out.status = 'invalid';
+          issue(leaf, `${ptr}/${sub}`, `${leaf} ${err}, got ${quote(sv, leaf === 'apiKey')}; the default is used`);
+          continue;
+        }
+        out.values[leaf] = sv;
+        keepObj[sub] = sv;
+      }
+      out.keep[k] = keepObj;
+      continue;
+    }
+    const forbidden = hasForbiddenKey(v);
+    if (forbidden) {
+      out.status = 'invalid';
+      issue(k, ptr, `forbidden key ${quote(forbidden)} ignored (possible prototype-pollution attempt)`);
+      continue;
+    }
+    const err = validateSetting(k, v);
+    if (err) {
+      out.status = 'invalid';
+      issue(k, ptr, `${k} ${err}, got ${quote(v, k === 'apiKey')}; the default is used`);
+      continue;
+    }
+    out.values[k] = v;
+    out.keep[k] = v;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- public API
+
+export interface LoadSettingsOptions {
+  /** Data directory (else flags.dataDir, env MLXBAR_DATA_DIR, the platform default). */
+  dataDir?: string;
+  /** Setting path → value, from the command line. Strings are converted like env values. */
+  flags?: Record<string, unknown>;
+  env?: NodeJS.ProcessEnv;
+  /** Move a bad file aside and write back its valid values (default true; `check` passes false). */
+  repair?: boolean;
+}
+
+export function loadSettings(opts: LoadSettingsOptions = {}): LoadSettingsResult {
+  const env = opts.env ?? process.env;
+  const flags = opts.flags ?? {};
+  const errors: SettingsIssue[] = [];
+  const warnings: SettingsIssue[] = [];
+  const sources: Record<string, SettingSource> = {};
+
+  // data directory: flag > env > option > platform default
+  let dataDir: string;
+  let dataDirSource: SettingSource = 'default';
+  const flagDir = flags.dataDir;
+  const envDir = env[DATA_DIR_SPEC.env!];
+  const badDir = (v: unknown) => typeof v !== 'string' || !v.trim() || v.includes('\0') || v.length > 4096;
+  if (flagDir !== undefined && !badDir(flagDir)) {
+    dataDir = path.resolve(String(flagDir));
+    dataDirSource = 'flag';
+  } else {
+    if (flagDir !== undefined) errors.push({ source: 'flag', key: 'dataDir', where: '--data-dir', message: '--data-dir must be a folder path' });
+    if (envDir !== undefined && envDir !== '' && !badDir(envDir)) {
+      dataDir = path.resolve(envDir);
+      dataDirSource = 'env';
+    } else {
+      if (envDir !== undefined && envDir !== '' && badDir(envDir)) errors.push({ source: 'env', key: 'dataDir', where: 'MLXBAR_DATA_DIR', message: 'MLXBAR_DATA_DIR must be a folder path' });
+      dataDir = opts.dataDir ? path.resolve(opts.dataDir) : defaultDataDir();
+      if (opts.dataDir) dataDirSource = 'flag';
+    }
+  }
+  sources.dataDir = dataDirSource;
+
+  // file
+  const file = path.join(dataDir, SETTINGS_FILE);
+  const fr = readSettingsFile(file);
+  warnings.push(...fr.warnings);
+  let movedTo: string | null = null;
+  if ((fr.status === 'invalid' || fr.status === 'corrupt') && opts.repair !== false && fs.existsSync(file)) {
+    try {
+      movedTo = `${SETTINGS_FILE}.invalid-${timestampForName()}`;
+      fs.renameSync(file, path.join(dataDir, movedTo));
+      if (fr.status === 'invalid') writeFileAtomicSync(file, JSON.stringify(fr.keep, null, '\t') + '\n');
+      warnings.push({
+        source: 'file',
+        key: '',
+        where: SETTINGS_FILE,
+        message: `the problem file was kept as ${movedTo}${fr.status === 'invalid' ? ' and its valid settings were written back' : ''}`,
+      });
+    } catch (e) {
+      movedTo = null;
+      warnings.push({ source: 'file', key: '', where: SETTINGS_FILE, message: `could not move the problem file aside (${(e as NodeJS.ErrnoException).code ?? 'error'})` });
+    }
+  }
+
+  // layers
+  const merged = cloneDefaults() as unknown as Record<string, unknown>;
+  for (const key of LEAF_KEYS) sources[key] = 'default';
+  for (const [key, v] of Object.entries(fr.values)) {
+    setPath(merged, key, v);
+    sources[key] = 'file';
+  }
+  for (const spec of SETTING_SPECS) {
+    if (!spec.env) continue;
+    const raw = env[spec.env];
+    if (raw === undefined || raw === '') continue;
+    const c = convert(spec, raw);
+    const err = c.ok ? validateSetting(spec.key, c.value) : c.message;
+    if (err) {
+      errors.push({ source: 'env', key: spec.key, where: spec.env, message: `${spec.env} ${c.ok ? `${err}, got ${quote(raw, spec.secret)}` : err}` });
+      continue;
+    }
+    setPath(merged, spec.key, (c as { value: unknown }).value);
+    sources[spec.key] = 'env';
+  }
+  for (const [key, raw] of Object.entries(flags)) {
+    if (key === 'dataDir' || raw === undefined) continue;
+    const spec = SETTING_SPECS.find((s) => s.key === key);
+    if (!spec) {
+      errors.push({ source: 'flag', key, where: key, message: `unknown option ${quote(key)}` });
+      continue;
+    }
+    const c = convert(spec, raw);
+    const err = c.ok ? validateSetting(spec.key, c.value) : c.message;
+    if (err) {
+      errors.push({ source: 'flag', key, where: spec.flag, message: `${spec.flag} ${c.ok ? `${err}, got ${quote(raw, spec.secret)}` : err}` });
+      continue;
+    }
+    setPath(merged, spec.key, (c as { value: unknown }).value);
+    sources[spec.key] = 'flag';
+  }
+
+  const settings = { ...(merged as unknown as StoredSettings), dataDir } as Settings;
+  const m = settings.memory;
+  if (m.softLimitMb && m.hardLimitMb && m.softLimitMb >= m.hardLimitMb) {
+    warnings.push({ source: sources['memory.softLimitMb'] === 'default' ? 'file' : (sources['memory.softLimitMb'] as 'flag' | 'env' | 'file'), key: 'memory.softLimitMb', where: 'memory.softLimitMb', message: 'the soft memory limit is not below the hard limit; soft actions will not run before shedding' });
+  }
+  if (!m.softLimitMb && !m.hardLimitMb && m.softPercent >= m.hardPercent) {
+    warnings.push({ source: 'file', key: 'memory.softPercent', where: 'memory.softPercent', message: 'the soft memory percentage is not below the hard percentage' });
+  }
+  return { settings, sources, errors, warnings, file: { status: fr.status, movedTo } };
+}
+
+/** Stored part of settings (what goes into config.json). */
+export function storedPart(s: Settings | StoredSettings): StoredSettings {
+  const out = structuredClone(s) as Partial<Settings>;
+  delete out.dataDir;
+  return out as StoredSettings;
+}
+
+/** Reads one setting by path from a settings object. */
+export function getSetting(s: Settings | StoredSettings, key: string): unknown {
+  return getPath(s as unknown as Record<string, unknown>, key);
+}

@@ -1,0 +1,255 @@
+// THE settings schema: one JSON Schema (draft 2020-12, validated with ajv) for every setting of
+// MLX Bar. Used three ways, so they can never disagree:
+//   - headless mode: loadSettings() validates <dataDir>/config.json against it (and `conf` 15 opens
+//     the same file with `schema: SETTINGS_SCHEMA`);
+//   - the Electron shell: `new ElectronStore({ schema: SETTINGS_SCHEMA, cwd: userData, name: 'config' })`;
+//   - the dashboard: titles, descriptions, defaults and ranges are rendered from it (GET the
+//     `settingsSchemaDocument()` JSON or import SETTINGS_SCHEMA).
+// SETTINGS_SCHEMA is a *properties map* (the shape conf/electron-store take as `schema`); they wrap
+// it in `{type:'object', properties}`. settingsRootSchema() is that full object schema.
+// `dataDir` is deliberately NOT a stored setting: the settings file lives inside it.
+
+export interface ResponseCacheSettings {
+  enabled: boolean;
+  maxEntries: number;
+  maxBytes: number;
+}
+export interface PrefixCacheSettings {
+  maxEntries: number;
+  maxBytes: number;
+  persist: boolean;
+}
+export interface MemorySettings {
+  /** App footprint (server + engine) soft watermark in MB; 0 = use softPercent. */
+  softLimitMb: number;
+  hardLimitMb: number;
+  /** Soft/hard watermark as % of total RAM (used when the MB form is 0). */
+  softPercent: number;
+  hardPercent: number;
+}
+export type LogLevel = 'silent' | 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+export type Theme = 'system' | 'light' | 'dark';
+
+/** Every stored setting (what config.json holds once defaults are applied). */
+export interface StoredSettings {
+  host: string;
+  port: number;
+  apiKey: string;
+  model: string;
+  allowedOrigins: string[];
+  contextLength: number;
+  defaultMaxTokens: number;
+  maxConcurrent: number;
+  maxQueue: number;
+  bodyLimitBytes: number;
+  requestTimeoutMs: number;
+  responseCache: ResponseCacheSettings;
+  prefixCache: PrefixCacheSettings;
+  memory: MemorySettings;
+  idleUnloadMinutes: number;
+  logLevel: LogLevel;
+  startAtLogin: boolean;
+  theme: Theme;
+}
+
+/** Stored settings plus the launch-only data directory. */
+export interface Settings extends StoredSettings {
+  dataDir: string;
+}
+
+const MB = 1024 * 1024;
+const GB = 1024 * MB;
+
+export const DEFAULT_SETTINGS: StoredSettings = {
+  host: '127.0.0.1',
+  port: 8080,
+  apiKey: '',
+  model: '',
+  allowedOrigins: [],
+  contextLength: 8192,
+  defaultMaxTokens: 2048,
+  maxConcurrent: 1,
+  maxQueue: 16,
+  bodyLimitBytes: 8 * MB,
+  requestTimeoutMs: 30_000,
+  responseCache: { enabled: false, maxEntries: 256, maxBytes: 256 * MB },
+  prefixCache: { maxEntries: 8, maxBytes: 2 * GB, persist: true },
+  memory: { softLimitMb: 0, hardLimitMb: 0, softPercent: 75, hardPercent: 90 },
+  idleUnloadMinutes: 5,
+  logLevel: 'info',
+  startAtLogin: false,
+  theme: 'system',
+};
+
+type JsonSchema = Record<string, unknown>;
+
+/** The properties map (conf / electron-store `schema` option). */
+export const SETTINGS_SCHEMA: Record<keyof StoredSettings, JsonSchema> = {
+  host: {
+    type: 'string',
+    title: 'Host',
+    description: 'Interface the API listens on. Loopback (127.0.0.1, ::1, localhost) unless an API key is set.',
+    minLength: 1,
+    maxLength: 253,
+    pattern: '^[^\\s/?#@]+$',
+    default: DEFAULT_SETTINGS.host,
+  },
+  port: {
+    type: 'integer',
+    title: 'Port',
+    description: 'TCP port of the API (1–65535; ports below 1024 need privileges; 0 picks a free port).',
+    minimum: 0,
+    maximum: 65535,
+    default: DEFAULT_SETTINGS.port,
+  },
+  apiKey: {
+    type: 'string',
+    title: 'API key',
+    description: 'When set, clients must send "Authorization: Bearer <key>". Required for a non-loopback host. Empty = no key.',
+    pattern: '^$|^[\\x21-\\x7e]{8,256}$',
+    default: DEFAULT_SETTINGS.apiKey,
+  },
+  model: {
+    type: 'string',
+    title: 'Model',
+    description: 'Model folder (mlx-community layout) or the id of a model in the library. Empty = none selected.',
+    maxLength: 4096,
+    default: DEFAULT_SETTINGS.model,
+  },
+  allowedOrigins: {
+    type: 'array',
+    title: 'Allowed browser origins',
+    description: 'Browser origins allowed to call the API (exact, or a prefix ending in *, e.g. vscode-webview://*). Editors and CLIs send no Origin and are always allowed.',
+    items: { type: 'string', minLength: 1, maxLength: 256, pattern: '^[a-z][a-z0-9+.-]*://[^\\s]*$' },
+    maxItems: 64,
+    uniqueItems: true,
+    default: DEFAULT_SETTINGS.allowedOrigins,
+  },
+  contextLength: {
+    type: 'integer',
+    title: 'Context length cap',
+    description: 'Maximum tokens (prompt + completion) per request; the model’s own limit applies if smaller. 0 = the model’s limit. Larger contexts need more memory for the KV cache.',
+    minimum: 0,
+    maximum: 1_048_576,
+    default: DEFAULT_SETTINGS.contextLength,
+  },
+  defaultMaxTokens: {
+    type: 'integer',
+    title: 'Default max tokens',
+    description: 'Completion length when a request sets no max_tokens (always clamped to the remaining context).',
+    minimum: 1,
+    maximum: 1_048_576,
+    default: DEFAULT_SETTINGS.defaultMaxTokens,
+  },
+  maxConcurrent: {
+    type: 'integer',
+    title: 'Concurrent generations',
+    description: 'Generations computed at the same time. The CPU engine runs one at a time efficiently.',
+    minimum: 1,
+    maximum: 16,
+    default: DEFAULT_SETTINGS.maxConcurrent,
+  },
+  maxQueue: {
+    type: 'integer',
+    title: 'Queue length',
+    description: 'Requests that may wait for a slot; beyond it clients get 503 with Retry-After.',
+    minimum: 0,
+    maximum: 1024,
+    default: DEFAULT_SETTINGS.maxQueue,
+  },
+  bodyLimitBytes: {
+    type: 'integer',
+    title: 'Request body limit (bytes)',
+    description: 'Larger request bodies get 413.',
+    minimum: 1024,
+    maximum: 256 * MB,
+    default: DEFAULT_SETTINGS.bodyLimitBytes,
+  },
+  requestTimeoutMs: {
+    type: 'integer',
+    title: 'Request receive timeout (ms)',
+    description: 'Time allowed to receive a complete request (headers + body); protects against slow clients. Generation time is not limited by it.',
+    minimum: 1000,
+    maximum: 3_600_000,
+    default: DEFAULT_SETTINGS.requestTimeoutMs,
+  },
+  responseCache: {
+    type: 'object',
+    title: 'Response cache',
+    description: 'Caches complete answers of deterministic requests (temperature 0 or a fixed seed), in memory and on disk.',
+    properties: {
+      enabled: { type: 'boolean', title: 'Enabled', description: 'Off by default: only deterministic requests are ever cached.', default: false },
+      maxEntries: { type: 'integer', title: 'Max entries', minimum: 1, maximum: 100_000, default: 256 },
+      maxBytes: { type: 'integer', title: 'Max bytes on disk', minimum: MB, maximum: 64 * GB, default: 256 * MB },
+    },
+    additionalProperties: false,
+    default: DEFAULT_SETTINGS.responseCache,
+  },
+  prefixCache: {
+    type: 'object',
+    title: 'Prompt prefix cache',
+    description: 'Keeps the KV state of long repeated prompt prefixes (system prompts, tool schemas) so follow-up requests skip their prefill.',
+    properties: {
+      maxEntries: { type: 'integer', title: 'Max entries', minimum: 1, maximum: 1000, default: 8 },
+      maxBytes: { type: 'integer', title: 'Max bytes', description: 'Memory and disk budget for saved prefixes.', minimum: MB, maximum: 256 * GB, default: 2 * GB },
+      persist: { type: 'boolean', title: 'Persist to disk', description: 'Save prefixes so a restart starts warm.', default: true },
+    },
+    additionalProperties: false,
+    default: DEFAULT_SETTINGS.prefixCache,
+  },
+  memory: {
+    type: 'object',
+    title: 'Memory limits',
+    description: 'Above the soft watermark caches are cleared; above the hard watermark new requests get 503 until memory falls.',
+    properties: {
+      softLimitMb: { type: 'integer', title: 'Soft limit (MB)', description: '0 = use the percentage.', minimum: 0, maximum: 16 * 1024 * 1024, default: 0 },
+      hardLimitMb: { type: 'integer', title: 'Hard limit (MB)', description: '0 = use the percentage.', minimum: 0, maximum: 16 * 1024 * 1024, default: 0 },
+      softPercent: { type: 'number', title: 'Soft limit (% of RAM)', minimum: 1, maximum: 100, default: 75 },
+      hardPercent: { type: 'number', title: 'Hard limit (% of RAM)', minimum: 1, maximum: 100, default: 90 },
+    },
+    additionalProperties: false,
+    default: DEFAULT_SETTINGS.memory,
+  },
+  idleUnloadMinutes: {
+    type: 'integer',
+    title: 'Unload model when idle (minutes)',
+    description: 'Frees the model’s memory after this many idle minutes; the next request reloads it. 0 = never.',
+    minimum: 0,
+    maximum: 10_080,
+    default: DEFAULT_SETTINGS.idleUnloadMinutes,
+  },
+  logLevel: {
+    type: 'string',
+    title: 'Log level',
+    enum: ['silent', 'fatal', 'error', 'warn', 'info', 'debug', 'trace'],
+    description: 'Prompts are never logged below debug.',
+    default: DEFAULT_SETTINGS.logLevel,
+  },
+  startAtLogin: {
+    type: 'boolean',
+    title: 'Start at login',
+    description: 'Launch MLX Bar in the menu bar when you log in (desktop app only).',
+    default: DEFAULT_SETTINGS.startAtLogin,
+  },
+  theme: {
+    type: 'string',
+    title: 'Theme',
+    enum: ['system', 'light', 'dark'],
+    description: 'Dashboard theme; "system" follows the OS.',
+    default: DEFAULT_SETTINGS.theme,
+  },
+};
+
+/** The whole-document schema (what conf builds from the map). Unknown keys are allowed (a newer
+ *  version may have written them) and reported as warnings by loadSettings. */
+export function settingsRootSchema(): JsonSchema {
+  return {
+    $schema: 'https://json-schema.org/draft/2020-12/schema',
+    $id: 'https://mlx-bar.local/settings.schema.json',
+    title: 'MLX Bar settings',
+    type: 'object',
+    properties: SETTINGS_SCHEMA,
+  };
+}
+
+export const SETTINGS_KEYS = Object.keys(SETTINGS_SCHEMA) as (keyof StoredSettings)[];
