@@ -93,11 +93,14 @@ function quantMatrix(w: RawTensor, scales: RawTensor, biases: RawTensor, bits: n
     rows,
     cols,
     row(i, out) {
-      for (let j = 0; j < cols; j++) {
-        const word = words[i * w.shape[1] + Math.floor(j / perWord)];
-        const q = (word >>> (bits * (j % perWord))) & mask;
-        const g = i * groups + Math.floor(j / groupSize);
-        out[j] = s[g] * q + b[g];
+      const wpr = w.shape[1];
+      let j = 0;
+      for (let wi = 0; wi < wpr; wi++) {
+        const word = words[i * wpr + wi];
+        for (let k = 0; k < perWord; k++, j++) {
+          const g = i * groups + ((j / groupSize) | 0);
+          out[j] = s[g] * ((word >>> (bits * k)) & mask) + b[g]; // low bits first
+        }
       }
     },
   };

@@ -23,6 +23,11 @@ export interface TinyModelSpec {
   shards?: number;
   seed?: number;
   maxPositionEmbeddings?: number;
+  /**
+   * Defaults to 151,936 (covers the real Qwen3 tokenizer shipped in the folder). Only tests that
+   * never tokenize text may shrink it (smaller, faster fixtures); ids must then stay below it.
+   */
+  vocabSize?: number;
 }
 
 /** Bump when the writer's output changes so stale cached fixtures are not reused. */
