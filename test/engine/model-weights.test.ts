@@ -1,0 +1,134 @@
+// Loading: sharded checkpoints with an index load and equal the single-file checkpoint; an index
+// that disagrees with its shards, a missing shard, a missing tensor, an unsupported architecture
+// or bad config fail with clear errors that carry no file-system paths; the dtype policy refuses
+// half-precision compute instead of letting the native code abort the process.
+import { describe, it, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { core as mx } from '@frost-beta/mlx';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync, unlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { buildTinyModel } from '../helpers/tiny-model.ts';
+import { loadModel, ModelError } from '../../main/engine/model/generator.ts';
+import { cpuFloat32Policy } from '../../main/engine/model/dtype-policy.ts';
+import { parseModelConfig } from '../../main/engine/model/config.ts';
+import { engineLogits, someTokens } from './reference-helpers.ts';
+import { maxAbsDiff } from './reference.ts';
+
+const V = 8192;
+const tmp = mkdtempSync(path.join(tmpdir(), 'mlxbar-weights-'));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+async function shardedCopy(): Promise<string> {
+  const src = await buildTinyModel({ family: 'qwen2', shards: 3, vocabSize: V });
+  const dst = mkdtempSync(path.join(tmp, 'm-'));
+  cpSync(src, dst, { recursive: true });
+  return dst;
+}
+
+async function expectLoadError(dir: string, pattern: RegExp) {
+  await assert.rejects(loadModel(dir), (e: unknown) => {
+    assert.ok(e instanceof ModelError, `expected ModelError, got ${String(e)}`);
+    assert.equal(e.code, 'model_load_failed');
+    assert.match(e.message, pattern);
+    assert.ok(!e.message.includes(tmp) && !e.message.includes('/'), `message leaks a path: ${e.message}`);
+    return true;
+  });
+}
+
+describe('checkpoint loading', () => {
+  it('a sharded checkpoint with an index loads and equals the single-file checkpoint', async () => {
+    const single = await loadModel(await buildTinyModel({ family: 'qwen2', vocabSize: V }));
+    const sharded = await loadModel(await buildTinyModel({ family: 'qwen2', shards: 3, vocabSize: V }));
+    assert.equal(sharded.info.numParameters, single.info.numParameters);
+    const toks = someTokens(5).map((t) => t % V);
+    const a = engineLogits(single, toks);
+    const b = engineLogits(sharded, toks);
+    a.forEach((row, i) => assert.equal(maxAbsDiff(row, b[i]), 0));
+  });
+
+  it('reports model facts (kv bytes/token, weight bytes, context length, eos ids)', async () => {
+    const lm = await loadModel(await buildTinyModel({ family: 'qwen3', dtype: 'bfloat16', vocabSize: V, maxPositionEmbeddings: 2048 }));
+    const c = lm.info;
+    assert.equal(c.architecture, 'qwen3');
+    assert.equal(c.checkpointDtype, 'bfloat16');
+    assert.equal(c.computeDtype, 'float32');
+    assert.equal(c.contextLength, 2048);
+    assert.equal(c.kvBytesPerToken, 2 * c.numLayers * c.numKvHeads * c.headDim * 4);
+    assert.ok(c.weightBytes >= c.numParameters * 4, 'bf16 weights are held as float32');
+    assert.deepEqual([...c.eosTokenIds].sort(), [151643, 151645]);
+    assert.match(c.fingerprint, /^[0-9a-f]{32}$/);
+    const again = await loadModel(await buildTinyModel({ family: 'qwen3', dtype: 'bfloat16', vocabSize: V, maxPositionEmbeddings: 2048 }));
+    assert.equal(again.info.fingerprint, c.fingerprint, 'fingerprint is stable');
+  });
+
+  it('an index naming the wrong shard for a tensor is rejected', async () => {
+    const dir = await shardedCopy();
+    const p = path.join(dir, 'model.safetensors.index.json');
+    const idx = JSON.parse(readFileSync(p, 'utf8'));
+    const name = Object.keys(idx.weight_map).find((k) => idx.weight_map[k].startsWith('model-00001'))!;
+    idx.weight_map[name] = 'model-00002-of-00003.safetensors';
+    writeFileSync(p, JSON.stringify(idx));
+    await expectLoadError(dir, /inconsistent/);
+  });
+
+  it('an index listing a tensor that no shard holds is rejected', async () => {
+    const dir = await shardedCopy();
+    const p = path.join(dir, 'model.safetensors.index.json');
+    const idx = JSON.parse(readFileSync(p, 'utf8'));
+    idx.weight_map['model.layers.9.mlp.up_proj.weight'] = 'model-00003-of-00003.safetensors';
+    writeFileSync(p, JSON.stringify(idx));
+    await expectLoadError(dir, /inconsistent.*does not contain/);
+  });
+
+  it('an index that omits a tensor present in a shard is rejected', async () => {
+    const dir = await shardedCopy();
+    const p = path.join(dir, 'model.safetensors.index.json');
+    const idx = JSON.parse(readFileSync(p, 'utf8'));
+    delete idx.weight_map['model.norm.weight'];
+    writeFileSync(p, JSON.stringify(idx));
+    await expectLoadError(dir, /inconsistent.*does not list/);
+  });
+
+  it('a missing shard file is rejected', async () => {
+    const dir = await shardedCopy();
+    unlinkSync(path.join(dir, 'model-00002-of-00003.safetensors'));
+    await expectLoadError(dir, /missing/);
+  });
+
+  it('a missing tensor is rejected by name', async () => {
+    const src = await buildTinyModel({ family: 'llama', vocabSize: V });
+    const dir = mkdtempSync(path.join(tmp, 'm-'));
+    cpSync(src, dir, { recursive: true });
+    const t = mx.load(path.join(dir, 'model.safetensors')) as unknown as Record<string, mx.array>;
+    delete t['model.layers.1.mlp.down_proj.weight'];
+    mx.saveSafetensors(path.join(dir, 'model.safetensors'), t);
+    await expectLoadError(dir, /missing tensor "model\.layers\.1\.mlp\.down_proj\.weight"/);
+  });
+
+  it('unsupported architectures and broken configs fail clearly', async () => {
+    const src = await buildTinyModel({ family: 'llama', vocabSize: V });
+    const dir = mkdtempSync(path.join(tmp, 'm-'));
+    cpSync(src, dir, { recursive: true });
+    const cfgPath = path.join(dir, 'config.json');
+    const cfg = JSON.parse(readFileSync(cfgPath, 'utf8'));
+    writeFileSync(cfgPath, JSON.stringify({ ...cfg, model_type: 'gpt_neox' }));
+    await expectLoadError(dir, /unsupported model_type "gpt_neox".*llama, mistral, qwen2, qwen3/);
+    writeFileSync(cfgPath, '{not json');
+    await expectLoadError(dir, /config\.json is not valid JSON/);
+    assert.throws(() => parseModelConfig({ ...cfg, num_key_value_heads: 3 }), /multiple of num_key_value_heads/);
+    assert.throws(() => parseModelConfig({ ...cfg, rope_scaling: { rope_type: 'yarn', factor: 4 } }), /unsupported rope_scaling type "yarn"/);
+    assert.throws(() => parseModelConfig({ ...cfg, hidden_size: undefined }), /missing "hidden_size"/);
+  });
+
+  it('the CPU dtype policy refuses half-precision compute with an exception (no process abort)', () => {
+    const policy = cpuFloat32Policy();
+    const half = mx.array([1, 2, 3]).astype(mx.bfloat16);
+    assert.throws(() => policy.assertCompute(half, 'matmul'), /refusing bfloat16 compute/);
+    assert.throws(() => policy.assertCompute(half.astype(mx.float16), 'matmul'), /refusing float16 compute/);
+    policy.assertCompute(mx.array([1, 2]), 'matmul');
+    const w = policy.prepareLinear({ weight: mx.ones([4, 4]).astype(mx.bfloat16) }, null);
+    assert.equal(w.kind, 'dense');
+    assert.equal(w.weight.dtype, mx.float32);
+  });
+});
