@@ -7,6 +7,7 @@
 //   admission (degradation) → queue slot → engine.
 // Every response carries x-request-id; every error is an ApiError body.
 import http from 'node:http';
+import { performance } from 'node:perf_hooks';
 import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { ApiError, toApiError } from '../hardening/errors.ts';
@@ -201,11 +202,19 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
     if (track.record && hooks.onRequestRecord) {
       const res = reply.raw;
       res.once('close', () => {
-        try {
-          hooks.onRequestRecord!(toRecord(track, res.statusCode, !res.writableFinished));
-        } catch {
-          // metrics must never break a request
-        }
+        const endedAt = performance.now();
+        const aborted = !res.writableFinished;
+        // 499 (nginx's "client closed request") when the client left before any response.
+        const status = res.headersSent ? res.statusCode : 499;
+        const emit = () => {
+          try {
+            hooks.onRequestRecord!(toRecord(track, status, aborted, endedAt));
+          } catch {
+            // metrics must never break a request
+          }
+        };
+        if (track.settled) track.settled.then(emit, emit);
+        else emit();
       });
     }
     if (closing) {
@@ -371,7 +380,9 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
         : validateCompletionRequest(body, { maxStopLength: config.maxStopLength, vocabSize: currentModel().vocabSize });
     track.stream = r.stream;
     const prep = prepare(r, track);
-    await runGeneration(genEnv, prep, reply, track);
+    const run = runGeneration(genEnv, prep, reply, track);
+    track.settled = run;
+    await run;
   }
 
   // ---------------------------------------------------------------- routes

@@ -18,6 +18,8 @@ export interface RequestTrack {
   errorCode: string | null;
   /** false for /health, metrics and dashboard files (not traffic). */
   record: boolean;
+  /** Set while a generation runs: the record waits for it so token counts of cancelled requests are final. */
+  settled: Promise<void> | null;
 }
 
 export function newTrack(id: string, route: string, record: boolean): RequestTrack {
@@ -35,11 +37,13 @@ export function newTrack(id: string, route: string, record: boolean): RequestTra
     cancelled: false,
     errorCode: null,
     record,
+    settled: null,
   };
 }
 
-export function toRecord(t: RequestTrack, status: number, aborted: boolean): RequestRecord {
-  const now = performance.now();
+/** `endedAt`: performance.now() when the response closed (latency ends there, not at engine wind-down). */
+export function toRecord(t: RequestTrack, status: number, aborted: boolean, endedAt: number = performance.now()): RequestRecord {
+  const now = endedAt;
   return {
     id: t.id,
     route: t.route,
