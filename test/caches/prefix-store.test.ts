@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile, truncate, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { openCaches } from '../../main/caches/index.ts';
-import type { PrefixKvEntry } from '../../main/caches/prefix-store.ts';
+import type { LoadedPrefixKvLayer, PrefixKvEntry } from '../../main/caches/prefix-store.ts';
 import { Degradation } from '../../main/hardening/degradation.ts';
 import { makeTempDir, FP } from './helpers.ts';
 
@@ -46,7 +46,7 @@ test('save → load is exact (float32 views), survives a restart, longest-prefix
   assert.deepEqual(loaded.tokens, system);
   assert.equal(loaded.layers.length, 4);
   for (let i = 0; i < 4; i++) {
-    const l = loaded.layers[i];
+    const l: LoadedPrefixKvLayer = loaded.layers[i];
     assert.ok(l.keys instanceof Float32Array);
     assert.deepEqual(l.shape, [1, 2, 2048, 16]);
     assert.deepEqual(l.keys, e.layers[i].keys);
