@@ -12,13 +12,14 @@ export function modelsDirOf(dataDir: string): string {
 }
 
 /**
- * Fallback data directory when neither `--data-dir` nor settings name one: $MLXBAR_DATA_DIR, then
- * the platform's per-user application data folder.
+ * Data directory when neither `--data-dir` nor settings name one: $MLXBAR_DATA_DIR, then the folder
+ * Electron's app.getPath('userData') uses for productName "MLX Bar" (same rule as `mlx-bar serve`),
+ * so the CLI and the app share one model library.
  */
-export function defaultDataDir(): string {
-  if (process.env.MLXBAR_DATA_DIR) return path.resolve(process.env.MLXBAR_DATA_DIR);
+export function defaultDataDir(platform: NodeJS.Platform = process.platform, env: NodeJS.ProcessEnv = process.env): string {
+  if (env.MLXBAR_DATA_DIR) return path.resolve(env.MLXBAR_DATA_DIR);
   const home = os.homedir();
-  if (process.platform === 'darwin') return path.join(home, 'Library', 'Application Support', 'MLX Bar');
-  if (process.platform === 'win32') return path.join(process.env.APPDATA ?? path.join(home, 'AppData', 'Roaming'), 'MLX Bar');
-  return path.join(process.env.XDG_DATA_HOME || path.join(home, '.local', 'share'), 'mlx-bar');
+  if (platform === 'darwin') return path.join(home, 'Library', 'Application Support', 'MLX Bar');
+  if (platform === 'win32') return path.join(env.APPDATA || path.join(home, 'AppData', 'Roaming'), 'MLX Bar');
+  return path.join(env.XDG_CONFIG_HOME || path.join(home, '.config'), 'MLX Bar');
 }

@@ -1,0 +1,93 @@
+// `mlx-bar models`: lists the model library as a table (or JSON with --json).
+import { listModels, type LibraryEntry } from '../library/library.ts';
+import { defaultDataDir } from '../library/paths.ts';
+import { formatBytes } from '../library/format.ts';
+import { sanitizeMessage } from '../hardening/sanitize.ts';
+
+const HELP = `Usage: mlx-bar models [options]
+
+Lists downloaded models with size, architecture, quantization and whether they fit in memory.
+
+Options:
+  --json                 machine-readable output (array of entries)
+  --all                  also list folders that are not loadable, with the reason
+  --context <tokens>     context length used for the memory estimate (default 4096)
+  --data-dir <folder>    data folder (default: $MLXBAR_DATA_DIR or the app's user-data folder)
+  -h, --help             show this help`;
+
+interface Args {
+  json: boolean;
+  all: boolean;
+  context?: number;
+  dataDir: string;
+}
+
+function parse(argv: string[]): Args | 'help' | string {
+  const a: Args = { json: false, all: false, dataDir: defaultDataDir() };
+  for (let i = 0; i < argv.length; i++) {
+    const [flag, inline] = argv[i].startsWith('--') && argv[i].includes('=') ? [argv[i].slice(0, argv[i].indexOf('=')), argv[i].slice(argv[i].indexOf('=') + 1)] : [argv[i], undefined];
+    const value = () => inline ?? argv[++i];
+    if (flag === '-h' || flag === '--help') return 'help';
+    else if (flag === '--json') a.json = true;
+    else if (flag === '--all') a.all = true;
+    else if (flag === '--data-dir') {
+      const v = value();
+      if (!v) return '--data-dir needs a folder';
+      a.dataDir = v;
+    } else if (flag === '--context') {
+      const n = Number(value());
+      if (!Number.isInteger(n) || n < 1 || n > 10_000_000) return '--context needs a positive integer';
+      a.context = n;
+    } else return `Unknown option ${JSON.stringify(flag.slice(0, 40))}`;
+  }
+  return a;
+}
+
+function fmtParams(n: number | null): string {
+  if (!n) return '?';
+  return n >= 1e9 ? `${(n / 1e9).toFixed(1)}B` : n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : `${(n / 1e3).toFixed(0)}K`;
+}
+
+export function renderTable(models: LibraryEntry[]): string {
+  const rows = models.map((m) => [
+    m.id,
+    m.architecture ?? '?',
+    m.quantization ? `${m.quantization.bits}-bit/g${m.quantization.groupSize}` : (m.dtype ?? '?'),
+    fmtParams(m.parameters),
+    formatBytes(m.sizeBytes),
+    Number.isFinite(m.fitsInMemory.needBytes) ? `${m.fitsInMemory.fits ? 'yes' : 'NO'} (${formatBytes(m.fitsInMemory.needBytes)})` : 'unknown',
+    m.ready ? 'ready' : `incomplete: ${m.problem ?? ''}`,
+  ]);
+  const head = ['ID', 'ARCH', 'QUANT/DTYPE', 'PARAMS', 'SIZE', 'FITS (NEED)', 'STATUS'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ');
+  return [line(head), ...rows.map(line)].join('\n');
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const args = parse(argv);
+  if (args === 'help') {
+    console.log(HELP);
+    return 0;
+  }
+  if (typeof args === 'string') {
+    console.error(`mlx-bar models: ${args}\n\n${HELP}`);
+    return 2;
+  }
+  try {
+    const models = await listModels(args.dataDir, { includeIncomplete: args.all, contextTokens: args.context });
+    if (args.json) {
+      console.log(JSON.stringify(models, null, 2));
+    } else if (models.length === 0) {
+      console.log('No models yet. Download one with: mlx-bar pull mlx-community/Qwen3-0.6B-4bit');
+    } else {
+      console.log(renderTable(models));
+      const avail = models[0].fitsInMemory.availableBytes;
+      console.log(`\nMemory estimate: float32 weights + KV cache for ${models[0].fitsInMemory.contextTokens} tokens; ${formatBytes(avail)} available.`);
+    }
+    return 0;
+  } catch (err) {
+    console.error(`mlx-bar models: ${sanitizeMessage(err)}`);
+    return 1;
+  }
+}
