@@ -5,20 +5,22 @@ import { parseArgs } from 'node:util';
 import { SETTING_SPECS, DATA_DIR_SPEC } from './load.ts';
 
 export interface ParsedFlags {
-  /** Setting path → raw string value (for loadSettings({ flags })). */
-  flags: Record<string, string>;
+  /** Setting path → raw value (for loadSettings({ flags })): strings, or a list for --allow-origin. */
+  flags: Record<string, string | string[]>;
   /** Non-setting switches (e.g. --json, --help). */
   switches: Record<string, boolean>;
   positionals: string[];
   errors: string[];
 }
 
-const SWITCHES = ['json', 'help', 'no-color', 'quiet'] as const;
+const SWITCHES = ['json', 'help', 'no-color', 'quiet', 'demo'] as const;
 
 export function parseSettingFlags(argv: string[]): ParsedFlags {
   const specs = [...SETTING_SPECS, DATA_DIR_SPEC];
-  const options: Record<string, { type: 'string' | 'boolean' }> = {};
+  const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = {};
   for (const s of specs) options[s.flag.slice(2)] = { type: 'string' };
+  // serve's repeatable form: --allow-origin a --allow-origin b (same setting as --allowed-origins a,b)
+  options['allow-origin'] = { type: 'string', multiple: true };
   for (const s of SWITCHES) options[s] = { type: 'boolean' };
   options.h = { type: 'boolean' };
   const out: ParsedFlags = { flags: {}, switches: {}, positionals: [], errors: [] };
@@ -34,6 +36,8 @@ export function parseSettingFlags(argv: string[]): ParsedFlags {
     const v = (parsed.values as Record<string, unknown>)[s.flag.slice(2)];
     if (typeof v === 'string') out.flags[s.key] = v;
   }
+  const repeated = (parsed.values as Record<string, unknown>)['allow-origin'];
+  if (Array.isArray(repeated) && repeated.length) out.flags.allowedOrigins = repeated.map(String);
   for (const s of SWITCHES) if ((parsed.values as Record<string, unknown>)[s]) out.switches[s] = true;
   if ((parsed.values as Record<string, unknown>).h) out.switches.help = true;
   out.positionals = parsed.positionals;

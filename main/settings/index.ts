@@ -5,3 +5,4 @@ export * from './load.ts';
 export * from './store.ts';
 export * from './flags.ts';
 export { toServerConfig } from './server-config.ts';
+export { defaultDataDir } from './paths.ts';

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import type { ErrorObject, ValidateFunction } from 'ajv';
-import { defaultDataDir } from '../library/paths.ts';
+import { defaultDataDir } from './paths.ts';
 import { DEFAULT_SETTINGS, SETTINGS_SCHEMA, type Settings, type StoredSettings } from './schema.ts';
 import { writeFileAtomicSync } from './atomic.ts';
 
@@ -425,7 +425,7 @@ export function loadSettings(opts: LoadSettingsOptions = {}): LoadSettingsResult
       dataDirSource = 'env';
     } else {
       if (envDir !== undefined && envDir !== '' && badDir(envDir)) errors.push({ source: 'env', key: 'dataDir', where: 'MLXBAR_DATA_DIR', message: 'MLXBAR_DATA_DIR must be a folder path' });
-      dataDir = opts.dataDir ? path.resolve(opts.dataDir) : defaultDataDir();
+      dataDir = opts.dataDir ? path.resolve(opts.dataDir) : defaultDataDir(process.platform, env);
       if (opts.dataDir) dataDirSource = 'flag';
     }
   }
