@@ -125,7 +125,10 @@ export interface EncodeInput {
  * Encodes an entry as the list of chunks to write (header, payload, trailer), so a large payload is
  * never copied into one concatenated buffer. Use Buffer.concat on the result for a single Buffer.
  */
-export function encodeEntryChunks(input: EncodeInput, payload: Uint8Array, rawMeta?: Uint8Array): Buffer[] {
+export function encodeEntryChunks(input: EncodeInput, payload: Uint8Array | readonly Uint8Array[], rawMeta?: Uint8Array): Buffer[] {
+  // A payload may be given as several chunks (e.g. one per KV layer) so nothing large is copied.
+  const parts = (Array.isArray(payload) ? payload : [payload]) as readonly Uint8Array[];
+  const payloadLen = parts.reduce((n, p) => n + p.byteLength, 0);
   const meta: EntryMeta = {
     format: FORMAT_VERSION,
     kind: input.kind,
@@ -146,20 +149,20 @@ export function encodeEntryChunks(input: EncodeInput, payload: Uint8Array, rawMe
   header.writeUInt8(0, OFF.flags);
   header.writeUInt32LE(headerLen, OFF.headerLen);
   header.writeUInt32LE(metaBytes.length, OFF.metaLen);
-  header.writeBigUInt64LE(BigInt(payload.byteLength), OFF.payloadLen);
+  header.writeBigUInt64LE(BigInt(payloadLen), OFF.payloadLen);
   Buffer.from(compatDigest(input.compat), 'hex').copy(header, OFF.compat);
   Buffer.from(sha256Hex(input.key), 'hex').copy(header, OFF.key);
   metaBytes.copy(header, FIXED_HEADER_BYTES);
   const sum = createHash('sha256');
   sum.update(header.subarray(0, OFF.checksum));
   sum.update(header.subarray(FIXED_HEADER_BYTES));
-  sum.update(payload);
+  for (const p of parts) sum.update(p);
   sum.digest().copy(header, OFF.checksum);
-  const payloadBuf = Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
-  return [header, payloadBuf, Buffer.from(TRAILER)];
+  const payloadBufs = parts.map((p) => (Buffer.isBuffer(p) ? p : Buffer.from(p.buffer, p.byteOffset, p.byteLength)));
+  return [header, ...payloadBufs, Buffer.from(TRAILER)];
 }
 
-export function encodeEntry(input: EncodeInput, payload: Uint8Array): Buffer {
+export function encodeEntry(input: EncodeInput, payload: Uint8Array | readonly Uint8Array[]): Buffer {
   return Buffer.concat(encodeEntryChunks(input, payload));
 }
 

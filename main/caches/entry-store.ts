@@ -277,7 +277,7 @@ export class EntryStore {
    * Queues an atomic write of the entry. Resolves true once it is durable on disk, false if it was
    * not stored (circuit open, too large, queue full, I/O error). Never rejects.
    */
-  set(key: string, payload: Uint8Array, data: unknown): Promise<boolean> {
+  set(key: string, payload: Uint8Array | readonly Uint8Array[], data: unknown): Promise<boolean> {
     if (!this.health.cacheAllowed()) {
       this.counters.bypassed++;
       return Promise.resolve(false);

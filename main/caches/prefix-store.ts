@@ -131,13 +131,23 @@ export class PrefixStore {
       layout.push({ shape: [...l.shape], dtype: l.dtype, keys: k, values: v });
     }
     if (off > this.store.maxBytes) return false;
-    const payload = Buffer.alloc(off);
+    // Payload as chunks (layer views + zero padding): the KV is never copied into one big buffer.
+    const chunks: Uint8Array[] = [];
+    let pos = 0;
+    const pad = (to: number) => {
+      if (to > pos) chunks.push(new Uint8Array(to - pos));
+      pos = to;
+    };
     entry.layers.forEach((l, i) => {
-      payload.set(new Uint8Array(l.keys.buffer, l.keys.byteOffset, l.keys.byteLength), layout[i].keys[0]);
-      payload.set(new Uint8Array(l.values.buffer, l.values.byteOffset, l.values.byteLength), layout[i].values[0]);
+      for (const [arr, [at, len]] of [[l.keys, layout[i].keys], [l.values, layout[i].values]] as const) {
+        pad(at);
+        chunks.push(new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength));
+        pos += len;
+      }
     });
+    pad(off);
     const meta: PrefixMeta = { tokens: [...entry.tokens], layers: layout };
-    return this.store.set(prefixKey(entry.tokens), payload, meta);
+    return this.store.set(prefixKey(entry.tokens), chunks, meta);
   }
 
   /** Loads the entry stored for exactly `tokens`, or null. Never throws. */
