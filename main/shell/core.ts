@@ -1,0 +1,44 @@
+// How the desktop app starts the engine + server: the same core as `mlx-bar serve` (startServe in
+// main/cli/serve.ts), fed from the validated settings. No electron import: the shell passes the
+// utilityProcess spawner in, so this is also usable (and tested) in plain Node.
+import { existsSync } from 'node:fs';
+import type { Settings } from '../settings/schema.ts';
+import type { EngineSpawner } from '../engine/process/spawn.ts';
+import type { CoreHandle } from './controller.ts';
+
+export interface CoreStartOptions {
+  /** utilityProcess-based spawner in Electron; default: child_process.fork. */
+  engineSpawn?: EngineSpawner;
+  log?: (line: string) => void;
+}
+
+export function readableStartError(err: unknown, s?: Settings): string {
+  const code = (err as { code?: string })?.code;
+  if (code === 'EADDRINUSE') return `Port ${s?.port ?? ''} is already in use; choose another port in Settings (0 picks a free one).`;
+  if (code === 'EACCES' || code === 'EPERM') return `Not allowed to listen on port ${s?.port ?? ''}; use a port above 1024.`;
+  if (code === 'EADDRNOTAVAIL') return 'The configured host address is not available on this machine.';
+  return err instanceof Error ? err.message : String(err);
+}
+
+export async function startCoreFromSettings(s: Settings, opts: CoreStartOptions = {}): Promise<CoreHandle> {
+  if (!s.model) throw new Error('No model selected: choose a model folder in Settings.');
+  if (!existsSync(s.model)) throw new Error('The selected model folder does not exist; choose another one in Settings.');
+  const { startServe } = await import('../cli/serve.ts');
+  const serveOpts = {
+    model: s.model,
+    host: s.host,
+    port: s.port,
+    dataDir: s.dataDir,
+    apiKey: s.apiKey ? s.apiKey : null,
+    allowedOrigins: [...s.allowedOrigins],
+    demo: false,
+    // Passed through for startServe to hand to createEngineClient({ spawn }) (see report: seam).
+    engineSpawn: opts.engineSpawn,
+  };
+  const running = await startServe(serveOpts, opts.log ?? (() => {}));
+  return {
+    url: running.url,
+    model: running.engine.model?.id ?? null,
+    stop: () => running.stop(),
+  };
+}

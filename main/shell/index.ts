@@ -1,0 +1,234 @@
+// MLX Bar desktop shell: the ONLY main-process code that imports `electron`. Wiring only; every
+// decision lives in a pure module next to this file (window options, URL policy, IPC guard, tray
+// model, settings service, controller), each unit-tested in plain Node.
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { app, BrowserWindow, clipboard, Menu, nativeImage, protocol, session, shell, Tray, ipcMain, utilityProcess } from 'electron';
+import ElectronStore from 'electron-store';
+import { sanitizeMessage } from '../hardening/sanitize.ts';
+import { SETTINGS_SCHEMA, type StoredSettings } from '../settings/schema.ts';
+import { INVOKE_CHANNELS, PUSH_CHANNELS } from '../../preload/api.ts';
+import { APP_SCHEME, DASHBOARD_URL, SETTINGS_URL } from './app-origin.ts';
+import { AppController } from './controller.ts';
+import { readableStartError, startCoreFromSettings } from './core.ts';
+import { GuardedIpc, noArgs, oneSettingsObject, oneString } from './ipc-guard.ts';
+import { SettingsService } from './settings-service.ts';
+import { trayIconFile, trayMenu, trayStatus, trayTooltip, type TrayInput, type TrayItemId } from './tray-model.ts';
+import { APP_CSP, isAllowedExternal, isAllowedNavigation, mimeFor, resolveAppAsset } from './url-policy.ts';
+import { utilityProcessSpawner } from './utility-spawner.ts';
+import { dashboardWindowOptions } from './window-options.ts';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+// Bundled layout: <app>/dist/main/shell/index.js → app root two levels up from dist/main.
+const appRoot = path.resolve(here, '..', '..', '..');
+const rendererDir = path.join(appRoot, 'dist', 'renderer');
+const preloadPath = path.join(appRoot, 'dist', 'preload', 'index.cjs');
+const assetsDir = app.isPackaged ? path.join(process.resourcesPath, 'assets') : path.join(appRoot, 'assets');
+
+const log = (line: string) => process.stderr.write(`[mlx-bar] ${sanitizeMessage(line)}\n`);
+
+// Must run before `ready`: the app scheme behaves like https (secure context, fetch, CSP 'self').
+protocol.registerSchemesAsPrivileged([
+  { scheme: APP_SCHEME, privileges: { standard: true, secure: true, supportFetchAPI: true, codeCache: true } },
+]);
+
+if (!app.requestSingleInstanceLock()) {
+  app.quit();
+} else {
+  void main();
+}
+
+async function main(): Promise<void> {
+  // Menu-bar-only on macOS (LSUIElement is also set in Info.plist by electron-builder).
+  app.dock?.hide();
+  await app.whenReady();
+
+  const dataDir = app.getPath('userData');
+  const settings = new SettingsService({
+    dataDir,
+    write: (values: StoredSettings) => {
+      const store = new ElectronStore<StoredSettings>({ cwd: dataDir, name: 'config', schema: SETTINGS_SCHEMA as never, clearInvalidConfig: false });
+      store.store = values;
+    },
+  });
+  const engineSpawn = utilityProcessSpawner(utilityProcess);
+  const controller = new AppController({
+    settings,
+    startCore: (s) => startCoreFromSettings(s, { engineSpawn, log }),
+    describeError: (err) => readableStartError(err),
+    startAtLogin: {
+      get: () => app.getLoginItemSettings().openAtLogin,
+      set: (on) => app.setLoginItemSettings({ openAtLogin: on }),
+    },
+  });
+
+  // ---- every session: deny permissions, serve the app scheme
+  const ses = session.defaultSession;
+  ses.setPermissionRequestHandler((_wc, _permission, callback) => callback(false));
+  ses.setPermissionCheckHandler(() => false);
+  ses.setDevicePermissionHandler(() => false);
+  ses.protocol.handle(APP_SCHEME, async (request) => {
+    const file = resolveAppAsset(rendererDir, request.url);
+    if (!file) return new Response('Not found', { status: 404 });
+    try {
+      const body = await readFile(file);
+      return new Response(body, { headers: { 'content-type': mimeFor(file), 'content-security-policy': APP_CSP, 'x-content-type-options': 'nosniff' } });
+    } catch {
+      return new Response('Not found', { status: 404 });
+    }
+  });
+
+  app.on('web-contents-created', (_e, contents) => {
+    contents.on('will-navigate', (event, url) => {
+      if (!isAllowedNavigation(url)) event.preventDefault();
+    });
+    contents.on('will-redirect', (event, url) => {
+      if (!isAllowedNavigation(url)) event.preventDefault();
+    });
+    contents.on('will-attach-webview', (event) => event.preventDefault());
+    contents.setWindowOpenHandler(({ url }) => {
+      if (isAllowedExternal(url)) void shell.openExternal(url);
+      return { action: 'deny' };
+    });
+  });
+
+  // ---- window
+  let win: BrowserWindow | null = null;
+  let quitting = false;
+  const showWindow = (url: string) => {
+    if (!win) {
+      win = new BrowserWindow(dashboardWindowOptions({ preloadPath, isPackaged: app.isPackaged, platform: process.platform, iconPath: path.join(assetsDir, 'icon.png') }));
+      win.once('ready-to-show', () => win?.show());
+      // Closing the window keeps the app (and the server) running in the tray.
+      win.on('close', (e) => {
+        if (!quitting) {
+          e.preventDefault();
+          win?.hide();
+        }
+      });
+      win.on('closed', () => {
+        win = null;
+      });
+      void win.loadURL(url);
+      return;
+    }
+    if (win.webContents.getURL() !== url) void win.loadURL(url);
+    win.show();
+    win.focus();
+  };
+  const push = (channel: string, value: unknown) => {
+    if (win && !win.isDestroyed() && win.isVisible()) win.webContents.send(channel, value);
+  };
+
+  // ---- IPC (validated sender + arguments)
+  const ipc = new GuardedIpc(ipcMain, { onRefused: (c, r) => log(`refused IPC ${c}: ${r}`) });
+  ipc.handle(INVOKE_CHANNELS.getSnapshot, noArgs, () => controller.snapshot);
+  ipc.handle(INVOKE_CHANNELS.getAppState, noArgs, () => controller.state);
+  ipc.handle(INVOKE_CHANNELS.getSettings, noArgs, () => controller.getSettings());
+  ipc.handle(INVOKE_CHANNELS.validateSettings, oneSettingsObject, (v) => controller.validateSettings(v));
+  ipc.handle(INVOKE_CHANNELS.saveSettings, oneSettingsObject, (v) => controller.saveSettings(v));
+  ipc.handle(INVOKE_CHANNELS.startServer, noArgs, () => controller.start());
+  ipc.handle(INVOKE_CHANNELS.stopServer, noArgs, () => controller.stop());
+  ipc.handle(INVOKE_CHANNELS.copyEndpoint, noArgs, () => {
+    const ep = controller.state.endpoint;
+    if (!ep) return false;
+    clipboard.writeText(ep);
+    return true;
+  });
+  ipc.handle(INVOKE_CHANNELS.copyText, oneString(64 * 1024), (text) => {
+    clipboard.writeText(text);
+    return true;
+  });
+  ipc.handle(INVOKE_CHANNELS.openExternal, oneString(2048), async (url) => {
+    if (!isAllowedExternal(url)) return false;
+    await shell.openExternal(url);
+    return true;
+  });
+
+  // ---- tray
+  const tray = new Tray(nativeImage.createFromPath(path.join(assetsDir, trayIconFile('stopped', process.platform))));
+  const trayInput = (): TrayInput => {
+    const st = controller.state;
+    const snap = controller.snapshot;
+    return {
+      server: st.server,
+      degradation: snap ? { state: snap.degradation.state, reason: snap.degradation.reason } : null,
+      endpoint: st.endpoint,
+      model: snap?.model.id ?? st.model,
+      error: st.error,
+      settingsIssueCount: st.settingsIssues.length,
+      startAtLogin: st.startAtLogin,
+    };
+  };
+  const actions: Record<TrayItemId, (checked?: boolean) => void> = {
+    status: () => {},
+    endpoint: () => {},
+    model: () => {},
+    'toggle-server': () => void controller.toggle(),
+    'copy-endpoint': () => {
+      if (controller.state.endpoint) clipboard.writeText(controller.state.endpoint);
+    },
+    'open-dashboard': () => showWindow(DASHBOARD_URL),
+    'open-settings': () => showWindow(SETTINGS_URL),
+    'start-at-login': (checked) => void controller.setStartAtLogin(!!checked),
+    quit: () => {
+      quitting = true;
+      app.quit();
+    },
+  };
+  let lastTrayKey = '';
+  const renderTray = () => {
+    const input = trayInput();
+    const status = trayStatus(input);
+    const items = trayMenu(input);
+    const key = JSON.stringify([status, items]);
+    tray.setToolTip(trayTooltip(input));
+    if (key === lastTrayKey) return;
+    lastTrayKey = key;
+    tray.setImage(nativeImage.createFromPath(path.join(assetsDir, trayIconFile(status, process.platform))));
+    tray.setContextMenu(
+      Menu.buildFromTemplate(
+        items.map((it) =>
+          it.type === 'separator'
+            ? { type: 'separator' as const }
+            : {
+                id: it.id,
+                label: it.label,
+                type: it.type,
+                enabled: it.enabled,
+                ...(it.type === 'checkbox' ? { checked: it.checked } : {}),
+                click: (mi: Electron.MenuItem) => actions[it.id](mi.checked),
+              },
+        ),
+      ),
+    );
+  };
+
+  controller.on('state', (st) => {
+    renderTray();
+    push(PUSH_CHANNELS.appState, st);
+  });
+  controller.on('metrics', (snap) => {
+    renderTray();
+    push(PUSH_CHANNELS.metrics, snap);
+  });
+  renderTray();
+
+  app.on('second-instance', () => showWindow(DASHBOARD_URL));
+  app.on('activate', () => showWindow(DASHBOARD_URL));
+  // Stay in the tray when the window closes.
+  app.on('window-all-closed', () => {});
+  let disposed = false;
+  app.on('before-quit', (e) => {
+    quitting = true;
+    if (disposed) return;
+    e.preventDefault();
+    disposed = true;
+    void controller.dispose().finally(() => app.quit());
+  });
+
+  // Invalid settings: the app opens on the settings page and explains; the server stays stopped.
+  if (controller.state.settingsIssues.length > 0) showWindow(SETTINGS_URL);
+  else void controller.start();
+}

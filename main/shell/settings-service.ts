@@ -1,0 +1,139 @@
+// Settings as the desktop app handles them (no electron import; unit-tested in Node):
+//  - read the stored file WITHOUT repairing it, so an invalid file is shown to the user as it is,
+//    field by field, instead of being silently replaced by defaults;
+//  - validate edits against THE settings schema (main/settings/schema.ts) with ajv, the same
+//    schema and the same ajv that electron-store/conf use, and that the renderer compiles at build;
+//  - save only a valid document, through a writer the shell provides (electron-store there, conf
+//    in tests); a bad file is moved aside first so the store can open.
+// The server starts only when `current().settings` is non-null (a valid configuration).
+import fs from 'node:fs';
+import path from 'node:path';
+import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
+import addFormatsModule from 'ajv-formats';
+import { DEFAULT_SETTINGS, settingsRootSchema, type Settings, type StoredSettings } from '../settings/schema.ts';
+import type { SaveResult, SettingsIssue, SettingsPayload } from '../../preload/api.ts';
+
+const SETTINGS_FILE = 'config.json';
+const MAX_FILE_BYTES = 1024 * 1024;
+
+const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (a: Ajv2020) => void;
+const ajv = new Ajv2020({ allErrors: true, strict: false });
+addFormats(ajv);
+const validateDocument = ajv.compile(settingsRootSchema());
+
+export function issuesFromErrors(errors: ErrorObject[] | null | undefined): SettingsIssue[] {
+  if (!errors) return [];
+  const out: SettingsIssue[] = [];
+  const seen = new Set<string>();
+  for (const e of errors) {
+    let p = e.instancePath;
+    const params = e.params as Record<string, unknown>;
+    if (e.keyword === 'required' && typeof params.missingProperty === 'string') p = `${p}/${params.missingProperty}`;
+    if (e.keyword === 'additionalProperties' && typeof params.additionalProperty === 'string') p = `${p}/${params.additionalProperty}`;
+    let message = e.message ?? 'is invalid';
+    if (e.keyword === 'enum' && Array.isArray(params.allowedValues)) message = `must be one of ${params.allowedValues.map((v) => JSON.stringify(v)).join(', ')}`;
+    if (e.keyword === 'additionalProperties') message = 'is not a known setting';
+    const k = `${p}|${message}`;
+    if (!seen.has(k)) {
+      seen.add(k);
+      out.push({ path: p, message });
+    }
+  }
+  return out;
+}
+
+/** Whole-document validation; [] when valid. */
+export function validateSettingsDocument(values: unknown): SettingsIssue[] {
+  if (!values || typeof values !== 'object' || Array.isArray(values)) return [{ path: '', message: 'settings must be a JSON object' }];
+  // Validate a copy: ajv must not see (or mutate) the caller's object.
+  const copy = JSON.parse(JSON.stringify(values));
+  return validateDocument(copy) ? [] : issuesFromErrors(validateDocument.errors);
+}
+
+function isPlainObject(x: unknown): x is Record<string, unknown> {
+  return !!x && typeof x === 'object' && !Array.isArray(x);
+}
+
+/** Defaults overlaid with the file's values (one level deep for the grouped settings). */
+export function withDefaults(values: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = structuredClone(DEFAULT_SETTINGS) as unknown as Record<string, unknown>;
+  for (const [k, v] of Object.entries(values)) {
+    if (k === '__proto__' || k === 'constructor' || k === 'prototype' || k === '__internal__') continue;
+    out[k] = isPlainObject(v) && isPlainObject(out[k]) ? { ...(out[k] as Record<string, unknown>), ...v } : v;
+  }
+  return out;
+}
+
+export interface SettingsSnapshot extends SettingsPayload {
+  /** Valid settings to start the server with; null while the stored settings are invalid. */
+  settings: Settings | null;
+  file: 'missing' | 'ok' | 'invalid' | 'corrupt';
+}
+
+export interface SettingsServiceOptions {
+  dataDir: string;
+  /** Persists a valid document (electron-store in the app, conf in tests). */
+  write: (values: StoredSettings) => void;
+}
+
+export class SettingsService {
+  constructor(private readonly opts: SettingsServiceOptions) {}
+
+  get file(): string {
+    return path.join(this.opts.dataDir, SETTINGS_FILE);
+  }
+
+  read(): SettingsSnapshot {
+    let text: string;
+    try {
+      const st = fs.statSync(this.file);
+      if (st.size > MAX_FILE_BYTES) {
+        return { values: withDefaults({}), issues: [{ path: '', message: 'config.json is larger than 1 MB; it was not read' }], settings: null, file: 'corrupt' };
+      }
+      text = fs.readFileSync(this.file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        const values = withDefaults({});
+        return { values, issues: [], settings: { ...(values as unknown as StoredSettings), dataDir: this.opts.dataDir }, file: 'missing' };
+      }
+      return { values: withDefaults({}), issues: [{ path: '', message: 'config.json could not be read' }], settings: null, file: 'corrupt' };
+    }
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch {
+      return { values: withDefaults({}), issues: [{ path: '', message: 'config.json is not valid JSON; saving writes a fresh file (the old one is kept aside)' }], settings: null, file: 'corrupt' };
+    }
+    if (!isPlainObject(raw)) {
+      return { values: withDefaults({}), issues: [{ path: '', message: 'config.json must contain a JSON object' }], settings: null, file: 'corrupt' };
+    }
+    const values = withDefaults(raw);
+    const issues = validateSettingsDocument(values);
+    if (issues.length) return { values, issues, settings: null, file: 'invalid' };
+    return { values, issues: [], settings: { ...(values as unknown as StoredSettings), dataDir: this.opts.dataDir }, file: 'ok' };
+  }
+
+  validate(values: Record<string, unknown>): SettingsIssue[] {
+    return validateSettingsDocument(values);
+  }
+
+  save(values: Record<string, unknown>): SaveResult {
+    const full = withDefaults(values);
+    const issues = validateSettingsDocument(full);
+    if (issues.length) return { ok: false, issues };
+    const current = this.read();
+    if (current.file === 'invalid' || current.file === 'corrupt') {
+      // The store validates the whole file when it opens; move the bad one aside (kept for the user).
+      const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+      try {
+        fs.renameSync(this.file, path.join(this.opts.dataDir, `${SETTINGS_FILE}.invalid-${stamp}`));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return { ok: false, issues: [{ path: '', message: 'the invalid config.json could not be moved aside' }] };
+      }
+    }
+    fs.mkdirSync(this.opts.dataDir, { recursive: true });
+    this.opts.write(full as unknown as StoredSettings);
+    const after = this.read();
+    return after.settings ? { ok: true, issues: [] } : { ok: false, issues: after.issues };
+  }
+}

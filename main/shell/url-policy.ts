@@ -1,0 +1,69 @@
+// URL decisions of the shell, pure so they are unit-tested in plain Node:
+//  - which navigations the window may perform (only within the app origin),
+//  - which URLs shell.openExternal may open (https on an allowlist of exact hosts; file:, smb:,
+//    javascript:, custom schemes and look-alike hosts are refused: openExternal is an RCE vector),
+//  - which file an mlxbar://app/... request maps to (inside the renderer folder, no traversal).
+import path from 'node:path';
+import { APP_HOST, APP_SCHEME, isAppUrl, parseUrl } from './app-origin.ts';
+
+/** Hosts the app may open in the system browser (docs of the editors it configures, the model hub). */
+export const EXTERNAL_HOST_ALLOWLIST: readonly string[] = [
+  'github.com',
+  'huggingface.co',
+  'docs.continue.dev',
+  'zed.dev',
+  'docs.cline.bot',
+  'platform.openai.com',
+];
+
+export function isAllowedNavigation(raw: unknown): boolean {
+  return isAppUrl(raw);
+}
+
+export function isAllowedExternal(raw: unknown, allowlist: readonly string[] = EXTERNAL_HOST_ALLOWLIST): boolean {
+  const u = parseUrl(raw);
+  if (!u) return false;
+  if (u.protocol !== 'https:') return false;
+  if (u.username || u.password) return false;
+  if (u.port !== '') return false;
+  // URL lower-cases and punycodes the host, so "GitHub.com" matches and "gíthub.com" does not.
+  return allowlist.includes(u.hostname);
+}
+
+/**
+ * Maps an mlxbar://app/<path> request to a file under `root`, or null when it must be refused
+ * (other origin, encoded traversal, NUL, backslash). "/" maps to index.html.
+ */
+export function resolveAppAsset(root: string, raw: string): string | null {
+  const u = parseUrl(raw);
+  if (!u || u.protocol !== `${APP_SCHEME}:` || u.host !== APP_HOST) return null;
+  let rel: string;
+  try {
+    rel = decodeURIComponent(u.pathname);
+  } catch {
+    return null;
+  }
+  if (rel.includes('\0') || rel.includes('\\')) return null;
+  if (rel.split('/').some((seg) => seg === '..')) return null;
+  const base = path.resolve(root);
+  const file = path.resolve(base, `.${path.posix.normalize(`/${rel}`)}`);
+  if (file !== base && !file.startsWith(base + path.sep)) return null;
+  return file === base || rel.endsWith('/') ? path.join(file, 'index.html') : file;
+}
+
+const MIME: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.png': 'image/png',
+  '.svg': 'image/svg+xml',
+  '.json': 'application/json; charset=utf-8',
+  '.woff2': 'font/woff2',
+};
+
+export function mimeFor(file: string): string {
+  return MIME[path.extname(file).toLowerCase()] ?? 'application/octet-stream';
+}
+
+/** The CSP the app protocol sends as a header (the page also carries it as a meta tag). */
+export const APP_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
