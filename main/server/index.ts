@@ -164,6 +164,9 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
           headersTimeout: config.headersTimeoutMs,
           requestTimeout: config.requestTimeoutMs,
           keepAliveTimeout: config.keepAliveTimeoutMs,
+          // How often node enforces headersTimeout/requestTimeout (default 30 s would let a
+          // slowloris socket live far longer than the configured timeouts).
+          connectionsCheckingInterval: Math.max(250, Math.min(1000, Math.floor(config.headersTimeoutMs / 2))),
           requireHostHeader: true,
           joinDuplicateHeaders: false,
           insecureHTTPParser: false,
