@@ -47,6 +47,8 @@ export interface PullOptions extends HubOptions {
   includeReadme?: boolean;
   /** Minimum interval between `progress` events (default 200 ms). */
   progressIntervalMs?: number;
+  /** A transfer with no bytes for this long is aborted and retried (default 60 s). */
+  stallTimeoutMs?: number;
 }
 
 export interface PullStart {
@@ -348,43 +350,60 @@ export class PullJob extends EventEmitter {
       if (tracker.length === f.size && f.size > 0) return;
       const headers: Record<string, string> = { 'accept-encoding': 'identity' };
       if (tracker.length > 0) headers.range = `bytes=${tracker.length}-`;
-      const res = await hubGet(url, `${info.repo}/${f.path}`, { ...this.opts, headers, signal: this.signal });
-      if (res.status === 206) {
-        const cr = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.headers.get('content-range') ?? '');
-        if (!cr || Number(cr[1]) !== tracker.length || (cr[3] !== '*' && Number(cr[3]) !== f.size)) {
-          await res.body?.cancel().catch(() => {});
-          await this.restartPart(part, tracker, before);
-          throw new HubError('bad_response', `Unexpected byte range for ${f.path}; restarting the file`);
-        }
-      } else if (res.status === 200) {
-        if (tracker.length > 0) await this.restartPart(part, tracker, before); // server ignored Range
-      } else {
-        await res.body?.cancel().catch(() => {});
-        if (res.status === 416 && tracker.length > 0) await this.restartPart(part, tracker, before);
-        throw errorForStatus(res, `${info.repo}/${f.path}`);
-      }
-      if (!res.body) throw new HubError('network', `Empty body for ${f.path}`);
-      const fh = await fsp.open(part, tracker.length > 0 ? 'a' : 'w');
+      // Stall guard: a connection that stops sending without closing must not hang the pull.
+      const stall = new AbortController();
+      const stallTimer = setTimeout(() => stall.abort(), this.opts.stallTimeoutMs ?? 60_000);
       try {
-        try {
-          for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-            if (tracker.length + chunk.byteLength > f.size) {
-              throw new HubError('integrity', `${f.path} is larger than the hub listed (${f.size} bytes)`, { retryable: false });
-            }
-            await fh.write(chunk);
-            tracker.hash.update(chunk);
-            tracker.length += chunk.byteLength;
-            this.addBytes(chunk.byteLength);
+        const res = await hubGet(url, `${info.repo}/${f.path}`, {
+          ...this.opts,
+          headers,
+          signal: AbortSignal.any([this.signal, stall.signal]),
+        });
+        if (res.status === 206) {
+          const cr = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.headers.get('content-range') ?? '');
+          if (!cr || Number(cr[1]) !== tracker.length || (cr[3] !== '*' && Number(cr[3]) !== f.size)) {
+            await res.body?.cancel().catch(() => {});
+            await this.restartPart(part, tracker, before);
+            throw new HubError('bad_response', `Unexpected byte range for ${f.path}; restarting the file`);
           }
-        } catch (err) {
-          throw toHubError(err, `${info.repo}/${f.path}`, this.signal);
+        } else if (res.status === 200) {
+          if (tracker.length > 0) await this.restartPart(part, tracker, before); // server ignored Range
+        } else {
+          await res.body?.cancel().catch(() => {});
+          if (res.status === 416 && tracker.length > 0) await this.restartPart(part, tracker, before);
+          throw errorForStatus(res, `${info.repo}/${f.path}`);
         }
-        if (tracker.length < f.size) {
-          throw new HubError('network', `Connection closed after ${tracker.length} of ${f.size} bytes of ${f.path}`);
+        if (!res.body) throw new HubError('network', `Empty body for ${f.path}`);
+        const fh = await fsp.open(part, tracker.length > 0 ? 'a' : 'w');
+        try {
+          try {
+            for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+              if (tracker.length + chunk.byteLength > f.size) {
+                throw new HubError('integrity', `${f.path} is larger than the hub listed (${f.size} bytes)`, { retryable: false });
+              }
+              stallTimer.refresh();
+              await fh.write(chunk);
+              tracker.hash.update(chunk);
+              tracker.length += chunk.byteLength;
+              this.addBytes(chunk.byteLength);
+            }
+          } catch (err) {
+            throw toHubError(err, `${info.repo}/${f.path}`, this.signal);
+          }
+          if (tracker.length < f.size) {
+            throw new HubError('network', `Connection closed after ${tracker.length} of ${f.size} bytes of ${f.path}`);
+          }
+          await fh.sync();
+        } finally {
+          await fh.close();
         }
-        await fh.sync();
+      } catch (err) {
+        if (stall.signal.aborted && !this.signal.aborted) {
+          throw new HubError('network', `The transfer of ${f.path} stalled (no data for a while); retrying`);
+        }
+        throw err;
       } finally {
-        await fh.close();
+        clearTimeout(stallTimer);
       }
     });
 

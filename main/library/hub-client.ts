@@ -21,7 +21,8 @@ export type HubErrorCode =
   | 'cancelled'
   | 'invalid_input'
   | 'busy' // another pull of the same model is running
-  | 'no_space';
+  | 'no_space'
+  | 'io_error'; // the local disk refused a write/rename (permissions, disk full…)
 
 export class HubError extends Error {
   readonly code: HubErrorCode;
@@ -133,13 +134,22 @@ export function errorForStatus(res: Response, what: string): HubError {
   return new HubError('bad_response', `The hub answered HTTP ${status} for ${what}`, { retryable: false, status });
 }
 
+const LOCAL_SYSCALLS = new Set(['open', 'write', 'read', 'close', 'rename', 'mkdir', 'fsync', 'unlink', 'rmdir', 'rm', 'stat', 'lstat', 'statfs', 'ftruncate', 'copyfile', 'scandir', 'realpath']);
+
 /** Wraps fetch/stream failures; keeps our own errors and aborts as they are. */
 export function toHubError(err: unknown, what: string, signal?: AbortSignal): HubError {
   if (err instanceof HubError) return err;
   if (err instanceof InvalidInputError) return new HubError('invalid_input', err.message, { retryable: false });
   if (signal?.aborted) return new HubError('cancelled', 'Download cancelled', { retryable: false });
+  const sys = err as { syscall?: unknown; code?: unknown };
+  if (typeof sys?.syscall === 'string' && LOCAL_SYSCALLS.has(sys.syscall)) {
+    // A local file-system failure is not a network problem and retrying will not fix it.
+    const code = typeof sys.code === 'string' ? sys.code : 'error';
+    return new HubError(code === 'ENOSPC' ? 'no_space' : 'io_error', `Could not write the downloaded files (${code})`, { retryable: false });
+  }
   const name = (err as Error)?.name;
   if (name === 'TimeoutError') return new HubError('network', `Timed out talking to the hub (${what})`);
+  if (name === 'AbortError') return new HubError('network', `The transfer of ${what} stalled and was restarted`);
   const cause = (err as { cause?: { code?: string } })?.cause;
   const code = cause?.code ?? (err as { code?: string })?.code;
   return new HubError('network', `Network error while fetching ${what}${code ? ` (${code})` : ''}`);

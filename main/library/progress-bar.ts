@@ -34,7 +34,7 @@ export function attachTerminalProgress(job: PullJob, out: NodeJS.WriteStream = p
     const now = Date.now();
     if (now - lastDraw < 100 && p.receivedBytes < p.totalBytes) return;
     lastDraw = now;
-    out.write(`\r\x1b[2K${renderProgressLine(p, Math.max(40, (out.columns ?? 80) - 1))}`);
+    out.write(`\r\x1b[2K${renderProgressLine(p, Math.max(60, (out.columns || 80) - 1))}`);
     drawn = true;
   };
   let filesDone = 0;

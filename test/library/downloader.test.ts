@@ -132,6 +132,19 @@ describe('pull from the hub', () => {
     assert.equal(blobReqs[1].status, 206);
   });
 
+  it('a transfer that stalls (socket open, no bytes) is aborted and resumed', async () => {
+    const big = repo.files.find((f) => f.name === 'model.safetensors')!;
+    hub.faults.stallAfterBytes = { 'model.safetensors': 100_000 };
+    const retries: PullRetry[] = [];
+    const job = startPull(REPO, { dataDir, endpoint: hub.endpoint, ...fast, stallTimeoutMs: 500 });
+    job.on('retry', (r) => retries.push(r));
+    const res = await job.result;
+    assert.equal(sha(path.join(res.dir, 'model.safetensors')), big.sha256);
+    assert.ok(retries.some((r) => /stalled/.test(r.message)), JSON.stringify(retries));
+    const blobReqs = hub.log.filter((l) => l.server === 'cdn' && l.path === `/blobs/${big.sha256}`);
+    assert.match(blobReqs.at(-1)!.range ?? '', /^bytes=[1-9]\d*-$/);
+  });
+
   it('restarts the file when the server ignores Range (200 instead of 206)', async () => {
     const big = repo.files.find((f) => f.name === 'model.safetensors')!;
     hub.faults.dropAfterBytes = { 'model.safetensors': 200_000 };

@@ -39,6 +39,8 @@ export interface Faults {
   resolveStatuses?: Record<string, Array<number | { status: number; headers: Record<string, string> }>>;
   /** Per file name: the CDN destroys the socket after this many body bytes (once). */
   dropAfterBytes?: Record<string, number>;
+  /** Per file name: the CDN sends this many bytes, then nothing more while keeping the socket open (once). */
+  stallAfterBytes?: Record<string, number>;
   /** File names whose bytes the CDN corrupts (the listing keeps the true sha256). */
   corrupt?: Set<string>;
   /** CDN bytes per second (chunks of 16 KiB), for cancellation tests. */
@@ -121,6 +123,12 @@ export async function startFakeHub(): Promise<FakeHub> {
         // Give the bytes a moment to reach the client, then cut the connection mid-body.
         setTimeout(() => res.socket?.destroy(), 20);
       });
+      return;
+    }
+    const stallAt = faults.stallAfterBytes?.[file.name];
+    if (stallAt !== undefined) {
+      delete faults.stallAfterBytes![file.name];
+      res.write(data.subarray(0, stallAt)); // …and never end: the socket is closed by close()
       return;
     }
     if (faults.throttleBytesPerSec) {
