@@ -9,9 +9,11 @@ import { DEFAULT_SAMPLING, type EngineEvent, type EngineState, type GenerateRequ
 
 type Done = Extract<EngineEvent, { type: 'done' }>;
 
-// A little wider than the smallest fixture so a prefill chunk and a decode step take measurable
-// time, still tiny (≈ 40 MB in f32, mostly the 151,936-token embedding).
-const SPEC = { family: 'qwen3' as const, layers: 4, hidden: 64, heads: 4, kvHeads: 2, headDim: 32, intermediate: 128, seed: 11, maxPositionEmbeddings: 16384 };
+// Four layers so a prefill chunk and a decode step take measurable time, still tiny. The 32k
+// vocab keeps the fixture small and below the Qwen3 end-of-text ids (151,643+), so a random-weight
+// model cannot end a generation early with EOS; every id it can emit is an ordinary token of the
+// real tokenizer, so detokenizing stays real.
+const SPEC = { family: 'qwen3' as const, layers: 4, hidden: 64, heads: 4, kvHeads: 2, headDim: 32, intermediate: 128, seed: 11, maxPositionEmbeddings: 16384, vocabSize: 32000 };
 
 let modelDir = '';
 const clients: SupervisedEngineClient[] = [];
@@ -125,7 +127,7 @@ describe('engine process', { timeout: 240_000 }, () => {
   });
 
   test('cancelling mid-prefill of a long chunked prompt stops quickly; the next request works', async () => {
-    const prompt = ids(12_000, 3);
+    const prompt = ids(4_000, 3);
     const ac = new AbortController();
     let abortedAt = 0;
     const prefills: number[] = [];

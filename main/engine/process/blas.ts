@@ -77,13 +77,19 @@ export function detectLoadedBlas(mapsText?: string): 'openblas' | 'reference' | 
       return 'unknown';
     }
   }
-  let sawBlas = false;
+  // Judge by the file that provides the soname `libblas.so.3` (what mlx.node links). LAPACK may map
+  // libopenblas.so.0 on its own even when the reference libblas serves cblas_sgemm, so a mapped
+  // libopenblas alone only counts when no libblas file is mapped at all.
+  const blasFiles = new Set<string>();
+  let sawOpenBlasCore = false;
   for (const line of maps.split('\n')) {
-    const file = line.slice(line.indexOf('/'));
-    if (!file.startsWith('/')) continue;
+    const slash = line.indexOf('/');
+    if (slash < 0) continue;
+    const file = line.slice(slash).trim();
     const base = path.basename(file).toLowerCase();
-    if (file.toLowerCase().includes('openblas') && (base.startsWith('libblas') || base.startsWith('libopenblas'))) return 'openblas';
-    if (base.startsWith('libblas')) sawBlas = true;
+    if (base.startsWith('libblas.so') || base.startsWith('libcblas.so')) blasFiles.add(file.toLowerCase());
+    else if (base.startsWith('libopenblas')) sawOpenBlasCore = true;
   }
-  return sawBlas ? 'reference' : 'unknown';
+  if (blasFiles.size > 0) return [...blasFiles].every((f) => f.includes('openblas')) ? 'openblas' : 'reference';
+  return sawOpenBlasCore ? 'openblas' : 'unknown';
 }

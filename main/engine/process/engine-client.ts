@@ -23,7 +23,7 @@ import type {
   ModelInfo,
 } from '../types.ts';
 import { engineProcessEnv } from './blas.ts';
-import { PROTOCOL_VERSION, parseEngineMessage, type EngineMessage, type ParentMessage } from './protocol.ts';
+import { PROTOCOL_VERSION, parseEngineMessage, type EngineMessage, type LoadOptions, type ParentMessage } from './protocol.ts';
 import { defaultEngineEntry, engineExecArgv, forkSpawner, type EngineProcessHandle, type EngineSpawner } from './spawn.ts';
 
 export interface EngineClientOptions {
@@ -45,6 +45,8 @@ export interface EngineClientOptions {
   cancelGraceMs?: number;
   /** How long stats() waits for an answer (default 30 s: a prefill chunk can keep the engine busy). */
   statsTimeoutMs?: number;
+  /** Engine tuning sent with every load (prefix cache budget, prefill chunk size). */
+  engine?: LoadOptions;
   /** Sanitized lines from the engine process (its stdout/stderr and supervisor notes). Default: stderr with an `[engine]` prefix. */
   log?: (line: string) => void;
 }
@@ -119,6 +121,7 @@ export class SupervisedEngineClient extends EventEmitter implements EngineClient
       cancelGraceMs: options.cancelGraceMs ?? 15_000,
       statsTimeoutMs: options.statsTimeoutMs ?? 30_000,
       log: options.log ?? ((line) => process.stderr.write(`[engine] ${line}\n`)),
+      engine: options.engine ?? {},
     };
   }
 
@@ -212,7 +215,7 @@ export class SupervisedEngineClient extends EventEmitter implements EngineClient
       return;
     }
     this.child = child;
-    child.handle.send({ type: 'load', protocol: PROTOCOL_VERSION, modelDir: dir } satisfies ParentMessage);
+    child.handle.send({ type: 'load', protocol: PROTOCOL_VERSION, modelDir: dir, options: this.opts.engine } satisfies ParentMessage);
     loadTimer = setTimeout(() => {
       if (this.child === child && !child.ready) {
         this.log('supervisor: model load timed out; killing the engine process');

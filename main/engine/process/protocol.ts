@@ -16,8 +16,16 @@ export const PROTOCOL_VERSION = 1;
 
 // ---------------------------------------------------------------- parent → engine
 
+/** Engine-process tuning sent with `load`. */
+export interface LoadOptions {
+  /** Byte budget of the prompt prefix cache (0 disables it). */
+  prefixCacheBytes?: number;
+  /** Prompt tokens per prefill chunk: the cancellation granularity of prefill. */
+  prefillChunk?: number;
+}
+
 export type ParentMessage =
-  | { type: 'load'; protocol: number; modelDir: string }
+  | { type: 'load'; protocol: number; modelDir: string; options?: LoadOptions }
   | { type: 'generate'; request: GenerateRequest }
   | { type: 'cancel'; requestId: string }
   | { type: 'stats'; id: number }
@@ -117,10 +125,21 @@ export function validateGenerateRequest(v: unknown): GenerateRequest | string {
 export function parseParentMessage(v: unknown): ParentMessage | null {
   if (!isObj(v) || !isStr(v.type, 32)) return null;
   switch (v.type) {
-    case 'load':
-      return isInt(v.protocol) && isStr(v.modelDir, 4096) && v.modelDir.length > 0
-        ? { type: 'load', protocol: v.protocol, modelDir: v.modelDir }
-        : null;
+    case 'load': {
+      if (!isInt(v.protocol) || !isStr(v.modelDir, 4096) || v.modelDir.length === 0) return null;
+      const o = v.options;
+      if (o !== undefined && !isObj(o)) return null;
+      const options: LoadOptions = {};
+      if (o && o.prefixCacheBytes !== undefined) {
+        if (!isInt(o.prefixCacheBytes)) return null;
+        options.prefixCacheBytes = o.prefixCacheBytes;
+      }
+      if (o && o.prefillChunk !== undefined) {
+        if (!isInt(o.prefillChunk, 1, 65_536)) return null;
+        options.prefillChunk = o.prefillChunk;
+      }
+      return { type: 'load', protocol: v.protocol, modelDir: v.modelDir, options };
+    }
     case 'generate': {
       // Shape errors inside the request are reported per request (see engine-main), so only the
       // envelope is checked here.

@@ -1,0 +1,147 @@
+// What the engine process runs for one request: engine-core's token generator (prefix cache →
+// chunked prefill → decode steps) composed with engine-text's incremental detokenizer and stop
+// string matcher into EngineEvents. Lives in the engine process only (imports MLX).
+import { performance } from 'node:perf_hooks';
+import { afterLargeStep, generateTokens, loadModel, PrefixCache, type GenerationSummary, type LoadedModel } from '../model/index.ts';
+import { loadTextPipeline, type TextPipeline } from '../text/index.ts';
+import type { EngineEvent, GenerateRequest, ModelInfo, PrefixCacheStats } from '../types.ts';
+
+export interface RunContext {
+  signal: AbortSignal;
+  /** performance.now() when the engine process received the request (TTFT counts queueing). */
+  receivedAt: number;
+  emit(e: EngineEvent): void;
+}
+
+export interface BackendOptions {
+  /** Byte budget of the prompt prefix cache (0 disables it). */
+  prefixCacheBytes: number;
+  /** Prompt tokens per prefill chunk (cancellation granularity). */
+  prefillChunk: number;
+}
+
+export const DEFAULT_BACKEND_OPTIONS: BackendOptions = {
+  prefixCacheBytes: 1024 * 2 ** 20,
+  prefillChunk: 512,
+};
+
+export interface Backend {
+  readonly info: ModelInfo;
+  run(req: GenerateRequest, ctx: RunContext): Promise<void>;
+  /** Memory policy between requests (full GC + a turn so MLX finalizers run). */
+  afterRequest(): Promise<void>;
+  prefixCacheStats(): PrefixCacheStats;
+  mlxActiveBytes(): number;
+  mlxPeakBytes(): number;
+}
+
+const EMPTY_PREFIX_STATS: PrefixCacheStats = { entries: 0, bytes: 0, budgetBytes: 0, reusedTokens: 0, computedTokens: 0, hits: 0, misses: 0 };
+
+export async function loadBackend(modelDir: string, options: Partial<BackendOptions> = {}): Promise<Backend> {
+  const opts = { ...DEFAULT_BACKEND_OPTIONS, ...options };
+  // The tokenizer is read first: it is cheap and a broken folder fails before gigabytes load.
+  const text = await loadTextPipeline(modelDir);
+  const lm = await loadModel(modelDir);
+  const eos = [...new Set([...lm.info.eosTokenIds, ...text.eosTokenIds])].sort((a, b) => a - b);
+  const info: ModelInfo = { ...lm.info, eosTokenIds: eos };
+  const prefixCache = opts.prefixCacheBytes > 0 ? new PrefixCache({ budgetBytes: opts.prefixCacheBytes }) : null;
+  await afterLargeStep();
+  return {
+    info,
+    run: (req, ctx) => runGeneration(lm, text, prefixCache, eos, opts, req, ctx),
+    afterRequest: afterLargeStep,
+    prefixCacheStats: () => prefixCache?.stats() ?? { ...EMPTY_PREFIX_STATS },
+    // The CPU build of 0.0.7 has no allocator counters.
+    mlxActiveBytes: () => 0,
+    mlxPeakBytes: () => 0,
+  };
+}
+
+async function runGeneration(
+  lm: LoadedModel,
+  text: TextPipeline,
+  prefixCache: PrefixCache | null,
+  eos: number[],
+  opts: BackendOptions,
+  req: GenerateRequest,
+  ctx: RunContext,
+): Promise<void> {
+  const { requestId } = req;
+  const startedAt = performance.now();
+  const queuedMs = startedAt - ctx.receivedAt;
+  const detok = text.createDetokenizer();
+  const stops = text.createStopMatcher(req.sampling.stop);
+  const result: { summary: GenerationSummary | null } = { summary: null };
+  let stoppedByString = false;
+  let pendingTokens = 0;
+
+  const gen = generateTokens(
+    lm,
+    prefixCache,
+    { promptIds: req.promptIds, sampling: req.sampling, cachePrompt: req.cachePrompt !== false, eosTokenIds: eos, prefillChunk: opts.prefillChunk },
+    {
+      signal: ctx.signal,
+      onPrefill: (p) => ctx.emit({ type: 'prefill', requestId, promptTokens: p.promptTokens, cachedTokens: p.cachedTokens, processed: p.processed }),
+      onDone: (s) => (result.summary = s),
+    },
+  );
+
+  const emitText = (t: string): void => {
+    if (t.length === 0) return;
+    ctx.emit({ type: 'delta', requestId, text: t, tokens: pendingTokens });
+    pendingTokens = 0;
+  };
+
+  try {
+    for await (const { token } of gen) {
+      pendingTokens++;
+      const piece = detok.push(token);
+      if (piece.length === 0) continue;
+      const r = stops.push(piece);
+      emitText(r.emit);
+      if (r.stopped) {
+        // Leaving the loop calls gen.return(): the generator records a normal end (stopReason
+        // 'consumer'), may cache the KV state, and computes nothing more.
+        stoppedByString = true;
+        break;
+      }
+    }
+  } finally {
+    // If the loop threw, make sure the generator runs its cleanup too.
+    if (!result.summary) await gen.return(undefined as never).catch(() => undefined);
+  }
+
+  const s = result.summary;
+  if (!s) throw new Error('the token generator ended without a summary');
+  const cancelled = s.stopReason === 'cancelled' || (ctx.signal.aborted && !stoppedByString);
+  if (!cancelled && !stoppedByString) {
+    // Generation ended for another reason (EOS, max tokens): release held-back text. A held
+    // partial stop-string prefix is real output when no stop string completed.
+    const tail = detok.flush();
+    const r = tail ? stops.push(tail) : { emit: '', stopped: false };
+    emitText(r.emit);
+    if (!r.stopped) emitText(stops.flush());
+    else stoppedByString = true;
+  }
+  const stopReason: Extract<EngineEvent, { type: 'done' }>['stopReason'] = cancelled
+    ? 'cancelled'
+    : stoppedByString
+      ? 'stop_string'
+      : s.stopReason === 'eos'
+        ? 'eos'
+        : s.stopReason === 'max_tokens'
+          ? 'max_tokens'
+          : 'eos';
+  ctx.emit({
+    type: 'done',
+    requestId,
+    finishReason: stopReason === 'cancelled' ? 'cancelled' : stopReason === 'max_tokens' ? 'length' : 'stop',
+    stopReason,
+    promptTokens: s.promptTokens,
+    cachedTokens: s.cachedTokens,
+    completionTokens: s.completionTokens,
+    ttftMs: s.completionTokens > 0 || s.ttftMs > 0 ? queuedMs + s.ttftMs : 0,
+    prefillMs: s.prefillMs,
+    decodeMs: s.decodeMs,
+  });
+}

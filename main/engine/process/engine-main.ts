@@ -1,0 +1,211 @@
+// Entry point of the engine process (child_process.fork from Node, utilityProcess.fork from
+// Electron). It owns the MLX binding: loads one model, runs one generation at a time (later
+// requests wait in arrival order), streams EngineEvents back, and answers stats. Anything that
+// goes wrong inside a request becomes an `error` event for that request; anything that escapes
+// becomes a `fatal` message and a non-zero exit, which the supervising EngineClient turns into a
+// restart. Errors are sanitized before they leave: no paths, no stacks.
+import { performance } from 'node:perf_hooks';
+import { sanitizeMessage } from '../../hardening/sanitize.ts';
+import type { EngineErrorCode, EngineEvent, EngineStats, GenerateRequest, ModelInfo } from '../types.ts';
+import { detectLoadedBlas } from './blas.ts';
+import { parentChannel } from './ipc.ts';
+import { PROTOCOL_VERSION, parseParentMessage, validateGenerateRequest, type EngineMessage, type LoadOptions } from './protocol.ts';
+import { loadBackend, type Backend } from './backend.ts';
+
+const channel = parentChannel();
+const send = (msg: EngineMessage): void => channel.send(msg);
+const emit = (event: EngineEvent): void => send({ type: 'event', event });
+
+interface Job {
+  request: GenerateRequest;
+  receivedAt: number;
+  abort: AbortController;
+}
+
+let backend: Backend | null = null;
+let loading = false;
+let shuttingDown = false;
+const queue: Job[] = [];
+let current: Job | null = null;
+
+function errorEvent(requestId: string, code: EngineErrorCode, message: string): EngineEvent {
+  return { type: 'error', requestId, code, message: sanitizeMessage(message) };
+}
+
+function cancelledDone(job: Job, promptTokens = job.request.promptIds.length): EngineEvent {
+  return {
+    type: 'done',
+    requestId: job.request.requestId,
+    finishReason: 'cancelled',
+    stopReason: 'cancelled',
+    promptTokens,
+    cachedTokens: 0,
+    completionTokens: 0,
+    ttftMs: 0,
+    prefillMs: 0,
+    decodeMs: 0,
+  };
+}
+
+async function handleLoad(modelDir: string, protocol: number, options: LoadOptions): Promise<void> {
+  if (protocol !== PROTOCOL_VERSION) {
+    send({ type: 'load_failed', message: `Engine protocol mismatch (parent ${protocol}, engine ${PROTOCOL_VERSION})` });
+    return;
+  }
+  if (backend || loading) {
+    send({ type: 'load_failed', message: 'A model is already loaded in this engine process' });
+    return;
+  }
+  loading = true;
+  const t0 = performance.now();
+  try {
+    backend = await loadBackend(modelDir, options);
+    const model: ModelInfo = backend.info;
+    send({ type: 'ready', model, loadMs: performance.now() - t0 });
+  } catch (err) {
+    send({ type: 'load_failed', message: sanitizeMessage(err) });
+  } finally {
+    loading = false;
+  }
+}
+
+function handleGenerate(raw: unknown): void {
+  const requestId = typeof (raw as { requestId?: unknown })?.requestId === 'string' ? (raw as { requestId: string }).requestId : 'unknown';
+  const req = validateGenerateRequest(raw);
+  if (typeof req === 'string') {
+    emit(errorEvent(requestId.slice(0, 128), 'invalid_request', req));
+    return;
+  }
+  if (!backend || shuttingDown) {
+    emit(errorEvent(req.requestId, 'engine_unavailable', shuttingDown ? 'The engine is shutting down' : 'No model is loaded'));
+    return;
+  }
+  if (current?.request.requestId === req.requestId || queue.some((j) => j.request.requestId === req.requestId)) {
+    emit(errorEvent(req.requestId, 'invalid_request', 'A request with this id is already running'));
+    return;
+  }
+  queue.push({ request: req, receivedAt: performance.now(), abort: new AbortController() });
+  void pump();
+}
+
+function handleCancel(requestId: string): void {
+  if (current?.request.requestId === requestId) {
+    current.abort.abort();
+    return;
+  }
+  const i = queue.findIndex((j) => j.request.requestId === requestId);
+  if (i >= 0) {
+    const [job] = queue.splice(i, 1);
+    emit(cancelledDone(job));
+  }
+  // Unknown or finished ids are ignored: cancel races with completion by design.
+}
+
+let pumping = false;
+async function pump(): Promise<void> {
+  if (pumping) return;
+  pumping = true;
+  try {
+    while (queue.length > 0 && backend) {
+      const job = queue.shift()!;
+      current = job;
+      try {
+        await backend.run(job.request, { signal: job.abort.signal, receivedAt: job.receivedAt, emit });
+      } catch (err) {
+        const code = (err as { code?: unknown })?.code;
+        emit(
+          errorEvent(
+            job.request.requestId,
+            code === 'context_length_exceeded' || code === 'invalid_request' ? code : 'internal_error',
+            code === 'context_length_exceeded' || code === 'invalid_request' ? sanitizeMessage(err) : `Generation failed: ${sanitizeMessage(err)}`,
+          ),
+        );
+      } finally {
+        current = null;
+      }
+      await backend.afterRequest();
+    }
+  } finally {
+    pumping = false;
+  }
+}
+
+function handleStats(id: number): void {
+  const mem = process.memoryUsage();
+  const stats: EngineStats = {
+    rssBytes: mem.rss,
+    heapUsedBytes: mem.heapUsed,
+    mlxActiveBytes: backend?.mlxActiveBytes() ?? 0,
+    mlxPeakBytes: backend?.mlxPeakBytes() ?? 0,
+    prefixCache: backend?.prefixCacheStats() ?? {
+      entries: 0,
+      bytes: 0,
+      budgetBytes: 0,
+      reusedTokens: 0,
+      computedTokens: 0,
+      hits: 0,
+      misses: 0,
+    },
+    blas: detectLoadedBlas(),
+  };
+  send({ type: 'stats', id, stats });
+}
+
+function shutdown(code: number): void {
+  if (shuttingDown) return;
+  shuttingDown = true;
+  current?.abort.abort();
+  for (const job of queue.splice(0)) emit(cancelledDone(job));
+  // The running generation notices the abort within one prefill chunk / decode step and sends
+  // its `done`; wait for that (bounded), then leave.
+  const deadline = Date.now() + 3_000;
+  const tick = (): void => {
+    if (!current || Date.now() > deadline) setTimeout(() => process.exit(code), 10);
+    else setTimeout(tick, 5);
+  };
+  tick();
+}
+
+channel.onMessage((raw) => {
+  const msg = parseParentMessage(raw);
+  if (!msg) {
+    process.stderr.write('engine: dropped a malformed message from the parent\n');
+    return;
+  }
+  switch (msg.type) {
+    case 'load':
+      void handleLoad(msg.modelDir, msg.protocol, msg.options ?? {});
+      break;
+    case 'generate':
+      handleGenerate(msg.request);
+      break;
+    case 'cancel':
+      handleCancel(msg.requestId);
+      break;
+    case 'stats':
+      handleStats(msg.id);
+      break;
+    case 'shutdown':
+      shutdown(0);
+      break;
+  }
+});
+
+// The parent went away (crashed or closed the channel): nobody is listening, stop computing.
+channel.onDisconnect(() => shutdown(0));
+
+function fatal(err: unknown): void {
+  try {
+    send({ type: 'fatal', message: sanitizeMessage(err) });
+    process.stderr.write(`engine fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  } finally {
+    setTimeout(() => process.exit(70), 20);
+  }
+}
+process.on('uncaughtException', fatal);
+process.on('unhandledRejection', fatal);
+// Ignore SIGINT from a terminal's Ctrl-C: the parent decides when the engine stops.
+process.on('SIGINT', () => {});
+process.on('SIGTERM', () => shutdown(0));
+
+send({ type: 'hello', protocol: PROTOCOL_VERSION, pid: process.pid });
