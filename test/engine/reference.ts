@@ -165,7 +165,7 @@ export class ReferenceModel {
     const cols = m.cols;
     for (let i = 0; i < m.rows; i++) {
       let base = 0;
-      let src = row;
+      let src: Float64Array = row;
       if (m.data) {
         src = m.data;
         base = i * cols;
