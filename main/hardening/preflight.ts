@@ -411,14 +411,16 @@ function checkDataDir(s: Settings, out: PreflightCheck[]): void {
     }
     target = anc;
   }
-  // Writable: a real write test in an existing folder; access(W_OK) on the ancestor otherwise.
+  // Writable: a real write test in an existing folder; otherwise a real (removed) sub-folder in
+  // the nearest existing ancestor (access(W_OK) lies for root and on read-only mounts).
   try {
     if (exists) {
       const probe = path.join(dir, `.mlxbar-write-test-${process.pid}`);
       fs.writeFileSync(probe, 'ok');
       fs.rmSync(probe, { force: true });
     } else {
-      fs.accessSync(target, fs.constants.W_OK | fs.constants.X_OK);
+      const probeDir = fs.mkdtempSync(path.join(target, '.mlxbar-write-test-'));
+      fs.rmdirSync(probeDir);
     }
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code ?? 'error';
@@ -574,6 +576,9 @@ export async function runPreflight(opts: PreflightOptions = {}): Promise<Preflig
   if (loaded) {
     for (const e of loaded.errors) checks.push({ id: e.source === 'env' ? 'env' : 'flags', status: 'error', message: e.message, hint: `Fix ${e.where}` });
     for (const w of loaded.warnings) checks.push({ id: w.source === 'file' ? 'settings-file' : 'settings', status: 'warn', message: `${w.where}: ${w.message}`, hint: null });
+    if ((loaded.file.status === 'invalid' || loaded.file.status === 'corrupt') && !loaded.file.movedTo) {
+      checks.push({ id: 'settings-file', status: 'warn', message: 'config.json has problems: the server will keep it aside (config.json.invalid-<time>) and use defaults for the bad values', hint: 'Fix or delete config.json in the data folder' });
+    }
     if (!loaded.errors.length && !loaded.warnings.length) checks.push({ id: 'settings', status: 'ok', message: loaded.file.status === 'missing' ? 'No settings file yet: defaults, environment and flags are used' : 'Settings file, environment and flags are valid', hint: null });
     const s = loaded.settings;
     checkHostPolicy(s, checks);
