@@ -218,6 +218,23 @@ export class Degradation extends EventEmitter implements CacheHealth {
     this.refresh();
   }
 
+  /**
+   * Follows an EngineClient's 'state' events (structural type: no engine import here). Also takes
+   * the client's current state. Returns a function that detaches the listener.
+   */
+  attachEngine(client: {
+    readonly state?: EngineStateInput;
+    on(event: 'state', listener: (state: EngineStateInput, reason?: string) => void): unknown;
+    off(event: string, listener: (...args: any[]) => void): unknown;
+  }): () => void {
+    const listener = (state: EngineStateInput, reason?: string) => this.reportEngineState(state, reason);
+    client.on('state', listener);
+    if (client.state) this.reportEngineState(client.state);
+    return () => {
+      client.off('state', listener);
+    };
+  }
+
   // ---- outputs -------------------------------------------------------------------------------
 
   private compute(): { state: DegradationState; cache_enabled: boolean; reason: string | null } {

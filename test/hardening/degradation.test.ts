@@ -174,3 +174,21 @@ test('transition logs and reasons are sanitized (no paths, no user names)', () =
   assert.doesNotMatch(text, /\/home\/|\/Users\/|alice/);
   assert.match(text, /ENOSPC/);
 });
+
+test('attachEngine follows EngineClient state events and detaches', async () => {
+  const { EventEmitter } = await import('node:events');
+  const { d } = machine();
+  const client = Object.assign(new EventEmitter(), { state: 'ready' as const });
+  const detach = d.attachEngine(client);
+  client.emit('state', 'restarting', 'crash');
+  assert.equal(d.status().state, 'engine_restarting');
+  assert.equal(d.admission()?.retryAfter, 3);
+  client.emit('state', 'ready');
+  assert.equal(d.status().state, 'normal');
+  detach();
+  client.emit('state', 'failed');
+  assert.equal(d.status().state, 'normal', 'detached');
+});
+
+// Compile-time check: the real EngineClient interface fits attachEngine.
+export const _engineClientFits = (d: Degradation, c: import('../../main/engine/types.ts').EngineClient) => d.attachEngine(c);
