@@ -3,8 +3,8 @@
 // space that SentencePiece decoders (Metaspace / `Strip` start=1) remove from the first token.
 // So, like HF's TextStreamer and vLLM: re-decode a small window of ids starting at the last point
 // where emitted text was complete (`prefixStart`) and emit only what grew past the already emitted
-// part of that window. Text that ends with U+FFFD is an incomplete character: hold it back until
-// later tokens complete it (or flush() at the end). Both window decodes apply the same leading-strip,
+// part of that window. A trailing U+FFFD may be an incomplete character: hold it back until later
+// tokens complete it (or flush() at the end), but emit what precedes it. Both window decodes apply the same leading-strip,
 // so the difference keeps spaces, and the concatenation equals decode(allIds).
 import type { DecodeOptions, TextTokenizer } from './tokenizer.ts';
 
@@ -32,6 +32,8 @@ export class StreamingDetokenizer implements IncrementalDetokenizer {
   private prefixStart = 0;
   /** End of the part of the window whose text is already emitted. */
   private readStart = 0;
+  /** Characters emitted past decode(prefixStart..readStart) while the window still ends in U+FFFD. */
+  private heldEmitted = 0;
   private readonly decodeOpts: DecodeOptions;
 
   constructor(private readonly tokenizer: TextTokenizer, opts: DetokenizerOptions = {}) {
@@ -50,22 +52,31 @@ export class StreamingDetokenizer implements IncrementalDetokenizer {
     this.ids.push(tokenId);
     const prefixText = this.decodeRange(this.prefixStart, this.readStart);
     const fullText = this.decodeRange(this.prefixStart, this.ids.length);
-    if (fullText.length > prefixText.length && !fullText.endsWith(REPLACEMENT) && fullText.startsWith(prefixText)) {
-      const out = fullText.slice(prefixText.length);
-      this.prefixStart = this.readStart;
-      this.readStart = this.ids.length;
+    const done = prefixText.length + this.heldEmitted;
+    if (!fullText.startsWith(prefixText)) return '';
+    if (fullText.endsWith(REPLACEMENT)) {
+      // Only the last U+FFFD can still turn into a real character (an incomplete trailing
+      // sequence decodes to exactly one U+FFFD); what precedes it is final, so emit it now.
+      const stable = fullText.length - 1;
+      if (stable <= done) return '';
+      const out = fullText.slice(done, stable);
+      this.heldEmitted += out.length;
       return out;
     }
-    return '';
+    const out = fullText.slice(done);
+    this.prefixStart = this.readStart;
+    this.readStart = this.ids.length;
+    this.heldEmitted = 0;
+    return out;
   }
 
   flush(): string {
     const prefixText = this.decodeRange(this.prefixStart, this.readStart);
     const fullText = this.decodeRange(this.prefixStart, this.ids.length);
+    const done = prefixText.length + this.heldEmitted;
     this.prefixStart = this.readStart = this.ids.length;
-    // startsWith holds for the decoders we know; if some decoder rewrote the already-emitted part
-    // we cannot take it back, so emit only the new tail.
-    return fullText.startsWith(prefixText) ? fullText.slice(prefixText.length) : fullText.slice(Math.min(prefixText.length, fullText.length));
+    this.heldEmitted = 0;
+    return fullText.length > done ? fullText.slice(done) : '';
   }
 
   private decodeRange(start: number, end: number): string {
