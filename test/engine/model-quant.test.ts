@@ -19,7 +19,8 @@ after(() => rmSync(tmp, { recursive: true, force: true }));
 /** Writes a float32 checkpoint of the dequantized weights of `dir` (same config, no quantization). */
 function dequantizedCopy(dir: string, out: string): string {
   const cfg = JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8'));
-  const { group_size: gs, bits } = cfg.quantization;
+  const { group_size: gsAll, bits: bitsAll } = cfg.quantization;
+  const q = cfg.quantization;
   delete cfg.quantization;
   delete cfg.quantization_config;
   const t = mx.load(path.join(dir, 'model.safetensors')) as unknown as Record<string, mx.array>;
@@ -28,6 +29,8 @@ function dequantizedCopy(dir: string, out: string): string {
     if (name.endsWith('.scales') || name.endsWith('.biases')) continue;
     const stem = name.slice(0, -'.weight'.length);
     const sc = t[`${stem}.scales`];
+    const gs = q[stem]?.group_size ?? gsAll;
+    const bits = q[stem]?.bits ?? bitsAll;
     res[name] = sc
       ? mx.dequantize(a, sc.astype(mx.float32), t[`${stem}.biases`].astype(mx.float32), gs, bits)
       : a.astype(mx.float32);
@@ -81,5 +84,41 @@ describe('quantized checkpoints', () => {
     let worst = 0;
     a.forEach((row, i) => (worst = Math.max(worst, maxAbsDiff(row, b[i]))));
     assert.ok(worst <= 1e-5, `max abs diff ${worst}`);
+  });
+
+  it('mixed-precision checkpoints (per-module bits, a module kept in float) load correctly', async () => {
+    const src = await buildTinyModel(cases[0].spec);
+    const dir = mkdtempSync(path.join(tmp, 'mixed-'));
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(path.join(src, f), path.join(dir, f));
+    const cfg = JSON.parse(readFileSync(path.join(src, 'config.json'), 'utf8'));
+    const t = { ...(mx.load(path.join(src, 'model.safetensors')) as unknown as Record<string, mx.array>) };
+    const deq = (stem: string) =>
+      mx.dequantize(t[`${stem}.weight`], t[`${stem}.scales`].astype(mx.float32), t[`${stem}.biases`].astype(mx.float32), 64, 4);
+    // layer 0 down_proj re-quantized to 8-bit group 32; layer 1 o_proj stored in float.
+    const s8 = 'model.layers.0.mlp.down_proj';
+    const [w8, sc8, b8] = mx.quantize(deq(s8), 32, 8) as unknown as mx.array[];
+    const fl = 'model.layers.1.self_attn.o_proj';
+    const wf = deq(fl).astype(mx.bfloat16);
+    Object.assign(t, { [`${s8}.weight`]: w8, [`${s8}.scales`]: sc8.astype(mx.bfloat16), [`${s8}.biases`]: b8.astype(mx.bfloat16), [`${fl}.weight`]: wf });
+    delete t[`${fl}.scales`];
+    delete t[`${fl}.biases`];
+    cfg.quantization = { group_size: 64, bits: 4, [s8]: { group_size: 32, bits: 8 }, [fl]: false };
+    cfg.quantization_config = cfg.quantization;
+    writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg));
+    mx.saveSafetensors(path.join(dir, 'model.safetensors'), t, { format: 'mlx' });
+
+    const mixed = await loadModel(dir);
+    const f32 = await loadModel(dequantizedCopy(dir, mkdtempSync(path.join(tmp, 'mixed-f32-'))));
+    const tokens = someTokens(5, 8).map((x) => x % V);
+    const a = engineLogits(mixed, tokens);
+    const b = engineLogits(f32, tokens);
+    let worst = 0;
+    a.forEach((row, i) => (worst = Math.max(worst, maxAbsDiff(row, b[i]))));
+    assert.ok(worst <= 1e-5, `max abs diff ${worst}`);
+    // Without the overrides the same files are rejected instead of silently misread.
+    cfg.quantization = { group_size: 64, bits: 4 };
+    cfg.quantization_config = cfg.quantization;
+    writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg));
+    await assert.rejects(loadModel(dir), /shape/);
   });
 });

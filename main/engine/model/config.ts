@@ -41,6 +41,12 @@ export interface ModelConfig {
   qkNorm: boolean;
   eosTokenIds: number[];
   quantization: { groupSize: number; bits: number } | null;
+  /**
+   * Per-module overrides of mixed-precision mlx-community checkpoints: config.json "quantization"
+   * may map a module path (e.g. "model.layers.0.mlp.down_proj") to its own {group_size, bits},
+   * or to false for a module kept in float.
+   */
+  quantizationOverrides: Record<string, { groupSize: number; bits: number } | false>;
 }
 
 export class ModelConfigError extends Error {
@@ -109,12 +115,22 @@ export function parseModelConfig(raw: unknown): ModelConfig {
 
   const q = (r.quantization ?? r.quantization_config) as Record<string, unknown> | undefined | null;
   let quantization: ModelConfig['quantization'] = null;
-  if (q && typeof q === 'object' && q.bits !== undefined) {
-    const bits = num(q, 'bits');
-    const groupSize = num(q, 'group_size', 64);
-    if (![2, 3, 4, 6, 8].includes(bits)) throw new ModelConfigError(`unsupported quantization bits ${bits}`);
+  const quantizationOverrides: ModelConfig['quantizationOverrides'] = {};
+  const parseQuant = (o: Record<string, unknown>) => {
+    const bits = num(o, 'bits');
+    const groupSize = num(o, 'group_size', 64);
+    if (![2, 3, 4, 5, 6, 8].includes(bits)) throw new ModelConfigError(`unsupported quantization bits ${bits}`);
     if (![32, 64, 128].includes(groupSize)) throw new ModelConfigError(`unsupported quantization group size ${groupSize}`);
-    quantization = { bits, groupSize };
+    return { bits, groupSize };
+  };
+  if (q && typeof q === 'object' && q.bits !== undefined) {
+    quantization = parseQuant(q);
+    for (const [k, v] of Object.entries(q)) {
+      if (v === false) quantizationOverrides[k] = false;
+      else if (v && typeof v === 'object' && (v as Record<string, unknown>).bits !== undefined) {
+        quantizationOverrides[k] = parseQuant(v as Record<string, unknown>);
+      }
+    }
   }
 
   const cfg: ModelConfig = {
@@ -138,6 +154,7 @@ export function parseModelConfig(raw: unknown): ModelConfig {
     qkNorm: family.qkNorm,
     eosTokenIds: idList(r.eos_token_id),
     quantization,
+    quantizationOverrides,
   };
   if (r.hidden_act !== undefined && r.hidden_act !== 'silu') {
     throw new ModelConfigError(`unsupported hidden_act "${String(r.hidden_act)}" (supported: silu)`);

@@ -123,13 +123,13 @@ function takeModule(tensors: Map<string, mx.array>, stem: string, withBias: bool
   return { weight, scales, biases, bias };
 }
 
-function linearShape(w: LinearWeight, quant: ModelConfig['quantization']): [number, number] {
+function linearShape(w: LinearWeight): [number, number] {
   if (w.kind === 'dense') return [w.weight.shape[0], w.weight.shape[1]];
-  return [w.weight.shape[0], (w.weight.shape[1] * 32) / (quant?.bits ?? w.bits)];
+  return [w.weight.shape[0], (w.weight.shape[1] * 32) / w.bits];
 }
 
-function expectShape(w: LinearWeight, outDim: number, inDim: number, name: string, quant: ModelConfig['quantization']) {
-  const [o, i] = linearShape(w, quant);
+function expectShape(w: LinearWeight, outDim: number, inDim: number, name: string) {
+  const [o, i] = linearShape(w);
   if (o !== outDim || i !== inDim) {
     throw new WeightsError(`tensor "${name}" has shape [${o}, ${i}] but config.json implies [${outDim}, ${inDim}]`);
   }
@@ -160,17 +160,21 @@ export async function buildModelWeights(
 ): Promise<{ weights: ModelWeights; info: CheckpointInfo }> {
   const { tensors, files } = loadCheckpointTensors(dir);
   const checkpointDtype = describeDtype(tensors, cfg.quantization);
-  const quant = cfg.quantization;
+  // Mixed-precision checkpoints override bits/group size per module (or keep it in float).
+  const quantFor = (stem: string) => {
+    const o = cfg.quantizationOverrides[stem];
+    return o === false ? null : (o ?? cfg.quantization);
+  };
   const qDim = cfg.numHeads * cfg.headDim;
   const kvDim = cfg.numKvHeads * cfg.headDim;
   let numParameters = 0;
   const countLinear = (w: LinearWeight) => {
-    const [o, i] = linearShape(w, quant);
+    const [o, i] = linearShape(w);
     numParameters += o * i + (w.bias ? w.bias.size : 0);
   };
   const lin = (stem: string, outDim: number, inDim: number, bias: boolean) => {
-    const w = policy.prepareLinear(takeModule(tensors, stem, bias), quant);
-    expectShape(w, outDim, inDim, `${stem}.weight`, quant);
+    const w = policy.prepareLinear(takeModule(tensors, stem, bias), quantFor(stem));
+    expectShape(w, outDim, inDim, `${stem}.weight`);
     countLinear(w);
     return w;
   };
