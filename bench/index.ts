@@ -1,0 +1,77 @@
+// `npm run bench [-- --only a,b] [--skip c] [--quick] [--list]`: runs the registered sections in
+// order and prints ONE JSON object on stdout: `{ "results": {...}, "ratios": {...}, "meta": {...} }`.
+// A failing section is reported as `{ "error": "..." }` in results and does not stop the others.
+import os from 'node:os';
+import type { BenchOptions } from './registry.ts';
+import { SECTIONS } from './sections.ts';
+
+function parseArgs(argv: string[]): Record<string, string | boolean> {
+  const out: Record<string, string | boolean> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (!a.startsWith('--')) continue;
+    const eq = a.indexOf('=');
+    if (eq > 0) out[a.slice(2, eq)] = a.slice(eq + 1);
+    else if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) out[a.slice(2)] = argv[++i];
+    else out[a.slice(2)] = true;
+  }
+  return out;
+}
+
+const list = (v: string | boolean | undefined): string[] | null =>
+  typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : null;
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  if (args.list) {
+    for (const s of SECTIONS) process.stderr.write(`${s.name}: ${s.description}\n`);
+    process.stdout.write(JSON.stringify({ sections: SECTIONS.map((s) => s.name) }) + '\n');
+    return;
+  }
+  const only = list(args.only);
+  const skip = list(args.skip) ?? [];
+  const unknown = [...(only ?? []), ...skip].filter((n) => !SECTIONS.some((s) => s.name === n));
+  if (unknown.length) {
+    process.stderr.write(`unknown section(s): ${unknown.join(', ')}; known: ${SECTIONS.map((s) => s.name).join(', ')}\n`);
+    process.exit(2);
+  }
+  const chosen = SECTIONS.filter((s) => (!only || only.includes(s.name)) && !skip.includes(s.name));
+  const results: Record<string, unknown> = {};
+  const ratios: Record<string, number | null> = {};
+  const t0 = Date.now();
+  for (const section of chosen) {
+    const opts: BenchOptions = {
+      quick: args.quick === true,
+      args,
+      log: (line) => process.stderr.write(`[bench:${section.name}] ${line}\n`),
+    };
+    const ts = Date.now();
+    opts.log('start');
+    try {
+      const r = await section.run(opts);
+      results[section.name] = r.result;
+      for (const [k, v] of Object.entries(r.ratios ?? {})) ratios[`${section.name}.${k}`] = v;
+    } catch (err) {
+      results[section.name] = { error: err instanceof Error ? err.message : String(err) };
+    }
+    opts.log(`done in ${((Date.now() - ts) / 1000).toFixed(1)} s`);
+  }
+  const meta = {
+    quick: args.quick === true,
+    sections: chosen.map((s) => s.name),
+    seconds: Math.round((Date.now() - t0) / 100) / 10,
+    node: process.version,
+    platform: `${process.platform}-${process.arch}`,
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model ?? 'unknown',
+    totalMemGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+    loadavg: os.loadavg().map((x) => Math.round(x * 100) / 100),
+    date: new Date().toISOString(),
+  };
+  process.stdout.write(JSON.stringify({ results, ratios, meta }, null, 2) + '\n');
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,5 @@
+// One line per benchmark section; add yours here (see bench/registry.ts for the contract).
+import type { BenchSection } from './registry.ts';
+import { engineSection } from './engine.ts';
+
+export const SECTIONS: BenchSection[] = [engineSection];
