@@ -119,6 +119,8 @@ export class EntryStore {
   private queue: Promise<unknown> = Promise.resolve();
   private pending = 0;
   private readonly quarantining = new Set<string>();
+  /** name → inode of a damaged file already counted (concurrent readers count it once). */
+  private readonly handledCorrupt = new Map<string, number>();
   private readonly counters = { hits: 0, misses: 0, bypassed: 0, writes: 0, writeErrors: 0, readErrors: 0, collisions: 0, evictions: 0, droppedWrites: 0, rejectedTooLarge: 0 };
   private readonly corrupt: Record<string, number> = {};
 
@@ -323,6 +325,7 @@ export class EntryStore {
       }
       this.dropFromIndex(name);
       this.quarantining.delete(name);
+      this.handledCorrupt.delete(name);
       this.index.set(name, { name, bytes, access: ++this.seq, foreign: false, key, data: this.indexData ? data : undefined, ino });
       this.totalBytes += bytes;
       this.counters.writes++;
@@ -430,6 +433,13 @@ export class EntryStore {
    * (so it cannot race a concurrent write), but only if the file is still the one that was read.
    */
   private quarantineLater(name: string, file: FileIdentity | undefined, reason: string): void {
+    // Several reads that were in flight on the same damaged file count it once.
+    if (this.quarantining.has(name)) return;
+    if (file && this.handledCorrupt.get(name) === file.ino) return;
+    if (file) {
+      if (this.handledCorrupt.size > 1024) this.handledCorrupt.clear();
+      this.handledCorrupt.set(name, file.ino);
+    }
     this.countCorrupt(reason);
     this.health.recordCacheError('get', new CacheCorruptError(reason));
     this.quarantining.add(name);

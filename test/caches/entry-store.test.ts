@@ -248,3 +248,19 @@ test('stray temp files of dead writers are removed at open; unknown files are le
   assert.equal(rep.strayTempsRemoved, 1);
   assert.deepEqual((await readdir(dir)).sort(), ['README.txt']);
 });
+
+test('single writer: concurrent writes of one key leave one valid entry; the queue is bounded; concurrent reads of a damaged file count once', async (t) => {
+  const { root, store } = await fresh(t, { maxPendingWrites: 8 });
+  const results = await Promise.all(Array.from({ length: 20 }, (_, i) => store.set('same', payloadFor(i, 50_000), { i })));
+  assert.equal(results.filter(Boolean).length, 8, 'writes beyond the queue bound are dropped, not buffered');
+  assert.equal(store.stats().droppedWrites, 12);
+  const got = await store.get('same');
+  assert.ok(got);
+  assert.deepEqual(got.payload, payloadFor((got.data as { i: number }).i, 50_000));
+  assert.equal((await readdir(path.join(root, 'response'))).length, 1, 'no temp files left');
+  await flip(path.join(root, 'response', store.fileNameFor('same')), 300);
+  const reads = await Promise.all(Array.from({ length: 5 }, () => store.get('same')));
+  assert.ok(reads.every((r) => r === null));
+  await store.flush();
+  assert.deepEqual(store.stats().corruptions, { checksum: 1 });
+});
