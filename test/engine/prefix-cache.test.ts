@@ -105,11 +105,14 @@ describe('prefix cache', () => {
     assert.deepEqual(warm.tokens, cold.tokens);
     // Bit-exact: exporting the imported entry gives the same bytes.
     const again = exportEntry({ tokens: imported.tokens, cache: imported.cache });
-    assert.deepEqual(new Uint8Array(again.layers[1].values), new Uint8Array(data.layers[1].values));
+    assert.deepEqual(new Uint8Array(again.layers[1].values.buffer), new Uint8Array(data.layers[1].values.buffer));
+    // Plain ArrayBuffers (e.g. read back from disk) are accepted too.
+    const fromBuffers = importEntry({ tokens: data.tokens, layers: data.layers.map((l) => ({ ...l, keys: l.keys.slice().buffer, values: l.values.slice().buffer })) }, other.config);
+    assert.equal(fromBuffers.cache.offset, data.tokens.length);
     // Mismatched model shape or damaged data is refused.
     assert.throws(() => importEntry(data, { ...other.config, numKvHeads: other.config.numKvHeads * 2 }), /wrong shape/);
     assert.throws(() => importEntry({ ...data, tokens: data.tokens.slice(1) }, other.config), /wrong shape/);
-    const cut = { ...data, layers: data.layers.map((l, i) => (i === 0 ? { ...l, keys: l.keys.slice(4) } : l)) };
+    const cut = { ...data, layers: data.layers.map((l, i) => (i === 0 ? { ...l, keys: l.keys.subarray(1) } : l)) };
     assert.throws(() => importEntry(cut, other.config), /wrong size/);
   });
 });

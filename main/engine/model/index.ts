@@ -2,7 +2,7 @@
 export { loadModel, generateTokens, generateAll, ModelError } from './generator.ts';
 export type { LoadedModel, LoadOptions, TokenRequest, PrefillProgress, GenerationSummary, GenerateHooks } from './generator.ts';
 export { PrefixCache, exportEntry, importEntry } from './prefix-cache.ts';
-export type { PrefixCacheEntry, PrefixLookup, PrefixCacheOptions, ExportedPrefixEntry } from './prefix-cache.ts';
+export type { PrefixCacheEntry, PrefixLookup, PrefixCacheOptions, ExportedPrefixEntry, ImportablePrefixEntry } from './prefix-cache.ts';
 export { KVCache } from './kv-cache.ts';
 export { Sampler, processLogits, applyPenalties } from './sampling.ts';
 export { parseModelConfig, ModelConfigError } from './config.ts';

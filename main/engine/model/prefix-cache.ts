@@ -32,11 +32,24 @@ export interface PrefixCacheOptions {
   maxEntries?: number;
 }
 
-/** Serialized entry (see exportEntry). Arrays are little-endian float32 [1, kvHeads, tokens, headDim]. */
+/**
+ * Serialized entry (see exportEntry): token ids and, per layer, raw little-endian float32 keys and
+ * values of shape [1, kvHeads, tokens, headDim]. Matches main/caches/prefix-store's PrefixKvEntry.
+ */
 export interface ExportedPrefixEntry {
-  version: 1;
   tokens: number[];
-  layers: { keys: ArrayBuffer; values: ArrayBuffer; shape: number[]; dtype: 'float32' }[];
+  layers: { keys: Float32Array; values: Float32Array; shape: number[]; dtype: 'float32' }[];
+}
+
+/** What importEntry accepts: any buffer or typed-array view holding the float32 bytes. */
+export interface ImportablePrefixEntry {
+  tokens: number[];
+  layers: { keys: ArrayBuffer | ArrayBufferView; values: ArrayBuffer | ArrayBufferView; shape: number[]; dtype: string }[];
+}
+
+function asArrayBuffer(b: ArrayBuffer | ArrayBufferView): ArrayBuffer {
+  if (b instanceof ArrayBuffer) return b;
+  return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
 }
 
 export class PrefixCache {
@@ -220,9 +233,9 @@ export function exportEntry(entry: Pick<PrefixCacheEntry, 'tokens' | 'cache'>): 
     for (let i = 0; i < cache.numLayers; i++) {
       const k = t.get(`k${i}`)!;
       const v = t.get(`v${i}`)!;
-      layers.push({ keys: k.data, values: v.data, shape: k.shape, dtype: 'float32' });
+      layers.push({ keys: new Float32Array(k.data), values: new Float32Array(v.data), shape: k.shape, dtype: 'float32' });
     }
-    return { version: 1, tokens: entry.tokens.slice(), layers };
+    return { tokens: entry.tokens.slice(), layers };
   });
 }
 
@@ -231,10 +244,10 @@ export function exportEntry(entry: Pick<PrefixCacheEntry, 'tokens' | 'cache'>): 
  * (layers, kv heads, head dim) and the token count. Throws on any mismatch.
  */
 export function importEntry(
-  data: ExportedPrefixEntry,
+  data: ImportablePrefixEntry,
   expected: { numLayers: number; numKvHeads: number; headDim: number },
 ): { tokens: number[]; cache: KVCache } {
-  if (data.version !== 1) throw new Error('unsupported KV export version');
+  if (!data || !Array.isArray(data.tokens) || !Array.isArray(data.layers)) throw new Error('KV export is malformed');
   if (data.layers.length !== expected.numLayers) throw new Error('KV export has the wrong number of layers');
   const T = data.tokens.length;
   if (T === 0 || !data.tokens.every((t) => Number.isInteger(t) && t >= 0)) throw new Error('KV export has invalid tokens');
@@ -244,7 +257,7 @@ export function importEntry(
   data.layers.forEach((l, i) => {
     if (l.dtype !== 'float32' || l.shape.join() !== want.join()) throw new Error('KV export layer has the wrong shape');
     if (l.keys.byteLength !== bytes || l.values.byteLength !== bytes) throw new Error('KV export layer has the wrong size');
-    tensors.push([`k${i}`, want, l.keys], [`v${i}`, want, l.values]);
+    tensors.push([`k${i}`, want, asArrayBuffer(l.keys)], [`v${i}`, want, asArrayBuffer(l.values)]);
   });
   return withTempDir((dir) => {
     const file = path.join(dir, 'kv.safetensors');
