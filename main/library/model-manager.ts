@@ -16,7 +16,7 @@ export const DEFAULT_IDLE_UNLOAD_MS = 5 * 60 * 1000;
 
 export type UnloadReason = 'idle' | 'switch' | 'manual' | 'engine_stopped' | 'closed';
 
-export interface ModelManagerOptions {
+export interface ModelManagerOptions<X = unknown> {
   engine: EngineClient;
   dataDir: string;
   /** Library options (extra folders, configured context, overhead); a getter follows settings changes. */
@@ -29,6 +29,11 @@ export interface ModelManagerOptions {
   allowOversize?: boolean;
   /** Lookup override (default: findModel over the library). */
   find?: (id: string) => Promise<LibraryEntry | null>;
+  /**
+   * Per-model companion loaded with the model and dropped with it, e.g. the text pipeline
+   * (`(dir) => loadTextPipeline(dir)`). Runs before engine.start, so a bad tokenizer fails fast.
+   */
+  loadExtras?: (dir: string, entry: LibraryEntry) => Promise<X>;
 }
 
 export interface ModelStatus {
@@ -44,9 +49,11 @@ export interface ModelStatus {
   activeRequests: number;
 }
 
-export interface ModelLease {
+export interface ModelLease<X = unknown> {
   id: string;
   info: ModelInfo;
+  /** What `loadExtras` returned for this model (undefined without it). */
+  extras: X;
   /** Call once the request is finished (idempotent). */
   release(): void;
 }
@@ -55,10 +62,10 @@ export interface ModelLease {
  * Events: `loading` ({ id }), `loaded` ({ id, info, loadMs }), `unloaded` ({ id, reason }),
  * `load_failed` ({ id, error: ApiError }), `status` (ModelStatus) after every change.
  */
-export class ModelManager extends EventEmitter {
+export class ModelManager<X = unknown> extends EventEmitter {
   private readonly engine: EngineClient;
-  private readonly opts: ModelManagerOptions;
-  private current: { id: string; entry: LibraryEntry; info: ModelInfo } | null = null;
+  private readonly opts: ModelManagerOptions<X>;
+  private current: { id: string; entry: LibraryEntry; info: ModelInfo; extras: X } | null = null;
   private loadingId: string | null = null;
   private readonly pending = new Map<string, Promise<ModelInfo>>();
   private chain: Promise<unknown> = Promise.resolve();
@@ -80,7 +87,7 @@ export class ModelManager extends EventEmitter {
     }
   };
 
-  constructor(opts: ModelManagerOptions) {
+  constructor(opts: ModelManagerOptions<X>) {
     super();
     this.engine = opts.engine;
     this.opts = opts;
@@ -94,6 +101,11 @@ export class ModelManager extends EventEmitter {
 
   get loadedInfo(): ModelInfo | null {
     return this.current?.info ?? null;
+  }
+
+  /** The loaded model's library entry (internal: has the folder path) and extras. */
+  get loaded(): { id: string; entry: LibraryEntry; info: ModelInfo; extras: X } | null {
+    return this.current ? { ...this.current } : null;
   }
 
   status(): ModelStatus {
@@ -136,7 +148,7 @@ export class ModelManager extends EventEmitter {
    * Loads `id` (if needed) and holds it for one request: no idle unload and no switch to another
    * model until `release()`. Use this around every generation.
    */
-  async acquire(id: string): Promise<ModelLease> {
+  async acquire(id: string): Promise<ModelLease<X>> {
     for (;;) {
       const info = await this.ensureLoaded(id);
       // A switch may have begun between the load finishing and this continuation; then go again.
@@ -145,9 +157,11 @@ export class ModelManager extends EventEmitter {
       this.clearIdle();
       this.emitStatus();
       let released = false;
+      const extras = this.current.extras;
       return {
         id,
         info,
+        extras,
         release: () => {
           if (released) return;
           released = true;
@@ -229,6 +243,15 @@ export class ModelManager extends EventEmitter {
       this.emit('load_failed', { id, error });
       throw error;
     }
+    // Companion (e.g. tokenizer + chat template) first: if it fails, the current model stays.
+    let extras: X;
+    try {
+      extras = (this.opts.loadExtras ? await this.opts.loadExtras(entry.dir, entry) : undefined) as X;
+    } catch (err) {
+      const error = new ApiError('model_load_failed', `Could not load ${quoteUntrusted(id)}: ${sanitizeMessage(err)}`);
+      this.emit('load_failed', { id, error });
+      throw error;
+    }
     // Let requests still generating on the previous model finish before replacing it.
     while (this.leases > 0) await once(this, 'drained');
     // (Synchronous from here until engine.start: no lease can slip in on the old model.)
@@ -242,7 +265,7 @@ export class ModelManager extends EventEmitter {
     const t0 = Date.now();
     try {
       const info = await this.engine.start(entry.dir);
-      this.current = { id, entry, info };
+      this.current = { id, entry, info, extras };
       this.loadingId = null;
       this.emit('loaded', { id, info, loadMs: Date.now() - t0 });
       this.touch();
@@ -309,6 +332,6 @@ function normalizeIdle(ms: number): number {
   return Number.isFinite(ms) && ms > 0 ? Math.floor(ms) : 0;
 }
 
-export function createModelManager(opts: ModelManagerOptions): ModelManager {
-  return new ModelManager(opts);
+export function createModelManager<X = unknown>(opts: ModelManagerOptions<X>): ModelManager<X> {
+  return new ModelManager<X>(opts);
 }

@@ -6,7 +6,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { buildTinyModel } from '../helpers/tiny-model.ts';
-import { createEngineClient, type SupervisedEngineClient } from '../../main/engine/index.ts';
+import { createEngineClient, loadTextPipeline, type SupervisedEngineClient } from '../../main/engine/index.ts';
 import { createModelManager, type ModelManager } from '../../main/library/model-manager.ts';
 import { ApiError } from '../../main/hardening/errors.ts';
 
@@ -76,12 +76,19 @@ after(async () => {
 describe('model manager (real engine process)', { timeout: 300_000 }, () => {
   it('ten concurrent first requests cause exactly one load', async () => {
     const { engine, starts } = engineWithCounter();
-    const m = manager(engine);
+    let extrasLoads = 0;
+    const m = manager(engine, {
+      loadExtras: (dir) => {
+        extrasLoads++;
+        return loadTextPipeline(dir);
+      },
+    });
     const events: string[] = [];
     for (const ev of ['loading', 'loaded', 'unloaded', 'load_failed']) m.on(ev, () => events.push(ev));
     const id = path.basename(qwenDir);
     const infos = await Promise.all(Array.from({ length: 10 }, () => m.ensureLoaded(id)));
     assert.equal(starts.length, 1);
+    assert.equal(extrasLoads, 1, 'the per-model companion (text pipeline) is loaded once too');
     assert.deepEqual(events, ['loading', 'loaded']);
     for (const i of infos) assert.equal(i, infos[0]);
     assert.equal(infos[0].architecture, 'qwen3');
@@ -93,6 +100,8 @@ describe('model manager (real engine process)', { timeout: 300_000 }, () => {
 
     // Switching: a request for another model waits for the lease on the first one, then loads once.
     const lease = await m.acquire(id);
+    const pipeline = lease.extras as Awaited<ReturnType<typeof loadTextPipeline>>;
+    assert.ok(pipeline.encode('hello').length > 0, 'the lease carries the loaded model\'s text pipeline');
     const switched = Promise.all([m.ensureLoaded(path.basename(llamaDir)), m.ensureLoaded(path.basename(llamaDir))]);
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(starts.length, 1, 'no switch while a request holds the current model');
