@@ -17,6 +17,8 @@ export interface TestStack {
   engine: EngineClient;
   modelInfo: ModelInfo;
   modelDir: string;
+  /** The real text pipeline, loaded once (extra servers in a test file reuse it). */
+  text: Awaited<ReturnType<typeof loadTextPipeline>>;
   records: RequestRecord[];
   close(): Promise<void>;
 }
@@ -55,6 +57,7 @@ export async function startStack(opts: StackOptions = {}): Promise<TestStack> {
       engine,
       modelInfo,
       modelDir,
+      text,
       records,
       async close() {
         await s.close(500).catch(() => {});

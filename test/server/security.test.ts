@@ -5,7 +5,6 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startStack, rawRequest, rawSocket, postJson, chat, LEAK_RE, type RawResponse, type TestStack } from './helpers.ts';
 import { createServer } from '../../main/server/index.ts';
-import { loadTextPipeline } from '../../main/engine/index.ts';
 import { ApiError } from '../../main/hardening/errors.ts';
 import { makeApiKeyCheck } from '../../main/server/security.ts';
 import type { IncomingMessage } from 'node:http';
@@ -121,7 +120,7 @@ describe('A. network exposure and browser attacks', () => {
   });
 
   test('non-loopback bind is refused without an API key', async () => {
-    const text = await loadTextPipeline(stack.modelDir);
+    const text = stack.text;
     const deps = { engine: stack.engine, text, modelInfo: stack.modelInfo };
     for (const host of ['0.0.0.0', '192.168.1.20', '::']) {
       assert.throws(() => createServer(deps, { host, port: 0 }), (err: unknown) => err instanceof ApiError && err.param === 'host');
@@ -137,7 +136,7 @@ describe('A7. API key', () => {
   let kport: number;
   const KEY = 'sk-local-0123456789';
   before(async () => {
-    const text = await loadTextPipeline(stack.modelDir);
+    const text = stack.text;
     keyed = createServer({ engine: stack.engine, text, modelInfo: stack.modelInfo }, { port: 0, apiKey: KEY });
     kport = (await keyed.listen()).port;
   });
@@ -147,7 +146,7 @@ describe('A7. API key', () => {
 
   test('missing or wrong key → 401 invalid_api_key on every route but /health', async () => {
     for (const auth of [undefined, 'Bearer wrong', `Bearer ${KEY}x`, KEY, `Basic ${KEY}`, 'Bearer ']) {
-      const headers = auth ? { authorization: auth } : {};
+      const headers: Record<string, string> = auth ? { authorization: auth } : {};
       expectError(await rawRequest(kport, { path: '/v1/models', headers }), 401, 'invalid_api_key');
       expectError(await postJson(kport, '/v1/chat/completions', chat('hi'), headers), 401, 'invalid_api_key');
     }
