@@ -10,7 +10,7 @@
 //     own downloader, exactly as the package would have.
 // Set MLXBAR_SKIP_MLX_DOWNLOAD=1 to skip the download anyway (e.g. air-gapped CI on macOS).
 import { spawnSync } from 'node:child_process';
-import { openSync, readSync, closeSync, existsSync } from 'node:fs';
+import { openSync, readSync, closeSync, existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 
@@ -36,6 +36,20 @@ function bundledFitsThisPlatform() {
   } finally {
     closeSync(fd);
   }
+}
+
+// Type declarations: the package's lib/index.d.ts re-exports its nn/optimizers/utils *sources*
+// (.ts files), which then get type-checked under our strict settings and fail. We only use `core`,
+// so write a copy of the declarations without those three re-exports where tsconfig's `paths`
+// points (node_modules/.mlx-types), generated from the installed package, never vendored.
+try {
+  const src = readFileSync(path.join(pkgDir, 'lib', 'index.d.ts'), 'utf8');
+  const stripped = src.replace(/^export \* as (nn|optimizers|utils) from '\.\/[a-z]+';$/gm, '');
+  const outDir = path.join(pkgDir, '..', '..', '.mlx-types');
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(path.join(outDir, 'index.d.ts'), stripped);
+} catch (err) {
+  console.warn(`[mlx-bar] could not write MLX type declarations: ${err.message}`);
 }
 
 if (bundledFitsThisPlatform()) {
