@@ -208,7 +208,9 @@ export class PullJob extends EventEmitter {
     const files = selectModelFiles(info, this.opts.includeReadme);
 
     const existing = await readManifest(finalDir);
-    if (existing && existing.commit === info.commit) {
+    // Same commit and every file still the size it was verified at: nothing to do. A damaged
+    // folder (a file truncated or deleted since) is downloaded again and replaced.
+    if (existing && existing.commit === info.commit && (await manifestIntact(finalDir, existing, files))) {
       return {
         id: this.id,
         dir: finalDir,
@@ -527,6 +529,15 @@ export async function readManifest(dir: string): Promise<Manifest | null> {
   } catch {
     return null;
   }
+}
+
+async function manifestIntact(dir: string, m: Manifest, wanted: RepoFile[]): Promise<boolean> {
+  const listed = new Map((m.files ?? []).map((f) => [f.path, f.size]));
+  for (const f of wanted) {
+    if (listed.get(f.path) !== f.size) return false;
+    if ((await sizeOf(safeJoin(dir, f.path))) !== f.size) return false;
+  }
+  return true;
 }
 
 async function sizeOf(p: string): Promise<number | null> {

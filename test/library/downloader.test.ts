@@ -3,7 +3,7 @@
 import { after, before, beforeEach, afterEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { buildTinyModel } from '../helpers/tiny-model.ts';
@@ -93,6 +93,13 @@ describe('pull from the hub', () => {
     const again = await pullModel(REPO, { dataDir, endpoint: hub.endpoint, ...fast });
     assert.equal(again.alreadyPresent, true);
     assert.equal(hub.log.filter((l) => l.server === 'cdn').length, before);
+
+    // A damaged folder (file truncated after the download) is repaired by pulling again.
+    truncateSync(path.join(dir, 'model.safetensors'), 1000);
+    const repaired = await pullModel(REPO, { dataDir, endpoint: hub.endpoint, ...fast });
+    assert.equal(repaired.alreadyPresent, false);
+    for (const f of repo.files) assert.equal(sha(path.join(dir, f.name)), f.sha256, f.name);
+    assert.deepEqual(readdirSync(path.join(dataDir, 'models', '.incoming')), [], 'the replaced folder is cleaned up');
   });
 
   it('honours HF_ENDPOINT and HF_TOKEN from the environment, and @revision in the folder name', async () => {
