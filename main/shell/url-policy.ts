@@ -21,6 +21,8 @@ export function isAllowedNavigation(raw: unknown): boolean {
 }
 
 export function isAllowedExternal(raw: unknown, allowlist: readonly string[] = EXTERNAL_HOST_ALLOWLIST): boolean {
+  // Printable ASCII only: no whitespace the parser would trim, no control or look-alike characters.
+  if (typeof raw !== 'string' || !/^[\x21-\x7e]+$/.test(raw)) return false;
   const u = parseUrl(raw);
   if (!u) return false;
   if (u.protocol !== 'https:') return false;

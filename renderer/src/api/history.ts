@@ -5,6 +5,8 @@ import type { MetricsSnapshot } from '../../../main/hardening/metrics-types.ts';
 export interface Sample {
   /** ms since epoch (from the snapshot, so the x axis is the server's clock). */
   t: number;
+  /** Requests in the latency window: 0 means the latency/TTFT values are placeholders. */
+  n: number;
   p50: number;
   p95: number;
   p99: number;
@@ -23,6 +25,7 @@ export function toSample(s: MetricsSnapshot): Sample {
   const ms = 1000;
   return {
     t: Date.parse(s.timestamp) || Date.now(),
+    n: s.latency.count,
     p50: s.latency.p50 * ms,
     p95: s.latency.p95 * ms,
     p99: s.latency.p99 * ms,

@@ -10,10 +10,21 @@ export interface SettingsBackend {
   save(values: Record<string, unknown>): Promise<SaveResult>;
 }
 
+/**
+ * The headless server does not expose settings over HTTP (it has no GET/PUT /v1/settings route:
+ * settings come from flags, env and config.json there), so in a browser the page is read-only.
+ * Probing for the route would log a 404 console error on every visit, so it is not probed; flip
+ * this when the server gains the route.
+ */
+export const SETTINGS_OVER_HTTP = false;
+
 export function settingsBackend(apiKey: string | null): SettingsBackend {
   const b = bridge();
   if (b) {
     return { kind: 'bridge', load: () => b.getSettings(), save: (v) => b.saveSettings(v) };
+  }
+  if (!SETTINGS_OVER_HTTP) {
+    return { kind: 'readonly', load: async () => null, save: async () => ({ ok: false, issues: [{ path: '', message: 'Settings cannot be saved from the browser' }] }) };
   }
   const headers: Record<string, string> = { accept: 'application/json' };
   if (apiKey) headers.authorization = `Bearer ${apiKey}`;

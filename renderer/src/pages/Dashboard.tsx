@@ -32,6 +32,8 @@ export function Dashboard(props: { snap: MetricsSnapshot | null; history: Sample
   const corruptions = sumValues(snap?.cache_corruptions);
   const d = snap?.degradation;
   const hasHits = (snap?.cache.cache_hits ?? 0) + (snap?.cache.cache_misses ?? 0) > 0;
+  // Latency and TTFT are only meaningful once requests exist; earlier samples are placeholders (0).
+  const latencyHistory = history.filter((h) => h.n > 0);
   const promptTotal = (snap?.prompt_cache.reused_tokens ?? 0) + (snap?.prompt_cache.computed_tokens ?? 0);
 
   return (
@@ -98,7 +100,7 @@ export function Dashboard(props: { snap: MetricsSnapshot | null; history: Sample
       <div className="charts">
         <Panel title="Latency (end to end)" testId="chart-latency">
           <SeriesChart
-            data={history}
+            data={latencyHistory}
             palette={palette}
             unit={ms}
             empty={noRequests ? 'No requests yet: send one to the endpoint to see latency here.' : 'Collecting samples…'}
@@ -107,7 +109,7 @@ export function Dashboard(props: { snap: MetricsSnapshot | null; history: Sample
         </Panel>
         <Panel title="Time to first token" testId="chart-ttft">
           <SeriesChart
-            data={history}
+            data={latencyHistory}
             palette={palette}
             unit={ms}
             empty={noRequests ? 'No requests yet.' : 'Collecting samples…'}

@@ -137,7 +137,7 @@ export function Settings(props: { app: AppState | null; endpoint: string; model:
         ) : null}
         {readOnly ? (
           <p className="muted" data-testid="settings-readonly">
-            This server does not expose its settings over HTTP. Edits are checked here; to apply them, change them in the MLX Bar app or pass them as command-line flags.
+            Read-only in the browser: edits are checked here, but the headless server takes its settings from command-line flags, environment variables and config.json (or the MLX Bar app).
           </p>
         ) : null}
         {!schema ? <p className="muted">No settings schema was bundled with this build.</p> : null}

@@ -1,0 +1,47 @@
+#!/usr/bin/env node
+// Bundles the main-process code of the packaged app with esbuild (ESM, Node platform, every npm
+// package external so node_modules stays the single copy of each dependency):
+//   dist/main/shell/index.js   Electron main entry (package.json "main")
+//   dist/main/engine-main.js   engine process entry
+//   dist/main/<chunk>.js       code behind dynamic imports (serve core, engine client, demo writer…)
+// Layout matters: modules locate files relative to themselves. The chunks sit two levels below the
+// app root (like main/cli/serve.ts does in the sources), so serve's `../..` is the app root and its
+// dashboard is <app>/dist/renderer; the engine client's defaultEngineEntry() finds engine-main.js
+// next to its chunk.
+// Prints a one-line summary; `--metafile` also writes dist/main/meta.json (used by the boundary test).
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const outdir = path.join(root, 'dist', 'main');
+mkdirSync(outdir, { recursive: true });
+
+const started = Date.now();
+const result = await build({
+  absWorkingDir: root,
+  entryPoints: {
+    'shell/index': 'main/shell/index.ts',
+    'engine-main': 'main/engine/process/engine-main.ts',
+  },
+  outdir,
+  bundle: true,
+  // Dynamic imports stay separate chunks, so e.g. the demo-model writer (which loads the native MLX
+  // binding) is never loaded into the Electron main process unless used.
+  splitting: true,
+  chunkNames: '[name]-[hash]',
+  platform: 'node',
+  target: 'node20',
+  format: 'esm',
+  packages: 'external',
+  sourcemap: 'linked',
+  metafile: true,
+  logLevel: 'warning',
+  legalComments: 'none',
+});
+if (process.argv.includes('--metafile')) writeFileSync(path.join(root, 'dist', 'main', 'meta.json'), JSON.stringify(result.metafile));
+const outs = Object.entries(result.metafile.outputs)
+  .filter(([f]) => f.endsWith('.js'))
+  .map(([f, o]) => `${path.relative(root, f)} ${(o.bytes / 1024).toFixed(0)} kB`);
+console.log(`build-main: ${outs.join(', ')} in ${Date.now() - started} ms`);

@@ -1,0 +1,192 @@
+// Pure shell decisions in plain Node: window web preferences, navigation / openExternal URL policy,
+// the app:// file mapping, and IPC sender validation (VS Code's validatedIpcMain rules).
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { APP_ORIGIN, isAppUrl } from '../../main/shell/app-origin.ts';
+import { GuardedIpc, noArgs, oneSettingsObject, oneString, validateSender } from '../../main/shell/ipc-guard.ts';
+import { isAllowedExternal, isAllowedNavigation, resolveAppAsset } from '../../main/shell/url-policy.ts';
+import { dashboardWindowOptions, secureWebPreferences } from '../../main/shell/window-options.ts';
+import { INVOKE_CHANNELS } from '../../preload/api.ts';
+
+describe('window options', () => {
+  test('the dashboard window is isolated, sandboxed and has no Node', () => {
+    for (const platform of ['darwin', 'linux', 'win32'] as const) {
+      const o = dashboardWindowOptions({ preloadPath: '/app/dist/preload/index.cjs', isPackaged: true, platform });
+      const w = o.webPreferences!;
+      assert.equal(w.contextIsolation, true);
+      assert.equal(w.sandbox, true);
+      assert.equal(w.nodeIntegration, false);
+      assert.equal(w.nodeIntegrationInWorker, false);
+      assert.equal(w.nodeIntegrationInSubFrames, false);
+      assert.equal(w.webSecurity, true);
+      assert.equal(w.allowRunningInsecureContent, false);
+      assert.equal(w.experimentalFeatures, false);
+      assert.equal(w.webviewTag, false);
+      assert.equal(w.devTools, false, 'no DevTools in packaged builds');
+      assert.equal(w.preload, '/app/dist/preload/index.cjs');
+      assert.ok(w.preload!.endsWith('.cjs'), 'a sandboxed preload must be one CommonJS file');
+      assert.equal(o.show, false, 'shown on ready-to-show, no white flash');
+    }
+    assert.equal(secureWebPreferences('/p.cjs', false).devTools, true, 'DevTools in development');
+  });
+});
+
+describe('navigation policy', () => {
+  test('only the app origin', () => {
+    assert.equal(isAllowedNavigation(`${APP_ORIGIN}/index.html#/settings`), true);
+    for (const bad of [
+      'https://evil.example/',
+      'mlxbar://app.evil.example/index.html',
+      'mlxbar://other/index.html',
+      'mlxbar://user:pw@app/index.html',
+      'file:///etc/passwd',
+      'javascript:alert(1)',
+      'http://127.0.0.1:8080/dashboard/',
+      'about:blank',
+      'data:text/html,<script>1</script>',
+      '',
+      'not a url',
+      42,
+      null,
+    ]) {
+      assert.equal(isAllowedNavigation(bad), false, String(bad));
+      assert.equal(isAppUrl(bad), false, String(bad));
+    }
+  });
+});
+
+describe('openExternal policy', () => {
+  test('https on allowlisted hosts only', () => {
+    assert.equal(isAllowedExternal('https://github.com/mlx-bar/mlx-bar'), true);
+    assert.equal(isAllowedExternal('https://huggingface.co/mlx-community'), true);
+    assert.equal(isAllowedExternal('https://GitHub.com/x'), true, 'hosts are case-insensitive');
+  });
+  test('refuses other schemes, look-alike hosts, credentials and ports', () => {
+    for (const bad of [
+      'http://github.com/',
+      'file:///Applications/Calculator.app',
+      'smb://attacker.example/share',
+      'javascript:alert(1)',
+      'vscode://file/etc/passwd',
+      'ms-msdt:/id PCWDiagnostic',
+      'https://github.com.attacker.com/',
+      'https://attacker.com/github.com',
+      'https://attacker.com/?u=https://github.com',
+      'https://github.com@attacker.com/',
+      'https://user:pw@github.com/',
+      'https://github.com:8443/',
+      'https://gíthub.com/',
+      'https://evilgithub.com/',
+      'https://sub.github.com.evil/',
+      ' https://github.com/',
+      '//github.com/',
+      'github.com',
+      '',
+      undefined,
+      { toString: () => 'https://github.com/' },
+    ]) {
+      assert.equal(isAllowedExternal(bad), false, String(bad));
+    }
+  });
+});
+
+describe('app:// file mapping', () => {
+  const root = path.resolve('/app/dist/renderer');
+  test('maps app paths into the renderer folder', () => {
+    assert.equal(resolveAppAsset(root, 'mlxbar://app/index.html'), path.join(root, 'index.html'));
+    assert.equal(resolveAppAsset(root, 'mlxbar://app/'), path.join(root, 'index.html'));
+    assert.equal(resolveAppAsset(root, 'mlxbar://app/assets/index-abc.js'), path.join(root, 'assets/index-abc.js'));
+    assert.equal(resolveAppAsset(root, 'mlxbar://app/index.html?x=1#/settings'), path.join(root, 'index.html'));
+  });
+  test('never leaves the renderer folder', () => {
+    // The URL parser may already fold dot segments; either way the result stays inside the root.
+    for (const hostile of ['mlxbar://app/../../etc/passwd', 'mlxbar://app/%2e%2e/%2e%2e/etc/passwd', 'mlxbar://app/assets/..%2f..%2f..%2fetc/passwd', 'mlxbar://app/./assets/../../x']) {
+      const r = resolveAppAsset(root, hostile);
+      assert.ok(r === null || r.startsWith(root + path.sep), `${hostile} -> ${r}`);
+    }
+    assert.equal(resolveAppAsset(root, 'mlxbar://app/assets/..%2f..%2f..%2fetc/passwd'), null, 'encoded slashes with .. are refused');
+  });
+  test('refuses other origins and odd encodings', () => {
+    for (const bad of [
+      'mlxbar://app/a%5c..%5c..%5cx',
+      'mlxbar://app/a%00.js',
+      'mlxbar://app/%E0%A4%A',
+      'mlxbar://other/index.html',
+      'https://app/index.html',
+    ]) {
+      assert.equal(resolveAppAsset(root, bad), null, bad);
+    }
+  });
+});
+
+describe('IPC sender validation', () => {
+  const top = (url: string) => ({ senderFrame: { url, parent: null } });
+  test('accepts the top frame of the app origin on a known prefix', () => {
+    assert.deepEqual(validateSender(INVOKE_CHANNELS.getSnapshot, top(`${APP_ORIGIN}/index.html`)), { ok: true });
+  });
+  test('rejects unknown channels, sub-frames, foreign origins and missing frames', () => {
+    assert.equal(validateSender('evil:channel', top(`${APP_ORIGIN}/index.html`)).ok, false);
+    assert.equal(validateSender('get-snapshot', top(`${APP_ORIGIN}/index.html`)).ok, false);
+    assert.deepEqual(validateSender(INVOKE_CHANNELS.getSnapshot, { senderFrame: { url: `${APP_ORIGIN}/index.html`, parent: {} } }), { ok: false, reason: 'sub-frame sender' });
+    for (const url of ['https://evil.example/', 'mlxbar://app.evil/x', 'http://127.0.0.1:8080/dashboard/', 'file:///app/index.html', 'about:blank', '']) {
+      assert.equal(validateSender(INVOKE_CHANNELS.getSnapshot, top(url)).ok, false, url);
+    }
+    assert.equal(validateSender(INVOKE_CHANNELS.getSnapshot, { senderFrame: null }).ok, false);
+  });
+
+  test('GuardedIpc runs the handler only for valid senders and arguments, and sanitizes errors', async () => {
+    const handlers = new Map<string, (event: unknown, ...args: unknown[]) => Promise<unknown>>();
+    const fakeIpcMain = {
+      handle: (c: string, h: (event: unknown, ...args: unknown[]) => Promise<unknown>) => void handlers.set(c, h),
+      removeHandler: (c: string) => void handlers.delete(c),
+    };
+    const refused: string[] = [];
+    const ipc = new GuardedIpc(fakeIpcMain as never, { onRefused: (c, r) => refused.push(`${c}: ${r}`) });
+    let calls = 0;
+    ipc.handle(INVOKE_CHANNELS.copyText, oneString(10), (t) => {
+      calls++;
+      return t.toUpperCase();
+    });
+    ipc.handle(INVOKE_CHANNELS.getAppState, noArgs, () => {
+      throw new Error('failed to read /Users/alice/Library/Application Support/MLX Bar/config.json');
+    });
+    assert.throws(() => ipc.handle('no-prefix', noArgs, () => 1), /prefix/);
+    assert.throws(() => ipc.handle(INVOKE_CHANNELS.copyText, noArgs, () => 1), /twice/);
+
+    const good = top(`${APP_ORIGIN}/index.html`);
+    const h = handlers.get(INVOKE_CHANNELS.copyText)!;
+    assert.equal(await h(good, 'abc'), 'ABC');
+    await assert.rejects(h({ senderFrame: { url: `${APP_ORIGIN}/index.html`, parent: {} } }, 'abc'), /Request refused/);
+    await assert.rejects(h(top('https://evil.example/'), 'abc'), /Request refused/);
+    await assert.rejects(h(good, 'x'.repeat(11)), /Invalid arguments/);
+    await assert.rejects(h(good, 42), /Invalid arguments/);
+    await assert.rejects(h(good), /Invalid arguments/);
+    assert.equal(calls, 1, 'the handler ran only for the valid call');
+    assert.equal(refused.length, 5);
+
+    const err = await handlers.get(INVOKE_CHANNELS.getAppState)!(good).catch((e: Error) => e);
+    assert.ok(err instanceof Error);
+    assert.doesNotMatch(err.message, /alice|\/Users\//, 'no path or user name reaches the renderer');
+
+    ipc.dispose();
+    assert.equal(handlers.size, 0);
+  });
+
+  test('settings argument validator: plain bounded JSON objects only', () => {
+    assert.equal(oneSettingsObject([{ port: 1 }]).ok, true);
+    for (const bad of [[], [1], ['x'], [[1]], [null], [{ a: 1 }, 2], [{ big: 'x'.repeat(300 * 1024) }]]) {
+      assert.equal(oneSettingsObject(bad).ok, false, JSON.stringify(bad).slice(0, 40));
+    }
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    assert.equal(oneSettingsObject([cyclic]).ok, false);
+    const r = oneSettingsObject([JSON.parse('{"__proto__": {"polluted": true}, "port": 2}')]);
+    assert.ok(r.ok);
+    if (r.ok) {
+      assert.equal(Object.prototype.hasOwnProperty.call(r.value[0], '__proto__'), false);
+      assert.equal(r.value[0].port, 2);
+    }
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+  });
+});
