@@ -3,7 +3,7 @@
 import { after, before, beforeEach, afterEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { buildTinyModel } from '../helpers/tiny-model.ts';
@@ -268,6 +268,16 @@ describe('pull from the hub', () => {
       assert.throws(() => startPull(bad, { dataDir, endpoint: hub.endpoint }), /Invalid|Expected/, bad);
     }
     assert.equal(hub.log.length, 0);
+  });
+
+  it('a local disk failure is an io_error, not retried as a network error, and names no path', async () => {
+    writeFileSync(path.join(dataDir, 'models'), 'not a folder');
+    const retries: PullRetry[] = [];
+    const job = startPull(REPO, { dataDir, endpoint: hub.endpoint, ...fast });
+    job.on('retry', (r) => retries.push(r));
+    const err = await rejectsWith(job.result, 'io_error');
+    assert.equal(retries.length, 0);
+    assert.ok(!err.message.includes(dataDir), err.message);
   });
 
   it('concurrent pulls of the same model share one download', async () => {
