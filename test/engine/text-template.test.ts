@@ -130,17 +130,14 @@ test('templateKwargs cannot override messages/tools/add_generation_prompt', () =
 });
 
 test('a template that calls raise_exception gives a clean ChatTemplateError with the template text', () => {
-  const strict = createTextPipeline({
-    tokenizerJson,
-    tokenizerConfigJson: JSON.stringify({
-      ...JSON.parse(tokenizerConfigJson),
-      chat_template:
-        "{% for m in messages %}{% if (m.role == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{{ m.content }}{% endfor %}",
-    }),
+  const strict = new ChatTemplate({
+    configValue:
+      "{% for m in messages %}{% if (m.role == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{{ m.content }}{% endfor %}",
   });
-  assert.equal(strict.renderChat([{ role: 'user', content: 'a' }, { role: 'assistant', content: 'b' }]), 'ab');
+  const render = (messages: ChatMessage[]) => strict.render(messages, {}, {}, 'none');
+  assert.equal(render([{ role: 'user', content: 'a' }, { role: 'assistant', content: 'b' }]), 'ab');
   assert.throws(
-    () => strict.renderChat([{ role: 'user', content: 'a' }, { role: 'user', content: 'b' }]),
+    () => render([{ role: 'user', content: 'a' }, { role: 'user', content: 'b' }]),
     (err: unknown) => {
       assert.ok(err instanceof ChatTemplateError);
       assert.equal(err.kind, 'raised');
@@ -149,6 +146,9 @@ test('a template that calls raise_exception gives a clean ChatTemplateError with
       return true;
     },
   );
+  // raise_exception with a non-string still gives a clean Error with a message.
+  const weird = new ChatTemplate({ configValue: '{{ raise_exception(42) }}' });
+  assert.throws(() => weird.render([{ role: 'user', content: 'x' }], {}, {}, 'none'), (err: unknown) => err instanceof ChatTemplateError && err.kind === 'raised' && err.message.length > 0);
 });
 
 test('bad message shapes and template runtime failures give ChatTemplateError (never a non-Error)', () => {
@@ -213,12 +213,11 @@ test('tool-call format is detected from the template text; Mistral ids are mappe
     '{"name": "{{ tc.function.name }}", "arguments": {{ tc.function.arguments|tojson }}, "id": "{{ tc.id }}"}{%- endfor %}]' +
     "{%- elif m.role == 'tool' %}[TOOL_RESULTS] {\"call_id\": \"{{ m.tool_call_id }}\", \"content\": {{ m.content|tojson }}}[/TOOL_RESULTS]" +
     '{%- else %}{{ m.content }}{%- endif %}{%- endfor %}';
-  const p = createTextPipeline({ tokenizerJson, tokenizerConfigJson: JSON.stringify({ chat_template: mistralTemplate }) });
-  assert.equal(p.toolCallFormat, 'mistral');
-  const out = p.renderChat([
+  assert.equal(detectToolCallFormat(mistralTemplate), 'mistral');
+  const out = new ChatTemplate({ configValue: mistralTemplate }).render([
     { role: 'user', content: 'q' },
     { role: 'assistant', content: null, tool_calls: [{ id: 'call_Ab3dE5gH7jK9mN1pQ3sT5vX7', type: 'function', function: { name: 'f', arguments: '{"x":1}' } }] },
     { role: 'tool', tool_call_id: 'call_Ab3dE5gH7jK9mN1pQ3sT5vX7', content: 'ok' },
-  ]);
+  ], {}, {}, 'mistral');
   assert.equal(out, 'q[TOOL_CALLS] [{"name": "f", "arguments": {"x": 1}, "id": "pQ3sT5vX7"}][TOOL_RESULTS] {"call_id": "pQ3sT5vX7", "content": "ok"}[/TOOL_RESULTS]');
 });
