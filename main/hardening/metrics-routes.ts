@@ -37,7 +37,8 @@ export function registerMetricsRoutes(fastify: FastifyInstance, metrics: Metrics
 
   fastify.get('/metrics', async (_req: FastifyRequest, reply: FastifyReply) => sendPrometheus(reply, metrics));
 
-  fastify.get('/v1/metrics/stream', (req: FastifyRequest, reply: FastifyReply) => {
+  // No automatic HEAD route: a HEAD must not open a never-ending stream.
+  fastify.get('/v1/metrics/stream', { exposeHeadRoute: false }, (req: FastifyRequest, reply: FastifyReply) => {
     // Headers set by the server's hooks (CORS, x-request-id) are carried over: hijack bypasses onSend.
     const headers: Record<string, string | number | string[]> = {};
     for (const [k, v] of Object.entries(reply.getHeaders())) if (v !== undefined) headers[k] = v as string | number | string[];

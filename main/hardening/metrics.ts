@@ -285,15 +285,24 @@ export function createMetrics(opts: MetricsOptions = {}) {
   }
 
   // ------------------------------------------------------------------ recording
+  // The window is an array read from `head` on: pruning advances `head` (O(1) amortized) and the
+  // array is compacted only once the dead prefix is large.
+  let head = 0;
+  let windowVersion = 0; // bumped whenever the window changes; snapshot() caches its percentiles on it
   function prune(t: number): void {
     const cutoff = t - windowMs;
-    let i = 0;
-    while (i < window.length && window[i].t < cutoff) i++;
-    if (i > 0) window = window.slice(i);
-    if (window.length > windowMax) window = window.slice(window.length - windowMax);
+    const before = head;
+    while (head < window.length && window[head].t < cutoff) head++;
+    if (window.length - head > windowMax) head = window.length - windowMax;
+    if (head !== before) windowVersion++;
+    if (head > 1024 && head * 2 > window.length) {
+      window = window.slice(head);
+      head = 0;
+    }
     const secCutoff = Math.floor(t / 1000) - RPS_WINDOW_S;
-    for (const k of rpsBuckets.keys()) if (k <= secCutoff) rpsBuckets.delete(k);
+    if (rpsBuckets.size > RPS_WINDOW_S + 1) for (const k of rpsBuckets.keys()) if (k <= secCutoff) rpsBuckets.delete(k);
   }
+  const live = () => (head === 0 ? window : window.slice(head));
 
   function recordRequest(r: RequestRecord): void {
     const t = now();
@@ -334,6 +343,7 @@ export function createMetrics(opts: MetricsOptions = {}) {
       }
       const genSeconds = r.responseCacheHit ? 0 : Math.max(0, latency - (ttft ?? 0));
       window.push({ t, latency, ttft, completionTokens: r.responseCacheHit ? 0 : ct, genSeconds });
+      windowVersion++;
       duration.observe({ route, stream }, latency);
       if (ttft !== null) ttftHist.observe({ route, stream }, ttft);
     }
@@ -404,20 +414,30 @@ export function createMetrics(opts: MetricsOptions = {}) {
     return { state: 'normal', cache_enabled: true, reason: null, since: startedIso };
   }
 
+  let windowStats: { version: number; count: number; lat: ReturnType<typeof summarize>; ttft: ReturnType<typeof summarize>; tps: number } | null = null;
   function snapshot(): MetricsSnapshot {
     const t = now();
     prune(t);
     const uptime = Math.max(0, (t - startedAt) / 1000);
-    const lat = summarize(window.map((w) => w.latency));
-    const ttft = summarize(window.filter((w) => w.ttft !== null).map((w) => w.ttft as number));
-    let genTokens = 0;
-    let genSeconds = 0;
-    for (const w of window) {
-      if (w.genSeconds > 0 && w.completionTokens > 0) {
-        genTokens += w.completionTokens;
-        genSeconds += w.genSeconds;
+    if (!windowStats || windowStats.version !== windowVersion) {
+      const win = live();
+      let genTokens = 0;
+      let genSeconds = 0;
+      for (const w of win) {
+        if (w.genSeconds > 0 && w.completionTokens > 0) {
+          genTokens += w.completionTokens;
+          genSeconds += w.genSeconds;
+        }
       }
+      windowStats = {
+        version: windowVersion,
+        count: win.length,
+        lat: summarize(win.map((w) => w.latency)),
+        ttft: summarize(win.filter((w) => w.ttft !== null).map((w) => w.ttft as number)),
+        tps: genSeconds > 0 ? Math.round((genTokens / genSeconds) * 100) / 100 : 0,
+      };
     }
+    const { lat, ttft } = windowStats;
     let recentCount = 0;
     const secNow = Math.floor(t / 1000);
     for (const [k, v] of rpsBuckets) if (k > secNow - RPS_WINDOW_S) recentCount += v;
@@ -436,9 +456,9 @@ export function createMetrics(opts: MetricsOptions = {}) {
     return {
       cache: { cache_hits: cacheHits, cache_misses: cacheMisses, hit_rate: lookups ? r4(cacheHits / lookups) : 0 },
       prompt_cache: { reused_tokens: reused, computed_tokens: computed, hit_rate: promptAll ? r4(reused / promptAll) : 0 },
-      latency: { p50: r4(lat.p50), p95: r4(lat.p95), p99: r4(lat.p99), count: window.length },
+      latency: { p50: r4(lat.p50), p95: r4(lat.p95), p99: r4(lat.p99), count: windowStats.count },
       ttft: { p50: r4(ttft.p50), p95: r4(ttft.p95), p99: r4(ttft.p99) },
-      tokens_per_second: genSeconds > 0 ? Math.round((genTokens / genSeconds) * 100) / 100 : 0,
+      tokens_per_second: windowStats.tps,
       memory: {
         current_mb: mem.current_mb,
         peak_mb: mem.peak_mb,
@@ -464,13 +484,11 @@ export function createMetrics(opts: MetricsOptions = {}) {
   }
 
   async function prometheus(): Promise<string> {
+    // The gauges' collect() read `scrape`; it is left set (not reset) so overlapping scrapes never
+    // see a missing snapshot.
     scrape = snapshot();
-    try {
-      const text = await registry.metrics();
-      return text.endsWith('\n') ? text : text + '\n';
-    } finally {
-      scrape = null;
-    }
+    const text = await registry.metrics();
+    return text.endsWith('\n') ? text : text + '\n';
   }
 
   // ------------------------------------------------------------------ live feed (~1 Hz)

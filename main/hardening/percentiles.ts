@@ -7,7 +7,7 @@
 // for any sample; an empty sample gives 0 for every percentile (the JSON never carries NaN/null).
 
 /** Type-7 percentile of an already ascending-sorted array; q in [0, 1]. */
-export function percentileSorted(sorted: readonly number[], q: number): number {
+export function percentileSorted(sorted: ArrayLike<number>, q: number): number {
   const n = sorted.length;
   if (n === 0) return 0;
   if (n === 1) return sorted[0];
@@ -26,7 +26,8 @@ export interface PercentileSummary {
 
 /** p50/p95/p99 of an unsorted sample (non-finite values are ignored). */
 export function summarize(values: readonly number[]): PercentileSummary {
-  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+  // Float64Array sorts numerically and much faster than Array#sort with a comparator.
+  const sorted = Float64Array.from(values.filter((v) => Number.isFinite(v))).sort();
   return {
     p50: percentileSorted(sorted, 0.5),
     p95: percentileSorted(sorted, 0.95),
