@@ -233,7 +233,9 @@ export async function* generateTokens(
       fed.push(...chunk);
       pos += chunk.length;
       hooks.onPrefill?.({ promptTokens: prompt.length, cachedTokens, processed: pos - cachedTokens });
-      if (pos < prompt.length) await afterLargeStep(); // frees the chunk's temporaries, lets aborts in
+      // Full GC + a turn frees the chunk's temporaries and lets an abort arrive. After a short
+      // final chunk it is skipped: it would only add to time-to-first-token.
+      if (pos < prompt.length || chunk.length >= 256) await afterLargeStep();
     }
     prefillDone = true;
     summary.prefillMs = performance.now() - t0;
