@@ -1,5 +1,6 @@
 // One line per benchmark section; add yours here (see bench/registry.ts for the contract).
 import type { BenchSection } from './registry.ts';
 import { engineSection } from './engine.ts';
+import { serverSection } from './server.ts';
 
-export const SECTIONS: BenchSection[] = [engineSection];
+export const SECTIONS: BenchSection[] = [engineSection, serverSection];

