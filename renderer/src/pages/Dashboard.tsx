@@ -80,13 +80,13 @@ export function Dashboard(props: { snap: MetricsSnapshot | null; history: Sample
           testId="stat-engine-mem"
           label="Engine memory"
           value={snap ? mb(snap.memory.engine_rss_mb) : '—'}
-          sub={snap ? `peak ${mb(snap.memory.engine_peak_mb)} · MLX ${mb(snap.memory.current_mb)} (peak ${mb(snap.memory.peak_mb)})` : undefined}
+          sub={snap ? `peak ${mb(snap.memory.engine_peak_mb)} · separate process` : undefined}
         />
         <Stat
           testId="stat-server-mem"
           label="Server memory"
           value={snap ? mb(snap.memory.server_rss_mb) : '—'}
-          sub={snap ? `growth ${num(snap.memory.growth_percent, 1)}%` : undefined}
+          sub={snap ? `app total ${mb(snap.memory.current_mb)} · peak ${mb(snap.memory.peak_mb)} · growth ${num(snap.memory.growth_percent, 1)}%` : undefined}
         />
         <Stat
           testId="stat-health"
