@@ -202,6 +202,9 @@ test('stop strings: never leak over random splits; hold back only what could sti
     { text: 'xabcd', stops: ['bcd', 'abc'], expected: 'x' }, // "abc" completes first
     { text: 'xabcd', stops: ['ab', 'xabc'], expected: 'x' }, // "ab" completes first
     { text: '</tool_call>\n<|im_end|>', stops: ['<|im_end|>', '</tool_call>'], expected: '' },
+    // Self-overlapping stops (KMP borders): aabaab…, ababac.
+    { text: 'aabaabaaab abababac tail', stops: ['aabaaab', 'ababac'], expected: 'aab' },
+    { text: 'abababab ababa abab', stops: ['ababac', 'aaaa'], expected: 'abababab ababa abab' },
   ];
   const rand = rng(42);
   for (const { text, stops, expected } of cases) {

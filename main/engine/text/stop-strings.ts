@@ -14,14 +14,14 @@ export interface StopPushResult {
 
 export class StopStringMatcher {
   private readonly stops: string[];
-  private readonly maxLen: number;
+  private readonly failure: Int32Array[];
   private held = '';
   private done = false;
 
   constructor(stops: readonly string[]) {
     // Empty strings would match everywhere; OpenAI ignores them in practice.
     this.stops = [...new Set(stops.filter((s) => typeof s === 'string' && s.length > 0))];
-    this.maxLen = this.stops.reduce((m, s) => Math.max(m, s.length), 0);
+    this.failure = this.stops.map(failureFunction);
   }
 
   get stopped(): boolean {
@@ -56,17 +56,39 @@ export class StopStringMatcher {
     return out;
   }
 
-  /** Length of the longest suffix of `buf` that is a proper prefix of some stop string. */
+  /**
+   * Length of the longest suffix of `buf` that is a proper prefix of some stop string. KMP over the
+   * last (stop length − 1) characters: linear in the stop lengths, so long stop strings cannot make
+   * each token quadratic.
+   */
   private partialSuffixLength(buf: string): number {
-    const limit = Math.min(this.maxLen - 1, buf.length);
-    for (let len = limit; len > 0; len--) {
-      const tail = buf.slice(buf.length - len);
-      for (const s of this.stops) {
-        if (s.length > len && s.startsWith(tail)) return len;
+    let best = 0;
+    for (let k = 0; k < this.stops.length; k++) {
+      const stop = this.stops[k];
+      const fail = this.failure[k];
+      let state = 0;
+      for (let i = Math.max(0, buf.length - (stop.length - 1)); i < buf.length; i++) {
+        const c = buf.charCodeAt(i);
+        while (state > 0 && stop.charCodeAt(state) !== c) state = fail[state - 1];
+        if (stop.charCodeAt(state) === c) state++;
+        // A full match cannot happen here: push() found none in buf.
+        if (state === stop.length) state = fail[state - 1];
       }
+      if (state > best) best = state;
     }
-    return 0;
+    return best;
   }
+}
+
+/** KMP failure function: fail[i] = length of the longest proper border of s[0..i]. */
+function failureFunction(s: string): Int32Array {
+  const fail = new Int32Array(s.length);
+  for (let i = 1, k = 0; i < s.length; i++) {
+    while (k > 0 && s.charCodeAt(i) !== s.charCodeAt(k)) k = fail[k - 1];
+    if (s.charCodeAt(i) === s.charCodeAt(k)) k++;
+    fail[i] = k;
+  }
+  return fail;
 }
 
 /**
