@@ -167,6 +167,14 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   });
 }
 
+/** Settings (main/settings/schema.ts `memory`) → watermarks: the MB form when set, else the percentage. */
+export function watermarksFromSettings(m: { softLimitMb: number; hardLimitMb: number; softPercent: number; hardPercent: number }): { soft: Watermark; hard: Watermark } {
+  return {
+    soft: m.softLimitMb > 0 ? { bytes: m.softLimitMb * MB } : { percent: m.softPercent },
+    hard: m.hardLimitMb > 0 ? { bytes: m.hardLimitMb * MB } : { percent: m.hardPercent },
+  };
+}
+
 export class MemorySampler {
   private readonly opts: MemorySamplerOptions;
   private timer: NodeJS.Timeout | null = null;

@@ -29,15 +29,21 @@ export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8
 /** Routes that may appear as a label value; anything else is `other`. */
 export const METRIC_ROUTES = ['/v1/chat/completions', '/v1/completions', '/v1/models', 'other'] as const;
 /** Cache-corruption reasons that may appear as a label value / JSON key; anything else is `other`. */
+// Same names as main/caches/entry-file.ts CorruptReason (plus io_error and the catch-all other).
 export const CORRUPTION_REASONS = [
-  'truncated',
-  'checksum',
-  'bad_magic',
-  'bad_header',
-  'bad_length',
-  'invalid_json',
-  'invalid_utf8',
   'empty',
+  'truncated',
+  'bad_magic',
+  'bad_kind',
+  'bad_header',
+  'absurd_length',
+  'length_mismatch',
+  'bad_trailer',
+  'checksum',
+  'invalid_utf8',
+  'invalid_json',
+  'invalid_meta',
+  'not_a_file',
   'io_error',
   'other',
 ] as const;

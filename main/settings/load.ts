@@ -474,7 +474,7 @@ export function loadSettings(opts: LoadSettingsOptions = {}): LoadSettingsResult
     sources[spec.key] = 'env';
   }
   for (const [key, raw] of Object.entries(flags)) {
-    if (key === 'dataDir' || raw === undefined) continue;
+    if (key === 'dataDir' || raw === undefined || raw === null) continue; // null = not given
     const spec = SETTING_SPECS.find((s) => s.key === key);
     if (!spec) {
       errors.push({ source: 'flag', key, where: key, message: `unknown option ${quote(key)}` });

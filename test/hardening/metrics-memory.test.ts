@@ -169,3 +169,8 @@ test('admitByMemory: context over the limit → 400, never fits → 400, not now
   assert.equal(nan?.status, 503, 'an unknown estimate refuses rather than risking an abort');
   for (const e of [ctx, never, busy, nan]) assert.doesNotMatch(e!.message, /\/home|\/Users|at .*:\d+:\d+/);
 });
+
+test('watermarks from settings: MB when set, else % of RAM', async () => {
+  const { watermarksFromSettings } = await import('../../main/hardening/memory.ts');
+  assert.deepEqual(watermarksFromSettings({ softLimitMb: 0, hardLimitMb: 4096, softPercent: 75, hardPercent: 90 }), { soft: { percent: 75 }, hard: { bytes: 4096 * MB } });
+});

@@ -291,9 +291,18 @@ test('label cardinality is bounded: 1,000 random model names and routes add no s
 });
 
 test('memory is really sampled: server and engine (a real child process) RSS, peak > 0', async () => {
-  const child = spawn(process.execPath, ['-e', 'const a = Buffer.alloc(32*1024*1024, 1); setInterval(() => a[0]++, 1000)'], { stdio: 'ignore' });
+  const child = spawn(process.execPath, ['-e', 'const a = Buffer.alloc(32*1024*1024, 1); process.stdout.write("ready\\n"); setInterval(() => a[0]++, 1000)'], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
   try {
-    await new Promise((r) => setTimeout(r, 300));
+    // wait until the child has touched its 32 MiB (a loaded box may take a while)
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('child did not start')), 20_000);
+      child.stdout!.once('data', () => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
     const engineRss = () => {
       const st = readFileSync(`/proc/${child.pid}/status`, 'utf8');
       return Number(/VmRSS:\s+(\d+)/.exec(st)![1]) * 1024;
