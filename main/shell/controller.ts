@@ -131,12 +131,17 @@ export class AppController extends EventEmitter {
       this.opts.startAtLogin.set(s.settings.startAtLogin);
     }
     const wasRunning = !!this.core;
-    this.set({ settingsIssues: [], apiKey: s.settings?.apiKey || null, model: s.settings?.model || null, startAtLogin: this.opts.startAtLogin?.get() ?? s.settings?.startAtLogin ?? false, error: null });
+    this.set({
+      settingsIssues: [],
+      apiKey: s.settings?.apiKey || null,
+      model: s.settings?.model || null,
+      startAtLogin: this.opts.startAtLogin?.get() ?? s.settings?.startAtLogin ?? false,
+      error: null,
+      ...(this.st.server === 'error' ? { server: 'stopped' as const } : {}),
+    });
     if (wasRunning) {
       await this.stop();
       await this.start();
-    } else if (this.st.server === 'error') {
-      this.set({ server: 'stopped' });
     }
     return r;
   }
