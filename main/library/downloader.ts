@@ -176,6 +176,11 @@ export class PullJob extends EventEmitter {
     this.result.catch(() => {});
   }
 
+  /** The latest progress snapshot (for a dashboard that polls instead of listening). */
+  get progress(): PullProgress {
+    return this.snapshot();
+  }
+
   /** Cancels; `.part` files stay so the next pull resumes. */
   cancel(): void {
     this.controller.abort();
@@ -468,8 +473,12 @@ export class PullJob extends EventEmitter {
     }
     if (!force && now - this.lastEmit < (this.opts.progressIntervalMs ?? 200)) return;
     this.lastEmit = now;
+    this.emit('progress', this.snapshot());
+  }
+
+  private snapshot(): PullProgress {
     const left = Math.max(0, this.total - this.received);
-    this.emit('progress', {
+    return {
       id: this.id,
       file: this.currentFile,
       receivedBytes: this.received,
@@ -478,7 +487,7 @@ export class PullJob extends EventEmitter {
       etaSec: this.speed > 0 ? left / this.speed : left === 0 ? 0 : null,
       filesDone: this.filesDone,
       filesTotal: this.filesTotal,
-    } satisfies PullProgress);
+    };
   }
 }
 
@@ -504,6 +513,11 @@ export function startPull(specStr: string, opts: PullOptions): PullJob {
   active.set(key, job);
   job.result.finally(() => active.delete(key)).catch(() => {});
   return job;
+}
+
+/** Pulls running in this process (the dashboard lists them with `job.progress`, can `cancel()`). */
+export function activePulls(): PullJob[] {
+  return [...active.values()];
 }
 
 /** Convenience: pull and resolve with the result; progress through the optional callback. */

@@ -2,7 +2,7 @@
 export { listModels, findModel, inspectFolder, isPlausibleModelId, type LibraryEntry, type ListOptions } from './library.ts';
 export { createModelManager, ModelManager, DEFAULT_IDLE_UNLOAD_MS, type ModelManagerOptions, type ModelStatus, type ModelLease, type UnloadReason } from './model-manager.ts';
 export { resolveModelArg, type ResolveOptions, type ResolvedModel } from './resolve.ts';
-export { startPull, pullModel, PullJob, type PullOptions, type PullProgress, type PullStart, type PullRetry, type PullResult } from './downloader.ts';
+export { startPull, pullModel, activePulls, PullJob, type PullOptions, type PullProgress, type PullStart, type PullRetry, type PullResult } from './downloader.ts';
 export { HubError, type HubErrorCode } from './hub-client.ts';
 export { estimateFit, availableMemoryBytes, type FitEstimate, type FitOptions } from './fit.ts';
 export { attachTerminalProgress } from './progress-bar.ts';

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { buildTinyModel } from '../helpers/tiny-model.ts';
 import { startFakeHub, type FakeHub, type FakeRepo } from './fake-hub.ts';
-import { pullModel, startPull, type PullProgress, type PullRetry } from '../../main/library/downloader.ts';
+import { activePulls, pullModel, startPull, type PullProgress, type PullRetry } from '../../main/library/downloader.ts';
 import { HubError } from '../../main/library/hub-client.ts';
 
 const REPO = 'mlx-community/Tiny-Qwen3-bf16';
@@ -284,7 +284,11 @@ describe('pull from the hub', () => {
     const a = startPull(REPO, { dataDir, endpoint: hub.endpoint, ...fast });
     const b = startPull(REPO, { dataDir, endpoint: hub.endpoint, ...fast });
     assert.equal(a, b);
+    assert.deepEqual(activePulls(), [a]);
     await a.result;
+    assert.deepEqual(activePulls(), []);
+    assert.equal(a.progress.receivedBytes, a.progress.totalBytes);
+    assert.ok(a.progress.totalBytes > 0);
     assert.equal(hub.log.filter((l) => l.path.startsWith('/api/models/')).length, 1);
   });
 });
