@@ -10,7 +10,7 @@ export interface QuarantineOptions {
   now?: () => number;
 }
 
-const NAME_RE = /^(.+)\.(\d{13,})\.([a-z_]+)$/;
+const NAME_RE = /^(.+)\.(\d{13,})\.([a-z0-9_]+)$/;
 
 export class Quarantine {
   readonly dir: string;
@@ -46,7 +46,7 @@ export class Quarantine {
   async put(file: string, bytes: number, reason: string): Promise<'quarantined' | 'deleted' | 'gone'> {
     // a unique, sortable time stamp even for several files in the same millisecond
     const ts = String(this.now() * 1000 + (this.seq++ % 1000)).padStart(16, '0');
-    const dest = path.join(this.dir, `${path.basename(file)}.${ts}.${reason.replace(/[^a-z_]/g, '_')}`);
+    const dest = path.join(this.dir, `${path.basename(file)}.${ts}.${reason.replace(/[^a-z0-9_]/g, '_')}`);
     if (bytes > this.maxBytes) return this.remove(file);
     try {
       await this.fs.rename(file, dest);

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { EntryStore, type EntryStoreOptions } from '../../main/caches/entry-store.ts';
 import { Quarantine } from '../../main/caches/quarantine.ts';
 import { nodeFs } from '../../main/caches/atomic-write.ts';
-import { FIXED_HEADER_BYTES } from '../../main/caches/entry-file.ts';
+import { FIXED_HEADER_BYTES, encodeEntryChunks } from '../../main/caches/entry-file.ts';
 import { makeTempDir } from './helpers.ts';
 
 function makeStore(root: string, extra: Partial<EntryStoreOptions> = {}, q?: Quarantine) {
@@ -67,6 +67,9 @@ const damages: [string, (p: string, headerLen: number, size: number) => Promise<
   ['flipped trailer byte', (p, _h, size) => flip(p, size - 4), 'bad_trailer'],
   ['absurd length 0xFFFFFFF0', (p) => patch(p, (b) => b.writeBigUInt64LE(0xfffffff0n, 16)), 'absurd_length'],
   ['garbage instead of an entry', (p) => writeFile(p, '{"not": "an entry"'), 'bad_magic'],
+  // checksummed entries whose metadata is not valid (a buggy writer, not a disk fault)
+  ['garbage JSON metadata', (p) => writeFile(p, Buffer.concat(encodeEntryChunks({ kind: 'response', key: 'x', compat: {}, data: null }, payloadFor(1), Buffer.from('{"format":1,')))), 'invalid_json'],
+  ['invalid UTF-8 metadata', (p) => writeFile(p, Buffer.concat(encodeEntryChunks({ kind: 'response', key: 'x', compat: {}, data: null }, payloadFor(1), Buffer.from([0x22, 0xff, 0xfe, 0x22])))), 'invalid_utf8'],
 ];
 
 async function flip(p: string, off: number) {
