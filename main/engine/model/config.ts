@@ -119,7 +119,11 @@ export function parseModelConfig(raw: unknown): ModelConfig {
   const parseQuant = (o: Record<string, unknown>) => {
     const bits = num(o, 'bits');
     const groupSize = num(o, 'group_size', 64);
-    if (![2, 3, 4, 5, 6, 8].includes(bits)) throw new ModelConfigError(`unsupported quantization bits ${bits}`);
+    // mx.dequantize/quantizedMatmul of @frost-beta/mlx 0.0.7 only know 2, 4 and 8 bits (3/5/6-bit
+    // mlx-community checkpoints need a newer MLX).
+    if (![2, 4, 8].includes(bits)) {
+      throw new ModelConfigError(`unsupported quantization bits ${bits} (this MLX build supports 2, 4 and 8)`);
+    }
     if (![32, 64, 128].includes(groupSize)) throw new ModelConfigError(`unsupported quantization group size ${groupSize}`);
     return { bits, groupSize };
   };
