@@ -3,6 +3,7 @@
 // when ready. SIGINT/SIGTERM: stop accepting, let in-flight work finish briefly then cancel it,
 // stop the engine, exit 0. Startup errors: one readable line, exit code 2, no stack trace.
 import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -142,6 +143,9 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
   if (!existsSync(modelDir) || !statSync(modelDir).isDirectory()) throw new UsageError('The model folder does not exist');
   if (!existsSync(path.join(modelDir, 'config.json'))) throw new UsageError('The model folder has no config.json');
 
+  // Fail fast on a busy port, before spending seconds loading the model.
+  if (opts.port !== 0) await assertPortFree(opts.host, opts.port);
+
   const { loadTextPipeline } = await import('../engine/text/index.ts');
   const { createEngineClient } = await import('../engine/index.ts');
   const text = await loadTextPipeline(modelDir);
@@ -195,6 +199,14 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
     metricsClose?.();
     throw err;
   }
+}
+
+function assertPortFree(host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve()));
+  });
 }
 
 function readable(err: unknown, opts: ServeOptions | null): string {
