@@ -40,6 +40,9 @@ if (!app.requestSingleInstanceLock()) {
 }
 
 async function main(): Promise<void> {
+  // Same override as headless mode (MLXBAR_DATA_DIR): one folder for settings, caches and logs.
+  // Also how the Electron e2e test isolates its runs.
+  if (process.env.MLXBAR_DATA_DIR) app.setPath('userData', path.resolve(process.env.MLXBAR_DATA_DIR));
   // Menu-bar-only on macOS (LSUIElement is also set in Info.plist by electron-builder).
   app.dock?.hide();
   await app.whenReady();
@@ -187,6 +190,8 @@ async function main(): Promise<void> {
     if (key === lastTrayKey) return;
     lastTrayKey = key;
     tray.setImage(nativeImage.createFromPath(path.join(assetsDir, trayIconFile(status, process.platform))));
+    // Electron has no API to read a tray's menu back; the e2e test reads this copy of the model.
+    if (process.env.MLXBAR_E2E === '1') (globalThis as { __mlxbarTray?: unknown }).__mlxbarTray = { status, items };
     tray.setContextMenu(
       Menu.buildFromTemplate(
         items.map((it) =>
