@@ -67,8 +67,13 @@ function unusable(err: unknown): ApiError {
   return new ApiError('cache_error', `The cache directory in the data directory is not usable (${why}). Choose another data directory or fix its permissions.`);
 }
 
-export async function openCaches(dataDir: string, fingerprints: CacheFingerprints, degradation?: CacheHealth, options: CacheOptions = {}): Promise<Caches> {
-  const fs = options.fs ?? nodeFs;
+interface Dirs {
+  response: string;
+  prefix: string;
+  quarantine: string;
+}
+
+async function prepareDirs(fs: CacheFs, dataDir: string): Promise<Dirs> {
   const root = path.join(dataDir, 'cache');
   const dirs = { response: path.join(root, 'response'), prefix: path.join(root, 'prefix-kv'), quarantine: path.join(root, 'quarantine') };
   try {
@@ -81,11 +86,25 @@ export async function openCaches(dataDir: string, fingerprints: CacheFingerprint
   } catch (err) {
     throw unusable(err);
   }
+  return dirs;
+}
 
+async function makeQuarantine(fs: CacheFs, dirs: Dirs, options: CacheOptions): Promise<Quarantine> {
   const quarantine = new Quarantine(dirs.quarantine, fs, { ...options.quarantine, now: options.now });
-  // Remove excess quarantine left from earlier runs.
-  await quarantine.trim().catch(() => {});
-  const responseStore = new EntryStore({
+  await quarantine.trim().catch(() => {}); // excess left from earlier runs
+  return quarantine;
+}
+
+function scanFailed(degradation: CacheHealth | undefined) {
+  return (err: unknown): ScanReport => {
+    // The directory became unreadable between the checks and the scan: serve without its entries.
+    degradation?.recordCacheError('scan', err);
+    return { entries: 0, foreign: 0, corrupt: 0, errors: 1, strayTempsRemoved: 0 };
+  };
+}
+
+function responseStoreFor(fs: CacheFs, dirs: Dirs, fingerprints: CacheFingerprints, quarantine: Quarantine, degradation: CacheHealth | undefined, options: CacheOptions): EntryStore {
+  return new EntryStore({
     dir: dirs.response,
     kind: 'response',
     compat: { model: fingerprints.model, tokenizer: fingerprints.tokenizer, template: fingerprints.template, engine: fingerprints.engine },
@@ -98,7 +117,10 @@ export async function openCaches(dataDir: string, fingerprints: CacheFingerprint
     scanMode: 'full', // response entries are small: verify checksums at startup
     now: options.now,
   });
-  const prefixStore = new EntryStore({
+}
+
+function prefixStoreFor(fs: CacheFs, dirs: Dirs, fingerprints: Pick<CacheFingerprints, 'model' | 'engine'>, quarantine: Quarantine, degradation: CacheHealth | undefined, options: CacheOptions): EntryStore {
+  return new EntryStore({
     dir: dirs.prefix,
     kind: 'prefix-kv',
     // KV depends on the weights and the engine (compute dtype, kernels), not on tokenizer/template.
@@ -114,7 +136,61 @@ export async function openCaches(dataDir: string, fingerprints: CacheFingerprint
     indexData: true,
     now: options.now,
   });
-  const opened = { response: await responseStore.open().catch(failedScan), prefix: await prefixStore.open().catch(failedScan) };
+}
+
+/**
+ * Only the prefix KV store, for the engine process (which holds the KV and has no degradation
+ * machine of its own: pass a CacheHealth that forwards to the server over IPC, or none).
+ */
+export async function openPrefixStore(
+  dataDir: string,
+  fingerprints: Pick<CacheFingerprints, 'model' | 'engine'>,
+  health?: CacheHealth,
+  options: CacheOptions = {},
+): Promise<{ prefix: PrefixStore; quarantine: Quarantine; opened: ScanReport }> {
+  const fs = options.fs ?? nodeFs;
+  const dirs = await prepareDirs(fs, dataDir);
+  const quarantine = await makeQuarantine(fs, dirs, options);
+  const store = prefixStoreFor(fs, dirs, fingerprints, quarantine, health, options);
+  const opened = await store.open().catch(scanFailed(health));
+  return { prefix: new PrefixStore(store), quarantine, opened };
+}
+
+/**
+ * Only the response cache, for the server process when the engine process owns `prefix-kv`
+ * (openPrefixStore there). Two processes must not both open the same store directory.
+ */
+export async function openResponseCache(
+  dataDir: string,
+  fingerprints: CacheFingerprints,
+  degradation?: CacheHealth,
+  options: CacheOptions = {},
+): Promise<{ response: ResponseCache; quarantine: Quarantine; opened: ScanReport; corruptions(): Record<string, number>; flush(timeoutMs?: number): Promise<boolean> }> {
+  const fs = options.fs ?? nodeFs;
+  const dirs = await prepareDirs(fs, dataDir);
+  const quarantine = await makeQuarantine(fs, dirs, options);
+  const store = responseStoreFor(fs, dirs, fingerprints, quarantine, degradation, options);
+  const opened = await store.open().catch(scanFailed(degradation));
+  const response = new ResponseCache({
+    store,
+    fingerprints,
+    health: degradation,
+    enabled: options.response?.enabled ?? false,
+    memoryMaxEntries: options.response?.memoryMaxEntries,
+    memoryMaxBytes: options.response?.memoryMaxBytes,
+  });
+  return { response, quarantine, opened, corruptions: () => quarantine.corruptions(), flush: (ms = 10_000) => store.flush(ms) };
+}
+
+/** Both stores in one process (single-process setups, tests, benches). */
+export async function openCaches(dataDir: string, fingerprints: CacheFingerprints, degradation?: CacheHealth, options: CacheOptions = {}): Promise<Caches> {
+  const fs = options.fs ?? nodeFs;
+  const dirs = await prepareDirs(fs, dataDir);
+  const quarantine = await makeQuarantine(fs, dirs, options);
+  const responseStore = responseStoreFor(fs, dirs, fingerprints, quarantine, degradation, options);
+  const prefixStore = prefixStoreFor(fs, dirs, fingerprints, quarantine, degradation, options);
+  const failed = scanFailed(degradation);
+  const opened = { response: await responseStore.open().catch(failed), prefix: await prefixStore.open().catch(failed) };
   const response = new ResponseCache({
     store: responseStore,
     fingerprints,
@@ -124,13 +200,6 @@ export async function openCaches(dataDir: string, fingerprints: CacheFingerprint
     memoryMaxBytes: options.response?.memoryMaxBytes,
   });
   const prefix = new PrefixStore(prefixStore);
-
-  function failedScan(err: unknown): ScanReport {
-    // The directory became unreadable between the checks and the scan: serve without its entries.
-    degradation?.recordCacheError('scan', err);
-    return { entries: 0, foreign: 0, corrupt: 0, errors: 1, strayTempsRemoved: 0 };
-  }
-
   const corruptions = () => quarantine.corruptions();
   return {
     response,

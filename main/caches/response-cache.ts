@@ -290,6 +290,11 @@ export class ResponseCache {
     return ok;
   }
 
+  /** Drops the in-memory copies (memory pressure above the soft watermark); disk entries stay. */
+  clearMemory(): void {
+    this.memory.clear();
+  }
+
   /** Waits for pending disk writes (graceful shutdown). */
   flush(timeoutMs?: number): Promise<boolean> {
     return this.store.flush(timeoutMs);

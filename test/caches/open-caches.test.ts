@@ -96,3 +96,20 @@ test('an unusable data directory is an ApiError naming no path', async (t) => {
   await writeFile(path.join(d2, 'cache'), 'x');
   await assert.rejects(openCaches(d2, FP), (err: unknown) => err instanceof ApiError && err.code === 'cache_error');
 });
+
+test('split opening: the engine process opens only prefix-kv, the server only the response cache', async (t) => {
+  const dir = await makeTempDir(t);
+  const { openPrefixStore, openResponseCache } = await import('../../main/caches/index.ts');
+  const engineSide = await openPrefixStore(dir, { model: FP.model, engine: FP.engine });
+  const layer = { keys: new Float32Array(8).fill(1), values: new Float32Array(8).fill(2), shape: [1, 1, 2, 4], dtype: 'float32' };
+  assert.equal(await engineSide.prefix.save({ tokens: [1, 2], layers: [layer] }), true);
+  const serverSide = await openResponseCache(dir, FP, new Degradation(), { response: { enabled: true } });
+  const k = serverSide.response.keyFor(req(1))!;
+  assert.equal(await serverSide.response.set(k, val(1)), true);
+  // each sees its own entries after a restart
+  const e2 = await openPrefixStore(dir, { model: FP.model, engine: FP.engine });
+  assert.equal(e2.opened.entries, 1);
+  assert.deepEqual(Array.from((await e2.prefix.load([1, 2]))!.layers[0].values), Array(8).fill(2));
+  const s2 = await openResponseCache(dir, FP, undefined, { response: { enabled: true } });
+  assert.deepEqual(await s2.response.get(k), val(1));
+});

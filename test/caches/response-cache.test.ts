@@ -157,6 +157,11 @@ test('restart: a new instance on the same data dir serves the stored response fr
   hit!.text = 'tampered';
   assert.deepEqual(await second.rc.get(k), answer);
   assert.equal(second.rc.stats().memoryHits, 1);
+  // soft memory pressure drops the memory copies; the next hit comes from disk again
+  second.rc.clearMemory();
+  assert.equal(second.rc.stats().memoryEntries, 0);
+  assert.deepEqual(await second.rc.get(k), answer);
+  assert.equal(second.rc.stats().diskHits, 2);
 });
 
 test('server hook adapter: the server key/value types round-trip; non-deterministic keys are ignored', async (t) => {
