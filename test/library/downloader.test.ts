@@ -3,7 +3,7 @@
 import { after, before, beforeEach, afterEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { buildTinyModel } from '../helpers/tiny-model.ts';
@@ -278,6 +278,19 @@ describe('pull from the hub', () => {
     const err = await rejectsWith(job.result, 'io_error');
     assert.equal(retries.length, 0);
     assert.ok(!err.message.includes(dataDir), err.message);
+  });
+
+  it('another process pulling the same model (live lock) is refused as busy; a stale lock is taken over', async () => {
+    const incoming = path.join(dataDir, 'models', '.incoming');
+    mkdirSync(incoming, { recursive: true });
+    const lock = path.join(incoming, 'mlx-community--Tiny-Qwen3-bf16.lock');
+    writeFileSync(lock, String(process.ppid)); // a live process that is not us
+    await rejectsWith(pullModel(REPO, { dataDir, endpoint: hub.endpoint, ...fast }), 'busy');
+    assert.deepEqual(modelsEntries(), []);
+    writeFileSync(lock, '2147483646'); // no such process
+    const res = await pullModel(REPO, { dataDir, endpoint: hub.endpoint, ...fast });
+    assert.ok(existsSync(path.join(res.dir, 'config.json')));
+    assert.ok(!existsSync(lock));
   });
 
   it('concurrent pulls of the same model share one download', async () => {
