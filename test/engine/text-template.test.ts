@@ -113,6 +113,24 @@ test('real Qwen3 template: enable_thinking=false, earlier reasoning dropped, con
   assert.ok(qwen.renderChat(messages, { addGenerationPrompt: false }).endsWith('<|im_start|>user\nThanks<|im_end|>\n'));
 });
 
+test('Python str.strip(chars) semantics: the Qwen3 template keeps indentation after </think> (jinja lib bug worked around)', () => {
+  // Qwen3 does content.lstrip('\n') and reasoning_content.strip('\n'): only newlines go, spaces stay.
+  const out = qwen.renderChat(
+    [
+      { role: 'user', content: 'q' },
+      { role: 'assistant', content: '<think>\n  R\n</think>\n\n  indented code' },
+    ],
+    { addGenerationPrompt: false },
+  );
+  assert.equal(out, '<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n<think>\n  R\n</think>\n\n  indented code<|im_end|>\n');
+  const t = new ChatTemplate({ configValue: "{{ a.strip('xy') }}|{{ a.lstrip('x') }}|{{ a.rstrip() }}|{{ b.strip() }}|{{ b.strip(none) }}" });
+  // messages must be non-empty; the template ignores them.
+  assert.equal(
+    t.render([{ role: 'user', content: '' }], { templateKwargs: { a: 'xyx  mid  yx\t', b: '\u00a0\t two words \n' } }, {}, 'none'),
+    '  mid  yx\t|yx  mid  yx\t|xyx  mid  yx|two words|two words',
+  );
+});
+
 test('developer role renders as system; text content parts are joined with newlines', () => {
   const viaDeveloper = qwen.renderChat([
     { role: 'developer', content: [{ type: 'text', text: 'Be brief.' }, { type: 'text', text: 'Use French.' }] },

@@ -3,7 +3,10 @@
 // template (engine-findings §4). This file turns OpenAI-style messages into what HF templates
 // expect (the same preprocessing vLLM does) and picks the template variant.
 import { Environment, Interpreter, Template } from '@huggingface/jinja';
+import { ensureJinjaPythonCompat } from './jinja-compat.ts';
 import type { ChatMessage, ToolCallFormat, ToolDefinition } from './types.ts';
+
+ensureJinjaPythonCompat();
 
 export class ChatTemplateError extends Error {
   readonly code = 'chat_template_error' as const;
