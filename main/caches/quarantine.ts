@@ -51,8 +51,15 @@ export class Quarantine {
     try {
       await this.fs.rename(file, dest);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'gone';
-      return this.remove(file);
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return this.remove(file);
+      // ENOENT: either the file is gone, or the quarantine directory was removed under us.
+      if (!(await this.fs.stat(file).catch(() => null))) return 'gone';
+      try {
+        await this.fs.mkdir(this.dir, { recursive: true });
+        await this.fs.rename(file, dest);
+      } catch {
+        return this.remove(file);
+      }
     }
     await this.trim().catch(() => {});
     return 'quarantined';

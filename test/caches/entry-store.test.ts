@@ -267,3 +267,14 @@ test('single writer: concurrent writes of one key leave one valid entry; the que
   await store.flush();
   assert.deepEqual(store.stats().corruptions, { checksum: 1 });
 });
+
+test('quarantine directory removed while running: recreated, the corrupt file still moves', async (t) => {
+  const { root, store, quarantine } = await fresh(t);
+  await store.set('k', payloadFor(1), null);
+  await (await import('node:fs/promises')).rm(quarantine.dir, { recursive: true });
+  await flip(path.join(root, 'response', store.fileNameFor('k')), 500);
+  assert.equal(await store.get('k'), null);
+  await store.flush();
+  assert.equal((await quarantine.list()).length, 1);
+  assert.deepEqual(await entryFiles(root), []);
+});
