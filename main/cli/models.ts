@@ -3,6 +3,7 @@ import { listModels, type LibraryEntry } from '../library/library.ts';
 import { defaultDataDir } from '../library/paths.ts';
 import { formatBytes } from '../library/format.ts';
 import { sanitizeMessage } from '../hardening/sanitize.ts';
+import { loadSettings } from '../settings/index.ts';
 
 const HELP = `Usage: mlx-bar models [options]
 
@@ -11,7 +12,7 @@ Lists downloaded models with size, architecture, quantization and whether they f
 Options:
   --json                 machine-readable output (array of entries)
   --all                  also list folders that are not loadable, with the reason
-  --context <tokens>     context length used for the memory estimate (default 4096)
+  --context <tokens>     context length for the memory estimate (default: the contextLength setting)
   --data-dir <folder>    data folder (default: $MLXBAR_DATA_DIR or the app's user-data folder)
   -h, --help             show this help`;
 
@@ -20,10 +21,11 @@ interface Args {
   all: boolean;
   context?: number;
   dataDir: string;
+  dataDirGiven: boolean;
 }
 
 function parse(argv: string[]): Args | 'help' | string {
-  const a: Args = { json: false, all: false, dataDir: defaultDataDir() };
+  const a: Args = { json: false, all: false, dataDir: defaultDataDir(), dataDirGiven: false };
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i].startsWith('--') && argv[i].includes('=') ? [argv[i].slice(0, argv[i].indexOf('=')), argv[i].slice(argv[i].indexOf('=') + 1)] : [argv[i], undefined];
     const value = () => inline ?? argv[++i];
@@ -34,6 +36,7 @@ function parse(argv: string[]): Args | 'help' | string {
       const v = value();
       if (!v) return '--data-dir needs a folder';
       a.dataDir = v;
+      a.dataDirGiven = true;
     } else if (flag === '--context') {
       const n = Number(value());
       if (!Number.isInteger(n) || n < 1 || n > 10_000_000) return '--context needs a positive integer';
@@ -74,8 +77,19 @@ export async function run(argv: string[]): Promise<number> {
     console.error(`mlx-bar models: ${args}\n\n${HELP}`);
     return 2;
   }
+  // The configured context (settings: flags > env > config.json > defaults) drives the KV estimate,
+  // so the answer matches what `serve` would refuse or accept. 0 = the model's own limit.
+  let contextTokens = args.context;
+  if (contextTokens === undefined) {
+    try {
+      const { settings } = loadSettings({ flags: args.dataDirGiven ? { dataDir: args.dataDir } : {}, repair: false });
+      contextTokens = settings.contextLength > 0 ? settings.contextLength : Number.MAX_SAFE_INTEGER;
+    } catch {
+      contextTokens = undefined; // unreadable settings: the library default (4096)
+    }
+  }
   try {
-    const models = await listModels(args.dataDir, { includeIncomplete: args.all, contextTokens: args.context });
+    const models = await listModels(args.dataDir, { includeIncomplete: args.all, contextTokens });
     if (args.json) {
       console.log(JSON.stringify(models, null, 2));
     } else if (models.length === 0) {
