@@ -142,7 +142,7 @@ test('developer role renders as system; text content parts are joined with newli
 
 test('templateKwargs cannot override messages/tools/add_generation_prompt', () => {
   const out = qwen.renderChat([{ role: 'user', content: 'hi' }], {
-    templateKwargs: { messages: [{ role: 'user', content: 'INJECTED' }], add_generation_prompt: false, tools: TOOLS },
+    templateKwargs: { messages: [{ role: 'user', content: 'INJECTED' }], add_generation_prompt: false, tools: TOOLS, range: 1, raise_exception: 'x', None: 1 },
   });
   assert.equal(out, '<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n');
 });

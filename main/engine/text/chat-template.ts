@@ -75,7 +75,11 @@ export interface SpecialTokenVars {
   unk_token?: string | null;
 }
 
-const RESERVED_VARS = new Set(['messages', 'tools', 'add_generation_prompt', 'raise_exception']);
+/** Variables templateKwargs may not set (the request's own data and our globals). */
+const RESERVED_VARS = new Set([
+  'messages', 'tools', 'add_generation_prompt', 'raise_exception', 'strftime_now', 'range',
+  'true', 'false', 'none', 'True', 'False', 'None',
+]);
 
 export class ChatTemplate {
   /** Named compiled templates; `default` always exists. */
