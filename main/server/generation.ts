@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import type { ServerResponse } from 'node:http';
 import type { FastifyReply } from 'fastify';
 import { ApiError, toApiError } from '../hardening/errors.ts';
+import { sanitizeMessage } from '../hardening/sanitize.ts';
 import type { EngineClient, EngineEvent, SamplingParams } from '../engine/types.ts';
 import type { ToolCall, ToolParserEvent } from '../engine/text/types.ts';
 import type { CachedGeneration, ResponseCacheKey, ServerHooks, ServerTextPipeline } from './hooks.ts';
@@ -217,7 +218,7 @@ export async function runGeneration(
     await consume(events);
   } catch (err) {
     const apiErr = toApiError(err);
-    if (apiErr.code === 'internal_error') console.error(`[server] request ${track.id} failed:`, err);
+    if (apiErr.code === 'internal_error') console.error(`[server] request ${track.id} failed: ${sanitizeMessage(err)}`);
     if (!abort.signal.aborted) await fail(apiErr);
     else await finishAborted();
   } finally {

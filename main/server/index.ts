@@ -11,6 +11,7 @@ import { performance } from 'node:perf_hooks';
 import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { ApiError, toApiError } from '../hardening/errors.ts';
+import { sanitizeMessage } from '../hardening/sanitize.ts';
 import type { EngineClient, ModelInfo, SamplingParams } from '../engine/types.ts';
 import { resolveServerConfig, isLoopbackHost, type ServerConfig } from './config.ts';
 import type { ResponseCacheKey, ServedModelMeta, ServerHooks, ServerLoad, ServerTextPipeline } from './hooks.ts';
@@ -271,7 +272,7 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
 
   app.setErrorHandler((err, _request, reply) => {
     const apiErr = fromFastifyError(err);
-    if (apiErr.code === 'internal_error') console.error('[server] unexpected error:', err);
+    if (apiErr.code === 'internal_error') console.error(`[server] unexpected error: ${sanitizeMessage(err)}`);
     return sendApiError(reply, apiErr);
   });
 

@@ -386,6 +386,68 @@ describe('G. model names are matched, never used as paths', () => {
   });
 });
 
+describe('dashboard static files', () => {
+  let dir: string;
+  let built: Awaited<ReturnType<typeof createServer>>;
+  let missing: Awaited<ReturnType<typeof createServer>>;
+  before(async () => {
+    const { mkdtempSync, mkdirSync, writeFileSync, symlinkSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const path = await import('node:path');
+    const root = mkdtempSync(path.join(tmpdir(), 'mlxbar-dash-'));
+    dir = path.join(root, 'renderer');
+    mkdirSync(path.join(dir, 'assets'), { recursive: true });
+    writeFileSync(path.join(dir, 'index.html'), '<!doctype html><title>MLX Bar</title><script src="./assets/app-1.js"></script>');
+    writeFileSync(path.join(dir, 'assets', 'app-1.js'), 'console.log(1)');
+    writeFileSync(path.join(root, 'secret.txt'), 'outside');
+    symlinkSync(path.join(root, 'secret.txt'), path.join(dir, 'link.txt'));
+    built = createServer({ engine: stack.engine, text: stack.text, modelInfo: stack.modelInfo }, { port: 0, dashboardDir: dir });
+    missing = createServer({ engine: stack.engine, text: stack.text, modelInfo: stack.modelInfo }, { port: 0, dashboardDir: path.join(root, 'nope') });
+    await built.listen();
+    await missing.listen();
+  });
+  after(async () => {
+    await built?.close(100);
+    await missing?.close(100);
+  });
+
+  test('/ redirects to /dashboard/; index and hashed assets are served with security headers', async () => {
+    const p = built.address()!.port;
+    const root = await rawRequest(p, { path: '/' });
+    assert.equal(root.status, 302);
+    assert.equal(root.headers.location, '/dashboard/');
+    const index = await rawRequest(p, { path: '/dashboard/' });
+    assert.equal(index.status, 200);
+    assert.match(String(index.headers['content-type']), /text\/html/);
+    assert.match(index.body, /MLX Bar/);
+    assert.match(String(index.headers['content-security-policy']), /default-src 'self'/);
+    assert.equal(index.headers['x-frame-options'], 'DENY');
+    assert.ok(index.headers['x-request-id']);
+    const asset = await rawRequest(p, { path: '/dashboard/assets/app-1.js' });
+    assert.equal(asset.status, 200);
+    assert.match(String(asset.headers['content-type']), /javascript/);
+    assert.match(String(asset.headers['cache-control']), /immutable/);
+    // client-side route falls back to index.html
+    assert.match((await rawRequest(p, { path: '/dashboard/metrics' })).body, /MLX Bar/);
+  });
+
+  test('traversal and symlink escapes → 404, never the file', async () => {
+    const p = built.address()!.port;
+    for (const path of ['/dashboard/../secret.txt', '/dashboard/%2e%2e/secret.txt', '/dashboard/..%2fsecret.txt', '/dashboard/link.txt', '/dashboard/%00', '/dashboard/assets/..%5c..%5csecret.txt']) {
+      const res = await rawRequest(p, { path });
+      assert.ok(res.status === 404 || res.status === 400, `${path} → ${res.status}`);
+      assert.doesNotMatch(res.body, /outside/);
+      if (res.status >= 400 && res.headers['content-type']?.includes('json')) errorBodies.push(res);
+    }
+  });
+
+  test('not built → clear 404 JSON', async () => {
+    const res = await rawRequest(missing.address()!.port, { path: '/dashboard/' });
+    const err = expectError(res, 404, 'not_found');
+    assert.match(String(err.message), /not built/);
+  });
+});
+
 describe('H. error sanitization', () => {
   test('no error body seen in this file leaks a path, stack or module name', () => {
     assert.ok(errorBodies.length > 50, `collected ${errorBodies.length} error bodies`);
