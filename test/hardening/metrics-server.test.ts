@@ -1,0 +1,121 @@
+// Metrics end to end: the real server + real engine (tiny model) with the metrics collector mounted
+// through the server's `metricsRoutes` seam, exactly as serve wires it. Streamed and non-streamed
+// chat requests must show up in /v1/metrics and Prometheus; /health and metrics scrapes must not.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { startStack, postJson, rawRequest, chat, parseSse, type TestStack } from '../server/helpers.ts';
+import { createMetrics, type Metrics } from '../../main/hardening/metrics.ts';
+import { registerMetricsRoutes } from '../../main/hardening/metrics-routes.ts';
+import type { MetricsSnapshot } from '../../main/hardening/metrics-types.ts';
+
+const parseMod = createRequire(import.meta.url)('parse-prometheus-text-format');
+const parseProm: (t: string) => { name: string; type: string; metrics: { value?: string; labels?: Record<string, string> }[] }[] = parseMod.default ?? parseMod;
+
+let stack: TestStack;
+let metrics: Metrics;
+
+before(async () => {
+  // Created first: the server mounts the routes at listen time. engineStats/modelInfo read the
+  // stack lazily (a sample taken before the engine exists just reports the engine as unavailable).
+  metrics = createMetrics({
+    engineStats: () => stack.engine.stats(),
+    modelInfo: () => ({ id: stack?.engine.model?.id ?? null, state: stack?.engine.state ?? 'stopped' }),
+  });
+  stack = await startStack({
+    hooks: {
+      onRequestRecord: (r) => metrics.recordRequest(r),
+      onLoad: (l) => metrics.setQueue(l.active, l.queued),
+      metricsRoutes: (app) => registerMetricsRoutes(app, metrics),
+    },
+  });
+});
+
+after(async () => {
+  metrics?.close();
+  await stack?.close();
+});
+
+const getJson = async (path: string) => {
+  const r = await rawRequest(stack.port, { path });
+  assert.equal(r.status, 200, r.body);
+  return JSON.parse(r.body) as MetricsSnapshot;
+};
+
+test('streamed and plain requests are measured; /health and metrics scrapes are not traffic', { timeout: 120_000 }, async () => {
+  const before = await getJson('/v1/metrics');
+  assert.equal(before.throughput.total_requests, 0);
+
+  const plain = await postJson(stack.port, '/v1/chat/completions', chat('Hello there', { max_tokens: 4, temperature: 0 }));
+  assert.equal(plain.status, 200, plain.body);
+  const streamed = await postJson(stack.port, '/v1/chat/completions', chat('Hello again', { max_tokens: 4, temperature: 0, stream: true }));
+  assert.equal(streamed.status, 200);
+  assert.ok(parseSse(streamed.body).events.includes('[DONE]'));
+  const bad = await postJson(stack.port, '/v1/chat/completions', { messages: 'nope' });
+  assert.equal(bad.status, 400);
+  for (let i = 0; i < 3; i++) {
+    assert.equal((await rawRequest(stack.port, { path: '/health' })).status, 200);
+    await getJson('/v1/metrics');
+    assert.equal((await rawRequest(stack.port, { path: '/metrics' })).status, 200);
+  }
+
+  // the record is emitted when the response closes: allow a moment
+  let s = await getJson('/v1/metrics');
+  for (let i = 0; i < 50 && s.throughput.total_requests < 3; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    s = await getJson('/v1/metrics');
+  }
+  assert.equal(s.throughput.total_requests, 3, 'two chats + one 400; no /health or metrics scrapes');
+  assert.equal(s.latency.count, 2, 'both successful requests, streamed included, are latency samples');
+  assert.ok(s.latency.p50 > 0 && s.latency.p50 <= s.latency.p95 && s.latency.p95 <= s.latency.p99);
+  assert.ok(s.ttft.p50 > 0, 'TTFT measured');
+  assert.equal(s.requests.by_status['200'], 2);
+  assert.equal(s.requests.by_status['400'], 1);
+  assert.ok(s.tokens.prompt_total > 0 && s.tokens.completion_total > 0);
+  assert.ok(s.recent_requests.some((r) => r.stream && r.status === 200));
+  assert.equal(s.model.state, 'ready');
+
+  const prom = await rawRequest(stack.port, { path: '/v1/metrics?format=prometheus' });
+  assert.equal(prom.headers['content-type'], 'text/plain; version=0.0.4; charset=utf-8');
+  const fam = parseProm(prom.body);
+  const reqs = fam.find((f) => f.name === 'mlxbar_requests_total')!;
+  const streamedSeries = reqs.metrics.find((x) => x.labels?.stream === 'true' && x.labels?.status_class === '2xx');
+  assert.equal(streamedSeries?.value, '1');
+  assert.equal(streamedSeries?.labels?.model, stack.modelInfo.id.replace(/[^A-Za-z0-9._:@/-]/g, '_').slice(0, 64));
+  assert.ok(!reqs.metrics.some((x) => x.labels?.route === '/health'));
+});
+
+test('memory of the server and the real engine process is sampled', { timeout: 60_000 }, async () => {
+  let s = await getJson('/v1/metrics');
+  for (let i = 0; i < 40 && s.memory.engine_rss_mb === 0; i++) {
+    await new Promise((r) => setTimeout(r, 250));
+    s = await getJson('/v1/metrics');
+  }
+  assert.ok(s.memory.server_rss_mb > 10, JSON.stringify(s.memory));
+  assert.ok(s.memory.engine_rss_mb > 10, JSON.stringify(s.memory));
+  assert.ok(s.memory.peak_mb >= s.memory.current_mb && s.memory.peak_mb > 0);
+});
+
+test('the live feed over the real server sends snapshots and ends with the client', { timeout: 30_000 }, async () => {
+  const http = await import('node:http');
+  const got = await new Promise<number>((resolve, reject) => {
+    let n = 0;
+    const req = http.get({ host: '127.0.0.1', port: stack.port, path: '/v1/metrics/stream', headers: { host: `127.0.0.1:${stack.port}` } }, (res) => {
+      assert.equal(res.statusCode, 200);
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => {
+        n += (d.match(/^data: /gm) ?? []).length;
+        if (n >= 2) {
+          req.destroy();
+          resolve(n);
+        }
+      });
+    });
+    req.on('error', (e) => (n >= 2 ? undefined : reject(e)));
+    setTimeout(() => reject(new Error(`only ${n} events`)), 10_000).unref();
+  });
+  assert.ok(got >= 2);
+  const deadline = Date.now() + 3000;
+  while (metrics.subscriberCount > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(metrics.subscriberCount, 0);
+});
