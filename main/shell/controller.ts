@@ -23,7 +23,7 @@ export interface ControllerOptions {
   settings: SettingsService;
   startCore: StartCore;
   /** Turns a startup error into one readable line (no paths). */
-  describeError?: (err: unknown) => string;
+  describeError?: (err: unknown, settings: Settings) => string;
   pollMs?: number;
   fetchImpl?: typeof fetch;
   startAtLogin?: { get(): boolean; set(on: boolean): void };
@@ -85,7 +85,7 @@ export class AppController extends EventEmitter {
         this.set({ server: 'running', endpoint: `${core.url}/v1`, model: core.model ?? s.settings.model ?? null, error: null });
         this.startPolling();
       } catch (err) {
-        const msg = this.opts.describeError ? this.opts.describeError(err) : sanitizeMessage(err);
+        const msg = this.opts.describeError ? this.opts.describeError(err, s.settings) : sanitizeMessage(err);
         this.set({ server: 'error', endpoint: null, error: sanitizeMessage(msg) });
       }
       return this.st;

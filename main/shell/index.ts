@@ -59,7 +59,7 @@ async function main(): Promise<void> {
   const controller = new AppController({
     settings,
     startCore: (s) => startCoreFromSettings(s, { engineSpawn, log }),
-    describeError: (err) => readableStartError(err),
+    describeError: (err, s) => readableStartError(err, s),
     startAtLogin: {
       get: () => app.getLoginItemSettings().openAtLogin,
       set: (on) => app.setLoginItemSettings({ openAtLogin: on }),
