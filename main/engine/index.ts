@@ -11,3 +11,5 @@ export { engineProcessEnv, findOpenBlasDir, detectLoadedBlas } from './process/b
 export { loadTextPipeline } from './text/index.ts';
 export type { TextPipeline } from './text/index.ts';
 export * from './types.ts';
+export { utilityProcessSpawner } from './process/utility-spawner.ts';
+export type { UtilityProcessModuleLike, UtilityChildLike } from './process/utility-spawner.ts';

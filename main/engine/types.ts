@@ -128,6 +128,15 @@ export interface EngineStats {
   blas: string;
 }
 
+/**
+ * One prefix KV entry as plain data (shape-compatible with main/caches' PrefixKvEntry): the token
+ * ids and, per layer, float32 keys/values of shape [1, kvHeads, tokens, headDim].
+ */
+export interface PrefixKvSnapshot {
+  tokens: number[];
+  layers: { keys: Float32Array; values: Float32Array; shape: number[]; dtype: 'float32' }[];
+}
+
 export type EngineState = 'stopped' | 'loading' | 'ready' | 'restarting' | 'failed';
 
 export interface EngineCrashInfo {
@@ -157,6 +166,14 @@ export interface EngineClient {
   stats(): Promise<EngineStats>;
   /** Stops the engine process (in-flight work is cancelled). */
   stop(): Promise<void>;
+  /**
+   * Prefix-cache persistence (optional; implemented by the supervised client). Copies of the
+   * engine's in-memory prefix KV entries with at least `minTokens` tokens; `onlyNew` (default
+   * true) skips entries this engine process already exported.
+   */
+  exportPrefixEntries?(opts?: { minTokens?: number; onlyNew?: boolean }): Promise<PrefixKvSnapshot[]>;
+  /** Adds a persisted entry to the engine's prefix cache; false when it does not fit the model or budget. */
+  importPrefixEntry?(entry: PrefixKvSnapshot): Promise<boolean>;
   on(event: 'state', listener: (state: EngineState, reason?: string) => void): this;
   on(event: 'crash', listener: (info: EngineCrashInfo) => void): this;
   off(event: string, listener: (...args: any[]) => void): this;

@@ -221,6 +221,39 @@ describe('engine process', { timeout: 240_000 }, () => {
     assert.ok(afterRss < before * 1.5 + 100 * MiB, `RSS ${(before / MiB).toFixed(0)} → ${(afterRss / MiB).toFixed(0)} MiB`);
   });
 
+  test('prefix cache: reuse is reported and exact; entries export and import into a fresh engine process', async () => {
+    const prompt = ids(300, 30);
+    const greedy = { maxTokens: 12 };
+    const first = await collect(client.generate(req(prompt, greedy, true)));
+    const second = await collect(client.generate(req(prompt, greedy, true)));
+    assert.equal((first.last as Done).cachedTokens, 0);
+    assert.equal((second.last as Done).cachedTokens, prompt.length - 1, 'all but the last prompt token come from the cache');
+    assert.equal(second.text, first.text, 'cached prefix gives exactly the cold-run text');
+    const stats = await client.stats();
+    assert.ok(stats.prefixCache.entries >= 1 && stats.prefixCache.hits >= 1 && stats.prefixCache.reusedTokens >= prompt.length - 1);
+
+    const exported = await client.exportPrefixEntries({ minTokens: 100 });
+    const entry = exported.find((e) => prompt.every((t, i) => e.tokens[i] === t));
+    assert.ok(entry, 'the prompt entry is exported');
+    assert.equal(entry.layers.length, SPEC.layers);
+    assert.ok(entry.layers[0].keys instanceof Float32Array);
+    assert.deepEqual(entry.layers[0].shape, [1, SPEC.kvHeads, entry.tokens.length, SPEC.headDim]);
+    assert.deepEqual(await client.exportPrefixEntries({ minTokens: 100 }), [], 'already exported entries are not sent again');
+
+    const fresh = newClient();
+    try {
+      await fresh.start(modelDir);
+      assert.equal(await fresh.importPrefixEntry(entry), true);
+      const warm = await collect(fresh.generate(req(prompt, greedy, true)));
+      assert.equal((warm.last as Done).cachedTokens, prompt.length - 1, 'the imported entry is reused');
+      assert.equal(warm.text, first.text);
+      const broken = { ...entry, layers: entry.layers.slice(1) };
+      await assert.rejects(fresh.importPrefixEntry(broken), (err: Error & { code?: string }) => err.code === 'invalid_request');
+    } finally {
+      await fresh.stop();
+    }
+  });
+
   test('invalid requests get an invalid_request error, the engine keeps serving', async () => {
     const bad = await collect(client.generate({ requestId: 'bad-1', promptIds: [1, -5], sampling: { ...DEFAULT_SAMPLING } }));
     assert.equal(bad.last.type, 'error');

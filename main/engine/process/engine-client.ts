@@ -21,9 +21,10 @@ import type {
   EngineStats,
   GenerateRequest,
   ModelInfo,
+  PrefixKvSnapshot,
 } from '../types.ts';
 import { engineProcessEnv } from './blas.ts';
-import { PROTOCOL_VERSION, parseEngineMessage, type EngineMessage, type LoadOptions, type ParentMessage } from './protocol.ts';
+import { PROTOCOL_VERSION, parseEngineMessage, parsePrefixSnapshot, type EngineMessage, type LoadOptions, type ParentMessage } from './protocol.ts';
 import { defaultEngineEntry, engineExecArgv, forkSpawner, type EngineProcessHandle, type EngineSpawner } from './spawn.ts';
 
 export interface EngineClientOptions {
@@ -89,8 +90,9 @@ export class SupervisedEngineClient extends EventEmitter implements EngineClient
   private modelDir: string | null = null;
   private child: Child | null = null;
   private streams = new Map<string, Stream>();
-  private statsWaiters = new Map<number, { resolve: (s: EngineStats) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
-  private nextStatsId = 1;
+  /** Replies awaited from the engine (stats, prefix export/import), by request id. */
+  private pending = new Map<number, { resolve: (m: EngineMessage) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  private nextReplyId = 1;
   private consecutiveCrashes = 0;
   private restartTimer: NodeJS.Timeout | null = null;
   private stableTimer: NodeJS.Timeout | null = null;
@@ -268,12 +270,14 @@ export class SupervisedEngineClient extends EventEmitter implements EngineClient
         child.fatalMessage = sanitizeMessage(msg.message);
         this.log(`engine reported a fatal error: ${child.fatalMessage}`);
         break;
-      case 'stats': {
-        const w = this.statsWaiters.get(msg.id);
+      case 'stats':
+      case 'prefix_export_result':
+      case 'prefix_import_result': {
+        const w = this.pending.get(msg.id);
         if (w) {
           clearTimeout(w.timer);
-          this.statsWaiters.delete(msg.id);
-          w.resolve(msg.stats);
+          this.pending.delete(msg.id);
+          w.resolve(msg);
         }
         break;
       }
@@ -357,10 +361,10 @@ export class SupervisedEngineClient extends EventEmitter implements EngineClient
   }
 
   private rejectStats(err: Error): void {
-    for (const [id, w] of this.statsWaiters) {
+    for (const [id, w] of this.pending) {
       clearTimeout(w.timer);
       w.reject(err);
-      this.statsWaiters.delete(id);
+      this.pending.delete(id);
     }
   }
 
@@ -445,22 +449,50 @@ export class SupervisedEngineClient extends EventEmitter implements EngineClient
     if (this.streams.get(stream.requestId) === stream) this.streams.delete(stream.requestId);
   }
 
-  async stats(): Promise<EngineStats> {
+  /** Sends a message that the engine answers with a reply carrying the same id. */
+  private ask(build: (id: number) => ParentMessage, timeoutMs: number, what: string): Promise<EngineMessage> {
     const child = this.child;
-    if (!child || this._state !== 'ready') throw new EngineError('engine_unavailable', 'The engine is not running');
-    const id = this.nextStatsId++;
-    return new Promise<EngineStats>((resolve, reject) => {
+    if (!child || this._state !== 'ready') return Promise.reject(new EngineError('engine_unavailable', 'The engine is not running'));
+    const id = this.nextReplyId++;
+    return new Promise<EngineMessage>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.statsWaiters.delete(id);
-        reject(new EngineError('internal_error', 'The engine did not answer the stats request in time'));
-      }, this.opts.statsTimeoutMs);
-      this.statsWaiters.set(id, { resolve, reject, timer });
-      if (!child.handle.send({ type: 'stats', id } satisfies ParentMessage)) {
+        this.pending.delete(id);
+        reject(new EngineError('internal_error', `The engine did not answer the ${what} request in time`));
+      }, timeoutMs);
+      this.pending.set(id, { resolve, reject, timer });
+      if (!child.handle.send(build(id))) {
         clearTimeout(timer);
-        this.statsWaiters.delete(id);
+        this.pending.delete(id);
         reject(new EngineError('engine_unavailable', 'The engine process is not reachable'));
       }
     });
+  }
+
+  async stats(): Promise<EngineStats> {
+    const msg = await this.ask((id) => ({ type: 'stats', id }), this.opts.statsTimeoutMs, 'stats');
+    if (msg.type !== 'stats') throw new EngineError('internal_error', 'Unexpected reply from the engine');
+    return msg.stats;
+  }
+
+  /**
+   * Copies of the engine's prefix KV entries (for the caches layer to persist). Entries this engine
+   * process already exported (or imported) are skipped unless `onlyNew` is false.
+   */
+  async exportPrefixEntries(opts: { minTokens?: number; onlyNew?: boolean } = {}): Promise<PrefixKvSnapshot[]> {
+    const minTokens = Math.max(1, Math.floor(opts.minTokens ?? 1));
+    const msg = await this.ask((id) => ({ type: 'prefix_export', id, minTokens, onlyNew: opts.onlyNew ?? true }), this.opts.loadTimeoutMs, 'prefix export');
+    if (msg.type !== 'prefix_export_result') throw new EngineError('internal_error', 'Unexpected reply from the engine');
+    if (msg.error) throw new EngineError('internal_error', `Prefix export failed: ${msg.error}`);
+    return msg.entries;
+  }
+
+  /** Adds a persisted prefix entry to the engine's cache. Rejects (invalid_request) when it does not fit the model. */
+  async importPrefixEntry(entry: PrefixKvSnapshot): Promise<boolean> {
+    if (!parsePrefixSnapshot(entry)) throw new EngineError('invalid_request', 'Malformed prefix KV entry');
+    const msg = await this.ask((id) => ({ type: 'prefix_import', id, entry }), this.opts.loadTimeoutMs, 'prefix import');
+    if (msg.type !== 'prefix_import_result') throw new EngineError('internal_error', 'Unexpected reply from the engine');
+    if (msg.error) throw new EngineError('invalid_request', `Prefix entry rejected: ${msg.error}`);
+    return msg.ok;
   }
 
   /** The engine process id (tests and diagnostics); undefined when none is running. */

@@ -6,7 +6,7 @@
 // restart. Errors are sanitized before they leave: no paths, no stacks.
 import { performance } from 'node:perf_hooks';
 import { sanitizeMessage } from '../../hardening/sanitize.ts';
-import type { EngineErrorCode, EngineEvent, EngineStats, GenerateRequest, ModelInfo } from '../types.ts';
+import type { EngineErrorCode, EngineEvent, EngineStats, GenerateRequest, ModelInfo, PrefixKvSnapshot } from '../types.ts';
 import { detectLoadedBlas } from './blas.ts';
 import { parentChannel } from './ipc.ts';
 import { PROTOCOL_VERSION, parseParentMessage, validateGenerateRequest, type EngineMessage, type LoadOptions } from './protocol.ts';
@@ -151,6 +151,23 @@ function handleStats(id: number): void {
   send({ type: 'stats', id, stats });
 }
 
+function handlePrefixExport(id: number, minTokens: number, onlyNew: boolean): void {
+  try {
+    send({ type: 'prefix_export_result', id, entries: backend ? backend.exportPrefixEntries(minTokens, onlyNew) : [] });
+  } catch (err) {
+    send({ type: 'prefix_export_result', id, entries: [], error: sanitizeMessage(err) });
+  }
+}
+
+function handlePrefixImport(id: number, entry: PrefixKvSnapshot): void {
+  try {
+    if (!backend) throw new Error('No model is loaded');
+    send({ type: 'prefix_import_result', id, ok: backend.importPrefixEntry(entry) });
+  } catch (err) {
+    send({ type: 'prefix_import_result', id, ok: false, error: sanitizeMessage(err) });
+  }
+}
+
 function shutdown(code: number): void {
   if (shuttingDown) return;
   shuttingDown = true;
@@ -184,6 +201,12 @@ channel.onMessage((raw) => {
       break;
     case 'stats':
       handleStats(msg.id);
+      break;
+    case 'prefix_export':
+      handlePrefixExport(msg.id, msg.minTokens, msg.onlyNew);
+      break;
+    case 'prefix_import':
+      handlePrefixImport(msg.id, msg.entry);
       break;
     case 'shutdown':
       shutdown(0);

@@ -1,5 +1,6 @@
-// Messages exchanged between the parent (EngineClient) and the engine process. Everything is plain
-// JSON so the same messages work over child_process IPC and Electron's utilityProcess parentPort.
+// Messages exchanged between the parent (EngineClient) and the engine process. Messages are plain
+// objects plus Float32Arrays (prefix KV snapshots), i.e. structured-clone data: child_process IPC
+// runs with `serialization: 'advanced'`, and Electron's utilityProcess parentPort clones the same.
 // Both directions are validated defensively: a malformed message is dropped (and logged by the
 // receiver), never trusted, so a bug on one side cannot crash the other.
 import type {
@@ -8,6 +9,7 @@ import type {
   EngineStats,
   GenerateRequest,
   ModelInfo,
+  PrefixKvSnapshot,
   SamplingParams,
 } from '../types.ts';
 
@@ -29,6 +31,9 @@ export type ParentMessage =
   | { type: 'generate'; request: GenerateRequest }
   | { type: 'cancel'; requestId: string }
   | { type: 'stats'; id: number }
+  /** Copies of prefix-cache entries (for persistence by the caches layer). */
+  | { type: 'prefix_export'; id: number; minTokens: number; onlyNew: boolean }
+  | { type: 'prefix_import'; id: number; entry: PrefixKvSnapshot }
   | { type: 'shutdown' };
 
 // ---------------------------------------------------------------- engine → parent
@@ -41,6 +46,8 @@ export type EngineMessage =
   | { type: 'load_failed'; message: string }
   | { type: 'event'; event: EngineEvent }
   | { type: 'stats'; id: number; stats: EngineStats }
+  | { type: 'prefix_export_result'; id: number; entries: PrefixKvSnapshot[]; error?: string }
+  | { type: 'prefix_import_result'; id: number; ok: boolean; error?: string }
   /** Unrecoverable error; the engine exits right after sending it. Message is sanitized. */
   | { type: 'fatal'; message: string };
 
@@ -149,11 +156,40 @@ export function parseParentMessage(v: unknown): ParentMessage | null {
       return isStr(v.requestId, 128) ? { type: 'cancel', requestId: v.requestId } : null;
     case 'stats':
       return isInt(v.id) ? { type: 'stats', id: v.id } : null;
+    case 'prefix_export':
+      return isInt(v.id) && isInt(v.minTokens) && typeof v.onlyNew === 'boolean'
+        ? { type: 'prefix_export', id: v.id, minTokens: v.minTokens, onlyNew: v.onlyNew }
+        : null;
+    case 'prefix_import': {
+      if (!isInt(v.id)) return null;
+      const entry = parsePrefixSnapshot(v.entry);
+      return entry ? { type: 'prefix_import', id: v.id, entry } : null;
+    }
     case 'shutdown':
       return { type: 'shutdown' };
     default:
       return null;
   }
+}
+
+/**
+ * Checks the structure of a prefix KV snapshot (token ids; per layer float32 keys/values whose
+ * length matches a 4-d shape whose token axis equals the token count). Whether it fits the loaded
+ * model is checked by the engine.
+ */
+export function parsePrefixSnapshot(v: unknown): PrefixKvSnapshot | null {
+  if (!isObj(v) || !Array.isArray(v.tokens) || v.tokens.length === 0 || v.tokens.length > LIMITS.maxPromptTokens) return null;
+  if (!v.tokens.every((t) => isInt(t, 0, LIMITS.maxTokenId))) return null;
+  if (!Array.isArray(v.layers) || v.layers.length === 0 || v.layers.length > 1024) return null;
+  const T = v.tokens.length;
+  for (const l of v.layers as unknown[]) {
+    if (!isObj(l) || l.dtype !== 'float32' || !Array.isArray(l.shape) || l.shape.length !== 4) return null;
+    if (!l.shape.every((d) => isInt(d, 1, 1 << 24)) || l.shape[2] !== T) return null;
+    const n = (l.shape as number[]).reduce((a, b) => a * b, 1);
+    if (!(l.keys instanceof Float32Array) || !(l.values instanceof Float32Array)) return null;
+    if (l.keys.length !== n || l.values.length !== n) return null;
+  }
+  return v as unknown as PrefixKvSnapshot;
 }
 
 const ERROR_CODES: ReadonlySet<EngineErrorCode> = new Set<EngineErrorCode>([
@@ -214,6 +250,20 @@ export function parseEngineMessage(v: unknown): EngineMessage | null {
         : null;
     case 'fatal':
       return isStr(v.message) ? { type: 'fatal', message: v.message } : null;
+    case 'prefix_export_result': {
+      if (!isInt(v.id) || !Array.isArray(v.entries)) return null;
+      const entries: PrefixKvSnapshot[] = [];
+      for (const e of v.entries) {
+        const p = parsePrefixSnapshot(e);
+        if (!p) return null;
+        entries.push(p);
+      }
+      return { type: 'prefix_export_result', id: v.id, entries, ...(isStr(v.error) ? { error: v.error } : {}) };
+    }
+    case 'prefix_import_result':
+      return isInt(v.id) && typeof v.ok === 'boolean'
+        ? { type: 'prefix_import_result', id: v.id, ok: v.ok, ...(isStr(v.error) ? { error: v.error } : {}) }
+        : null;
     default:
       return null;
   }

@@ -63,7 +63,8 @@ export const forkSpawner: EngineSpawner = (opts, cb) => {
     env: opts.env,
     // stdout/stderr are piped to the supervisor's sanitized log; never inherited.
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-    serialization: 'json',
+    // Structured clone: prefix KV snapshots travel as Float32Arrays, not JSON number lists.
+    serialization: 'advanced',
   });
   for (const stream of [child.stdout, child.stderr]) {
     if (!stream) continue;
@@ -90,7 +91,12 @@ export const forkSpawner: EngineSpawner = (opts, cb) => {
     send(msg) {
       if (!child.connected) return false;
       try {
-        return child.send(msg as object);
+        // send() returning false only signals backpressure (the message is still queued and
+        // delivered); only a closed channel means the message is lost.
+        child.send(msg as object, (err) => {
+          if (err) cb.onLog(`engine IPC send failed: ${err.message}`);
+        });
+        return true;
       } catch {
         return false;
       }
