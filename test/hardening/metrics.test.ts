@@ -436,3 +436,24 @@ test('HTTP routes: /v1/metrics JSON, ?format=prometheus, /metrics, bad format 40
     m.close();
   }
 });
+
+test('live feed cadence with a fake clock: exactly one snapshot per 1000 ms tick', async (t) => {
+  t.mock.timers.enable({ apis: ['setInterval'] });
+  const m = createMetrics({ memory: quietMemory() });
+  try {
+    const seen: number[] = [];
+    const unsub = m.subscribe((s) => seen.push(s.throughput.total_requests));
+    t.mock.timers.tick(999);
+    assert.equal(seen.length, 0);
+    t.mock.timers.tick(1);
+    assert.equal(seen.length, 1);
+    m.recordRequest(rec());
+    t.mock.timers.tick(4000);
+    assert.deepEqual(seen, [0, 1, 1, 1, 1], 'each push carries the current numbers');
+    unsub();
+    t.mock.timers.tick(5000);
+    assert.equal(seen.length, 5, 'no pushes after unsubscribe');
+  } finally {
+    m.close();
+  }
+});
