@@ -133,6 +133,20 @@ describe('model manager (real engine process)', { timeout: 300_000 }, () => {
     assert.equal(m.status().unloadAt, null);
   });
 
+  it('when the engine dies and its supervisor gives up, the model is reported unloaded and the next request reloads it', async () => {
+    const { engine, starts } = engineWithCounter(); // maxConsecutiveCrashes: 1 → no automatic restart
+    const m = manager(engine);
+    const id = path.basename(qwenDir);
+    await m.ensureLoaded(id);
+    const unloaded = waitFor<{ id: string; reason: string }>(m, 'unloaded', 30_000);
+    process.kill(engine.pid!, 'SIGKILL');
+    assert.deepEqual(await unloaded, { id, reason: 'engine_stopped' });
+    assert.equal(m.status().state, 'empty');
+    const info = await m.ensureLoaded(id);
+    assert.equal(info.architecture, 'qwen3');
+    assert.equal(starts.length, 2);
+  });
+
   it('refuses a model that does not fit, saying why, without starting the engine', async () => {
     const { engine, starts } = engineWithCounter();
     const m = manager(engine, { availableBytes: () => 50 * 1024 * 1024 });
