@@ -28,7 +28,7 @@ after(async () => {
 function startAndDrop(
   port: number,
   body: unknown,
-  until: { firstChunk: true } | { afterMs: number },
+  until: { firstChunk: true } | { afterMs: number } | { when: () => boolean },
 ): Promise<{ received: string }> {
   return new Promise((resolve, reject) => {
     const payload = JSON.stringify(body);
@@ -51,6 +51,14 @@ function startAndDrop(
       reject(err);
     });
     req.end(payload);
+    if ('when' in until) {
+      const poll = setInterval(() => {
+        if (!until.when()) return;
+        clearInterval(poll);
+        req.destroy();
+        resolve({ received });
+      }, 5);
+    }
     if ('afterMs' in until) {
       setTimeout(() => {
         req.destroy();
@@ -58,6 +66,16 @@ function startAndDrop(
       }, until.afterMs);
     }
   });
+}
+
+/** True once a generation has held the engine slot for `ms` (the request is being worked on). */
+function activeFor(ms: number): () => boolean {
+  let since = 0;
+  return () => {
+    if (stack.server.load.active === 0) return false;
+    since ||= Date.now();
+    return Date.now() - since >= ms;
+  };
 }
 
 async function waitForRecord(pred: (r: RequestRecord) => boolean, timeoutMs = 30_000): Promise<RequestRecord> {
@@ -95,7 +113,7 @@ describe('E. cancellation', () => {
 
   test('client disconnect on a non-stream request cancels it too', async () => {
     const recBefore = stack.records.length;
-    await startAndDrop(stack.port, chat('another long one', { max_tokens: 3000, temperature: 0 }), { afterMs: 400 });
+    await startAndDrop(stack.port, chat('another long one', { max_tokens: 3000, temperature: 0 }), { when: activeFor(300) });
     const rec = await waitForRecord((r) => stack.records.indexOf(r) >= recBefore && !r.stream && r.cancelled);
     assert.ok(rec.completionTokens < 1500, `engine kept going: ${rec.completionTokens} tokens`);
     assert.equal(rec.status, 499);
@@ -106,7 +124,8 @@ describe('E. cancellation', () => {
   test('client disconnect during prefill of a long prompt cancels before decoding', async () => {
     const recBefore = stack.records.length;
     const long = 'lorem ipsum dolor sit amet '.repeat(600); // ~3.6k tokens: a prefill of a few chunks
-    await startAndDrop(stack.port, { messages: [{ role: 'user', content: long }], max_tokens: 500, stream: true }, { afterMs: 60 });
+    // Drop as soon as the generation holds the engine slot (prefill of ~3.6k tokens takes a while).
+    await startAndDrop(stack.port, { messages: [{ role: 'user', content: long }], max_tokens: 500, stream: true }, { when: activeFor(0) });
     const rec = await waitForRecord((r) => stack.records.indexOf(r) >= recBefore && r.cancelled);
     assert.ok(rec.completionTokens < 50, `decoded ${rec.completionTokens} tokens after the client left`);
     await assertServedPromptly();
