@@ -575,7 +575,7 @@ export async function runPreflight(opts: PreflightOptions = {}): Promise<Preflig
   let model: PreflightReport['model'] = null;
   if (loaded) {
     for (const e of loaded.errors) checks.push({ id: e.source === 'env' ? 'env' : 'flags', status: 'error', message: e.message, hint: `Fix ${e.where}` });
-    for (const w of loaded.warnings) checks.push({ id: w.source === 'file' ? 'settings-file' : 'settings', status: 'warn', message: `${w.where}: ${w.message}`, hint: null });
+    for (const w of loaded.warnings) checks.push({ id: w.source === 'file' ? 'settings-file' : 'settings', status: 'warn', message: `${w.where} — ${w.message}`, hint: null });
     if ((loaded.file.status === 'invalid' || loaded.file.status === 'corrupt') && !loaded.file.movedTo) {
       checks.push({ id: 'settings-file', status: 'warn', message: 'config.json has problems: the server will keep it aside (config.json.invalid-<time>) and use defaults for the bad values', hint: 'Fix or delete config.json in the data folder' });
     }

@@ -6,7 +6,7 @@
 //    launch should stop and say so) and is otherwise ignored.
 //  - The settings file <dataDir>/config.json is untrusted input: bad JSON, a non-object, keys such as
 //    `__proto__`/`constructor`/`prototype`, or values violating the schema are reported with where
-//    (JSON pointer) and what; with `repair` (default) the file is moved aside to
+//    (the setting path, e.g. `config.json: responseCache.enabled`) and what; with `repair` (default) the file is moved aside to
 //    `config.json.invalid-<timestamp>` and the still-valid values are written back atomically, so the
 //    app launches on defaults for the bad keys and `conf`/electron-store can open the file again.
 //  - Messages never contain absolute paths (the file is called "config.json") and never echo the API
@@ -33,7 +33,7 @@ export interface SettingsIssue {
   source: 'flag' | 'env' | 'file';
   /** Setting path, e.g. `port` or `responseCache.enabled`; '' for the whole file. */
   key: string;
-  /** Where the user can fix it: `--port`, `MLXBAR_PORT`, `config.json /port`. */
+  /** Where the user can fix it: `--port`, `MLXBAR_PORT`, `config.json: responseCache.enabled`. */
   where: string;
   message: string;
 }
@@ -283,7 +283,7 @@ interface FileRead {
 function readSettingsFile(file: string): FileRead {
   const out: FileRead = { status: 'ok', values: {}, keep: Object.create(null), warnings: [] };
   const issue = (key: string, pointer: string, message: string) =>
-    out.warnings.push({ source: 'file', key, where: `${SETTINGS_FILE}${pointer ? ' ' + pointer : ''}`, message });
+    out.warnings.push({ source: 'file', key, where: `${SETTINGS_FILE}${pointer ? ': ' + pointer : ''}`, message });
   let text: string;
   try {
     const st = fs.statSync(file);
@@ -323,7 +323,7 @@ function readSettingsFile(file: string): FileRead {
   }
   const obj = data as Record<string, unknown>;
   for (const k of Object.keys(obj)) {
-    const ptr = `/${k}`;
+    const ptr = k; // dotted setting path (a JSON pointer would read like a file path to the sanitizer)
     if (FORBIDDEN_KEYS.has(k)) {
       out.status = 'invalid';
       issue(k, ptr, `forbidden key ${quote(k)} ignored (possible prototype-pollution attempt)`);
@@ -352,18 +352,18 @@ function readSettingsFile(file: string): FileRead {
         const sv = (v as Record<string, unknown>)[sub];
         if (FORBIDDEN_KEYS.has(sub)) {
           out.status = 'invalid';
-          issue(leaf, `${ptr}/${sub}`, `forbidden key ${quote(sub)} ignored (possible prototype-pollution attempt)`);
+          issue(leaf, `${ptr}.${sub}`, `forbidden key ${quote(sub)} ignored (possible prototype-pollution attempt)`);
           continue;
         }
         if (!schemaFor(leaf)) {
           out.status = 'invalid';
-          issue(leaf, `${ptr}/${sub}`, `unknown setting ${quote(sub)} in ${k} ignored`);
+          issue(leaf, `${ptr}.${sub}`, `unknown setting ${quote(sub)} in ${k} ignored`);
           continue;
         }
         const err = validateSetting(leaf, sv);
         if (err) {
           out.status = 'invalid';
-          issue(leaf, `${ptr}/${sub}`, `${leaf} ${err}, got ${quote(sv, leaf === 'apiKey')}; the default is used`);
+          issue(leaf, `${ptr}.${sub}`, `${leaf} ${err}, got ${quote(sv, leaf === 'apiKey')}; the default is used`);
           continue;
         }
         out.values[leaf] = sv;

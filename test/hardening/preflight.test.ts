@@ -245,6 +245,13 @@ test('data folder: a file instead of a folder, an uncreatable folder, a corrupt 
   fs.writeFileSync(path.join(d, 'config.json'), '{"port": 80');
   const r4 = await runPreflight({ flags: { dataDir: d, port: '0' }, env: {}, skipNative: true });
   assert.equal(r4.checks.find((c) => c.id === 'settings-file')?.status, 'warn');
+  const nested = tmp();
+  fs.writeFileSync(path.join(nested, 'config.json'), '{"responseCache": {"maxEntries": -5}}');
+  const r5 = await runPreflight({ flags: { dataDir: nested, port: '0' }, env: {}, skipNative: true });
+  assert.ok(
+    r5.checks.some((c) => c.id === 'settings-file' && c.message.includes('config.json: responseCache.maxEntries — responseCache.maxEntries must be ≥ 1, got -5')),
+    JSON.stringify(r5.checks),
+  );
   assert.equal(fs.readFileSync(path.join(d, 'config.json'), 'utf8'), '{"port": 80', 'check does not modify the settings file');
 });
 

@@ -179,10 +179,10 @@ test('schema violations: reported with JSON pointer, file moved aside, valid val
     const r = loadSettings({ dataDir: dir, env: {} });
     assert.equal(r.file.status, 'invalid');
     const where = r.warnings.map((w) => w.where);
-    for (const w of ['config.json /port', 'config.json /responseCache/enabled', 'config.json /responseCache/bogus', 'config.json /theme', 'config.json /futureKey']) {
+    for (const w of ['config.json: port', 'config.json: responseCache.enabled', 'config.json: responseCache.bogus', 'config.json: theme', 'config.json: futureKey']) {
       assert.ok(where.includes(w), `${w} reported: ${where.join(', ')}`);
     }
-    assert.match(r.warnings.find((w) => w.where === 'config.json /port')!.message, /port must be ≤ 65535, got 70000; the default is used/);
+    assert.match(r.warnings.find((w) => w.where === 'config.json: port')!.message, /port must be ≤ 65535, got 70000; the default is used/);
     assert.equal(r.settings.port, 8080);
     assert.equal(r.settings.host, 'localhost');
     assert.equal(r.settings.theme, 'system');
