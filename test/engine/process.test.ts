@@ -262,6 +262,14 @@ describe('engine process', { timeout: 240_000 }, () => {
     assert.equal(ok.last.type, 'done');
   });
 
+  test('a prompt longer than the context gets context_length_exceeded; the engine keeps serving', async () => {
+    const tooLong = await collect(client.generate(req(ids(SPEC.maxPositionEmbeddings + 10, 40), { maxTokens: 4 })));
+    assert.equal(tooLong.last.type, 'error', JSON.stringify(tooLong.last));
+    assert.equal((tooLong.last as { code: string }).code, 'context_length_exceeded');
+    const ok = await collect(client.generate(req(ids(5, 41), { maxTokens: 2 })));
+    assert.equal(ok.last.type, 'done');
+  });
+
   test('SIGKILL mid-stream: engine_crashed error without paths, restart, next request succeeds', async () => {
     const states: string[] = [];
     const crashes: unknown[] = [];

@@ -24,7 +24,15 @@ import type {
   PrefixKvSnapshot,
 } from '../types.ts';
 import { engineProcessEnv } from './blas.ts';
-import { PROTOCOL_VERSION, parseEngineMessage, parsePrefixSnapshot, type EngineMessage, type LoadOptions, type ParentMessage } from './protocol.ts';
+import {
+  PROTOCOL_VERSION,
+  parseEngineMessage,
+  parsePrefixSnapshot,
+  validateGenerateRequest,
+  type EngineMessage,
+  type LoadOptions,
+  type ParentMessage,
+} from './protocol.ts';
 import { defaultEngineEntry, engineExecArgv, forkSpawner, type EngineProcessHandle, type EngineSpawner } from './spawn.ts';
 
 export interface EngineClientOptions {
@@ -383,6 +391,13 @@ export class SupervisedEngineClient extends EventEmitter implements EngineClient
         code: 'engine_unavailable',
         message: this._state === 'loading' ? 'The model is still loading' : this._state === 'restarting' ? 'The engine is restarting' : 'The engine is not running',
       };
+      return;
+    }
+    // Checked here too (the engine re-checks): a malformed request fails without a round trip,
+    // and an id the engine could not echo back would otherwise leave the stream waiting.
+    const valid = validateGenerateRequest(req);
+    if (typeof valid === 'string') {
+      yield { type: 'error', requestId, code: 'invalid_request', message: valid };
       return;
     }
     if (this.streams.has(requestId)) {
