@@ -8,11 +8,12 @@ import { app, BrowserWindow, clipboard, Menu, nativeImage, protocol, session, sh
 import ElectronStore from 'electron-store';
 import { sanitizeMessage } from '../hardening/sanitize.ts';
 import { SETTINGS_SCHEMA, type StoredSettings } from '../settings/schema.ts';
-import { INVOKE_CHANNELS, PUSH_CHANNELS } from '../../preload/api.ts';
+import { PUSH_CHANNELS } from '../../preload/api.ts';
 import { APP_SCHEME, DASHBOARD_URL, SETTINGS_URL } from './app-origin.ts';
 import { AppController } from './controller.ts';
 import { readableStartError, startCoreFromSettings } from './core.ts';
-import { GuardedIpc, noArgs, oneSettingsObject, oneString } from './ipc-guard.ts';
+import { GuardedIpc } from './ipc-guard.ts';
+import { registerIpcHandlers } from './ipc-handlers.ts';
 import { SettingsService } from './settings-service.ts';
 import { trayIconFile, trayMenu, trayStatus, trayTooltip, type TrayInput, type TrayItemId } from './tray-model.ts';
 import { APP_CSP, isAllowedExternal, isAllowedNavigation, mimeFor, resolveAppAsset } from './url-policy.ts';
@@ -126,28 +127,7 @@ async function main(): Promise<void> {
 
   // ---- IPC (validated sender + arguments)
   const ipc = new GuardedIpc(ipcMain, { onRefused: (c, r) => log(`refused IPC ${c}: ${r}`) });
-  ipc.handle(INVOKE_CHANNELS.getSnapshot, noArgs, () => controller.snapshot);
-  ipc.handle(INVOKE_CHANNELS.getAppState, noArgs, () => controller.state);
-  ipc.handle(INVOKE_CHANNELS.getSettings, noArgs, () => controller.getSettings());
-  ipc.handle(INVOKE_CHANNELS.validateSettings, oneSettingsObject, (v) => controller.validateSettings(v));
-  ipc.handle(INVOKE_CHANNELS.saveSettings, oneSettingsObject, (v) => controller.saveSettings(v));
-  ipc.handle(INVOKE_CHANNELS.startServer, noArgs, () => controller.start());
-  ipc.handle(INVOKE_CHANNELS.stopServer, noArgs, () => controller.stop());
-  ipc.handle(INVOKE_CHANNELS.copyEndpoint, noArgs, () => {
-    const ep = controller.state.endpoint;
-    if (!ep) return false;
-    clipboard.writeText(ep);
-    return true;
-  });
-  ipc.handle(INVOKE_CHANNELS.copyText, oneString(64 * 1024), (text) => {
-    clipboard.writeText(text);
-    return true;
-  });
-  ipc.handle(INVOKE_CHANNELS.openExternal, oneString(2048), async (url) => {
-    if (!isAllowedExternal(url)) return false;
-    await shell.openExternal(url);
-    return true;
-  });
+  registerIpcHandlers(ipc, { controller, clipboard, openExternal: (url) => shell.openExternal(url) });
 
   // ---- tray
   const tray = new Tray(nativeImage.createFromPath(path.join(assetsDir, trayIconFile('stopped', process.platform))));

@@ -74,12 +74,13 @@ export function App() {
     return () => clearTimeout(t);
   }, [toast]);
 
-  const endpoint = app?.endpoint ?? browserEndpoint();
+  // In the app the endpoint exists only while the server runs; in a browser it is this page's server.
+  const endpoint: string | null = app ? app.endpoint : browserEndpoint();
   const model = snap?.model.id ?? app?.model ?? 'no model loaded';
   const key = app ? app.apiKey : apiKey;
 
   const copyEndpoint = useCallback(() => {
-    void copyText(endpoint).then((ok) => setToast(ok ? 'Endpoint copied' : 'Copy failed'));
+    if (endpoint) void copyText(endpoint).then((ok) => setToast(ok ? 'Endpoint copied' : 'Copy failed'));
   }, [endpoint]);
 
   const onKey = (k: string) => {
@@ -109,8 +110,8 @@ export function App() {
         <div><span className="k">Model</span><span className="v" data-testid="model">{model}</span></div>
         <div>
           <span className="k">Endpoint</span>
-          <code className="v" data-testid="endpoint">{endpoint}</code>
-          <button className="btn small" onClick={copyEndpoint} data-testid="copy-endpoint">Copy</button>
+          <code className="v" data-testid="endpoint">{endpoint ?? 'not running'}</code>
+          <button className="btn small" onClick={copyEndpoint} disabled={!endpoint} data-testid="copy-endpoint">Copy</button>
         </div>
         <div><span className="k">Uptime</span><span className="v" data-testid="uptime">{snap ? duration(snap.uptime_seconds) : '—'}</span></div>
         {app ? (

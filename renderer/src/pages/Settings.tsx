@@ -26,6 +26,9 @@ function FieldInput(props: { field: Field; value: unknown; onChange: (v: unknown
       return (
         <select {...common} value={toInput(field, value)} onChange={(e) => onChange(fromInput(field, e.target.value))}>
           {value === undefined ? <option value="">—</option> : null}
+          {value !== undefined && !field.options.some((o) => JSON.stringify(o) === JSON.stringify(value)) ? (
+            <option value={toInput(field, value)}>{`${String(value)} (not allowed)`}</option>
+          ) : null}
           {field.options.map((o) => (
             <option key={JSON.stringify(o)} value={JSON.stringify(o)}>{o === null ? '(none)' : String(o)}</option>
           ))}
@@ -47,6 +50,23 @@ function FieldInput(props: { field: Field; value: unknown; onChange: (v: unknown
         />
       );
   }
+}
+
+/** Where the server will listen with these settings (for snippets while it is not running). */
+function endpointFromValues(values: Record<string, unknown>): string {
+  const host = typeof values.host === 'string' && values.host ? values.host : '127.0.0.1';
+  const port = typeof values.port === 'number' && values.port > 0 ? values.port : 8080;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}/v1`;
+}
+
+/** "268435456" → "256 MB" for byte-sized settings. */
+function bytesHint(field: Field, value: unknown): string | null {
+  if (!/bytes/i.test(field.path[field.path.length - 1]) || typeof value !== 'number' || !Number.isFinite(value)) return null;
+  const units = ['bytes', 'KB', 'MB', 'GB', 'TB'];
+  let v = value;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return `= ${Number.isInteger(v) ? v : v.toFixed(1)} ${units[i]}`;
 }
 
 function Snippets(props: { endpoint: string; model: string; apiKey: string | null; onCopied: (what: string) => void }) {
@@ -73,7 +93,7 @@ function Snippets(props: { endpoint: string; model: string; apiKey: string | nul
   );
 }
 
-export function Settings(props: { app: AppState | null; endpoint: string; model: string; apiKey: string | null; onToast: (msg: string) => void }) {
+export function Settings(props: { app: AppState | null; endpoint: string | null; model: string; apiKey: string | null; onToast: (msg: string) => void }) {
   const backend: SettingsBackend = useMemo(() => settingsBackend(props.apiKey), [props.apiKey]);
   // Top-level settings first, then each group (e.g. "Response cache") under its own heading.
   const fields = useMemo(() => {
@@ -124,7 +144,7 @@ export function Settings(props: { app: AppState | null; endpoint: string; model:
 
   return (
     <main className="settings" data-testid="settings">
-      <Snippets endpoint={props.endpoint} model={props.model} apiKey={props.apiKey} onCopied={props.onToast} />
+      <Snippets endpoint={props.endpoint ?? endpointFromValues(values)} model={props.model} apiKey={props.apiKey} onCopied={props.onToast} />
       <Panel
         title="Settings"
         testId="settings-form"
@@ -155,7 +175,11 @@ export function Settings(props: { app: AppState | null; endpoint: string; model:
               <div key={f.pointer} className={`field${msgs.length ? ' has-error' : ''}`} data-pointer={f.pointer}>
                 <label htmlFor={`setting-${f.path.join('-')}`}>{f.label}{f.required ? <span className="req" aria-hidden="true"> *</span> : null}</label>
                 <FieldInput field={f} value={getAt(values, f.path)} invalid={msgs.length > 0} onChange={(v) => { setValues((cur) => setAt(cur, f.path, v)); setDirty(true); }} />
-                {msgs.length ? <div className="field-error" role="alert" data-testid="field-error">{msgs.join('; ')}</div> : f.description ? <div className="field-help">{f.description}</div> : null}
+                {msgs.length ? (
+                  <div className="field-error" role="alert" data-testid="field-error">{msgs.join('; ')}</div>
+                ) : f.description || bytesHint(f, getAt(values, f.path)) ? (
+                  <div className="field-help">{[bytesHint(f, getAt(values, f.path)), f.description].filter(Boolean).join(' · ')}</div>
+                ) : null}
               </div>,
             ];
           })}
