@@ -40,10 +40,11 @@ child.on('exit', (code, signal) => {
   try {
     const tap = readFileSync(tapFile, 'utf8');
     const num = (k) => Number((tap.match(new RegExp(`^# ${k} (\\d+)$`, 'm')) ?? [])[1] ?? 0);
-    pass = num('pass'); fail = num('fail'); skip = num('skipped'); todo = num('todo');
+    // Tests node reports as `cancelled` (e.g. a file whose event loop ended early) are failures.
+    pass = num('pass'); fail = num('fail') + num('cancelled'); skip = num('skipped'); todo = num('todo');
   } catch { fail = fail || 1; }
   rmSync(tmp, { recursive: true, force: true });
-  if (signal) fail = Math.max(fail, 1);
+  if (signal || (code !== 0 && fail === 0)) fail = Math.max(fail, 1);
   console.log(`\n${pass} passed, ${fail} failed, ${skip} skipped${todo ? `, ${todo} todo` : ''}`);
   process.exit(code ?? 1);
 });
