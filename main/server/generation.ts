@@ -192,6 +192,7 @@ export async function runGeneration(
     const hit = await cacheGet(env.hooks, prep.cacheKey);
     if (hit) {
       track.responseCacheHit = true;
+      headers['x-mlxbar-cache'] = 'hit';
       events = replay(hit);
     } else {
       const refusal = env.hooks.admission?.({

@@ -171,7 +171,9 @@ describe('openai client: tool calls', () => {
   ];
 
   test('non-stream: message.tool_calls and finish_reason tool_calls', async () => {
-    const res = await client.chat.completions.create({ model, messages, tools, temperature: 0, max_tokens: 64 });
+    const { data: res, response } = await client.chat.completions.create({ model, messages, tools, temperature: 0, max_tokens: 64 }).withResponse();
+    assert.equal(response.headers.get('x-mlxbar-cache'), 'hit');
+    assert.ok(response.headers.get('x-request-id'));
     const choice = res.choices[0];
     assert.equal(choice.finish_reason, 'tool_calls');
     assert.equal(choice.message.content, 'Let me check.');
