@@ -17,7 +17,7 @@ import { registerIpcHandlers } from './ipc-handlers.ts';
 import { SettingsService } from './settings-service.ts';
 import { trayIconFile, trayMenu, trayStatus, trayTooltip, type TrayInput, type TrayItemId } from './tray-model.ts';
 import { APP_CSP, isAllowedExternal, isAllowedNavigation, mimeFor, resolveAppAsset } from './url-policy.ts';
-import { utilityProcessSpawner } from './utility-spawner.ts';
+import { utilityProcessSpawner } from '../engine/process/utility-spawner.ts';
 import { dashboardWindowOptions } from './window-options.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -56,7 +56,8 @@ async function main(): Promise<void> {
       store.store = values;
     },
   });
-  const engineSpawn = utilityProcessSpawner(utilityProcess);
+  // Electron's typings differ from the spawner's structural type only in overload shapes (on()).
+  const engineSpawn = utilityProcessSpawner(utilityProcess as unknown as Parameters<typeof utilityProcessSpawner>[0]);
   const controller = new AppController({
     settings,
     startCore: (s) => startCoreFromSettings(s, { engineSpawn, log }),
