@@ -3,8 +3,8 @@
 // q/k norm, rope scaling). Follows the structure of mlx-lm's llama.py, written for this binding:
 //  - `fast.rope` takes a JS-number offset and has no `freqs` argument, so llama3 rope scaling
 //    uses a manual rotate-half rope with precomputed inverse frequencies;
-//  - `scaledDotProductAttention(..., 'causal')` is silently ignored here, so L>1 steps get an
-//    explicit additive [L, offset+L] mask;
+//  - `scaledDotProductAttention(..., 'causal')` is silently ignored here, so steps get an
+//    explicit additive [L, capacity] mask (which also hides the KV buffer's unused slots);
 //  - matmul/SDPA are guarded by the dtype policy (f16/bf16 would abort the process).
 import { core as mx } from '@frost-beta/mlx';
 import type { ModelConfig, Llama3RopeScaling } from './config.ts';
@@ -101,10 +101,13 @@ function rope(m: DecoderModel, x: mx.array, offset: number): mx.array {
   );
 }
 
-/** Additive causal mask [L, offset+L]: query i (absolute offset+i) sees keys 0..offset+i. */
-export function causalMask(L: number, offset: number): mx.array {
+/**
+ * Additive causal mask [L, width]: query i (absolute position offset+i) sees keys 0..offset+i.
+ * `width` is the KV buffer capacity (>= offset+L); slots past the current position are masked.
+ */
+export function causalMask(L: number, offset: number, width = offset + L): mx.array {
   const rows = mx.arange(offset, offset + L, 1, mx.int32).reshape(L, 1);
-  const cols = mx.arange(0, offset + L, 1, mx.int32).reshape(1, offset + L);
+  const cols = mx.arange(0, width, 1, mx.int32).reshape(1, width);
   return mx.where(mx.lessEqual(cols, rows), mx.array(0, mx.float32), mx.array(-Infinity, mx.float32));
 }
 
@@ -152,9 +155,10 @@ export function forward(m: DecoderModel, tokens: number[], cache: KVCache, lastO
   const L = tokens.length;
   if (L === 0) throw new Error('forward needs at least one token');
   const offset = cache.offset;
+  const width = cache.reserve(L); // attention runs over the whole buffer capacity, masked
   const ids = mx.array(tokens, mx.int32);
   let x = embed(m, ids).reshape(1, L, c.hiddenSize);
-  const mask = L > 1 ? causalMask(L, offset) : undefined;
+  const mask = L > 1 || width > offset + L ? causalMask(L, offset, width) : undefined;
   const ws = m.weights;
   for (let i = 0; i < ws.layers.length; i++) {
     const lw = ws.layers[i];

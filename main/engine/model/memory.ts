@@ -24,14 +24,27 @@ export function getGc(): GcFn {
 
 export const yieldTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
+/**
+ * Safety net: a wrapper that survives two scavenges (e.g. when the caller allocates a lot of JS
+ * between steps) is promoted to the old generation, and only a full GC frees its native array.
+ * If RSS has grown this much since the last full GC, run one.
+ */
+const RSS_SLACK_BYTES = 128 * 1024 * 1024;
+let rssBaseline = 0;
+
 /** After each decode step: minor GC + one event-loop turn (finalizers free native arrays). */
 export async function afterDecodeStep(): Promise<void> {
   getGc()({ type: 'minor' });
   await yieldTurn();
+  const rss = process.memoryUsage.rss();
+  if (rssBaseline === 0 || rss < rssBaseline) rssBaseline = rss;
+  else if (rss > rssBaseline + RSS_SLACK_BYTES) await afterLargeStep();
 }
 
 /** After a prefill chunk or a generation: full GC + one event-loop turn. */
 export async function afterLargeStep(): Promise<void> {
   getGc()();
   await yieldTurn();
+  // glibc keeps freed pages, so the post-GC RSS is the new baseline.
+  rssBaseline = process.memoryUsage.rss();
 }

@@ -135,6 +135,7 @@ export class PrefixCache {
       }
     }
     const snap = cache.snapshot();
+    mx.eval(...snap.arrays()); // materialize the views now (the live cache may be written next)
     const bytes = snap.bytes();
     if (bytes > this.budget) return false;
     const id = `p${this.nextId++}`;
