@@ -91,7 +91,7 @@ function runChild(entry: string, args: string[]): Promise<string> {
   });
 }
 
-async function gemvBaseline(bytes: number, cols: number): Promise<{ ms: number; gbPerS: number; blas: string }> {
+async function gemvBaseline(bytes: number, cols: number): Promise<{ ms: number; medianMs: number; gbPerS: number; blas: string }> {
   const out = await runChild(fileURLToPath(new URL('./gemv-worker.ts', import.meta.url)), [String(bytes), String(cols), '7']);
   return JSON.parse(out.trim().split('\n').pop()!);
 }
@@ -136,6 +136,7 @@ interface ShapeRun {
   rssAfterLoadMiB: number;
   prefillTokPerS: Record<string, number>;
   decode: { promptTokens: number; steps: number; tokPerS: number; msPerToken: number };
+  bestOf: number;
   blas: string;
 }
 
@@ -147,18 +148,32 @@ async function benchShape(shape: ShapeName, format: FormatName, opts: BenchOptio
   const limit = Math.min(info.vocabSize, 150_000);
   // Warm-up: first matmuls spin up BLAS threads and page in weights.
   await run(client, request(promptIds(16, 99, limit), 4, false));
+  // Best of `reps` runs per measurement: the box is shared, and interference only ever slows a
+  // run down, so the fastest run is the closest to what the engine can do.
+  const reps = Math.max(1, Number(opts.args.reps ?? (opts.quick ? 1 : 2)));
   const prefill: Record<string, number> = {};
   const lens = opts.quick ? [128] : [128, 512];
   for (const len of lens) {
-    const d = await run(client, request(promptIds(len, len, limit), 1, false));
-    prefill[String(len)] = round((d.promptTokens - d.cachedTokens) / (d.prefillMs / 1000), 1);
-    opts.log(`${shape}/${format}: prefill ${len} tokens in ${d.prefillMs.toFixed(0)} ms`);
+    let best = Infinity;
+    for (let r = 0; r < reps; r++) {
+      const d = await run(client, request(promptIds(len, len * 10 + r, limit), 1, false));
+      best = Math.min(best, d.prefillMs);
+    }
+    prefill[String(len)] = round(len / (best / 1000), 1);
+    opts.log(`${shape}/${format}: prefill ${len} tokens in ${best.toFixed(0)} ms`);
   }
   const steps = shape === 'qwen3_0_6b' ? 24 : shape === 'small' ? 64 : opts.quick ? 64 : 128;
-  const d = await run(client, request(promptIds(128, 7, limit), steps + 1, false));
-  const decodeSteps = Math.max(1, d.completionTokens - 1);
-  const msPerToken = d.decodeMs / decodeSteps;
-  opts.log(`${shape}/${format}: decode ${decodeSteps} steps, ${msPerToken.toFixed(2)} ms/token (${d.stopReason})`);
+  let msPerToken = Infinity;
+  let decodeSteps = 0;
+  for (let r = 0; r < reps; r++) {
+    const d = await run(client, request(promptIds(128, 7 + r, limit), steps + 1, false));
+    const n = Math.max(1, d.completionTokens - 1);
+    if (d.decodeMs / n < msPerToken) {
+      msPerToken = d.decodeMs / n;
+      decodeSteps = n;
+    }
+  }
+  opts.log(`${shape}/${format}: decode ${decodeSteps} steps, ${msPerToken.toFixed(2)} ms/token`);
   const stats = await client.stats();
   return {
     shape,
@@ -168,6 +183,7 @@ async function benchShape(shape: ShapeName, format: FormatName, opts: BenchOptio
     rssAfterLoadMiB: round(afterLoad.rssBytes / MiB, 0),
     prefillTokPerS: prefill,
     decode: { promptTokens: 128, steps: decodeSteps, tokPerS: round(1000 / msPerToken, 2), msPerToken: round(msPerToken, 2) },
+    bestOf: reps,
     blas: stats.blas,
   };
 }
@@ -242,7 +258,7 @@ async function runEngineBench(opts: BenchOptions): Promise<BenchResult> {
   const logs: string[] = [];
   const client = createEngineClient({ log: (l) => logs.push(l) });
   const runs: ShapeRun[] = [];
-  const gemv: Record<string, { weightBytes: number; ms: number; gbPerS: number; blas: string }> = {};
+  const gemv: Record<string, { weightBytes: number; ms: number; medianMs: number; gbPerS: number; blas: string }> = {};
   const ratios: Record<string, number | null> = {};
   let ttft: Awaited<ReturnType<typeof benchPrefixTtft>> | null = null;
   let rss: Awaited<ReturnType<typeof benchRss>> | null = null;
@@ -264,7 +280,7 @@ async function runEngineBench(opts: BenchOptions): Promise<BenchResult> {
         const key = shape;
         if (!gemv[key]) {
           const g = await gemvBaseline(r.model.weightBytes, SHAPES[shape].spec.hidden ?? 1024);
-          gemv[key] = { weightBytes: r.model.weightBytes, ms: round(g.ms, 2), gbPerS: round(g.gbPerS, 2), blas: g.blas };
+          gemv[key] = { weightBytes: r.model.weightBytes, ms: round(g.ms, 2), medianMs: round(g.medianMs, 2), gbPerS: round(g.gbPerS, 2), blas: g.blas };
           opts.log(`${shape}: one GEMV over ${round(r.model.weightBytes / MiB, 0)} MiB = ${g.ms.toFixed(2)} ms (${g.gbPerS.toFixed(1)} GB/s)`);
         }
         ratios[`decode_vs_gemv.${shape}_${format}`] = round(r.decode.msPerToken / gemv[key].ms, 2);
@@ -283,7 +299,8 @@ async function runEngineBench(opts: BenchOptions): Promise<BenchResult> {
       ttftCachedPrefix: ttft && { shape: extrasShape, ...ttft },
       rssDecode: rss && { shape: extrasShape, ...rss },
       notes: [
-        'decode_vs_gemv = decode ms/token ÷ one x[1,K]·Wᵀ over the same weight bytes (same BLAS env); ≤ ~1.0 is the goal',
+        'decode_vs_gemv = best decode ms/token ÷ best of 7 single x[1,K]·Wᵀ over the same weight bytes (same BLAS env); ≤ ~1.0 is the goal',
+        'prefill and decode are the best of `bestOf` runs (shared box: interference only slows runs down)',
         'checkpoints are random-weight, real layout; q4 checkpoints are dequantized to float32 at load on this CPU build',
       ],
     },

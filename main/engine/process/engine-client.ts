@@ -200,7 +200,9 @@ export class SupervisedEngineClient extends EventEmitter implements EngineClient
         {
           onLog: (line) => this.log(line),
           onMessage: (raw) => {
-            if (this.child !== child) return; // a superseded process
+            // A process being stopped still delivers its last events (the `done` of a cancelled
+            // generation); anything else from a superseded process is ignored.
+            if (this.child !== child && !child.expectedExit) return;
             const msg = parseEngineMessage(raw);
             if (!msg) {
               this.log('supervisor: dropped a malformed message from the engine');
@@ -243,7 +245,7 @@ export class SupervisedEngineClient extends EventEmitter implements EngineClient
         break;
       case 'ready': {
         clearLoadTimer();
-        if (gen !== this.generation) return;
+        if (gen !== this.generation || this.child !== child) return;
         child.ready = true;
         this._model = msg.model;
         this.setState('ready');
@@ -260,6 +262,7 @@ export class SupervisedEngineClient extends EventEmitter implements EngineClient
       }
       case 'load_failed': {
         clearLoadTimer();
+        if (this.child !== child) return;
         // A clean load error (bad folder, unsupported model) will not fix itself: no retries.
         const reason = sanitizeMessage(msg.message);
         child.expectedExit = true;
