@@ -7,7 +7,7 @@ import { copyText } from './clipboard.ts';
 import { duration } from './format.ts';
 import { Dashboard, DegradationBadge } from './pages/Dashboard.tsx';
 import { Settings } from './pages/Settings.tsx';
-import { usePalette } from './theme.ts';
+import { usePalette, type ThemeSetting } from './theme.ts';
 
 type Tab = 'dashboard' | 'settings';
 const KEY_STORAGE = 'mlxbar.apiKey';
@@ -35,7 +35,9 @@ function KeyPrompt(props: { onKey: (k: string) => void }) {
 }
 
 export function App() {
-  const palette = usePalette();
+  // The theme setting is known in the app (bridge); a browser page follows the system.
+  const [theme, setTheme] = useState<ThemeSetting>('system');
+  const palette = usePalette(theme);
   const [tab, setTab] = useState<Tab>(tabFromHash);
   const [snap, setSnap] = useState<MetricsSnapshot | null>(null);
   const [history, setHistory] = useState<Sample[]>([]);
@@ -54,7 +56,17 @@ export function App() {
     const b = bridge();
     if (!b) return;
     void b.getAppState().then(setApp).catch(() => {});
-    return b.onAppState(setApp);
+    const readTheme = () =>
+      void b.getSettings().then((r) => {
+        const t = r.values.theme;
+        setTheme(t === 'light' || t === 'dark' ? t : 'system');
+      }).catch(() => {});
+    readTheme();
+    // Settings are saved through the bridge; the app state is pushed after every save.
+    return b.onAppState((st) => {
+      setApp(st);
+      readTheme();
+    });
   }, []);
 
   useEffect(() => {
@@ -103,7 +115,7 @@ export function App() {
           <a href="#/settings" className={tab === 'settings' ? 'tab active' : 'tab'} data-testid="nav-settings">Settings</a>
         </nav>
         <div className="spacer" />
-        <DegradationBadge snap={snap} />
+        <DegradationBadge snap={snap} idleLabel={app && app.server !== 'running' ? `Server ${app.server}` : 'Waiting for server'} />
       </header>
 
       <section className="infobar num" data-testid="infobar">

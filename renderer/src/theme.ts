@@ -29,8 +29,15 @@ function prefersDark(): boolean {
   return typeof matchMedia === 'function' && matchMedia('(prefers-color-scheme: dark)').matches;
 }
 
-export function usePalette(): Palette {
-  const [dark, setDark] = useState(prefersDark);
+export type ThemeSetting = 'system' | 'light' | 'dark';
+
+/** Applies the theme setting to <html> (CSS reads data-theme) and returns the chart palette. */
+export function usePalette(theme: ThemeSetting = 'system'): Palette {
+  const [systemDark, setDark] = useState(prefersDark);
+  useEffect(() => {
+    if (theme === 'system') document.documentElement.removeAttribute('data-theme');
+    else document.documentElement.setAttribute('data-theme', theme);
+  }, [theme]);
   useEffect(() => {
     if (typeof matchMedia !== 'function') return;
     const mq = matchMedia('(prefers-color-scheme: dark)');
@@ -38,5 +45,6 @@ export function usePalette(): Palette {
     mq.addEventListener('change', on);
     return () => mq.removeEventListener('change', on);
   }, []);
+  const dark = theme === 'dark' || (theme === 'system' && systemDark);
   return dark ? DARK : LIGHT;
 }

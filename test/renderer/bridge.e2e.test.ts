@@ -123,6 +123,7 @@ test('app mode: invalid settings are shown from main, fixed in the form, saved; 
     // Fix both fields; save is enabled once the page's own validation passes.
     await page.getByTestId('setting-port').fill('0');
     await page.getByTestId('setting-logLevel').selectOption({ label: 'warn' });
+    await page.getByTestId('setting-theme').selectOption({ label: 'dark' });
     assert.equal(await page.getByTestId('field-error').count(), 0);
     await page.getByTestId('settings-save').click();
     await page.getByTestId('settings-invalid-banner').waitFor({ state: 'detached', timeout: 20_000 });
@@ -130,12 +131,17 @@ test('app mode: invalid settings are shown from main, fixed in the form, saved; 
     assert.equal(onDisk.file.status, 'ok');
     assert.equal(onDisk.settings.port, 0);
     assert.equal(onDisk.settings.logLevel, 'warn');
+    // The theme setting overrides the (light) system scheme once saved.
+    await page.waitForFunction(() => document.documentElement.dataset.theme === 'dark', null, { timeout: 10_000 });
+    assert.equal(await page.evaluate(() => getComputedStyle(document.body).backgroundColor), 'rgb(15, 18, 24)');
 
     // Valid settings but no model: the start error reaches the page as one readable line.
     await page.getByTestId('nav-dashboard').click();
     await page.getByRole('button', { name: 'Start' }).click();
     await page.getByRole('alert').filter({ hasText: 'No model selected' }).waitFor({ timeout: 20_000 });
     assert.equal(await page.getByTestId('server-status').textContent(), 'error');
+    assert.equal(await page.getByTestId('degradation-badge').textContent(), 'Server error');
+    await page.screenshot({ path: path.join(repoRoot, 'test-results', 'app-dark-start-error.png'), fullPage: true });
 
     assert.deepEqual(refused, ['mlxbar:save-settings: invalid arguments: expected one settings object']);
     assert.deepEqual(problems.filter((p) => !/Request refused|Invalid arguments/.test(p)), []);

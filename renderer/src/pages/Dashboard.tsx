@@ -6,8 +6,8 @@ import { SeriesChart } from '../components/SeriesChart.tsx';
 import { duration, mb, ms, num, pct, secs, since, STATE_LABELS, stateTone } from '../format.ts';
 import type { Palette } from '../theme.ts';
 
-export function DegradationBadge({ snap }: { snap: MetricsSnapshot | null }) {
-  if (!snap) return <span className="badge tone-idle" data-testid="degradation-badge" data-state="unknown">Waiting for server</span>;
+export function DegradationBadge({ snap, idleLabel = 'Waiting for server' }: { snap: MetricsSnapshot | null; idleLabel?: string }) {
+  if (!snap) return <span className="badge tone-idle" data-testid="degradation-badge" data-state="unknown">{idleLabel}</span>;
   const d = snap.degradation;
   return (
     <span className={`badge tone-${stateTone(d.state)}`} data-testid="degradation-badge" data-state={d.state}>
@@ -178,8 +178,9 @@ export function Dashboard(props: { snap: MetricsSnapshot | null; history: Sample
           <div className="empty" data-testid="recent-empty">
             <p><strong>No requests yet.</strong></p>
             <p className="muted">
-              Point your editor at {props.app?.endpoint ?? (typeof location !== 'undefined' && location.protocol.startsWith('http') ? `${location.origin}/v1` : 'the endpoint')} — the
-              Settings tab has ready-made snippets. Requests appear here as they finish.
+              {props.app && !props.app.endpoint
+                ? 'The server is not running: start it with the Start button above or from the tray menu.'
+                : `Point your editor at ${props.app?.endpoint ?? (typeof location !== 'undefined' && location.protocol.startsWith('http') ? `${location.origin}/v1` : 'the endpoint')} — the Settings tab has ready-made snippets. Requests appear here as they finish.`}
             </p>
           </div>
         )}
