@@ -21,9 +21,16 @@ import { startRealStack, type RealStack } from './real-server.ts';
 const shots = path.join(repoRoot, 'test-results');
 const missing = chromiumMissing();
 
-function watchConsole(page: Page): string[] {
+const API_KEY = 'dash-test-key-0123456789';
+
+function watchConsole(page: Page, expected401: { count: number }): string[] {
   const problems: string[] = [];
   page.on('console', (m: ConsoleMessage) => {
+    // Chromium logs every 401 response; they are expected until the key is entered.
+    if (/status of 401/.test(m.text())) {
+      expected401.count++;
+      return;
+    }
     if (m.type() === 'error' || /Content Security Policy/i.test(m.text())) problems.push(`console.${m.type()}: ${m.text()}`);
   });
   page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
@@ -37,7 +44,7 @@ describe('dashboard in Chromium on the real server', { skip: missing ?? false, t
   before(async () => {
     mkdirSync(shots, { recursive: true });
     const dashboardDir = await ensureRendererBuilt();
-    stack = await startRealStack({ dashboardDir });
+    stack = await startRealStack({ dashboardDir, apiKey: API_KEY });
     browser = await launchChromium();
   }, { timeout: 300_000 });
 
@@ -46,16 +53,26 @@ describe('dashboard in Chromium on the real server', { skip: missing ?? false, t
     await stack?.stop();
   }, { timeout: 60_000 });
 
-  test('empty state, live numbers after real requests, degradation badge, settings validation', { timeout: 300_000 }, async () => {
+  test('API key prompt, empty state, live numbers after real requests, degradation badge, settings validation, CSP', { timeout: 300_000 }, async () => {
     const s = stack!;
     const context = await browser!.newContext({ viewport: { width: 1280, height: 900 }, colorScheme: 'light' });
     try {
       const page = await context.newPage();
-      const problems = watchConsole(page);
+      const unauthorized = { count: 0 };
+      const problems = watchConsole(page, unauthorized);
       await page.goto(`${s.url}/dashboard/`, { waitUntil: 'load' });
+
+      // ---- the server requires its API key for the data (the page itself is public)
+      await page.getByTestId('key-prompt').waitFor({ timeout: 30_000 });
+      assert.equal(await page.getByTestId('feed-status').textContent(), 'API key required');
+      await page.getByLabel('API key').fill(API_KEY);
+      await page.getByRole('button', { name: 'Connect' }).click();
 
       // ---- empty state before the first request
       await page.getByTestId('feed-status').filter({ hasText: /^live$/ }).waitFor({ timeout: 30_000 });
+      const unauthorizedBeforeKey = unauthorized.count;
+      assert.ok(unauthorizedBeforeKey > 0);
+      assert.equal(await page.getByTestId('key-prompt').count(), 0);
       await page.locator('[data-testid="degradation-badge"][data-state="normal"]').waitFor({ timeout: 30_000 });
       assert.equal(await page.getByTestId('degradation-badge').textContent(), 'Healthy');
       assert.match((await page.getByTestId('recent-empty').textContent()) ?? '', /No requests yet/);
@@ -66,7 +83,7 @@ describe('dashboard in Chromium on the real server', { skip: missing ?? false, t
       await page.screenshot({ path: path.join(shots, 'dashboard-empty.png'), fullPage: true });
 
       // ---- real traffic through the official client
-      const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 120_000 });
+      const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: API_KEY, maxRetries: 0, timeout: 120_000 });
       let completionTokens = 0;
       for (let i = 0; i < 3; i++) {
         const r = await client.chat.completions.create({ model: s.modelId, messages: [{ role: 'user', content: `Say something about ${i}` }], max_tokens: 6, temperature: 0 });
@@ -125,6 +142,7 @@ describe('dashboard in Chromium on the real server', { skip: missing ?? false, t
       await page.getByTestId('snippet-tab-curl').click();
       const curl = (await page.getByTestId('snippet-curl').textContent()) ?? '';
       assert.ok(curl.includes(`${s.url}/v1/chat/completions`) && curl.includes(s.modelId), curl);
+      assert.ok(curl.includes(`Authorization: Bearer ${API_KEY}`), 'the snippet carries the key the user entered');
       await page.screenshot({ path: path.join(shots, 'settings.png'), fullPage: true });
 
       // ---- dark theme follows the system
@@ -137,6 +155,22 @@ describe('dashboard in Chromium on the real server', { skip: missing ?? false, t
       await page.screenshot({ path: path.join(shots, 'dashboard-dark.png'), fullPage: true });
 
       assert.deepEqual(problems, [], 'no console errors, page errors or CSP violations');
+      assert.equal(unauthorized.count, unauthorizedBeforeKey, 'no 401s once the key was entered');
+
+      // ---- the CSP really binds: an injected inline script is blocked (K2). (eval cannot be checked
+      // from here: code Playwright evaluates runs from the inspector, which CSP exempts.)
+      const csp = await page.evaluate(async () => {
+        const violations: string[] = [];
+        document.addEventListener('securitypolicyviolation', (e) => violations.push(e.violatedDirective));
+        const el = document.createElement('script');
+        el.textContent = 'window.__inlineRan = true';
+        document.body.appendChild(el);
+        await new Promise((r) => setTimeout(r, 200));
+        return { inlineRan: (window as unknown as { __inlineRan?: boolean }).__inlineRan === true, violations };
+      });
+      assert.match((await page.locator('meta[http-equiv="Content-Security-Policy"]').getAttribute('content')) ?? '', /^default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'/);
+      assert.equal(csp.inlineRan, false);
+      assert.ok(csp.violations.some((v) => v.startsWith('script-src')), JSON.stringify(csp.violations));
     } finally {
       await context.close().catch(() => {});
     }
