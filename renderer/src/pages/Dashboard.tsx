@@ -86,7 +86,7 @@ export function Dashboard(props: { snap: MetricsSnapshot | null; history: Sample
           testId="stat-server-mem"
           label="Server memory"
           value={snap ? mb(snap.memory.server_rss_mb) : '—'}
-          sub={snap ? `app total ${mb(snap.memory.current_mb)} · peak ${mb(snap.memory.peak_mb)} · growth ${num(snap.memory.growth_percent, 1)}%` : undefined}
+          sub={snap ? <span title={`growth since start ${num(snap.memory.growth_percent, 1)}%`}>{`app ${mb(snap.memory.current_mb)} · peak ${mb(snap.memory.peak_mb)}`}</span> : undefined}
         />
         <Stat
           testId="stat-health"
