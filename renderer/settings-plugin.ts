@@ -2,7 +2,7 @@
 // one source of truth the headless server and electron-store use) plus an ajv validator compiled
 // to plain JavaScript at build time. Ajv normally compiles with `new Function`, which the page's
 // CSP (script-src 'self', no 'unsafe-eval') forbids; standalone code needs no eval.
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
@@ -61,7 +61,12 @@ async function loadSchema(root: string): Promise<Schema | null> {
     // plugin does not depend on how the build was started (plain node cannot import .ts).
     const out = path.join(root, 'node_modules/.cache/mlxbar', `settings-schema-${process.pid}.mjs`);
     await build({ entryPoints: [file], bundle: true, platform: 'node', format: 'esm', outfile: out, packages: 'external', logLevel: 'silent' });
-    const mod = (await import(`${pathToFileURL(out).href}?t=${Date.now()}`)) as Record<string, unknown>;
+    let mod: Record<string, unknown>;
+    try {
+      mod = (await import(`${pathToFileURL(out).href}?t=${Date.now()}`)) as Record<string, unknown>;
+    } finally {
+      rmSync(out, { force: true });
+    }
     const schema = pickSchema(mod);
     if (schema) return schema;
   }
