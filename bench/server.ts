@@ -64,29 +64,35 @@ const median = (xs: number[]) => {
   return s.length ? s[Math.floor((s.length - 1) / 2)] : NaN;
 };
 
+/**
+ * Decode rate from delta arrival times: `rate` = tokens after the first ÷ their time; `medianRate`
+ * = 1000 ÷ median gap, robust to the scheduler preempting either process on a shared box.
+ */
+function rates(stamps: number[]): { rate: number; medianRate: number } {
+  if (stamps.length < 2) return { rate: NaN, medianRate: NaN };
+  const gaps = stamps.slice(1).map((t, i) => t - stamps[i]);
+  return { rate: gaps.length / ((stamps.at(-1)! - stamps[0]) / 1000), medianRate: 1000 / median(gaps) };
+}
+
 /** Decode rate of one bare engine generation: tokens after the first ÷ time after the first. */
 async function engineRun(engine: EngineClient, promptIds: number[], maxTokens: number, id: string) {
   const t0 = performance.now();
-  let first = 0;
-  let last = 0;
+  const stamps: number[] = [];
   let tokens = 0;
   for await (const ev of engine.generate({ requestId: id, promptIds, sampling: { ...DEFAULT_SAMPLING, maxTokens } })) {
-    if (ev.type === 'delta') {
-      last = performance.now();
-      if (!first) first = last;
-    } else if (ev.type === 'done') tokens = ev.completionTokens;
+    if (ev.type === 'delta') stamps.push(performance.now());
+    else if (ev.type === 'done') tokens = ev.completionTokens;
     else if (ev.type === 'error') throw new Error(ev.message);
   }
   const end = performance.now();
-  return { tokens, rate: tokens > 1 ? (tokens - 1) / ((last - first) / 1000) : NaN, totalMs: end - t0 };
+  return { tokens, ...rates(stamps), totalMs: end - t0 };
 }
 
 /** The same through HTTP SSE: timestamps of content chunks as the client receives them. */
-function httpRun(port: number, body: Record<string, unknown>): Promise<{ tokens: number; rate: number; totalMs: number }> {
+function httpRun(port: number, body: Record<string, unknown>): Promise<{ tokens: number; rate: number; medianRate: number; totalMs: number }> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    let first = 0;
-    let last = 0;
+    const stamps: number[] = [];
     let buf = '';
     let usage: { completion_tokens: number } | null = null;
     const req = http.request(
@@ -102,15 +108,12 @@ function httpRun(port: number, body: Record<string, unknown>): Promise<{ tokens:
             if (!frame.startsWith('data: ') || frame === 'data: [DONE]') continue;
             const o = JSON.parse(frame.slice(6));
             if (o.usage) usage = o.usage;
-            if (o.choices?.[0]?.delta?.content) {
-              last = performance.now();
-              if (!first) first = last;
-            }
+            if (o.choices?.[0]?.delta?.content) stamps.push(performance.now());
           }
         });
         res.on('end', () => {
           const tokens = usage?.completion_tokens ?? 0;
-          resolve({ tokens, rate: tokens > 1 ? (tokens - 1) / ((last - first) / 1000) : NaN, totalMs: performance.now() - t0 });
+          resolve({ tokens, ...rates(stamps), totalMs: performance.now() - t0 });
         });
         res.on('error', reject);
       },
@@ -157,25 +160,35 @@ export const serverSection: BenchSection = {
       await httpRun(port, { ...body, max_tokens: 8 });
       const engineRates: number[] = [];
       const httpRates: number[] = [];
+      const engineMedRates: number[] = [];
+      const httpMedRates: number[] = [];
       let tokens = 0;
       for (let r = 0; r < rounds; r++) {
         const e = await engineRun(engine, promptIds, maxTokens, `bench-e${r}`);
         const h = await httpRun(port, body);
         engineRates.push(e.rate);
         httpRates.push(h.rate);
+        engineMedRates.push(e.medianRate);
+        httpMedRates.push(h.medianRate);
         tokens = h.tokens;
-        opts.log(`round ${r}: engine ${e.rate.toFixed(1)} tok/s, http ${h.rate.toFixed(1)} tok/s (${h.tokens} tokens)`);
+        opts.log(
+          `round ${r}: engine ${e.rate.toFixed(1)} tok/s (median gap ${e.medianRate.toFixed(1)}), http ${h.rate.toFixed(1)} tok/s (median gap ${h.medianRate.toFixed(1)}), ${h.tokens} tokens`,
+        );
       }
       const n = opts.quick ? 10 : 30;
       const oneBody = JSON.stringify({ model: modelInfo.id, messages, max_tokens: 1, temperature: 0 });
       const engineOne: number[] = [];
       const httpOne: number[] = [];
+      const diffs: number[] = [];
       for (let i = 0; i < n; i++) {
         engineOne.push((await engineRun(engine, promptIds, 1, `bench-o${i}`)).totalMs);
         httpOne.push(await httpOneToken(port, oneBody));
+        diffs.push(httpOne[i] - engineOne[i]);
       }
       const eRate = median(engineRates);
       const hRate = median(httpRates);
+      const eMed = median(engineMedRates);
+      const hMed = median(httpMedRates);
       return {
         result: {
           model: SPECS[which].label,
@@ -187,10 +200,13 @@ export const serverSection: BenchSection = {
           http_runs: httpRates.map((x) => +x.toFixed(2)),
           one_token_engine_ms_p50: +median(engineOne).toFixed(2),
           one_token_http_ms_p50: +median(httpOne).toFixed(2),
-          one_token_overhead_ms: +(median(httpOne) - median(engineOne)).toFixed(2),
-          note: 'rates are decode-phase (after the first token), medians of alternating runs on one engine process',
+          engine_decode_tokens_per_s_median_gap: +eMed.toFixed(2),
+          http_stream_decode_tokens_per_s_median_gap: +hMed.toFixed(2),
+          one_token_overhead_ms: +median(diffs).toFixed(2),
+          loadavg_1m: +os.loadavg()[0].toFixed(2),
+          note: 'decode-phase rates (after the first token), medians over alternating runs on one engine process; overhead = median of paired (HTTP − engine) 1-token latencies. On a shared, overloaded box the spread between runs exceeds the HTTP cost.',
         },
-        ratios: { http_vs_engine: +(hRate / eRate).toFixed(3) },
+        ratios: { http_vs_engine: +(hRate / eRate).toFixed(3), http_vs_engine_median_gap: +(hMed / eMed).toFixed(3) },
       };
     } finally {
       await server.close(200);

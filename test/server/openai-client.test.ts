@@ -114,6 +114,24 @@ describe('openai client: happy paths', () => {
     assert.equal(clamped.choices[0].finish_reason, 'length');
   });
 
+  test('completions stream: text chunks concatenate to the non-stream text; one usage chunk', async () => {
+    const params = { model, prompt: 'The cache said', max_tokens: 6, temperature: 0 } as const;
+    const full = await client.completions.create(params);
+    const stream = await client.completions.create({ ...params, stream: true, stream_options: { include_usage: true } });
+    let text = '';
+    let usageChunks = 0;
+    let finish: string | null = null;
+    for await (const c of stream) {
+      assert.equal(c.object, 'text_completion');
+      if (c.usage) usageChunks++;
+      text += c.choices[0]?.text ?? '';
+      finish = c.choices[0]?.finish_reason ?? finish;
+    }
+    assert.equal(text, full.choices[0].text);
+    assert.equal(usageChunks, 1);
+    assert.equal(finish, 'length');
+  });
+
   test('unknown harmless fields are ignored', async () => {
     const res = await client.chat.completions.create({
       model,
