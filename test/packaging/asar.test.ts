@@ -101,3 +101,32 @@ test('electron-builder --dir with a stub Electron dist: app.asar holds exactly t
     rmSync(work, { recursive: true, force: true });
   }
 });
+
+test('every package the bundled main code imports is a declared production dependency', { timeout: 120_000 }, async () => {
+  // electron-builder packs `dependencies` (and what they pull in); a package that is only present
+  // because npm hoisted someone else's dependency can vanish from the app with any lockfile change.
+  const { build } = await import('esbuild');
+  const r = await build({
+    absWorkingDir: repoRoot,
+    entryPoints: ['main/shell/index.ts', 'main/engine/process/engine-main.ts'],
+    bundle: true,
+    write: false,
+    outdir: 'out',
+    splitting: true,
+    format: 'esm',
+    platform: 'node',
+    packages: 'external',
+    metafile: true,
+    logLevel: 'silent',
+  });
+  const pkg = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
+  const imported = new Set<string>();
+  for (const input of Object.values(r.metafile.inputs)) {
+    for (const imp of input.imports) {
+      if (!imp.external || imp.path.startsWith('node:') || imp.path === 'electron') continue;
+      imported.add(imp.path.split('/').slice(0, imp.path.startsWith('@') ? 2 : 1).join('/'));
+    }
+  }
+  assert.ok(imported.has('electron-store') && imported.has('fastify'));
+  assert.deepEqual([...imported].filter((p) => !(p in pkg.dependencies)).sort(), [], 'imported by main code but not in package.json dependencies');
+});
