@@ -62,10 +62,12 @@ async function main(): Promise<void> {
     settings,
     startCore: (s) => startCoreFromSettings(s, { engineSpawn, log }),
     describeError: (err, s) => readableStartError(err, s),
-    startAtLogin: {
-      get: () => app.getLoginItemSettings().openAtLogin,
-      set: (on) => app.setLoginItemSettings({ openAtLogin: on }),
-    },
+    // macOS/Windows keep login items in the OS; Electron has no login-item API on Linux, so there
+    // the stored setting is what the menu shows (autostart entries are left to the distribution).
+    startAtLogin:
+      process.platform === 'linux'
+        ? { get: () => settings.read().settings?.startAtLogin ?? false, set: () => {} }
+        : { get: () => app.getLoginItemSettings().openAtLogin, set: (on) => app.setLoginItemSettings({ openAtLogin: on }) },
   });
 
   // ---- every session: deny permissions, serve the app scheme
