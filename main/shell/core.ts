@@ -3,6 +3,7 @@
 // utilityProcess spawner in, so this is also usable (and tested) in plain Node.
 import { existsSync } from 'node:fs';
 import type { Settings } from '../settings/schema.ts';
+import { toServerConfig } from '../settings/server-config.ts';
 import type { EngineSpawner } from '../engine/process/spawn.ts';
 import type { CoreHandle } from './controller.ts';
 
@@ -32,10 +33,14 @@ export async function startCoreFromSettings(s: Settings, opts: CoreStartOptions 
     apiKey: s.apiKey ? s.apiKey : null,
     allowedOrigins: [...s.allowedOrigins],
     demo: false,
-    // Passed through for startServe to hand to createEngineClient({ spawn }) (see report: seam).
+    // Every server limit from the same validated settings (queue, body size, timeouts…).
+    server: toServerConfig(s),
+    warnings: [] as string[],
+    // For startServe to hand to createEngineClient({ spawn }) once it accepts it (see the app report).
     engineSpawn: opts.engineSpawn,
   };
-  const running = await startServe(serveOpts, opts.log ?? (() => {}));
+  // A cast, not a literal: ServeOptions grows fields over time and the extra engineSpawn must pass.
+  const running = await startServe(serveOpts as Parameters<typeof startServe>[0], opts.log ?? (() => {}));
   return {
     url: running.url,
     model: running.engine.model?.id ?? null,

@@ -8,10 +8,11 @@
 // The server starts only when `current().settings` is non-null (a valid configuration).
 import fs from 'node:fs';
 import path from 'node:path';
-import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
 import { DEFAULT_SETTINGS, settingsRootSchema, type Settings, type StoredSettings } from '../settings/schema.ts';
 import type { SaveResult, SettingsIssue, SettingsPayload } from '../../preload/api.ts';
+import { issuesFromAjv } from '../../preload/settings-issues.ts';
 
 const SETTINGS_FILE = 'config.json';
 const MAX_FILE_BYTES = 1024 * 1024;
@@ -21,33 +22,12 @@ const ajv = new Ajv2020({ allErrors: true, strict: false });
 addFormats(ajv);
 const validateDocument = ajv.compile(settingsRootSchema());
 
-export function issuesFromErrors(errors: ErrorObject[] | null | undefined): SettingsIssue[] {
-  if (!errors) return [];
-  const out: SettingsIssue[] = [];
-  const seen = new Set<string>();
-  for (const e of errors) {
-    let p = e.instancePath;
-    const params = e.params as Record<string, unknown>;
-    if (e.keyword === 'required' && typeof params.missingProperty === 'string') p = `${p}/${params.missingProperty}`;
-    if (e.keyword === 'additionalProperties' && typeof params.additionalProperty === 'string') p = `${p}/${params.additionalProperty}`;
-    let message = e.message ?? 'is invalid';
-    if (e.keyword === 'enum' && Array.isArray(params.allowedValues)) message = `must be one of ${params.allowedValues.map((v) => JSON.stringify(v)).join(', ')}`;
-    if (e.keyword === 'additionalProperties') message = 'is not a known setting';
-    const k = `${p}|${message}`;
-    if (!seen.has(k)) {
-      seen.add(k);
-      out.push({ path: p, message });
-    }
-  }
-  return out;
-}
-
 /** Whole-document validation; [] when valid. */
 export function validateSettingsDocument(values: unknown): SettingsIssue[] {
   if (!values || typeof values !== 'object' || Array.isArray(values)) return [{ path: '', message: 'settings must be a JSON object' }];
   // Validate a copy: ajv must not see (or mutate) the caller's object.
   const copy = JSON.parse(JSON.stringify(values));
-  return validateDocument(copy) ? [] : issuesFromErrors(validateDocument.errors);
+  return validateDocument(copy) ? [] : issuesFromAjv(validateDocument.errors);
 }
 
 function isPlainObject(x: unknown): x is Record<string, unknown> {

@@ -144,27 +144,5 @@ export function fromInput(field: Field, text: string): unknown {
   }
 }
 
-export interface Issue {
-  path: string;
-  message: string;
-}
-
-/** Maps ajv errors onto field pointers (required errors point at the missing property). */
-export function issuesFromAjv(errors: ReadonlyArray<{ instancePath: string; keyword: string; message?: string; params?: Record<string, unknown> }> | null | undefined): Issue[] {
-  if (!errors) return [];
-  const out: Issue[] = [];
-  const seen = new Set<string>();
-  for (const e of errors) {
-    let path = e.instancePath;
-    if (e.keyword === 'required' && typeof e.params?.missingProperty === 'string') path = `${path}/${e.params.missingProperty}`;
-    if (e.keyword === 'additionalProperties' && typeof e.params?.additionalProperty === 'string') path = `${path}/${e.params.additionalProperty}`;
-    let message = e.message ?? 'is invalid';
-    if (e.keyword === 'enum' && Array.isArray(e.params?.allowedValues)) message = `must be one of ${(e.params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
-    if (e.keyword === 'additionalProperties') message = 'is not a known setting';
-    const k = `${path}|${message}`;
-    if (seen.has(k)) continue;
-    seen.add(k);
-    out.push({ path, message });
-  }
-  return out;
-}
+// Error mapping is shared with the shell (preload/settings-issues.ts).
+export { issuesFromAjv } from '../../preload/settings-issues.ts';

@@ -18,7 +18,8 @@ test('bundled serve core: dashboard, metrics and a chat completion from dist/mai
   const mod = (await import(pathToFileURL(path.join(mainDir, chunk)).href)) as typeof import('../../main/cli/serve.ts');
   const model = await buildTinyModel({ family: 'qwen3', layers: 2, hidden: 64, heads: 4, kvHeads: 2, intermediate: 128 });
   const dataDir = mkdtempSync(path.join(tmpdir(), 'mlxbar-bundled-'));
-  const running = await mod.startServe({ model, host: '127.0.0.1', port: 0, dataDir, apiKey: null, allowedOrigins: [], demo: false }, () => {});
+  const opts = { model, host: '127.0.0.1', port: 0, dataDir, apiKey: null, allowedOrigins: [], demo: false, server: {}, warnings: [] };
+  const running = await mod.startServe(opts as Parameters<typeof mod.startServe>[0], () => {});
   try {
     const page = await fetch(`${running.url}/dashboard/`);
     assert.equal(page.status, 200);

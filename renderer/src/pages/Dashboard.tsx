@@ -2,7 +2,7 @@ import type { MetricsSnapshot } from '../../../main/hardening/metrics-types.ts';
 import type { AppState } from '../../../preload/api.ts';
 import type { Sample } from '../api/history.ts';
 import { Panel, Stat } from '../components/Card.tsx';
-import { SeriesChart } from '../components/SeriesChart.tsx';
+import { SeriesChart, type SeriesDef } from '../components/SeriesChart.tsx';
 import { duration, mb, ms, num, pct, secs, since, STATE_LABELS, stateTone } from '../format.ts';
 import type { Palette } from '../theme.ts';
 
@@ -34,6 +34,26 @@ export function Dashboard(props: { snap: MetricsSnapshot | null; history: Sample
   const hasHits = (snap?.cache.cache_hits ?? 0) + (snap?.cache.cache_misses ?? 0) > 0;
   // Latency and TTFT are only meaningful once requests exist; earlier samples are placeholders (0).
   const latencyHistory = history.filter((h) => h.n > 0);
+  const charts: { title: string; testId: string; data: Sample[]; unit: (v: number) => string; empty: string; series: SeriesDef[] }[] = [
+    {
+      title: 'Latency (end to end)',
+      testId: 'chart-latency',
+      data: latencyHistory,
+      unit: ms,
+      empty: noRequests ? 'No requests yet: send one to the endpoint to see latency here.' : 'Collecting samples…',
+      series: [{ key: 'p50', name: 'P50' }, { key: 'p95', name: 'P95' }, { key: 'p99', name: 'P99' }],
+    },
+    {
+      title: 'Time to first token',
+      testId: 'chart-ttft',
+      data: latencyHistory,
+      unit: ms,
+      empty: noRequests ? 'No requests yet.' : 'Collecting samples…',
+      series: [{ key: 'ttft50', name: 'P50' }, { key: 'ttft95', name: 'P95' }, { key: 'ttft99', name: 'P99' }],
+    },
+    { title: 'Generation speed (tokens/s)', testId: 'chart-throughput', data: history, unit: (v) => num(v, 1), empty: 'Waiting for samples…', series: [{ key: 'tps', name: 'tokens/s' }] },
+    { title: 'Memory', testId: 'chart-memory', data: history, unit: mb, empty: 'Waiting for samples…', series: [{ key: 'engineMb', name: 'engine RSS' }, { key: 'serverMb', name: 'server RSS' }] },
+  ];
   const promptTotal = (snap?.prompt_cache.reused_tokens ?? 0) + (snap?.prompt_cache.computed_tokens ?? 0);
 
   return (
@@ -98,42 +118,11 @@ export function Dashboard(props: { snap: MetricsSnapshot | null; history: Sample
       </div>
 
       <div className="charts">
-        <Panel title="Latency (end to end)" testId="chart-latency">
-          <SeriesChart
-            data={latencyHistory}
-            palette={palette}
-            unit={ms}
-            empty={noRequests ? 'No requests yet: send one to the endpoint to see latency here.' : 'Collecting samples…'}
-            series={[{ key: 'p50', name: 'P50' }, { key: 'p95', name: 'P95' }, { key: 'p99', name: 'P99' }]}
-          />
-        </Panel>
-        <Panel title="Time to first token" testId="chart-ttft">
-          <SeriesChart
-            data={latencyHistory}
-            palette={palette}
-            unit={ms}
-            empty={noRequests ? 'No requests yet.' : 'Collecting samples…'}
-            series={[{ key: 'ttft50', name: 'P50' }, { key: 'ttft95', name: 'P95' }, { key: 'ttft99', name: 'P99' }]}
-          />
-        </Panel>
-        <Panel title="Generation speed (tokens/s)" testId="chart-throughput">
-          <SeriesChart
-            data={history}
-            palette={palette}
-            unit={(v) => num(v, 1)}
-            empty="Waiting for samples…"
-            series={[{ key: 'tps', name: 'tokens/s' }]}
-          />
-        </Panel>
-        <Panel title="Memory" testId="chart-memory">
-          <SeriesChart
-            data={history}
-            palette={palette}
-            unit={mb}
-            empty="Waiting for samples…"
-            series={[{ key: 'engineMb', name: 'engine RSS' }, { key: 'serverMb', name: 'server RSS' }]}
-          />
-        </Panel>
+        {charts.map((c) => (
+          <Panel key={c.testId} title={c.title} testId={c.testId}>
+            <SeriesChart data={c.data} palette={palette} unit={c.unit} empty={c.empty} series={c.series} />
+          </Panel>
+        ))}
       </div>
 
       <Panel
