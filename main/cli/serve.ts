@@ -22,6 +22,10 @@ export interface ServeOptions {
   allowedOrigins: string[];
   /** Serve the embedded random-weight DEMO model (built under the data dir on first use). */
   demo: boolean;
+  /** Every server setting resolved from flags > env > settings file > defaults. */
+  server: Partial<ServerConfig>;
+  /** Non-fatal notes from loading settings (a repaired settings file, unknown keys). */
+  warnings: string[];
 }
 
 const HELP = `Usage: mlx-bar serve --model <folder> [options]
@@ -36,7 +40,9 @@ Options:
   --allow-origin <origin> allow a browser origin (repeatable; e.g. vscode-webview://*)
   -h, --help              show this help
 
-Environment: MLXBAR_MODEL, MLXBAR_HOST, MLXBAR_PORT, MLXBAR_DATA_DIR, MLXBAR_API_KEY (flags win).`;
+Every setting also has a flag and an MLXBAR_* environment variable (flags > env > <data-dir>/config.json
+> defaults):
+`;
 
 /** The folder Electron's app.getPath('userData') uses for productName "MLX Bar". */
 export function defaultDataDir(platform: NodeJS.Platform = process.platform, env: NodeJS.ProcessEnv = process.env): string {
@@ -48,42 +54,35 @@ export function defaultDataDir(platform: NodeJS.Platform = process.platform, env
 
 class UsageError extends Error {}
 
-export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): ServeOptions | 'help' {
-  const flags = new Map<string, string[]>();
-  const valued = new Set(['--model', '--host', '--port', '--data-dir', '--api-key', '--allow-origin']);
-  const boolean = new Set(['--demo']);
-  for (let i = 0; i < argv.length; i++) {
-    let a = argv[i];
-    if (a === '-h' || a === '--help') return 'help';
-    let value: string | undefined;
-    const eq = a.indexOf('=');
-    if (a.startsWith('--') && eq > 0) {
-      value = a.slice(eq + 1);
-      a = a.slice(0, eq);
-    }
-    if (boolean.has(a)) {
-      flags.set(a, ['true']);
-      continue;
-    }
-    if (!valued.has(a)) throw new UsageError(`Unknown option "${a.slice(0, 40)}" (see --help)`);
-    if (value === undefined) {
-      value = argv[++i];
-      if (value === undefined || (value.startsWith('--') && value.length > 2)) throw new UsageError(`Option ${a} needs a value`);
-    }
-    flags.set(a, [...(flags.get(a) ?? []), value]);
+/**
+ * Flags, environment and the settings file, resolved by the settings module (the same code
+ * `mlx-bar check` and the desktop app use), mapped onto ServeOptions.
+ */
+export async function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<ServeOptions | 'help'> {
+  // Not settings/index.ts: its store.ts pulls in `conf`, whose exit hooks re-raise SIGTERM.
+  const { parseSettingFlags } = await import('../settings/flags.ts');
+  const { loadSettings } = await import('../settings/load.ts');
+  const { toServerConfig } = await import('../settings/server-config.ts');
+  const parsed = parseSettingFlags(argv);
+  if (parsed.switches.help) return 'help';
+  if (parsed.errors.length) throw new UsageError(`${parsed.errors[0]} (see --help)`);
+  if (parsed.positionals.length) throw new UsageError(`Unexpected argument "${parsed.positionals[0].slice(0, 40)}" (see --help)`);
+  const loaded = loadSettings({ flags: parsed.flags, env });
+  if (loaded.errors.length) {
+    throw new UsageError(loaded.errors.map((e) => (e.message.includes(e.where) ? e.message : `${e.where}: ${e.message}`)).join('; '));
   }
-  const last = (k: string) => flags.get(k)?.at(-1);
-  const portText = last('--port') ?? env.MLXBAR_PORT ?? '8080';
-  if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535) throw new UsageError(`Invalid port "${portText.slice(0, 20)}": use 0-65535`);
-  const origins = [...(flags.get('--allow-origin') ?? [])];
+  const st = loaded.settings;
+  const server = toServerConfig(st);
   return {
-    model: last('--model') ?? env.MLXBAR_MODEL ?? null,
-    host: last('--host') ?? env.MLXBAR_HOST ?? '127.0.0.1',
-    port: Number(portText),
-    dataDir: path.resolve(last('--data-dir') ?? env.MLXBAR_DATA_DIR ?? defaultDataDir()),
-    apiKey: last('--api-key') ?? env.MLXBAR_API_KEY ?? null,
-    allowedOrigins: origins,
-    demo: flags.has('--demo'),
+    model: st.model ? st.model : null,
+    host: server.host,
+    port: server.port,
+    dataDir: path.resolve(st.dataDir || defaultDataDir()),
+    apiKey: server.apiKey,
+    allowedOrigins: server.allowedOrigins,
+    demo: parsed.switches.demo === true,
+    server,
+    warnings: loaded.warnings.map((w) => `${w.where}: ${w.message}`),
   };
 }
 
@@ -121,6 +120,7 @@ export interface RunningServe {
 /** Starts everything; throws readable errors. Used by `run` and by tests. */
 export async function startServe(opts: ServeOptions, log: (line: string) => void = console.log): Promise<RunningServe> {
   const partial: Partial<ServerConfig> = {
+    ...opts.server,
     host: opts.host,
     port: opts.port,
     apiKey: opts.apiKey,
@@ -223,12 +223,14 @@ export async function run(argv: string[]): Promise<number> {
   let opts: ServeOptions | null = null;
   let running: RunningServe;
   try {
-    const parsed = parseServeArgs(argv);
+    const parsed = await parseServeArgs(argv);
     if (parsed === 'help') {
-      console.log(HELP);
+      const { flagsHelp } = await import('../settings/flags.ts');
+      console.log(HELP + flagsHelp());
       return 0;
     }
     opts = parsed;
+    for (const w of opts.warnings) console.warn(`warning: ${sanitizeMessage(w)}`);
     running = await startServe(opts);
   } catch (err) {
     console.error(`mlx-bar serve: ${sanitizeMessage(readable(err, opts))}`);
@@ -243,13 +245,15 @@ export async function run(argv: string[]): Promise<number> {
   if (server.config.apiKey) console.log('API key required: send "Authorization: Bearer <key>".');
 
   return new Promise<number>((resolve) => {
-    let stopping = false;
+    let stoppingSince = 0;
     const onSignal = (sig: NodeJS.Signals) => {
-      if (stopping) {
-        // Second signal: the user insists.
-        process.exit(130);
+      if (stoppingSince) {
+        // A second Ctrl-C a while later: the user insists. (Immediate repeats are ignored: some
+        // libraries' exit hooks re-raise the signal they caught.)
+        if (Date.now() - stoppingSince > 1000) process.exit(130);
+        return;
       }
-      stopping = true;
+      stoppingSince = Date.now();
       console.log(`Received ${sig}, shutting down…`);
       const hard = setTimeout(() => {
         console.error('Shutdown took too long; exiting.');

@@ -91,7 +91,7 @@ describe('mlx-bar serve', () => {
       [['serve', '--port', '0', '--model', path.join(tmp, 'does-not-exist')], /model folder does not exist/],
       [['serve', '--port', '0'], /No model/],
       [['serve', '--host', '0.0.0.0', '--port', '0', '--model', tmp], /non-loopback.*API key/i],
-      [['serve', '--port', 'eighty'], /Invalid port/],
+      [['serve', '--port', 'eighty'], /--port must be an integer/],
       [['serve', '--bogus'], /Unknown option/],
       [['frobnicate'], /Unknown command/],
     ];
