@@ -21,7 +21,7 @@ import { utilityProcessSpawner } from '../engine/process/utility-spawner.ts';
 import { dashboardWindowOptions } from './window-options.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-// Bundled layout: <app>/dist/main/shell/index.js → app root two levels up from dist/main.
+// Bundled layout: <app>/dist/main/shell/index.js → the app root is three levels up.
 const appRoot = path.resolve(here, '..', '..', '..');
 const rendererDir = path.join(appRoot, 'dist', 'renderer');
 const preloadPath = path.join(appRoot, 'dist', 'preload', 'index.cjs');
@@ -34,6 +34,10 @@ protocol.registerSchemesAsPrivileged([
   { scheme: APP_SCHEME, privileges: { standard: true, secure: true, supportFetchAPI: true, codeCache: true } },
 ]);
 
+// Same override as headless mode (MLXBAR_DATA_DIR): one folder for settings, caches and logs. Set
+// before the single-instance lock, which is keyed by it (also how the e2e test isolates runs).
+if (process.env.MLXBAR_DATA_DIR) app.setPath('userData', path.resolve(process.env.MLXBAR_DATA_DIR));
+
 if (!app.requestSingleInstanceLock()) {
   app.quit();
 } else {
@@ -41,9 +45,6 @@ if (!app.requestSingleInstanceLock()) {
 }
 
 async function main(): Promise<void> {
-  // Same override as headless mode (MLXBAR_DATA_DIR): one folder for settings, caches and logs.
-  // Also how the Electron e2e test isolates its runs.
-  if (process.env.MLXBAR_DATA_DIR) app.setPath('userData', path.resolve(process.env.MLXBAR_DATA_DIR));
   // Menu-bar-only on macOS (LSUIElement is also set in Info.plist by electron-builder).
   app.dock?.hide();
   await app.whenReady();
@@ -124,8 +125,10 @@ async function main(): Promise<void> {
     win.show();
     win.focus();
   };
-  const push = (channel: string, value: unknown) => {
-    if (win && !win.isDestroyed() && win.isVisible()) win.webContents.send(channel, value);
+  // App state changes are rare and always pushed (a hidden window must not wake up stale); the
+  // once-a-second metrics only while the window is visible.
+  const push = (channel: string, value: unknown, onlyIfVisible = false) => {
+    if (win && !win.isDestroyed() && (!onlyIfVisible || win.isVisible())) win.webContents.send(channel, value);
   };
 
   // ---- IPC (validated sender + arguments)
@@ -199,7 +202,7 @@ async function main(): Promise<void> {
   });
   controller.on('metrics', (snap) => {
     renderTray();
-    push(PUSH_CHANNELS.metrics, snap);
+    push(PUSH_CHANNELS.metrics, snap, true);
   });
   renderTray();
 
