@@ -9,13 +9,15 @@
 // dashboard is <app>/dist/renderer; the engine client's defaultEngineEntry() finds engine-main.js
 // next to its chunk.
 // Prints a one-line summary; `--metafile` also writes dist/main/meta.json (used by the boundary test).
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const outdir = path.join(root, 'dist', 'main');
+// Chunk names carry content hashes: start clean so stale chunks never reach the package.
+rmSync(outdir, { recursive: true, force: true });
 mkdirSync(outdir, { recursive: true });
 
 const started = Date.now();
