@@ -13,8 +13,9 @@ import { ensureMainBuilt, ensureRendererBuilt } from '../renderer/build-once.ts'
 
 test('bundled serve core: dashboard, metrics and a chat completion from dist/main', { timeout: 300_000 }, async () => {
   const [mainDir] = await Promise.all([ensureMainBuilt(), ensureRendererBuilt()]);
-  const chunk = readdirSync(mainDir).find((f) => /^serve-[\w-]+\.js$/.test(f));
-  assert.ok(chunk, 'the serve core is its own chunk (loaded lazily by the shell)');
+  const chunks = readdirSync(mainDir).filter((f) => /^serve-[\w-]+\.js$/.test(f));
+  assert.equal(chunks.length, 1, `one serve chunk (lazy-loaded by the shell), no stale ones: ${chunks.join(', ')}`);
+  const chunk = chunks[0];
   const mod = (await import(pathToFileURL(path.join(mainDir, chunk)).href)) as typeof import('../../main/cli/serve.ts');
   const model = await buildTinyModel({ family: 'qwen3', layers: 2, hidden: 64, heads: 4, kvHeads: 2, intermediate: 128 });
   const dataDir = mkdtempSync(path.join(tmpdir(), 'mlxbar-bundled-'));
