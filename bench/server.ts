@@ -163,9 +163,20 @@ export const serverSection: BenchSection = {
       const engineMedRates: number[] = [];
       const httpMedRates: number[] = [];
       let tokens = 0;
+      // CPU time of this process (server + HTTP client + engine IPC) per run: unlike wall-clock
+      // rates it hardly depends on how busy the rest of the machine is.
+      const cpuMs = () => {
+        const u = process.cpuUsage();
+        return (u.user + u.system) / 1000;
+      };
+      const extraCpuPerToken: number[] = [];
       for (let r = 0; r < rounds; r++) {
+        const c0 = cpuMs();
         const e = await engineRun(engine, promptIds, maxTokens, `bench-e${r}`);
+        const c1 = cpuMs();
         const h = await httpRun(port, body);
+        const c2 = cpuMs();
+        if (e.tokens > 0 && h.tokens > 0) extraCpuPerToken.push((c2 - c1) / h.tokens - (c1 - c0) / e.tokens);
         engineRates.push(e.rate);
         httpRates.push(h.rate);
         engineMedRates.push(e.medianRate);
@@ -203,6 +214,8 @@ export const serverSection: BenchSection = {
           engine_decode_tokens_per_s_median_gap: +eMed.toFixed(2),
           http_stream_decode_tokens_per_s_median_gap: +hMed.toFixed(2),
           one_token_overhead_ms: +median(diffs).toFixed(2),
+          http_extra_cpu_ms_per_token: +median(extraCpuPerToken).toFixed(3),
+          decode_ms_per_token_engine: +(1000 / eRate).toFixed(2),
           loadavg_1m: +os.loadavg()[0].toFixed(2),
           note: 'decode-phase rates (after the first token), medians over alternating runs on one engine process; overhead = median of paired (HTTP − engine) 1-token latencies. On a shared, overloaded box the spread between runs exceeds the HTTP cost.',
         },
