@@ -94,6 +94,32 @@ export async function loadBackend(modelDir: string, options: Partial<BackendOpti
   };
 }
 
+/**
+ * Safety net for the memory policy. The generator frees each step's MLX arrays with a minor GC,
+ * which only works while their JS wrappers are still young; if they get promoted to the old
+ * generation (observed here with a differently transpiled build: RSS grew quadratically, ~1 GB
+ * after 1,000 tokens of a tiny model) only a full GC frees them. A full GC costs ~60 ms in this
+ * process (the tokenizer lives in the JS heap), far too much per token, so it runs only when RSS has
+ * grown by more than `limitBytes` since generation started (or since the last forced GC).
+ * Checking RSS costs microseconds per token.
+ */
+class RssGuard {
+  private base = -1;
+  forcedGcs = 0;
+  constructor(private readonly limitBytes = 128 * 2 ** 20) {}
+  check(): void {
+    const rss = process.memoryUsage.rss();
+    if (this.base < 0) this.base = rss;
+    else if (rss - this.base > this.limitBytes) {
+      getGc()();
+      this.forcedGcs++;
+      // MLX memory is released by finalizers on the next event-loop turn (the generator yields
+      // one after every step) and glibc may keep some of it, so the new baseline is today's RSS.
+      this.base = rss;
+    }
+  }
+}
+
 async function runGeneration(
   lm: LoadedModel,
   text: TextPipeline,
@@ -129,16 +155,11 @@ async function runGeneration(
     pendingTokens = 0;
   };
 
-  let generated = 0;
+  const rssGuard = new RssGuard();
   try {
     for await (const { token } of gen) {
       pendingTokens++;
-      // The generator's per-step minor GC frees a step's MLX temporaries only while their JS
-      // wrappers are young. The text work here allocates enough between steps that the KV arrays
-      // of a step (which live exactly one step) get promoted to the old generation, where only a
-      // full GC reaches them: measured in this process, RSS grew quadratically (≈1 GB after 1,000
-      // tokens of a tiny model) without this. A full GC every 32 tokens keeps it flat for ~0.1 ms/token.
-      if (++generated % 32 === 0) getGc()();
+      rssGuard.check();
       const piece = detok.push(token);
       if (piece.length === 0) continue;
       const r = stops.push(piece);
