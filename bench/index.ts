@@ -1,6 +1,7 @@
-// `npm run bench [-- --only a,b] [--skip c] [--quick] [--list]`: runs the registered sections in
+// `npm run bench [-- --only a,b] [--skip c] [--quick] [--list] [--out file.json]`: runs the registered sections in
 // order and prints ONE JSON object on stdout: `{ "results": {...}, "ratios": {...}, "meta": {...} }`.
 // A failing section is reported as `{ "error": "..." }` in results and does not stop the others.
+import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import type { BenchOptions } from './registry.ts';
 import { SECTIONS } from './sections.ts';
@@ -68,7 +69,11 @@ async function main(): Promise<void> {
     loadavg: os.loadavg().map((x) => Math.round(x * 100) / 100),
     date: new Date().toISOString(),
   };
-  process.stdout.write(JSON.stringify({ results, ratios, meta }, null, 2) + '\n');
+  const json = JSON.stringify({ results, ratios, meta }, null, 2) + '\n';
+  // `--out file` also writes it to a file (npm prints its own "> script" banner on stdout; use
+  // `npm run -s bench` or --out when piping the JSON somewhere).
+  if (typeof args.out === 'string') writeFileSync(args.out, json);
+  process.stdout.write(json);
 }
 
 main().catch((err) => {
