@@ -171,12 +171,26 @@ export const serverSection: BenchSection = {
       };
       const extraCpuPerToken: number[] = [];
       for (let r = 0; r < rounds; r++) {
-        const c0 = cpuMs();
-        const e = await engineRun(engine, promptIds, maxTokens, `bench-e${r}`);
-        const c1 = cpuMs();
-        const h = await httpRun(port, body);
-        const c2 = cpuMs();
-        if (e.tokens > 0 && h.tokens > 0) extraCpuPerToken.push((c2 - c1) / h.tokens - (c1 - c0) / e.tokens);
+        // Alternate which goes first so neither always runs right after the other's cleanup.
+        const timed = async <T,>(f: () => Promise<T>) => {
+          const c = cpuMs();
+          const out = await f();
+          return { out, cpu: cpuMs() - c };
+        };
+        const runE = () => timed(() => engineRun(engine, promptIds, maxTokens, `bench-e${r}`));
+        const runH = () => timed(() => httpRun(port, body));
+        let te: Awaited<ReturnType<typeof runE>>;
+        let th: Awaited<ReturnType<typeof runH>>;
+        if (r % 2 === 0) {
+          te = await runE();
+          th = await runH();
+        } else {
+          th = await runH();
+          te = await runE();
+        }
+        const e = te.out;
+        const h = th.out;
+        if (e.tokens > 0 && h.tokens > 0) extraCpuPerToken.push(th.cpu / h.tokens - te.cpu / e.tokens);
         engineRates.push(e.rate);
         httpRates.push(h.rate);
         engineMedRates.push(e.medianRate);
