@@ -9,8 +9,9 @@
 //     streaming the weights once);
 // plus, on one shape, TTFT cold vs with a 2,000-token cached prefix (goal ≥ 20×) and RSS before /
 // after 1,000 decode steps.
-// `--quick`: only the ~15M shape, fewer steps. `--shapes tiny,small,qwen3_0_6b` and
-// `--formats f32,q4` select parts. Checkpoints are cached under <tmp>/mlxbar-bench.
+// `--quick`: only the ~15M shape, fewer steps. `--shapes tiny,small,qwen3_0_6b`,
+// `--formats f32,q4`, `--ttft-shapes …`, `--rss-shape …`, `--reps N` select parts.
+// Checkpoints are cached under <tmp>/mlxbar-bench (written once, in a child process).
 import { fork } from 'node:child_process';
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -196,7 +197,7 @@ async function benchPrefixTtft(client: SupervisedEngineClient, info: ModelInfo, 
   // Cold: nothing of this prompt is cached (fresh ids), and it is stored for the next request.
   const cold = await run(client, request([...prefix, ...promptIds(50, 1, limit)], 1, true));
   const warm = await run(client, request([...prefix, ...promptIds(50, 2, limit)], 1, true));
-  opts.log(`ttft cold ${cold.ttftMs.toFixed(0)} ms, warm ${warm.ttftMs.toFixed(0)} ms (cached ${warm.cachedTokens})`);
+  opts.log(`${info.id}: ttft cold ${cold.ttftMs.toFixed(0)} ms, warm ${warm.ttftMs.toFixed(0)} ms (cached ${warm.cachedTokens})`);
   return {
     prefixTokens: prefixLen,
     suffixTokens: 50,
@@ -260,21 +261,23 @@ async function runEngineBench(opts: BenchOptions): Promise<BenchResult> {
   const runs: ShapeRun[] = [];
   const gemv: Record<string, { weightBytes: number; ms: number; medianMs: number; gbPerS: number; blas: string }> = {};
   const ratios: Record<string, number | null> = {};
-  let ttft: Awaited<ReturnType<typeof benchPrefixTtft>> | null = null;
+  const ttft: Record<string, Awaited<ReturnType<typeof benchPrefixTtft>>> = {};
   let rss: Awaited<ReturnType<typeof benchRss>> | null = null;
-  // TTFT and RSS run on the ~125M model (the ~15M one in --quick): big enough to be meaningful,
-  // small enough to keep the run short. `--ttft-shape` picks another.
-  const extrasShape = (typeof opts.args['ttft-shape'] === 'string' ? opts.args['ttft-shape'] : opts.quick ? 'tiny' : 'small') as ShapeName;
+  // The cached-prefix TTFT runs on the ~125M and the Qwen3-0.6B shapes (the ~15M one in --quick);
+  // RSS over 1,000 decode steps on the ~125M one: big enough to be meaningful, small enough to keep
+  // the run short. `--ttft-shapes a,b` / `--rss-shape x` pick others.
+  const ttftShapes = pick<ShapeName>(opts.args['ttft-shapes'], ['tiny', 'small', 'qwen3_0_6b'], opts.quick ? ['tiny'] : ['small', 'qwen3_0_6b']);
+  const rssShape = pick<ShapeName>(opts.args['rss-shape'], ['tiny', 'small', 'qwen3_0_6b'], [opts.quick ? 'tiny' : 'small'])[0];
   try {
     for (const shape of shapes) {
       for (const format of formats) {
         const dir = await ensureCheckpoint(shape, format, opts.log);
         const r = await benchShape(shape, format, opts, client, dir);
         runs.push(r);
-        if (shape === extrasShape && format === formats[0]) {
+        if (format === formats[0]) {
           const info = client.model!;
-          ttft = await benchPrefixTtft(client, info, opts);
-          rss = await benchRss(client, info, opts.quick ? 300 : 1000, opts);
+          if (ttftShapes.includes(shape)) ttft[shape] = await benchPrefixTtft(client, info, opts);
+          if (shape === rssShape) rss = await benchRss(client, info, opts.quick ? 300 : 1000, opts);
         }
         await client.stop();
         const key = shape;
@@ -289,15 +292,15 @@ async function runEngineBench(opts: BenchOptions): Promise<BenchResult> {
   } finally {
     await client.stop();
   }
-  if (ttft) ratios['ttft_cached_prefix_speedup'] = ttft.speedup;
+  for (const [shape, t] of Object.entries(ttft)) ratios[`ttft_cached_prefix_speedup.${shape}`] = t.speedup;
   if (rss) ratios[`rss_growth_percent_${rss.steps}_steps`] = rss.growthPercent;
   return {
     result: {
       shapes: Object.fromEntries(shapes.map((s) => [s, SHAPES[s].label])),
       runs: runs.map((r) => ({ ...r, decode_vs_gemv: ratios[`decode_vs_gemv.${r.shape}_${r.format}`] })),
       gemv,
-      ttftCachedPrefix: ttft && { shape: extrasShape, ...ttft },
-      rssDecode: rss && { shape: extrasShape, ...rss },
+      ttftCachedPrefix: ttft,
+      rssDecode: rss && { shape: rssShape, ...rss },
       notes: [
         'decode_vs_gemv = best decode ms/token ÷ best of 7 single x[1,K]·Wᵀ over the same weight bytes (same BLAS env); ≤ ~1.0 is the goal',
         'prefill and decode are the best of `bestOf` runs (shared box: interference only slows runs down)',
