@@ -12,6 +12,9 @@ import { sanitizeMessage } from '../hardening/sanitize.ts';
 import { createServer, type MlxBarServer, type ServerConfig } from '../server/index.ts';
 import type { ServerHooks } from '../server/hooks.ts';
 import type { EngineClient } from '../engine/types.ts';
+import type { EngineSpawner } from '../engine/process/spawn.ts';
+import { DEFAULT_SETTINGS, type Settings } from '../settings/schema.ts';
+import type { Hardening } from '../app/hardening.ts';
 
 export interface ServeOptions {
   model: string | null;
@@ -26,6 +29,12 @@ export interface ServeOptions {
   server: Partial<ServerConfig>;
   /** Non-fatal notes from loading settings (a repaired settings file, unknown keys). */
   warnings: string[];
+  /** The full resolved settings (caches, memory watermarks…); defaults where absent. */
+  settings?: Settings;
+  /** How to start the engine process (the desktop shell passes a utilityProcess spawner). */
+  engineSpawn?: EngineSpawner;
+  /** Raw argv given to `serve` (for the preflight, which resolves settings the same way). */
+  argv?: string[];
 }
 
 const HELP = `Usage: mlx-bar serve --model <folder> [options]
@@ -83,6 +92,8 @@ export async function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = pr
     demo: parsed.switches.demo === true,
     server,
     warnings: loaded.warnings.map((w) => `${w.where}: ${w.message}`),
+    settings: st,
+    argv,
   };
 }
 
@@ -113,6 +124,7 @@ async function ensureDemoModel(dataDir: string): Promise<string> {
 export interface RunningServe {
   server: MlxBarServer;
   engine: EngineClient;
+  hardening: Hardening | null;
   url: string;
   stop(): Promise<void>;
 }
@@ -139,7 +151,7 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
   let modelDir: string;
   if (opts.demo) modelDir = await ensureDemoModel(opts.dataDir);
   else if (!opts.model) throw new UsageError('No model: pass --model <folder> (or --demo for the random-weight demo model)');
-  else modelDir = path.resolve(opts.model);
+  else modelDir = await resolveModel(opts.model, opts.dataDir);
   if (!existsSync(modelDir) || !statSync(modelDir).isDirectory()) throw new UsageError('The model folder does not exist');
   if (!existsSync(path.join(modelDir, 'config.json'))) throw new UsageError('The model folder has no config.json');
 
@@ -149,28 +161,16 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
   const { loadTextPipeline } = await import('../engine/text/index.ts');
   const { createEngineClient } = await import('../engine/index.ts');
   const text = await loadTextPipeline(modelDir);
-  const engine = createEngineClient();
+  const engine = createEngineClient(opts.engineSpawn ? { spawn: opts.engineSpawn } : {});
   let server: MlxBarServer | null = null;
-  let metricsClose: (() => void) | null = null;
+  let hardening: Hardening | null = null;
   try {
     const modelInfo = await engine.start(modelDir);
-    const hooks: ServerHooks = {};
-    // Metrics (JSON, Prometheus, live feed), when the metrics module is present.
-    try {
-      const { createMetrics } = await import('../hardening/metrics.ts');
-      const { registerMetricsRoutes } = await import('../hardening/metrics-routes.ts');
-      const metrics = createMetrics({
-        engineStats: () => engine.stats(),
-        modelInfo: () => ({ id: engine.model?.id ?? modelInfo.id, state: engine.state }),
-      });
-      metricsClose = () => metrics.close();
-      hooks.onRequestRecord = (r) => metrics.recordRequest(r);
-      hooks.onLoad = (l) => metrics.setQueue(l.active, l.queued);
-      hooks.metricsRoutes = (app) => registerMetricsRoutes(app, metrics);
-      engine.on('crash', () => metrics.recordEngineRestart());
-    } catch (err) {
-      log(`metrics unavailable: ${sanitizeMessage(err)}`);
-    }
+    // Degradation, response cache, memory sampler/admission and metrics, wired together.
+    const { attachHardening } = await import('../app/hardening.ts');
+    const settings = opts.settings ?? { ...DEFAULT_SETTINGS, dataDir: opts.dataDir };
+    hardening = await attachHardening({ engine, modelInfo, text, dataDir: opts.dataDir, settings, log });
+    const hooks: ServerHooks = hardening.hooks;
     server = createServer(
       {
         engine,
@@ -187,16 +187,30 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
       server: s,
       engine,
       url: addr.url,
+      hardening,
       async stop() {
         await s.close();
         await engine.stop();
-        metricsClose?.();
+        await hardening?.close();
       },
     };
   } catch (err) {
     await server?.close(0).catch(() => {});
     await engine.stop().catch(() => {});
-    metricsClose?.();
+    await hardening?.close().catch(() => {});
+    throw err;
+  }
+}
+
+/** A folder, a library id, or a Hugging Face repo id (pulled into <dataDir>/models if missing). */
+async function resolveModel(arg: string, dataDir: string): Promise<string> {
+  if (existsSync(arg) && statSync(arg).isDirectory()) return path.resolve(arg);
+  try {
+    const { resolveModelArg } = await import('../library/index.ts');
+    const r = await resolveModelArg(arg, dataDir, { pull: true, terminalProgress: process.stderr.isTTY === true });
+    return r.dir;
+  } catch (err) {
+    if (err instanceof ApiError) throw new UsageError(err.message);
     throw err;
   }
 }
@@ -218,6 +232,36 @@ function readable(err: unknown, opts: ServeOptions | null): string {
   return sanitizeMessage(err);
 }
 
+/**
+ * The same checks as `mlx-bar check`, at the start of serve: errors stop the launch (exit 2) with
+ * the readable report; warnings are printed and the launch goes on. MLXBAR_SKIP_PREFLIGHT=1 skips
+ * them (the desktop shell validates settings itself).
+ */
+async function preflight(opts: ServeOptions): Promise<boolean> {
+  if (process.env.MLXBAR_SKIP_PREFLIGHT === '1') return true;
+  const { runPreflight, formatReport } = await import('../hardening/preflight.ts');
+  const { parseSettingFlags } = await import('../settings/flags.ts');
+  const flags: Record<string, unknown> = { ...parseSettingFlags(opts.argv ?? []).flags };
+  // A repo id / library id is resolved (and pulled) by startServe; only check folders here.
+  const modelIsFolder = !!opts.model && existsSync(opts.model);
+  if (!modelIsFolder) delete flags.model;
+  const report = await runPreflight({
+    flags,
+    env: process.env,
+    repairSettings: true,
+    requireModel: !opts.demo && modelIsFolder,
+    demo: opts.demo,
+    skipPortCheck: true, // startServe fails fast on a busy port with its own message
+  });
+  const problems = report.checks.filter((c) => c.status !== 'ok');
+  if (!report.ok) {
+    console.error(formatReport(report, { color: process.stderr.isTTY === true }));
+    return false;
+  }
+  for (const c of problems) console.warn(`warning: ${c.message}${c.hint ? ` (${c.hint})` : ''}`);
+  return true;
+}
+
 /** CLI entry: resolves with the exit code once the server has stopped. */
 export async function run(argv: string[]): Promise<number> {
   let opts: ServeOptions | null = null;
@@ -231,6 +275,7 @@ export async function run(argv: string[]): Promise<number> {
     }
     opts = parsed;
     for (const w of opts.warnings) console.warn(`warning: ${sanitizeMessage(w)}`);
+    if (!(await preflight(opts))) return 2;
     running = await startServe(opts);
   } catch (err) {
     console.error(`mlx-bar serve: ${sanitizeMessage(readable(err, opts))}`);

@@ -36,7 +36,8 @@ export async function startCoreFromSettings(s: Settings, opts: CoreStartOptions 
     // Every server limit from the same validated settings (queue, body size, timeouts…).
     server: toServerConfig(s),
     warnings: [] as string[],
-    // For startServe to hand to createEngineClient({ spawn }) once it accepts it (see the app report).
+    settings: s,
+    // startServe hands it to createEngineClient({ spawn }): the engine runs in a utilityProcess.
     engineSpawn: opts.engineSpawn,
   };
   // A cast, not a literal: ServeOptions grows fields over time and the extra engineSpawn must pass.

@@ -1,0 +1,152 @@
+// Composition of the hardening pieces around one running engine + server: the degradation state
+// machine, the persisted response cache, the memory sampler (pressure → degradation, per-request
+// memory admission) and the metrics (JSON/Prometheus/live feed) — all fed from the same events so
+// /health, /v1/metrics, the logs and the dashboard can never disagree.
+// Used by `mlx-bar serve` and (through startServe) by the desktop shell.
+import type { EngineClient, ModelInfo } from '../engine/types.ts';
+import type { ServerHooks } from '../server/hooks.ts';
+import type { Settings } from '../settings/schema.ts';
+import { Degradation } from '../hardening/degradation.ts';
+import { createMemorySampler, watermarksFromSettings, type MemorySampler } from '../hardening/memory.ts';
+import { createMetrics, type Metrics } from '../hardening/metrics.ts';
+import { registerMetricsRoutes } from '../hardening/metrics-routes.ts';
+import { sanitizeMessage } from '../hardening/sanitize.ts';
+import { openResponseCache } from '../caches/index.ts';
+import type { ResponseCache } from '../caches/response-cache.ts';
+
+/** Bumped when the engine's numerics change: cached responses of another engine are misses. */
+export const ENGINE_VERSION = 'mlx-bar-engine-1';
+
+export interface HardeningInput {
+  engine: EngineClient;
+  modelInfo: ModelInfo;
+  text: { tokenizerFingerprint: string; templateFingerprint: string };
+  dataDir: string;
+  settings: Pick<Settings, 'responseCache' | 'memory' | 'contextLength' | 'maxQueue'>;
+  log: (line: string) => void;
+}
+
+export interface Hardening {
+  hooks: ServerHooks;
+  metrics: Metrics;
+  degradation: Degradation;
+  memory: MemorySampler;
+  responseCache: ResponseCache | null;
+  close(): Promise<void>;
+}
+
+export async function attachHardening(input: HardeningInput): Promise<Hardening> {
+  const { engine, modelInfo, settings, log } = input;
+  const degradation = new Degradation({ log: (line) => log(sanitizeMessage(line)) }) // logs every transition;
+  const detachEngine = degradation.attachEngine(engine);
+
+  // Response cache (opt-in). Opening over a corrupt cache quarantines what is bad and reports
+  // the errors to the degradation machine: the server starts degraded-but-serving, never crashes.
+  let cache: Awaited<ReturnType<typeof openResponseCache>> | null = null;
+  try {
+    cache = await openResponseCache(
+      input.dataDir,
+      {
+        model: modelInfo.fingerprint,
+        tokenizer: input.text.tokenizerFingerprint,
+        template: input.text.templateFingerprint,
+        engine: `${ENGINE_VERSION}-${modelInfo.computeDtype}`,
+      },
+      degradation,
+      {
+        response: {
+          enabled: settings.responseCache.enabled,
+          maxEntries: settings.responseCache.maxEntries,
+          maxBytes: settings.responseCache.maxBytes,
+        },
+      },
+    );
+    if (cache.opened.corrupt) log(`cache: quarantined ${cache.opened.corrupt} corrupt entr(ies) at startup`);
+  } catch (err) {
+    // An unusable cache folder disables the cache, not the server.
+    log(`cache: unavailable (${sanitizeMessage(err)}); serving without a response cache`);
+    degradation.recordCacheError('open', err);
+  }
+
+  const { soft, hard } = watermarksFromSettings(settings.memory);
+  const memory = createMemorySampler({
+    engineStats: () => engine.stats(),
+    modelLoaded: () => engine.state === 'ready',
+    soft,
+    hard,
+    onSoft: () => {
+      degradation.reportMemoryPressure('soft');
+      cache?.response.clearMemory();
+    },
+    onHard: () => degradation.reportMemoryPressure('hard'),
+    onNormal: () => degradation.reportMemoryPressure('normal'),
+  });
+
+  const metrics = createMetrics({
+    memory,
+    engineStats: () => engine.stats(),
+    degradation: () => degradation.status(),
+    cacheStats: () => {
+      // In-memory entries of the response cache (the disk store's own budget is in its stats).
+      return { responseCache: { entries: cache?.response.stats().memoryEntries ?? 0, bytes: 0 } };
+    },
+    modelInfo: () => ({ id: engine.model?.id ?? modelInfo.id, state: engine.state }),
+  });
+  memory.start();
+
+  // Corruptions are counted by the quarantine; mirror new ones into the metrics (~1 Hz).
+  const seen: Record<string, number> = {};
+  const syncCorruptions = () => {
+    if (!cache) return;
+    for (const [reason, n] of Object.entries(cache.corruptions())) {
+      for (let i = seen[reason] ?? 0; i < n; i++) metrics.recordCacheCorruption(reason);
+      seen[reason] = n;
+    }
+  };
+  syncCorruptions();
+  const syncTimer = setInterval(syncCorruptions, 1000);
+  syncTimer.unref();
+
+  const onCrash = () => metrics.recordEngineRestart();
+  engine.on('crash', onCrash);
+
+  const cacheHook = cache?.response.serverHook();
+  const hooks: ServerHooks = {
+    onRequestRecord: (r) => metrics.recordRequest(r),
+    onLoad: (l) => {
+      metrics.setQueue(l.active, l.queued);
+      degradation.reportQueueDepth(l.queued, settings.maxQueue);
+    },
+    metricsRoutes: (app) => registerMetricsRoutes(app, metrics),
+    admission: (info) =>
+      degradation.admission() ??
+      (engine.model ? memory.admit(engine.model, info.promptTokens, info.maxTokens, { contextLength: settings.contextLength }) : null),
+    getHealth: () => ({ degradation: degradation.status() }),
+  };
+  if (cacheHook && settings.responseCache.enabled) {
+    hooks.responseCache = {
+      async get(key) {
+        const hit = await cacheHook.get(key);
+        metrics.recordResponseCache(hit ? 'hit' : 'miss');
+        return hit;
+      },
+      set: (key, value) => cacheHook.set(key, value),
+    };
+  }
+
+  return {
+    hooks,
+    metrics,
+    degradation,
+    memory,
+    responseCache: cache?.response ?? null,
+    async close() {
+      clearInterval(syncTimer);
+      engine.off('crash', onCrash);
+      detachEngine();
+      memory.stop();
+      metrics.close();
+      await cache?.flush(2000).catch(() => false);
+    },
+  };
+}
