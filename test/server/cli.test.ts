@@ -86,11 +86,12 @@ describe('mlx-bar serve', () => {
     assert.doesNotMatch(p.stderr, /\n\s+at /);
   });
 
-  test('startup errors: one readable line, exit code 2, no stack trace', async () => {
+  test('startup errors: a readable message or preflight report, exit code 2, no stack trace', async () => {
     const cases: [string[], RegExp][] = [
       [['serve', '--port', '0', '--model', path.join(tmp, 'does-not-exist')], /model folder does not exist/],
       [['serve', '--port', '0'], /No model/],
-      [['serve', '--host', '0.0.0.0', '--port', '0', '--model', tmp], /non-loopback.*API key/i],
+      // serve runs the preflight first: its report names the host/API-key policy problem.
+      [['serve', '--host', '0.0.0.0', '--port', '0', '--model', tmp], /(non-loopback|reachable from other machines).*API key/i],
       [['serve', '--port', 'eighty'], /--port must be an integer/],
       [['serve', '--bogus'], /Unknown option/],
       [['frobnicate'], /Unknown command/],
