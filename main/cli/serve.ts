@@ -15,6 +15,10 @@ import type { EngineClient } from '../engine/types.ts';
 import type { EngineSpawner } from '../engine/process/spawn.ts';
 import { DEFAULT_SETTINGS, type Settings } from '../settings/schema.ts';
 import type { Hardening } from '../app/hardening.ts';
+import type { ServerTextPipeline } from '../server/hooks.ts';
+import type { ServerModels } from '../server/models.ts';
+import type { ModelManager } from '../library/model-manager.ts';
+import type { ModelInfo } from '../engine/types.ts';
 
 export interface ServeOptions {
   model: string | null;
@@ -35,6 +39,10 @@ export interface ServeOptions {
   engineSpawn?: EngineSpawner;
   /** Raw argv given to `serve` (for the preflight, which resolves settings the same way). */
   argv?: string[];
+  /** Idle unload in ms (overrides settings.idleUnloadMinutes; 0 = never). For tests and the shell. */
+  idleUnloadMs?: number;
+  /** How long a request waits for a model load before 503 model_loading (default 120 s). */
+  modelLoadWaitMs?: number;
 }
 
 const HELP = `Usage: mlx-bar serve --model <folder> [options]
@@ -124,6 +132,8 @@ async function ensureDemoModel(dataDir: string): Promise<string> {
 export interface RunningServe {
   server: MlxBarServer;
   engine: EngineClient;
+  /** The model manager (library mode); null when the model folder is not a loadable library entry. */
+  models: ModelManager<ServerTextPipeline> | null;
   hardening: Hardening | null;
   url: string;
   stop(): Promise<void>;
@@ -160,15 +170,56 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
 
   const { loadTextPipeline } = await import('../engine/text/index.ts');
   const { createEngineClient } = await import('../engine/index.ts');
-  const text = await loadTextPipeline(modelDir);
+  const settings = opts.settings ?? { ...DEFAULT_SETTINGS, dataDir: opts.dataDir };
   const engine = createEngineClient(opts.engineSpawn ? { spawn: opts.engineSpawn } : {});
   let server: MlxBarServer | null = null;
   let hardening: Hardening | null = null;
+  let manager: ModelManager<ServerTextPipeline> | null = null;
   try {
-    const modelInfo = await engine.start(modelDir);
+    // Library mode (issue 6): the model manager owns the engine's model: /v1/models lists
+    // <dataDir>/models (+ the started folder), a request's `model` switches (one at a time,
+    // single-flight), idle unload after settings.idleUnloadMinutes. Each model brings its own text
+    // pipeline. The response-cache keys carry the fingerprint of the model that answered, so a
+    // cached answer is never served for another model.
+    const lib = await import('../library/index.ts');
+    const libraryOptions = () => ({ extraDirs: [modelDir], contextTokens: settings.contextLength });
+    const startEntry = await lib.inspectFolder(modelDir, libraryOptions());
+    let modelInfo: ModelInfo;
+    let text: Awaited<ReturnType<typeof loadTextPipeline>>;
+    let models: ServerModels | undefined;
+    if (startEntry?.ready) {
+      const m = lib.createModelManager<ServerTextPipeline>({
+        engine,
+        dataDir: opts.dataDir,
+        library: libraryOptions,
+        idleUnloadMs: opts.idleUnloadMs ?? Math.round(settings.idleUnloadMinutes * 60_000),
+        // The started folder is found by its own id first (a same-named library folder must not shadow it).
+        find: async (id) =>
+          id === startEntry.id || id === startEntry.folder
+            ? lib.inspectFolder(modelDir, libraryOptions())
+            : lib.findModel(id, opts.dataDir, libraryOptions()),
+        loadExtras: (dir) => loadTextPipeline(dir),
+      });
+      manager = m;
+      modelInfo = await m.ensureLoaded(startEntry.id);
+      text = m.loaded!.extras as Awaited<ReturnType<typeof loadTextPipeline>>;
+      models = lib.managerServerModels({
+        manager: m,
+        dataDir: opts.dataDir,
+        library: libraryOptions,
+        defaultId: startEntry.id,
+        loadWaitMs: opts.modelLoadWaitMs,
+        retryAfterSeconds: opts.server.retryAfterSeconds,
+      });
+      m.on('loaded', (e: { id: string; loadMs: number }) => log(`model: loaded ${e.id} in ${e.loadMs} ms`));
+      m.on('unloaded', (e: { id: string; reason: string }) => log(`model: unloaded ${e.id} (${e.reason})`));
+    } else {
+      // A folder the library does not consider complete: serve it alone, as before.
+      text = await loadTextPipeline(modelDir);
+      modelInfo = await engine.start(modelDir);
+    }
     // Degradation, response cache, memory sampler/admission and metrics, wired together.
     const { attachHardening } = await import('../app/hardening.ts');
-    const settings = opts.settings ?? { ...DEFAULT_SETTINGS, dataDir: opts.dataDir };
     hardening = await attachHardening({ engine, modelInfo, text, dataDir: opts.dataDir, settings, log });
     const hooks: ServerHooks = hardening.hooks;
     server = createServer(
@@ -178,6 +229,7 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
         modelInfo,
         modelMeta: { aliases: [path.basename(modelDir)], demo: opts.demo },
         hooks,
+        models,
       },
       partial,
     );
@@ -186,16 +238,19 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
     return {
       server: s,
       engine,
+      models: manager,
       url: addr.url,
       hardening,
       async stop() {
         await s.close();
+        await manager?.close().catch(() => {});
         await engine.stop();
         await hardening?.close();
       },
     };
   } catch (err) {
     await server?.close(0).catch(() => {});
+    await manager?.close().catch(() => {});
     await engine.stop().catch(() => {});
     await hardening?.close().catch(() => {});
     throw err;

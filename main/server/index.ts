@@ -22,9 +22,11 @@ import { newTrack, toRecord, type RequestTrack } from './track.ts';
 import { validateChatRequest, validateCompletionRequest, type ChatRequest, type CompletionRequest } from './validate.ts';
 import { randomId, runGeneration, SHUTDOWN_REASON, type PreparedGeneration } from './generation.ts';
 import { DASHBOARD_SECURITY_HEADERS, readDashboardFile } from './static.ts';
+import type { ServedModelLease, ServerModels } from './models.ts';
 
 export type { ServerConfig } from './config.ts';
 export { resolveServerConfig, DEFAULT_SERVER_CONFIG } from './config.ts';
+export type { ServerModels, ServedModelLease, ServedModelsStatus, PublicModel } from './models.ts';
 
 export interface ServerDeps {
   engine: EngineClient;
@@ -33,6 +35,11 @@ export interface ServerDeps {
   modelInfo: ModelInfo;
   modelMeta?: ServedModelMeta;
   hooks?: ServerHooks;
+  /**
+   * Model library + manager (optional): /v1/models lists it, a request's `model` picks one of
+   * its models (loaded/switched on demand), and `text`/`modelInfo` above become the fallback.
+   */
+  models?: ServerModels;
 }
 
 export interface MlxBarServer {
@@ -311,10 +318,11 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
     throw new ApiError('engine_unavailable', 'The engine is not running', { retryAfter: state === 'failed' ? 30 : retryAfter });
   }
 
-  function encodePrompt(r: ChatRequest | CompletionRequest): number[] {
+  function encodePrompt(r: ChatRequest | CompletionRequest, text: ServerTextPipeline): number[] {
     try {
-      if (r.kind === 'chat') return deps.text.encodeChat(r.messages, r.tools ? { tools: r.tools } : {}).ids;
-      return typeof r.prompt === 'string' ? deps.text.encode(r.prompt) : r.prompt;
+      if (r.kind === 'chat') return text.encodeChat(r.messages, r.tools ? { tools: r.tools } : {}).ids;
+      if (typeof r.prompt === 'string') return text.encode(r.prompt);
+      return r.prompt;
     } catch (err) {
       if (err instanceof ApiError) throw err;
       // Template errors (e.g. "roles must alternate") are the client's to fix: 400, sanitized.
@@ -324,11 +332,11 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
     }
   }
 
-  function prepare(r: ChatRequest | CompletionRequest, track: RequestTrack): PreparedGeneration {
-    const modelId = matchModel(r.model);
+  function prepare(r: ChatRequest | CompletionRequest, track: RequestTrack, lease: ServedModelLease | null): PreparedGeneration {
+    const modelId = lease ? lease.id : matchModel(r.model);
     requireEngineReady();
-    const info = currentModel();
-    const promptIds = encodePrompt(r);
+    const info = lease ? lease.info : currentModel();
+    const promptIds = encodePrompt(r, lease ? lease.text : deps.text);
     if (promptIds.length === 0) throw new ApiError('invalid_value', 'The prompt is empty', { param: r.kind === 'chat' ? 'messages' : 'prompt' });
     track.promptTokens = promptIds.length;
     const ctx = info.contextLength;
@@ -343,7 +351,7 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
     const maxTokens = Math.min(r.maxTokens ?? config.defaultMaxTokens, remaining);
     const sampling: SamplingParams = { ...r.sampling, maxTokens };
     if (sampling.seed === undefined) delete sampling.seed;
-    const toolsActive = r.kind === 'chat' && r.tools !== null && deps.text.toolCallFormat !== 'none';
+    const toolsActive = r.kind === 'chat' && r.tools !== null && (lease ? lease.text : deps.text).toolCallFormat !== 'none';
     const deterministic = sampling.temperature === 0 || sampling.seed !== undefined;
     const cacheKey: ResponseCacheKey | null =
       deterministic && hooks.responseCache
@@ -381,19 +389,77 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
     const r =
       kind === 'chat'
         ? validateChatRequest(body, { maxStopLength: config.maxStopLength })
-        : validateCompletionRequest(body, { maxStopLength: config.maxStopLength, vocabSize: currentModel().vocabSize });
+        : validateCompletionRequest(body, {
+            maxStopLength: config.maxStopLength,
+            // Library mode: token ids are checked against the leased model's vocabulary below.
+            vocabSize: deps.models ? Number.MAX_SAFE_INTEGER : currentModel().vocabSize,
+          });
     track.stream = r.stream;
-    const prep = prepare(r, track);
-    const run = runGeneration(genEnv, prep, reply, track);
-    track.settled = run;
-    await run;
+    if (!deps.models) {
+      const prep = prepare(r, track, null);
+      const run = runGeneration(genEnv, prep, reply, track);
+      track.settled = run;
+      await run;
+      return;
+    }
+    // Library mode: lease the named model (loads or switches it; a request for the loaded model
+    // gets it at once). The wait for a load is part of this request's latency; the lease keeps
+    // the model from being unloaded or switched away until the generation has ended.
+    let clientGone = false;
+    const onGone = () => {
+      clientGone = true;
+    };
+    reply.raw.once('close', onGone);
+    let lease: ServedModelLease;
+    try {
+      lease = await deps.models.acquire(r.model === null || r.model === '' ? null : r.model);
+    } finally {
+      reply.raw.off('close', onGone);
+    }
+    try {
+      // The client gave up while the model was loading: nothing to run (recorded as 499).
+      if (clientGone) {
+        reply.hijack();
+        return;
+      }
+      if (r.kind === 'completions' && typeof r.prompt !== 'string' && r.prompt.some((t) => t >= lease.info.vocabSize)) {
+        throw new ApiError('invalid_value', 'token ids must be integers within the vocabulary', { param: 'prompt' });
+      }
+      const prep = prepare(r, track, lease);
+      const run = runGeneration({ ...genEnv, text: lease.text }, prep, reply, track);
+      track.settled = run;
+      await run;
+    } finally {
+      lease.release();
+    }
   }
 
   // ---------------------------------------------------------------- routes
   app.post('/v1/chat/completions', (request, reply) => handleGeneration(request, reply, 'chat'));
   app.post('/v1/completions', (request, reply) => handleGeneration(request, reply, 'completions'));
 
+  const startNames = new Set([deps.modelInfo.id, ...(meta.aliases ?? [])]);
   app.get('/v1/models', async () => {
+    if (deps.models) {
+      const loadedId = deps.models.status().modelId;
+      const list = await deps.models.list();
+      return {
+        object: 'list',
+        data: list.map(({ id, ...extra }) => {
+          // Only the started model is the demo one; other library models are real.
+          const demo = meta.demo === true && (startNames.has(id) || (typeof extra.folder === 'string' && startNames.has(extra.folder)));
+          return {
+            id,
+            object: 'model',
+            created: modelCreated,
+            owned_by: demo ? 'mlx-bar-demo (random weights, output is gibberish)' : 'mlx-bar',
+            ...(demo ? { demo: true } : {}),
+            ...extra,
+            loaded: id === loadedId,
+          };
+        }),
+      };
+    }
     const m = currentModel();
     return {
       object: 'list',
@@ -420,11 +486,15 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
     } catch {
       extra = {};
     }
-    const ok = state === 'ready';
+    // Library mode: a model unloaded after idle time is not an error; the next request reloads it.
+    const ms = deps.models?.status() ?? null;
+    const idleUnloaded = ms !== null && ms.state === 'empty' && state === 'stopped';
+    const ok = state === 'ready' || idleUnloaded;
     if (!ok) reply.code(503).header('retry-after', String(config.retryAfterSeconds));
     return {
       status: ok ? 'ok' : state,
-      model: m?.id ?? null,
+      model: ms ? (ms.loadingId ?? ms.modelId ?? ms.defaultId) : (m?.id ?? null),
+      ...(ms ? { model_state: ms.state === 'empty' ? 'unloaded' : ms.state } : {}),
       ...(meta.demo ? { demo: true } : {}),
       uptime_seconds: Math.round((Date.now() - startedAt) / 1000),
       engine: { state },
