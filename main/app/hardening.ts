@@ -13,6 +13,7 @@ import { registerMetricsRoutes } from '../hardening/metrics-routes.ts';
 import { sanitizeMessage } from '../hardening/sanitize.ts';
 import { openResponseCache } from '../caches/index.ts';
 import type { ResponseCache } from '../caches/response-cache.ts';
+import { startPrefixPersistence, type PrefixEngine, type PrefixPersistence } from './prefix-persistence.ts';
 
 /** Bumped when the engine's numerics change: cached responses of another engine are misses. */
 export const ENGINE_VERSION = 'mlx-bar-engine-1';
@@ -22,7 +23,7 @@ export interface HardeningInput {
   modelInfo: ModelInfo;
   text: { tokenizerFingerprint: string; templateFingerprint: string };
   dataDir: string;
-  settings: Pick<Settings, 'responseCache' | 'memory' | 'contextLength' | 'maxQueue'>;
+  settings: Pick<Settings, 'responseCache' | 'prefixCache' | 'memory' | 'contextLength' | 'maxQueue'>;
   log: (line: string) => void;
 }
 
@@ -32,6 +33,8 @@ export interface Hardening {
   degradation: Degradation;
   memory: MemorySampler;
   responseCache: ResponseCache | null;
+  /** Prefix KV persistence (null when `prefixCache.persist` is off or the store is unusable). */
+  prefixPersistence: PrefixPersistence | null;
   close(): Promise<void>;
 }
 
@@ -68,6 +71,20 @@ export async function attachHardening(input: HardeningInput): Promise<Hardening>
     degradation.recordCacheError('open', err);
   }
 
+  // Prefix KV persistence: warm restarts for long repeated prompts.
+  const prefix = settings.prefixCache.persist
+    ? await startPrefixPersistence({
+        engine: engine as unknown as PrefixEngine,
+        modelInfo,
+        dataDir: input.dataDir,
+        engineVersion: `${ENGINE_VERSION}-${modelInfo.computeDtype}`,
+        maxBytes: settings.prefixCache.maxBytes,
+        maxEntries: settings.prefixCache.maxEntries,
+        health: degradation,
+        log,
+      })
+    : null;
+
   const { soft, hard } = watermarksFromSettings(settings.memory);
   const memory = createMemorySampler({
     engineStats: () => engine.stats(),
@@ -97,8 +114,9 @@ export async function attachHardening(input: HardeningInput): Promise<Hardening>
   // Corruptions are counted by the quarantine; mirror new ones into the metrics (~1 Hz).
   const seen: Record<string, number> = {};
   const syncCorruptions = () => {
-    if (!cache) return;
-    for (const [reason, n] of Object.entries(cache.corruptions())) {
+    const total: Record<string, number> = { ...(cache?.corruptions() ?? {}) };
+    for (const [reason, n] of Object.entries(prefix?.corruptions() ?? {})) total[reason] = (total[reason] ?? 0) + n;
+    for (const [reason, n] of Object.entries(total)) {
       for (let i = seen[reason] ?? 0; i < n; i++) metrics.recordCacheCorruption(reason);
       seen[reason] = n;
     }
@@ -112,7 +130,10 @@ export async function attachHardening(input: HardeningInput): Promise<Hardening>
 
   const cacheHook = cache?.response.serverHook();
   const hooks: ServerHooks = {
-    onRequestRecord: (r) => metrics.recordRequest(r),
+    onRequestRecord: (r) => {
+      metrics.recordRequest(r);
+      prefix?.noteActivity(); // persist new prompt prefixes once the server is idle
+    },
     onLoad: (l) => {
       metrics.setQueue(l.active, l.queued);
       degradation.reportQueueDepth(l.queued, settings.maxQueue);
@@ -140,7 +161,9 @@ export async function attachHardening(input: HardeningInput): Promise<Hardening>
     degradation,
     memory,
     responseCache: cache?.response ?? null,
+    prefixPersistence: prefix,
     async close() {
+      await prefix?.close(10_000).catch(() => {});
       clearInterval(syncTimer);
       engine.off('crash', onCrash);
       detachEngine();

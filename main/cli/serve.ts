@@ -171,7 +171,11 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
   const { loadTextPipeline } = await import('../engine/text/index.ts');
   const { createEngineClient } = await import('../engine/index.ts');
   const settings = opts.settings ?? { ...DEFAULT_SETTINGS, dataDir: opts.dataDir };
-  const engine = createEngineClient(opts.engineSpawn ? { spawn: opts.engineSpawn } : {});
+  const prefixBudget = (opts.settings ?? DEFAULT_SETTINGS).prefixCache.maxBytes;
+  const engine = createEngineClient({
+    ...(opts.engineSpawn ? { spawn: opts.engineSpawn } : {}),
+    engine: { prefixCacheBytes: prefixBudget },
+  });
   let server: MlxBarServer | null = null;
   let hardening: Hardening | null = null;
   let manager: ModelManager<ServerTextPipeline> | null = null;
@@ -243,6 +247,8 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
       hardening,
       async stop() {
         await s.close();
+        // Persist new prompt prefixes while the engine can still export them.
+        await hardening?.prefixPersistence?.close(10_000).catch(() => {});
         await manager?.close().catch(() => {});
         await engine.stop();
         await hardening?.close();
