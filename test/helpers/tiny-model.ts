@@ -8,27 +8,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { normalizeSpec, writeModelFolder, type ModelWriteSpec } from '../../main/engine/demo/write-model.ts';
 
-export interface TinyModelSpec {
-  family: 'llama' | 'mistral' | 'qwen2' | 'qwen3';
-  dtype?: 'float32' | 'bfloat16' | 'float16';
-  quant?: { bits: 4 | 8; groupSize: 32 | 64 } | null;
-  tied?: boolean;
-  layers?: number;
-  hidden?: number;
-  heads?: number;
-  kvHeads?: number;
-  headDim?: number;
-  intermediate?: number;
-  ropeScaling?: 'llama3' | null;
-  shards?: number;
-  seed?: number;
-  maxPositionEmbeddings?: number;
-  /**
-   * Defaults to 151,936 (covers the real Qwen3 tokenizer shipped in the folder). Only tests that
-   * never tokenize text may shrink it (smaller, faster fixtures); ids must then stay below it.
-   */
-  vocabSize?: number;
-}
+/** A tiny model's shape and storage (the demo writer's spec: one definition for both). */
+export type TinyModelSpec = ModelWriteSpec;
 
 /** Bump when the writer's output changes so stale cached fixtures are not reused. */
 const FIXTURE_VERSION = 2;

@@ -26,6 +26,7 @@ import type {
 import { engineProcessEnv } from './blas.ts';
 import {
   PROTOCOL_VERSION,
+  cancelledDoneEvent,
   parseEngineMessage,
   parsePrefixSnapshot,
   validateGenerateRequest,
@@ -519,17 +520,4 @@ export class SupervisedEngineClient extends EventEmitter implements EngineClient
   }
 }
 
-function cancelledDone(requestId: string, promptTokens = 0): EngineEvent {
-  return {
-    type: 'done',
-    requestId,
-    finishReason: 'cancelled',
-    stopReason: 'cancelled',
-    promptTokens,
-    cachedTokens: 0,
-    completionTokens: 0,
-    ttftMs: 0,
-    prefillMs: 0,
-    decodeMs: 0,
-  };
-}
+const cancelledDone = cancelledDoneEvent;

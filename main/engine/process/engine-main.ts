@@ -9,7 +9,7 @@ import { sanitizeMessage } from '../../hardening/sanitize.ts';
 import type { EngineErrorCode, EngineEvent, EngineStats, GenerateRequest, ModelInfo, PrefixKvSnapshot } from '../types.ts';
 import { detectLoadedBlas } from './blas.ts';
 import { parentChannel } from './ipc.ts';
-import { PROTOCOL_VERSION, parseParentMessage, validateGenerateRequest, type EngineMessage, type LoadOptions } from './protocol.ts';
+import { PROTOCOL_VERSION, cancelledDoneEvent, parseParentMessage, validateGenerateRequest, type EngineMessage, type LoadOptions } from './protocol.ts';
 import { loadBackend, type Backend } from './backend.ts';
 
 const channel = parentChannel();
@@ -33,18 +33,7 @@ function errorEvent(requestId: string, code: EngineErrorCode, message: string): 
 }
 
 function cancelledDone(job: Job, promptTokens = job.request.promptIds.length): EngineEvent {
-  return {
-    type: 'done',
-    requestId: job.request.requestId,
-    finishReason: 'cancelled',
-    stopReason: 'cancelled',
-    promptTokens,
-    cachedTokens: 0,
-    completionTokens: 0,
-    ttftMs: 0,
-    prefillMs: 0,
-    decodeMs: 0,
-  };
+  return cancelledDoneEvent(job.request.requestId, promptTokens);
 }
 
 async function handleLoad(modelDir: string, protocol: number, options: LoadOptions): Promise<void> {

@@ -268,3 +268,19 @@ export function parseEngineMessage(v: unknown): EngineMessage | null {
       return null;
   }
 }
+
+/** The `done` event of a generation that was cancelled before producing anything more. */
+export function cancelledDoneEvent(requestId: string, promptTokens = 0): EngineEvent {
+  return {
+    type: 'done',
+    requestId,
+    finishReason: 'cancelled',
+    stopReason: 'cancelled',
+    promptTokens,
+    cachedTokens: 0,
+    completionTokens: 0,
+    ttftMs: 0,
+    prefillMs: 0,
+    decodeMs: 0,
+  };
+}
