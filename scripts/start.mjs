@@ -3,7 +3,7 @@
 // server) the headless server on the embedded DEMO model, with the endpoint and dashboard URLs
 // printed. Electron is detected WITHOUT require('electron') (which throws when the binary download
 // failed): resolve electron/package.json, read its path.txt, check dist/<binary> exists.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -37,18 +37,28 @@ function run(cmd, argv) {
   });
 }
 
+/** `npm ci && npm start` must be enough: build what is missing (once) before starting. */
+function ensureBuilt(marker, script) {
+  if (existsSync(path.join(root, marker))) return;
+  console.log(`First start: building (npm run ${script})…`);
+  const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+  const r = spawnSync(npm, ['run', '-s', script], { cwd: root, stdio: 'inherit' });
+  if (r.status !== 0) {
+    console.error(`start: npm run ${script} failed`);
+    process.exit(2);
+  }
+}
+
 const isMain = process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url);
 if (isMain) {
   const electron = findElectronBinary();
   if (electron) {
-    if (!existsSync(path.join(root, 'dist', 'main', 'shell', 'index.js'))) {
-      console.error('start: the app is not built yet; run `npm run build` first.');
-      process.exit(2);
-    }
+    ensureBuilt(path.join('dist', 'main', 'shell', 'index.js'), 'build');
     run(electron, [root, ...args]);
   } else {
     const userModel = args.includes('--model') || args.some((a) => a.startsWith('--model=')) || !!process.env.MLXBAR_MODEL;
     console.log('No Electron binary on this machine: starting the headless server instead.');
+    ensureBuilt(path.join('dist', 'renderer', 'index.html'), 'build:renderer'); // the dashboard
     if (!userModel) console.log('No --model given: using the embedded DEMO model (random weights, gibberish output).');
     run(process.execPath, [path.join(root, 'bin', 'mlx-bar.mjs'), 'serve', ...(userModel ? [] : ['--demo']), ...args]);
   }
