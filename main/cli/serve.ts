@@ -191,6 +191,7 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
     let modelInfo: ModelInfo;
     let text: Awaited<ReturnType<typeof loadTextPipeline>>;
     let models: ServerModels | undefined;
+    let modelAdmin: ReturnType<typeof lib.createModelAdmin> | undefined;
     if (startEntry?.ready) {
       const m = lib.createModelManager<ServerTextPipeline>({
         engine,
@@ -215,6 +216,8 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
         loadWaitMs: opts.modelLoadWaitMs,
         retryAfterSeconds: opts.server.retryAfterSeconds,
       });
+      // Downloads + switching from the dashboard (POST /v1/models/pull, /load; GET /v1/models/pulls).
+      modelAdmin = lib.createModelAdmin({ manager: m, dataDir: opts.dataDir, library: libraryOptions });
       m.on('loaded', (e: { id: string; loadMs: number }) => log(`model: loaded ${e.id} in ${e.loadMs} ms`));
       m.on('unloaded', (e: { id: string; reason: string }) => log(`model: unloaded ${e.id} (${e.reason})`));
     } else {
@@ -234,6 +237,7 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
         modelMeta: { aliases: [path.basename(modelDir)], demo: opts.demo },
         hooks,
         models,
+        modelAdmin,
       },
       partial,
     );
@@ -246,6 +250,7 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
       url: addr.url,
       hardening,
       async stop() {
+        modelAdmin?.close();
         await s.close();
         // Persist new prompt prefixes while the engine can still export them.
         await hardening?.prefixPersistence?.close(10_000).catch(() => {});

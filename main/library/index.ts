@@ -17,3 +17,4 @@ export function toPublicEntry(e: LibraryEntry): PublicLibraryEntry {
   return rest;
 }
 export { managerServerModels, DEFAULT_LOAD_WAIT_MS, type ServerModelsOptions } from './server-models.ts';
+export { createModelAdmin, type ModelAdmin, type ModelAdminOptions } from './server-admin.ts';

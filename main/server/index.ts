@@ -22,11 +22,11 @@ import { newTrack, toRecord, type RequestTrack } from './track.ts';
 import { validateChatRequest, validateCompletionRequest, type ChatRequest, type CompletionRequest } from './validate.ts';
 import { randomId, runGeneration, SHUTDOWN_REASON, type PreparedGeneration } from './generation.ts';
 import { DASHBOARD_SECURITY_HEADERS, readDashboardFile } from './static.ts';
-import type { ServedModelLease, ServerModels } from './models.ts';
+import type { ServedModelLease, ServerModelAdmin, ServerModels } from './models.ts';
 
 export type { ServerConfig } from './config.ts';
 export { resolveServerConfig, DEFAULT_SERVER_CONFIG } from './config.ts';
-export type { ServerModels, ServedModelLease, ServedModelsStatus, PublicModel } from './models.ts';
+export type { ServerModels, ServedModelLease, ServedModelsStatus, PublicModel, ServerModelAdmin, PublicPullJob } from './models.ts';
 
 export interface ServerDeps {
   engine: EngineClient;
@@ -40,6 +40,8 @@ export interface ServerDeps {
    * its models (loaded/switched on demand), and `text`/`modelInfo` above become the fallback.
    */
   models?: ServerModels;
+  /** Downloads + model switching over HTTP (/v1/models/pull, /pulls, /load); 404 without it. */
+  modelAdmin?: ServerModelAdmin;
 }
 
 export interface MlxBarServer {
@@ -57,6 +59,9 @@ const ROUTES: Record<string, string[]> = {
   '/v1/chat/completions': ['POST'],
   '/v1/completions': ['POST'],
   '/v1/models': ['GET', 'HEAD'],
+  '/v1/models/pull': ['POST'],
+  '/v1/models/pulls': ['GET', 'HEAD'],
+  '/v1/models/load': ['POST'],
   '/health': ['GET', 'HEAD'],
 };
 
@@ -64,6 +69,8 @@ const ROUTES: Record<string, string[]> = {
 function isUnrecorded(path: string): boolean {
   return (
     path === '/health' ||
+    // The dashboard polls download progress about once a second: not traffic.
+    path === '/v1/models/pulls' ||
     path === '/metrics' ||
     path.startsWith('/v1/metrics') ||
     path === '/' ||
@@ -475,6 +482,37 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
         },
       ],
     };
+  });
+
+  // Model management (dashboard Models page): downloads into the library and switching models.
+  const admin = (): ServerModelAdmin => {
+    if (!deps.modelAdmin) throw new ApiError('not_found', 'Model management is not available on this server');
+    return deps.modelAdmin;
+  };
+  const bodyString = (body: unknown, field: string): string => {
+    const v = (body as Record<string, unknown> | null)?.[field];
+    if (v === undefined || v === null || v === '') throw new ApiError('missing_required_parameter', `Missing "${field}"`, { param: field });
+    if (typeof v !== 'string') throw new ApiError('invalid_value', `"${field}" must be a string`, { param: field });
+    return v;
+  };
+  app.post('/v1/models/pull', async (request, reply) => {
+    const a = admin();
+    const repo = bodyString(request.body, 'repo');
+    const { job, created } = a.pull(repo);
+    return reply.code(created ? 202 : 200).send({ job });
+  });
+  app.get('/v1/models/pulls', async () => ({ object: 'list', data: admin().pulls() }));
+  app.delete('/v1/models/pulls/:id', async (request) => {
+    const id = String((request.params as { id?: string }).id ?? '');
+    const job = /^[\w-]{1,64}$/.test(id) ? admin().cancelPull(id) : null;
+    if (!job) throw new ApiError('not_found', 'No such download');
+    return { job };
+  });
+  app.post('/v1/models/load', async (request) => {
+    const a = admin();
+    const model = bodyString(request.body, 'model');
+    const entry = await a.load(model);
+    return { object: 'model', ...entry, loaded: true };
   });
 
   app.get('/health', async (_request, reply) => {

@@ -45,3 +45,40 @@ export interface ServerModels {
   acquire(requested: string | null): Promise<ServedModelLease>;
   status(): ServedModelsStatus;
 }
+
+/** A model download as reported by GET /v1/models/pulls (no paths; the error message is sanitized). */
+export interface PublicPullJob {
+  /** Opaque job id (for DELETE /v1/models/pulls/:id). */
+  id: string;
+  /** `owner/name[@rev]` as asked for. */
+  repo: string;
+  /** The library id the model gets once ready. */
+  model: string;
+  state: 'running' | 'done' | 'failed' | 'cancelled';
+  receivedBytes: number;
+  totalBytes: number;
+  bytesPerSec: number;
+  etaSec: number | null;
+  filesDone: number;
+  filesTotal: number;
+  file: string | null;
+  startedAt: number;
+  finishedAt: number | null;
+  error: { code: string; message: string } | null;
+}
+
+/**
+ * Optional seam for managing models over HTTP (the dashboard's Models page): downloads from the hub
+ * into the library and switching the served model. Implemented by the library
+ * (main/library/server-admin.ts); the server only validates the body shape and maps errors.
+ */
+export interface ServerModelAdmin {
+  /** Starts (or joins the running) download of `owner/name[@rev]`. Rejects with ApiError 400 for a bad id. */
+  pull(repo: string): { job: PublicPullJob; created: boolean };
+  /** Running and recently finished downloads, newest first. */
+  pulls(): PublicPullJob[];
+  /** Cancels a running download; null when the id is unknown. */
+  cancelPull(id: string): PublicPullJob | null;
+  /** Loads `model` (exact library id) as the served model; ApiError 404 model_not_found otherwise. */
+  load(model: string): Promise<PublicModel>;
+}

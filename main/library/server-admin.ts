@@ -1,0 +1,175 @@
+// Adapter from the library (downloader + model manager) to the server's `modelAdmin` seam
+// (main/server/models.ts): the dashboard's Models page starts downloads, watches their progress by
+// polling, cancels them, and switches the served model.
+//
+// Jobs get an opaque id (a repo id has a `/`, which does not belong in a URL path segment). A pull
+// of a repo that is already downloading joins the running job (the downloader single-flights too).
+// Finished jobs stay listed for a while so the page can show "done" / the error after the fact.
+// Errors shown to the page are the downloader's own safe messages, sanitized once more.
+import { randomBytes } from 'node:crypto';
+import type { PublicModel, PublicPullJob, ServerModelAdmin } from '../server/models.ts';
+import type { ServerTextPipeline } from '../server/hooks.ts';
+import { ApiError } from '../hardening/errors.ts';
+import { sanitizeMessage } from '../hardening/sanitize.ts';
+import { startPull, type PullJob, type PullOptions } from './downloader.ts';
+import { HubError } from './hub-client.ts';
+import { listModels, type ListOptions } from './library.ts';
+import type { ModelManager } from './model-manager.ts';
+import { InvalidInputError, modelIdOf, parseRepoSpec, quoteUntrusted } from './validate.ts';
+import type { LibraryEntry } from './library.ts';
+
+export interface ModelAdminOptions {
+  manager: ModelManager<ServerTextPipeline>;
+  dataDir: string;
+  library?: ListOptions | (() => ListOptions);
+  /** Extra downloader options (endpoint/token default to $HF_ENDPOINT / $HF_TOKEN). */
+  pull?: Omit<PullOptions, 'dataDir' | 'signal'>;
+  /** How long finished jobs stay listed (default 10 minutes). */
+  keepFinishedMs?: number;
+  /** At most this many finished jobs are kept (default 20). */
+  maxFinished?: number;
+}
+
+export interface ModelAdmin extends ServerModelAdmin {
+  /** Cancels every running download (at shutdown). */
+  close(): void;
+}
+
+interface JobRecord {
+  id: string;
+  repo: string;
+  model: string;
+  job: PullJob;
+  state: PublicPullJob['state'];
+  startedAt: number;
+  finishedAt: number | null;
+  error: { code: string; message: string } | null;
+  cancelled: boolean;
+}
+
+function publicEntry(e: LibraryEntry): PublicModel {
+  const { dir: _dir, ...rest } = e;
+  return rest as PublicModel;
+}
+
+export function createModelAdmin(opts: ModelAdminOptions): ModelAdmin {
+  const jobs = new Map<string, JobRecord>();
+  const keepMs = opts.keepFinishedMs ?? 10 * 60_000;
+  const maxFinished = opts.maxFinished ?? 20;
+  const lib = (): ListOptions => (typeof opts.library === 'function' ? opts.library() : opts.library ?? {});
+
+  const prune = () => {
+    const now = Date.now();
+    const finished = [...jobs.values()].filter((r) => r.state !== 'running').sort((a, b) => (b.finishedAt ?? 0) - (a.finishedAt ?? 0));
+    finished.forEach((r, i) => {
+      if (i >= maxFinished || now - (r.finishedAt ?? now) > keepMs) jobs.delete(r.id);
+    });
+  };
+
+  const toPublic = (r: JobRecord): PublicPullJob => {
+    const p = r.job.progress;
+    const running = r.state === 'running';
+    return {
+      id: r.id,
+      repo: r.repo,
+      model: r.model,
+      state: r.state,
+      receivedBytes: p.receivedBytes,
+      totalBytes: p.totalBytes,
+      bytesPerSec: running ? Math.round(p.bytesPerSec) : 0,
+      etaSec: running ? p.etaSec : r.state === 'done' ? 0 : null,
+      filesDone: p.filesDone,
+      filesTotal: p.filesTotal,
+      file: running ? p.file : null,
+      startedAt: r.startedAt,
+      finishedAt: r.finishedAt,
+      error: r.error,
+    };
+  };
+
+  return {
+    pull(repo) {
+      let model: string;
+      try {
+        model = modelIdOf(parseRepoSpec(repo));
+      } catch (err) {
+        if (err instanceof InvalidInputError) throw new ApiError('invalid_value', err.message, { param: 'repo' });
+        throw err;
+      }
+      prune();
+      for (const r of jobs.values()) {
+        if (r.model === model && r.state === 'running') return { job: toPublic(r), created: false };
+      }
+      let job: PullJob;
+      try {
+        job = startPull(repo, { ...opts.pull, dataDir: opts.dataDir });
+      } catch (err) {
+        if (err instanceof InvalidInputError) throw new ApiError('invalid_value', err.message, { param: 'repo' });
+        throw err;
+      }
+      const rec: JobRecord = {
+        id: randomBytes(8).toString('hex'),
+        repo,
+        model,
+        job,
+        state: 'running',
+        startedAt: Date.now(),
+        finishedAt: null,
+        error: null,
+        cancelled: false,
+      };
+      jobs.set(rec.id, rec);
+      job.result.then(
+        () => {
+          rec.state = 'done';
+          rec.finishedAt = Date.now();
+        },
+        (err: unknown) => {
+          rec.finishedAt = Date.now();
+          const code = err instanceof HubError ? err.code : 'io_error';
+          if (rec.cancelled || code === 'cancelled') {
+            rec.state = 'cancelled';
+            rec.error = { code: 'cancelled', message: 'Download cancelled; pulling again resumes it' };
+          } else {
+            rec.state = 'failed';
+            rec.error = { code, message: sanitizeMessage(err) };
+          }
+        },
+      );
+      return { job: toPublic(rec), created: true };
+    },
+
+    pulls() {
+      prune();
+      return [...jobs.values()].sort((a, b) => b.startedAt - a.startedAt).map(toPublic);
+    },
+
+    cancelPull(id) {
+      const r = jobs.get(id);
+      if (!r) return null;
+      if (r.state === 'running') {
+        r.cancelled = true;
+        r.job.cancel();
+      }
+      return toPublic(r);
+    },
+
+    async load(model) {
+      const entries = await listModels(opts.dataDir, lib());
+      // Exact library id only: the name never becomes a path.
+      const entry = entries.find((e) => e.id === model);
+      if (!entry) throw new ApiError('model_not_found', `The model ${quoteUntrusted(model)} is not in the library`, { param: 'model' });
+      await opts.manager.ensureLoaded(entry.id);
+      return publicEntry(entry);
+    },
+
+    close() {
+      for (const r of jobs.values()) {
+        if (r.state === 'running') {
+          r.cancelled = true;
+          r.job.cancel();
+        }
+      }
+    },
+  };
+}

@@ -1,0 +1,188 @@
+// Model management over HTTP end to end (`startServe`: real supervised engine on a tiny model, real
+// loopback HTTP, the local fake hub standing in for Hugging Face via HF_ENDPOINT): POST
+// /v1/models/pull downloads into the library with progress visible in GET /v1/models/pulls, the
+// model then appears in GET /v1/models, POST /v1/models/load switches to it and a chat request is
+// answered by it; bad repo ids → 400, unknown models → 404, DELETE cancels a running download.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { buildTinyModel } from '../helpers/tiny-model.ts';
+import { startServe, type RunningServe } from '../../main/cli/serve.ts';
+import { DEFAULT_SETTINGS } from '../../main/settings/schema.ts';
+import { startFakeHub, type FakeHub } from './fake-hub.ts';
+
+const START = 'tiny-start';
+const PULLED = 'test-org/tiny-pulled';
+const SLOW = 'test-org/tiny-slow';
+
+let root: string;
+let dataDir: string;
+let hub: FakeHub | null = null;
+let running: RunningServe | null = null;
+const savedEndpoint = process.env.HF_ENDPOINT;
+
+async function api(method: string, route: string, body?: unknown) {
+  const res = await fetch(`${running!.url}${route}`, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: (text ? JSON.parse(text) : null) as Record<string, any> };
+}
+
+async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs = 120_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+before(async () => {
+  root = mkdtempSync(path.join(tmpdir(), 'mlxbar-admin-'));
+  dataDir = path.join(root, 'data');
+  const small = { family: 'qwen3' as const, hidden: 32, heads: 2, kvHeads: 1, headDim: 16, intermediate: 64 };
+  await buildTinyModel(small, path.join(dataDir, 'models', START));
+  const hubModel = await buildTinyModel({ ...small, layers: 1 });
+  hub = await startFakeHub();
+  hub.addRepo(PULLED, hubModel);
+  hub.addRepo(SLOW, hubModel, { commit: 'b'.repeat(40) });
+  process.env.HF_ENDPOINT = hub.endpoint;
+  running = await startServe(
+    {
+      model: path.join(dataDir, 'models', START),
+      host: '127.0.0.1',
+      port: 0,
+      dataDir,
+      apiKey: null,
+      allowedOrigins: [],
+      demo: false,
+      server: {},
+      warnings: [],
+      settings: { ...DEFAULT_SETTINGS, dataDir, contextLength: 2048 },
+      idleUnloadMs: 0,
+    },
+    () => {},
+  );
+}, { timeout: 240_000 });
+
+after(async () => {
+  await running?.stop().catch(() => {});
+  await hub?.close().catch(() => {});
+  if (savedEndpoint === undefined) delete process.env.HF_ENDPOINT;
+  else process.env.HF_ENDPOINT = savedEndpoint;
+  rmSync(root, { recursive: true, force: true });
+}, { timeout: 60_000 });
+
+describe('model management over HTTP', { timeout: 300_000 }, () => {
+  it('pulls from the hub with progress, lists the model, loads it and answers a chat request with it', async () => {
+    const before = await api('GET', '/v1/models');
+    assert.equal(before.status, 200);
+    assert.ok(!before.body.data.some((m: { id: string }) => m.id === PULLED), 'not in the library before the pull');
+
+    const started = await api('POST', '/v1/models/pull', { repo: PULLED });
+    assert.equal(started.status, 202, JSON.stringify(started.body));
+    const job = started.body.job;
+    assert.match(job.id, /^[0-9a-f]{16}$/);
+    assert.equal(job.model, PULLED);
+    assert.ok(['running', 'done'].includes(job.state));
+
+    const done = await waitFor('the pull to finish', async () => {
+      const r = await api('GET', '/v1/models/pulls');
+      assert.equal(r.status, 200);
+      const j = r.body.data.find((x: { id: string }) => x.id === job.id);
+      assert.ok(j, 'the job is listed');
+      assert.notEqual(j.state, 'failed', JSON.stringify(j.error));
+      return j.state === 'done' ? j : null;
+    });
+    assert.ok(done.totalBytes > 1_000_000, `total bytes ${done.totalBytes}`); // tokenizer.json alone is ~11 MB
+    assert.equal(done.receivedBytes, done.totalBytes);
+    assert.equal(done.filesDone, done.filesTotal);
+    assert.equal(done.error, null);
+    assert.ok(existsSync(path.join(dataDir, 'models', 'test-org--tiny-pulled', 'config.json')));
+
+    const listed = await api('GET', '/v1/models');
+    const entry = listed.body.data.find((m: { id: string }) => m.id === PULLED);
+    assert.ok(entry, `pulled model listed: ${listed.body.data.map((m: { id: string }) => m.id).join(', ')}`);
+    assert.equal(entry.loaded, false);
+    assert.ok(!JSON.stringify(listed.body).includes(root), 'no local paths in /v1/models');
+
+    const loaded = await api('POST', '/v1/models/load', { model: PULLED });
+    assert.equal(loaded.status, 200, JSON.stringify(loaded.body));
+    assert.equal(loaded.body.id, PULLED);
+    assert.equal(loaded.body.loaded, true);
+    assert.ok(!JSON.stringify(loaded.body).includes(root), 'no local paths in the load answer');
+    const health = await api('GET', '/health');
+    assert.equal(health.body.model, PULLED);
+
+    const after = await api('GET', '/v1/models');
+    assert.equal(after.body.data.find((m: { id: string }) => m.id === PULLED).loaded, true);
+    assert.equal(after.body.data.find((m: { id: string }) => m.id === START).loaded, false);
+
+    // A request without `model` gets the model loaded from the dashboard.
+    const chat = await api('POST', '/v1/chat/completions', { messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 });
+    assert.equal(chat.status, 200, JSON.stringify(chat.body));
+    assert.equal(chat.body.model, PULLED);
+    assert.equal(chat.body.object, 'chat.completion');
+  });
+
+  it('refuses malformed repo ids (400) and unknown models (404) with API errors', async () => {
+    for (const repo of ['../../etc', 'no-slash', 'a/b/c', 'x/y@..']) {
+      const r = await api('POST', '/v1/models/pull', { repo });
+      assert.equal(r.status, 400, repo);
+      assert.equal(r.body.error.param, 'repo');
+    }
+    const missing = await api('POST', '/v1/models/pull', {});
+    assert.equal(missing.status, 400);
+    assert.equal(missing.body.error.code, 'missing_required_parameter');
+
+    for (const model of ['nope/nothing', '../models/tiny-start', path.join(dataDir, 'models', START)]) {
+      const r = await api('POST', '/v1/models/load', { model });
+      assert.equal(r.status, 404, model);
+      assert.equal(r.body.error.code, 'model_not_found');
+      assert.ok(!r.body.error.message.includes(root));
+    }
+    const unknownJob = await api('DELETE', '/v1/models/pulls/0123456789abcdef');
+    assert.equal(unknownJob.status, 404);
+    const wrongMethod = await api('GET', '/v1/models/pull');
+    assert.equal(wrongMethod.status, 405);
+  });
+
+  it('a second pull of the same repo joins the running job; DELETE cancels it and nothing half-done is listed', async () => {
+    hub!.faults.throttleBytesPerSec = 256 * 1024; // ~11 MB tokenizer → ~45 s: plenty of time to cancel
+    try {
+      const first = await api('POST', '/v1/models/pull', { repo: SLOW });
+      assert.equal(first.status, 202);
+      const again = await api('POST', '/v1/models/pull', { repo: SLOW });
+      assert.equal(again.status, 200);
+      assert.equal(again.body.job.id, first.body.job.id);
+
+      const moving = await waitFor('bytes to arrive', async () => {
+        const r = await api('GET', '/v1/models/pulls');
+        const j = r.body.data.find((x: { id: string }) => x.id === first.body.job.id);
+        return j && j.state === 'running' && j.receivedBytes > 0 && j.totalBytes > j.receivedBytes ? j : null;
+      }, 60_000);
+      assert.ok(moving.totalBytes > 0);
+
+      const cancel = await api('DELETE', `/v1/models/pulls/${first.body.job.id}`);
+      assert.equal(cancel.status, 200);
+      const cancelled = await waitFor('the cancellation', async () => {
+        const r = await api('GET', '/v1/models/pulls');
+        const j = r.body.data.find((x: { id: string }) => x.id === first.body.job.id);
+        return j && j.state !== 'running' ? j : null;
+      }, 30_000);
+      assert.equal(cancelled.state, 'cancelled');
+      assert.equal(cancelled.error.code, 'cancelled');
+      const listed = await api('GET', '/v1/models');
+      assert.ok(!listed.body.data.some((m: { id: string }) => m.id === SLOW), 'a cancelled pull is not a model');
+      assert.ok(!existsSync(path.join(dataDir, 'models', 'test-org--tiny-slow')));
+    } finally {
+      delete hub!.faults.throttleBytesPerSec;
+    }
+  });
+});
