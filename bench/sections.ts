@@ -2,5 +2,8 @@
 import type { BenchSection } from './registry.ts';
 import { engineSection } from './engine.ts';
 import { serverSection } from './server.ts';
+import { cacheHttpSection } from './cache-http.ts';
+import { prefixRestartSection } from './prefix-restart.ts';
+import { metricsSection } from './metrics.ts';
 
-export const SECTIONS: BenchSection[] = [engineSection, serverSection];
+export const SECTIONS: BenchSection[] = [engineSection, serverSection, cacheHttpSection, prefixRestartSection, metricsSection];
