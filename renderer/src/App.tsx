@@ -6,14 +6,15 @@ import { appendSample, type Sample } from './api/history.ts';
 import { copyText } from './clipboard.ts';
 import { duration } from './format.ts';
 import { Dashboard, DegradationBadge } from './pages/Dashboard.tsx';
+import { Models } from './pages/Models.tsx';
 import { Settings } from './pages/Settings.tsx';
 import { usePalette, type ThemeSetting } from './theme.ts';
 
-type Tab = 'dashboard' | 'settings';
+type Tab = 'dashboard' | 'models' | 'settings';
 const KEY_STORAGE = 'mlxbar.apiKey';
 
 function tabFromHash(): Tab {
-  return location.hash === '#/settings' ? 'settings' : 'dashboard';
+  return location.hash === '#/settings' ? 'settings' : location.hash === '#/models' ? 'models' : 'dashboard';
 }
 
 function browserEndpoint(): string {
@@ -112,6 +113,7 @@ export function App() {
         </div>
         <nav className="tabs top" aria-label="Pages">
           <a href="#/" className={tab === 'dashboard' ? 'tab active' : 'tab'} data-testid="nav-dashboard">Dashboard</a>
+          <a href="#/models" className={tab === 'models' ? 'tab active' : 'tab'} data-testid="nav-models">Models</a>
           <a href="#/settings" className={tab === 'settings' ? 'tab active' : 'tab'} data-testid="nav-settings">Settings</a>
         </nav>
         <div className="spacer" />
@@ -142,6 +144,8 @@ export function App() {
 
       {tab === 'dashboard' ? (
         <Dashboard snap={snap} history={history} palette={palette} app={app} />
+      ) : tab === 'models' ? (
+        <Models apiKey={key} endpoint={app ? app.endpoint : null} onToast={setToast} />
       ) : (
         <Settings app={app} endpoint={endpoint} model={snap?.model.id ?? app?.model ?? 'default'} apiKey={key} onToast={setToast} />
       )}
