@@ -147,10 +147,34 @@ describe('model management over HTTP', { timeout: 300_000 }, () => {
       assert.equal(r.body.error.code, 'model_not_found');
       assert.ok(!r.body.error.message.includes(root));
     }
+    // A repo the hub does not have: the job fails with the hub's readable message (no paths).
+    const gone = await api('POST', '/v1/models/pull', { repo: 'test-org/does-not-exist' });
+    assert.equal(gone.status, 202);
+    const failed = await waitFor('the failure', async () => {
+      const r = await api('GET', '/v1/models/pulls');
+      const j = r.body.data.find((x: { id: string }) => x.id === gone.body.job.id);
+      return j && j.state !== 'running' ? j : null;
+    }, 60_000);
+    assert.equal(failed.state, 'failed');
+    assert.equal(failed.error.code, 'not_found');
+    assert.match(failed.error.message, /not found/i);
+    assert.ok(!failed.error.message.includes(root));
+
     const unknownJob = await api('DELETE', '/v1/models/pulls/0123456789abcdef');
     assert.equal(unknownJob.status, 404);
     const wrongMethod = await api('GET', '/v1/models/pull');
     assert.equal(wrongMethod.status, 405);
+
+    // A web page in the user's browser cannot start downloads or switch models (Origin gate, CSRF).
+    for (const [route, body] of [['/v1/models/pull', { repo: PULLED }], ['/v1/models/load', { model: START }]] as const) {
+      const res = await fetch(`${running!.url}${route}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', origin: 'https://evil.example' },
+        body: JSON.stringify(body),
+      });
+      assert.equal(res.status, 403, route);
+      assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'forbidden_origin');
+    }
   });
 
   it('a second pull of the same repo joins the running job; DELETE cancels it and nothing half-done is listed', async () => {
