@@ -2,13 +2,14 @@
 // object on stdout. A separate process so the load generator does not share the server's event
 // loop (that would charge the client's CPU to the server's latency). Latencies are collected from
 // autocannon's per-response event (sub-millisecond), because its own histogram stores whole ms.
-// argv[2]: JSON { url, connections, durationS, body }
+// argv[2]: JSON { url, connections, durationS, body, overallRate? } (overallRate: requests/s across
+// all connections — an open, paced load instead of a closed loop at saturation)
 import { createRequire } from 'node:module';
 
 // No bundled typings for autocannon; the API surface used here is tiny.
 const autocannon = createRequire(import.meta.url)('autocannon');
 
-const cfg = JSON.parse(process.argv[2]) as { url: string; connections: number; durationS: number; body: string };
+const cfg = JSON.parse(process.argv[2]) as { url: string; connections: number; durationS: number; body: string; overallRate?: number };
 const latencies: number[] = [];
 const statuses: Record<string, number> = {};
 const instance = autocannon(
@@ -16,6 +17,7 @@ const instance = autocannon(
     url: cfg.url,
     connections: cfg.connections,
     duration: cfg.durationS,
+    ...(cfg.overallRate ? { overallRate: cfg.overallRate } : {}),
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: cfg.body,

@@ -5,5 +5,6 @@ import { serverSection } from './server.ts';
 import { cacheHttpSection } from './cache-http.ts';
 import { prefixRestartSection } from './prefix-restart.ts';
 import { metricsSection } from './metrics.ts';
+import { cachesSection } from './caches.ts';
 
-export const SECTIONS: BenchSection[] = [engineSection, serverSection, cacheHttpSection, prefixRestartSection, metricsSection];
+export const SECTIONS: BenchSection[] = [engineSection, serverSection, cacheHttpSection, prefixRestartSection, cachesSection, metricsSection];
