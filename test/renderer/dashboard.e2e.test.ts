@@ -103,7 +103,7 @@ describe('dashboard in Chromium on the real server', { skip: missing ?? false, t
       assert.ok(rows.every((r) => r.includes('/v1/chat/completions') && r.includes('200')), rows.join('\n'));
       assert.ok(rows.some((r) => r.includes('stream')), 'the streamed request is tagged');
       // The latency chart draws once it has two samples.
-      await page.locator('[data-testid="chart-latency"] .recharts-line-curve').first().waitFor({ timeout: 30_000 });
+      await page.locator('[data-testid="chart-latency"] .recharts-line-curve').first().waitFor({ state: 'attached', timeout: 30_000 }); // a flat line has a zero-height box: 'visible' may never fire
       assert.equal(await page.locator('[data-testid="chart-latency"] .recharts-line-curve').count(), 3, 'P50, P95 and P99 lines');
       await page.waitForTimeout(2500); // a few more samples so the charts show a line, not a dot
       await page.screenshot({ path: path.join(shots, 'dashboard-live.png'), fullPage: true });
