@@ -93,7 +93,14 @@ export async function attachHardening(input: HardeningInput): Promise<Hardening>
     hard,
     onSoft: () => {
       degradation.reportMemoryPressure('soft');
+      // Soft watermark: give back cache memory. The engine's prefix KV is by far the largest; save
+      // what is worth keeping to disk first (when persistence is on), then drop it.
       cache?.response.clearMemory();
+      const clearable = engine as unknown as { clearPrefixCache?: () => Promise<number> };
+      void (prefix ? prefix.flush() : Promise.resolve(0))
+        .then(() => clearable.clearPrefixCache?.())
+        .then((freed) => freed && log(`memory: soft watermark, released ${Math.round(freed / 1048576)} MB of prompt-prefix cache`))
+        .catch(() => {});
     },
     onHard: () => degradation.reportMemoryPressure('hard'),
     onNormal: () => degradation.reportMemoryPressure('normal'),

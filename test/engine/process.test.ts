@@ -254,6 +254,22 @@ describe('engine process', { timeout: 240_000 }, () => {
     }
   });
 
+  test('clearing the prefix cache (soft memory pressure) releases its entries; the next run is cold and identical', async () => {
+    const prompt = ids(280, 31);
+    const greedy = { maxTokens: 6 };
+    const first = await collect(client.generate(req(prompt, greedy, true)));
+    const before = await client.stats();
+    assert.ok(before.prefixCache.entries >= 1 && before.prefixCache.bytes > 0);
+    const freed = await client.clearPrefixCache();
+    assert.equal(freed, before.prefixCache.bytes, 'reports the bytes the entries held');
+    const after = await client.stats();
+    assert.equal(after.prefixCache.entries, 0);
+    assert.equal(after.prefixCache.bytes, 0);
+    const again = await collect(client.generate(req(prompt, greedy, true)));
+    assert.equal((again.last as Done).cachedTokens, 0, 'nothing left to reuse');
+    assert.equal(again.text, first.text);
+  });
+
   test('invalid requests get an invalid_request error, the engine keeps serving', async () => {
     const bad = await collect(client.generate({ requestId: 'bad-1', promptIds: [1, -5], sampling: { ...DEFAULT_SAMPLING } }));
     assert.equal(bad.last.type, 'error');

@@ -41,6 +41,8 @@ export interface Backend {
   /** Memory policy between requests (full GC + a turn so MLX finalizers run). */
   afterRequest(): Promise<void>;
   prefixCacheStats(): PrefixCacheStats;
+  /** Drops every kept prefix entry; returns the bytes they held. */
+  clearPrefixCache(): number;
   /** Copies of prefix-cache entries (float32 KV) for persistence. */
   exportPrefixEntries(minTokens: number, onlyNew: boolean): PrefixKvSnapshot[];
   /** Adds a persisted entry; throws when it does not match the model, false when over budget. */
@@ -84,6 +86,12 @@ export async function loadBackend(modelDir: string, options: Partial<BackendOpti
         }
       }
       return ok;
+    },
+    clearPrefixCache() {
+      if (!prefixCache) return 0;
+      const bytes = prefixCache.stats().bytes;
+      prefixCache.clear(); // a running generation keeps its own KV; only the kept entries go
+      return bytes;
     },
     run: (req, ctx) => runGeneration(lm, text, prefixCache, eos, opts, req, ctx),
     afterRequest: afterLargeStep,

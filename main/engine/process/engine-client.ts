@@ -284,7 +284,8 @@ export class SupervisedEngineClient extends EventEmitter implements EngineClient
         break;
       case 'stats':
       case 'prefix_export_result':
-      case 'prefix_import_result': {
+      case 'prefix_import_result':
+      case 'prefix_clear_result': {
         const w = this.pending.get(msg.id);
         if (w) {
           clearTimeout(w.timer);
@@ -512,6 +513,13 @@ export class SupervisedEngineClient extends EventEmitter implements EngineClient
     if (msg.type !== 'prefix_import_result') throw new EngineError('internal_error', 'Unexpected reply from the engine');
     if (msg.error) throw new EngineError('invalid_request', `Prefix entry rejected: ${msg.error}`);
     return msg.ok;
+  }
+
+  /** Drops the engine's prefix-cache entries (soft memory pressure); resolves with the bytes released. */
+  async clearPrefixCache(): Promise<number> {
+    if (this._state !== 'ready') return 0;
+    const msg = await this.ask((id) => ({ type: 'prefix_clear', id }), this.opts.statsTimeoutMs, 'prefix clear');
+    return msg.type === 'prefix_clear_result' ? msg.freedBytes : 0;
   }
 
   /** The engine process id (tests and diagnostics); undefined when none is running. */

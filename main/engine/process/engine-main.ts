@@ -157,6 +157,13 @@ function handlePrefixImport(id: number, entry: PrefixKvSnapshot): void {
   }
 }
 
+function handlePrefixClear(id: number): void {
+  const freedBytes = backend ? backend.clearPrefixCache() : 0;
+  send({ type: 'prefix_clear_result', id, freedBytes });
+  // The binding frees MLX memory only when V8 collects the arrays' wrappers.
+  if (freedBytes > 0 && backend) void backend.afterRequest();
+}
+
 function shutdown(code: number): void {
   if (shuttingDown) return;
   shuttingDown = true;
@@ -196,6 +203,9 @@ channel.onMessage((raw) => {
       break;
     case 'prefix_import':
       handlePrefixImport(msg.id, msg.entry);
+      break;
+    case 'prefix_clear':
+      handlePrefixClear(msg.id);
       break;
     case 'shutdown':
       shutdown(0);

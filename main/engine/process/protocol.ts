@@ -34,6 +34,8 @@ export type ParentMessage =
   /** Copies of prefix-cache entries (for persistence by the caches layer). */
   | { type: 'prefix_export'; id: number; minTokens: number; onlyNew: boolean }
   | { type: 'prefix_import'; id: number; entry: PrefixKvSnapshot }
+  /** Drops every prefix-cache entry (memory pressure); replies with the bytes released. */
+  | { type: 'prefix_clear'; id: number }
   | { type: 'shutdown' };
 
 // ---------------------------------------------------------------- engine → parent
@@ -48,6 +50,7 @@ export type EngineMessage =
   | { type: 'stats'; id: number; stats: EngineStats }
   | { type: 'prefix_export_result'; id: number; entries: PrefixKvSnapshot[]; error?: string }
   | { type: 'prefix_import_result'; id: number; ok: boolean; error?: string }
+  | { type: 'prefix_clear_result'; id: number; freedBytes: number }
   /** Unrecoverable error; the engine exits right after sending it. Message is sanitized. */
   | { type: 'fatal'; message: string };
 
@@ -165,6 +168,8 @@ export function parseParentMessage(v: unknown): ParentMessage | null {
       const entry = parsePrefixSnapshot(v.entry);
       return entry ? { type: 'prefix_import', id: v.id, entry } : null;
     }
+    case 'prefix_clear':
+      return isInt(v.id) ? { type: 'prefix_clear', id: v.id } : null;
     case 'shutdown':
       return { type: 'shutdown' };
     default:
@@ -260,6 +265,8 @@ export function parseEngineMessage(v: unknown): EngineMessage | null {
       }
       return { type: 'prefix_export_result', id: v.id, entries, ...(isStr(v.error) ? { error: v.error } : {}) };
     }
+    case 'prefix_clear_result':
+      return isInt(v.id) && isInt(v.freedBytes) ? { type: 'prefix_clear_result', id: v.id, freedBytes: v.freedBytes } : null;
     case 'prefix_import_result':
       return isInt(v.id) && typeof v.ok === 'boolean'
         ? { type: 'prefix_import_result', id: v.id, ok: v.ok, ...(isStr(v.error) ? { error: v.error } : {}) }
