@@ -11,7 +11,7 @@ import { performance } from 'node:perf_hooks';
 import type { ModelWriteSpec } from '../main/engine/demo/write-model.ts';
 import { engineExecArgv } from '../main/engine/process/spawn.ts';
 import { engineProcessEnv } from '../main/engine/process/blas.ts';
-import { startServe, type RunningServe } from '../main/cli/serve.ts';
+import { serveOptionsFor, startServe, type RunningServe } from '../main/cli/serve.ts';
 import { DEFAULT_SETTINGS, type Settings } from '../main/settings/schema.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -68,19 +68,7 @@ export async function startStack(
 ): Promise<RunningServe & { port: number }> {
   const settings = patch({ ...DEFAULT_SETTINGS, dataDir });
   const running = await startServe(
-    {
-      model: modelDir,
-      host: '127.0.0.1',
-      port: 0,
-      dataDir,
-      apiKey: null,
-      allowedOrigins: [],
-      demo: false,
-      server: {},
-      warnings: [],
-      settings,
-      idleUnloadMs: 0,
-    },
+    serveOptionsFor(modelDir, dataDir, { settings, idleUnloadMs: 0 }),
     (line) => log(`serve: ${line}`),
   );
   return { ...running, port: Number(new URL(running.url).port) } as RunningServe & { port: number };

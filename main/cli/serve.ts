@@ -105,6 +105,26 @@ export async function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = pr
   };
 }
 
+/**
+ * ServeOptions for a model folder on a free loopback port with default settings (tests, benches,
+ * embedding): the one place that spells out the defaults.
+ */
+export function serveOptionsFor(model: string | null, dataDir: string, extra: Partial<ServeOptions> = {}): ServeOptions {
+  return {
+    model,
+    host: '127.0.0.1',
+    port: 0,
+    dataDir,
+    apiKey: null,
+    allowedOrigins: [],
+    demo: false,
+    server: {},
+    warnings: [],
+    settings: { ...DEFAULT_SETTINGS, dataDir },
+    ...extra,
+  };
+}
+
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 /** Builds the DEMO model once under `<dataDir>/models/mlx-bar-demo` (atomically) and returns its folder. */

@@ -8,7 +8,7 @@ import { mkdtemp, rm, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { buildTinyModel } from '../helpers/tiny-model.ts';
-import { startServe, type RunningServe, type ServeOptions } from '../../main/cli/serve.ts';
+import { serveOptionsFor, startServe, type RunningServe, type ServeOptions } from '../../main/cli/serve.ts';
 import { DEFAULT_SETTINGS } from '../../main/settings/schema.ts';
 
 let dataDir: string;
@@ -16,18 +16,9 @@ let modelDir: string;
 const SYSTEM = Array.from({ length: 70 }, (_, i) => `Rule ${i}: answer briefly and cite the file you used.`).join(' ');
 
 function opts(): ServeOptions {
-  return {
-    model: modelDir,
-    host: '127.0.0.1',
-    port: 0,
-    dataDir,
-    apiKey: null,
-    allowedOrigins: [],
-    demo: false,
-    server: {},
-    warnings: [],
+  return serveOptionsFor(modelDir, dataDir, {
     settings: { ...DEFAULT_SETTINGS, dataDir, prefixCache: { ...DEFAULT_SETTINGS.prefixCache, persist: true } },
-  };
+  });
 }
 
 async function ask(running: RunningServe, user: string) {

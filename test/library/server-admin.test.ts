@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { buildTinyModel } from '../helpers/tiny-model.ts';
-import { startServe, type RunningServe } from '../../main/cli/serve.ts';
+import { serveOptionsFor, startServe, type RunningServe } from '../../main/cli/serve.ts';
 import { DEFAULT_SETTINGS } from '../../main/settings/schema.ts';
 import { startFakeHub, type FakeHub } from './fake-hub.ts';
 
@@ -54,19 +54,7 @@ before(async () => {
   hub.addRepo(SLOW, hubModel, { commit: 'b'.repeat(40) });
   process.env.HF_ENDPOINT = hub.endpoint;
   running = await startServe(
-    {
-      model: path.join(dataDir, 'models', START),
-      host: '127.0.0.1',
-      port: 0,
-      dataDir,
-      apiKey: null,
-      allowedOrigins: [],
-      demo: false,
-      server: {},
-      warnings: [],
-      settings: { ...DEFAULT_SETTINGS, dataDir, contextLength: 2048 },
-      idleUnloadMs: 0,
-    },
+    serveOptionsFor(path.join(dataDir, 'models', START), dataDir, { settings: { ...DEFAULT_SETTINGS, dataDir, contextLength: 2048 }, idleUnloadMs: 0 }),
     () => {},
   );
 }, { timeout: 240_000 });

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
 import { buildTinyModel } from '../helpers/tiny-model.ts';
-import { startServe, type RunningServe } from '../../main/cli/serve.ts';
+import { serveOptionsFor, startServe, type RunningServe } from '../../main/cli/serve.ts';
 import { DEFAULT_SETTINGS } from '../../main/settings/schema.ts';
 import { managerServerModels } from '../../main/library/server-models.ts';
 
@@ -60,19 +60,8 @@ before(async () => {
     responseCache: { ...DEFAULT_SETTINGS.responseCache, enabled: true },
   };
   running = await startServe(
-    {
-      model: path.join(dataDir, 'models', A),
-      host: '127.0.0.1',
-      port: 0,
-      dataDir,
-      apiKey: null,
-      allowedOrigins: [],
-      demo: false,
-      server: {},
-      warnings: [],
-      settings,
-      idleUnloadMs: 0, // switched on by the idle test through the manager
-    },
+    // idleUnloadMs: switched on by the idle test through the manager
+    serveOptionsFor(path.join(dataDir, 'models', A), dataDir, { settings, idleUnloadMs: 0 }),
     () => {},
   );
   assert.ok(running.models, 'library mode is on for a ready model folder');

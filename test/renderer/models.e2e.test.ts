@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Browser, ConsoleMessage } from 'playwright-core';
-import { startServe, type RunningServe } from '../../main/cli/serve.ts';
+import { serveOptionsFor, startServe, type RunningServe } from '../../main/cli/serve.ts';
 import { DEFAULT_SETTINGS } from '../../main/settings/schema.ts';
 import { buildTinyModel } from '../helpers/tiny-model.ts';
 import { startFakeHub, type FakeHub } from '../library/fake-hub.ts';
@@ -41,19 +41,7 @@ describe('Models page in Chromium on the real server', { skip: missing ?? false,
     hub.faults.throttleBytesPerSec = 3 * 1024 * 1024;
     process.env.HF_ENDPOINT = hub.endpoint;
     running = await startServe(
-      {
-        model: path.join(dataDir, 'models', START),
-        host: '127.0.0.1',
-        port: 0,
-        dataDir,
-        apiKey: null,
-        allowedOrigins: [],
-        demo: false,
-        server: {},
-        warnings: [],
-        settings: { ...DEFAULT_SETTINGS, dataDir, contextLength: 2048 },
-        idleUnloadMs: 0,
-      },
+      serveOptionsFor(path.join(dataDir, 'models', START), dataDir, { settings: { ...DEFAULT_SETTINGS, dataDir, contextLength: 2048 }, idleUnloadMs: 0 }),
       () => {},
     );
     browser = await launchChromium();
