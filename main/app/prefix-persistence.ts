@@ -16,6 +16,8 @@ export const MIN_PERSISTED_TOKENS = 256;
 export interface PrefixEngine {
   readonly state: string;
   readonly model: { fingerprint: string } | null;
+  on?(event: 'state', listener: (state: string) => void): unknown;
+  off?(event: 'state', listener: (state: string) => void): unknown;
   exportPrefixEntries?(opts: { minTokens?: number; onlyNew?: boolean }): Promise<PrefixKvSnapshot[]>;
   importPrefixEntry?(entry: PrefixKvSnapshot): Promise<boolean>;
 }
@@ -64,23 +66,32 @@ export async function startPrefixPersistence(opts: {
     return null;
   }
 
-  // Warm start: most recently used first, within the budget the engine was given.
+  // Warm start: most recently used first, within the budget the engine was given. Run again
+  // whenever the engine comes back with this model (after a crash restart, an idle unload or a
+  // switch back), since a new engine process starts with an empty prefix cache.
   let restored = 0;
-  let budget = opts.maxBytes;
-  for (const info of store.list().slice(0, opts.maxEntries)) {
-    if (info.bytes > budget) continue;
-    const entry = await store.load(info.tokens);
-    if (!entry) continue; // damaged → quarantined by the store; a miss
-    try {
-      if (await engine.importPrefixEntry(entry as unknown as PrefixKvSnapshot)) {
-        restored++;
-        budget -= info.bytes;
+  const restore = async (): Promise<number> => {
+    if (engine.state !== 'ready' || engine.model?.fingerprint !== opts.modelInfo.fingerprint) return 0;
+    let n = 0;
+    let budget = opts.maxBytes;
+    for (const info of store.list().slice(0, opts.maxEntries)) {
+      if (info.bytes > budget) continue;
+      const entry = await store.load(info.tokens);
+      if (!entry) continue; // damaged → quarantined by the store; a miss
+      try {
+        if (await engine.importPrefixEntry!(entry as unknown as PrefixKvSnapshot)) {
+          n++;
+          budget -= info.bytes;
+        }
+      } catch (err) {
+        log(`prefix cache: stored entry not usable (${sanitizeMessage(err)})`);
       }
-    } catch (err) {
-      log(`prefix cache: stored entry not usable (${sanitizeMessage(err)})`);
     }
-  }
-  if (restored) log(`prefix cache: restored ${restored} prompt prefix(es) from disk`);
+    if (n) log(`prefix cache: restored ${n} prompt prefix(es) from disk`);
+    restored += n;
+    return n;
+  };
+  await restore();
 
   let saved = 0;
   let chain: Promise<number> = Promise.resolve(0);
@@ -101,6 +112,10 @@ export async function startPrefixPersistence(opts: {
     return n;
   };
   const flush = () => (chain = chain.then(flushOnce, flushOnce));
+  const onState = (state: string) => {
+    if (state === 'ready' && !closed) chain = chain.then(restore, restore);
+  };
+  engine.on?.('state', onState);
   return {
     get restored() {
       return restored;
@@ -114,6 +129,7 @@ export async function startPrefixPersistence(opts: {
     },
     async close(timeoutMs = 10_000) {
       closed = true;
+      engine.off?.('state', onState);
       if (timer) clearTimeout(timer);
       const deadline = new Promise<void>((r) => setTimeout(r, timeoutMs).unref());
       await Promise.race([flush().then(() => store.flush(timeoutMs)), deadline]);

@@ -61,10 +61,25 @@ test('a restart is warm for a repeated long system prompt; damage → quarantine
     const warm = await ask(running, 'first question');
     assert.ok(warm.cached >= cold.prompt - 8, `expected a warm prefix, cached ${warm.cached} of ${warm.prompt}`);
     assert.equal(warm.text, cold.text, 'reused KV gives the same tokens as the cold run');
+
+    // The engine process dies: the restarted engine is warm again from disk.
+    const engine = running.engine as unknown as { pid?: number; state: string };
+    const pid = engine.pid;
+    assert.ok(pid, 'engine pid');
+    process.kill(pid, 'SIGKILL');
+    const t0 = Date.now();
+    while (!(engine.state === 'ready' && engine.pid !== pid)) {
+      assert.ok(Date.now() - t0 < 120_000, `engine did not come back (state ${engine.state})`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await new Promise((r) => setTimeout(r, 1500)); // the restore runs right after 'ready'
+    const afterCrash = await ask(running, 'first question');
+    assert.ok(afterCrash.cached >= cold.prompt - 8, `warm after a crash restart: cached ${afterCrash.cached}`);
+    assert.equal(afterCrash.text, cold.text);
   } finally {
     await running.stop();
   }
-  assert.ok(log.some((l) => /restored 1 prompt prefix/.test(l)), log.join('\n'));
+  assert.ok(log.filter((l) => /restored 1 prompt prefix/.test(l)).length >= 2, log.join('\n'));
 
   // Damage the stored entry (flip a payload byte): the next start quarantines it and answers cold.
   const file = path.join(dir, files[0]);
