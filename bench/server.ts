@@ -21,6 +21,7 @@ import { engineProcessEnv } from '../main/engine/process/blas.ts';
 import { DEFAULT_SAMPLING, type EngineClient } from '../main/engine/types.ts';
 import { createServer } from '../main/server/index.ts';
 import type { BenchOptions, BenchResult, BenchSection } from './registry.ts';
+import { onSseJson } from './stack.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -93,23 +94,13 @@ function httpRun(port: number, body: Record<string, unknown>): Promise<{ tokens:
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const stamps: number[] = [];
-    let buf = '';
     let usage: { completion_tokens: number } | null = null;
     const req = http.request(
       { host: '127.0.0.1', port, method: 'POST', path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, agent: false },
       (res) => {
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => {
-          buf += chunk;
-          let i: number;
-          while ((i = buf.indexOf('\n\n')) >= 0) {
-            const frame = buf.slice(0, i);
-            buf = buf.slice(i + 2);
-            if (!frame.startsWith('data: ') || frame === 'data: [DONE]') continue;
-            const o = JSON.parse(frame.slice(6));
-            if (o.usage) usage = o.usage;
-            if (o.choices?.[0]?.delta?.content) stamps.push(performance.now());
-          }
+        onSseJson(res, (o) => {
+          if (o.usage) usage = o.usage;
+          if (o.choices?.[0]?.delta?.content) stamps.push(performance.now());
         });
         res.on('end', () => {
           const tokens = usage?.completion_tokens ?? 0;

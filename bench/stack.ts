@@ -102,28 +102,33 @@ export function postJson(port: number, route: string, body: unknown): Promise<{ 
   });
 }
 
+/** Calls `onJson` for every `data:` JSON frame of an SSE response (skips comments and [DONE]). */
+export function onSseJson(res: http.IncomingMessage, onJson: (o: any) => void): void {
+  let buf = '';
+  res.setEncoding('utf8');
+  res.on('data', (chunk: string) => {
+    buf += chunk;
+    let i: number;
+    while ((i = buf.indexOf('\n\n')) >= 0) {
+      const frame = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      if (frame.startsWith('data: ') && frame !== 'data: [DONE]') onJson(JSON.parse(frame.slice(6)));
+    }
+  });
+}
+
 /** A streamed chat completion: client-side time to the first content chunk, total time, usage. */
 export function streamChat(port: number, body: Record<string, unknown>): Promise<{ status: number; ttftMs: number | null; totalMs: number; usage: any }> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     let ttft: number | null = null;
     let usage: unknown = null;
-    let buf = '';
     const req = http.request(
       { host: '127.0.0.1', port, method: 'POST', path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, agent: false },
       (res) => {
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => {
-          buf += chunk;
-          let i: number;
-          while ((i = buf.indexOf('\n\n')) >= 0) {
-            const frame = buf.slice(0, i);
-            buf = buf.slice(i + 2);
-            if (!frame.startsWith('data: ') || frame === 'data: [DONE]') continue;
-            const o = JSON.parse(frame.slice(6));
-            if (o.usage) usage = o.usage;
-            if (ttft === null && o.choices?.[0]?.delta?.content) ttft = performance.now() - t0;
-          }
+        onSseJson(res, (o) => {
+          if (o.usage) usage = o.usage;
+          if (ttft === null && o.choices?.[0]?.delta?.content) ttft = performance.now() - t0;
         });
         res.on('end', () => resolve({ status: res.statusCode ?? 0, ttftMs: ttft, totalMs: performance.now() - t0, usage }));
         res.on('error', reject);
