@@ -4,7 +4,7 @@
 // `data: {"error":…}` event followed by `data: [DONE]`. A client disconnect aborts the engine
 // (which stops within one step) and the slot is released only when the engine confirms the end,
 // so the next request never overlaps a dying one. Only finished generations reach the cache.
-import { randomBytes } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { ServerResponse } from 'node:http';
 import type { FastifyReply } from 'fastify';
@@ -47,7 +47,9 @@ export interface GenerationEnv {
 export const SHUTDOWN_REASON = 'server_shutdown';
 
 export function randomId(prefix: string): string {
-  return `${prefix}${randomBytes(12).toString('base64url')}`;
+  // randomUUID draws from a cached entropy pool; randomBytes(12) made a syscall per id (profiled:
+  // ~4% of a response-cache hit). 24 hex chars of a v4 UUID = 90 random bits.
+  return `${prefix}${randomUUID().replace(/-/g, '').slice(0, 24)}`;
 }
 
 interface Usage {

@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { LRUCache } from 'lru-cache';
 import { ChatTemplate, ChatTemplateError, type RenderChatOptions } from './chat-template.ts';
 import { StreamingDetokenizer, type IncrementalDetokenizer } from './detokenizer.ts';
 import { StopStringMatcher } from './stop-strings.ts';
@@ -130,6 +131,19 @@ class Pipeline implements TextPipeline {
   readonly modelMaxLength: number | null;
   readonly hasChatTemplate: boolean;
   private readonly toolMarkerIds: ReadonlySet<number>;
+  /**
+   * Rendered + tokenized prompts by request content. Rendering the Jinja template and BPE-encoding
+   * the result is most of the CPU a response-cache hit costs (profiled: ~60% of a hit), and the
+   * same conversation arrives again on retries, regenerate buttons and replayed requests. Bounded
+   * by UTF-16 code units (key + text) plus 2 per token id.
+   */
+  private readonly encodeMemo = new LRUCache<string, { text: string; ids: readonly number[] }>({
+    max: 512,
+    maxSize: 16 * 1024 * 1024,
+    sizeCalculation: (v, k) => k.length + v.text.length + 2 * v.ids.length + 64,
+  });
+  /** Templates that call strftime_now render differently over time: the clock joins the key. */
+  private readonly usesClock: boolean;
 
   constructor(
     readonly tokenizer: TextTokenizer,
@@ -147,6 +161,7 @@ class Pipeline implements TextPipeline {
       if (info) ids.add(info.id);
     }
     this.toolMarkerIds = ids;
+    this.usesClock = template.sourceText.includes('strftime_now');
   }
 
   encode(text: string, opts?: EncodeOptions): number[] {
@@ -172,9 +187,28 @@ class Pipeline implements TextPipeline {
   }
 
   encodeChat(messages: ChatMessage[], opts?: RenderChatOptions): { text: string; ids: number[] } {
+    // The key is everything the rendering depends on (the format and specials are fixed per
+    // pipeline); with a clock-using template, the current second too (strftime_now's finest unit).
+    let key: string | null;
+    try {
+      key = JSON.stringify([
+        messages,
+        opts?.tools ?? null,
+        opts?.addGenerationPrompt ?? true,
+        opts?.templateKwargs ?? null,
+        this.usesClock ? Math.floor(Date.now() / 1000) : 0,
+      ]);
+    } catch {
+      key = null; // not JSON (cycles, BigInt): render uncached and let the template report it
+    }
+    const hit = key === null ? undefined : this.encodeMemo.get(key);
+    // A copy: callers own the returned array.
+    if (hit) return { text: hit.text, ids: hit.ids.slice() };
     const text = this.renderChat(messages, opts);
     // The template already wrote BOS and role markers; the post-processor must not add them again.
-    return { text, ids: this.tokenizer.encode(text, { addSpecialTokens: false }) };
+    const ids = this.tokenizer.encode(text, { addSpecialTokens: false });
+    if (key !== null) this.encodeMemo.set(key, { text, ids: ids.slice() });
+    return { text, ids };
   }
 
   countChatTokens(messages: ChatMessage[], opts?: RenderChatOptions): number {
