@@ -6,6 +6,7 @@ import type { Settings } from '../settings/schema.ts';
 import { toServerConfig } from '../settings/server-config.ts';
 import type { EngineSpawner } from '../engine/process/spawn.ts';
 import type { CoreHandle } from './controller.ts';
+import { APP_ORIGIN } from './app-origin.ts';
 
 export interface CoreStartOptions {
   /** utilityProcess-based spawner in Electron; default: child_process.fork. */
@@ -21,6 +22,15 @@ export function readableStartError(err: unknown, s?: Settings): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/**
+ * The browser origins the server accepts: the user's configured ones plus the app window's own
+ * (mlxbar://app, ours by construction: only our protocol handler serves it). Added here at start,
+ * never written into the settings, so the Settings page shows only what the user configured.
+ */
+export function serverAllowedOrigins(s: Pick<Settings, 'allowedOrigins'>): string[] {
+  return [...new Set([...s.allowedOrigins, APP_ORIGIN])];
+}
+
 export async function startCoreFromSettings(s: Settings, opts: CoreStartOptions = {}): Promise<CoreHandle> {
   if (!s.model) throw new Error('No model selected: choose a model folder in Settings.');
   if (!existsSync(s.model)) throw new Error('The selected model folder does not exist; choose another one in Settings.');
@@ -31,10 +41,11 @@ export async function startCoreFromSettings(s: Settings, opts: CoreStartOptions 
     port: s.port,
     dataDir: s.dataDir,
     apiKey: s.apiKey ? s.apiKey : null,
-    allowedOrigins: [...s.allowedOrigins],
+    // The window (mlxbar://app) calls this server cross-origin (Models page, chat): allow it.
+    allowedOrigins: serverAllowedOrigins(s),
     demo: false,
     // Every server limit from the same validated settings (queue, body size, timeouts…).
-    server: toServerConfig(s),
+    server: { ...toServerConfig(s), allowedOrigins: serverAllowedOrigins(s) },
     warnings: [] as string[],
     settings: s,
     // startServe hands it to createEngineClient({ spawn }): the engine runs in a utilityProcess.

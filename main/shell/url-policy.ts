@@ -69,3 +69,30 @@ export function mimeFor(file: string): string {
 
 /** The CSP the app protocol sends as a header (the page also carries it as a meta tag). */
 export const APP_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/**
+ * The origin (scheme://host:port) of a running server endpoint, or null unless it is plain http on
+ * a loopback address: the window may talk to our own local server, never to anything the settings
+ * could point elsewhere (a LAN address, https, credentials in the URL).
+ */
+export function loopbackServerOrigin(endpoint: string | null | undefined): string | null {
+  if (typeof endpoint !== 'string' || !/^[\x21-\x7e]+$/.test(endpoint)) return null;
+  const u = parseUrl(endpoint);
+  if (!u || u.protocol !== 'http:' || u.username || u.password) return null;
+  // URL normalizes the host (lower case, 127.1 → 127.0.0.1). IPv6 literals are left out on
+  // purpose: CSP host-source grammar has no IPv6 form, so [::1] cannot be allowed narrowly.
+  const host = u.hostname;
+  const loopback = host === 'localhost' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+  return loopback ? u.origin : null;
+}
+
+/**
+ * APP_CSP plus exactly the running server's origin in connect-src, so the window (origin
+ * mlxbar://app) can call the local API (Models page, chat) and nothing else. Any endpoint that is
+ * not http on loopback, or none at all, leaves the strict policy unchanged.
+ */
+export function appCsp(endpoint: string | null): string {
+  const origin = loopbackServerOrigin(endpoint);
+  if (!origin) return APP_CSP;
+  return APP_CSP.replace("connect-src 'self'", `connect-src 'self' ${origin}`);
+}

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { APP_ORIGIN, isAppUrl } from '../../main/shell/app-origin.ts';
 import { GuardedIpc, noArgs, oneSettingsObject, oneString, validateSender } from '../../main/shell/ipc-guard.ts';
-import { isAllowedExternal, isAllowedNavigation, resolveAppAsset } from '../../main/shell/url-policy.ts';
+import { APP_CSP, appCsp, isAllowedExternal, isAllowedNavigation, loopbackServerOrigin, resolveAppAsset } from '../../main/shell/url-policy.ts';
 import { dashboardWindowOptions, secureWebPreferences } from '../../main/shell/window-options.ts';
 import { INVOKE_CHANNELS } from '../../preload/api.ts';
 
@@ -188,5 +188,44 @@ describe('IPC sender validation', () => {
       assert.equal(r.value[0].port, 2);
     }
     assert.equal(({} as Record<string, unknown>).polluted, undefined);
+  });
+});
+
+describe('app CSP with the running server', () => {
+  const connectSrc = (csp: string) => /(?:^|; )connect-src ([^;]*)/.exec(csp)?.[1];
+  test('adds exactly the loopback server origin to connect-src, nothing else changes', () => {
+    const csp = appCsp('http://127.0.0.1:8080/v1');
+    assert.equal(connectSrc(csp), "'self' http://127.0.0.1:8080");
+    assert.equal(csp.replace(" http://127.0.0.1:8080", ''), APP_CSP, 'only connect-src grows');
+    assert.equal(connectSrc(appCsp('http://localhost:51234')), "'self' http://localhost:51234");
+    assert.equal(connectSrc(appCsp('http://LOCALHOST:51234/v1/')), "'self' http://localhost:51234", 'host normalized by the URL parser');
+    assert.equal(connectSrc(appCsp('http://127.1:9000/v1')), "'self' http://127.0.0.1:9000", 'short IPv4 form normalized');
+    assert.equal(connectSrc(appCsp('http://127.0.0.2:9000/v1')), "'self' http://127.0.0.2:9000");
+    assert.equal(connectSrc(appCsp('http://127.0.0.1/v1')), "'self' http://127.0.0.1", 'default port: the origin without one');
+    assert.equal(loopbackServerOrigin('http://127.0.0.1:8080/v1?x=1#y'), 'http://127.0.0.1:8080', 'path, query and fragment dropped');
+  });
+
+  test('anything but plain http on loopback keeps the strict policy', () => {
+    for (const bad of [
+      null,
+      '',
+      'not a url',
+      'https://127.0.0.1:8080/v1', // the local server speaks http only
+      'http://192.168.1.20:8080/v1', // a LAN bind: not our window's business
+      'http://0.0.0.0:8080/v1',
+      'http://example.com:8080/v1',
+      'http://127.0.0.1.evil.example:8080/v1',
+      'http://localhost.evil.example:8080/v1',
+      'http://user:pw@127.0.0.1:8080/v1',
+      'http://[::1]:8080/v1', // CSP host-source has no IPv6 form
+      "http://127.0.0.1:8080/v1; script-src 'unsafe-inline'",
+      'http://127.0.0.1:8080/v1 https://evil.example',
+      'ws://127.0.0.1:8080/v1',
+      'file:///etc/passwd',
+      'mlxbar://app/index.html',
+    ]) {
+      assert.equal(appCsp(bad as string | null), APP_CSP, String(bad));
+    }
+    assert.match(APP_CSP, /connect-src 'self';/);
   });
 });
