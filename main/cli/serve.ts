@@ -43,6 +43,11 @@ export interface ServeOptions {
   idleUnloadMs?: number;
   /** How long a request waits for a model load before 503 model_loading (default 120 s). */
   modelLoadWaitMs?: number;
+  /**
+   * Headless only: serve GET/PUT /v1/settings over <dataDir>/config.json for the browser dashboard
+   * (main/server/settings-routes.ts). `sources`: where each setting of this launch came from.
+   */
+  settingsApi?: { sources: Record<string, 'flag' | 'env' | 'file' | 'default'> };
 }
 
 const HELP = `Usage: mlx-bar serve --model <folder> [options]
@@ -102,6 +107,7 @@ export async function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = pr
     warnings: loaded.warnings.map((w) => `${w.where}: ${w.message}`),
     settings: st,
     argv,
+    settingsApi: { sources: loaded.sources },
   };
 }
 
@@ -248,7 +254,10 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
     // Degradation, response cache, memory sampler/admission and metrics, wired together.
     const { attachHardening } = await import('../app/hardening.ts');
     hardening = await attachHardening({ engine, modelInfo, text, dataDir: opts.dataDir, settings, log });
-    const hooks: ServerHooks = hardening.hooks;
+    const settingsApi = opts.settingsApi ? await import('../server/settings-routes.ts') : null;
+    const hooks: ServerHooks = settingsApi
+      ? settingsApi.withSettingsApi(hardening.hooks, { dataDir: opts.dataDir, sources: opts.settingsApi!.sources, running: settings, host: opts.host, log })
+      : hardening.hooks;
     server = createServer(
       {
         engine,
