@@ -48,6 +48,30 @@ export interface AppState {
   /** Non-empty when the stored settings are invalid: the server does not start until they are fixed. */
   settingsIssues: SettingsIssue[];
   startAtLogin: boolean;
+  /**
+   * The model library, for the tray's model switcher: from the running server's GET /v1/models, or
+   * from the models folder on disk while the server is stopped. Never carries paths.
+   */
+  models: AppModel[];
+  /** Library id a switch (tray) is loading right now; null otherwise. */
+  switchingTo: string | null;
+  /** Sanitized reason the last model switch failed (the previous model stays); null after a success. */
+  modelError: string | null;
+}
+
+/** One library model as the app shows it (a public subset of a /v1/models row; no paths). */
+export interface AppModel {
+  /** Library id: what clients put in `model`. */
+  id: string;
+  sizeBytes: number;
+  architecture: string | null;
+  /** Whether the memory-fit estimate says it can be loaded, and why not when it cannot. */
+  fits: boolean;
+  fitReason: string | null;
+  /** Needed bytes by the fit estimate (null when unknown). */
+  needBytes: number | null;
+  /** Running: the loaded model. Stopped: the model the server would start with (settings.model). */
+  current: boolean;
 }
 
 export interface SettingsPayload {

@@ -6,6 +6,8 @@ export const APP_HOST = 'app';
 export const APP_ORIGIN = `${APP_SCHEME}://${APP_HOST}`;
 export const DASHBOARD_URL = `${APP_ORIGIN}/index.html`;
 export const SETTINGS_URL = `${APP_ORIGIN}/index.html#/settings`;
+/** The dashboard's Models page (renderer/src/App.tsx routes on the hash). */
+export const MODELS_URL = `${APP_ORIGIN}/index.html#/models`;
 
 /** Parses a URL, or null (never throws). */
 export function parseUrl(raw: unknown): URL | null {

@@ -2,11 +2,17 @@
 // model, what the settings problems are, and the latest metrics snapshot (read from the running
 // server's own GET /v1/metrics once a second, so the window and tray show exactly what the API
 // reports). main/shell/index.ts renders this state into the tray and pushes it to the window.
+// The model library for the tray's switcher comes from the running server's GET /v1/models (re-read
+// on start, after a switch and when the snapshot's model changes, not every second), or from the
+// models folder on disk while the server is stopped; switching goes through POST /v1/models/load.
 import { EventEmitter } from 'node:events';
+import { existsSync, realpathSync, statSync } from 'node:fs';
+import path from 'node:path';
 import { sanitizeMessage } from '../hardening/sanitize.ts';
 import type { MetricsSnapshot } from '../hardening/metrics-types.ts';
+import type { LibraryEntry, ListOptions } from '../library/library.ts';
 import type { Settings } from '../settings/schema.ts';
-import type { AppState, SaveResult, SettingsIssue, SettingsPayload } from '../../preload/api.ts';
+import type { AppModel, AppState, SaveResult, SettingsIssue, SettingsPayload } from '../../preload/api.ts';
 import type { SettingsService } from './settings-service.ts';
 
 /** A started engine + server, as the shell needs it. */
@@ -27,6 +33,57 @@ export interface ControllerOptions {
   pollMs?: number;
   fetchImpl?: typeof fetch;
   startAtLogin?: { get(): boolean; set(on: boolean): void };
+  /** Longest a model switch may take over HTTP (a real 7B loads in ~10–60 s). Default 10 minutes. */
+  switchTimeoutMs?: number;
+}
+
+const MAX_MODEL_ID_LENGTH = 256;
+
+/** A display-safe quote of a library id (control characters out, length bounded). */
+function quoteId(id: string): string {
+  const clean = id.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
+  return JSON.stringify(clean.length > 64 ? `${clean.slice(0, 63)}…` : clean);
+}
+
+function realOrResolved(p: string): string {
+  try {
+    return realpathSync(p);
+  } catch {
+    return path.resolve(p);
+  }
+}
+
+/** One row of GET /v1/models → AppModel; null for a row without a usable id. */
+function modelFromRow(row: unknown, current: boolean): AppModel | null {
+  if (!row || typeof row !== 'object') return null;
+  const r = row as Record<string, unknown>;
+  if (typeof r.id !== 'string' || !r.id || r.id.length > MAX_MODEL_ID_LENGTH) return null;
+  const fit = (r.fitsInMemory && typeof r.fitsInMemory === 'object' ? r.fitsInMemory : null) as Record<string, unknown> | null;
+  // A server without the library (one started folder) reports no fit: it is loaded, so it fits.
+  const fits = fit ? fit.fits === true : true;
+  const need = fit && typeof fit.needBytes === 'number' && Number.isFinite(fit.needBytes) ? fit.needBytes : null;
+  return {
+    id: r.id,
+    sizeBytes: typeof r.sizeBytes === 'number' && Number.isFinite(r.sizeBytes) ? r.sizeBytes : 0,
+    architecture: typeof r.architecture === 'string' ? r.architecture : null,
+    fits,
+    fitReason: fits ? null : sanitizeMessage(typeof fit?.reason === 'string' ? fit.reason : 'Does not fit in memory'),
+    needBytes: need,
+    current,
+  };
+}
+
+function modelFromEntry(e: LibraryEntry, current: boolean): AppModel {
+  const fit = e.fitsInMemory;
+  return {
+    id: e.id,
+    sizeBytes: e.sizeBytes,
+    architecture: e.architecture,
+    fits: fit.fits,
+    fitReason: fit.fits ? null : sanitizeMessage(fit.reason),
+    needBytes: Number.isFinite(fit.needBytes) ? fit.needBytes : null,
+    current,
+  };
 }
 
 export class AppController extends EventEmitter {
@@ -35,6 +92,16 @@ export class AppController extends EventEmitter {
   private snap: MetricsSnapshot | null = null;
   private st: AppState;
   private op: Promise<unknown> = Promise.resolve();
+  /** The switch in flight (single-flight: further clicks get this same promise). */
+  private switching: Promise<AppState> | null = null;
+  /** Aborted by stop(): quitting must not wait for a long model load. */
+  private switchAbort: AbortController | null = null;
+  private refreshing: Promise<AppModel[]> | null = null;
+  private refreshAgain = false;
+  /** The snapshot's model id last seen; a change (a client's request switched) re-reads the list. */
+  private lastSnapModel: string | null | undefined = undefined;
+  /** Model folders the server was started with (listed by it next to <dataDir>/models). */
+  private readonly startedDirs = new Set<string>();
 
   constructor(private readonly opts: ControllerOptions) {
     super();
@@ -47,6 +114,9 @@ export class AppController extends EventEmitter {
       error: null,
       settingsIssues: s.issues,
       startAtLogin: opts.startAtLogin?.get() ?? s.settings?.startAtLogin ?? false,
+      models: [],
+      switchingTo: null,
+      modelError: null,
     };
   }
 
@@ -72,27 +142,35 @@ export class AppController extends EventEmitter {
   }
 
   start(): Promise<AppState> {
-    return this.queue(async () => {
-      if (this.core) return this.st;
-      const s = this.opts.settings.read();
-      if (!s.settings) {
-        return this.set({ server: 'error', error: 'The settings are invalid; fix them in Settings to start the server.', settingsIssues: s.issues });
-      }
-      this.set({ server: 'starting', error: null, settingsIssues: [], apiKey: s.settings.apiKey || null, model: s.settings.model || null });
-      try {
-        const core = await this.opts.startCore(s.settings);
-        this.core = core;
-        this.set({ server: 'running', endpoint: `${core.url}/v1`, model: core.model ?? s.settings.model ?? null, error: null });
-        this.startPolling();
-      } catch (err) {
-        const msg = this.opts.describeError ? this.opts.describeError(err, s.settings) : sanitizeMessage(err);
-        this.set({ server: 'error', endpoint: null, error: sanitizeMessage(msg) });
-      }
-      return this.st;
-    });
+    return this.queue(() => this.startNow());
+  }
+
+  /** The body of start(); only ever runs inside queue(). */
+  private async startNow(): Promise<AppState> {
+    if (this.core) return this.st;
+    const s = this.opts.settings.read();
+    if (!s.settings) {
+      return this.set({ server: 'error', error: 'The settings are invalid; fix them in Settings to start the server.', settingsIssues: s.issues });
+    }
+    this.set({ server: 'starting', error: null, modelError: null, settingsIssues: [], apiKey: s.settings.apiKey || null, model: s.settings.model || null });
+    try {
+      const core = await this.opts.startCore(s.settings);
+      this.core = core;
+      const dir = this.folderOf(s.settings.model);
+      if (dir) this.startedDirs.add(dir);
+      this.lastSnapModel = undefined;
+      this.set({ server: 'running', endpoint: `${core.url}/v1`, model: core.model ?? s.settings.model ?? null, error: null });
+      this.startPolling();
+      void this.refreshModels();
+    } catch (err) {
+      const msg = this.opts.describeError ? this.opts.describeError(err, s.settings) : sanitizeMessage(err);
+      this.set({ server: 'error', endpoint: null, error: sanitizeMessage(msg) });
+    }
+    return this.st;
   }
 
   stop(): Promise<AppState> {
+    this.switchAbort?.abort();
     return this.queue(async () => {
       const core = this.core;
       if (!core) return this.set({ server: this.st.server === 'error' ? 'error' : 'stopped' });
@@ -105,7 +183,10 @@ export class AppController extends EventEmitter {
       }
       this.core = null;
       this.snap = null;
-      return this.set({ server: 'stopped', endpoint: null });
+      this.lastSnapModel = undefined;
+      this.set({ server: 'stopped', endpoint: null });
+      void this.refreshModels();
+      return this.st;
     });
   }
 
@@ -153,6 +234,230 @@ export class AppController extends EventEmitter {
     return this.set({ startAtLogin: on });
   }
 
+  // ---------------------------------------------------------------- the model library + switching
+
+  /** Headers for the running server's own API (the key when one is set). */
+  private headers(extra: Record<string, string> = {}): Record<string, string> {
+    const h: Record<string, string> = { accept: 'application/json', ...extra };
+    if (this.st.apiKey) h.authorization = `Bearer ${this.st.apiKey}`;
+    return h;
+  }
+
+  /** settings.model as an existing folder (absolute), or null when it is a library id / empty. */
+  private folderOf(model: string | undefined | null): string | null {
+    if (!model) return null;
+    try {
+      return existsSync(model) && statSync(model).isDirectory() ? path.resolve(model) : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** The same library the server lists: <dataDir>/models plus the folders it was started with. */
+  private libraryOptions(s: Settings): ListOptions {
+    const extra = new Set(this.startedDirs);
+    const dir = this.folderOf(s.model);
+    if (dir) extra.add(dir);
+    return { extraDirs: [...extra], contextTokens: s.contextLength };
+  }
+
+  private async diskLibrary(): Promise<{ entries: LibraryEntry[]; settings: Settings | null }> {
+    const snap = this.opts.settings.read();
+    const s = snap.settings;
+    // Invalid settings: still show what is in the models folder (same data dir as config.json).
+    const dataDir = s?.dataDir ?? path.dirname(this.opts.settings.file);
+    const { listModels } = await import('../library/library.ts');
+    const entries = await listModels(dataDir, s ? this.libraryOptions(s) : {});
+    return { entries, settings: s };
+  }
+
+  private async readDiskModels(): Promise<AppModel[]> {
+    const { entries, settings } = await this.diskLibrary();
+    const model = settings?.model ?? '';
+    const dir = this.folderOf(model);
+    const real = dir ? realOrResolved(dir) : null;
+    const isCurrent = (e: LibraryEntry) =>
+      !!model && (real ? realOrResolved(e.dir) === real : e.id === model || e.folder === model);
+    let found = false;
+    return entries.map((e) => {
+      // One checked item even if two entries resolve to the same folder.
+      const current = !found && isCurrent(e);
+      if (current) found = true;
+      return modelFromEntry(e, current);
+    });
+  }
+
+  private async readServerModels(core: CoreHandle): Promise<AppModel[] | null> {
+    const f = this.opts.fetchImpl ?? fetch;
+    try {
+      const res = await f(`${core.url}/v1/models`, { headers: this.headers(), signal: AbortSignal.timeout(10_000) });
+      if (!res.ok) return null;
+      const body = (await res.json()) as { data?: unknown };
+      if (!Array.isArray(body?.data)) return null;
+      const rows = body.data.filter((r): r is Record<string, unknown> => !!r && typeof r === 'object');
+      const anyLoaded = rows.some((r) => r.loaded === true);
+      // Nothing loaded (idle unload): the model the next request reloads stays the checked one.
+      const fallback = this.snap?.model.id ?? this.st.model;
+      return rows
+        .map((r) => modelFromRow(r, anyLoaded ? r.loaded === true : r.id === fallback))
+        .filter((m): m is AppModel => m !== null);
+    } catch {
+      return null;
+    }
+  }
+
+  private async readModels(): Promise<AppModel[]> {
+    const core = this.core;
+    let models: AppModel[] | null;
+    try {
+      models = core ? await this.readServerModels(core) : await this.readDiskModels();
+    } catch {
+      models = null; // an unreadable models folder: keep what was shown
+    }
+    // The server started or stopped meanwhile: this answer describes the old one.
+    if (models && this.core === core) {
+      const current = models.find((m) => m.current);
+      this.set({ models, ...(core && current ? { model: current.id } : {}) });
+    }
+    return this.st.models;
+  }
+
+  /**
+   * Re-reads the model list into the state: the running server's GET /v1/models, or the models
+   * folder while stopped. Single-flight with one trailing re-read, so a change that happens during
+   * a read is not lost and callers get the list as it is after their call.
+   */
+  refreshModels(): Promise<AppModel[]> {
+    if (this.refreshing) {
+      this.refreshAgain = true;
+      return this.refreshing;
+    }
+    const run = async (): Promise<AppModel[]> => {
+      let out: AppModel[];
+      do {
+        this.refreshAgain = false;
+        out = await this.readModels();
+      } while (this.refreshAgain);
+      return out;
+    };
+    const p = run().finally(() => {
+      this.refreshing = null;
+    });
+    this.refreshing = p;
+    return p;
+  }
+
+  /**
+   * Switches the served model to the library model `id` (what a tray click does). Running: POST
+   * /v1/models/load on the running server, then settings.model is saved WITHOUT a restart.
+   * Stopped: settings.model is saved and the server started. Single-flight: while a switch is in
+   * flight, further calls return that same switch. A failure becomes `modelError` (sanitized) and
+   * the previous model stays (running) or stays the saved choice (stopped).
+   */
+  switchModel(id: string): Promise<AppState> {
+    if (this.switching) return this.switching;
+    if (typeof id !== 'string' || !id || id.length > MAX_MODEL_ID_LENGTH) {
+      return Promise.resolve(this.set({ modelError: 'Unknown model' }));
+    }
+    const p = this.queue(() => this.switchNow(id)).finally(() => {
+      this.switching = null;
+    });
+    this.switching = p;
+    return p;
+  }
+
+  /** The body of switchModel(); only ever runs inside queue(). */
+  private async switchNow(id: string): Promise<AppState> {
+    this.set({ switchingTo: id, modelError: null });
+    this.switchAbort = new AbortController();
+    try {
+      return this.core ? await this.switchRunning(this.core, id) : await this.switchStopped(id);
+    } catch (err) {
+      return this.set({ modelError: sanitizeMessage(err) });
+    } finally {
+      this.switchAbort = null;
+      this.set({ switchingTo: null });
+      await this.refreshModels();
+    }
+  }
+
+  private async switchRunning(core: CoreHandle, id: string): Promise<AppState> {
+    const before = await this.refreshModels();
+    if (!before.some((m) => m.id === id)) return this.set({ modelError: `The model ${quoteId(id)} is not in the library` });
+    const previous = before.find((m) => m.current)?.id ?? null;
+    if (previous === id) return this.st;
+    const r = await this.loadOnServer(core, id);
+    if (r.ok) {
+      const saved = await this.saveModelChoice(id);
+      return this.set({ model: id, modelError: saved ? null : 'Switched, but the choice could not be saved in the settings' });
+    }
+    this.set({ modelError: r.message });
+    if (this.switchAbort?.signal.aborted) return this.st;
+    // A refusal (fit, tokenizer) keeps the old model loaded; an engine failure can leave nothing
+    // loaded (the old model is unloaded before the new one starts): load the previous one again.
+    const after = await this.refreshModels();
+    if (previous && !after.some((m) => m.current)) await this.loadOnServer(core, previous);
+    return this.st;
+  }
+
+  private async switchStopped(id: string): Promise<AppState> {
+    const s = this.opts.settings.read();
+    if (!s.settings) return this.set({ modelError: 'The settings are invalid; fix them in Settings first' });
+    const { entries } = await this.diskLibrary();
+    const entry = entries.find((e) => e.id === id);
+    if (!entry) return this.set({ modelError: `The model ${quoteId(id)} is not in the library` });
+    // Same refusal the server would give at start, without spending seconds on an engine.
+    if (!entry.fitsInMemory.fits) return this.set({ modelError: sanitizeMessage(`Model ${quoteId(id)} was not loaded. ${entry.fitsInMemory.reason}.`) });
+    const previous = s.values.model;
+    const saved = this.opts.settings.save({ ...s.values, model: entry.dir });
+    if (!saved.ok) return this.set({ modelError: 'The model choice could not be saved in the settings' });
+    this.set({ model: entry.id });
+    const st = await this.startNow();
+    if (st.server === 'running') return st;
+    // The chosen model does not serve: the next start must not try it again.
+    const again = this.opts.settings.read();
+    if (again.settings) this.opts.settings.save({ ...again.values, model: previous });
+    return this.set({ modelError: st.error, model: typeof previous === 'string' && previous ? previous : null });
+  }
+
+  /** POST /v1/models/load on the running server; the error message is the server's own, sanitized. */
+  private async loadOnServer(core: CoreHandle, id: string): Promise<{ ok: true } | { ok: false; message: string }> {
+    const f = this.opts.fetchImpl ?? fetch;
+    try {
+      const res = await f(`${core.url}/v1/models/load`, {
+        method: 'POST',
+        headers: this.headers({ 'content-type': 'application/json' }),
+        body: JSON.stringify({ model: id }),
+        signal: AbortSignal.any([AbortSignal.timeout(this.opts.switchTimeoutMs ?? 600_000), ...(this.switchAbort ? [this.switchAbort.signal] : [])]),
+      });
+      if (res.ok) {
+        await res.body?.cancel().catch(() => {});
+        return { ok: true };
+      }
+      const body = (await res.json().catch(() => null)) as { error?: { message?: unknown } } | null;
+      const msg = body?.error?.message;
+      return { ok: false, message: sanitizeMessage(typeof msg === 'string' && msg ? msg : `The server refused the switch (HTTP ${res.status})`) };
+    } catch (err) {
+      const name = (err as { name?: string })?.name;
+      if (name === 'TimeoutError') return { ok: false, message: `Loading ${quoteId(id)} took too long` };
+      if (name === 'AbortError') return { ok: false, message: 'The switch was cancelled: the server is stopping' };
+      return { ok: false, message: `Could not reach the server: ${sanitizeMessage(err)}` };
+    }
+  }
+
+  /**
+   * Saves settings.model only, without restarting the server (the switch already happened over
+   * HTTP). The folder is stored (what startCoreFromSettings starts from), found by id in the library.
+   */
+  private async saveModelChoice(id: string): Promise<boolean> {
+    const s = this.opts.settings.read();
+    if (!s.settings) return false;
+    const { entries } = await this.diskLibrary();
+    const entry = entries.find((e) => e.id === id);
+    if (!entry) return false;
+    return this.opts.settings.save({ ...s.values, model: entry.dir }).ok;
+  }
+
   private startPolling(): void {
     this.stopPolling();
     const ms = this.opts.pollMs ?? 1000;
@@ -180,6 +485,12 @@ export class AppController extends EventEmitter {
       if (this.core !== core || !body || typeof body !== 'object' || !body.degradation) return null;
       this.snap = body;
       this.emit('metrics', body);
+      const modelId = body.model?.id ?? null;
+      if (modelId !== this.lastSnapModel) {
+        // The served model changed (a switch, a client's request, an idle unload): re-read the list.
+        this.lastSnapModel = modelId;
+        void this.refreshModels();
+      }
       return body;
     } catch {
       return null;

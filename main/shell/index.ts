@@ -9,13 +9,13 @@ import ElectronStore from 'electron-store';
 import { sanitizeMessage } from '../hardening/sanitize.ts';
 import { SETTINGS_SCHEMA, type StoredSettings } from '../settings/schema.ts';
 import { PUSH_CHANNELS } from '../../preload/api.ts';
-import { APP_SCHEME, DASHBOARD_URL, SETTINGS_URL } from './app-origin.ts';
+import { APP_SCHEME, DASHBOARD_URL, MODELS_URL, SETTINGS_URL } from './app-origin.ts';
 import { AppController } from './controller.ts';
 import { readableStartError, startCoreFromSettings } from './core.ts';
 import { GuardedIpc } from './ipc-guard.ts';
 import { registerIpcHandlers } from './ipc-handlers.ts';
 import { SettingsService } from './settings-service.ts';
-import { trayIconFile, trayMenu, trayStatus, trayTooltip, type TrayInput, type TrayItemId } from './tray-model.ts';
+import { clickModelItem, trayIconFile, trayInputFrom, trayMenu, trayStatus, trayTooltip, type TrayInput, type TrayItemId, type TrayMenuItem } from './tray-model.ts';
 import { APP_CSP, isAllowedExternal, isAllowedNavigation, mimeFor, resolveAppAsset } from './url-policy.ts';
 import { utilityProcessSpawner } from '../engine/process/utility-spawner.ts';
 import { dashboardWindowOptions } from './window-options.ts';
@@ -137,23 +137,14 @@ async function main(): Promise<void> {
 
   // ---- tray
   const tray = new Tray(nativeImage.createFromPath(path.join(assetsDir, trayIconFile('stopped', process.platform))));
-  const trayInput = (): TrayInput => {
-    const st = controller.state;
-    const snap = controller.snapshot;
-    return {
-      server: st.server,
-      degradation: snap ? { state: snap.degradation.state, reason: snap.degradation.reason } : null,
-      endpoint: st.endpoint,
-      model: snap?.model.id ?? st.model,
-      error: st.error,
-      settingsIssueCount: st.settingsIssues.length,
-      startAtLogin: st.startAtLogin,
-    };
-  };
+  const trayInput = (): TrayInput => trayInputFrom(controller.state, controller.snapshot);
   const actions: Record<TrayItemId, (checked?: boolean) => void> = {
     status: () => {},
     endpoint: () => {},
     model: () => {},
+    'model-status': () => {},
+    'models-empty': () => {},
+    'manage-models': () => showWindow(MODELS_URL),
     'toggle-server': () => void controller.toggle(),
     'copy-endpoint': () => {
       if (controller.state.endpoint) clipboard.writeText(controller.state.endpoint);
@@ -178,22 +169,24 @@ async function main(): Promise<void> {
     tray.setImage(nativeImage.createFromPath(path.join(assetsDir, trayIconFile(status, process.platform))));
     // Electron has no API to read a tray's menu back; the e2e test reads this copy of the model.
     if (process.env.MLXBAR_E2E === '1') (globalThis as { __mlxbarTray?: unknown }).__mlxbarTray = { status, items };
-    tray.setContextMenu(
-      Menu.buildFromTemplate(
-        items.map((it) =>
-          it.type === 'separator'
-            ? { type: 'separator' as const }
-            : {
-                id: it.id,
-                label: it.label,
-                type: it.type,
-                enabled: it.enabled,
-                ...(it.type === 'checkbox' ? { checked: it.checked } : {}),
-                click: (mi: Electron.MenuItem) => actions[it.id](mi.checked),
-              },
-        ),
-      ),
-    );
+    // Model items carry their index in input.models; the click maps it back through that same
+    // list (clickModelItem), never through a string taken from the menu.
+    const toTemplate = (list: TrayMenuItem[]): Electron.MenuItemConstructorOptions[] =>
+      list.map((it): Electron.MenuItemConstructorOptions => {
+        switch (it.type) {
+          case 'separator':
+            return { type: 'separator' };
+          case 'submenu':
+            return { id: it.id, label: it.label, enabled: it.enabled, submenu: toTemplate(it.items) };
+          case 'radio':
+            return { id: it.id, label: it.label, type: 'radio', enabled: it.enabled, checked: it.checked, click: () => void clickModelItem(it.id, input.models, (id) => controller.switchModel(id)) };
+          case 'checkbox':
+            return { id: it.id, label: it.label, type: 'checkbox', enabled: it.enabled, checked: it.checked, click: (mi) => actions[it.id](mi.checked) };
+          default:
+            return { id: it.id, label: it.label, type: 'normal', enabled: it.enabled, click: (mi) => actions[it.id](mi.checked) };
+        }
+      });
+    tray.setContextMenu(Menu.buildFromTemplate(toTemplate(items)));
   };
 
   controller.on('state', (st) => {
@@ -205,6 +198,8 @@ async function main(): Promise<void> {
     push(PUSH_CHANNELS.metrics, snap, true);
   });
   renderTray();
+  // The tray's model list before the server is up (read from the models folder).
+  void controller.refreshModels();
 
   app.on('second-instance', () => showWindow(DASHBOARD_URL));
   app.on('activate', () => showWindow(DASHBOARD_URL));

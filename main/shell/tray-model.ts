@@ -1,8 +1,9 @@
 // What the tray shows, computed from the app state: status (icon + tooltip) and the menu as plain
 // data. Pure, so every state is unit-tested; main/shell/index.ts only turns the model into
 // Electron's Menu and wires the item ids to actions.
-import type { DegradationState } from '../hardening/metrics-types.ts';
-import type { ServerStatus } from '../../preload/api.ts';
+import type { DegradationState, MetricsSnapshot } from '../hardening/metrics-types.ts';
+import { formatBytes } from '../library/format.ts';
+import type { AppModel, AppState, ServerStatus } from '../../preload/api.ts';
 
 export type TrayStatus = 'running' | 'degraded' | 'stopped' | 'error';
 
@@ -15,6 +16,12 @@ export interface TrayInput {
   error: string | null;
   settingsIssueCount: number;
   startAtLogin: boolean;
+  /** The library (AppState.models); the submenu's radio items are built from this exact list. */
+  models: readonly AppModel[];
+  /** Library id being loaded by a switch; null when none. */
+  switchingTo: string | null;
+  /** Why the last switch failed (sanitized); null when it did not. */
+  modelError: string | null;
 }
 
 export type TrayItemId =
@@ -23,15 +30,43 @@ export type TrayItemId =
   | 'endpoint'
   | 'copy-endpoint'
   | 'model'
+  | 'model-status'
+  | 'models-empty'
+  | 'manage-models'
   | 'open-dashboard'
   | 'open-settings'
   | 'start-at-login'
   | 'quit';
 
+/**
+ * A model entry's id: its index in the `models` list the menu was built from. Never the library
+ * id itself (an id is a user/hub-controlled string; the click handler maps the index back through
+ * the same list with modelIdForItem, so nothing from the menu is used as a name or a path).
+ */
+export type ModelItemId = `model:${number}`;
+
 export type TrayMenuItem =
   | { type: 'separator' }
   | { type: 'normal'; id: TrayItemId; label: string; enabled: boolean }
-  | { type: 'checkbox'; id: TrayItemId; label: string; enabled: boolean; checked: boolean };
+  | { type: 'checkbox'; id: TrayItemId; label: string; enabled: boolean; checked: boolean }
+  | { type: 'radio'; id: ModelItemId; label: string; enabled: boolean; checked: boolean }
+  | { type: 'submenu'; id: TrayItemId; label: string; enabled: boolean; items: TrayMenuItem[] };
+
+/** The tray's input from the controller's state and latest metrics snapshot (what index.ts renders). */
+export function trayInputFrom(st: AppState, snap: MetricsSnapshot | null): TrayInput {
+  return {
+    server: st.server,
+    degradation: snap ? { state: snap.degradation.state, reason: snap.degradation.reason } : null,
+    endpoint: st.endpoint,
+    model: snap?.model.id ?? st.model,
+    error: st.error,
+    settingsIssueCount: st.settingsIssues.length,
+    startAtLogin: st.startAtLogin,
+    models: st.models,
+    switchingTo: st.switchingTo,
+    modelError: st.modelError,
+  };
+}
 
 export const DEGRADATION_LABELS: Record<DegradationState, string> = {
   normal: 'Healthy',
@@ -64,13 +99,16 @@ export function statusLine(s: TrayInput): string {
     case 'stopping':
       return 'Stopping…';
     case 'stopped':
-      return 'Stopped';
+      return s.modelError ? `Switch failed: ${shorten(s.modelError, 60)}` : 'Stopped';
     case 'error':
       return `Error: ${shorten(s.error ?? 'server failed', 60)}`;
     case 'running': {
+      if (s.switchingTo) return `Running — switching to ${shorten(shortModelName(s.switchingTo), 40)}…`;
       const d = s.degradation;
-      if (!d || d.state === 'normal') return 'Running';
-      return `Running — ${DEGRADATION_LABELS[d.state]}`;
+      if (d && d.state !== 'normal') return `Running — ${DEGRADATION_LABELS[d.state]}`;
+      // The previous model still serves, so this is a note on a running server, not an error state.
+      if (s.modelError) return `Switch failed: ${shorten(s.modelError, 60)}`;
+      return 'Running';
     }
   }
 }
@@ -79,7 +117,82 @@ export function trayTooltip(s: TrayInput): string {
   const parts = [`MLX Bar: ${statusLine(s)}`];
   if (s.server === 'running' && s.endpoint) parts.push(s.endpoint);
   if (s.degradation?.reason && s.degradation.state !== 'normal') parts.push(shorten(s.degradation.reason, 100));
+  if (s.modelError && !s.switchingTo) parts.push(shorten(s.modelError, 200));
   return parts.join('\n');
+}
+
+/** `owner/name[@rev]` → `name[@rev]`; a folder id stays as it is. */
+export function shortModelName(id: string): string {
+  const slash = id.lastIndexOf('/');
+  return slash >= 0 && slash < id.length - 1 ? id.slice(slash + 1) : id;
+}
+
+/** Why a model does not fit, short enough for a menu: "too large: needs 26 GB". */
+function fitNote(m: AppModel): string {
+  return m.needBytes !== null && Number.isFinite(m.needBytes) ? `too large: needs ${formatBytes(m.needBytes)}` : 'memory need unknown';
+}
+
+/** The radio items' labels: short names, unless two models share one (then the full ids). */
+export function modelLabels(models: readonly AppModel[]): string[] {
+  const shortNames = models.map((m) => shortModelName(m.id));
+  const counts = new Map<string, number>();
+  for (const n of shortNames) counts.set(n, (counts.get(n) ?? 0) + 1);
+  return models.map((m, i) => {
+    const name = shorten((counts.get(shortNames[i]) ?? 0) > 1 ? m.id : shortNames[i], 48);
+    const size = formatBytes(m.sizeBytes);
+    return m.fits ? `${name} (${size})` : `${name} (${size}) — ${fitNote(m)}`;
+  });
+}
+
+/** Maps a clicked item id back to the library id, through the list the menu was built from. */
+export function modelIdForItem(itemId: string, models: readonly AppModel[]): string | null {
+  const m = /^model:(\d{1,6})$/.exec(itemId);
+  if (!m) return null;
+  const i = Number(m[1]);
+  return i < models.length ? models[i].id : null;
+}
+
+/**
+ * A click on a model item: the index is mapped back through `builtFrom` (the exact list the menu was
+ * built from, not today's list, which may have changed since) and the switch started. False for an
+ * id that names no model.
+ */
+export function clickModelItem(itemId: string, builtFrom: readonly AppModel[], switchModel: (id: string) => unknown): boolean {
+  const id = modelIdForItem(itemId, builtFrom);
+  if (id === null) return false;
+  void switchModel(id);
+  return true;
+}
+
+/** The "Model" submenu: the library as radio items, the switch in flight, Manage Models…. */
+export function modelSubmenu(s: TrayInput): TrayMenuItem {
+  const current = s.models.find((m) => m.current);
+  const busy = s.server === 'starting' || s.server === 'stopping' || !!s.switchingTo;
+  // Stopped with invalid settings: choosing a model would have to save them, which cannot work.
+  const locked = busy || (s.settingsIssueCount > 0 && s.server !== 'running');
+  const shown = current ? current.id : s.model;
+  const label = s.switchingTo
+    ? `Model: switching to ${shorten(shortModelName(s.switchingTo), 40)}…`
+    : `Model: ${shown ? shorten(shortModelName(shown), 48) : 'none selected'}`;
+  const items: TrayMenuItem[] = [];
+  if (s.switchingTo) {
+    items.push({ type: 'normal', id: 'model-status', label: `Switching to ${shorten(shortModelName(s.switchingTo), 40)}…`, enabled: false });
+    items.push({ type: 'separator' });
+  } else if (s.modelError) {
+    items.push({ type: 'normal', id: 'model-status', label: shorten(s.modelError, 80), enabled: false });
+    items.push({ type: 'separator' });
+  }
+  if (s.models.length === 0) {
+    items.push({ type: 'normal', id: 'models-empty', label: 'No models — download one in Manage Models…', enabled: false });
+  } else {
+    const labels = modelLabels(s.models);
+    s.models.forEach((m, i) => {
+      items.push({ type: 'radio', id: `model:${i}`, label: labels[i], enabled: !locked && m.fits, checked: m.current });
+    });
+  }
+  items.push({ type: 'separator' });
+  items.push({ type: 'normal', id: 'manage-models', label: 'Manage Models…', enabled: true });
+  return { type: 'submenu', id: 'model', label, enabled: true, items };
 }
 
 /** Icon file (in assets/) for a status: template images on macOS (the system tints them). */
@@ -103,7 +216,7 @@ export function trayMenu(s: TrayInput): TrayMenuItem[] {
     },
     { type: 'normal', id: 'endpoint', label: s.endpoint && running ? s.endpoint : 'Endpoint: not running', enabled: false },
     { type: 'normal', id: 'copy-endpoint', label: 'Copy Endpoint URL', enabled: !!s.endpoint && running },
-    { type: 'normal', id: 'model', label: `Model: ${s.model ? shorten(s.model, 48) : 'none selected'}`, enabled: false },
+    modelSubmenu(s),
     { type: 'separator' },
     { type: 'normal', id: 'open-dashboard', label: 'Open Dashboard', enabled: true },
     { type: 'normal', id: 'open-settings', label: 'Settings…', enabled: true },
