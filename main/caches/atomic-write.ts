@@ -119,7 +119,8 @@ export async function atomicWrite(fs: CacheFs, target: string, chunks: readonly 
   }
 }
 
-function pidAlive(pid: number): boolean {
+/** True while a process with this pid exists (EPERM: it exists but belongs to someone else). */
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

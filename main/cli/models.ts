@@ -4,6 +4,7 @@ import { defaultDataDir } from '../library/paths.ts';
 import { formatBytes } from '../library/format.ts';
 import { sanitizeMessage } from '../hardening/sanitize.ts';
 import { loadSettings } from '../settings/index.ts';
+import { handleUsage } from './usage.ts';
 
 const HELP = `Usage: mlx-bar models [options]
 
@@ -68,15 +69,8 @@ export function renderTable(models: LibraryEntry[]): string {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const args = parse(argv);
-  if (args === 'help') {
-    console.log(HELP);
-    return 0;
-  }
-  if (typeof args === 'string') {
-    console.error(`mlx-bar models: ${args}\n\n${HELP}`);
-    return 2;
-  }
+  const args = handleUsage('models', parse(argv), HELP);
+  if (typeof args === 'number') return args;
   // The configured context (settings: flags > env > config.json > defaults) drives the KV estimate,
   // so the answer matches what `serve` would refuse or accept. 0 = the model's own limit.
   let contextTokens = args.context;

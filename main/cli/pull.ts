@@ -6,6 +6,7 @@ import { defaultDataDir } from '../library/paths.ts';
 import { attachTerminalProgress } from '../library/progress-bar.ts';
 import { InvalidInputError } from '../library/validate.ts';
 import { sanitizeMessage } from '../hardening/sanitize.ts';
+import { handleUsage } from './usage.ts';
 
 const HELP = `Usage: mlx-bar pull <owner/name>[@revision] [options]
 
@@ -55,15 +56,8 @@ function parse(argv: string[]): Args | 'help' | string {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const args = parse(argv);
-  if (args === 'help') {
-    console.log(HELP);
-    return 0;
-  }
-  if (typeof args === 'string') {
-    console.error(`mlx-bar pull: ${args}\n\n${HELP}`);
-    return 2;
-  }
+  const args = handleUsage('pull', parse(argv), HELP);
+  if (typeof args === 'number') return args;
   const ac = new AbortController();
   let interrupts = 0;
   const onSigint = () => {

@@ -34,6 +34,7 @@ import {
 import { modelDirName, modelIdOf, parseRepoSpec, safeJoin, type RepoSpec } from './validate.ts';
 import { MANIFEST_FILE, modelsDirOf, INCOMING_DIR } from './paths.ts';
 import { formatBytes } from './format.ts';
+import { pidAlive } from '../caches/atomic-write.ts';
 
 export interface PullOptions extends HubOptions {
   dataDir: string;
@@ -622,15 +623,6 @@ async function placeAtomically(staging: string, finalDir: string, incoming: stri
   }
   await fsyncDir(path.dirname(finalDir));
   if (old) await fsp.rm(old, { recursive: true, force: true });
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 async function acquireLock(lockPath: string, id: string): Promise<() => Promise<void>> {

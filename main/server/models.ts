@@ -5,6 +5,8 @@
 // model it was started with (deps.engine/text/modelInfo), exactly as before.
 import type { ModelInfo } from '../engine/types.ts';
 import type { ServerTextPipeline } from './hooks.ts';
+// Type only: a pull job reports the downloader's progress fields.
+import type { PullProgress } from '../library/downloader.ts';
 
 /** One model as listed by GET /v1/models: `id` plus public extra fields (never a path). */
 export interface PublicModel {
@@ -47,7 +49,7 @@ export interface ServerModels {
 }
 
 /** A model download as reported by GET /v1/models/pulls (no paths; the error message is sanitized). */
-export interface PublicPullJob {
+export interface PublicPullJob extends PullProgress {
   /** Opaque job id (for DELETE /v1/models/pulls/:id). */
   id: string;
   /** `owner/name[@rev]` as asked for. */
@@ -55,13 +57,6 @@ export interface PublicPullJob {
   /** The library id the model gets once ready. */
   model: string;
   state: 'running' | 'done' | 'failed' | 'cancelled';
-  receivedBytes: number;
-  totalBytes: number;
-  bytesPerSec: number;
-  etaSec: number | null;
-  filesDone: number;
-  filesTotal: number;
-  file: string | null;
   startedAt: number;
   finishedAt: number | null;
   error: { code: string; message: string } | null;

@@ -3,6 +3,8 @@
 // In a browser the page talks to its own server (same origin); in the app window it uses the
 // running server's endpoint. Errors come back as the server's readable ApiError message.
 
+import type { PublicPullJob } from '../../../main/server/models.ts';
+
 export interface ModelRow {
   id: string;
   sizeBytes?: number;
@@ -16,19 +18,8 @@ export interface ModelRow {
   demo?: boolean;
 }
 
-export interface PullRow {
-  id: string;
-  repo: string;
-  model: string;
-  state: 'running' | 'done' | 'failed' | 'cancelled';
-  receivedBytes: number;
-  totalBytes: number;
-  bytesPerSec: number;
-  etaSec: number | null;
-  filesDone: number;
-  filesTotal: number;
-  error: { code: string; message: string } | null;
-}
+/** A download job exactly as the server reports it (type only: nothing of main/ is bundled). */
+export type PullRow = PublicPullJob;
 
 export class ModelsApiError extends Error {
   constructor(message: string, readonly status: number, readonly code: string | null) {
