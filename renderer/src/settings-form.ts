@@ -146,3 +146,16 @@ export function fromInput(field: Field, text: string): unknown {
 
 // Error mapping is shared with the shell (preload/settings-issues.ts).
 export { issuesFromAjv } from '../../preload/settings-issues.ts';
+
+/** The dotted setting path the server and CLI use ("responseCache.maxEntries") for a field. */
+export function settingPathOf(field: Field): string {
+  return field.path.join('.');
+}
+
+/** Readable names for dotted setting paths ("Response cache › Enabled"); unknown paths as given. */
+export function settingLabels(fields: Field[], paths: string[]): string[] {
+  return paths.map((p) => {
+    const f = fields.find((x) => settingPathOf(x) === p);
+    return f ? (f.group ? `${f.group} › ${f.label}` : f.label) : p;
+  });
+}

@@ -1,13 +1,13 @@
 import { useEffect, useMemo, useState } from 'react';
 import { defaults, schema, validate } from 'virtual:mlxbar-settings';
 import type { AppState, SettingsIssue } from '../../../preload/api.ts';
-import { settingsBackend, type SettingsBackend } from '../api/settings.ts';
+import { settingsBackend, type SettingsBackend, type SettingsLoad } from '../api/settings.ts';
 import { Panel } from '../components/Card.tsx';
-import { fieldsOf, fromInput, getAt, issuesFromAjv, setAt, toInput, type Field } from '../settings-form.ts';
+import { fieldsOf, fromInput, getAt, issuesFromAjv, setAt, settingLabels, settingPathOf, toInput, type Field } from '../settings-form.ts';
 import { buildSnippets } from '../snippets.ts';
 import { copyText } from '../clipboard.ts';
 
-function FieldInput(props: { field: Field; value: unknown; onChange: (v: unknown) => void; invalid: boolean }) {
+function FieldInput(props: { field: Field; value: unknown; onChange: (v: unknown) => void; invalid: boolean; placeholder?: string }) {
   const { field, value, onChange } = props;
   const id = `setting-${field.path.join('-')}`;
   const common = { id, name: field.pointer, 'aria-invalid': props.invalid || undefined, 'data-testid': id };
@@ -45,7 +45,7 @@ function FieldInput(props: { field: Field; value: unknown; onChange: (v: unknown
           autoComplete="off"
           spellCheck={false}
           value={text}
-          placeholder={field.schema.default !== undefined && field.schema.default !== null ? String(field.schema.default) : field.nullable ? '(not set)' : ''}
+          placeholder={props.placeholder ?? (field.schema.default !== undefined && field.schema.default !== null ? String(field.schema.default) : field.nullable ? '(not set)' : '')}
           onChange={(e) => { setText(e.target.value); onChange(fromInput(field, e.target.value)); }}
         />
       );
@@ -101,16 +101,31 @@ export function Settings(props: { app: AppState | null; endpoint: string | null;
     return [...all.filter((f) => !f.group), ...all.filter((f) => f.group)];
   }, []);
   const [values, setValues] = useState<Record<string, unknown>>(defaults);
+  // Issues the backend reported (the stored file, or the last refused save); a field's own are
+  // dropped as soon as that field is edited (whole-document ones on any edit).
   const [serverIssues, setServerIssues] = useState<SettingsIssue[]>([]);
   const [loaded, setLoaded] = useState<'loading' | 'loaded' | 'readonly'>('loading');
   const [dirty, setDirty] = useState(false);
   const [saving, setSaving] = useState(false);
+  // HTTP backend extras: flag/env overrides, whether a key is stored, what waits for a restart.
+  const [meta, setMeta] = useState<Omit<SettingsLoad, 'values' | 'issues'>>({});
+  const [clearKey, setClearKey] = useState(false);
+  /** After a save over HTTP: the settings that need a restart (null = no save in this visit). */
+  const [savedRestart, setSavedRestart] = useState<string[] | null>(null);
+
+  const apply = (r: SettingsLoad) => {
+    setValues(r.values);
+    setServerIssues(r.issues);
+    const { values: _v, issues: _i, ...rest } = r;
+    setMeta(rest);
+    setClearKey(false);
+  };
 
   useEffect(() => {
     let live = true;
     void backend.load().then((r) => {
       if (!live) return;
-      if (r) { setValues(r.values); setServerIssues(r.issues); setLoaded('loaded'); }
+      if (r) { apply(r); setLoaded('loaded'); }
       else setLoaded('readonly');
     });
     return () => { live = false; };
@@ -120,7 +135,7 @@ export function Settings(props: { app: AppState | null; endpoint: string | null;
     const r = validate(values);
     return r.ok ? [] : issuesFromAjv(r.errors);
   }, [values]);
-  const shown = dirty ? issues : [...serverIssues, ...issues.filter((i) => !serverIssues.some((s) => s.path === i.path))];
+  const shown = [...serverIssues, ...issues.filter((i) => !serverIssues.some((s) => s.path === i.path && s.message === i.message))];
   const byPath = new Map<string, string[]>();
   for (const i of shown) byPath.set(i.path, [...(byPath.get(i.path) ?? []), i.message]);
   const fieldPointers = new Set(fields.map((f) => f.pointer));
@@ -129,10 +144,16 @@ export function Settings(props: { app: AppState | null; endpoint: string | null;
   const save = async () => {
     setSaving(true);
     try {
-      const r = await backend.save(values);
+      const r = await backend.save(values, { clearApiKey: clearKey });
       setServerIssues(r.issues);
       setDirty(!r.ok);
       props.onToast(r.ok ? 'Settings saved' : 'Settings not saved: fix the highlighted fields');
+      if (r.ok && backend.kind === 'http') {
+        setSavedRestart(r.restartRequired ?? []);
+        // Re-read: the key field goes back to "stored, leave empty to keep", pending restarts update.
+        const again = await backend.load();
+        if (again) apply(again);
+      }
     } catch {
       props.onToast('Settings could not be saved');
     } finally {
@@ -140,7 +161,14 @@ export function Settings(props: { app: AppState | null; endpoint: string | null;
     }
   };
 
-  const readOnly = backend.kind === 'readonly' || loaded === 'readonly';
+  const readOnly = loaded !== 'loaded';
+  const overrides = meta.overrides ?? {};
+  const pending = savedRestart ?? meta.restartRequired ?? [];
+  const edit = (f: Field, v: unknown) => {
+    setValues((cur) => setAt(cur, f.path, v));
+    setServerIssues((cur) => cur.filter((i) => i.path !== f.pointer && i.path !== ''));
+    setDirty(true);
+  };
 
   return (
     <main className="settings" data-testid="settings">
@@ -155,7 +183,17 @@ export function Settings(props: { app: AppState | null; endpoint: string | null;
             The saved settings are invalid, so the server is not running. Fix the fields marked below and save.
           </div>
         ) : null}
-        {readOnly ? (
+        {savedRestart !== null || pending.length > 0 ? (
+          <div className={`banner ${pending.length ? 'tone-warn' : 'tone-ok'}`} role="status" data-testid="settings-restart-note">
+            {savedRestart !== null ? 'Saved. ' : 'Saved settings are not in effect yet. '}
+            {pending.length ? (
+              <>Restart <code>mlx-bar serve</code> to apply: {settingLabels(fields, pending).join(', ')}.</>
+            ) : (
+              'Nothing to restart: the server already runs with these values.'
+            )}
+          </div>
+        ) : null}
+        {loaded === 'readonly' ? (
           <p className="muted" data-testid="settings-readonly">
             Read-only in the browser: edits are checked here, but the headless server takes its settings from command-line flags, environment variables and config.json (or the MLX Bar app).
           </p>
@@ -169,12 +207,29 @@ export function Settings(props: { app: AppState | null; endpoint: string | null;
         <form className="form" onSubmit={(e) => { e.preventDefault(); if (!readOnly && issues.length === 0) void save(); }}>
           {fields.map((f, i) => {
             const msgs = byPath.get(f.pointer) ?? [];
+            const overriddenBy = overrides[settingPathOf(f)];
+            const isKey = settingPathOf(f) === 'apiKey' && backend.kind === 'http';
             const heading = f.group && f.group !== fields[i - 1]?.group ? <h3 className="group-title" key={`g-${f.group}`}>{f.group}</h3> : null;
             return [
               heading,
               <div key={f.pointer} className={`field${msgs.length ? ' has-error' : ''}`} data-pointer={f.pointer}>
                 <label htmlFor={`setting-${f.path.join('-')}`}>{f.label}{f.required ? <span className="req" aria-hidden="true"> *</span> : null}</label>
-                <FieldInput field={f} value={getAt(values, f.path)} invalid={msgs.length > 0} onChange={(v) => { setValues((cur) => setAt(cur, f.path, v)); setDirty(true); }} />
+                <FieldInput
+                  field={f}
+                  value={getAt(values, f.path)}
+                  invalid={msgs.length > 0}
+                  placeholder={isKey ? (meta.apiKeySet && !clearKey ? 'a key is stored — leave empty to keep it' : 'no key') : undefined}
+                  onChange={(v) => edit(f, v)}
+                />
+                {isKey && meta.apiKeySet ? (
+                  <label className="switch">
+                    <input type="checkbox" checked={clearKey} data-testid="settings-clear-api-key" onChange={(e) => { setClearKey(e.target.checked); setDirty(true); }} />
+                    <span>Remove the stored API key</span>
+                  </label>
+                ) : null}
+                {overriddenBy ? (
+                  <div className="field-help" data-testid="field-override">Overridden by <code>{overriddenBy}</code> in this launch: the saved value applies when it is not given.</div>
+                ) : null}
                 {msgs.length ? (
                   <div className="field-error" role="alert" data-testid="field-error">{msgs.join('; ')}</div>
                 ) : f.description || bytesHint(f, getAt(values, f.path)) ? (
@@ -187,7 +242,7 @@ export function Settings(props: { app: AppState | null; endpoint: string | null;
             <button type="submit" className="btn primary" disabled={readOnly || saving || issues.length > 0 || !dirty} data-testid="settings-save">
               {saving ? 'Saving…' : 'Save'}
             </button>
-            <button type="button" className="btn" disabled={!dirty} onClick={() => { void backend.load().then((r) => { if (r) { setValues(r.values); setServerIssues(r.issues); } else setValues(defaults); setDirty(false); }); }}>
+            <button type="button" className="btn" disabled={!dirty} onClick={() => { void backend.load().then((r) => { if (r) apply(r); else setValues(defaults); setDirty(false); }); }}>
               Revert
             </button>
             <span className="muted">{issues.length > 0 ? 'Fix the problems above before saving.' : dirty ? 'Unsaved changes.' : ''}</span>
