@@ -4,6 +4,10 @@
 // and the bundled-only packages (react, recharts, vite, electron…) are out; production
 // dependencies and the tray assets are there. Also: the config passes electron-builder's schema
 // validation, and a broken config is rejected.
+// Fuses: the stub binary also carries a fuse wire laid out as in a real Electron 45 binary
+// (sentinel, version, length, one byte per fuse, Electron's defaults), so electron-builder's own
+// fuse step (@electron/fuses flipFuses) really runs on it; the packaged binary is read back with
+// getCurrentFuseWire and every fuse must be in the state electron-builder.yml asks for.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -25,7 +29,63 @@ function builderCli(): string | null {
   }
 }
 const cli = builderCli();
-const skipReason = !cli || !existsSync(cli) ? 'electron-builder is not installed' : process.platform !== 'linux' ? 'the stub Electron dist is Linux-only' : false;
+const skipReason = !cli || !existsSync(cli) ? 'electron-builder is not installed' : !loadFuses() ? '@electron/fuses (an electron-builder dependency) is not installed' : process.platform !== 'linux' ? 'the stub Electron dist is Linux-only' : false;
+
+// The very copy electron-builder flips with (resolved from app-builder-lib, not from the hoisting).
+function loadFuses(): FusesModule | null {
+  try {
+    return createRequire(require.resolve('app-builder-lib/package.json'))('@electron/fuses');
+  } catch {
+    return null;
+  }
+}
+interface FusesModule {
+  FuseVersion: { V1: string };
+  FuseV1Options: Record<string, number | string>;
+  getCurrentFuseWire(p: string): Promise<Record<string, number | string>>;
+  flipFuses(p: string, cfg: Record<string, unknown>): Promise<number>;
+}
+const fuses = loadFuses()!;
+// Where @electron/fuses (dist/index.js) finds the wire: the first occurrence of this sentinel, then
+// one byte fuse-schema version, one byte wire length, then one byte per fuse ('0' off, '1' on).
+const FUSE_SENTINEL = 'dL7pKGdnNz796PbbjQWNKmHXBZaB9tsX';
+const OFF = 0x30;
+const ON = 0x31;
+// Electron 45's wire, unflipped (docs/tutorial/fuses.md "Default:" of each fuse): RunAsNode on,
+// cookie encryption off, NODE_OPTIONS on, --inspect on, asar integrity off, only-app.asar off,
+// browser V8 snapshot off, file:// privileges on, and a ninth fuse @electron/fuses 1.8 has no
+// name for (WasmTrapHandlers, on), which the config leaves alone.
+const ELECTRON_45_DEFAULT_WIRE = [ON, OFF, ON, ON, OFF, OFF, OFF, ON, ON];
+
+/** A stand-in Electron binary: a runnable shell script, then (after `exit`) a real fuse wire. */
+function stubElectronBinary(): Buffer {
+  return Buffer.concat([
+    Buffer.from('#!/bin/sh\necho "stub electron: packaging test only"\nexit 0\n', 'latin1'),
+    Buffer.from(FUSE_SENTINEL, 'latin1'),
+    Buffer.from([1, ELECTRON_45_DEFAULT_WIRE.length, ...ELECTRON_45_DEFAULT_WIRE]),
+    Buffer.from('\n', 'latin1'),
+  ]);
+}
+
+/** electron-builder's `electronFuses` keys are the FuseV1Options names with a lower-case first letter. */
+function fuseIndex(key: string): number {
+  const idx = fuses.FuseV1Options[key[0].toUpperCase() + key.slice(1)];
+  assert.equal(typeof idx, 'number', `electronFuses.${key} is not a fuse @electron/fuses knows`);
+  return idx as number;
+}
+
+function expectedFuseWire(config: Record<string, boolean>): number[] {
+  const wire = [...ELECTRON_45_DEFAULT_WIRE];
+  for (const [key, on] of Object.entries(config)) if (key !== 'resetAdHocDarwinSignature') wire[fuseIndex(key)] = on ? ON : OFF;
+  return wire;
+}
+
+const fuseName = (state: number) => (state === ON ? 'on' : state === OFF ? 'off' : `0x${state.toString(16)}`);
+const wireStates = (wire: Record<string, number | string>) =>
+  Object.keys(wire)
+    .filter((k) => /^\d+$/.test(k))
+    .sort((a, b) => Number(a) - Number(b))
+    .map((k) => fuseName(wire[k] as number));
 
 async function loadYamlConfig(): Promise<Record<string, unknown>> {
   const yaml = require('js-yaml') as { load(s: string): unknown };
@@ -48,6 +108,25 @@ test('electron-builder.yml: valid for electron-builder, menu-bar app on macOS, A
   assert.match(linux.maintainer, /<.+@.+>/);
   assert.equal(cfg.npmRebuild, false);
   assert.equal(cfg.asar, true);
+
+  // Fuses per Electron's security checklist, every one named explicitly (none left to inherit).
+  const f = cfg.electronFuses as Record<string, boolean>;
+  assert.deepEqual(f, {
+    runAsNode: false,
+    enableCookieEncryption: true,
+    enableNodeOptionsEnvironmentVariable: false,
+    enableNodeCliInspectArguments: false,
+    enableEmbeddedAsarIntegrityValidation: true,
+    onlyLoadAppFromAsar: true,
+    loadBrowserProcessSpecificV8Snapshot: false,
+    grantFileProtocolExtraPrivileges: false,
+    resetAdHocDarwinSignature: true,
+  });
+  const named = Object.keys(fuses.FuseV1Options).filter((k) => !/^\d+$/.test(k)).map((k) => k[0].toLowerCase() + k.slice(1));
+  assert.deepEqual(named.filter((k) => !(k in f)), [], 'a fuse @electron/fuses knows is not configured');
+  await assert.rejects(validateConfiguration({ ...cfg, electronFuses: { ...f, runAsNode: 'no' } }, new DebugLogger(false)), /runAsNode/);
+  // onlyLoadAppFromAsar needs the app in an asar.
+  assert.equal(f.onlyLoadAppFromAsar && cfg.asar, true);
 });
 
 test('electron-builder --dir with a stub Electron dist: app.asar holds exactly the app', { skip: skipReason, timeout: 420_000 }, async (t) => {
@@ -56,7 +135,7 @@ test('electron-builder --dir with a stub Electron dist: app.asar holds exactly t
   try {
     const stub = path.join(work, 'electron-dist');
     mkdirSync(stub);
-    writeFileSync(path.join(stub, 'electron'), '#!/bin/sh\necho "stub electron: packaging test only"\n');
+    writeFileSync(path.join(stub, 'electron'), stubElectronBinary());
     chmodSync(path.join(stub, 'electron'), 0o755);
     writeFileSync(path.join(stub, 'version'), '45.5.0');
     const out = path.join(work, 'out');
@@ -97,6 +176,18 @@ test('electron-builder --dir with a stub Electron dist: app.asar holds exactly t
     // tray assets as extra resources, incl. macOS template images
     for (const f of ['trayTemplate.png', 'trayTemplate@2x.png', 'tray-running.png', 'tray-error.png', 'icon.png'])
       assert.ok(existsSync(path.join(resources, 'assets', f)), `assets/${f}`);
+
+    // fuses: electron-builder flipped the packaged binary's wire to exactly the configured states
+    const cfg = await loadYamlConfig();
+    const binary = path.join(unpacked, 'mlx-bar');
+    const wire = await fuses.getCurrentFuseWire(binary);
+    const expected = expectedFuseWire(cfg.electronFuses as Record<string, boolean>);
+    assert.equal(wire.version, fuses.FuseVersion.V1);
+    assert.deepEqual(wireStates(wire), expected.map(fuseName), 'every fuse in its configured state');
+    assert.notDeepEqual(expected, ELECTRON_45_DEFAULT_WIRE, 'the config changes fuses (the flip is observable)');
+    const packaged = readFileSync(binary);
+    assert.equal(packaged.length, stubElectronBinary().length, 'only fuse bytes change, in place');
+    assert.ok(packaged.toString('latin1').startsWith('#!/bin/sh'), 'the rest of the binary is untouched');
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
@@ -129,4 +220,51 @@ test('every package the bundled main code imports is a declared production depen
   }
   assert.ok(imported.has('electron-store') && imported.has('fastify'));
   assert.deepEqual([...imported].filter((p) => !(p in pkg.dependencies)).sort(), [], 'imported by main code but not in package.json dependencies');
+});
+
+test('the packaged app needs nothing the fuses switch off (ELECTRON_RUN_AS_NODE, NODE_OPTIONS, --inspect, file://)', { timeout: 120_000 }, async () => {
+  await ensurePreloadBuilt();
+  const { build } = await import('esbuild');
+  const r = await build({
+    absWorkingDir: repoRoot,
+    entryPoints: ['main/shell/index.ts', 'main/engine/process/engine-main.ts'],
+    bundle: true,
+    write: false,
+    outdir: 'out',
+    splitting: true,
+    format: 'esm',
+    platform: 'node',
+    packages: 'external',
+    metafile: true,
+    logLevel: 'silent',
+  });
+  const sources = Object.keys(r.metafile.inputs).filter((f) => f.startsWith('main/') || f.startsWith('preload/'));
+  const text = (f: string) => readFileSync(path.join(repoRoot, f), 'utf8');
+  // No code of ours reads or sets what runAsNode / nodeOptions / nodeCliInspect disable.
+  for (const f of sources) assert.doesNotMatch(text(f), /ELECTRON_RUN_AS_NODE|NODE_OPTIONS|NODE_EXTRA_CA_CERTS|--inspect/, f);
+  // Re-running the Electron binary as Node (process.execPath) needs runAsNode: only the CLI's
+  // preflight does it (`mlx-bar check`/`serve` under plain Node), reached through serve.ts's
+  // dynamic import, never by the shell, which starts the core with startServe directly.
+  assert.deepEqual(sources.filter((f) => /process\.execPath/.test(text(f))), ['main/hardening/preflight.ts']);
+  const importers = Object.entries(r.metafile.inputs).filter(([, i]) => i.imports.some((x) => x.path === 'main/hardening/preflight.ts'));
+  assert.deepEqual(importers.map(([f, i]) => `${f} ${i.imports.find((x) => x.path === 'main/hardening/preflight.ts')!.kind}`), ['main/cli/serve.ts dynamic-import']);
+  assert.doesNotMatch(text('main/shell/index.ts'), /\brun\(|preflight/, 'the shell does not go through the CLI entry');
+  // The engine runs in a utilityProcess in the app (child_process.fork of the Electron binary
+  // would need ELECTRON_RUN_AS_NODE).
+  assert.ok(r.metafile.inputs['main/shell/index.ts'].imports.some((x) => x.path === 'main/engine/process/utility-spawner.ts'));
+  assert.match(text('main/shell/index.ts'), /engineSpawn/, 'the shell hands the utilityProcess spawner to the core');
+  // Its packaged entry gets no --inspect/--import/--require; only --expose-gc, which it does not
+  // depend on: getGc() enables gc at run time when the flag did not make it through.
+  const { engineExecArgv } = await import('../../main/engine/process/spawn.ts');
+  assert.deepEqual(engineExecArgv(path.join(repoRoot, 'dist', 'main', 'engine-main.js')), ['--expose-gc']);
+  const env = { ...process.env };
+  delete env.NODE_OPTIONS;
+  const gc = await run(process.execPath, ['--import', 'tsx', '-e', "const m = await import('./main/engine/model/memory.ts'); m.getGc()({ type: 'minor' }); console.log(typeof globalThis.gc, 'gc ok')"], { cwd: repoRoot, env, timeout: 60_000 });
+  assert.match(gc.stdout, /^undefined gc ok/, 'gc works without --expose-gc');
+  // The sandboxed preload is one CommonJS file: its only require is electron (it is read from
+  // app.asar, the only place onlyLoadAppFromAsar lets the app load from).
+  const preload = readFileSync(path.join(repoRoot, 'dist', 'preload', 'index.cjs'), 'utf8');
+  assert.deepEqual([...new Set([...preload.matchAll(/\brequire\(["']([^"']+)["']\)/g)].map((m) => m[1]))], ['electron']);
+  // Pages come from the mlxbar:// scheme, never file:// (grantFileProtocolExtraPrivileges is off).
+  for (const f of sources.filter((s) => s.startsWith('main/shell/'))) assert.doesNotMatch(text(f), /\.loadFile\(|loadURL\([^)]*file:/, f);
 });
