@@ -168,6 +168,13 @@ export function registerSettingsRoutes(app: FastifyInstance, opts: SettingsApiOp
     const issues: SettingsIssue[] = [];
     for (const k of Object.keys(values)) if (!KNOWN.has(k)) issues.push({ path: `/${k.slice(0, 64)}`, message: 'is not a known setting' });
 
+    if (!write) {
+      const { openSettingsStore } = await import('../settings/store.ts');
+      write = (v) => {
+        openSettingsStore(opts.dataDir).store = v;
+      };
+    }
+    // From here on everything is synchronous: concurrent PUTs cannot interleave between read and write.
     const svc = service();
     const before = svc.read();
     const storedKey = typeof before.values.apiKey === 'string' ? before.values.apiKey : '';
@@ -200,12 +207,6 @@ export function registerSettingsRoutes(app: FastifyInstance, opts: SettingsApiOp
       return sendError(reply, err, { ok: false, issues, restartRequired: [] });
     }
 
-    if (!write) {
-      const { openSettingsStore } = await import('../settings/store.ts');
-      write = (v) => {
-        openSettingsStore(opts.dataDir).store = v;
-      };
-    }
     const movedAside = before.file === 'invalid' || before.file === 'corrupt';
     let result;
     try {

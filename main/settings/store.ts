@@ -17,6 +17,8 @@ export function openSettingsStore(dataDir: string): Conf<StoredSettings> {
     projectName: 'mlx-bar',
     ...CONF_OPTIONS,
     schema: SETTINGS_SCHEMA as never,
+    // The file can hold the API key: owner-only, like the repair path's writeFileAtomicSync (conf's default is 0o666).
+    configFileMode: 0o600,
   });
 }
 

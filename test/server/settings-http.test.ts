@@ -113,6 +113,7 @@ describe('settings over HTTP on the real server', { timeout: 300_000 }, () => {
     assert.equal(disk.apiKey, STORED_KEY, 'apiKey "" in a PUT keeps the stored key');
     assert.deepEqual(disk.futureSetting, { x: 1 }, 'a newer version’s key survives');
     assert.deepEqual(readdirSync(dataDir).filter((f) => f.includes('.tmp')), [], 'no temp files left');
+    if (process.platform !== 'win32') assert.equal(statSync(file).mode & 0o777, 0o600, 'the file holding the key is owner-only');
     // The pending restart is still reported after a reload of the page.
     const again = parse(await get());
     assert.equal(again.values.maxConcurrent, 3);
