@@ -18,7 +18,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Browser } from 'playwright-core';
 import { APP_ORIGIN } from '../../main/shell/app-origin.ts';
 import type { CoreHandle } from '../../main/shell/controller.ts';
-import { startCoreFromSettings } from '../../main/shell/core.ts';
+import { serverAllowedOrigins, startCoreFromSettings } from '../../main/shell/core.ts';
 import { APP_CSP, appCsp } from '../../main/shell/url-policy.ts';
 import { DEFAULT_SETTINGS, type Settings } from '../../main/settings/schema.ts';
 import { buildTinyModel } from '../helpers/tiny-model.ts';
@@ -75,6 +75,14 @@ const PAGE_SCRIPT = `
   window.__outcome = out;
 })();
 `;
+
+test('the server origins are the configured ones plus the window, once; the settings are not touched', () => {
+  const s = { allowedOrigins: ['vscode-webview://*'] };
+  assert.deepEqual(serverAllowedOrigins(s), ['vscode-webview://*', APP_ORIGIN]);
+  assert.deepEqual(s.allowedOrigins, ['vscode-webview://*']);
+  assert.deepEqual(serverAllowedOrigins({ allowedOrigins: [APP_ORIGIN] }), [APP_ORIGIN]);
+  assert.deepEqual(serverAllowedOrigins({ allowedOrigins: [] }), [APP_ORIGIN]);
+});
 
 describe('the app window and the local server', { timeout: 420_000 }, () => {
   let dataDir = '';
