@@ -33,7 +33,10 @@ export interface Hardening {
   degradation: Degradation;
   memory: MemorySampler;
   responseCache: ResponseCache | null;
-  /** Prefix KV persistence (null when `prefixCache.persist` is off or the store is unusable). */
+  /**
+   * Prefix KV persistence (null when `prefixCache.persist` is off or the engine cannot export).
+   * The model manager's beforeRelease/afterLoad hooks call its flush('switch') / settled().
+   */
   prefixPersistence: PrefixPersistence | null;
   close(): Promise<void>;
 }
@@ -71,13 +74,14 @@ export async function attachHardening(input: HardeningInput): Promise<Hardening>
     degradation.recordCacheError('open', err);
   }
 
-  // Prefix KV persistence: warm restarts for long repeated prompts.
+  // Prefix KV persistence: warm restarts for long repeated prompts; follows model switches (the
+  // store of whichever model the engine holds; see prefix-persistence.ts).
   const prefix = settings.prefixCache.persist
     ? await startPrefixPersistence({
         engine: engine as unknown as PrefixEngine,
-        modelInfo,
         dataDir: input.dataDir,
-        engineVersion: `${ENGINE_VERSION}-${modelInfo.computeDtype}`,
+        // Of the model the engine holds at each load (a switched-to model may compute differently).
+        engineVersion: (model) => `${ENGINE_VERSION}-${model.computeDtype}`,
         maxBytes: settings.prefixCache.maxBytes,
         maxEntries: settings.prefixCache.maxEntries,
         health: degradation,

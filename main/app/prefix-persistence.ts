@@ -1,9 +1,19 @@
-// Makes the engine's prefix KV cache survive restarts: editors and agents resend the same long
-// system prompt (10–30k tokens) every turn, and recomputing it after a restart costs minutes on
-// this CPU. The engine process keeps the live cache; this module, in the server process, copies
-// new entries out of it (engine IPC export) into the integrity-checked prefix store on disk while
-// the server is idle and at shutdown, and imports the most recent stored entries at start.
-// A damaged entry is quarantined by the store and simply not imported: the server starts cold.
+// Makes the engine's prefix KV cache survive restarts and model switches: editors and agents resend
+// the same long system prompt (10–30k tokens) every turn, and recomputing it after a restart costs
+// minutes on this CPU. The engine process keeps the live cache; this module, in the server process,
+// copies new entries out of it (engine IPC export) into the integrity-checked prefix store on disk
+// while the server is idle, before a model is released (switch / unload: the model manager's
+// beforeRelease hook) and at shutdown, and imports the most recent stored entries whenever the
+// engine comes back 'ready' with a model (start, crash restart, idle reload, switch).
+//
+// The store follows whichever model is loaded: its compat is {model fingerprint, engine version of
+// that model (compute dtype)}. When the engine is ready with another model, the current store's
+// writes are drained and the store for the new model is opened on the same directory — only one
+// EntryStore at a time, since all models share one disk budget (other models' entries are
+// "foreign" to it and evicted first). File names are salted with the compat, so the same prompt on
+// two models gives two files instead of one model's KV overwriting the other's.
+// A damaged entry is quarantined by the store and simply not imported: that model starts cold.
+import { createHash } from 'node:crypto';
 import type { ModelInfo, PrefixKvSnapshot } from '../engine/types.ts';
 import { openPrefixStore } from '../caches/index.ts';
 import type { PrefixStore } from '../caches/prefix-store.ts';
@@ -15,69 +25,124 @@ export const MIN_PERSISTED_TOKENS = 256;
 
 export interface PrefixEngine {
   readonly state: string;
-  readonly model: { fingerprint: string } | null;
+  readonly model: Pick<ModelInfo, 'fingerprint' | 'computeDtype'> | null;
   on?(event: 'state', listener: (state: string) => void): unknown;
   off?(event: 'state', listener: (state: string) => void): unknown;
   exportPrefixEntries?(opts: { minTokens?: number; onlyNew?: boolean }): Promise<PrefixKvSnapshot[]>;
   importPrefixEntry?(entry: PrefixKvSnapshot): Promise<boolean>;
 }
 
+export interface PrefixPersistenceStats {
+  /** Stored prefixes of the loaded model. */
+  entries: number;
+  /** Bytes of the whole prefix directory (every model's files share one budget). */
+  bytes: number;
+  /** Since this server started, over all models. */
+  saved: number;
+  restored: number;
+  /** Times the store was switched to another model. */
+  switches: number;
+  /** Fingerprint of the model the store currently follows (null before the first load). */
+  model: string | null;
+}
+
 export interface PrefixPersistence {
-  /** Entries imported into the engine at start. */
+  /** Entries imported into the engine so far (start, restarts, switches). */
   readonly restored: number;
-  /** Copies new engine entries to disk now (serialized with other calls). */
-  flush(): Promise<number>;
+  /**
+   * Copies new engine entries of the loaded model to disk now (serialized with other calls).
+   * `why` only labels the log line (e.g. 'switch', 'idle'); resolves with the number saved.
+   */
+  flush(why?: string): Promise<number>;
+  /** Resolves once queued work (a store switch and restore after a load, a flush) has finished. */
+  settled(): Promise<void>;
   /** Schedules a flush once the server has been idle for `idleMs`. */
   noteActivity(): void;
   close(timeoutMs?: number): Promise<void>;
+  /** Corruptions found, by reason, cumulative over every model's store since start. */
   corruptions(): Record<string, number>;
-  stats(): { entries: number; bytes: number; saved: number; restored: number };
+  stats(): PrefixPersistenceStats;
+}
+
+interface OpenStore {
+  model: string;
+  engine: string;
+  store: PrefixStore;
+  corruptions: () => Record<string, number>;
 }
 
 export async function startPrefixPersistence(opts: {
   engine: PrefixEngine;
-  modelInfo: ModelInfo;
   dataDir: string;
-  engineVersion: string;
+  /** Engine version of a loaded model's KV (e.g. `mlx-bar-engine-1-float32`): part of the compat. */
+  engineVersion: string | ((model: Pick<ModelInfo, 'fingerprint' | 'computeDtype'>) => string);
   maxBytes: number;
   maxEntries: number;
   health?: CacheHealth;
   log: (line: string) => void;
   idleMs?: number;
   minTokens?: number;
+  /** Bound on draining the outgoing model's writes at a store switch. */
+  switchFlushMs?: number;
 }): Promise<PrefixPersistence | null> {
   const { engine, log } = opts;
   if (!engine.exportPrefixEntries || !engine.importPrefixEntry) return null;
   const minTokens = opts.minTokens ?? MIN_PERSISTED_TOKENS;
-  let store: PrefixStore;
-  let quarantineCounts: () => Record<string, number>;
-  try {
-    const opened = await openPrefixStore(
-      opts.dataDir,
-      { model: opts.modelInfo.fingerprint, engine: opts.engineVersion },
-      opts.health,
-      { prefix: { maxBytes: opts.maxBytes, maxEntries: opts.maxEntries } },
-    );
-    store = opened.prefix;
-    quarantineCounts = () => opened.quarantine.corruptions();
-    if (opened.opened.corrupt) log(`prefix cache: quarantined ${opened.opened.corrupt} corrupt entr(ies) at startup`);
-  } catch (err) {
-    log(`prefix cache: persistence unavailable (${sanitizeMessage(err)})`);
-    return null;
-  }
+  const versionOf = typeof opts.engineVersion === 'function' ? opts.engineVersion : () => opts.engineVersion as string;
 
-  // Warm start: most recently used first, within the budget the engine was given. Run again
-  // whenever the engine comes back with this model (after a crash restart, an idle unload or a
-  // switch back), since a new engine process starts with an empty prefix cache.
+  let current: OpenStore | null = null;
+  /** Corruption counts of stores closed at a switch (each open gets a fresh quarantine counter). */
+  const pastCorruptions: Record<string, number> = {};
   let restored = 0;
+  let saved = 0;
+  let switches = 0;
+  let closed = false;
+
+  /** The loaded model's compat, when the engine is ready. */
+  const loaded = (): { model: string; engine: string } | null =>
+    engine.state === 'ready' && engine.model ? { model: engine.model.fingerprint, engine: versionOf(engine.model) } : null;
+  const isCurrent = (c: { model: string; engine: string } | null): boolean =>
+    !!c && !!current && c.model === current.model && c.engine === current.engine;
+
+  /** Closes the current store (drains its writes) and opens the one for `compat`. */
+  const openFor = async (compat: { model: string; engine: string }): Promise<boolean> => {
+    if (current) {
+      const old = current;
+      current = null; // from here nothing is written under the outgoing model's compat
+      await old.store.flush(opts.switchFlushMs ?? 10_000).catch(() => false);
+      for (const [reason, n] of Object.entries(old.corruptions())) pastCorruptions[reason] = (pastCorruptions[reason] ?? 0) + n;
+      switches++;
+    }
+    try {
+      const salt = `${compat.model}\0${compat.engine}\0`;
+      const opened = await openPrefixStore(opts.dataDir, compat, opts.health, {
+        prefix: { maxBytes: opts.maxBytes, maxEntries: opts.maxEntries },
+        fileNameHash: (key) => createHash('sha256').update(salt + key).digest('hex'),
+      });
+      current = { ...compat, store: opened.prefix, corruptions: () => opened.quarantine.corruptions() };
+      if (opened.opened.corrupt) log(`prefix cache: quarantined ${opened.opened.corrupt} corrupt entr(ies) when opening the store`);
+      return true;
+    } catch (err) {
+      log(`prefix cache: persistence unavailable for this model (${sanitizeMessage(err)})`);
+      return false;
+    }
+  };
+
+  // Warm start: most recently used first, within the budget the engine was given. Run whenever the
+  // engine comes back with a model, since a new engine process starts with an empty prefix cache.
   const restore = async (): Promise<number> => {
-    if (engine.state !== 'ready' || engine.model?.fingerprint !== opts.modelInfo.fingerprint) return 0;
+    const compat = loaded();
+    if (!compat) return 0;
+    if (!isCurrent(compat) && !(await openFor(compat))) return 0;
+    const store = current!.store;
     let n = 0;
     let budget = opts.maxBytes;
     for (const info of store.list().slice(0, opts.maxEntries)) {
       if (info.bytes > budget) continue;
       const entry = await store.load(info.tokens);
       if (!entry) continue; // damaged → quarantined by the store; a miss
+      // The engine may have switched model while the file was read: never import across models.
+      if (!isCurrent(loaded())) break;
       try {
         if (await engine.importPrefixEntry!(entry as unknown as PrefixKvSnapshot)) {
           n++;
@@ -91,16 +156,12 @@ export async function startPrefixPersistence(opts: {
     restored += n;
     return n;
   };
-  await restore();
 
-  let saved = 0;
-  let chain: Promise<number> = Promise.resolve(0);
-  let timer: NodeJS.Timeout | null = null;
-  let closed = false;
-  const flushOnce = async (): Promise<number> => {
-    // The store is keyed to the model that was loaded at start; after a switch to another model
-    // its KV must never be saved under this fingerprint.
-    if (engine.state !== 'ready' || engine.model?.fingerprint !== opts.modelInfo.fingerprint) return 0;
+  const flushOnce = async (why?: string): Promise<number> => {
+    // Only the model the open store belongs to: another model's KV is never saved under its compat.
+    const compat = loaded();
+    if (!current || !isCurrent(compat)) return 0;
+    const store = current.store;
     let n = 0;
     try {
       const entries = await engine.exportPrefixEntries!({ minTokens, onlyNew: true });
@@ -108,36 +169,59 @@ export async function startPrefixPersistence(opts: {
     } catch (err) {
       log(`prefix cache: save skipped (${sanitizeMessage(err)})`);
     }
+    if (n && why) log(`prefix cache: saved ${n} prompt prefix(es) (${why})`);
     saved += n;
     return n;
   };
-  const flush = () => (chain = chain.then(flushOnce, flushOnce));
+
+  let chain: Promise<unknown> = Promise.resolve();
+  const enqueue = <T>(fn: () => Promise<T>): Promise<T> => {
+    const run = chain.then(fn, fn);
+    chain = run.catch(() => {});
+    return run;
+  };
+  const flush = (why?: string): Promise<number> => enqueue(() => flushOnce(why));
+
+  await restore();
+
+  let timer: NodeJS.Timeout | null = null;
   const onState = (state: string) => {
-    if (state === 'ready' && !closed) chain = chain.then(restore, restore);
+    if (state === 'ready' && !closed) void enqueue(restore);
   };
   engine.on?.('state', onState);
+  let closing: Promise<void> | null = null;
   return {
     get restored() {
       return restored;
     },
-    flush,
+    flush: (why) => (closed ? Promise.resolve(0) : flush(why)),
+    settled: () => chain.then(() => {}),
     noteActivity() {
       if (closed) return;
       if (timer) clearTimeout(timer);
       timer = setTimeout(() => void flush(), opts.idleMs ?? 2000);
       timer.unref();
     },
-    async close(timeoutMs = 10_000) {
-      closed = true;
-      engine.off?.('state', onState);
-      if (timer) clearTimeout(timer);
-      const deadline = new Promise<void>((r) => setTimeout(r, timeoutMs).unref());
-      await Promise.race([flush().then(() => store.flush(timeoutMs)), deadline]);
+    close(timeoutMs = 10_000) {
+      closing ??= (async () => {
+        closed = true;
+        engine.off?.('state', onState);
+        if (timer) clearTimeout(timer);
+        let deadlineTimer: NodeJS.Timeout | undefined;
+        const deadline = new Promise<void>((r) => (deadlineTimer = setTimeout(r, timeoutMs)));
+        await Promise.race([flush('shutdown').then(() => current?.store.flush(timeoutMs)), deadline]);
+        clearTimeout(deadlineTimer);
+      })();
+      return closing;
     },
-    corruptions: () => quarantineCounts(),
+    corruptions() {
+      const total = { ...pastCorruptions };
+      for (const [reason, n] of Object.entries(current?.corruptions() ?? {})) total[reason] = (total[reason] ?? 0) + n;
+      return total;
+    },
     stats() {
-      const s = store.stats() as { entries?: number; bytes?: number };
-      return { entries: s.entries ?? 0, bytes: s.bytes ?? 0, saved, restored };
+      const s = (current?.store.stats() ?? {}) as { entries?: number; bytes?: number };
+      return { entries: s.entries ?? 0, bytes: s.bytes ?? 0, saved, restored, switches, model: current?.model ?? null };
     },
   };
 }

@@ -230,6 +230,10 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
             ? lib.inspectFolder(modelDir, libraryOptions())
             : lib.findModel(id, opts.dataDir, libraryOptions()),
         loadExtras: (dir) => loadTextPipeline(dir),
+        // Prompt-prefix KV follows the model: save the outgoing model's new prefixes before a
+        // switch/unload, restore the incoming one's before its first request (both time-bounded).
+        beforeRelease: (_id, reason) => hardening?.prefixPersistence?.flush(reason),
+        afterLoad: () => hardening?.prefixPersistence?.settled(),
       });
       manager = m;
       modelInfo = await m.ensureLoaded(startEntry.id);
@@ -246,6 +250,11 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
       modelAdmin = lib.createModelAdmin({ manager: m, dataDir: opts.dataDir, library: libraryOptions });
       m.on('loaded', (e: { id: string; loadMs: number }) => log(`model: loaded ${e.id} in ${e.loadMs} ms`));
       m.on('unloaded', (e: { id: string; reason: string }) => log(`model: unloaded ${e.id} (${e.reason})`));
+      for (const ev of ['release_hook', 'load_hook']) {
+        m.on(ev, (e: { hook: string; outcome: string; ms: number; error?: string }) => {
+          if (e.outcome !== 'ok') log(`model: ${e.hook} ${e.outcome} after ${e.ms} ms${e.error ? ` (${e.error})` : ''}`);
+        });
+      }
     } else {
       // A folder the library does not consider complete: serve it alone, as before.
       text = await loadTextPipeline(modelDir);

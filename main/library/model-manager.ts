@@ -34,6 +34,34 @@ export interface ModelManagerOptions<X = unknown> {
    * (`(dir) => loadTextPipeline(dir)`). Runs before engine.start, so a bad tokenizer fails fast.
    */
   loadExtras?: (dir: string, entry: LibraryEntry) => Promise<X>;
+  /**
+   * Awaited before the loaded model is replaced or unloaded (switch, idle, manual, closed), after
+   * the requests using it have finished and while the engine still holds it: e.g. to save its
+   * prompt-prefix KV to disk, which a switch would otherwise throw away. Bounded by `hookTimeoutMs`;
+   * a failure or timeout is reported as a `release_hook` event and never blocks the switch.
+   */
+  beforeRelease?: (id: string, reason: UnloadReason) => Promise<unknown> | unknown;
+  /**
+   * Awaited after the engine has loaded a model and before requests waiting for it proceed: e.g.
+   * to restore that model's saved prompt prefixes, so the first request after a switch is warm.
+   * Bounded by `hookTimeoutMs` like beforeRelease.
+   */
+  afterLoad?: (id: string, info: ModelInfo) => Promise<unknown> | unknown;
+  /** Upper bound for each hook call (default 5 s): a slow disk delays a switch by at most this. */
+  hookTimeoutMs?: number;
+}
+
+export const DEFAULT_HOOK_TIMEOUT_MS = 5_000;
+
+/** What happened to a beforeRelease/afterLoad call (the `release_hook` / `load_hook` events). */
+export interface HookOutcome {
+  id: string;
+  hook: 'beforeRelease' | 'afterLoad';
+  reason?: UnloadReason;
+  outcome: 'ok' | 'error' | 'timeout';
+  ms: number;
+  /** Sanitized message when outcome is 'error'. */
+  error?: string;
 }
 
 export interface ModelStatus {
@@ -60,7 +88,8 @@ export interface ModelLease<X = unknown> {
 
 /**
  * Events: `loading` ({ id }), `loaded` ({ id, info, loadMs }), `unloaded` ({ id, reason }),
- * `load_failed` ({ id, error: ApiError }), `status` (ModelStatus) after every change.
+ * `load_failed` ({ id, error: ApiError }), `status` (ModelStatus) after every change,
+ * `release_hook` / `load_hook` (HookOutcome) after each beforeRelease / afterLoad call.
  */
 export class ModelManager<X = unknown> extends EventEmitter {
   private readonly engine: EngineClient;
@@ -76,6 +105,8 @@ export class ModelManager<X = unknown> extends EventEmitter {
   private unloadAt: number | null = null;
   private ourStop = false;
   private closed = false;
+  /** True while beforeRelease runs: the outgoing model takes no new requests (they queue behind). */
+  private releasing = false;
   private readonly onEngineState = (state: EngineState) => {
     // The supervisor gave up or the engine was stopped by someone else: nothing is loaded any more.
     if ((state === 'failed' || (state === 'stopped' && !this.ourStop)) && this.current && !this.loadingId) {
@@ -129,7 +160,7 @@ export class ModelManager<X = unknown> extends EventEmitter {
   /** Loads `id` unless it is already loaded; concurrent calls for the same id share one load. */
   ensureLoaded(id: string): Promise<ModelInfo> {
     if (this.closed) return Promise.reject(new ApiError('engine_unavailable', 'The model manager is shut down'));
-    if (this.current?.id === id && !this.loadingId && this.engineHasModel()) {
+    if (this.current?.id === id && !this.loadingId && !this.releasing && this.engineHasModel()) {
       this.touch();
       return Promise.resolve(this.current.info);
     }
@@ -152,7 +183,7 @@ export class ModelManager<X = unknown> extends EventEmitter {
     for (;;) {
       const info = await this.ensureLoaded(id);
       // A switch may have begun between the load finishing and this continuation; then go again.
-      if (this.current?.id !== id || this.current.info !== info) continue;
+      if (this.current?.id !== id || this.current.info !== info || this.releasing) continue;
       this.leases++;
       this.clearIdle();
       this.emitStatus();
@@ -254,6 +285,7 @@ export class ModelManager<X = unknown> extends EventEmitter {
     }
     // Let requests still generating on the previous model finish before replacing it.
     while (this.leases > 0) await once(this, 'drained');
+    if (this.current) await this.release(this.current.id, 'switch');
     // (Synchronous from here until engine.start: no lease can slip in on the old model.)
     const previous = this.current;
     this.current = null;
@@ -265,6 +297,7 @@ export class ModelManager<X = unknown> extends EventEmitter {
     const t0 = Date.now();
     try {
       const info = await this.engine.start(entry.dir);
+      await this.runHook({ id, hook: 'afterLoad' }, () => this.opts.afterLoad?.(id, info));
       this.current = { id, entry, info, extras };
       this.loadingId = null;
       this.emit('loaded', { id, info, loadMs: Date.now() - t0 });
@@ -288,6 +321,8 @@ export class ModelManager<X = unknown> extends EventEmitter {
     while (this.leases > 0) await once(this, 'drained');
     this.clearIdle();
     if (!this.current) return;
+    await this.release(this.current.id, reason);
+    if (!this.current) return; // the engine died meanwhile (onEngineState reported it)
     const { id } = this.current;
     this.current = null;
     this.ourStop = true;
@@ -298,6 +333,45 @@ export class ModelManager<X = unknown> extends EventEmitter {
     }
     this.emit('unloaded', { id, reason });
     this.emitStatus();
+  }
+
+  /**
+   * beforeRelease for the outgoing model, with new requests for it held back meanwhile; then waits
+   * for any request that had already been admitted just before.
+   */
+  private async release(id: string, reason: UnloadReason): Promise<void> {
+    if (this.opts.beforeRelease && this.engineHasModel()) {
+      this.releasing = true;
+      try {
+        await this.runHook({ id, hook: 'beforeRelease', reason }, () => this.opts.beforeRelease!(id, reason));
+      } finally {
+        this.releasing = false;
+      }
+    }
+    while (this.leases > 0) await once(this, 'drained');
+  }
+
+  /** Runs one hook within hookTimeoutMs; never throws (the outcome is an event). */
+  private async runHook(what: Pick<HookOutcome, 'id' | 'hook' | 'reason'>, fn: () => unknown): Promise<void> {
+    if (!(what.hook === 'afterLoad' ? this.opts.afterLoad : this.opts.beforeRelease)) return;
+    const t0 = Date.now();
+    const limit = this.opts.hookTimeoutMs ?? DEFAULT_HOOK_TIMEOUT_MS;
+    let timer: NodeJS.Timeout | undefined;
+    const TIMEOUT = Symbol('timeout');
+    const timedOut = new Promise<typeof TIMEOUT>((r) => {
+      timer = setTimeout(() => r(TIMEOUT), limit);
+      timer.unref?.();
+    });
+    let outcome: HookOutcome;
+    try {
+      const r = await Promise.race([Promise.resolve().then(fn), timedOut]);
+      outcome = { ...what, outcome: r === TIMEOUT ? 'timeout' : 'ok', ms: Date.now() - t0 };
+    } catch (err) {
+      outcome = { ...what, outcome: 'error', ms: Date.now() - t0, error: sanitizeMessage(err) };
+    } finally {
+      clearTimeout(timer);
+    }
+    this.emit(what.hook === 'afterLoad' ? 'load_hook' : 'release_hook', outcome);
   }
 
   private clearIdle(): void {
