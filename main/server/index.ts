@@ -253,7 +253,7 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
       const allow = ROUTES[path]?.join(', ') ?? 'GET, POST';
       reply.header('allow', `${allow}, OPTIONS`);
       if (origin.cors) {
-        reply.header('access-control-allow-methods', 'GET, POST, OPTIONS');
+        reply.header('access-control-allow-methods', 'GET, POST, DELETE, OPTIONS');
         const wanted = req.headers['access-control-request-headers'];
         const safe = typeof wanted === 'string' && /^[A-Za-z0-9-]+(\s*,\s*[A-Za-z0-9-]+)*$/.test(wanted) ? wanted : 'authorization, content-type';
         reply.header('access-control-allow-headers', safe);

@@ -177,7 +177,7 @@ describe('the app window and the local server', { timeout: 420_000 }, () => {
 
   // The Models page cancels a download with DELETE /v1/models/pulls/:id, which is not a
   // CORS-safelisted method: the preflight must list it or Chromium refuses the call from the window.
-  test('Origin mlxbar://app: the preflight for DELETE /v1/models/pulls/:id allows DELETE (Models page "Cancel")', { todo: 'main/server/index.ts answers every preflight with access-control-allow-methods: GET, POST, OPTIONS' }, async () => {
+  test('Origin mlxbar://app: the preflight for DELETE /v1/models/pulls/:id allows DELETE (Models page "Cancel")', async () => {
     const pre = await request(`${core!.url}/v1/models/pulls/0123456789abcdef`, 'OPTIONS', { origin: APP_ORIGIN, 'access-control-request-method': 'DELETE' });
     assert.equal(pre.status, 204);
     assert.equal(pre.headers['access-control-allow-origin'], APP_ORIGIN);
@@ -236,9 +236,7 @@ describe('the app window and the local server', { timeout: 420_000 }, () => {
   // so the meta's connect-src must not undo appCsp: it has to allow loopback origins (the header
   // narrows them to the one running server).
   const metaCsp = /<meta http-equiv="Content-Security-Policy" content="([^"]+)"/.exec(readFileSync(path.join(repoRoot, 'renderer', 'index.html'), 'utf8'))?.[1] ?? '';
-  const metaConnect = /connect-src ([^;]+)/.exec(metaCsp)?.[1] ?? '';
-  const metaTodo = /127\.0\.0\.1/.test(metaConnect) ? false : `renderer/index.html's meta CSP has connect-src ${metaConnect.trim() || "(default-src)"}: it blocks the server for the window until it allows http://127.0.0.1:* http://localhost:*`;
-  test("Chromium: with the renderer's own meta CSP as well, the page still reaches the server", { skip: chromiumMissing() ?? false, todo: metaTodo, timeout: 180_000 }, async () => {
+  test("Chromium: with the renderer's own meta CSP as well, the page still reaches the server", { skip: chromiumMissing() ?? false, timeout: 180_000 }, async () => {
     let browser: Browser | null = null;
     try {
       browser = await launchChromium();
