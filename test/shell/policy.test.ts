@@ -229,3 +229,25 @@ describe('app CSP with the running server', () => {
     assert.match(APP_CSP, /connect-src 'self';/);
   });
 });
+
+test('permissions: only a loopback-network request from the app origin is granted', async () => {
+  const { isPermissionAllowed } = await import('../../main/shell/permission-policy.ts');
+  // The window's Models page reaching the local server.
+  assert.equal(isPermissionAllowed('loopback-network', 'mlxbar://app'), true);
+  assert.equal(isPermissionAllowed('local-network-access', 'mlxbar://app/index.html#/models'), true);
+  // Everything else stays denied: LAN access, other permissions, other or look-alike origins.
+  for (const [permission, origin] of [
+    ['local-network', 'mlxbar://app'],
+    ['media', 'mlxbar://app'],
+    ['notifications', 'mlxbar://app'],
+    ['loopback-network', 'https://evil.example'],
+    ['loopback-network', 'http://127.0.0.1:8080'],
+    ['loopback-network', 'mlxbar://app.evil.example'],
+    ['loopback-network', 'mlxbar://user:pw@app/'],
+    ['loopback-network', 'file:///etc/passwd'],
+    ['loopback-network', ''],
+    ['loopback-network', null],
+  ] as const) {
+    assert.equal(isPermissionAllowed(permission, origin), false, `${permission} from ${origin}`);
+  }
+});
