@@ -102,6 +102,8 @@ export class AppController extends EventEmitter {
   private lastSnapModel: string | null | undefined = undefined;
   /** Model folders the server was started with (listed by it next to <dataDir>/models). */
   private readonly startedDirs = new Set<string>();
+  /** What the last GET /v1/models said is loaded (null: nothing, e.g. after a failed engine load). */
+  private serverLoadedId: string | null = null;
 
   constructor(private readonly opts: ControllerOptions) {
     super();
@@ -296,6 +298,7 @@ export class AppController extends EventEmitter {
       if (!Array.isArray(body?.data)) return null;
       const rows = body.data.filter((r): r is Record<string, unknown> => !!r && typeof r === 'object');
       const anyLoaded = rows.some((r) => r.loaded === true);
+      if (this.core === core) this.serverLoadedId = (rows.find((r) => r.loaded === true)?.id as string | undefined) ?? null;
       // Nothing loaded (idle unload): the model the next request reloads stays the checked one.
       const fallback = this.snap?.model.id ?? this.st.model;
       return rows
@@ -317,7 +320,8 @@ export class AppController extends EventEmitter {
     // The server started or stopped meanwhile: this answer describes the old one.
     if (models && this.core === core) {
       const current = models.find((m) => m.current);
-      this.set({ models, ...(core && current ? { model: current.id } : {}) });
+      // The model by its library id (settings.model may be a folder path).
+      this.set({ models, ...(current ? { model: current.id } : {}) });
     }
     return this.st.models;
   }
@@ -395,8 +399,11 @@ export class AppController extends EventEmitter {
     if (this.switchAbort?.signal.aborted) return this.st;
     // A refusal (fit, tokenizer) keeps the old model loaded; an engine failure can leave nothing
     // loaded (the old model is unloaded before the new one starts): load the previous one again.
-    const after = await this.refreshModels();
-    if (previous && !after.some((m) => m.current)) await this.loadOnServer(core, previous);
+    await this.refreshModels();
+    if (previous && this.serverLoadedId === null) {
+      this.set({ switchingTo: previous });
+      await this.loadOnServer(core, previous);
+    }
     return this.st;
   }
 

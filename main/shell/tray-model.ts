@@ -154,14 +154,12 @@ export function modelIdForItem(itemId: string, models: readonly AppModel[]): str
 
 /**
  * A click on a model item: the index is mapped back through `builtFrom` (the exact list the menu was
- * built from, not today's list, which may have changed since) and the switch started. False for an
- * id that names no model.
+ * built from, not today's list, which may have changed since) and the switch started. Returns what
+ * switchModel returned (the switch's promise), or null for an id that names no model.
  */
-export function clickModelItem(itemId: string, builtFrom: readonly AppModel[], switchModel: (id: string) => unknown): boolean {
+export function clickModelItem<T>(itemId: string, builtFrom: readonly AppModel[], switchModel: (id: string) => T): T | null {
   const id = modelIdForItem(itemId, builtFrom);
-  if (id === null) return false;
-  void switchModel(id);
-  return true;
+  return id === null ? null : switchModel(id);
 }
 
 /** The "Model" submenu: the library as radio items, the switch in flight, Manage Models…. */

@@ -146,8 +146,8 @@ describe('tray model', () => {
       assert.equal(modelIdForItem(bad, input.models), null, bad);
     }
     const clicked: string[] = [];
-    assert.equal(clickModelItem('model:0', input.models, (id) => clicked.push(id)), true);
-    assert.equal(clickModelItem('model:7', input.models, (id) => clicked.push(id)), false);
+    assert.equal(clickModelItem('model:0', input.models, (id) => clicked.push(id)), 1);
+    assert.equal(clickModelItem('model:7', input.models, (id) => clicked.push(id)), null);
     assert.deepEqual(clicked, ['mlx-community/Qwen3-0.6B-4bit']);
   });
 
