@@ -14,9 +14,13 @@
 // two models gives two files instead of one model's KV overwriting the other's.
 // A damaged entry is quarantined by the store and simply not imported: that model starts cold.
 import { createHash } from 'node:crypto';
+import { access, readdir, rename } from 'node:fs/promises';
+import path from 'node:path';
 import type { ModelInfo, PrefixKvSnapshot } from '../engine/types.ts';
 import { openPrefixStore } from '../caches/index.ts';
 import type { PrefixStore } from '../caches/prefix-store.ts';
+import { compatDigest, readEntry } from '../caches/entry-file.ts';
+import { ENTRY_EXT } from '../caches/entry-store.ts';
 import type { CacheHealth } from '../hardening/degradation.ts';
 import { sanitizeMessage } from '../hardening/sanitize.ts';
 
@@ -64,6 +68,37 @@ export interface PrefixPersistence {
   stats(): PrefixPersistenceStats;
 }
 
+/** A store file name salted with the compat (EntryStore passes `${kind}\0${key}` to the hash). */
+function saltedHash(compat: { model: string; engine: string }): (keyMaterial: string) => string {
+  const salt = `${compat.model}\0${compat.engine}\0`;
+  return (keyMaterial) => createHash('sha256').update(salt + keyMaterial).digest('hex');
+}
+
+/**
+ * Entries written before names were salted (one name per token list, whatever the model) are
+ * renamed to their salted name, so an upgrade does not start cold. Header + metadata reads only;
+ * files of other models, damaged files and name clashes are left to the store's own scan.
+ */
+async function adoptUnsaltedEntries(dir: string, compat: { model: string; engine: string }): Promise<number> {
+  const hash = saltedHash(compat);
+  const digest = compatDigest(compat);
+  let names: string[];
+  try {
+    names = (await readdir(dir)).filter((n) => n.endsWith(ENTRY_EXT));
+  } catch {
+    return 0; // no directory yet: nothing to adopt
+  }
+  let n = 0;
+  for (const name of names) {
+    const r = await readEntry(path.join(dir, name), { kind: 'prefix-kv', compatDigest: digest }, undefined, 'structure').catch(() => null);
+    if (!r?.ok) continue;
+    const want = hash(`prefix-kv\0${r.entry.meta.key}`).slice(0, 40) + ENTRY_EXT;
+    if (want === name || (await access(path.join(dir, want)).then(() => true, () => false))) continue;
+    if (await rename(path.join(dir, name), path.join(dir, want)).then(() => true, () => false)) n++;
+  }
+  return n;
+}
+
 interface OpenStore {
   model: string;
   engine: string;
@@ -97,6 +132,7 @@ export async function startPrefixPersistence(opts: {
   let saved = 0;
   let switches = 0;
   let closed = false;
+  const adopted = new Set<string>();
 
   /** The loaded model's compat, when the engine is ready. */
   const loaded = (): { model: string; engine: string } | null =>
@@ -114,10 +150,16 @@ export async function startPrefixPersistence(opts: {
       switches++;
     }
     try {
-      const salt = `${compat.model}\0${compat.engine}\0`;
+      const adoptKey = `${compat.model}\0${compat.engine}`;
+      if (!adopted.has(adoptKey)) {
+        adopted.add(adoptKey); // once per model and server run: later files are written salted
+        // (the prefix store's directory, as laid out by main/caches/index.ts)
+        const renamed = await adoptUnsaltedEntries(path.join(opts.dataDir, 'cache', 'prefix-kv'), compat);
+        if (renamed) log(`prefix cache: adopted ${renamed} stored prefix(es) of an earlier version`);
+      }
       const opened = await openPrefixStore(opts.dataDir, compat, opts.health, {
         prefix: { maxBytes: opts.maxBytes, maxEntries: opts.maxEntries },
-        fileNameHash: (key) => createHash('sha256').update(salt + key).digest('hex'),
+        fileNameHash: saltedHash(compat),
       });
       current = { ...compat, store: opened.prefix, corruptions: () => opened.quarantine.corruptions() };
       if (opened.opened.corrupt) log(`prefix cache: quarantined ${opened.opened.corrupt} corrupt entr(ies) when opening the store`);
@@ -142,6 +184,7 @@ export async function startPrefixPersistence(opts: {
       const entry = await store.load(info.tokens);
       if (!entry) continue; // damaged → quarantined by the store; a miss
       // The engine may have switched model while the file was read: never import across models.
+      // (importPrefixEntry addresses the engine process synchronously, right after this check.)
       if (!isCurrent(loaded())) break;
       try {
         if (await engine.importPrefixEntry!(entry as unknown as PrefixKvSnapshot)) {

@@ -7,7 +7,8 @@
 // that model is loaded and the other model stays warm.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { buildTinyModel } from '../helpers/tiny-model.ts';
@@ -127,12 +128,19 @@ describe('prefix persistence across model switches', { timeout: 300_000 }, () =>
     assert.equal((await filesOf(B)).length, 1);
   });
 
-  it('after a restart on B, B is warm; switching to A restores A; switching back restores B', async () => {
+  it('after a restart on B, B is warm; switching to A restores A (even from a file named by an earlier version); switching back restores B', async () => {
     const restoredBefore = log.filter((l) => /restored \d+ prompt prefix/.test(l)).length;
+    // Give A's entry the unsalted name earlier versions wrote (one name per token list).
+    const [fileA] = await filesOf(A);
+    const read = await readEntry(path.join(prefixDir, fileA), { kind: 'prefix-kv', compatDigest: compatDigest({ model: fingerprint[A], engine: `${ENGINE_VERSION}-float32` }) }, undefined, 'structure');
+    assert.ok(read.ok);
+    const unsalted = createHash('sha256').update(`prefix-kv\0${read.entry.meta.key}`).digest('hex').slice(0, 40) + '.entry';
+    await rename(path.join(prefixDir, fileA), path.join(prefixDir, unsalted));
     await start(B);
     try {
       assertWarm(await ask(B), B, 'first request after the restart');
       assertWarm(await ask(A), A, 'first request after switching to A');
+      assert.ok(log.some((l) => /adopted 1 stored prefix\(es\) of an earlier version/.test(l)), log.join('\n'));
       assertWarm(await ask(B), B, 'first request after switching back to B');
       const stats = running!.hardening!.prefixPersistence!.stats();
       assert.equal(stats.model, fingerprint[B]);
