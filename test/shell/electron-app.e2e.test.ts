@@ -56,10 +56,16 @@ test('Electron shell: invalid settings open Settings; secure web preferences; no
       await page.waitForTimeout(500);
       assert.equal(page.url(), before, 'navigation away is prevented');
 
-      const tray = await app.evaluate(() => (globalThis as { __mlxbarTray?: { status: string; items: { id?: string; label?: string }[] } }).__mlxbarTray);
+      type TrayCopy = { id?: string; type?: string; label?: string; enabled?: boolean; items?: TrayCopy[] };
+      const tray = await app.evaluate(() => (globalThis as { __mlxbarTray?: { status: string; items: TrayCopy[] } }).__mlxbarTray);
       assert.equal(tray?.status, 'error');
       assert.deepEqual(tray?.items.filter((i) => i.id).map((i) => i.id), ['status', 'toggle-server', 'endpoint', 'copy-endpoint', 'model', 'open-dashboard', 'open-settings', 'start-at-login', 'quit']);
       assert.match(tray?.items[0].label ?? '', /Settings invalid/);
+      // The Model submenu: an empty library here, so "No models" and the way to the Models page.
+      const modelMenu = tray?.items.find((i) => i.id === 'model');
+      assert.equal(modelMenu?.type, 'submenu');
+      assert.deepEqual(modelMenu?.items?.filter((i) => i.id).map((i) => i.id), ['models-empty', 'manage-models']);
+      assert.equal(modelMenu?.items?.find((i) => i.id === 'manage-models')?.enabled, true);
       const state = await page.evaluate(() => (globalThis as unknown as { mlxBar: { getAppState(): Promise<{ server: string }> } }).mlxBar.getAppState());
       assert.notEqual(state.server, 'running');
 
