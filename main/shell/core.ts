@@ -33,7 +33,16 @@ export function serverAllowedOrigins(s: Pick<Settings, 'allowedOrigins'>): strin
 
 export async function startCoreFromSettings(s: Settings, opts: CoreStartOptions = {}): Promise<CoreHandle> {
   if (!s.model) throw new Error('No model selected: choose a model folder in Settings.');
-  if (!existsSync(s.model)) throw new Error('The selected model folder does not exist; choose another one in Settings.');
+  if (!existsSync(s.model)) {
+    // Not a folder: a library id (what the tray and the Models page store) must be downloaded
+    // already — the app never starts a multi-GB download just because it was launched.
+    const { resolveModelArg } = await import('../library/index.ts');
+    try {
+      await resolveModelArg(s.model, s.dataDir, { pull: false });
+    } catch {
+      throw new Error('The selected model is not downloaded or its folder no longer exists; pick one in Models or Settings.');
+    }
+  }
   const { startServe } = await import('../cli/serve.ts');
   const serveOpts = {
     model: s.model,

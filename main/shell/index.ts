@@ -16,9 +16,10 @@ import { GuardedIpc } from './ipc-guard.ts';
 import { registerIpcHandlers } from './ipc-handlers.ts';
 import { SettingsService } from './settings-service.ts';
 import { clickModelItem, trayIconFile, trayInputFrom, trayMenu, trayStatus, trayTooltip, type TrayInput, type TrayItemId, type TrayMenuItem } from './tray-model.ts';
-import { APP_CSP, isAllowedExternal, isAllowedNavigation, mimeFor, resolveAppAsset } from './url-policy.ts';
+import { appCsp, isAllowedExternal, isAllowedNavigation, mimeFor, resolveAppAsset } from './url-policy.ts';
 import { utilityProcessSpawner } from '../engine/process/utility-spawner.ts';
 import { dashboardWindowOptions } from './window-options.ts';
+import { isPermissionAllowed } from './permission-policy.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 // Bundled layout: <app>/dist/main/shell/index.js → the app root is three levels up.
@@ -53,7 +54,7 @@ async function main(): Promise<void> {
   const settings = new SettingsService({
     dataDir,
     write: (values: StoredSettings) => {
-      const store = new ElectronStore<StoredSettings>({ cwd: dataDir, name: 'config', schema: SETTINGS_SCHEMA as never, clearInvalidConfig: false });
+      const store = new ElectronStore<StoredSettings>({ cwd: dataDir, name: 'config', schema: SETTINGS_SCHEMA as never, clearInvalidConfig: false, configFileMode: 0o600 }); // it can hold the API key
       store.store = values;
     },
   });
@@ -73,15 +74,21 @@ async function main(): Promise<void> {
 
   // ---- every session: deny permissions, serve the app scheme
   const ses = session.defaultSession;
-  ses.setPermissionRequestHandler((_wc, _permission, callback) => callback(false));
-  ses.setPermissionCheckHandler(() => false);
+  // Denied, except loopback access for the app origin (the Models page calls the local server).
+  ses.setPermissionRequestHandler((_wc, permission, callback, details) => callback(isPermissionAllowed(permission, details.requestingUrl)));
+  ses.setPermissionCheckHandler((_wc, permission, requestingOrigin) => isPermissionAllowed(permission, requestingOrigin));
   ses.setDevicePermissionHandler(() => false);
+  // The page's CSP admits exactly the running server (connect-src); it is fixed when the page
+  // loads, so the window reloads when the endpoint changes (see the 'state' listener below).
+  let pageEndpoint: string | null = null;
   ses.protocol.handle(APP_SCHEME, async (request) => {
     const file = resolveAppAsset(rendererDir, request.url);
     if (!file) return new Response('Not found', { status: 404 });
     try {
       const body = await readFile(file);
-      return new Response(body, { headers: { 'content-type': mimeFor(file), 'content-security-policy': APP_CSP, 'x-content-type-options': 'nosniff' } });
+      const endpoint = controller.state.endpoint;
+      if (file.endsWith('.html')) pageEndpoint = endpoint;
+      return new Response(body, { headers: { 'content-type': mimeFor(file), 'content-security-policy': appCsp(endpoint), 'x-content-type-options': 'nosniff' } });
     } catch {
       return new Response('Not found', { status: 404 });
     }
@@ -191,7 +198,9 @@ async function main(): Promise<void> {
 
   controller.on('state', (st) => {
     renderTray();
-    push(PUSH_CHANNELS.appState, st);
+    // A page loaded before the server ran (or on another port) has a CSP without this endpoint.
+    if (st.endpoint && st.endpoint !== pageEndpoint && win && !win.isDestroyed()) win.webContents.reload();
+    else push(PUSH_CHANNELS.appState, st);
   });
   controller.on('metrics', (snap) => {
     renderTray();

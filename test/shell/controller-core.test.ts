@@ -2,7 +2,7 @@
 // tiny model): start from valid settings, the metrics poller brings the server's own snapshot,
 // a busy port becomes a readable error (no path), stop releases everything.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -50,6 +50,22 @@ test('controller starts the real core from settings, polls its metrics, reports 
     st = await controller.stop();
     assert.equal(st.server, 'stopped');
     await assert.rejects(fetch(`${controller.state.endpoint ?? 'http://127.0.0.1:1'}/v1/models`));
+
+    // settings.model may name a library model (what the Models page and the tray store): a
+    // downloaded one starts, a missing one is a readable error (never a download, never a path).
+    write({ model: 'not-downloaded-model', port: 0 });
+    st = await controller.start();
+    assert.equal(st.server, 'error');
+    assert.match(st.error ?? '', /not downloaded/);
+    assert.doesNotMatch(st.error ?? '', /\/tmp\//);
+    cpSync(model, path.join(dataDir, 'models', 'tiny-lib'), { recursive: true });
+    write({ model: 'tiny-lib', port: 0 });
+    st = await controller.start();
+    assert.equal(st.server, 'running', st.error ?? '');
+    const served = (await (await fetch(`${st.endpoint}/models`)).json()) as { data: { id: string; loaded?: boolean }[] };
+    assert.ok(served.data.some((m) => m.id === 'tiny-lib' && m.loaded), JSON.stringify(served.data));
+    st = await controller.stop();
+    assert.equal(st.server, 'stopped');
   } finally {
     await controller.dispose();
     blocker.close();
