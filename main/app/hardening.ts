@@ -115,8 +115,14 @@ export async function attachHardening(input: HardeningInput): Promise<Hardening>
     engineStats: () => engine.stats(),
     degradation: () => degradation.status(),
     cacheStats: () => {
-      // In-memory entries of the response cache (the disk store's own budget is in its stats).
-      return { responseCache: { entries: cache?.response.stats().memoryEntries ?? 0, bytes: 0 } };
+      // What each cache holds on disk (its real contents; the response cache's memory LRU is only
+      // a front for it). The prefix store is the one of the model loaded now.
+      const rc = cache?.response.stats();
+      const pc = prefix?.stats();
+      return {
+        ...(rc ? { responseCache: { entries: rc.storedEntries, bytes: rc.storedBytes } } : {}),
+        ...(pc ? { prefixCache: { entries: pc.entries, bytes: pc.bytes } } : {}),
+      };
     },
     modelInfo: () => ({ id: engine.model?.id ?? modelInfo.id, state: engine.state }),
   });

@@ -90,6 +90,11 @@ export interface ResponseCacheStats {
   stores: number;
   refused: number;
   memoryEntries: number;
+  /** Bytes of the in-memory front (lru-cache's size calculation). */
+  memoryBytes: number;
+  /** Entries and bytes in the integrity-checked store on disk (the cache's real contents). */
+  storedEntries: number;
+  storedBytes: number;
 }
 
 const KEY_VERSION = 1;
@@ -301,7 +306,15 @@ export class ResponseCache {
   }
 
   stats(): ResponseCacheStats {
-    return { enabled: this.enabledFlag, ...this.counters, memoryEntries: this.memory.size };
+    const stored = this.store.stats();
+    return {
+      enabled: this.enabledFlag,
+      ...this.counters,
+      memoryEntries: this.memory.size,
+      memoryBytes: this.memory.calculatedSize,
+      storedEntries: stored.entries,
+      storedBytes: stored.bytes,
+    };
   }
 
   /**

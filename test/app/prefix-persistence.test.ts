@@ -4,7 +4,7 @@
 // counted while the request still succeeds, cold.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, readdir, readFile, writeFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { buildTinyModel } from '../helpers/tiny-model.ts';
@@ -61,6 +61,11 @@ test('a restart is warm for a repeated long system prompt; damage → quarantine
     const warm = await ask(running, 'first question');
     assert.ok(warm.cached >= cold.prompt - 8, `expected a warm prefix, cached ${warm.cached} of ${warm.prompt}`);
     assert.equal(warm.text, cold.text, 'reused KV gives the same tokens as the cold run');
+    // The Prometheus gauges report what the prefix store holds on disk (it was once always empty).
+    const prom = await (await fetch(`${running.url}/metrics`)).text();
+    const gauge = (name: string) => Number(new RegExp(`^${name}\\{cache="prefix"\\} (\\S+)$`, 'm').exec(prom)?.[1]);
+    assert.equal(gauge('mlxbar_cache_entries'), 1, prom);
+    assert.equal(gauge('mlxbar_cache_bytes'), (await stat(path.join(dir, files[0]))).size);
 
     // The engine process dies: the restarted engine is warm again from disk.
     const engine = running.engine as unknown as { pid?: number; state: string };
