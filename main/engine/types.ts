@@ -72,6 +72,25 @@ export type EngineEvent =
     }
   | { type: 'error'; requestId: string; code: EngineErrorCode; message: string };
 
+/** How an embedding model turns per-token hidden states into one vector. */
+export type EmbeddingPooling = 'last' | 'mean' | 'first';
+
+/** One embeddings batch: token ids per input (tokenized by the caller), run in order. */
+export interface EmbedRequest {
+  /** Caller-chosen id (same rules as GenerateRequest.requestId); used to cancel. */
+  requestId: string;
+  inputs: number[][];
+}
+
+export interface EmbedResult {
+  /** One L2-normalized float32 vector [hiddenSize] per input, in input order. */
+  embeddings: Float32Array[];
+  /** Sum of the inputs' token counts. */
+  promptTokens: number;
+  /** The pooling the engine applied (declared by the model folder; last-token by default). */
+  pooling: EmbeddingPooling;
+}
+
 export type EngineErrorCode =
   | 'engine_crashed' // the engine process died mid-request
   | 'engine_unavailable' // not started / restarting / given up
@@ -164,6 +183,13 @@ export interface EngineClient {
    */
   generate(req: GenerateRequest, signal?: AbortSignal): AsyncIterable<EngineEvent>;
   stats(): Promise<EngineStats>;
+  /**
+   * Embeddings (optional; implemented by the supervised client): runs in the engine's request
+   * queue, after and before generations, without touching the prefix cache. Rejects with an Error
+   * carrying an EngineErrorCode in `.code`; aborting `signal` rejects with an Error named
+   * 'AbortError' (the engine stops between inputs/chunks).
+   */
+  embed?(req: EmbedRequest, signal?: AbortSignal): Promise<EmbedResult>;
   /** Stops the engine process (in-flight work is cancelled). */
   stop(): Promise<void>;
   /**

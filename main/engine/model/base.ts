@@ -145,12 +145,11 @@ function mlp(m: DecoderModel, lw: LayerWeights, x: mx.array): mx.array {
 }
 
 /**
- * Runs `tokens` through the decoder on top of `cache` (which is extended and committed).
- * Returns logits [rows, vocab]; with `lastOnly` only the last position goes through the final
- * norm and lm_head (prefill never needs the others). The result is lazy: the caller evaluates it
- * together with `cache.arrays()`.
+ * The decoder blocks over `tokens` on top of `cache` (which is extended and committed): the
+ * residual stream [1, L, hidden] before the final norm. Shared by `forward` (logits) and
+ * `hiddenStates` (embeddings) so both run exactly the same layers.
  */
-export function forward(m: DecoderModel, tokens: number[], cache: KVCache, lastOnly = true): mx.array {
+function decoderStack(m: DecoderModel, tokens: number[], cache: KVCache): mx.array {
   const c = m.config;
   const L = tokens.length;
   if (L === 0) throw new Error('forward needs at least one token');
@@ -166,8 +165,35 @@ export function forward(m: DecoderModel, tokens: number[], cache: KVCache, lastO
     x = mx.add(x, mlp(m, lw, mx.fast.rmsNorm(x, lw.postNorm, c.rmsNormEps)));
   }
   cache.commit(L);
+  return x;
+}
+
+/**
+ * Runs `tokens` through the decoder on top of `cache` (which is extended and committed).
+ * Returns logits [rows, vocab]; with `lastOnly` only the last position goes through the final
+ * norm and lm_head (prefill never needs the others). The result is lazy: the caller evaluates it
+ * together with `cache.arrays()`.
+ */
+export function forward(m: DecoderModel, tokens: number[], cache: KVCache, lastOnly = true): mx.array {
+  const c = m.config;
+  const L = tokens.length;
+  let x = decoderStack(m, tokens, cache);
   if (lastOnly && L > 1) x = x.index(mx.Slice(), mx.Slice(L - 1, L));
-  x = mx.fast.rmsNorm(x, ws.norm, c.rmsNormEps);
-  const logits = linear(m, x, ws.lmHead, 'lm_head');
+  x = mx.fast.rmsNorm(x, m.weights.norm, c.rmsNormEps);
+  const logits = linear(m, x, m.weights.lmHead, 'lm_head');
   return logits.reshape(-1, c.vocabSize);
+}
+
+/**
+ * The final-norm hidden states [rows, hidden] of `tokens` on top of `cache` (no lm_head): what
+ * embedding models pool. With `lastOnly` only the last position is normed and returned
+ * (last-token pooling needs nothing else). Lazy, like `forward`.
+ */
+export function hiddenStates(m: DecoderModel, tokens: number[], cache: KVCache, lastOnly = false): mx.array {
+  const c = m.config;
+  const L = tokens.length;
+  let x = decoderStack(m, tokens, cache);
+  if (lastOnly && L > 1) x = x.index(mx.Slice(), mx.Slice(L - 1, L));
+  x = mx.fast.rmsNorm(x, m.weights.norm, c.rmsNormEps);
+  return x.reshape(-1, c.hiddenSize);
 }

@@ -14,7 +14,8 @@ import {
   type LoadedModel,
 } from '../model/index.ts';
 import { loadTextPipeline, type TextPipeline } from '../text/index.ts';
-import type { EngineEvent, GenerateRequest, ModelInfo, PrefixCacheStats, PrefixKvSnapshot } from '../types.ts';
+import type { EmbedRequest, EmbedResult, EngineEvent, GenerateRequest, ModelInfo, PrefixCacheStats, PrefixKvSnapshot } from '../types.ts';
+import { embedTokens, readEmbeddingConfig, type EmbeddingConfig } from '../model/embed.ts';
 
 export interface RunContext {
   signal: AbortSignal;
@@ -49,6 +50,13 @@ export interface Backend {
   importPrefixEntry(entry: PrefixKvSnapshot): boolean;
   mlxActiveBytes(): number;
   mlxPeakBytes(): number;
+  /** Pooling declared by the model folder (read at load). */
+  readonly embedding: EmbeddingConfig;
+  /**
+   * Embeddings of every input, in order (fresh KV per input: the prefix cache is not touched).
+   * Throws ModelError (invalid ids, too long) or EmbedCancelledError when `signal` aborts.
+   */
+  embed(req: EmbedRequest, signal: AbortSignal): Promise<EmbedResult>;
 }
 
 const EMPTY_PREFIX_STATS: PrefixCacheStats = { entries: 0, bytes: 0, budgetBytes: 0, reusedTokens: 0, computedTokens: 0, hits: 0, misses: 0 };
@@ -64,8 +72,19 @@ export async function loadBackend(modelDir: string, options: Partial<BackendOpti
   await afterLargeStep();
   // Entries this process already handed out (or got from the parent): not exported again.
   const exported = new Set<string>();
+  const embedding = readEmbeddingConfig(modelDir);
   return {
     info,
+    embedding,
+    async embed(req, signal) {
+      const embeddings: Float32Array[] = [];
+      let promptTokens = 0;
+      for (const ids of req.inputs) {
+        embeddings.push(await embedTokens(lm, ids, { pooling: embedding.pooling, chunk: opts.prefillChunk, signal }));
+        promptTokens += ids.length;
+      }
+      return { embeddings, promptTokens, pooling: embedding.pooling };
+    },
     exportPrefixEntries(minTokens, onlyNew) {
       if (!prefixCache) return [];
       const out: PrefixKvSnapshot[] = [];

@@ -13,6 +13,8 @@
 import { EventEmitter } from 'node:events';
 import { sanitizeMessage } from '../../hardening/sanitize.ts';
 import type {
+  EmbedRequest,
+  EmbedResult,
   EngineClient,
   EngineCrashInfo,
   EngineErrorCode,
@@ -29,6 +31,7 @@ import {
   cancelledDoneEvent,
   parseEngineMessage,
   parsePrefixSnapshot,
+  validateEmbedRequest,
   validateGenerateRequest,
   type EngineMessage,
   type LoadOptions,
@@ -285,7 +288,8 @@ export class SupervisedEngineClient extends EventEmitter implements EngineClient
       case 'stats':
       case 'prefix_export_result':
       case 'prefix_import_result':
-      case 'prefix_clear_result': {
+      case 'prefix_clear_result':
+      case 'embed_result': {
         const w = this.pending.get(msg.id);
         if (w) {
           clearTimeout(w.timer);
@@ -520,6 +524,39 @@ export class SupervisedEngineClient extends EventEmitter implements EngineClient
     if (this._state !== 'ready') return 0;
     const msg = await this.ask((id) => ({ type: 'prefix_clear', id }), this.opts.statsTimeoutMs, 'prefix clear');
     return msg.type === 'prefix_clear_result' ? msg.freedBytes : 0;
+  }
+
+  /**
+   * Embeddings of a batch of token-id inputs. Queued in the engine with generations (never
+   * interleaved with one, never touching the prefix cache). Aborting `signal` cancels it (queued:
+   * at once; running: between inputs/chunks) and rejects with an AbortError. A crash rejects with
+   * engine_crashed, like stats().
+   */
+  async embed(req: EmbedRequest, signal?: AbortSignal): Promise<EmbedResult> {
+    const valid = validateEmbedRequest(req);
+    if (typeof valid === 'string') throw new EngineError('invalid_request', valid);
+    const aborted = () => Object.assign(new Error('The embedding request was cancelled'), { name: 'AbortError' });
+    if (signal?.aborted) throw aborted();
+    const child = this.child;
+    const onAbort = (): void => {
+      if (this.child === child) child?.handle.send({ type: 'cancel', requestId: valid.requestId } satisfies ParentMessage);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    let msg: EngineMessage;
+    try {
+      // No timeout of its own: a batch may legitimately take minutes; the caller's signal cancels
+      // and a crash rejects. (setTimeout's largest delay, about 24.8 days.)
+      msg = await this.ask((id) => ({ type: 'embed', id, request: valid }), 2 ** 31 - 1, 'embeddings');
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+    if (msg.type !== 'embed_result') throw new EngineError('internal_error', 'Unexpected reply from the engine');
+    if (msg.cancelled) throw aborted();
+    if (msg.error) throw new EngineError(msg.error.code, msg.error.message);
+    if (msg.embeddings.length !== valid.inputs.length) throw new EngineError('internal_error', 'The engine returned the wrong number of embeddings');
+    // A completed request proves the process healthy (as a completed generation does).
+    this.consecutiveCrashes = 0;
+    return { embeddings: msg.embeddings, promptTokens: msg.promptTokens, pooling: msg.pooling };
   }
 
   /** The engine process id (tests and diagnostics); undefined when none is running. */

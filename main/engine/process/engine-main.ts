@@ -10,6 +10,8 @@ import type { EngineErrorCode, EngineEvent, EngineStats, GenerateRequest, ModelI
 import { detectLoadedBlas } from './blas.ts';
 import { parentChannel } from './ipc.ts';
 import { PROTOCOL_VERSION, cancelledDoneEvent, parseParentMessage, validateGenerateRequest, type EngineMessage, type LoadOptions } from './protocol.ts';
+import { validateEmbedRequest } from './protocol.ts';
+import { DEFAULT_SAMPLING, type EmbedRequest } from '../types.ts';
 import { loadBackend, type Backend } from './backend.ts';
 
 const channel = parentChannel();
@@ -20,6 +22,12 @@ interface Job {
   request: GenerateRequest;
   receivedAt: number;
   abort: AbortController;
+  /**
+   * Set for an embeddings job. It shares the generation queue so MLX runs one request at a time in
+   * arrival order (a running generation is never interleaved with an embedding); `request` then
+   * only carries its requestId (for cancel and duplicate checks).
+   */
+  embed?: { id: number; request: EmbedRequest };
 }
 
 let backend: Backend | null = null;
@@ -77,6 +85,50 @@ function handleGenerate(raw: unknown): void {
   void pump();
 }
 
+function embedReply(id: number, extra: Partial<Extract<EngineMessage, { type: 'embed_result' }>>): void {
+  send({ type: 'embed_result', id, embeddings: [], promptTokens: 0, pooling: backend?.embedding.pooling ?? 'last', ...extra });
+}
+
+/** Ends a job that never ran: a cancelled `done` for a generation, a cancelled reply for an embedding. */
+function endUnrun(job: Job): void {
+  if (job.embed) embedReply(job.embed.id, { cancelled: true });
+  else emit(cancelledDone(job));
+}
+
+function handleEmbed(id: number, raw: unknown): void {
+  const req = validateEmbedRequest(raw);
+  if (typeof req === 'string') return embedReply(id, { error: { code: 'invalid_request', message: req } });
+  if (!backend || shuttingDown) {
+    return embedReply(id, { error: { code: 'engine_unavailable', message: shuttingDown ? 'The engine is shutting down' : 'No model is loaded' } });
+  }
+  if (current?.request.requestId === req.requestId || queue.some((j) => j.request.requestId === req.requestId)) {
+    return embedReply(id, { error: { code: 'invalid_request', message: 'A request with this id is already running' } });
+  }
+  queue.push({
+    request: { requestId: req.requestId, promptIds: [], sampling: DEFAULT_SAMPLING, cachePrompt: false },
+    receivedAt: performance.now(),
+    abort: new AbortController(),
+    embed: { id, request: req },
+  });
+  void pump();
+}
+
+async function runEmbedJob(b: Backend, job: Job & { embed: NonNullable<Job['embed']> }): Promise<void> {
+  const { id, request } = job.embed;
+  try {
+    const r = await b.embed(request, job.abort.signal);
+    if (job.abort.signal.aborted) return embedReply(id, { cancelled: true });
+    send({ type: 'embed_result', id, embeddings: r.embeddings, promptTokens: r.promptTokens, pooling: r.pooling });
+  } catch (err) {
+    if (job.abort.signal.aborted) return embedReply(id, { cancelled: true });
+    const code = (err as { code?: unknown })?.code;
+    const known = code === 'context_length_exceeded' || code === 'invalid_request';
+    embedReply(id, {
+      error: { code: known ? code : 'internal_error', message: known ? sanitizeMessage(err) : `Embedding failed: ${sanitizeMessage(err)}` },
+    });
+  }
+}
+
 function handleCancel(requestId: string): void {
   if (current?.request.requestId === requestId) {
     current.abort.abort();
@@ -85,7 +137,7 @@ function handleCancel(requestId: string): void {
   const i = queue.findIndex((j) => j.request.requestId === requestId);
   if (i >= 0) {
     const [job] = queue.splice(i, 1);
-    emit(cancelledDone(job));
+    endUnrun(job);
   }
   // Unknown or finished ids are ignored: cancel races with completion by design.
 }
@@ -99,7 +151,8 @@ async function pump(): Promise<void> {
       const job = queue.shift()!;
       current = job;
       try {
-        await backend.run(job.request, { signal: job.abort.signal, receivedAt: job.receivedAt, emit });
+        if (job.embed) await runEmbedJob(backend, job as Job & { embed: NonNullable<Job['embed']> });
+        else await backend.run(job.request, { signal: job.abort.signal, receivedAt: job.receivedAt, emit });
       } catch (err) {
         const code = (err as { code?: unknown })?.code;
         emit(
@@ -168,7 +221,7 @@ function shutdown(code: number): void {
   if (shuttingDown) return;
   shuttingDown = true;
   current?.abort.abort();
-  for (const job of queue.splice(0)) emit(cancelledDone(job));
+  for (const job of queue.splice(0)) endUnrun(job);
   // The running generation notices the abort within one prefill chunk / decode step and sends
   // its `done`; wait for that (bounded), then leave.
   const deadline = Date.now() + 3_000;
@@ -206,6 +259,9 @@ channel.onMessage((raw) => {
       break;
     case 'prefix_clear':
       handlePrefixClear(msg.id);
+      break;
+    case 'embed':
+      handleEmbed(msg.id, msg.request);
       break;
     case 'shutdown':
       shutdown(0);

@@ -4,6 +4,8 @@
 // Both directions are validated defensively: a malformed message is dropped (and logged by the
 // receiver), never trusted, so a bug on one side cannot crash the other.
 import type {
+  EmbedRequest,
+  EmbeddingPooling,
   EngineErrorCode,
   EngineEvent,
   EngineStats,
@@ -36,6 +38,8 @@ export type ParentMessage =
   | { type: 'prefix_import'; id: number; entry: PrefixKvSnapshot }
   /** Drops every prefix-cache entry (memory pressure); replies with the bytes released. */
   | { type: 'prefix_clear'; id: number }
+  /** Embeddings for a batch of token-id inputs; queued with generations; cancel with `cancel`. */
+  | { type: 'embed'; id: number; request: EmbedRequest }
   | { type: 'shutdown' };
 
 // ---------------------------------------------------------------- engine → parent
@@ -51,6 +55,19 @@ export type EngineMessage =
   | { type: 'prefix_export_result'; id: number; entries: PrefixKvSnapshot[]; error?: string }
   | { type: 'prefix_import_result'; id: number; ok: boolean; error?: string }
   | { type: 'prefix_clear_result'; id: number; freedBytes: number }
+  /**
+   * Answer to `embed`: one float32 vector per input, or an error (message sanitized), or
+   * `cancelled` when a `cancel` for its requestId arrived first.
+   */
+  | {
+      type: 'embed_result';
+      id: number;
+      embeddings: Float32Array[];
+      promptTokens: number;
+      pooling: EmbeddingPooling;
+      error?: { code: EngineErrorCode; message: string };
+      cancelled?: boolean;
+    }
   /** Unrecoverable error; the engine exits right after sending it. Message is sanitized. */
   | { type: 'fatal'; message: string };
 
@@ -131,6 +148,25 @@ export function validateGenerateRequest(v: unknown): GenerateRequest | string {
   };
 }
 
+/** Upper bounds of one embeddings batch (the server enforces tighter, configurable ones). */
+export const EMBED_LIMITS = { maxInputs: 4096, maxTotalTokens: 4_194_304 } as const;
+
+/** Returns the validated embed request or a reason string (never throws). */
+export function validateEmbedRequest(v: unknown): EmbedRequest | string {
+  if (!isObj(v)) return 'request must be an object';
+  if (!isStr(v.requestId, 128) || !REQUEST_ID_RE.test(v.requestId)) return 'requestId must match [A-Za-z0-9._:-]{1,128}';
+  if (!Array.isArray(v.inputs) || v.inputs.length === 0) return 'inputs must be a non-empty array';
+  if (v.inputs.length > EMBED_LIMITS.maxInputs) return 'too many inputs';
+  let total = 0;
+  for (const ids of v.inputs) {
+    if (!Array.isArray(ids) || ids.length === 0) return 'each input must be a non-empty array of token ids';
+    total += ids.length;
+    if (total > EMBED_LIMITS.maxTotalTokens) return 'inputs are too long';
+    for (const id of ids) if (!isInt(id, 0, LIMITS.maxTokenId)) return 'inputs must hold non-negative integer token ids';
+  }
+  return { requestId: v.requestId, inputs: v.inputs as number[][] };
+}
+
 /** Parses a message received by the engine process; null when it is not a valid ParentMessage. */
 export function parseParentMessage(v: unknown): ParentMessage | null {
   if (!isObj(v) || !isStr(v.type, 32)) return null;
@@ -170,6 +206,9 @@ export function parseParentMessage(v: unknown): ParentMessage | null {
     }
     case 'prefix_clear':
       return isInt(v.id) ? { type: 'prefix_clear', id: v.id } : null;
+    case 'embed':
+      // As for `generate`, the request's shape is checked (and answered) per request by the engine.
+      return isInt(v.id) && isObj(v.request) ? { type: 'embed', id: v.id, request: v.request as unknown as EmbedRequest } : null;
     case 'shutdown':
       return { type: 'shutdown' };
     default:
@@ -206,6 +245,7 @@ const ERROR_CODES: ReadonlySet<EngineErrorCode> = new Set<EngineErrorCode>([
   'internal_error',
 ]);
 const FINISH = new Set(['stop', 'length', 'cancelled']);
+const POOLINGS = new Set<string>(['last', 'mean', 'first']);
 const STOP_REASONS = new Set(['eos', 'stop_string', 'max_tokens', 'cancelled']);
 
 function parseEvent(e: unknown): EngineEvent | null {
@@ -271,6 +311,25 @@ export function parseEngineMessage(v: unknown): EngineMessage | null {
       return isInt(v.id) && typeof v.ok === 'boolean'
         ? { type: 'prefix_import_result', id: v.id, ok: v.ok, ...(isStr(v.error) ? { error: v.error } : {}) }
         : null;
+    case 'embed_result': {
+      if (!isInt(v.id) || !isInt(v.promptTokens) || !POOLINGS.has(v.pooling as string) || !Array.isArray(v.embeddings)) return null;
+      if (!v.embeddings.every((e) => e instanceof Float32Array)) return null;
+      let error: { code: EngineErrorCode; message: string } | undefined;
+      if (v.error !== undefined) {
+        const e = v.error;
+        if (!isObj(e) || !ERROR_CODES.has(e.code as EngineErrorCode) || !isStr(e.message)) return null;
+        error = { code: e.code as EngineErrorCode, message: e.message };
+      }
+      return {
+        type: 'embed_result',
+        id: v.id,
+        embeddings: v.embeddings as Float32Array[],
+        promptTokens: v.promptTokens,
+        pooling: v.pooling as EmbeddingPooling,
+        ...(error ? { error } : {}),
+        ...(v.cancelled === true ? { cancelled: true } : {}),
+      };
+    }
     default:
       return null;
   }
