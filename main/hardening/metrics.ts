@@ -27,7 +27,7 @@ import type { EngineStats } from '../engine/types.ts';
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
 /** Routes that may appear as a label value; anything else is `other`. */
-export const METRIC_ROUTES = ['/v1/chat/completions', '/v1/completions', '/v1/models', 'other'] as const;
+export const METRIC_ROUTES = ['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/models', 'other'] as const;
 /** Cache-corruption reasons that may appear as a label value / JSON key; anything else is `other`. */
 // Same names as main/caches/entry-file.ts CorruptReason (plus io_error and the catch-all other).
 export const CORRUPTION_REASONS = [
@@ -348,8 +348,12 @@ export function createMetrics(opts: MetricsOptions = {}) {
         promptComputed.inc(pt - cached);
       }
       const genSeconds = r.responseCacheHit ? 0 : Math.max(0, latency - (ttft ?? 0));
-      window.push({ t, latency, ttft, completionTokens: r.responseCacheHit ? 0 : ct, genSeconds });
-      windowVersion++;
+      // The latency/TTFT/tokens-per-second windows describe generations: an embeddings batch
+      // (no tokens generated) would skew them. It is counted and lands in its route's histogram.
+      if (route !== '/v1/embeddings') {
+        window.push({ t, latency, ttft, completionTokens: r.responseCacheHit ? 0 : ct, genSeconds });
+        windowVersion++;
+      }
       duration.observe({ route, stream }, latency);
       if (ttft !== null) ttftHist.observe({ route, stream }, ttft);
     }

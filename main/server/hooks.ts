@@ -52,7 +52,8 @@ export interface ResponseCacheHook {
 }
 
 export interface AdmissionInfo {
-  route: 'chat' | 'completions';
+  /** For 'embeddings', promptTokens is the longest input (inputs run one at a time) and maxTokens 0. */
+  route: 'chat' | 'completions' | 'embeddings';
   promptTokens: number;
   maxTokens: number;
   queued: number;

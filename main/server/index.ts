@@ -23,6 +23,7 @@ import { validateChatRequest, validateCompletionRequest, type ChatRequest, type 
 import { randomId, runGeneration, SHUTDOWN_REASON, type PreparedGeneration } from './generation.ts';
 import { DASHBOARD_SECURITY_HEADERS, readDashboardFile } from './static.ts';
 import type { ServedModelLease, ServerModelAdmin, ServerModels } from './models.ts';
+import { registerEmbeddingsRoute } from './embeddings.ts';
 
 export type { ServerConfig } from './config.ts';
 export { resolveServerConfig, DEFAULT_SERVER_CONFIG } from './config.ts';
@@ -58,6 +59,7 @@ export interface MlxBarServer {
 const ROUTES: Record<string, string[]> = {
   '/v1/chat/completions': ['POST'],
   '/v1/completions': ['POST'],
+  '/v1/embeddings': ['POST'],
   '/v1/models': ['GET', 'HEAD'],
   '/v1/models/pull': ['POST'],
   '/v1/models/pulls': ['GET', 'HEAD'],
@@ -444,6 +446,18 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
   // ---------------------------------------------------------------- routes
   app.post('/v1/chat/completions', (request, reply) => handleGeneration(request, reply, 'chat'));
   app.post('/v1/completions', (request, reply) => handleGeneration(request, reply, 'completions'));
+  registerEmbeddingsRoute(app, {
+    engine: deps.engine,
+    text: deps.text,
+    models: deps.models,
+    hooks,
+    slots,
+    retryAfterSeconds: config.retryAfterSeconds,
+    shutdownSignal: shutdown.signal,
+    matchModel,
+    requireEngineReady,
+    currentModel,
+  });
 
   const startNames = new Set([deps.modelInfo.id, ...(meta.aliases ?? [])]);
   app.get('/v1/models', async () => {

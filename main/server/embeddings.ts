@@ -1,0 +1,199 @@
+// POST /v1/embeddings (OpenAI shape, as LM Studio / Ollama / llama-server serve it): tokenize each
+// input with the model's tokenizer, run the batch in the engine (queued with generations, one MLX
+// computation at a time; the prefix cache is not touched), optionally truncate to `dimensions`
+// (Matryoshka: cut, then renormalize) and answer float arrays or base64 little-endian float32 (what
+// the openai SDKs ask for by default and decode themselves).
+//
+// The same gates as the chat routes: validation → model (library mode: a lease that loads the
+// model like a chat request would) → engine state → per-input context check and a total token
+// budget → admission (degradation, memory) → a work slot → engine. A client that disconnects
+// cancels the batch (between inputs/chunks); the record is reported under route /v1/embeddings.
+import os from 'node:os';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { ApiError, toApiError } from '../hardening/errors.ts';
+import { sanitizeMessage } from '../hardening/sanitize.ts';
+import type { EngineClient, EngineErrorCode, ModelInfo } from '../engine/types.ts';
+import type { ServerHooks, ServerTextPipeline } from './hooks.ts';
+import type { ServedModelLease, ServerModels } from './models.ts';
+import type { WorkSlots } from './slots.ts';
+import { SHUTDOWN_REASON } from './generation.ts';
+import { DEFAULT_EMBEDDINGS_LIMITS, validateEmbeddingsRequest, type EmbeddingsLimits, type EmbeddingsRequest } from './validate-embeddings.ts';
+
+export interface EmbeddingsRouteDeps {
+  engine: EngineClient;
+  /** Tokenizer of the started model (without a library). */
+  text: ServerTextPipeline;
+  models?: ServerModels;
+  hooks: ServerHooks;
+  slots: WorkSlots;
+  retryAfterSeconds: number;
+  shutdownSignal: AbortSignal;
+  /** The server's own model matching (ids + aliases) and state gate, shared with the chat routes. */
+  matchModel(requested: string | null): string;
+  requireEngineReady(): void;
+  currentModel(): ModelInfo;
+  limits?: Partial<EmbeddingsLimits>;
+}
+
+/** Truncates to `dims` and renormalizes (a prefix of a unit vector is not unit length). */
+export function truncateAndRenormalize(v: Float32Array, dims: number): Float32Array {
+  if (dims >= v.length) return v;
+  const out = v.slice(0, dims);
+  let ss = 0;
+  for (let i = 0; i < dims; i++) ss += out[i] * out[i];
+  const n = Math.sqrt(ss);
+  if (n > 0) for (let i = 0; i < dims; i++) out[i] = out[i] / n;
+  return out;
+}
+
+const LITTLE_ENDIAN = os.endianness() === 'LE';
+
+/** Base64 of the vector as little-endian float32 (the openai SDK's decoding). */
+export function float32Base64(v: Float32Array): string {
+  if (LITTLE_ENDIAN) return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64');
+  const b = Buffer.alloc(v.length * 4);
+  for (let i = 0; i < v.length; i++) b.writeFloatLE(v[i], i * 4);
+  return b.toString('base64');
+}
+
+function engineError(code: EngineErrorCode | undefined, message: string, retryAfter: number): ApiError {
+  switch (code) {
+    case 'context_length_exceeded':
+      return new ApiError('context_length_exceeded', message, { param: 'input' });
+    case 'invalid_request':
+      return new ApiError('invalid_request', message, { param: 'input' });
+    case 'engine_unavailable':
+      return new ApiError('engine_unavailable', message || 'The engine is not available; retry shortly', { retryAfter });
+    case 'engine_crashed':
+      return new ApiError('engine_crashed', 'The engine stopped unexpectedly and is restarting; retry the request', { retryAfter });
+    default:
+      return new ApiError('internal_error', 'Internal error while computing embeddings');
+  }
+}
+
+export function registerEmbeddingsRoute(app: FastifyInstance, deps: EmbeddingsRouteDeps): void {
+  const limits: EmbeddingsLimits = { ...DEFAULT_EMBEDDINGS_LIMITS, ...deps.limits };
+
+  function tokenize(r: EmbeddingsRequest, info: ModelInfo, text: ServerTextPipeline): number[][] {
+    let inputs: number[][];
+    if (r.input.kind === 'tokens') {
+      if (r.input.ids.some((ids) => ids.some((t) => t >= info.vocabSize))) {
+        throw new ApiError('invalid_value', 'token ids must be integers within the vocabulary', { param: 'input' });
+      }
+      inputs = r.input.ids;
+    } else {
+      inputs = r.input.texts.map((s) => text.encode(s));
+    }
+    const ctx = info.contextLength;
+    inputs = inputs.map((ids, i) => {
+      if (ids.length === 0) throw new ApiError('invalid_value', `'input[${i}]' has no tokens`, { param: 'input' });
+      if (ids.length <= ctx) return ids;
+      if (r.truncate) return ids.slice(0, ctx);
+      throw new ApiError(
+        'context_length_exceeded',
+        `This model's maximum context length is ${ctx} tokens, but input[${i}] has ${ids.length} tokens. Shorten it (or send "truncate": true to cut it).`,
+        { param: 'input' },
+      );
+    });
+    const total = inputs.reduce((a, ids) => a + ids.length, 0);
+    if (total > limits.maxTotalTokens) {
+      throw new ApiError('invalid_value', `The inputs have ${total} tokens in total; at most ${limits.maxTotalTokens} are allowed per request`, { param: 'input' });
+    }
+    return inputs;
+  }
+
+  async function handle(request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
+    const body = request.body as Record<string, unknown> | undefined;
+    if (!body || typeof body !== 'object' || Array.isArray(body)) throw new ApiError('invalid_json', 'Request body must be a JSON object');
+    const track = request.track!;
+    const r = validateEmbeddingsRequest(body, limits);
+
+    const res = reply.raw;
+    const abort = new AbortController();
+    const onClose = () => {
+      if (!res.writableFinished) {
+        track.cancelled = true;
+        abort.abort(new Error('client disconnected'));
+      }
+    };
+    res.on('close', onClose);
+    const onShutdown = () => abort.abort(SHUTDOWN_REASON);
+    if (deps.shutdownSignal.aborted) onShutdown();
+    else deps.shutdownSignal.addEventListener('abort', onShutdown, { once: true });
+
+    let lease: ServedModelLease | null = null;
+    let release: (() => void) | null = null;
+    try {
+      // Library mode: lease the named model (loads or switches it, as for chat); held until the
+      // batch is done so the model is not switched away underneath it.
+      if (deps.models) lease = await deps.models.acquire(r.model === null || r.model === '' ? null : r.model);
+      if (abort.signal.aborted) return finishAborted();
+      const modelId = lease ? lease.id : deps.matchModel(r.model);
+      deps.requireEngineReady();
+      const info = lease ? lease.info : deps.currentModel();
+      if (r.dimensions !== null && r.dimensions > info.hiddenSize) {
+        throw new ApiError('invalid_value', `'dimensions' must be at most ${info.hiddenSize} for this model`, { param: 'dimensions' });
+      }
+      if (!deps.engine.embed) throw new ApiError('not_found', 'Embeddings are not available with this engine');
+      const inputs = tokenize(r, info, lease ? lease.text : deps.text);
+      const total = inputs.reduce((a, ids) => a + ids.length, 0);
+      track.promptTokens = total;
+
+      const refusal = deps.hooks.admission?.({
+        route: 'embeddings',
+        promptTokens: Math.max(...inputs.map((ids) => ids.length)),
+        maxTokens: 0,
+        ...deps.slots.load,
+      });
+      if (refusal) throw refusal;
+      try {
+        release = await deps.slots.acquire(abort.signal);
+      } catch (err) {
+        if (abort.signal.aborted) return finishAborted();
+        throw err;
+      }
+      let result;
+      try {
+        result = await deps.engine.embed({ requestId: track.id, inputs }, abort.signal);
+      } catch (err) {
+        if (abort.signal.aborted) return finishAborted();
+        if ((err as { name?: string })?.name === 'AbortError') return finishAborted();
+        const code = (err as { code?: EngineErrorCode })?.code;
+        throw engineError(code, sanitizeMessage(err), deps.retryAfterSeconds);
+      }
+      const data = result.embeddings.map((v, index) => {
+        const vec = r.dimensions !== null ? truncateAndRenormalize(v, r.dimensions) : v;
+        return { object: 'embedding', index, embedding: r.encodingFormat === 'base64' ? float32Base64(vec) : Array.from(vec) };
+      });
+      track.promptTokens = result.promptTokens;
+      return reply
+        .code(200)
+        .type('application/json; charset=utf-8')
+        .send({ object: 'list', data, model: modelId, usage: { prompt_tokens: result.promptTokens, total_tokens: result.promptTokens } });
+    } catch (err) {
+      // Client gone: nothing to write; shutdown: 503 (finishAborted throws it).
+      if (abort.signal.aborted) return finishAborted();
+      const apiErr = toApiError(err);
+      if (apiErr.code === 'internal_error') console.error(`[server] embeddings request ${track.id} failed: ${sanitizeMessage(err)}`);
+      throw apiErr;
+    } finally {
+      release?.();
+      lease?.release();
+      res.off('close', onClose);
+      deps.shutdownSignal.removeEventListener('abort', onShutdown);
+    }
+
+    function finishAborted(): FastifyReply | undefined {
+      if (abort.signal.reason === SHUTDOWN_REASON) {
+        track.cancelled = true;
+        throw new ApiError('engine_unavailable', 'The server is shutting down', { retryAfter: deps.retryAfterSeconds });
+      }
+      // The client is gone: nothing to write (recorded as 499 / cancelled).
+      reply.hijack();
+      if (!res.writableEnded) res.end();
+      return undefined;
+    }
+  }
+
+  app.post('/v1/embeddings', handle);
+}
