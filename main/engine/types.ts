@@ -45,6 +45,21 @@ export interface GenerateRequest {
   sampling: SamplingParams;
   /** Whether this prompt's KV state may be kept in the prefix cache (default true). */
   cachePrompt?: boolean;
+  /**
+   * Constrained decoding (main/engine/constrain): the output must be `prefix` + a JSON value
+   * valid for `schema` + `suffix`, and generation stops once it is complete. Absent = free text.
+   */
+  constraint?: GenerationConstraint;
+}
+
+/** What constrained output must look like (response_format json_object/json_schema, forced tool calls). */
+export interface GenerationConstraint {
+  /** JSON Schema (the subset main/engine/constrain/schema.ts accepts); null = any JSON object. */
+  schema: Record<string, unknown> | null;
+  /** Literal text before the JSON value (e.g. the template's `<tool_call>\n`). */
+  prefix?: string;
+  /** Literal text after it (e.g. `\n</tool_call>`). */
+  suffix?: string;
 }
 
 /** Why a generation ended. `cancelled` generations must never be cached by anyone. */

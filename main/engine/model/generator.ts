@@ -13,7 +13,7 @@ import { defaultDtypePolicy, dtypeName, type DtypePolicy } from './dtype-policy.
 import { KVCache } from './kv-cache.ts';
 import { afterDecodeStep, afterLargeStep } from './memory.ts';
 import type { PrefixCache } from './prefix-cache.ts';
-import { Sampler } from './sampling.ts';
+import { Sampler, type SamplingConstraint } from './sampling.ts';
 import { buildModelWeights, weightBytes } from './weights.ts';
 
 /** An error with an engine error code; messages never contain file-system paths. */
@@ -134,6 +134,16 @@ export interface TokenRequest {
   eosTokenIds?: number[];
   /** Prefill chunk size (default 512). */
   prefillChunk?: number;
+  /** Constrained decoding (main/engine/constrain's TokenConstraint): only allowed tokens are sampled. */
+  constraint?: DecodingConstraint | null;
+}
+
+/** A per-request decoding constraint: the sampler's view plus the state the generator moves on. */
+export interface DecodingConstraint extends SamplingConstraint {
+  /** Moves past a sampled (allowed) token; EOS ids are a no-op. */
+  advance(id: number): void;
+  /** Nothing but EOS may follow: the generator ends (stopReason eos) without another step. */
+  readonly done: boolean;
 }
 
 export interface PrefillProgress {
@@ -249,10 +259,17 @@ export async function* generateTokens(
     }
     tDecode = performance.now();
     const sampler = new Sampler(req.sampling, prompt);
-    let token = sampler.sample(logits!);
+    const constraint = req.constraint ?? null;
+    const pick = (l: mx.array): number => {
+      const id = sampler.sample(l, constraint);
+      if (constraint && id >= 0 && !eos.has(id)) constraint.advance(id);
+      return id;
+    };
+    let token = pick(logits!);
     summary.ttftMs = performance.now() - t0;
     for (;;) {
-      if (eos.has(token)) {
+      // A negative id: the constraint allowed nothing (cannot happen with a well-formed one).
+      if (eos.has(token) || token < 0) {
         summary.stopReason = 'eos';
         break;
       }
@@ -262,6 +279,12 @@ export async function* generateTokens(
         summary.stopReason = 'cancelled';
         break;
       }
+      if (constraint?.done) {
+        // The constrained document is complete: EOS is the only possible next token, so end
+        // here instead of computing one more step to sample it.
+        summary.stopReason = 'eos';
+        break;
+      }
       if (summary.completionTokens >= maxTokens) {
         summary.stopReason = 'max_tokens';
         break;
@@ -269,7 +292,7 @@ export async function* generateTokens(
       const next = forward(model, [token], cache, true);
       mx.eval(next, ...cache.arrays());
       fed.push(token);
-      token = sampler.sample(next);
+      token = pick(next);
       await afterDecodeStep();
       if (signal?.aborted) {
         summary.stopReason = 'cancelled';

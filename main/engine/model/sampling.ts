@@ -50,8 +50,14 @@ export function applyPenalties(logits: mx.array, p: SamplingControls, ctx: Penal
  * filtering (filtered tokens get -inf). 1-D in, 1-D out. For temperature 0 only penalties apply.
  */
 export function processLogits(logits: mx.array, p: SamplingControls, ctx: PenaltyContext): mx.array {
-  let l = applyPenalties(logits.flatten(), p, ctx);
+  const l = applyPenalties(logits.flatten(), p, ctx);
   if (p.temperature <= 0) return l;
+  return filterLogits(l, p);
+}
+
+/** Temperature, then top_k / top_p / min_p filtering of 1-D (already penalized) logits. */
+export function filterLogits(logits: mx.array, p: SamplingControls): mx.array {
+  let l = logits;
   if (p.temperature !== 1) l = mx.divide(l, p.temperature);
   const V = l.shape[0];
   const negInf = mx.array(-Infinity, mx.float32);
@@ -76,6 +82,15 @@ export function processLogits(logits: mx.array, p: SamplingControls, ctx: Penalt
   return l;
 }
 
+/**
+ * What the sampler needs from a decoding constraint (main/engine/constrain's TokenConstraint):
+ * a cheap check of one sampled id, and the full set of allowed ids when that check fails.
+ */
+export interface SamplingConstraint {
+  accepts(id: number): boolean;
+  allowedTokens(): number[];
+}
+
 /** Maps a user seed (any finite number) to an MLX key seed (non-negative safe integer). */
 function keySeed(seed: number): number {
   const s = Math.trunc(seed);
@@ -98,22 +113,37 @@ export class Sampler {
     this.seen = new Set(params.repetitionPenalty !== 1 ? promptIds : []);
   }
 
-  /** Chooses the next token from logits [1, V] or [V]; synchronously evaluates. */
-  sample(logits: mx.array): number {
+  /**
+   * Chooses the next token from logits [1, V] or [V]; synchronously evaluates. With a constraint
+   * (llama.cpp's order): draw from the unconstrained distribution first; if the constraint refuses
+   * that token, draw again among the allowed ids only (penalties and filters applied to them).
+   * Returns -1 when the constraint allows nothing (a dead end; cannot happen with our recognizer).
+   */
+  sample(logits: mx.array, constraint?: SamplingConstraint | null): number {
     const p = this.params;
-    let token: mx.array;
-    if (p.temperature <= 0) {
-      const l = this.needsContext ? applyPenalties(logits.flatten(), p, this.context) : logits.flatten();
-      token = mx.argmax(l);
-    } else {
-      const l = processLogits(logits, p, this.context);
-      const keys = mx.random.split(this.key, 2);
-      this.key = keys.index(0);
-      token = mx.random.categorical(l, -1, undefined, undefined, keys.index(1));
+    const flat = logits.flatten();
+    const base = this.needsContext ? applyPenalties(flat, p, this.context) : flat;
+    let id = this.draw(base);
+    if (constraint && !constraint.accepts(id)) {
+      const allowed = constraint.allowedTokens();
+      if (allowed.length === 0) return -1;
+      if (allowed.length === 1) id = allowed[0]!;
+      else {
+        const sub = mx.take(base, mx.array(allowed, mx.int32), 0);
+        id = allowed[this.draw(sub)]!;
+      }
     }
-    const id = Number(token.item());
     this.accept(id);
     return id;
+  }
+
+  /** Index drawn from 1-D penalized logits (argmax at temperature 0). */
+  private draw(l: mx.array): number {
+    const p = this.params;
+    if (p.temperature <= 0) return Number(mx.argmax(l).item());
+    const keys = mx.random.split(this.key, 2);
+    this.key = keys.index(0);
+    return Number(mx.random.categorical(filterLogits(l, p), -1, undefined, undefined, keys.index(1)).item());
   }
 
   /** Records a generated token for the penalties. */

@@ -13,7 +13,8 @@ import {
   type GenerationSummary,
   type LoadedModel,
 } from '../model/index.ts';
-import { loadTextPipeline, type TextPipeline } from '../text/index.ts';
+import { loadTextPipeline, TOOL_MARKER_TOKENS, type TextPipeline } from '../text/index.ts';
+import { buildTokenTable, compileConstraint, TokenConstraint, type TokenTable } from '../constrain/index.ts';
 import type { EmbedRequest, EmbedResult, EngineEvent, GenerateRequest, ModelInfo, PrefixCacheStats, PrefixKvSnapshot } from '../types.ts';
 import { embedTokens, readEmbeddingConfig, type EmbeddingConfig } from '../model/embed.ts';
 
@@ -72,6 +73,19 @@ export async function loadBackend(modelDir: string, options: Partial<BackendOpti
   await afterLargeStep();
   // Entries this process already handed out (or got from the parent): not exported again.
   const exported = new Set<string>();
+  // The vocabulary as bytes for constrained decoding: built on the first constrained request
+  // (~0.6-0.9 s for Qwen3's 151k tokens), then shared by every later one.
+  let tokenTable: TokenTable | null = null;
+  const constraintFor = (req: GenerateRequest): TokenConstraint => {
+    let compiled;
+    try {
+      compiled = compileConstraint(req.constraint!);
+    } catch (err) {
+      throw Object.assign(new Error(`response format cannot be enforced: ${(err as Error).message}`), { code: 'invalid_request' });
+    }
+    tokenTable ??= buildTokenTable(text.tokenizer, lm.config.vocabSize, new Set(TOOL_MARKER_TOKENS));
+    return new TokenConstraint(tokenTable, compiled.node, new Set(eos), { prefix: compiled.prefix, suffix: compiled.suffix });
+  };
   const embedding = readEmbeddingConfig(modelDir);
   return {
     info,
@@ -112,7 +126,7 @@ export async function loadBackend(modelDir: string, options: Partial<BackendOpti
       prefixCache.clear(); // a running generation keeps its own KV; only the kept entries go
       return bytes;
     },
-    run: (req, ctx) => runGeneration(lm, text, prefixCache, eos, opts, req, ctx),
+    run: (req, ctx) => runGeneration(lm, text, prefixCache, eos, opts, req, ctx, req.constraint ? constraintFor(req) : null),
     afterRequest: afterLargeStep,
     prefixCacheStats: () => prefixCache?.stats() ?? { ...EMPTY_PREFIX_STATS },
     // The CPU build of 0.0.7 has no allocator counters.
@@ -155,6 +169,7 @@ async function runGeneration(
   opts: BackendOptions,
   req: GenerateRequest,
   ctx: RunContext,
+  constraint: TokenConstraint | null = null,
 ): Promise<void> {
   const { requestId } = req;
   const startedAt = performance.now();
@@ -168,7 +183,14 @@ async function runGeneration(
   const gen = generateTokens(
     lm,
     prefixCache,
-    { promptIds: req.promptIds, sampling: req.sampling, cachePrompt: req.cachePrompt !== false, eosTokenIds: eos, prefillChunk: opts.prefillChunk },
+    {
+      promptIds: req.promptIds,
+      sampling: req.sampling,
+      cachePrompt: req.cachePrompt !== false,
+      eosTokenIds: eos,
+      prefillChunk: opts.prefillChunk,
+      constraint,
+    },
     {
       signal: ctx.signal,
       onPrefill: (p) => ctx.emit({ type: 'prefill', requestId, promptTokens: p.promptTokens, cachedTokens: p.cachedTokens, processed: p.processed }),

@@ -10,6 +10,7 @@ import type {
   EngineEvent,
   EngineStats,
   GenerateRequest,
+  GenerationConstraint,
   ModelInfo,
   PrefixKvSnapshot,
   SamplingParams,
@@ -130,6 +131,21 @@ export function validateSampling(v: unknown): SamplingParams | string {
   };
 }
 
+/** The envelope of a decoding constraint (the schema itself is compiled, and refused, by the engine). */
+function validateConstraint(v: unknown): GenerationConstraint | null | string {
+  if (v === undefined || v === null) return null;
+  if (!isObj(v)) return 'constraint must be an object';
+  if (v.schema !== null && !isObj(v.schema)) return 'constraint.schema must be an object or null';
+  for (const k of ['prefix', 'suffix'] as const) {
+    if (v[k] !== undefined && !isStr(v[k], 256)) return `constraint.${k} must be a string of at most 256 characters`;
+  }
+  return {
+    schema: v.schema as Record<string, unknown> | null,
+    ...(v.prefix !== undefined ? { prefix: v.prefix as string } : {}),
+    ...(v.suffix !== undefined ? { suffix: v.suffix as string } : {}),
+  };
+}
+
 /** Returns the validated request or a reason string (never throws). */
 export function validateGenerateRequest(v: unknown): GenerateRequest | string {
   if (!isObj(v)) return 'request must be an object';
@@ -140,11 +156,14 @@ export function validateGenerateRequest(v: unknown): GenerateRequest | string {
   const sampling = validateSampling(v.sampling);
   if (typeof sampling === 'string') return sampling;
   if (v.cachePrompt !== undefined && typeof v.cachePrompt !== 'boolean') return 'cachePrompt must be a boolean';
+  const constraint = validateConstraint(v.constraint);
+  if (typeof constraint === 'string') return constraint;
   return {
     requestId: v.requestId,
     promptIds: v.promptIds as number[],
     sampling,
     cachePrompt: v.cachePrompt === undefined ? true : v.cachePrompt,
+    ...(constraint ? { constraint } : {}),
   };
 }
 

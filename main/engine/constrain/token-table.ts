@@ -1,0 +1,186 @@
+// The vocabulary as bytes, for token masking: every id's UTF-8 bytes exactly as the detokenizer
+// will emit them, plus the ids sorted bytewise with the longest common prefix (LCP) of each with
+// its predecessor. Walking the sorted list is a depth-first walk of the token trie without
+// building one: the recognizer state of a shared prefix is computed once, and a dead prefix skips
+// every token that starts with it (llama.cpp walks its grammar over a trie the same way).
+//
+// Byte-level BPE (GPT-2/Qwen/Llama 3): token strings use the 256-character byte alphabet, so a
+// token may carry half a UTF-8 character; we map it back to raw bytes. SentencePiece vocabularies
+// (Llama 2/Mistral): `▁` is a space and `<0xNN>` a raw byte.
+import { advanceByte, advanceBytes, inOpenStringBody, scanStringBody, type RecognizerState } from './recognizer.ts';
+
+/** What the table needs from the tokenizer (engine/text's TextTokenizer satisfies it). */
+export interface VocabSource {
+  idToToken(id: number): string | undefined;
+  readonly addedTokens: ReadonlyMap<string, { id: number; content: string; special: boolean }>;
+}
+
+export interface TokenTable {
+  /** Per id: the bytes it adds to the text, or null when the id may never be emitted under a constraint. */
+  readonly bytes: readonly (Uint8Array | null)[];
+  /** Ids with bytes, sorted bytewise. */
+  readonly order: Int32Array;
+  /** lcp[k] = common prefix length of order[k] and order[k-1] (0 for k = 0). */
+  readonly lcp: Uint16Array;
+  readonly size: number;
+  readonly buildMs: number;
+  /**
+   * Filled on first use: ids whose bytes stay inside a string body read from a character
+   * boundary ('open'), and ids whose bytes end a string somewhere ('close').
+   */
+  stringBody?: { open: Int32Array; close: Int32Array };
+}
+
+/** GPT-2's bytes_to_unicode, inverted: byte-alphabet character → byte. */
+function byteDecoder(): Map<number, number> {
+  const bs: number[] = [];
+  for (let b = 0x21; b <= 0x7e; b++) bs.push(b);
+  for (let b = 0xa1; b <= 0xac; b++) bs.push(b);
+  for (let b = 0xae; b <= 0xff; b++) bs.push(b);
+  const cs = [...bs];
+  let n = 0;
+  for (let b = 0; b < 256; b++) {
+    if (!bs.includes(b)) {
+      bs.push(b);
+      cs.push(256 + n);
+      n++;
+    }
+  }
+  const m = new Map<number, number>();
+  bs.forEach((b, i) => m.set(cs[i]!, b));
+  return m;
+}
+
+const enc = new TextEncoder();
+
+/**
+ * Builds the table for ids 0..vocabSize-1. `keepSpecial` are special tokens whose text the
+ * detokenizer keeps (tool-call markers); other special tokens (EOS, role markers) get no bytes:
+ * EOS is handled separately and the rest never appear inside constrained output.
+ */
+export function buildTokenTable(src: VocabSource, vocabSize: number, keepSpecial: ReadonlySet<string> = new Set()): TokenTable {
+  const t0 = performance.now();
+  const added = new Map<number, { content: string; special: boolean }>();
+  for (const info of src.addedTokens.values()) added.set(info.id, info);
+  const byteLevel = src.idToToken(0) !== undefined && hasByteAlphabet(src, vocabSize);
+  const dec = byteDecoder();
+  const bytes: (Uint8Array | null)[] = new Array(vocabSize).fill(null);
+  const keys: string[] = [];
+  const ids: number[] = [];
+  for (let id = 0; id < vocabSize; id++) {
+    let b: Uint8Array | null = null;
+    const a = added.get(id);
+    if (a) {
+      if (!a.special || keepSpecial.has(a.content)) b = enc.encode(a.content);
+    } else {
+      const tok = src.idToToken(id);
+      if (tok !== undefined) b = byteLevel ? decodeByteLevel(tok, dec) : decodeSentencePiece(tok);
+    }
+    if (!b || b.length === 0) continue;
+    bytes[id] = b;
+    ids.push(id);
+    keys.push(String.fromCharCode(...b));
+  }
+  // Sort by the latin1 strings: UTF-16 code unit order equals byte order here.
+  const idx = ids.map((_, i) => i);
+  idx.sort((x, y) => (keys[x]! < keys[y]! ? -1 : keys[x]! > keys[y]! ? 1 : 0));
+  const order = new Int32Array(idx.length);
+  const lcp = new Uint16Array(idx.length);
+  let prev = '';
+  idx.forEach((i, k) => {
+    order[k] = ids[i]!;
+    const cur = keys[i]!;
+    let l = 0;
+    const n = Math.min(prev.length, cur.length, 65535);
+    while (l < n && prev.charCodeAt(l) === cur.charCodeAt(l)) l++;
+    lcp[k] = l;
+    prev = cur;
+  });
+  return { bytes, order, lcp, size: order.length, buildMs: performance.now() - t0 };
+}
+
+function hasByteAlphabet(src: VocabSource, vocabSize: number): boolean {
+  // Byte-level vocabularies spell a leading space as 'Ġ' (U+0120) and have no '▁'.
+  let g = 0;
+  let sp = 0;
+  for (let id = 0; id < Math.min(vocabSize, 5000); id++) {
+    const t = src.idToToken(id);
+    if (!t) continue;
+    if (t.startsWith('\u0120')) g++;
+    if (t.startsWith('\u2581')) sp++;
+  }
+  return g >= sp;
+}
+
+function decodeByteLevel(tok: string, dec: Map<number, number>): Uint8Array | null {
+  const out = new Uint8Array(tok.length);
+  let n = 0;
+  for (const ch of tok) {
+    const b = dec.get(ch.codePointAt(0)!);
+    if (b === undefined) return enc.encode(tok); // not in the byte alphabet: a literal token
+    out[n++] = b;
+  }
+  return out.subarray(0, n);
+}
+
+function decodeSentencePiece(tok: string): Uint8Array | null {
+  const m = /^<0x([0-9A-Fa-f]{2})>$/.exec(tok);
+  if (m) return Uint8Array.of(parseInt(m[1]!, 16));
+  return enc.encode(tok.replace(/\u2581/g, ' '));
+}
+
+/**
+ * Ids whose bytes keep `state` alive, by the sorted walk described above. `scratch` is reused
+ * between calls (states per prefix depth).
+ */
+export function allowedTokenIds(table: TokenTable, state: RecognizerState, out: number[] = []): number[] {
+  const { order, lcp, bytes } = table;
+  if (inOpenStringBody(state)) {
+    // Inside an unlimited string nearly the whole vocabulary is allowed, and the walk would
+    // visit all of it: take the precomputed 'open' ids and check only the ids that close it.
+    const sb = stringBodyIds(table);
+    for (let i = 0; i < sb.open.length; i++) out.push(sb.open[i]!);
+    for (let i = 0; i < sb.close.length; i++) {
+      const id = sb.close[i]!;
+      if (advanceBytes(state, bytes[id]!)) out.push(id);
+    }
+    return out;
+  }
+  const states: (RecognizerState | null)[] = [state];
+  let deadAt = Number.POSITIVE_INFINITY;
+  for (let k = 0; k < order.length; k++) {
+    const l = lcp[k]!;
+    if (l > deadAt) continue; // starts with the dead prefix
+    const id = order[k]!;
+    const t = bytes[id]!;
+    let s = states[l]!;
+    let i = l;
+    for (; i < t.length; i++) {
+      const nx = advanceByte(s, t[i]!);
+      if (!nx) break;
+      s = nx;
+      states[i + 1] = nx;
+    }
+    if (i < t.length) {
+      deadAt = i;
+      continue;
+    }
+    deadAt = Number.POSITIVE_INFINITY;
+    out.push(id);
+  }
+  return out;
+}
+
+function stringBodyIds(table: TokenTable): { open: Int32Array; close: Int32Array } {
+  if (table.stringBody) return table.stringBody;
+  const open: number[] = [];
+  const close: number[] = [];
+  for (let k = 0; k < table.order.length; k++) {
+    const id = table.order[k]!;
+    const r = scanStringBody(table.bytes[id]!);
+    if (r === 'open') open.push(id);
+    else if (r === 'close') close.push(id);
+  }
+  table.stringBody = { open: Int32Array.from(open), close: Int32Array.from(close) };
+  return table.stringBody;
+}
