@@ -328,6 +328,8 @@ export class ResponseCache {
       sampling: k.sampling,
       toolsActive: k.toolsActive,
       modelFingerprint: k.modelFingerprint,
+      // The constraint (schema + tool-call markup) changes the generated text: part of the key.
+      responseFormat: k.constraint ?? null,
     });
     return {
       get: async (k: ResponseCacheKey): Promise<CachedGeneration | null> => {

@@ -4,7 +4,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ApiError } from '../hardening/errors.ts';
 import type { RequestRecord } from '../hardening/metrics-types.ts';
-import type { SamplingParams } from '../engine/types.ts';
+import type { GenerationConstraint, SamplingParams } from '../engine/types.ts';
 
 // Chat message and tool shapes are shared with the text pipeline (engine-text owns them).
 import type { ChatMessage, ToolCall, ToolCallFormat, ToolDefinition, ToolParserEvent } from '../engine/text/types.ts';
@@ -33,6 +33,8 @@ export interface ResponseCacheKey {
   sampling: SamplingParams;
   /** Whether tool calls are parsed out of the text (changes the response shape, not the text). */
   toolsActive: boolean;
+  /** Constrained decoding (response_format json_*, forced tool calls): changes the text. */
+  constraint?: GenerationConstraint | null;
 }
 
 /** A complete, successful generation. Cancelled, failed or errored generations are never passed. */
