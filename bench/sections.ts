@@ -6,5 +6,6 @@ import { cacheHttpSection } from './cache-http.ts';
 import { prefixRestartSection } from './prefix-restart.ts';
 import { metricsSection } from './metrics.ts';
 import { cachesSection } from './caches.ts';
+import { embeddingsSection } from './embeddings.ts';
 
-export const SECTIONS: BenchSection[] = [engineSection, serverSection, cacheHttpSection, prefixRestartSection, cachesSection, metricsSection];
+export const SECTIONS: BenchSection[] = [engineSection, serverSection, cacheHttpSection, prefixRestartSection, cachesSection, metricsSection, embeddingsSection];

@@ -96,6 +96,15 @@ export interface EmbedOptions {
  * EmbedCancelledError when `signal` aborts between chunks.
  */
 export async function embedTokens(lm: LoadedModel, ids: number[], opts: EmbedOptions): Promise<Float32Array> {
+  const v = await pooledState(lm, ids, opts);
+  // Minor GC + a turn: this input's arrays (young wrappers, unreachable now that pooledState's
+  // frame is gone) are freed before the next input. A full GC follows when RSS grew a lot.
+  await afterDecodeStep();
+  return opts.raw ? v : l2Normalize(v);
+}
+
+/** The pooled final-norm hidden state (not normalized), as float32. */
+async function pooledState(lm: LoadedModel, ids: number[], opts: EmbedOptions): Promise<Float32Array> {
   const { config, model, info } = lm;
   if (!Array.isArray(ids) || ids.length === 0) throw new ModelError('invalid_request', 'embedding input is empty');
   for (const t of ids) {
@@ -134,9 +143,5 @@ export async function embedTokens(lm: LoadedModel, ids: number[], opts: EmbedOpt
     if (!isLast) await afterLargeStep(); // frees the chunk's temporaries and lets a cancel arrive
   }
   if (opts.pooling === 'mean') pooled = mx.divide(pooled!, mx.array(ids.length, mx.float32));
-  const v = Float32Array.from(pooled!.astype(mx.float32).tolist() as number[]);
-  pooled = null;
-  // Minor GC + a turn: this input's arrays (young wrappers) are freed before the next one.
-  await afterDecodeStep();
-  return opts.raw ? v : l2Normalize(v);
+  return Float32Array.from(pooled!.astype(mx.float32).tolist() as number[]);
 }

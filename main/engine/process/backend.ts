@@ -51,6 +51,8 @@ export interface Backend {
   importPrefixEntry(entry: PrefixKvSnapshot): boolean;
   mlxActiveBytes(): number;
   mlxPeakBytes(): number;
+  /** Memory policy after an embeddings job: a full GC only when an input ran in several chunks. */
+  afterEmbed(): Promise<void>;
   /** Pooling declared by the model folder (read at load). */
   readonly embedding: EmbeddingConfig;
   /**
@@ -87,6 +89,9 @@ export async function loadBackend(modelDir: string, options: Partial<BackendOpti
     return new TokenConstraint(tokenTable, compiled.node, new Set(eos), { prefix: compiled.prefix, suffix: compiled.suffix });
   };
   const embedding = readEmbeddingConfig(modelDir);
+  // Set when an embeddings job had a multi-chunk input: its KV buffers lived across full GCs
+  // (old-generation wrappers), which only a full GC frees.
+  let embedNeedsFullGc = false;
   return {
     info,
     embedding,
@@ -94,10 +99,16 @@ export async function loadBackend(modelDir: string, options: Partial<BackendOpti
       const embeddings: Float32Array[] = [];
       let promptTokens = 0;
       for (const ids of req.inputs) {
+        if (ids.length > opts.prefillChunk) embedNeedsFullGc = true;
         embeddings.push(await embedTokens(lm, ids, { pooling: embedding.pooling, chunk: opts.prefillChunk, signal }));
         promptTokens += ids.length;
       }
       return { embeddings, promptTokens, pooling: embedding.pooling };
+    },
+    async afterEmbed() {
+      if (!embedNeedsFullGc) return;
+      embedNeedsFullGc = false;
+      await afterLargeStep();
     },
     exportPrefixEntries(minTokens, onlyNew) {
       if (!prefixCache) return [];

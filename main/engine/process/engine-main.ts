@@ -165,7 +165,10 @@ async function pump(): Promise<void> {
       } finally {
         current = null;
       }
-      await backend.afterRequest();
+      // Embedding jobs free their arrays per input (embedTokens: minor GC + a turn, a full GC when
+      // RSS grew); the ~50 ms full GC here would be a large share of a short embedding request.
+      if (job.embed) await backend.afterEmbed();
+      else await backend.afterRequest();
     }
   } finally {
     pumping = false;
