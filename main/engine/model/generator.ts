@@ -132,7 +132,7 @@ export interface TokenRequest {
   cachePrompt?: boolean;
   /** Extra end-of-sequence ids (e.g. the tokenizer's), merged with the model's. */
   eosTokenIds?: number[];
-  /** Prefill chunk size (default 512). */
+  /** Prefill chunk size (default DEFAULT_PREFILL_CHUNK). */
   prefillChunk?: number;
   /** Constrained decoding (main/engine/constrain's TokenConstraint): only allowed tokens are sampled. */
   constraint?: DecodingConstraint | null;
@@ -174,6 +174,14 @@ export interface GenerateHooks {
 }
 
 /**
+ * Prompt tokens per prefill step. Measured on this CPU (best of 3, 105M and 0.6B shapes, prompts of
+ * 512–4,096 tokens): 256 is as fast as 128 and up to 2x faster than 512 on long prompts (e.g. 0.6B,
+ * 1,024 tokens: 94 vs 49 tok/s; 105M, 4,096 tokens: 392 vs 200 tok/s) — bigger steps spill the
+ * per-step activations and attention scores out of cache. Also the cancellation granularity.
+ */
+export const DEFAULT_PREFILL_CHUNK = 256;
+
+/**
  * Generates tokens for `req`. Yields each sampled token (EOS ids are not yielded) and returns a
  * summary.
  *
@@ -206,7 +214,7 @@ export async function* generateTokens(
     );
   }
   const maxTokens = Math.max(0, Math.min(Math.floor(req.sampling.maxTokens), info.contextLength - prompt.length));
-  const chunkSize = Math.max(1, req.prefillChunk ?? 512);
+  const chunkSize = Math.max(1, req.prefillChunk ?? DEFAULT_PREFILL_CHUNK);
   const eos = new Set([...info.eosTokenIds, ...(req.eosTokenIds ?? [])]);
   const signal = hooks.signal;
 

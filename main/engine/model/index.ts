@@ -1,5 +1,5 @@
 // Public surface of the MLX model layer (loaded only inside the engine process).
-export { loadModel, generateTokens, generateAll, ModelError } from './generator.ts';
+export { loadModel, generateTokens, generateAll, ModelError, DEFAULT_PREFILL_CHUNK } from './generator.ts';
 export type { LoadedModel, LoadOptions, TokenRequest, PrefillProgress, GenerationSummary, GenerateHooks } from './generator.ts';
 export { PrefixCache, exportEntry, importEntry } from './prefix-cache.ts';
 export type { PrefixCacheEntry, PrefixLookup, PrefixCacheOptions, ExportedPrefixEntry, ImportablePrefixEntry } from './prefix-cache.ts';

@@ -4,6 +4,7 @@
 import { performance } from 'node:perf_hooks';
 import {
   afterLargeStep,
+  DEFAULT_PREFILL_CHUNK,
   exportEntry,
   getGc,
   generateTokens,
@@ -34,7 +35,7 @@ export interface BackendOptions {
 
 export const DEFAULT_BACKEND_OPTIONS: BackendOptions = {
   prefixCacheBytes: 1024 * 2 ** 20,
-  prefillChunk: 512,
+  prefillChunk: DEFAULT_PREFILL_CHUNK,
 };
 
 export interface Backend {
