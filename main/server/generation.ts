@@ -10,7 +10,7 @@ import type { ServerResponse } from 'node:http';
 import type { FastifyReply } from 'fastify';
 import { ApiError, toApiError } from '../hardening/errors.ts';
 import { sanitizeMessage } from '../hardening/sanitize.ts';
-import type { EngineClient, EngineEvent, SamplingParams } from '../engine/types.ts';
+import type { EngineClient, EngineEvent, GenerationConstraint, SamplingParams } from '../engine/types.ts';
 import type { ToolCall, ToolParserEvent } from '../engine/text/types.ts';
 import type { CachedGeneration, ResponseCacheKey, ServerHooks, ServerTextPipeline } from './hooks.ts';
 import { SseWriter } from './sse.ts';
@@ -29,6 +29,8 @@ export interface PreparedGeneration {
   includeUsage: boolean;
   /** Parse tool calls out of the output (tools were offered). */
   toolsActive: boolean;
+  /** Constrained decoding (response_format json_*, forced tool call); null = free text. */
+  constraint?: GenerationConstraint | null;
   /** Deterministic requests may use the response cache. */
   cacheKey: ResponseCacheKey | null;
 }
@@ -214,7 +216,7 @@ export async function runGeneration(
         return await fail(toApiError(err));
       }
       events = env.engine.generate(
-        { requestId: track.id, promptIds: prep.promptIds, sampling: prep.sampling },
+        { requestId: track.id, promptIds: prep.promptIds, sampling: prep.sampling, ...(prep.constraint ? { constraint: prep.constraint } : {}) },
         abort.signal,
       );
     }

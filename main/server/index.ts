@@ -12,7 +12,8 @@ import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { ApiError, toApiError } from '../hardening/errors.ts';
 import { sanitizeMessage } from '../hardening/sanitize.ts';
-import type { EngineClient, ModelInfo, SamplingParams } from '../engine/types.ts';
+import type { EngineClient, GenerationConstraint, ModelInfo, SamplingParams } from '../engine/types.ts';
+import { toolCallConstraint, ToolSchemaError } from '../engine/constrain/index.ts';
 import { resolveServerConfig, isLoopbackHost, type ServerConfig } from './config.ts';
 import type { ResponseCacheKey, ServedModelMeta, ServerHooks, ServerLoad, ServerTextPipeline } from './hooks.ts';
 import { parseJsonBody } from './json-body.ts';
@@ -341,6 +342,29 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
     }
   }
 
+  /**
+   * The decoding constraint of a request: a forced tool call (tool_choice 'required' or a named
+   * function) in the model's own tool-call format, else the response_format's JSON constraint.
+   */
+  function constraintFor(r: ChatRequest | CompletionRequest, text: ServerTextPipeline): GenerationConstraint | null {
+    if (r.kind === 'chat' && r.tools && (r.toolChoice === 'required' || typeof r.toolChoice === 'object')) {
+      let c: GenerationConstraint | null;
+      try {
+        c = toolCallConstraint(text.toolCallFormat, r.tools);
+      } catch (err) {
+        if (err instanceof ToolSchemaError) throw new ApiError('invalid_value', `tools: ${err.message}`, { param: 'tools' });
+        throw err;
+      }
+      if (!c) {
+        throw new ApiError('unsupported_parameter', "This model's chat template has no tool-call format, so a tool call cannot be forced", {
+          param: 'tool_choice',
+        });
+      }
+      return c;
+    }
+    return r.constraint;
+  }
+
   function prepare(r: ChatRequest | CompletionRequest, track: RequestTrack, lease: ServedModelLease | null): PreparedGeneration {
     const modelId = lease ? lease.id : matchModel(r.model);
     requireEngineReady();
@@ -361,10 +385,11 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
     const sampling: SamplingParams = { ...r.sampling, maxTokens };
     if (sampling.seed === undefined) delete sampling.seed;
     const toolsActive = r.kind === 'chat' && r.tools !== null && (lease ? lease.text : deps.text).toolCallFormat !== 'none';
+    const constraint = constraintFor(r, lease ? lease.text : deps.text);
     const deterministic = sampling.temperature === 0 || sampling.seed !== undefined;
     const cacheKey: ResponseCacheKey | null =
       deterministic && hooks.responseCache
-        ? { route: r.kind, modelFingerprint: info.fingerprint, promptIds, sampling, toolsActive }
+        ? { route: r.kind, modelFingerprint: info.fingerprint, promptIds, sampling, toolsActive, ...(constraint ? { constraint } : {}) }
         : null;
     return {
       route: r.kind,
@@ -377,6 +402,7 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
       stream: r.stream,
       includeUsage: r.includeUsage,
       toolsActive,
+      constraint,
       cacheKey,
     };
   }

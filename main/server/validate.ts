@@ -2,9 +2,12 @@
 // with `param` naming the offending field. Ranges follow the OpenAI API and close the crash
 // classes seen in llama.cpp (#19367, CVE-2026-21869): non-finite or out-of-range numbers never
 // reach the engine. Unknown harmless fields are ignored; fields whose semantics we do not
-// implement (n > 1, logprobs, logit_bias, json response formats) are rejected, never silently dropped.
+// implement (n > 1, logprobs, logit_bias) are rejected, never silently dropped. JSON response
+// formats and forced tool calls are enforced by constrained decoding (main/engine/constrain); a
+// schema it cannot enforce is a 400 naming the keyword, never ignored.
 import { ApiError } from '../hardening/errors.ts';
-import type { SamplingParams } from '../engine/types.ts';
+import type { GenerationConstraint, SamplingParams } from '../engine/types.ts';
+import { compileSchema, SchemaError } from '../engine/constrain/index.ts';
 import type { ChatMessage, ToolDefinition } from './hooks.ts';
 
 type Obj = Record<string, unknown>;
@@ -24,6 +27,8 @@ interface CommonRequest {
   sampling: Omit<SamplingParams, 'maxTokens'>;
   /** Requested cap, null when the client set none. */
   maxTokens: number | null;
+  /** From response_format json_object / json_schema; null for text. */
+  constraint: GenerationConstraint | null;
 }
 
 export interface ChatRequest extends CommonRequest {
@@ -121,18 +126,7 @@ function parseCommon(body: Obj, maxStopLength: number): CommonRequest {
       throw new ApiError('unsupported_parameter', "'logit_bias' is not supported by this server", { param: 'logit_bias' });
     }
   }
-  if (present(body.response_format)) {
-    const rf = body.response_format;
-    if (!isObj(rf) || typeof rf.type !== 'string') throw bad('response_format', "'response_format' must be an object with a 'type'");
-    if (rf.type === 'json_object' || rf.type === 'json_schema') {
-      throw new ApiError(
-        'unsupported_parameter',
-        `response_format '${rf.type}' is not supported: this server cannot constrain output to JSON`,
-        { param: 'response_format' },
-      );
-    }
-    if (rf.type !== 'text') throw bad('response_format', "'response_format.type' must be 'text', 'json_object' or 'json_schema'");
-  }
+  const constraint = parseResponseFormat(body.response_format);
   const temperature = num(body, 'temperature', 0, 2) ?? 1;
   const topP = num(body, 'top_p', 0, 1, { minExclusive: true }) ?? 1;
   const topK = num(body, 'top_k', 0, 1_000_000, { int: true }) ?? 0;
@@ -153,7 +147,39 @@ function parseCommon(body: Obj, maxStopLength: number): CommonRequest {
     includeUsage,
     maxTokens,
     sampling: { temperature, topP, topK, minP, repetitionPenalty, presencePenalty, frequencyPenalty, seed, stop },
+    constraint,
   };
+}
+
+/** Compiles a schema the way the engine will; what cannot be enforced is a 400 on `param`. */
+export function checkSchema(schema: unknown, param: string, what: string): void {
+  try {
+    compileSchema(schema);
+  } catch (err) {
+    if (err instanceof SchemaError) throw bad(param, `${what}: ${err.message}`);
+    throw bad(param, `${what} is not a valid JSON Schema`);
+  }
+}
+
+/**
+ * OpenAI's response_format: `text`, `json_object` (any JSON object) or
+ * `json_schema: {name, schema, strict?, description?}` (the output validates against `schema`).
+ */
+function parseResponseFormat(rf: unknown): GenerationConstraint | null {
+  if (!present(rf)) return null;
+  if (!isObj(rf) || typeof rf.type !== 'string') throw bad('response_format', "'response_format' must be an object with a 'type'");
+  if (rf.type === 'text') return null;
+  if (rf.type === 'json_object') return { schema: null };
+  if (rf.type !== 'json_schema') throw bad('response_format', "'response_format.type' must be 'text', 'json_object' or 'json_schema'");
+  const js = rf.json_schema;
+  if (!isObj(js)) throw bad('response_format', "'response_format.json_schema' must be an object with 'name' and 'schema'");
+  if (typeof js.name !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(js.name)) {
+    throw bad('response_format', "'response_format.json_schema.name' must be 1-64 characters of a-z, A-Z, 0-9, _ and -");
+  }
+  if (present(js.strict) && typeof js.strict !== 'boolean') throw bad('response_format', "'response_format.json_schema.strict' must be a boolean");
+  if (!isObj(js.schema)) throw bad('response_format', "'response_format.json_schema.schema' must be a JSON Schema object");
+  checkSchema(js.schema, 'response_format', 'response_format.json_schema.schema');
+  return { schema: js.schema };
 }
 
 const ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool']);
@@ -264,11 +290,22 @@ function parseTools(body: Obj): { tools: ToolDefinition[] | null; toolChoice: To
     if (toolChoice !== 'none' && toolChoice !== 'auto' && !tools) {
       throw bad('tool_choice', "'tool_choice' requires 'tools'");
     }
+    if (toolChoice === 'required' || typeof toolChoice === 'object') {
+      // Forced calls are enforced by constrained decoding: their parameter schemas must compile.
+      tools!.forEach((t, i) => {
+        if (typeof toolChoice === 'object' && t.function.name !== toolChoice.name) return;
+        if (t.function.parameters !== undefined) {
+          checkSchema(t.function.parameters, `tools[${i}].function.parameters`, `tools[${i}].function.parameters`);
+          const type = t.function.parameters.type;
+          if (type !== undefined && type !== 'object') throw bad(`tools[${i}].function.parameters`, "a tool's parameters must be an object schema (type: 'object')");
+        }
+      });
+    }
     if (typeof toolChoice === 'object') {
       const name = toolChoice.name;
       const found = tools?.find((t) => t.function.name === name);
       if (!found) throw bad('tool_choice', `'tool_choice' names a function that is not in 'tools'`);
-      // Best effort: only the chosen tool is offered to the model (not enforced by decoding).
+      // Only the chosen tool is offered to the model; decoding forces a call to it.
       tools = [found];
     }
   }
