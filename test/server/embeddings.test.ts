@@ -3,8 +3,14 @@
 // Qwen3-layout model with the real tokenizer.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import OpenAI from 'openai';
 import { LEAK_RE, postJson, startStack, type TestStack } from './helpers.ts';
+import { buildTinyModel } from '../helpers/tiny-model.ts';
+import { serveOptionsFor, startServe, type RunningServe } from '../../main/cli/serve.ts';
+import { DEFAULT_SETTINGS } from '../../main/settings/schema.ts';
 
 let stack: TestStack;
 let client: OpenAI;
@@ -242,5 +248,73 @@ describe('embeddings during a streaming chat generation', () => {
     assert.equal(withEmb.text, alone.text);
     assert.equal(withEmb.finish, alone.finish);
     for (let i = 0; i < embInput.length; i++) assert.deepEqual(emb.data[i].embedding, embAlone.data[i].embedding);
+  });
+});
+
+// Library mode through the whole app (`startServe`: model manager, hardening hooks with memory
+// admission, metrics): an embeddings request naming another library model loads it like a chat
+// request would, and it is counted under its own route.
+describe('embeddings in library mode (startServe)', { timeout: 600_000 }, () => {
+  const A = 'tiny-qwen3';
+  const B = 'tiny-llama';
+  let root: string;
+  let running: RunningServe | null = null;
+  let lib: OpenAI;
+
+  before(async () => {
+    root = mkdtempSync(path.join(tmpdir(), 'mlxbar-emb-lib-'));
+    const dataDir = path.join(root, 'data');
+    await buildTinyModel({ family: 'qwen3' }, path.join(dataDir, 'models', A));
+    await buildTinyModel({ family: 'llama' }, path.join(dataDir, 'models', B));
+    const settings = { ...DEFAULT_SETTINGS, dataDir, contextLength: 2048 };
+    running = await startServe(serveOptionsFor(path.join(dataDir, 'models', A), dataDir, { settings, idleUnloadMs: 0 }), () => {});
+    assert.ok(running.models, 'library mode is on');
+    lib = new OpenAI({ baseURL: `${running.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 120_000 });
+  });
+  after(async () => {
+    if (running) await Promise.race([running.stop(), new Promise((r) => setTimeout(r, 15_000))]);
+    const pid = (running?.engine as { pid?: number } | undefined)?.pid;
+    if (pid) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  test('a request for library model B switches the engine to it; unknown names are 404; metrics count the route', async () => {
+    const a = await lib.embeddings.create({ model: A, input: 'same text' });
+    assert.equal(a.model, A);
+    assert.equal(running!.engine.model!.architecture, 'qwen3');
+    const b = await lib.embeddings.create({ model: B, input: 'same text' });
+    assert.equal(b.model, B);
+    assert.equal(running!.models!.loadedId, B);
+    assert.equal(running!.engine.model!.architecture, 'llama');
+    assert.equal(b.data[0].embedding.length, running!.engine.model!.hiddenSize);
+    assert.ok(Math.abs(norm(b.data[0].embedding) - 1) < 1e-5);
+    assert.notDeepEqual(b.data[0].embedding, a.data[0].embedding, 'another model, another vector');
+    await assert.rejects(lib.embeddings.create({ model: 'nope', input: 'x' }), (e: InstanceType<typeof OpenAI.APIError>) => e.status === 404 && e.code === 'model_not_found');
+    // Back to A: the same vector as before (the switch reloaded the same weights).
+    const again = await lib.embeddings.create({ model: A, input: 'same text' });
+    assert.deepEqual(again.data[0].embedding, a.data[0].embedding);
+    // Counted per route and status class (summed over the model label); records land when responses close.
+    const count = (prom: string, cls: string) =>
+      prom
+        .split('\n')
+        .filter((l) => l.startsWith('mlxbar_requests_total{') && l.includes('route="/v1/embeddings"') && l.includes(`status_class="${cls}"`))
+        .reduce((a, l) => a + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+    let prom = '';
+    for (let i = 0; i < 50; i++) {
+      prom = await (await fetch(`${running!.url}/metrics`)).text();
+      if (count(prom, '2xx') >= 3) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(count(prom, '2xx'), 3);
+    assert.equal(count(prom, '4xx'), 1);
+    // Embeddings stay out of the generation latency window (no tokens were generated).
+    assert.match(prom, /mlxbar_request_duration_seconds_count\{route="\/v1\/embeddings",stream="false"\} 3/);
+    assert.match(prom, /mlxbar_request_latency_p50_seconds 0\n/);
   });
 });
