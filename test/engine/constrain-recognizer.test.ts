@@ -1,0 +1,391 @@
+// The JSON-Schema recognizer in isolation: valid documents are accepted byte by byte, invalid
+// prefixes are refused at the first bad byte, and (property tests with a seeded PRNG) everything
+// it accepts as complete parses and validates with ajv, while it never reaches a dead end.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Ajv } from 'ajv';
+import {
+  ANY_OBJECT_NODE,
+  advanceByte,
+  advanceText,
+  canEnd,
+  compileSchema,
+  initialState,
+  isDone,
+  MAX_WS,
+  SchemaError,
+  type RecognizerState,
+  type ValueNode,
+} from '../../main/engine/constrain/index.ts';
+import { rng } from '../helpers/rng.ts';
+
+const enc = new TextEncoder();
+const ajv = new Ajv({ strict: false });
+
+/** 'done' | 'end' (may end, may continue) | 'open' | 'reject@<byte index>' */
+function run(node: ValueNode, text: string, opts = {}): string {
+  let s: RecognizerState | null = initialState(node, opts);
+  const bytes = enc.encode(text);
+  for (let i = 0; i < bytes.length; i++) {
+    s = advanceByte(s!, bytes[i]!);
+    if (!s) return `reject@${i}`;
+  }
+  return isDone(s!) ? 'done' : canEnd(s!) ? 'end' : 'open';
+}
+
+describe('recognizer: json_object (any JSON object)', () => {
+  const ok = [
+    '{}',
+    '{"a":1}',
+    '{"a": [1, -2.5e+3, 0, -0, 1E2, true, false, null, "x", {}, []], "b": {"c": {"d": []}}}',
+    '{"esc": "\\" \\\\ \\/ \\b \\f \\n \\r \\t \\u00e9 \\uD83D\\uDE00"}',
+    '{"unicode é 日本 🫠": "𝔘 龘"}',
+    '{\n  "a": 1,\n\t"b": 2\n}',
+  ];
+  for (const t of ok) test(`accepts ${JSON.stringify(t).slice(0, 60)}`, () => assert.equal(run(ANY_OBJECT_NODE, t), 'done'));
+
+  const bad: [string, number][] = [
+    ['[1]', 0], // json_object: the root must be an object
+    [' {}', 0], // no leading whitespace
+    ['{"a":01}', 6], // leading zero
+    ['{"a":1,}', 7], // trailing comma
+    ['{"a":1 "b":2}', 7], // missing comma
+    ['{"a":1, "a":2}', 10], // duplicate key (refused at its closing quote)
+    ['{"a":"\u0001"}', 6], // raw control character
+    ['{"a":"\\x"}', 7], // bad escape
+    ['{"a":"\\u12G4"}', 10],
+    ['{"a":tru}', 8],
+    ['{"a":1.}', 7],
+    ['{"a":-}', 6],
+    ['{"a":1e}', 7],
+    ['{}x', 2], // nothing after the document
+    ['{ \r"a":1}', 2], // \r is not part of the whitespace grammar
+    ['{  "a":1}', 2], // one space, or a newline + indentation
+  ];
+  for (const [t, at] of bad) test(`refuses ${JSON.stringify(t)} at byte ${at}`, () => assert.equal(run(ANY_OBJECT_NODE, t), `reject@${at}`));
+
+  test('invalid UTF-8 inside strings is refused (overlong, surrogates, stray continuation)', () => {
+    const open = advanceText(initialState(ANY_OBJECT_NODE), '{"a":"')!;
+    for (const seq of [[0xc0, 0x80], [0xed, 0xa0, 0x80], [0x80], [0xf5], [0xe0, 0x80], [0xf4, 0x90]]) {
+      let s: RecognizerState | null = open;
+      for (const b of seq) s = s && advanceByte(s, b);
+      assert.equal(s, null, seq.map((b) => b.toString(16)).join(' '));
+    }
+    // A partial character stays open, and only its continuation may follow.
+    const e = advanceByte(open, 0xc3)!;
+    assert.ok(e);
+    assert.equal(advanceByte(e, 0x22), null);
+    assert.ok(advanceByte(e, 0xa9));
+  });
+
+  test(`whitespace is bounded: a newline plus at most ${MAX_WS} indentation bytes`, () => {
+    assert.equal(run(ANY_OBJECT_NODE, `{\n${' '.repeat(MAX_WS)}"a":1}`), 'done');
+    assert.equal(run(ANY_OBJECT_NODE, `{\n${' '.repeat(MAX_WS + 1)}"a":1}`), `reject@${MAX_WS + 2}`);
+    assert.equal(run(ANY_OBJECT_NODE, '{\n\n"a":1}'), 'reject@2');
+  });
+
+  test('numbers have bounded digits (a model cannot loop on digits)', () => {
+    assert.equal(run(ANY_OBJECT_NODE, `{"a":${'9'.repeat(16)}}`), 'done');
+    assert.equal(run(ANY_OBJECT_NODE, `{"a":${'9'.repeat(17)}}`), 'reject@21');
+    assert.equal(run(ANY_OBJECT_NODE, '{"a":1e99}'), 'done');
+    assert.equal(run(ANY_OBJECT_NODE, '{"a":1e999}'), 'reject@9');
+  });
+
+  test('nesting inside free JSON is bounded', () => {
+    assert.equal(run(ANY_OBJECT_NODE, '{"a":' + '['.repeat(20) + ']'.repeat(20) + '}'), 'done');
+    assert.match(run(ANY_OBJECT_NODE, '{"a":' + '['.repeat(100)), /^reject@/);
+  });
+});
+
+describe('recognizer: schemas', () => {
+  const person = compileSchema({
+    type: 'object',
+    properties: {
+      name: { type: 'string', minLength: 1, maxLength: 3 },
+      age: { type: 'integer' },
+      tags: { type: 'array', items: { enum: ['a', 'b'] }, minItems: 1, maxItems: 2 },
+      nick: { type: ['string', 'null'] },
+      opt: { type: 'number' },
+    },
+    required: ['name', 'age', 'tags'],
+    additionalProperties: false,
+  });
+
+  const cases: [string, string][] = [
+    ['{"name":"abc","age":12,"tags":["a","b"]}', 'done'],
+    ['{"name":"é日🫠","age":-3,"tags":["b"],"nick":null,"opt":1.5}', 'done'],
+    ['{"name":"a","age":1,"tags":["a"],"opt":2}', 'done'], // optional 'nick' skipped
+    ['{"name":"abcd"', 'reject@12'], // maxLength 3
+    ['{"name":""', 'reject@9'], // minLength 1
+    ['{"age":1', 'reject@2'], // keys in schema order; 'name' is required first
+    ['{"name":"a","tags"', 'reject@13'], // cannot skip required 'age'
+    ['{"name":"a","age":1.5', 'reject@19'], // integer
+    ['{"name":"a","age":1e3', 'reject@19'],
+    ['{"name":"a","age":1,"tags":[]', 'reject@28'], // minItems 1
+    ['{"name":"a","age":1,"tags":["a","b","a"]', 'reject@35'], // maxItems 2
+    ['{"name":"a","age":1,"tags":["c"]', 'reject@29'], // enum
+    ['{"name":"a","age":1,"tags":["a"],"extra":1}', 'reject@34'], // additionalProperties false
+    ['{"name":"a","age":1,"tags":["a"],"opt":1,"nick":null}', 'reject@40'], // order: nothing may follow 'opt'
+    ['{"name":"a","age":1,"tags":["a"]', 'open'],
+    ['{"name":"a","age":1,"tags":["a"],', 'open'],
+  ];
+  for (const [t, want] of cases) test(`${t} → ${want}`, () => assert.equal(run(person, t), want));
+
+  test('required keys: `}` only when all are present, `,` only when another key can follow', () => {
+    const s = compileSchema({ type: 'object', properties: { a: { type: 'integer' } }, required: ['a'], additionalProperties: false });
+    assert.equal(run(s, '{}'), 'reject@1');
+    assert.equal(run(s, '{"a":1,'), 'reject@6');
+    assert.equal(run(s, '{"a":1}'), 'done');
+  });
+
+  test('additionalProperties: a schema → extra distinct keys with valid values; absent with properties → none', () => {
+    const extra = compileSchema({ type: 'object', properties: { a: { type: 'string' } }, additionalProperties: { type: 'integer' } });
+    assert.equal(run(extra, '{"x":1,"a":"s","y":2}'), 'done');
+    assert.equal(run(extra, '{"x":"s"'), 'reject@5');
+    assert.equal(run(extra, '{"x":1,"x":2}'), 'reject@9');
+    assert.equal(run(extra, '{"a":"s","a":"t"}'), 'reject@11');
+    const closed = compileSchema({ type: 'object', properties: { a: { type: 'string' } } });
+    assert.equal(run(closed, '{"b"'), 'reject@2');
+    const free = compileSchema({ type: 'object' });
+    assert.equal(run(free, '{"anything":[1,{"x":null}]}'), 'done');
+  });
+
+  test('enum / const / anyOf / type arrays / nullable, including numbers that could continue', () => {
+    const e = compileSchema({ enum: [1, 12, 'x', null, { k: [1] }] });
+    assert.equal(run(e, '1'), 'end'); // may end, or continue to 12
+    assert.equal(run(e, '12'), 'done');
+    assert.equal(run(e, '13'), 'reject@1');
+    assert.equal(run(e, '"x"'), 'done');
+    assert.equal(run(e, '{"k":[1]}'), 'done');
+    assert.equal(run(e, '{"k": [1]}'), 'reject@5'); // enum objects: compact JSON text only
+    const any = compileSchema({ anyOf: [{ type: 'object', properties: { t: { const: 'a' }, v: { type: 'integer' } }, required: ['t', 'v'] }, { type: 'object', properties: { t: { const: 'b' }, w: { type: 'boolean' } }, required: ['t', 'w'] }] });
+    assert.equal(run(any, '{"t":"a","v":1}'), 'done');
+    assert.equal(run(any, '{"t":"b","w":true}'), 'done');
+    assert.equal(run(any, '{"t":"b","v"'), 'reject@10');
+    const nul = compileSchema({ type: 'string', nullable: true });
+    assert.equal(run(nul, 'null'), 'done');
+    const ta = compileSchema({ type: ['integer', 'boolean'] });
+    assert.equal(run(ta, 'false'), 'done');
+    assert.equal(run(ta, '7'), 'end');
+    assert.equal(run(ta, '"'), 'reject@0');
+  });
+
+  test('$defs / $ref, including recursion', () => {
+    const tree = compileSchema({
+      $defs: { node: { type: 'object', properties: { v: { type: 'integer' }, kids: { type: 'array', items: { $ref: '#/$defs/node' } } }, required: ['v', 'kids'], additionalProperties: false } },
+      $ref: '#/$defs/node',
+    });
+    assert.equal(run(tree, '{"v":1,"kids":[{"v":2,"kids":[]},{"v":3,"kids":[{"v":4,"kids":[]}]}]}'), 'done');
+    assert.equal(run(tree, '{"v":1,"kids":[{"v":2}'), 'reject@21');
+  });
+
+  test('prefix/suffix literals around the value (tool-call markup)', () => {
+    const s = compileSchema({ type: 'object', properties: { name: { const: 'f' } }, required: ['name'] });
+    const opts = { prefix: '<tool_call>\n', suffix: '\n</tool_call>' };
+    assert.equal(run(s, '<tool_call>\n{"name":"f"}\n</tool_call>', opts), 'done');
+    assert.equal(run(s, '<tool_call>\n{"name":"f"}', opts), 'open');
+    assert.equal(run(s, '{"name"', opts), 'reject@0');
+  });
+});
+
+describe('schema compiler: what cannot be enforced is refused, never ignored', () => {
+  const refused: [unknown, RegExp][] = [
+    [{ type: 'string', pattern: 'a' }, /pattern/],
+    [{ type: 'string', format: 'date-time' }, /format/],
+    [{ type: 'number', minimum: 0 }, /minimum/],
+    [{ type: 'number', exclusiveMaximum: 0 }, /exclusiveMaximum/],
+    [{ type: 'integer', multipleOf: 2 }, /multipleOf/],
+    [{ type: 'object', minProperties: 1 }, /minProperties/],
+    [{ type: 'object', patternProperties: {} }, /patternProperties/],
+    [{ oneOf: [{}] }, /oneOf/],
+    [{ allOf: [{}, {}] }, /allOf/],
+    [{ not: {} }, /not/],
+    [{ if: {}, then: {} }, /if/],
+    [{ type: 'array', uniqueItems: true }, /uniqueItems/],
+    [{ type: 'array', prefixItems: [] }, /prefixItems/],
+    [{ type: 'array', items: [{}] }, /tuple/],
+    [{ $ref: 'other.json#/x' }, /\$ref/],
+    [{ $ref: '#/$defs/missing' }, /points to nothing/],
+    [{ $ref: '#' }, /cycle/],
+    [{ type: 'object', properties: { a: {} }, required: ['b'] }, /'b'/],
+    [{ enum: [] }, /enum/],
+    [{ type: 'string', enum: [1, 2] }, /no value/],
+    [{ type: 'string', minLength: 5, maxLength: 2 }, /minLength/],
+    [{ type: 'thing' }, /thing/],
+    [false, /false/],
+    ['string', /object or a boolean/],
+  ];
+  for (const [schema, msg] of refused) {
+    test(JSON.stringify(schema), () => assert.throws(() => compileSchema(schema), (e: unknown) => e instanceof SchemaError && msg.test(e.message)));
+  }
+  test('annotations and unknown vendor keywords are ignored; allOf with one member is that member', () => {
+    assert.doesNotThrow(() => compileSchema({ title: 't', description: 'd', default: 1, examples: [1], $schema: 'x', 'x-foo': 1, type: 'integer' }));
+    assert.equal(run(compileSchema({ allOf: [{ type: 'boolean' }] }), 'true'), 'done');
+  });
+  test('a huge schema is refused by size, not by time', () => {
+    const props: Record<string, unknown> = {};
+    for (let i = 0; i < 20_000; i++) props[`p${i}`] = { type: 'integer' };
+    assert.throws(() => compileSchema({ type: 'object', properties: props }), /too large/);
+  });
+});
+
+// ------------------------------------------------------------------------ property tests
+
+type Schema = Record<string, unknown>;
+
+/** A random schema of the supported subset (bounded so random walks finish). */
+function randomSchema(r: () => number, depth: number): Schema {
+  const pick = <T>(xs: T[]): T => xs[Math.floor(r() * xs.length)]!;
+  const kinds = depth > 2 ? ['string', 'integer', 'number', 'boolean', 'enum', 'null'] : ['object', 'array', 'string', 'integer', 'number', 'boolean', 'enum', 'anyOf', 'object', 'nullable'];
+  const k = pick(kinds);
+  switch (k) {
+    case 'object': {
+      const n = 1 + Math.floor(r() * 4);
+      const properties: Record<string, Schema> = {};
+      const required: string[] = [];
+      for (let i = 0; i < n; i++) {
+        const name = pick(['a', 'b', 'name', 'é', 'x y', 'q"t', 'k\\n', 'id']) + i;
+        properties[name] = randomSchema(r, depth + 1);
+        if (r() < 0.7) required.push(name);
+      }
+      const s: Schema = { type: 'object', properties, required };
+      const ap = r();
+      s.additionalProperties = ap < 0.6 ? false : ap < 0.8 ? { type: 'integer' } : true;
+      return s;
+    }
+    case 'array': {
+      const min = Math.floor(r() * 2);
+      return { type: 'array', items: randomSchema(r, depth + 1), minItems: min, maxItems: min + Math.floor(r() * 3) };
+    }
+    case 'string':
+      return r() < 0.5 ? { type: 'string', maxLength: 1 + Math.floor(r() * 6) } : { type: 'string', minLength: 1, maxLength: 8 };
+    case 'enum':
+      // Scalars only: enum objects/arrays match their compact JSON text (tested above), and the
+      // documents here are also written indented.
+      return { enum: [pick(['x', 'yy', 'é']), pick([1, 12, -3.5, null, true]), pick(['zz', 0, false])] };
+    case 'anyOf':
+      return { anyOf: [randomSchema(r, depth + 1), randomSchema(r, depth + 1)] };
+    case 'nullable':
+      return { type: ['integer', 'null'] };
+    default:
+      return { type: k };
+  }
+}
+
+/** A random value valid for `s` (keys in schema order, as the recognizer requires). */
+function randomValue(r: () => number, s: Schema): unknown {
+  const pick = <T>(xs: T[]): T => xs[Math.floor(r() * xs.length)]!;
+  if (s.enum) return pick(s.enum as unknown[]);
+  if (s.anyOf) return randomValue(r, pick(s.anyOf as Schema[]));
+  const t = Array.isArray(s.type) ? pick(s.type as string[]) : (s.type as string);
+  const str = (max: number, min = 0) => {
+    const n = min + Math.floor(r() * (max - min + 1));
+    let out = '';
+    for (let i = 0; i < n; i++) out += pick(['a', 'Z', ' ', '"', '\\', '\n', 'é', '日', '🫠', '\u0001', '/']);
+    return out;
+  };
+  switch (t) {
+    case 'object': {
+      const o: Record<string, unknown> = {};
+      const req = new Set(s.required as string[]);
+      for (const [k, sub] of Object.entries(s.properties as Record<string, Schema>)) if (req.has(k) || r() < 0.5) o[k] = randomValue(r, sub);
+      if (s.additionalProperties && r() < 0.5) o[`extra${Math.floor(r() * 9)}`] = s.additionalProperties === true ? { n: [1, 'x'] } : 7;
+      return o;
+    }
+    case 'array': {
+      const n = (s.minItems as number) + Math.floor(r() * ((s.maxItems as number) - (s.minItems as number) + 1));
+      return Array.from({ length: n }, () => randomValue(r, s.items as Schema));
+    }
+    case 'string':
+      return str((s.maxLength as number) ?? 8, (s.minLength as number) ?? 0);
+    case 'integer':
+      return Math.floor((r() - 0.5) * 1e6);
+    case 'number':
+      return pick([0, -0.5, 3.25e-7, 123456.75, -1e21]);
+    case 'boolean':
+      return r() < 0.5;
+    default:
+      return null;
+  }
+}
+
+/** Bytes from a random walk over what the recognizer allows (biased towards structure so it ends). */
+function randomWalk(r: () => number, node: ValueNode, maxBytes: number): { bytes: number[]; state: RecognizerState } {
+  let s = initialState(node);
+  const bytes: number[] = [];
+  while (!isDone(s) && bytes.length < maxBytes) {
+    const allowed: number[] = [];
+    for (let b = 0; b < 256; b++) if (advanceByte(s, b)) allowed.push(b);
+    // Never a dead end: something may always follow until the document may end.
+    if (allowed.length === 0 && canEnd(s)) break; // e.g. a root number at its digit limit: only EOS
+    assert.ok(allowed.length > 0, `dead end after ${JSON.stringify(Buffer.from(bytes).toString('latin1'))}`);
+    if (canEnd(s) && r() < 0.3) break;
+    const weights = allowed.map((b) => (b < 0x80 && /["{}\[\],:0-9a-z\\]/.test(String.fromCharCode(b)) ? 40 : 1));
+    let x = r() * weights.reduce((a, w) => a + w, 0);
+    let i = 0;
+    while ((x -= weights[i]!) > 0) i++;
+    bytes.push(allowed[i]!);
+    s = advanceByte(s, allowed[i]!)!;
+  }
+  return { bytes, state: s };
+}
+
+describe('recognizer: property tests (seeded)', () => {
+  test('random valid documents of random schemas are accepted byte by byte (several whitespace styles)', () => {
+    const r = rng(20261126);
+    let docs = 0;
+    for (let i = 0; i < 300; i++) {
+      const schema = randomSchema(r, 0);
+      const node = compileSchema(schema);
+      const validate = ajv.compile(schema);
+      for (let j = 0; j < 4; j++) {
+        const value = randomValue(r, schema);
+        assert.ok(validate(value), `generator bug: ${JSON.stringify(value)} for ${JSON.stringify(schema)}`);
+        const text = JSON.stringify(value, null, [0, 2, '\t', 4][j]);
+        const res = run(node, text);
+        assert.ok(res === 'done' || res === 'end', `${res} for ${text} with ${JSON.stringify(schema)}`);
+        docs++;
+      }
+    }
+    assert.equal(docs, 1200);
+  });
+
+  test('whatever the recognizer accepts as complete parses and validates (random walks); it never dead-ends', () => {
+    const r = rng(7);
+    let complete = 0;
+    for (let i = 0; i < 250; i++) {
+      const schema = randomSchema(r, 0);
+      const node = compileSchema(schema);
+      const validate = ajv.compile(schema);
+      const { bytes, state } = randomWalk(r, node, 3000);
+      if (!canEnd(state)) continue; // cut by the byte budget: nothing to check
+      complete++;
+      const text = new TextDecoder('utf-8', { fatal: true }).decode(Uint8Array.from(bytes));
+      const value = JSON.parse(text) as unknown;
+      assert.ok(validate(value), `${ajv.errorsText(validate.errors)}: ${text} for ${JSON.stringify(schema)}`);
+    }
+    assert.ok(complete > 200, `only ${complete} walks completed`);
+  });
+
+  test('single-byte corruptions of valid documents: accepted only if still valid JSON for the schema', () => {
+    const r = rng(99);
+    let refused = 0;
+    for (let i = 0; i < 200; i++) {
+      const schema = randomSchema(r, 0);
+      const node = compileSchema(schema);
+      const validate = ajv.compile(schema);
+      const bytes = enc.encode(JSON.stringify(randomValue(r, schema)));
+      for (let j = 0; j < 5; j++) {
+        const m = Uint8Array.from(bytes);
+        m[Math.floor(r() * m.length)] = Math.floor(r() * 128);
+        let s: RecognizerState | null = initialState(node);
+        for (const b of m) if (s) s = advanceByte(s, b);
+        if (s && canEnd(s)) {
+          const v = JSON.parse(new TextDecoder().decode(m)) as unknown;
+          assert.ok(validate(v), `accepted an invalid document: ${new TextDecoder().decode(m)}`);
+        } else refused++;
+      }
+    }
+    assert.ok(refused > 500, `${refused} corruptions refused`);
+  });
+});
