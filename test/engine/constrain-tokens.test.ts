@@ -1,0 +1,201 @@
+// Token-level constraint on the REAL Qwen3 vocabulary (151,643 byte-level BPE tokens + added
+// tokens): the sorted-vocabulary mask equals a brute-force check of every token, partial UTF-8
+// tokens are handled, real tokenizations of valid documents pass, EOS only at the end, special
+// tokens never; and forced tool calls round-trip through engine-text's parsers in all formats.
+import { before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { loadTextPipeline, parseToolCalls, TOOL_MARKER_TOKENS, type TextPipeline } from '../../main/engine/text/index.ts';
+import {
+  advanceBytes,
+  advanceText,
+  allowedTokenIds,
+  ANY_OBJECT_NODE,
+  buildTokenTable,
+  canEnd,
+  compileConstraint,
+  compileSchema,
+  initialState,
+  isDone,
+  TokenConstraint,
+  toolCallConstraint,
+  type RecognizerState,
+  type TokenTable,
+  type ValueNode,
+} from '../../main/engine/constrain/index.ts';
+import { QWEN3_TOKENIZER_DIR } from '../helpers/tiny-model.ts';
+
+const VOCAB = 151_936; // Qwen3's embedding rows (ids past the tokenizer's are padding)
+let text: TextPipeline;
+let table: TokenTable;
+let eos: Set<number>;
+const enc = new TextEncoder();
+
+before(async () => {
+  text = await loadTextPipeline(QWEN3_TOKENIZER_DIR);
+  table = buildTokenTable(text.tokenizer, VOCAB, new Set(TOOL_MARKER_TOKENS));
+  eos = new Set(text.eosTokenIds);
+});
+
+function bruteForce(state: RecognizerState): number[] {
+  const out: number[] = [];
+  for (let id = 0; id < VOCAB; id++) {
+    const b = table.bytes[id];
+    if (b && advanceBytes(state, b)) out.push(id);
+  }
+  return out;
+}
+
+const person = () =>
+  compileSchema({
+    type: 'object',
+    properties: { name: { type: 'string', maxLength: 4 }, kind: { enum: ['cat', 'dog', 'cow'] }, n: { type: 'integer' } },
+    required: ['name', 'kind', 'n'],
+    additionalProperties: false,
+  });
+
+describe('token table', () => {
+  test('bytes per id: byte-level tokens decode to raw bytes, specials other than tool markers have none', () => {
+    const id = (s: string) => text.tokenizer.tokenToId(s)!;
+    assert.deepEqual([...table.bytes[id('Ġ{')]!], [0x20, 0x7b]);
+    assert.equal(table.bytes[151644], null); // <|im_start|>
+    assert.equal(table.bytes[151645], null); // <|im_end|> (EOS is handled separately)
+    assert.equal(new TextDecoder().decode(table.bytes[151657]!), '<tool_call>');
+    assert.equal(table.bytes[151700], null); // embedding padding row
+    // Every id's bytes are exactly what the tokenizer decodes it to (when it is whole UTF-8).
+    let checked = 0;
+    for (let i = 0; i < 151_643; i += 97) {
+      const b = table.bytes[i]!;
+      const s = new TextDecoder('utf-8', { fatal: false }).decode(b);
+      if (s.includes('\uFFFD')) continue;
+      assert.equal(text.decode([i]), s, `id ${i}`);
+      checked++;
+    }
+    assert.ok(checked > 1400);
+  });
+
+  const states: [string, () => ValueNode, string | Uint8Array][] = [
+    ['json_object start', () => ANY_OBJECT_NODE, ''],
+    ['after {', () => ANY_OBJECT_NODE, '{'],
+    ['free key', () => ANY_OBJECT_NODE, '{"ab'],
+    ['free string (fast path)', () => ANY_OBJECT_NODE, '{"a":"hello'],
+    ['string inside an array', () => ANY_OBJECT_NODE, '{"a":["x'],
+    ['half a UTF-8 character', () => ANY_OBJECT_NODE, Uint8Array.of(...enc.encode('{"a":"'), 0xe6, 0x97)],
+    ['number', () => ANY_OBJECT_NODE, '{"a":12'],
+    ['after a value', () => ANY_OBJECT_NODE, '{"a":12,'],
+    ['declared key', person, '{"na'],
+    ['bounded string', person, '{"name":"ab'],
+    ['enum literal', person, '{"name":"x","kind":"c'],
+    ['integer at the root of the last value', person, '{"name":"x","kind":"cat","n":4'],
+  ];
+  for (const [name, node, prefix] of states) {
+    test(`sorted-vocabulary mask = brute force: ${name}`, () => {
+      const st = (typeof prefix === 'string' ? advanceText(initialState(node()), prefix) : advanceBytes(initialState(node()), prefix))!;
+      assert.ok(st, String(prefix));
+      assert.deepEqual(allowedTokenIds(table, st).sort((a, b) => a - b), bruteForce(st));
+    });
+  }
+
+  test('partial UTF-8: a token ending inside a character is allowed in a string; then only its continuation', () => {
+    // Feed the first byte of "é" (0xC3) as a byte token: afterwards every allowed token must
+    // start with a continuation byte.
+    const st = advanceBytes(advanceText(initialState(ANY_OBJECT_NODE), '{"a":"')!, Uint8Array.of(0xc3))!;
+    const ids = allowedTokenIds(table, st);
+    assert.ok(ids.length > 0);
+    for (const id of ids) {
+      const b0 = table.bytes[id]![0]!;
+      assert.ok(b0 >= 0x80 && b0 <= 0xbf, `id ${id} starts with ${b0.toString(16)}`);
+    }
+    // In a key that must be one of the declared ASCII names, no non-ASCII lead byte is possible.
+    const key = advanceText(initialState(person()), '{"')!;
+    for (const id of allowedTokenIds(table, key)) assert.ok(table.bytes[id]![0]! < 0x80);
+  });
+});
+
+describe('TokenConstraint', () => {
+  test('real tokenizations of valid documents are accepted token by token; EOS only once complete', () => {
+    const docs: [ValueNode, string][] = [
+      [ANY_OBJECT_NODE, '{"greeting": "héllo 🫠 日本", "list": [1, 2.5, true, null], "nested": {"k": []}}'],
+      [ANY_OBJECT_NODE, '{\n  "a": "b"\n}'],
+      [person(), '{"name": "Tom", "kind": "dog", "n": 42}'],
+    ];
+    for (const [node, doc] of docs) {
+      const c = new TokenConstraint(table, node, eos);
+      const ids = text.encode(doc, { addSpecialTokens: false });
+      for (const [i, id] of ids.entries()) {
+        for (const e of eos) assert.equal(c.accepts(e), false, `EOS before the end of ${doc}`);
+        assert.ok(c.accepts(id), `token ${i} ${JSON.stringify(text.decode([id]))} of ${doc}`);
+        c.advance(id);
+      }
+      assert.ok(c.done, doc);
+      for (const e of eos) assert.ok(c.accepts(e));
+      assert.deepEqual(c.allowedTokens().sort(), [...eos].sort(), 'after a complete object only EOS');
+    }
+  });
+
+  test('refused tokens are refused, and advance() on them throws without moving', () => {
+    const c = new TokenConstraint(table, person(), eos);
+    const bad = text.encode('[', { addSpecialTokens: false })[0]!;
+    assert.equal(c.accepts(bad), false);
+    assert.throws(() => c.advance(bad), /not allowed/);
+    const good = text.encode('{"', { addSpecialTokens: false });
+    for (const id of good) {
+      assert.ok(c.accepts(id));
+      c.advance(id);
+    }
+    assert.equal(c.accepts(151644), false); // <|im_start|>
+    assert.ok(c.stats.checks > 0);
+  });
+
+  test('a root number may end (EOS allowed) but may also continue', () => {
+    const c = new TokenConstraint(table, compileSchema({ type: 'integer' }), eos);
+    for (const id of text.encode('12', { addSpecialTokens: false })) c.advance(id);
+    assert.ok(c.canEnd);
+    assert.equal(c.done, false);
+    const allowed = new Set(c.allowedTokens());
+    for (const e of eos) assert.ok(allowed.has(e));
+    assert.ok(allowed.has(text.tokenizer.tokenToId('3')!));
+  });
+});
+
+describe('forced tool calls in every tool-call format', () => {
+  const tools = [
+    { type: 'function' as const, function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' }, unit: { enum: ['c', 'f'] } }, required: ['city', 'unit'], additionalProperties: false } } },
+    { type: 'function' as const, function: { name: 'noop' } },
+  ];
+  const cases = [
+    ['hermes', '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}\n</tool_call>'],
+    ['llama3_json', '{"name": "get_weather", "parameters": {"city": "Paris", "unit": "c"}}'],
+    ['mistral', '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}]'],
+  ] as const;
+  for (const [format, call] of cases) {
+    test(`${format}: the constrained text is complete exactly at the end of the call and parses back`, () => {
+      const c = compileConstraint(toolCallConstraint(format, tools)!);
+      const st = advanceText(initialState(c.node, c), call);
+      assert.ok(st && isDone(st), call);
+      const parsed = parseToolCalls(call, format);
+      assert.equal(parsed.toolCalls.length, 1);
+      assert.equal(parsed.toolCalls[0]!.function.name, 'get_weather');
+      assert.deepEqual(JSON.parse(parsed.toolCalls[0]!.function.arguments), { city: 'Paris', unit: 'c' });
+      // Another name, or arguments breaking the tool's schema, are refused.
+      assert.equal(advanceText(initialState(c.node, c), call.replace('get_weather', 'rm_rf')), null);
+      assert.equal(advanceText(initialState(c.node, c), call.replace('"c"', '"k"')), null);
+      // A tool without parameters takes any object.
+      const noop = call.replace('get_weather', 'noop');
+      const st2 = advanceText(initialState(c.node, c), noop);
+      assert.ok(st2 && isDone(st2), noop);
+    });
+  }
+  test("'none' (no tool-call format in the template) → no constraint", () => {
+    assert.equal(toolCallConstraint('none', tools), null);
+  });
+  test('a tool parameter schema that is not an object is refused', () => {
+    assert.throws(() => toolCallConstraint('hermes', [{ type: 'function', function: { name: 'f', parameters: { type: 'string' } } }]), /object/);
+  });
+  test('the hermes marker may be written as the <tool_call> added token', () => {
+    const c = compileConstraint(toolCallConstraint('hermes', tools)!);
+    const tc = new TokenConstraint(table, c.node, eos, c);
+    assert.ok(tc.accepts(151657));
+    assert.ok(canEnd(advanceText(initialState(c.node, c), '<tool_call>\n{"name": "noop", "arguments": {}}\n</tool_call>')!));
+  });
+});
+
