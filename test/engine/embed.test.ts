@@ -15,6 +15,7 @@ import { KVCache } from '../../main/engine/model/kv-cache.ts';
 import { embedTokens, readEmbeddingConfig } from '../../main/engine/model/embed.ts';
 import { createEngineClient, type SupervisedEngineClient } from '../../main/engine/process/engine-client.ts';
 import { DEFAULT_SAMPLING, type EngineEvent } from '../../main/engine/types.ts';
+import { parseEngineMessage, parseParentMessage, validateEmbedRequest } from '../../main/engine/process/protocol.ts';
 import { ReferenceModel, maxAbs, maxAbsDiff } from './reference.ts';
 import { someTokens } from './reference-helpers.ts';
 
@@ -146,6 +147,29 @@ describe('readEmbeddingConfig', () => {
     assert.deepEqual(readEmbeddingConfig(folder('plain', { 'config.json': {} })), { pooling: 'last', source: 'default' });
     assert.deepEqual(readEmbeddingConfig(folder('readme', { 'README.md': 'def mean_pooling(model_output, attention_mask):\n' })), { pooling: 'mean', source: 'readme' });
     assert.deepEqual(readEmbeddingConfig(folder('broken', { 'modules.json': '{nope', '1_Pooling/config.json': '[' })), { pooling: 'last', source: 'default' });
+  });
+});
+
+describe('embed protocol messages are validated both ways', () => {
+  test('requests: shape errors are reasons, a good one passes', () => {
+    assert.deepEqual(validateEmbedRequest({ requestId: 'e1', inputs: [[1, 2], [3]] }), { requestId: 'e1', inputs: [[1, 2], [3]] });
+    for (const bad of [null, { requestId: 'bad id!', inputs: [[1]] }, { requestId: 'e', inputs: [] }, { requestId: 'e', inputs: [[]] }, { requestId: 'e', inputs: [[-1]] }, { requestId: 'e', inputs: [[1.5]] }, { requestId: 'e', inputs: 'x' }]) {
+      assert.equal(typeof validateEmbedRequest(bad), 'string', JSON.stringify(bad));
+    }
+    assert.deepEqual(parseParentMessage({ type: 'embed', id: 3, request: { requestId: 'e', inputs: [[1]] } }), { type: 'embed', id: 3, request: { requestId: 'e', inputs: [[1]] } });
+    assert.equal(parseParentMessage({ type: 'embed', request: { requestId: 'e', inputs: [[1]] } }), null);
+  });
+
+  test('results: vectors must be Float32Arrays, error codes known, pooling known', () => {
+    const ok = { type: 'embed_result', id: 1, embeddings: [new Float32Array([1, 0])], promptTokens: 2, pooling: 'last' };
+    assert.deepEqual(parseEngineMessage(ok), ok);
+    assert.equal(parseEngineMessage({ ...ok, embeddings: [[1, 0]] }), null);
+    assert.equal(parseEngineMessage({ ...ok, pooling: 'max' }), null);
+    assert.equal(parseEngineMessage({ ...ok, error: { code: 'oops', message: 'x' } }), null);
+    const err = parseEngineMessage({ ...ok, embeddings: [], error: { code: 'context_length_exceeded', message: 'too long' } });
+    assert.deepEqual(err && err.type === 'embed_result' ? err.error : null, { code: 'context_length_exceeded', message: 'too long' });
+    const cancelled = parseEngineMessage({ ...ok, embeddings: [], cancelled: true });
+    assert.equal(cancelled && cancelled.type === 'embed_result' ? cancelled.cancelled : null, true);
   });
 });
 
