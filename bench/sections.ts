@@ -7,5 +7,6 @@ import { prefixRestartSection } from './prefix-restart.ts';
 import { metricsSection } from './metrics.ts';
 import { cachesSection } from './caches.ts';
 import { embeddingsSection } from './embeddings.ts';
+import { constrainSection } from './constrain.ts';
 
-export const SECTIONS: BenchSection[] = [engineSection, serverSection, cacheHttpSection, prefixRestartSection, cachesSection, metricsSection, embeddingsSection];
+export const SECTIONS: BenchSection[] = [engineSection, serverSection, cacheHttpSection, prefixRestartSection, cachesSection, metricsSection, embeddingsSection, constrainSection];

@@ -474,32 +474,35 @@ function step(st: Stack, b: number, out: (Stack | null)[]): void {
 }
 
 /**
- * Whether the state is a single stack reading a string body at a character boundary with no
- * length limit (a string value without maxLength, or a key that may be any new name): then every
- * token that stays inside the string is allowed, whatever came before (token-table's fast path).
+ * When the state is a single stack reading a string body at a character boundary (a string
+ * value, or a key that may be any new name), the number of characters that may still be added
+ * (Infinity without maxLength); otherwise -1. Then every token that stays inside the string and
+ * adds at most that many characters is allowed, whatever came before (token-table's fast path).
  */
-export function inOpenStringBody(state: RecognizerState): boolean {
-  if (state.length !== 1 || state[0] === null) return false;
+export function openStringCapacity(state: RecognizerState): number {
+  if (state.length !== 1 || state[0] === null) return -1;
   const f = state[0]!.f;
-  if (f.k === K.Str) return f.s === STR0 && f.alt.maxLength === Infinity;
-  if (f.k === K.Key) return f.free === STR0;
-  return false;
+  if (f.k === K.Str) return f.s === STR0 ? f.alt.maxLength - f.len : -1;
+  if (f.k === K.Key) return f.free === STR0 ? Infinity : -1;
+  return -1;
 }
 
 /**
- * Classifies bytes read from a string body at a character boundary: 'open' (all inside the string,
- * possibly ending inside a character or escape), 'close' (an unescaped quote ends the string
- * somewhere), 'invalid'.
+ * Classifies bytes read from a string body at a character boundary: the number of characters
+ * they start if they all stay inside the string (possibly ending inside a character or escape),
+ * 'close' if an unescaped quote ends the string somewhere, 'invalid' otherwise.
  */
-export function scanStringBody(bytes: Uint8Array): 'open' | 'close' | 'invalid' {
+export function scanStringBody(bytes: Uint8Array): number | 'close' | 'invalid' {
   let s = STR0;
+  let chars = 0;
   for (let i = 0; i < bytes.length; i++) {
     const r = strByte(s, bytes[i]!);
     if (r < 0) return 'invalid';
     if (r === 2) return 'close';
+    if (r === 1) chars++;
     s = scanOut;
   }
-  return 'open';
+  return chars;
 }
 
 /** Advances a state by one byte; null when the byte is not allowed. */

