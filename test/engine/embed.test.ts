@@ -234,3 +234,27 @@ describe('embed through the engine process', () => {
     assert.equal(afterStats.hits + afterStats.misses, before.hits + before.misses + 1, 'only the generation looked up the prefix cache');
   });
 });
+
+describe('embed and engine crashes', () => {
+  test('SIGKILL mid-batch rejects with engine_crashed (no path); after the restart embeddings work again', async () => {
+    const c = createEngineClient({ log: () => {}, backoff: { initialMs: 50, maxMs: 200 } });
+    try {
+      await c.start(dir);
+      const inputs = Array.from({ length: 3000 }, (_, i) => someTokens(40, i + 1).map((t) => t % V));
+      const pending = c.embed({ requestId: 'emb-crash', inputs });
+      await new Promise((r) => setTimeout(r, 200));
+      process.kill(c.pid!, 'SIGKILL');
+      await assert.rejects(pending, (e: { code?: string; message: string }) => {
+        assert.equal(e.code, 'engine_crashed');
+        assert.doesNotMatch(e.message, /\/tmp\/|\/home\/|node_modules/);
+        return true;
+      });
+      for (let i = 0; i < 600 && c.state !== 'ready'; i++) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(c.state, 'ready');
+      const r = await c.embed({ requestId: 'emb-after-crash', inputs: [[1, 2, 3]] });
+      near(r.embeddings[0], await embedTokens(lm, [1, 2, 3], { pooling: 'last' }), 1e-5, 'after restart');
+    } finally {
+      await c.stop().catch(() => {});
+    }
+  });
+});
