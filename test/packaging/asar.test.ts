@@ -193,11 +193,10 @@ test('electron-builder --dir with a stub Electron dist: app.asar holds exactly t
   }
 });
 
-test('every package the bundled main code imports is a declared production dependency', { timeout: 120_000 }, async () => {
-  // electron-builder packs `dependencies` (and what they pull in); a package that is only present
-  // because npm hoisted someone else's dependency can vanish from the app with any lockfile change.
+/** The app's two entry points (shell + engine process) bundled in memory, packages external: what ships. */
+async function bundleMainMetafile() {
   const { build } = await import('esbuild');
-  const r = await build({
+  return build({
     absWorkingDir: repoRoot,
     entryPoints: ['main/shell/index.ts', 'main/engine/process/engine-main.ts'],
     bundle: true,
@@ -210,6 +209,12 @@ test('every package the bundled main code imports is a declared production depen
     metafile: true,
     logLevel: 'silent',
   });
+}
+
+test('every package the bundled main code imports is a declared production dependency', { timeout: 120_000 }, async () => {
+  // electron-builder packs `dependencies` (and what they pull in); a package that is only present
+  // because npm hoisted someone else's dependency can vanish from the app with any lockfile change.
+  const r = await bundleMainMetafile();
   const pkg = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
   const imported = new Set<string>();
   for (const input of Object.values(r.metafile.inputs)) {
@@ -224,20 +229,7 @@ test('every package the bundled main code imports is a declared production depen
 
 test('the packaged app needs nothing the fuses switch off (ELECTRON_RUN_AS_NODE, NODE_OPTIONS, --inspect, file://)', { timeout: 120_000 }, async () => {
   await ensurePreloadBuilt();
-  const { build } = await import('esbuild');
-  const r = await build({
-    absWorkingDir: repoRoot,
-    entryPoints: ['main/shell/index.ts', 'main/engine/process/engine-main.ts'],
-    bundle: true,
-    write: false,
-    outdir: 'out',
-    splitting: true,
-    format: 'esm',
-    platform: 'node',
-    packages: 'external',
-    metafile: true,
-    logLevel: 'silent',
-  });
+  const r = await bundleMainMetafile();
   const sources = Object.keys(r.metafile.inputs).filter((f) => f.startsWith('main/') || f.startsWith('preload/'));
   const text = (f: string) => readFileSync(path.join(repoRoot, f), 'utf8');
   // No code of ours reads or sets what runAsNode / nodeOptions / nodeCliInspect disable.
