@@ -84,6 +84,8 @@ export type EngineEvent =
       ttftMs: number;
       prefillMs: number;
       decodeMs: number;
+      /** Milliseconds of decodeMs spent choosing tokens (sampling, plus constrained decoding's checks and masks). */
+      sampleMs?: number;
     }
   | { type: 'error'; requestId: string; code: EngineErrorCode; message: string };
 

@@ -162,6 +162,8 @@ export interface GenerationSummary {
   ttftMs: number;
   prefillMs: number;
   decodeMs: number;
+  /** Part of decodeMs spent choosing tokens (sampler + constraint). */
+  sampleMs: number;
   /** Whether the KV state was stored in the prefix cache. */
   cached: boolean;
 }
@@ -231,6 +233,7 @@ export async function* generateTokens(
     ttftMs: 0,
     prefillMs: 0,
     decodeMs: 0,
+    sampleMs: 0,
     cached: false,
   };
   let prefillDone = false;
@@ -269,8 +272,10 @@ export async function* generateTokens(
     const sampler = new Sampler(req.sampling, prompt);
     const constraint = req.constraint ?? null;
     const pick = (l: mx.array): number => {
+      const ts = performance.now();
       const id = sampler.sample(l, constraint);
       if (constraint && id >= 0 && !eos.has(id)) constraint.advance(id);
+      summary.sampleMs += performance.now() - ts;
       return id;
     };
     let token = pick(logits!);

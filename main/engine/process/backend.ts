@@ -269,5 +269,6 @@ async function runGeneration(
     ttftMs: s.completionTokens > 0 || s.ttftMs > 0 ? queuedMs + s.ttftMs : 0,
     prefillMs: s.prefillMs,
     decodeMs: s.decodeMs,
+    sampleMs: s.sampleMs,
   });
 }
