@@ -38,7 +38,7 @@ describe('recognizer: json_object (any JSON object)', () => {
     '{}',
     '{"a":1}',
     '{"a": [1, -2.5e+3, 0, -0, 1E2, true, false, null, "x", {}, []], "b": {"c": {"d": []}}}',
-    '{"esc": "\\" \\\\ \\/ \\b \\f \\n \\r \\t \\u00e9 \\uD83D\\uDE00"}',
+    '{"esc": "\\" \\\\ \\/ \\b \\f \\n \\r \\t \\u00e9 \\uD7FF \\ue000 \\uFFFF"}',
     '{"unicode é 日本 🫠": "𝔘 龘"}',
     '{\n  "a": 1,\n\t"b": 2\n}',
   ];
@@ -54,6 +54,8 @@ describe('recognizer: json_object (any JSON object)', () => {
     ['{"a":"\u0001"}', 6], // raw control character
     ['{"a":"\\x"}', 7], // bad escape
     ['{"a":"\\u12G4"}', 10],
+    ['{"a":"\\uD83D\\uDE00"}', 9], // surrogate escapes (raw UTF-8 writes astral characters)
+    ['{"a":"\\udc00"}', 9],
     ['{"a":tru}', 8],
     ['{"a":1.}', 7],
     ['{"a":-}', 6],

@@ -179,8 +179,18 @@ function strByte(s: StrScan, b: number): number {
     return -1;
   }
   if (s.esc >= 2) {
+    // \uXXXX: esc 5, 4, 3, 2 expect the 1st…4th hex digit; 6 is the 2nd after a 'd'. Surrogate
+    // escapes (\uD800–\uDFFF) are refused: a lone one is not a character, and a pair would count
+    // as two characters here but one for JSON Schema's minLength/maxLength. Raw UTF-8 writes
+    // every character outside the BMP.
     if (!isHex(b)) return -1;
-    scanOut = s.esc === 2 ? STR0 : { esc: s.esc - 1, need: 0, lo: 0x80, hi: 0xbf };
+    let next: number;
+    if (s.esc === 5 && (b === 0x64 || b === 0x44)) next = 6;
+    else if (s.esc === 6) {
+      if (b > 0x37) return -1; // 8-f after 'd' would be a surrogate
+      next = 3;
+    } else next = s.esc - 1;
+    scanOut = next <= 1 ? STR0 : { esc: next, need: 0, lo: 0x80, hi: 0xbf };
     return 0;
   }
   if (b === 0x22) {
