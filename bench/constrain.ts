@@ -81,8 +81,9 @@ async function constraintPart(opts: BenchOptions) {
     acceptUs.push((performance.now() - ta) * 1000);
     if (!ok) throw new Error(`document token refused: ${JSON.stringify(text.decode([id]))}`);
     const tm = performance.now();
-    maskSizes.push(real.allowedTokens().length);
+    const m = real.mask();
     maskMs.push(performance.now() - tm);
+    maskSizes.push('allow' in m ? m.allow.length : m.deny.length);
     real.advance(id);
   }
   if (!real.done) throw new Error('document not complete');
@@ -100,8 +101,13 @@ async function constraintPart(opts: BenchOptions) {
     let id = Math.floor(rand() * VOCAB);
     if (!c.accepts(id)) {
       masks++;
-      const allowed = c.allowedTokens();
-      id = allowed[Math.floor(rand() * allowed.length)]!;
+      const m = c.mask();
+      if ('allow' in m) id = m.allow[Math.floor(rand() * m.allow.length)]!;
+      else {
+        const denied = new Set(m.deny);
+        do id = Math.floor(rand() * VOCAB);
+        while (denied.has(id));
+      }
     }
     if (eos.has(id) || (c.advance(id), c.done)) {
       docs++;
@@ -118,8 +124,10 @@ async function constraintPart(opts: BenchOptions) {
     realModel: {
       documentTokens: ids.length,
       acceptsUs: stats(acceptUs),
+      /** TokenConstraint.mask() at every position (what a refused draw costs before MLX). */
       maskIfNeededMs: stats(maskMs),
-      maskSize: stats(maskSizes),
+      /** Length of the list mask() returns (allowed ids, or refused ids inside strings). */
+      maskListLength: stats(maskSizes),
     },
     randomModelJsonObject: { steps, maskedSteps: masks, documentsCompleted: docs, stepMs: stats(stepMs) },
   };

@@ -17,6 +17,7 @@ import {
   initialState,
   isDone,
   TokenConstraint,
+  tokenMask,
   toolCallConstraint,
   type RecognizerState,
   type TokenTable,
@@ -91,7 +92,19 @@ describe('token table', () => {
     test(`sorted-vocabulary mask = brute force: ${name}`, () => {
       const st = (typeof prefix === 'string' ? advanceText(initialState(node()), prefix) : advanceBytes(initialState(node()), prefix))!;
       assert.ok(st, String(prefix));
-      assert.deepEqual(allowedTokenIds(table, st).sort((a, b) => a - b), bruteForce(st));
+      const want = bruteForce(st);
+      assert.deepEqual(allowedTokenIds(table, st).sort((a, b) => a - b), want);
+      // The sampler's form: the same set, as a deny list inside strings.
+      const m = tokenMask(table, st);
+      let got: number[];
+      if ('deny' in m) {
+        const denied = new Set(m.deny);
+        assert.equal(denied.size, m.deny.length, 'no duplicates');
+        got = [];
+        for (let id = 0; id < VOCAB; id++) if (!denied.has(id)) got.push(id);
+        assert.ok(m.deny.length < 10_000, `${name}: deny list of ${m.deny.length}`);
+      } else got = m.allow.sort((a, b) => a - b);
+      assert.deepEqual(got, want);
     });
   }
 

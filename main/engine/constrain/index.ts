@@ -9,8 +9,8 @@ export { ANY, ANY_OBJECT_NODE, compileSchema, SchemaError } from './schema.ts';
 export type { Alt, ValueNode } from './schema.ts';
 export { advanceByte, advanceBytes, advanceText, canEnd, initialState, isDone, MAX_WS, MAX_GENERIC_DEPTH } from './recognizer.ts';
 export type { RecognizerState, InitialOptions } from './recognizer.ts';
-export { allowedTokenIds, buildTokenTable } from './token-table.ts';
-export type { TokenTable, VocabSource } from './token-table.ts';
+export { allowedTokenIds, buildTokenTable, tokenMask } from './token-table.ts';
+export type { TokenMask, TokenTable, VocabSource } from './token-table.ts';
 export { TokenConstraint } from './token-constraint.ts';
 export type { ConstraintStats } from './token-constraint.ts';
 

@@ -5,7 +5,7 @@
 // complete; `done` tells the generator to stop because nothing may follow.
 import { advanceBytes, canEnd, initialState, isDone, type InitialOptions, type RecognizerState } from './recognizer.ts';
 import type { ValueNode } from './schema.ts';
-import { allowedTokenIds, type TokenTable } from './token-table.ts';
+import { allowedTokenIds, tokenMask, type TokenMask, type TokenTable } from './token-table.ts';
 
 export interface ConstraintStats {
   /** Sampled tokens checked with accepts(). */
@@ -69,6 +69,21 @@ export class TokenConstraint {
     this.stats.maskMs += dt;
     this.stats.ms += dt;
     return out;
+  }
+
+  /**
+   * The same set as allowedTokens(), as the shorter list: `deny` inside strings (every id of the
+   * model's vocabulary not listed is allowed), `allow` elsewhere (EOS included when it may end).
+   */
+  mask(): TokenMask {
+    const t0 = performance.now();
+    this.stats.masks++;
+    const m = tokenMask(this.table, this.state);
+    if ('allow' in m && canEnd(this.state)) for (const e of this.eos) m.allow.push(e);
+    const dt = performance.now() - t0;
+    this.stats.maskMs += dt;
+    this.stats.ms += dt;
+    return m;
   }
 
   /** Moves past token `id` (EOS ids are a no-op). Throws when the id is not allowed. */

@@ -23,6 +23,8 @@ export interface TokenTable {
   /** lcp[k] = common prefix length of order[k] and order[k-1] (0 for k = 0). */
   readonly lcp: Uint16Array;
   readonly size: number;
+  /** Ids below vocabSize that have no bytes (special tokens, embedding padding rows). */
+  readonly noBytes: Int32Array;
   readonly buildMs: number;
   /**
    * Filled on first use: ids whose bytes stay inside a string body read from a character
@@ -36,6 +38,8 @@ interface StringBodyIds {
   /** Characters each `open` id adds (an escape counts once). */
   openChars: Uint16Array;
   close: Int32Array;
+  /** Ids whose bytes are not valid string content (raw control bytes, stray UTF-8 continuations …). */
+  invalid: Int32Array;
 }
 
 /** GPT-2's bytes_to_unicode, inverted: byte-alphabet character → byte. */
@@ -103,7 +107,9 @@ export function buildTokenTable(src: VocabSource, vocabSize: number, keepSpecial
     lcp[k] = l;
     prev = cur;
   });
-  return { bytes, order, lcp, size: order.length, buildMs: performance.now() - t0 };
+  const noBytes: number[] = [];
+  for (let id = 0; id < vocabSize; id++) if (!bytes[id]) noBytes.push(id);
+  return { bytes, order, lcp, size: order.length, noBytes: Int32Array.from(noBytes), buildMs: performance.now() - t0 };
 }
 
 function hasByteAlphabet(src: VocabSource, vocabSize: number): boolean {
@@ -186,15 +192,52 @@ function stringBodyIds(table: TokenTable): StringBodyIds {
   const open: number[] = [];
   const chars: number[] = [];
   const close: number[] = [];
+  const invalid: number[] = [];
   for (let k = 0; k < table.order.length; k++) {
     const id = table.order[k]!;
     const r = scanStringBody(table.bytes[id]!);
     if (r === 'close') close.push(id);
-    else if (r !== 'invalid') {
+    else if (r === 'invalid') invalid.push(id);
+    else {
       open.push(id);
       chars.push(Math.min(r, 65535));
     }
   }
-  table.stringBody = { open: Int32Array.from(open), openChars: Uint16Array.from(chars), close: Int32Array.from(close) };
+  table.stringBody = {
+    open: Int32Array.from(open),
+    openChars: Uint16Array.from(chars),
+    close: Int32Array.from(close),
+    invalid: Int32Array.from(invalid),
+  };
   return table.stringBody;
+}
+
+/** The allowed next tokens, as the shorter of the two lists. */
+export type TokenMask = { allow: number[] } | { deny: number[] };
+
+/**
+ * Like allowedTokenIds, but inside a string — where nearly the whole vocabulary is allowed — as
+ * the ids that are NOT allowed (a few thousand instead of ~147,000 for Qwen3): building an MLX
+ * index array of 147k ids alone costs ~25 ms, more than the mask itself. Elsewhere the allowed
+ * list (EOS is not in either list; the caller adds it when the document may end).
+ */
+export function tokenMask(table: TokenTable, state: RecognizerState): TokenMask {
+  const cap = openStringCapacity(state);
+  if (cap < 0) return { allow: allowedTokenIds(table, state) };
+  const sb = stringBodyIds(table);
+  if (cap !== Infinity) {
+    // Near maxLength only short tokens still fit: then the allowed list is the shorter one.
+    let fit = 0;
+    for (let i = 0; i < sb.openChars.length; i++) if (sb.openChars[i]! <= cap) fit++;
+    if (fit < sb.open.length / 2) return { allow: allowedTokenIds(table, state) };
+  }
+  const deny: number[] = [];
+  for (let i = 0; i < table.noBytes.length; i++) deny.push(table.noBytes[i]!);
+  for (let i = 0; i < sb.invalid.length; i++) deny.push(sb.invalid[i]!);
+  if (cap !== Infinity) for (let i = 0; i < sb.open.length; i++) if (sb.openChars[i]! > cap) deny.push(sb.open[i]!);
+  for (let i = 0; i < sb.close.length; i++) {
+    const id = sb.close[i]!;
+    if (!advanceBytes(state, table.bytes[id]!)) deny.push(id);
+  }
+  return { deny };
 }
