@@ -164,19 +164,29 @@ export function checkSchema(schema: unknown, param: string, what: string): void 
 /**
  * OpenAI's response_format: `text`, `json_object` (any JSON object) or
  * `json_schema: {name, schema, strict?, description?}` (the output validates against `schema`).
+ * As lenient as llama-server and LM Studio where clients differ: `name` may be absent, `strict`
+ * may be the string "true"/"false" (LM Studio's docs show it so; we always enforce anyway), and
+ * llama-server's `{type: 'json_object', schema}` means that schema.
  */
 function parseResponseFormat(rf: unknown): GenerationConstraint | null {
   if (!present(rf)) return null;
   if (!isObj(rf) || typeof rf.type !== 'string') throw bad('response_format', "'response_format' must be an object with a 'type'");
   if (rf.type === 'text') return null;
-  if (rf.type === 'json_object') return { schema: null };
+  if (rf.type === 'json_object') {
+    if (!present(rf.schema)) return { schema: null };
+    if (!isObj(rf.schema)) throw bad('response_format', "'response_format.schema' must be a JSON Schema object");
+    checkSchema(rf.schema, 'response_format', 'response_format.schema');
+    return { schema: rf.schema };
+  }
   if (rf.type !== 'json_schema') throw bad('response_format', "'response_format.type' must be 'text', 'json_object' or 'json_schema'");
   const js = rf.json_schema;
   if (!isObj(js)) throw bad('response_format', "'response_format.json_schema' must be an object with 'name' and 'schema'");
-  if (typeof js.name !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(js.name)) {
+  if (present(js.name) && (typeof js.name !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(js.name))) {
     throw bad('response_format', "'response_format.json_schema.name' must be 1-64 characters of a-z, A-Z, 0-9, _ and -");
   }
-  if (present(js.strict) && typeof js.strict !== 'boolean') throw bad('response_format', "'response_format.json_schema.strict' must be a boolean");
+  if (present(js.strict) && typeof js.strict !== 'boolean' && js.strict !== 'true' && js.strict !== 'false') {
+    throw bad('response_format', "'response_format.json_schema.strict' must be a boolean");
+  }
   if (!isObj(js.schema)) throw bad('response_format', "'response_format.json_schema.schema' must be a JSON Schema object");
   checkSchema(js.schema, 'response_format', 'response_format.json_schema.schema');
   return { schema: js.schema };

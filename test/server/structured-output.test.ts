@@ -339,12 +339,34 @@ describe('schemas that cannot be enforced → 400, never ignored', () => {
     });
   }
 
-  test('json_schema without a schema, or without a name → 400 param response_format', async () => {
-    for (const json_schema of [{ name: 'x' }, { schema: { type: 'object' } }, null]) {
+  test('json_schema without a schema, with a bad name or strict, or a bad type → 400 param response_format', async () => {
+    for (const response_format of [
+      { type: 'json_schema', json_schema: { name: 'x' } },
+      { type: 'json_schema', json_schema: null },
+      { type: 'json_schema', json_schema: { name: 'has space', schema: { type: 'object' } } },
+      { type: 'json_schema', json_schema: { name: 'x', strict: 1, schema: { type: 'object' } } },
+      { type: 'json_object', schema: 'object' },
+      { type: 'yaml' },
+    ]) {
       await assert.rejects(
-        client.chat.completions.create({ model, messages, response_format: { type: 'json_schema', json_schema } } as never),
+        client.chat.completions.create({ model, messages, response_format } as never),
         (err: unknown) => err instanceof OpenAI.BadRequestError && err.param === 'response_format',
+        JSON.stringify(response_format),
       );
+    }
+  });
+
+  test("lenient like llama-server / LM Studio: no name, strict: \"true\", and json_object with a 'schema' (all enforced)", async () => {
+    const schema = { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'], additionalProperties: false };
+    for (const response_format of [
+      { type: 'json_schema', json_schema: { schema } },
+      { type: 'json_schema', json_schema: { name: 'x', strict: 'true', schema } },
+      { type: 'json_object', schema },
+    ]) {
+      const res = await client.chat.completions.create({ model, messages, temperature: 0, max_tokens: 200, response_format } as never);
+      const c = (res as OpenAI.Chat.ChatCompletion).choices[0]!;
+      assert.equal(c.finish_reason, 'stop', JSON.stringify(response_format));
+      assert.equal(typeof (JSON.parse(c.message.content!) as { ok: unknown }).ok, 'boolean');
     }
   });
 });
