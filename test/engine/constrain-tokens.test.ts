@@ -201,6 +201,10 @@ describe('forced tool calls in every tool-call format', () => {
   test("'none' (no tool-call format in the template) → no constraint", () => {
     assert.equal(toolCallConstraint('none', tools), null);
   });
+  test("a tool's root-relative $ref '#' is refused (it would point at the combined schema)", () => {
+    const params = { type: 'object', properties: { child: { $ref: '#' } } };
+    assert.throws(() => toolCallConstraint('hermes', [{ type: 'function', function: { name: 'f', parameters: params } }]), /\$defs/);
+  });
   test('a tool parameter schema that is not an object is refused', () => {
     assert.throws(() => toolCallConstraint('hermes', [{ type: 'function', function: { name: 'f', parameters: { type: 'string' } } }]), /object/);
   });

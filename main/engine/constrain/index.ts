@@ -60,6 +60,8 @@ export function toolCallConstraint(format: ToolCallFormat, tools: readonly ToolD
       throw new ToolSchemaError(err instanceof SchemaError ? err.message : 'invalid parameters schema', i);
     }
     const ps = params as Record<string, unknown>;
+    // '#' would mean our combined schema once the parameters sit inside it.
+    if (/"\$ref":"#"/.test(JSON.stringify(ps))) throw new ToolSchemaError("'$ref: \"#\"' in tool parameters is not supported; put the recursive part in $defs", i);
     // The arguments of a call are always an object (OpenAI's `arguments` is JSON object text).
     if (ps.type !== undefined && ps.type !== 'object') throw new ToolSchemaError("'parameters' must describe an object (type: 'object')", i);
     return {
