@@ -87,6 +87,8 @@ describe('token table', () => {
     ['bounded string', person, '{"name":"ab'],
     ['enum literal', person, '{"name":"x","kind":"c'],
     ['integer at the root of the last value', person, '{"name":"x","kind":"cat","n":4'],
+    ['strings in several anyOf branches (different maxLength)', () => compileSchema({ anyOf: [{ type: 'string', maxLength: 3 }, { type: 'string', maxLength: 6 }, { enum: ['abcdefgh'] }] }), '"ab'],
+    ['keys in several anyOf branches', () => compileSchema({ anyOf: [{ type: 'object' }, { type: 'object', additionalProperties: { type: 'integer' } }] }), '{"k'],
   ];
   for (const [name, node, prefix] of states) {
     test(`sorted-vocabulary mask = brute force: ${name}`, () => {

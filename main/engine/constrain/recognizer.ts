@@ -484,17 +484,26 @@ function step(st: Stack, b: number, out: (Stack | null)[]): void {
 }
 
 /**
- * When the state is a single stack reading a string body at a character boundary (a string
+ * When every alternative of the state reads a string body at a character boundary (a string
  * value, or a key that may be any new name), the number of characters that may still be added
  * (Infinity without maxLength); otherwise -1. Then every token that stays inside the string and
  * adds at most that many characters is allowed, whatever came before (token-table's fast path).
  */
 export function openStringCapacity(state: RecognizerState): number {
-  if (state.length !== 1 || state[0] === null) return -1;
-  const f = state[0]!.f;
-  if (f.k === K.Str) return f.s === STR0 ? f.alt.maxLength - f.len : -1;
-  if (f.k === K.Key) return f.free === STR0 ? Infinity : -1;
-  return -1;
+  // With several alternatives (anyOf branches) all inside strings, a token that stays inside
+  // keeps every branch with room for it alive: the largest capacity decides.
+  let cap = -1;
+  for (const st of state) {
+    if (st === null) return -1;
+    const f = st.f;
+    let c: number;
+    if (f.k === K.Str) c = f.s === STR0 ? f.alt.maxLength - f.len : -1;
+    else if (f.k === K.Key) c = f.free === STR0 ? Infinity : -1;
+    else c = -1;
+    if (c < 0) return -1;
+    if (c > cap) cap = c;
+  }
+  return cap;
 }
 
 /**
