@@ -60,6 +60,12 @@ export interface GenerationConstraint {
   prefix?: string;
   /** Literal text after it (e.g. `\n</tool_call>`). */
   suffix?: string;
+  /**
+   * Lazy mode (tool_choice "auto"): output is free until it contains `trigger` (which `prefix`
+   * starts with, e.g. `<tool_call>`); the rest of prefix + JSON + suffix is then enforced, after
+   * which output is free again. Generation is not stopped by a completed call.
+   */
+  trigger?: string;
 }
 
 /** Why a generation ended. `cancelled` generations must never be cached by anyone. */

@@ -13,7 +13,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { ApiError, toApiError } from '../hardening/errors.ts';
 import { sanitizeMessage } from '../hardening/sanitize.ts';
 import type { EngineClient, GenerationConstraint, ModelInfo, SamplingParams } from '../engine/types.ts';
-import { toolCallConstraint, ToolSchemaError } from '../engine/constrain/index.ts';
+import { lazyToolCallConstraint, toolCallConstraint, ToolSchemaError } from '../engine/constrain/index.ts';
 import { resolveServerConfig, isLoopbackHost, type ServerConfig } from './config.ts';
 import type { ResponseCacheKey, ServedModelMeta, ServerHooks, ServerLoad, ServerTextPipeline } from './hooks.ts';
 import { parseJsonBody } from './json-body.ts';
@@ -344,7 +344,8 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
 
   /**
    * The decoding constraint of a request: a forced tool call (tool_choice 'required' or a named
-   * function) in the model's own tool-call format, else the response_format's JSON constraint.
+   * function) in the model's own tool-call format, else the response_format's JSON constraint,
+   * else (tools with tool_choice 'auto') a lazy one that holds calls the model starts to the schemas.
    */
   function constraintFor(r: ChatRequest | CompletionRequest, text: ServerTextPipeline): GenerationConstraint | null {
     if (r.kind === 'chat' && r.tools && (r.toolChoice === 'required' || typeof r.toolChoice === 'object')) {
@@ -362,7 +363,11 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
       }
       return c;
     }
-    return r.constraint;
+    if (r.constraint) return r.constraint;
+    // tool_choice auto: a call the model starts on its own is held to the tools' schemas (lazily,
+    // from its `<tool_call>` marker on); plain answers stay free.
+    if (r.kind === 'chat' && r.tools && r.toolChoice === 'auto') return lazyToolCallConstraint(text.toolCallFormat, r.tools);
+    return null;
   }
 
   function prepare(r: ChatRequest | CompletionRequest, track: RequestTrack, lease: ServedModelLease | null): PreparedGeneration {

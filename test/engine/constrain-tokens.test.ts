@@ -17,6 +17,9 @@ import {
   initialState,
   isDone,
   TokenConstraint,
+  TriggeredTokenConstraint,
+  lazyToolCallConstraint,
+  createTokenConstraint,
   tokenMask,
   toolCallConstraint,
   type RecognizerState,
@@ -218,3 +221,90 @@ describe('forced tool calls in every tool-call format', () => {
   });
 });
 
+
+describe('lazy tool-call constraint (tool_choice auto)', () => {
+  const tools = [
+    { type: 'function' as const, function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' }, unit: { enum: ['c', 'f'] } }, required: ['city', 'unit'], additionalProperties: false } } },
+  ];
+  const make = () => createTokenConstraint(table, compileConstraint(lazyToolCallConstraint('hermes', tools)!), eos) as TriggeredTokenConstraint;
+  const feed = (c: TriggeredTokenConstraint, s: string) => {
+    for (const id of text.encode(s, { addSpecialTokens: false })) {
+      assert.ok(c.accepts(id), `refused ${JSON.stringify(text.decode([id]))} in ${JSON.stringify(s)}`);
+      c.advance(id);
+    }
+  };
+  const CALL = '\n{"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}\n</tool_call>';
+
+  test('free text is free (any token, specials, EOS); a call is enforced from <tool_call> to </tool_call>; then free again', () => {
+    const c = make();
+    feed(c, 'Sure, [1, 2] {"not": "a call"} ');
+    assert.ok(c.accepts(151644)); // <|im_start|>: free text takes anything
+    for (const e of eos) assert.ok(c.accepts(e));
+    assert.equal(c.active, false);
+    assert.ok(c.accepts(151657)); // the <tool_call> added token
+    c.advance(151657);
+    assert.ok(c.active);
+    for (const e of eos) assert.equal(c.accepts(e), false, 'no EOS inside a call');
+    assert.equal(c.accepts(text.tokenizer.tokenToId('[')!), false);
+    feed(c, CALL.slice(0, 20));
+    feed(c, CALL.slice(20));
+    assert.equal(c.active, false);
+    assert.equal(c.done, false);
+    for (const e of eos) assert.ok(c.accepts(e));
+    feed(c, '\n<tool_call>' + CALL); // a second call
+    assert.equal(c.active, false);
+  });
+
+  test('a wrong tool name or arguments are refused inside a call', () => {
+    for (const bad of ['\n{"name": "rm_rf"', '\n{"name": "get_weather", "arguments": {"city": 1', '\n{"arguments"']) {
+      const c = make();
+      c.advance(151657);
+      const ids = text.encode(bad, { addSpecialTokens: false });
+      let refused = false;
+      for (const id of ids) {
+        if (!c.accepts(id)) {
+          refused = true;
+          break;
+        }
+        c.advance(id);
+      }
+      assert.ok(refused, bad);
+    }
+  });
+
+  test('the trigger also fires when spelled with ordinary tokens across steps; the mask refuses exactly what breaks the call', () => {
+    const c = make();
+    for (const piece of ['<', 'tool', '_call']) {
+      const id = text.tokenizer.tokenToId(piece)!;
+      assert.ok(c.accepts(id), piece);
+      c.advance(id);
+    }
+    assert.equal(c.active, false);
+    const m = c.mask();
+    assert.ok('deny' in m);
+    const denied = new Set((m as { deny: number[] }).deny);
+    // Every denied token starts with '>' (it completes the trigger) and then breaks the call;
+    // every other token is accepted.
+    let checked = 0;
+    for (let id = 0; id < 151_643; id += 7) {
+      const b = table.bytes[id];
+      if (!b) continue;
+      assert.equal(c.accepts(id), !denied.has(id), `id ${id}`);
+      if (denied.has(id)) assert.equal(b[0], 0x3e);
+      checked++;
+    }
+    assert.ok(checked > 20_000);
+    assert.ok(denied.size > 0);
+    const gt = text.tokenizer.tokenToId('>')!;
+    assert.ok(c.accepts(gt));
+    c.advance(gt);
+    assert.ok(c.active);
+  });
+
+  test('only for formats with a marker, and never refusing: llama3_json / none / unenforceable parameters → no constraint', () => {
+    assert.equal(lazyToolCallConstraint('llama3_json', tools), null);
+    assert.equal(lazyToolCallConstraint('none', tools), null);
+    assert.equal(lazyToolCallConstraint('hermes', [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { x: { type: 'string', pattern: 'a' } } } } }]), null);
+    assert.equal(lazyToolCallConstraint('mistral', tools)?.trigger, '[TOOL_CALLS]');
+  });
+});

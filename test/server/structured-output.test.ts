@@ -474,6 +474,17 @@ describe('tool_choice required / named: a real, schema-valid tool call is forced
     assert.notEqual(res.choices[0]!.finish_reason, 'tool_calls');
   });
 
+  test("tool_choice auto carries a lazy constraint (from '<tool_call>' on) in the request and its cache key", async () => {
+    cacheKeys.length = 0;
+    const res = await client.chat.completions.create({ model, messages: toolMessages, tools, temperature: 0, max_tokens: 8 });
+    assert.equal(res.choices.length, 1);
+    assert.equal(cacheKeys.length, 1);
+    const c = cacheKeys[0]!.constraint!;
+    assert.equal(c.trigger, '<tool_call>');
+    assert.equal(c.prefix, '<tool_call>\n');
+    assert.equal(c.suffix, '\n</tool_call>');
+  });
+
   test('a forced tool whose parameters use an unsupported keyword → 400 naming the tool', async () => {
     const bad: OpenAI.Chat.ChatCompletionTool[] = [
       tools[1]!,

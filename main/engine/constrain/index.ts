@@ -4,6 +4,8 @@
 import type { GenerationConstraint } from '../types.ts';
 import type { ToolCallFormat, ToolDefinition } from '../text/types.ts';
 import { ANY_OBJECT_NODE, compileSchema, SchemaError, type ValueNode } from './schema.ts';
+import { TokenConstraint, TriggeredTokenConstraint } from './token-constraint.ts';
+import type { TokenTable } from './token-table.ts';
 
 export { ANY, ANY_OBJECT_NODE, compileSchema, SchemaError } from './schema.ts';
 export type { Alt, ValueNode } from './schema.ts';
@@ -11,22 +13,35 @@ export { advanceByte, advanceBytes, advanceText, canEnd, initialState, isDone, M
 export type { RecognizerState, InitialOptions } from './recognizer.ts';
 export { allowedTokenIds, buildTokenTable, tokenMask } from './token-table.ts';
 export type { TokenMask, TokenTable, VocabSource } from './token-table.ts';
-export { TokenConstraint } from './token-constraint.ts';
+export { TokenConstraint, TriggeredTokenConstraint } from './token-constraint.ts';
 export type { ConstraintStats } from './token-constraint.ts';
 
 export interface CompiledConstraint {
   node: ValueNode;
   prefix: string;
   suffix: string;
+  /** Lazy mode: enforced only after this text; `prefix` is then what follows it. */
+  trigger: string | null;
 }
 
 /** Compiles a request's constraint; throws SchemaError when the schema cannot be enforced. */
 export function compileConstraint(c: GenerationConstraint): CompiledConstraint {
+  const prefix = c.prefix ?? '';
+  if (c.trigger !== undefined && (c.trigger === '' || !prefix.startsWith(c.trigger))) {
+    throw new SchemaError('a trigger must be non-empty and start the prefix', 'trigger');
+  }
   return {
     node: c.schema === null ? ANY_OBJECT_NODE : compileSchema(c.schema),
-    prefix: c.prefix ?? '',
+    prefix: c.trigger !== undefined ? prefix.slice(c.trigger.length) : prefix,
     suffix: c.suffix ?? '',
+    trigger: c.trigger ?? null,
   };
+}
+
+/** A TokenConstraint, or a TriggeredTokenConstraint for a lazy one. */
+export function createTokenConstraint(table: TokenTable, c: CompiledConstraint, eos: ReadonlySet<number>): TokenConstraint | TriggeredTokenConstraint {
+  const opts = { prefix: c.prefix, suffix: c.suffix };
+  return c.trigger !== null ? new TriggeredTokenConstraint(table, c.node, eos, c.trigger, opts) : new TokenConstraint(table, c.node, eos, opts);
 }
 
 /** A tool whose call cannot be constrained; `index` is its position in the request's tools. */
@@ -100,4 +115,23 @@ export function toolCallConstraint(format: ToolCallFormat, tools: readonly ToolD
     case 'mistral':
       return { schema, prefix: '[TOOL_CALLS][', suffix: ']' };
   }
+}
+
+/**
+ * tool_choice "auto": the same call shape as toolCallConstraint, enforced lazily — only once the
+ * model starts a call by writing the format's marker (`<tool_call>` for hermes, `[TOOL_CALLS]` for
+ * mistral), as llama-server's lazy grammars do. Llama 3 JSON calls have no marker that is not
+ * also ordinary content (`{`), so they stay unconstrained (null), as do tools whose parameters
+ * cannot be enforced: "auto" never refuses a request that worked before.
+ */
+export function lazyToolCallConstraint(format: ToolCallFormat, tools: readonly ToolDefinition[]): GenerationConstraint | null {
+  if (format !== 'hermes' && format !== 'mistral') return null;
+  let c: GenerationConstraint | null;
+  try {
+    c = toolCallConstraint(format, tools);
+  } catch {
+    return null;
+  }
+  if (!c) return null;
+  return { ...c, trigger: format === 'hermes' ? '<tool_call>' : '[TOOL_CALLS]' };
 }

@@ -15,7 +15,8 @@ import {
   type LoadedModel,
 } from '../model/index.ts';
 import { loadTextPipeline, TOOL_MARKER_TOKENS, type TextPipeline } from '../text/index.ts';
-import { buildTokenTable, compileConstraint, TokenConstraint, type TokenTable } from '../constrain/index.ts';
+import { buildTokenTable, compileConstraint, createTokenConstraint, type TokenTable } from '../constrain/index.ts';
+import type { DecodingConstraint } from '../model/generator.ts';
 import type { EmbedRequest, EmbedResult, EngineEvent, GenerateRequest, ModelInfo, PrefixCacheStats, PrefixKvSnapshot } from '../types.ts';
 import { embedTokens, readEmbeddingConfig, type EmbeddingConfig } from '../model/embed.ts';
 
@@ -79,7 +80,7 @@ export async function loadBackend(modelDir: string, options: Partial<BackendOpti
   // The vocabulary as bytes for constrained decoding: built on the first constrained request
   // (~0.6-0.9 s for Qwen3's 151k tokens), then shared by every later one.
   let tokenTable: TokenTable | null = null;
-  const constraintFor = (req: GenerateRequest): TokenConstraint => {
+  const constraintFor = (req: GenerateRequest): DecodingConstraint => {
     let compiled;
     try {
       compiled = compileConstraint(req.constraint!);
@@ -87,7 +88,7 @@ export async function loadBackend(modelDir: string, options: Partial<BackendOpti
       throw Object.assign(new Error(`response format cannot be enforced: ${(err as Error).message}`), { code: 'invalid_request' });
     }
     tokenTable ??= buildTokenTable(text.tokenizer, lm.config.vocabSize, new Set(TOOL_MARKER_TOKENS));
-    return new TokenConstraint(tokenTable, compiled.node, new Set(eos), { prefix: compiled.prefix, suffix: compiled.suffix });
+    return createTokenConstraint(tokenTable, compiled, new Set(eos));
   };
   const embedding = readEmbeddingConfig(modelDir);
   // Set when an embeddings job had a multi-chunk input: its KV buffers lived across full GCs
@@ -181,7 +182,7 @@ async function runGeneration(
   opts: BackendOptions,
   req: GenerateRequest,
   ctx: RunContext,
-  constraint: TokenConstraint | null = null,
+  constraint: DecodingConstraint | null = null,
 ): Promise<void> {
   const { requestId } = req;
   const startedAt = performance.now();

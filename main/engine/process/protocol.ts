@@ -136,13 +136,14 @@ function validateConstraint(v: unknown): GenerationConstraint | null | string {
   if (v === undefined || v === null) return null;
   if (!isObj(v)) return 'constraint must be an object';
   if (v.schema !== null && !isObj(v.schema)) return 'constraint.schema must be an object or null';
-  for (const k of ['prefix', 'suffix'] as const) {
+  for (const k of ['prefix', 'suffix', 'trigger'] as const) {
     if (v[k] !== undefined && !isStr(v[k], 256)) return `constraint.${k} must be a string of at most 256 characters`;
   }
   return {
     schema: v.schema as Record<string, unknown> | null,
     ...(v.prefix !== undefined ? { prefix: v.prefix as string } : {}),
     ...(v.suffix !== undefined ? { suffix: v.suffix as string } : {}),
+    ...(v.trigger !== undefined ? { trigger: v.trigger as string } : {}),
   };
 }
 
