@@ -16,7 +16,7 @@ import type { EngineClient, EngineErrorCode, ModelInfo } from '../engine/types.t
 import type { ServerHooks, ServerTextPipeline } from './hooks.ts';
 import type { ServedModelLease, ServerModels } from './models.ts';
 import type { WorkSlots } from './slots.ts';
-import { SHUTDOWN_REASON } from './generation.ts';
+import { requestAbort, SHUTDOWN_REASON } from './request-abort.ts';
 import { DEFAULT_EMBEDDINGS_LIMITS, validateEmbeddingsRequest, type EmbeddingsLimits, type EmbeddingsRequest } from './validate-embeddings.ts';
 
 export interface EmbeddingsRouteDeps {
@@ -109,17 +109,7 @@ export function registerEmbeddingsRoute(app: FastifyInstance, deps: EmbeddingsRo
     const r = validateEmbeddingsRequest(body, limits);
 
     const res = reply.raw;
-    const abort = new AbortController();
-    const onClose = () => {
-      if (!res.writableFinished) {
-        track.cancelled = true;
-        abort.abort(new Error('client disconnected'));
-      }
-    };
-    res.on('close', onClose);
-    const onShutdown = () => abort.abort(SHUTDOWN_REASON);
-    if (deps.shutdownSignal.aborted) onShutdown();
-    else deps.shutdownSignal.addEventListener('abort', onShutdown, { once: true });
+    const abort = requestAbort(res, track, deps.shutdownSignal);
 
     let lease: ServedModelLease | null = null;
     let release: (() => void) | null = null;
@@ -179,8 +169,7 @@ export function registerEmbeddingsRoute(app: FastifyInstance, deps: EmbeddingsRo
     } finally {
       release?.();
       lease?.release();
-      res.off('close', onClose);
-      deps.shutdownSignal.removeEventListener('abort', onShutdown);
+      abort.dispose();
     }
 
     function finishAborted(): FastifyReply | undefined {

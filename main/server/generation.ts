@@ -16,6 +16,7 @@ import type { CachedGeneration, ResponseCacheKey, ServerHooks, ServerTextPipelin
 import { SseWriter } from './sse.ts';
 import type { WorkSlots } from './slots.ts';
 import type { RequestTrack } from './track.ts';
+import { requestAbort, SHUTDOWN_REASON } from './request-abort.ts';
 
 export interface PreparedGeneration {
   route: 'chat' | 'completions';
@@ -46,7 +47,8 @@ export interface GenerationEnv {
   shutdownSignal: AbortSignal;
 }
 
-export const SHUTDOWN_REASON = 'server_shutdown';
+// Re-exported: embeddings and tests import it from here.
+export { SHUTDOWN_REASON };
 
 export function randomId(prefix: string): string {
   // randomUUID draws from a cached entropy pool; randomBytes(12) made a syscall per id (profiled:
@@ -167,17 +169,7 @@ export async function runGeneration(
   );
   // From here on the response is written by hand (SSE needs the raw socket; one code path for both).
   reply.hijack();
-  const abort = new AbortController();
-  const onClose = () => {
-    if (!res.writableFinished) {
-      track.cancelled = true;
-      abort.abort(new Error('client disconnected'));
-    }
-  };
-  res.on('close', onClose);
-  const onShutdown = () => abort.abort(SHUTDOWN_REASON);
-  if (env.shutdownSignal.aborted) onShutdown();
-  else env.shutdownSignal.addEventListener('abort', onShutdown, { once: true });
+  const abort = requestAbort(res, track, env.shutdownSignal);
 
   const sse = prep.stream ? new SseWriter(res, headers) : null;
   const fail = async (err: ApiError) => {
@@ -229,8 +221,7 @@ export async function runGeneration(
   } finally {
     release?.();
     sse?.stopKeepAlive();
-    res.off('close', onClose);
-    env.shutdownSignal.removeEventListener('abort', onShutdown);
+    abort.dispose();
     if (!res.writableEnded && !res.headersSent) writeRawError(res, headers, new ApiError('internal_error', 'Internal error'));
     if (!res.writableEnded) res.end();
   }
