@@ -17,6 +17,7 @@ import { DEFAULT_SETTINGS } from '../../main/settings/schema.ts';
 import { ENGINE_VERSION } from '../../main/app/hardening.ts';
 import { MIN_PERSISTED_TOKENS } from '../../main/app/prefix-persistence.ts';
 import { compatDigest, readEntry } from '../../main/caches/entry-file.ts';
+import { stopServeHard } from '../helpers/stop-serve.ts';
 
 const A = 'tiny-prefix-a';
 const B = 'tiny-prefix-b';
@@ -47,15 +48,7 @@ async function stop(): Promise<void> {
   const r = running;
   running = null;
   if (!r) return;
-  await Promise.race([r.stop(), new Promise((res) => setTimeout(res, 20_000))]);
-  const pid = (r.engine as { pid?: number }).pid;
-  if (pid) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
+  await stopServeHard(r, 20_000);
 }
 
 /** One chat request with the shared long system prompt; `model` switches the served model. */

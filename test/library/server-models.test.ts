@@ -13,6 +13,7 @@ import { buildTinyModel } from '../helpers/tiny-model.ts';
 import { serveOptionsFor, startServe, type RunningServe } from '../../main/cli/serve.ts';
 import { DEFAULT_SETTINGS } from '../../main/settings/schema.ts';
 import { managerServerModels } from '../../main/library/server-models.ts';
+import { stopServeHard } from '../helpers/stop-serve.ts';
 
 const A = 'tiny-qwen3';
 const B = 'tiny-llama';
@@ -72,15 +73,7 @@ before(async () => {
 });
 
 after(async () => {
-  if (running) await Promise.race([running.stop(), new Promise((r) => setTimeout(r, 15_000))]);
-  const pid = (running?.engine as { pid?: number } | undefined)?.pid;
-  if (pid) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
+  await stopServeHard(running);
   rmSync(root, { recursive: true, force: true });
 });
 

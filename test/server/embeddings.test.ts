@@ -11,6 +11,7 @@ import { LEAK_RE, postJson, startStack, type TestStack } from './helpers.ts';
 import { buildTinyModel } from '../helpers/tiny-model.ts';
 import { serveOptionsFor, startServe, type RunningServe } from '../../main/cli/serve.ts';
 import { DEFAULT_SETTINGS } from '../../main/settings/schema.ts';
+import { stopServeHard } from '../helpers/stop-serve.ts';
 
 let stack: TestStack;
 let client: OpenAI;
@@ -304,15 +305,7 @@ describe('embeddings in library mode (startServe)', { timeout: 600_000 }, () => 
     lib = new OpenAI({ baseURL: `${running.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 120_000 });
   });
   after(async () => {
-    if (running) await Promise.race([running.stop(), new Promise((r) => setTimeout(r, 15_000))]);
-    const pid = (running?.engine as { pid?: number } | undefined)?.pid;
-    if (pid) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
+    await stopServeHard(running);
     rmSync(root, { recursive: true, force: true });
   });
 
