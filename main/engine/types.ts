@@ -50,6 +50,34 @@ export interface GenerateRequest {
    * valid for `schema` + `suffix`, and generation stops once it is complete. Absent = free text.
    */
   constraint?: GenerationConstraint;
+  /**
+   * OpenAI logprobs: when set, every generated token is reported (on `delta` events) with its
+   * log-probability and this many most likely alternatives (0..20). The distribution is the raw
+   * model's, log_softmax(logits), before penalties, temperature, filters and any constraint
+   * (vLLM's default). Absent = off.
+   */
+  logprobs?: number;
+}
+
+/** A token and its raw-model log-probability. */
+export interface TokenLogprobAlternative {
+  id: number;
+  /** Text of the token on its own (special tokens spelled out; a partial UTF-8 character is U+FFFD). */
+  token: string;
+  /** <= 0; -9999 stands for a probability that underflowed. */
+  logprob: number;
+  /** The token's exact UTF-8 bytes (may be part of a character). */
+  bytes: number[];
+}
+
+/** One generated token with its log-probability and the most likely alternatives at its step. */
+export interface TokenLogprob extends TokenLogprobAlternative {
+  /**
+   * For the generated token, `token` is the text it added to the output as the detokenizer rendered
+   * it: concatenating these gives the output text. A token that only carries the first bytes of a
+   * character has '' (the character goes to the token that completes it); `bytes` stay exact.
+   */
+  top: TokenLogprobAlternative[];
 }
 
 /** What constrained output must look like (response_format json_object/json_schema, forced tool calls). */
@@ -74,8 +102,14 @@ export type FinishReason = 'stop' | 'length' | 'cancelled';
 export type EngineEvent =
   /** Prefill progress; emitted per prefill chunk so callers can send keep-alives. */
   | { type: 'prefill'; requestId: string; promptTokens: number; cachedTokens: number; processed: number }
-  /** Text delta: never splits a UTF-8 character and never contains (part of) a matched stop string. */
-  | { type: 'delta'; requestId: string; text: string; tokens: number }
+  /**
+   * Text delta: never splits a UTF-8 character and never contains (part of) a matched stop string.
+   * With `logprobs` requested, `logprobs` lists the tokens whose text this delta completes (the
+   * text may be '' when only such tokens are left at the end). Tokens held back by stop-string
+   * matching are listed once their text is released; a token that straddles a cut stop string is
+   * listed (it produced part of the returned text), tokens wholly inside it are not.
+   */
+  | { type: 'delta'; requestId: string; text: string; tokens: number; logprobs?: TokenLogprob[] }
   | {
       type: 'done';
       requestId: string;

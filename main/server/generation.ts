@@ -10,7 +10,7 @@ import type { ServerResponse } from 'node:http';
 import type { FastifyReply } from 'fastify';
 import { ApiError, toApiError } from '../hardening/errors.ts';
 import { sanitizeMessage } from '../hardening/sanitize.ts';
-import type { EngineClient, EngineEvent, GenerationConstraint, SamplingParams } from '../engine/types.ts';
+import type { EngineClient, EngineEvent, GenerationConstraint, SamplingParams, TokenLogprob } from '../engine/types.ts';
 import type { ToolCall, ToolParserEvent } from '../engine/text/types.ts';
 import type { CachedGeneration, ResponseCacheKey, ServerHooks, ServerTextPipeline } from './hooks.ts';
 import { SseWriter } from './sse.ts';
@@ -34,6 +34,44 @@ export interface PreparedGeneration {
   constraint?: GenerationConstraint | null;
   /** Deterministic requests may use the response cache. */
   cacheKey: ResponseCacheKey | null;
+  /** Log-probabilities requested: alternatives per token (0..20); null/absent = off. */
+  logprobs?: number | null;
+}
+
+/** OpenAI chat `logprobs.content` entries. */
+function chatLogprobs(lps: TokenLogprob[]): { content: unknown[]; refusal: null } {
+  return {
+    content: lps.map((t) => ({
+      token: t.token,
+      logprob: t.logprob,
+      bytes: t.bytes,
+      top_logprobs: t.top.map((a) => ({ token: a.token, logprob: a.logprob, bytes: a.bytes })),
+    })),
+    refusal: null,
+  };
+}
+
+/**
+ * Legacy completions `logprobs`. `text_offset` counts UTF-16 units of the completion text from its
+ * start (continuing across stream chunks; `offset` is where this batch begins). Alternatives with the
+ * same text keep the most likely one (a JSON object cannot hold both).
+ */
+function completionLogprobs(lps: TokenLogprob[], offset: number) {
+  const tokens: string[] = [];
+  const tokenLogprobs: number[] = [];
+  const top: Record<string, number>[] = [];
+  const textOffset: number[] = [];
+  let at = offset;
+  for (const t of lps) {
+    tokens.push(t.token);
+    tokenLogprobs.push(t.logprob);
+    const alts: Record<string, number> = {};
+    for (const a of t.top) if (!Object.prototype.hasOwnProperty.call(alts, a.token)) alts[a.token] = a.logprob;
+    top.push(alts);
+    textOffset.push(at);
+    at += t.token.length;
+  }
+  return { tokens, token_logprobs: tokenLogprobs, top_logprobs: top, text_offset: textOffset };
 }
 
 export interface GenerationEnv {
@@ -208,7 +246,13 @@ export async function runGeneration(
         return await fail(toApiError(err));
       }
       events = env.engine.generate(
-        { requestId: track.id, promptIds: prep.promptIds, sampling: prep.sampling, ...(prep.constraint ? { constraint: prep.constraint } : {}) },
+        {
+          requestId: track.id,
+          promptIds: prep.promptIds,
+          sampling: prep.sampling,
+          ...(prep.constraint ? { constraint: prep.constraint } : {}),
+          ...(typeof prep.logprobs === 'number' ? { logprobs: prep.logprobs } : {}),
+        },
         abort.signal,
       );
     }
@@ -241,6 +285,21 @@ export async function runGeneration(
     let text = '';
     let roleSent = false;
     let sawToolCall = false;
+    // Logprobs: every token, and (streaming) the ones not yet sent. Each chunk carries the tokens
+    // released since the previous one; what no content chunk took goes on the finishing chunk.
+    const wantLogprobs = typeof prep.logprobs === 'number';
+    const allLogprobs: TokenLogprob[] = [];
+    let unsentLogprobs: TokenLogprob[] = [];
+    let sentLogprobChars = 0;
+    const takeLogprobs = (): unknown => {
+      if (!wantLogprobs) return null;
+      const lps = unsentLogprobs;
+      unsentLogprobs = [];
+      if (prep.route === 'chat') return chatLogprobs(lps);
+      const out = completionLogprobs(lps, sentLogprobChars);
+      for (const t of lps) sentLogprobChars += t.token.length;
+      return out;
+    };
     const chunkBase = () => ({
       id: prep.id,
       object: prep.route === 'chat' ? 'chat.completion.chunk' : 'text_completion',
@@ -249,8 +308,8 @@ export async function runGeneration(
       system_fingerprint: prep.systemFingerprint,
     });
     const withUsage = (o: Record<string, unknown>) => (prep.includeUsage ? { ...o, usage: null } : o);
-    const chatChunk = (delta: Record<string, unknown>, finish: string | null = null) =>
-      withUsage({ ...chunkBase(), choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] });
+    const chatChunk = (delta: Record<string, unknown>, finish: string | null = null, logprobs: unknown = null) =>
+      withUsage({ ...chunkBase(), choices: [{ index: 0, delta, logprobs, finish_reason: finish }] });
     const sendRole = async () => {
       if (!sse || roleSent || prep.route !== 'chat') return;
       roleSent = true;
@@ -260,8 +319,8 @@ export async function runGeneration(
       for (const ev of evs) {
         if (ev.type === 'content') {
           if (!ev.text) continue;
-          if (prep.route === 'chat') await sse!.send(chatChunk({ content: ev.text }));
-          else await sse!.send(withUsage({ ...chunkBase(), choices: [{ index: 0, text: ev.text, logprobs: null, finish_reason: null }] }));
+          if (prep.route === 'chat') await sse!.send(chatChunk({ content: ev.text }, null, takeLogprobs()));
+          else await sse!.send(withUsage({ ...chunkBase(), choices: [{ index: 0, text: ev.text, logprobs: takeLogprobs(), finish_reason: null }] }));
         } else if (ev.type === 'tool_call') {
           sawToolCall = true;
           await sse!.send(chatChunk({ tool_calls: [{ index: ev.index, id: ev.id, type: 'function', function: { name: ev.name, arguments: '' } }] }));
@@ -279,6 +338,10 @@ export async function runGeneration(
       if (ev.type === 'delta') {
         if (track.firstTokenAt === null) track.firstTokenAt = performance.now();
         text += ev.text;
+        if (wantLogprobs && ev.logprobs) {
+          allLogprobs.push(...ev.logprobs);
+          unsentLogprobs.push(...ev.logprobs);
+        }
         if (sse && !abort.signal.aborted) {
           await sendRole();
           await sendStreamEvents(parser ? parser.push(ev.text) : [{ type: 'content', text: ev.text }]);
@@ -306,15 +369,15 @@ export async function runGeneration(
         const finish = finishReasonFor(ev, sawToolCall);
         track.finishReason = finish;
         if (prep.route === 'chat') {
-          await sse.send(chatChunk({}, finish));
+          await sse.send(chatChunk({}, finish, unsentLogprobs.length > 0 ? takeLogprobs() : null));
         } else {
-          await sse.send(withUsage({ ...chunkBase(), choices: [{ index: 0, text: '', logprobs: null, finish_reason: finish }] }));
+          await sse.send(withUsage({ ...chunkBase(), choices: [{ index: 0, text: '', logprobs: unsentLogprobs.length > 0 ? takeLogprobs() : null, finish_reason: finish }] }));
         }
         if (prep.includeUsage) await sse.send({ ...chunkBase(), choices: [], usage });
         await sse.done();
         return;
       }
-      writeJson(buildFinal(text, ev, usage));
+      writeJson(buildFinal(text, ev, usage, wantLogprobs ? allLogprobs : null));
       return;
     }
     // The stream ended without a done event: the engine went away.
@@ -322,11 +385,12 @@ export async function runGeneration(
     return fail(new ApiError('engine_crashed', 'The engine stopped unexpectedly; retry the request', { retryAfter: env.retryAfterSeconds }));
   }
 
-  function buildFinal(text: string, done: Extract<EngineEvent, { type: 'done' }>, usage: Usage): unknown {
+  function buildFinal(text: string, done: Extract<EngineEvent, { type: 'done' }>, usage: Usage, lps: TokenLogprob[] | null): unknown {
     const base = { id: prep.id, created: prep.created, model: prep.modelId, system_fingerprint: prep.systemFingerprint };
     if (prep.route === 'completions') {
       track.finishReason = done.finishReason;
-      return { ...base, object: 'text_completion', choices: [{ index: 0, text, logprobs: null, finish_reason: done.finishReason }], usage };
+      const logprobs = lps ? completionLogprobs(lps, 0) : null;
+      return { ...base, object: 'text_completion', choices: [{ index: 0, text, logprobs, finish_reason: done.finishReason }], usage };
     }
     let content: string | null = text;
     let toolCalls: ToolCall[] = [];
@@ -345,7 +409,9 @@ export async function runGeneration(
     if (toolCalls.length > 0) {
       message.tool_calls = toolCalls.map((c) => ({ id: c.id, type: 'function', function: { name: c.function.name, arguments: c.function.arguments } }));
     }
-    return { ...base, object: 'chat.completion', choices: [{ index: 0, message, logprobs: null, finish_reason: finish }], usage };
+    // With tool calls, `content` covers every generated token (the call's markup included).
+    const logprobs = lps ? chatLogprobs(lps) : null;
+    return { ...base, object: 'chat.completion', choices: [{ index: 0, message, logprobs, finish_reason: finish }], usage };
   }
 
   function writeJson(body: unknown): void {

@@ -392,8 +392,10 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
     const toolsActive = r.kind === 'chat' && r.tools !== null && (lease ? lease.text : deps.text).toolCallFormat !== 'none';
     const constraint = constraintFor(r, lease ? lease.text : deps.text);
     const deterministic = sampling.temperature === 0 || sampling.seed !== undefined;
+    // Requests with logprobs bypass the response cache (it stores text only; replaying without
+    // the numbers would be wrong, and a key that includes them would still store none).
     const cacheKey: ResponseCacheKey | null =
-      deterministic && hooks.responseCache
+      deterministic && r.logprobs === null && hooks.responseCache
         ? { route: r.kind, modelFingerprint: info.fingerprint, promptIds, sampling, toolsActive, ...(constraint ? { constraint } : {}) }
         : null;
     return {
@@ -408,6 +410,7 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
       includeUsage: r.includeUsage,
       toolsActive,
       constraint,
+      logprobs: r.logprobs,
       cacheKey,
     };
   }

@@ -2,7 +2,8 @@
 // with `param` naming the offending field. Ranges follow the OpenAI API and close the crash
 // classes seen in llama.cpp (#19367, CVE-2026-21869): non-finite or out-of-range numbers never
 // reach the engine. Unknown harmless fields are ignored; fields whose semantics we do not
-// implement (n > 1, logprobs, logit_bias) are rejected, never silently dropped. JSON response
+// implement (n > 1, logit_bias) are rejected, never silently dropped. logprobs (chat: `logprobs` +
+// `top_logprobs` 0..20; completions: `logprobs` 0..20) are supported. JSON response
 // formats and forced tool calls are enforced by constrained decoding (main/engine/constrain); a
 // schema it cannot enforce is a 400 naming the keyword, never ignored.
 import { ApiError } from '../hardening/errors.ts';
@@ -29,6 +30,8 @@ interface CommonRequest {
   maxTokens: number | null;
   /** From response_format json_object / json_schema; null for text. */
   constraint: GenerationConstraint | null;
+  /** Log-probabilities requested: the number of alternatives per token (0..20); null = off. */
+  logprobs: number | null;
 }
 
 export interface ChatRequest extends CommonRequest {
@@ -92,7 +95,37 @@ function parseStop(body: Obj, maxLen: number): string[] {
   return (list as string[]).map((s) => wellFormed(s));
 }
 
-function parseCommon(body: Obj, maxStopLength: number): CommonRequest {
+/** Most alternatives per token (OpenAI's limit for top_logprobs; vLLM's default max_logprobs). */
+export const MAX_TOP_LOGPROBS = 20;
+
+/**
+ * Chat: `logprobs: true` + `top_logprobs` 0..20 (top_logprobs > 0 needs logprobs true, as OpenAI).
+ * Completions (legacy): `logprobs: N`, 0..20 alternatives (OpenAI allows 5, vLLM and llama-server more);
+ * 0 reports the chosen tokens only. Returns the alternatives per token, or null when off.
+ */
+function parseLogprobs(body: Obj, kind: 'chat' | 'completions'): number | null {
+  const lp = body.logprobs;
+  const intIn = (v: unknown, key: string): number => {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > MAX_TOP_LOGPROBS) {
+      throw bad(key, `'${key}' must be an integer between 0 and ${MAX_TOP_LOGPROBS}`);
+    }
+    return v;
+  };
+  if (kind === 'completions') {
+    if (present(body.top_logprobs) && body.top_logprobs !== 0) throw bad('top_logprobs', "'top_logprobs' is a chat parameter; /v1/completions takes 'logprobs': N");
+    if (!present(lp) || lp === false) return null;
+    return intIn(lp, 'logprobs');
+  }
+  if (present(lp) && typeof lp !== 'boolean') throw bad('logprobs', "'logprobs' must be a boolean");
+  const top = present(body.top_logprobs) ? intIn(body.top_logprobs, 'top_logprobs') : 0;
+  if (lp !== true) {
+    if (top > 0) throw bad('top_logprobs', "'top_logprobs' requires 'logprobs': true");
+    return null;
+  }
+  return top;
+}
+
+function parseCommon(body: Obj, maxStopLength: number, kind: 'chat' | 'completions'): CommonRequest {
   let model: string | null = null;
   if (present(body.model)) {
     if (typeof body.model !== 'string') throw bad('model', "'model' must be a string");
@@ -111,15 +144,7 @@ function parseCommon(body: Obj, maxStopLength: number): CommonRequest {
     if (typeof body.n !== 'number' || !Number.isInteger(body.n) || body.n < 1) throw bad('n', "'n' must be a positive integer");
     throw new ApiError('unsupported_parameter', "'n' > 1 is not supported: one choice per request", { param: 'n' });
   }
-  if (body.logprobs === true || (typeof body.logprobs === 'number' && body.logprobs !== 0)) {
-    throw new ApiError('unsupported_parameter', "'logprobs' is not supported by this server", { param: 'logprobs' });
-  }
-  if (present(body.logprobs) && typeof body.logprobs !== 'boolean' && typeof body.logprobs !== 'number') {
-    throw bad('logprobs', "'logprobs' must be a boolean");
-  }
-  if (present(body.top_logprobs) && body.top_logprobs !== 0) {
-    throw new ApiError('unsupported_parameter', "'top_logprobs' is not supported by this server", { param: 'top_logprobs' });
-  }
+  const logprobs = parseLogprobs(body, kind);
   if (present(body.logit_bias)) {
     if (!isObj(body.logit_bias)) throw bad('logit_bias', "'logit_bias' must be an object");
     if (Object.keys(body.logit_bias).length > 0) {
@@ -148,6 +173,7 @@ function parseCommon(body: Obj, maxStopLength: number): CommonRequest {
     maxTokens,
     sampling: { temperature, topP, topK, minP, repetitionPenalty, presencePenalty, frequencyPenalty, seed, stop },
     constraint,
+    logprobs,
   };
 }
 
@@ -325,7 +351,7 @@ function parseTools(body: Obj): { tools: ToolDefinition[] | null; toolChoice: To
 
 export function validateChatRequest(body: Obj, opts: { maxStopLength: number }): ChatRequest {
   const messages = parseMessages(body.messages);
-  const common = parseCommon(body, opts.maxStopLength);
+  const common = parseCommon(body, opts.maxStopLength, 'chat');
   const { tools, toolChoice } = parseTools(body);
   return { kind: 'chat', ...common, messages, tools, toolChoice };
 }
@@ -344,6 +370,6 @@ export function validateCompletionRequest(body: Obj, opts: { maxStopLength: numb
   if (body.echo === true) throw new ApiError('unsupported_parameter', "'echo' is not supported", { param: 'echo' });
   if (present(body.suffix)) throw new ApiError('unsupported_parameter', "'suffix' is not supported", { param: 'suffix' });
   if (present(body.best_of) && body.best_of !== 1) throw new ApiError('unsupported_parameter', "'best_of' > 1 is not supported", { param: 'best_of' });
-  const common = parseCommon(body, opts.maxStopLength);
+  const common = parseCommon(body, opts.maxStopLength, 'completions');
   return { kind: 'completions', ...common, prompt };
 }

@@ -13,7 +13,7 @@ import { defaultDtypePolicy, dtypeName, type DtypePolicy } from './dtype-policy.
 import { KVCache } from './kv-cache.ts';
 import { afterDecodeStep, afterLargeStep } from './memory.ts';
 import type { PrefixCache } from './prefix-cache.ts';
-import { Sampler, type SamplingConstraint } from './sampling.ts';
+import { Sampler, type SamplingConstraint, type TokenLogprobs } from './sampling.ts';
 import { buildModelWeights, weightBytes } from './weights.ts';
 
 /** An error with an engine error code; messages never contain file-system paths. */
@@ -136,6 +136,18 @@ export interface TokenRequest {
   prefillChunk?: number;
   /** Constrained decoding (main/engine/constrain's TokenConstraint): only allowed tokens are sampled. */
   constraint?: DecodingConstraint | null;
+  /**
+   * Report log-probabilities: each yielded token carries its raw-model log-probability and this many
+   * top alternatives (0..20, see sampling.ts). Absent/null = off (no cost).
+   */
+  logprobs?: number | null;
+}
+
+/** One generated token (EOS ids are never yielded). */
+export interface GeneratedToken {
+  token: number;
+  /** Present when the request asked for log-probabilities. */
+  logprobs?: TokenLogprobs;
 }
 
 /** A per-request decoding constraint: the sampler's view plus the state the generator moves on. */
@@ -201,7 +213,7 @@ export async function* generateTokens(
   prefixCache: PrefixCache | null,
   req: TokenRequest,
   hooks: GenerateHooks = {},
-): AsyncGenerator<{ token: number }, GenerationSummary, undefined> {
+): AsyncGenerator<GeneratedToken, GenerationSummary, undefined> {
   const t0 = performance.now();
   const { config, model, info } = lm;
   const prompt = req.promptIds;
@@ -269,11 +281,13 @@ export async function* generateTokens(
       return summary;
     }
     tDecode = performance.now();
-    const sampler = new Sampler(req.sampling, prompt);
+    const sampler = new Sampler(req.sampling, prompt, { logprobs: req.logprobs });
     const constraint = req.constraint ?? null;
+    let tokenLogprobs: TokenLogprobs | null = null;
     const pick = (l: mx.array): number => {
       const ts = performance.now();
       const id = sampler.sample(l, constraint);
+      tokenLogprobs = sampler.lastLogprobs;
       if (constraint && id >= 0 && !eos.has(id)) constraint.advance(id);
       summary.sampleMs += performance.now() - ts;
       return id;
@@ -287,7 +301,8 @@ export async function* generateTokens(
         break;
       }
       summary.completionTokens++;
-      yield { token };
+      const lp: TokenLogprobs | null = tokenLogprobs;
+      yield lp ? { token, logprobs: lp } : { token };
       if (signal?.aborted) {
         summary.stopReason = 'cancelled';
         break;

@@ -17,8 +17,9 @@ import {
 import { loadTextPipeline, TOOL_MARKER_TOKENS, type TextPipeline } from '../text/index.ts';
 import { buildTokenTable, compileConstraint, createTokenConstraint, type TokenTable } from '../constrain/index.ts';
 import type { DecodingConstraint } from '../model/generator.ts';
-import type { EmbedRequest, EmbedResult, EngineEvent, GenerateRequest, ModelInfo, PrefixCacheStats, PrefixKvSnapshot } from '../types.ts';
+import type { EmbedRequest, EmbedResult, EngineEvent, GenerateRequest, ModelInfo, PrefixCacheStats, PrefixKvSnapshot, TokenLogprob } from '../types.ts';
 import { embedTokens, readEmbeddingConfig, type EmbeddingConfig } from '../model/embed.ts';
+import { LogprobTracker, TokenTexts } from './logprobs.ts';
 
 export interface RunContext {
   signal: AbortSignal;
@@ -90,6 +91,19 @@ export async function loadBackend(modelDir: string, options: Partial<BackendOpti
     tokenTable ??= buildTokenTable(text.tokenizer, lm.config.vocabSize, new Set(TOOL_MARKER_TOKENS));
     return createTokenConstraint(tokenTable, compiled, new Set(eos));
   };
+  // Token texts/bytes for logprobs: the same byte table (built on the first logprobs request if no
+  // constrained one built it), memoized per id.
+  let tokenTexts: TokenTexts | null = null;
+  const textsFor = (): TokenTexts => {
+    if (tokenTexts) return tokenTexts;
+    tokenTable ??= buildTokenTable(text.tokenizer, lm.config.vocabSize, new Set(TOOL_MARKER_TOKENS));
+    const table = tokenTable;
+    tokenTexts = new TokenTexts(
+      (id) => table.bytes[id],
+      (id) => text.decode([id], { skipSpecialTokens: false }),
+    );
+    return tokenTexts;
+  };
   const embedding = readEmbeddingConfig(modelDir);
   // Set when an embeddings job had a multi-chunk input: its KV buffers lived across full GCs
   // (old-generation wrappers), which only a full GC frees.
@@ -139,7 +153,8 @@ export async function loadBackend(modelDir: string, options: Partial<BackendOpti
       prefixCache.clear(); // a running generation keeps its own KV; only the kept entries go
       return bytes;
     },
-    run: (req, ctx) => runGeneration(lm, text, prefixCache, eos, opts, req, ctx, req.constraint ? constraintFor(req) : null),
+    run: (req, ctx) =>
+      runGeneration(lm, text, prefixCache, eos, opts, req, ctx, req.constraint ? constraintFor(req) : null, req.logprobs !== undefined ? textsFor() : null),
     afterRequest: afterLargeStep,
     prefixCacheStats: () => prefixCache?.stats() ?? { ...EMPTY_PREFIX_STATS },
     // The CPU build of 0.0.7 has no allocator counters.
@@ -183,6 +198,7 @@ async function runGeneration(
   req: GenerateRequest,
   ctx: RunContext,
   constraint: DecodingConstraint | null = null,
+  tokenTexts: TokenTexts | null = null,
 ): Promise<void> {
   const { requestId } = req;
   const startedAt = performance.now();
@@ -192,6 +208,7 @@ async function runGeneration(
   const result: { summary: GenerationSummary | null } = { summary: null };
   let stoppedByString = false;
   let pendingTokens = 0;
+  const tracker = tokenTexts && req.logprobs !== undefined ? new LogprobTracker(tokenTexts) : null;
 
   const gen = generateTokens(
     lm,
@@ -203,6 +220,7 @@ async function runGeneration(
       eosTokenIds: eos,
       prefillChunk: opts.prefillChunk,
       constraint,
+      logprobs: tracker ? req.logprobs : null,
     },
     {
       signal: ctx.signal,
@@ -211,21 +229,29 @@ async function runGeneration(
     },
   );
 
-  const emitText = (t: string): void => {
-    if (t.length === 0) return;
-    ctx.emit({ type: 'delta', requestId, text: t, tokens: pendingTokens });
+  /** Emits released text; with logprobs, also the tokens it completes (`end`: how the text ended). */
+  const emitText = (t: string, end: 'stop' | 'end' | null = null): void => {
+    let lps: TokenLogprob[] = [];
+    if (tracker) {
+      lps = tracker.emitted(t.length);
+      if (end === 'stop') lps.push(...tracker.stopped());
+      else if (end === 'end') lps.push(...tracker.end());
+    }
+    if (t.length === 0 && lps.length === 0) return;
+    ctx.emit({ type: 'delta', requestId, text: t, tokens: pendingTokens, ...(lps.length > 0 ? { logprobs: lps } : {}) });
     pendingTokens = 0;
   };
 
   const rssGuard = new RssGuard();
   try {
-    for await (const { token } of gen) {
+    for await (const { token, logprobs } of gen) {
       pendingTokens++;
       rssGuard.check();
       const piece = detok.push(token);
+      if (tracker && logprobs) tracker.push(logprobs, piece);
       if (piece.length === 0) continue;
       const r = stops.push(piece);
-      emitText(r.emit);
+      emitText(r.emit, r.stopped ? 'stop' : null);
       if (r.stopped) {
         // Leaving the loop calls gen.return(): the generator records a normal end (stopReason
         // 'consumer'), may cache the KV state, and computes nothing more.
@@ -245,10 +271,15 @@ async function runGeneration(
     // Generation ended for another reason (EOS, max tokens): release held-back text. A held
     // partial stop-string prefix is real output when no stop string completed.
     const tail = detok.flush();
+    if (tail) tracker?.pushTail(tail);
     const r = tail ? stops.push(tail) : { emit: '', stopped: false };
-    emitText(r.emit);
-    if (!r.stopped) emitText(stops.flush());
-    else stoppedByString = true;
+    if (r.stopped) {
+      emitText(r.emit, 'stop');
+      stoppedByString = true;
+    } else {
+      emitText(r.emit);
+      emitText(stops.flush(), 'end');
+    }
   }
   const stopReason: Extract<EngineEvent, { type: 'done' }>['stopReason'] = cancelled
     ? 'cancelled'

@@ -14,6 +14,7 @@ import type {
   ModelInfo,
   PrefixKvSnapshot,
   SamplingParams,
+  TokenLogprob,
 } from '../types.ts';
 
 /** Bumped when a message shape changes incompatibly; the engine refuses a different version. */
@@ -91,6 +92,12 @@ export const LIMITS = {
   maxStopStrings: 16,
   maxStopLength: 512,
   maxMaxTokens: 1_048_576,
+  /** OpenAI's top_logprobs limit. */
+  maxTopLogprobs: 20,
+  /** Bytes of one token (the longest Qwen3/Llama tokens are well under 256). */
+  maxTokenBytes: 1024,
+  /** Characters of one token's text. */
+  maxTokenText: 4096,
 } as const;
 
 /** Returns the validated sampling params or a reason string. */
@@ -159,13 +166,34 @@ export function validateGenerateRequest(v: unknown): GenerateRequest | string {
   if (v.cachePrompt !== undefined && typeof v.cachePrompt !== 'boolean') return 'cachePrompt must be a boolean';
   const constraint = validateConstraint(v.constraint);
   if (typeof constraint === 'string') return constraint;
+  if (v.logprobs !== undefined && v.logprobs !== null && !isInt(v.logprobs, 0, LIMITS.maxTopLogprobs)) {
+    return `logprobs must be an integer in [0, ${LIMITS.maxTopLogprobs}] (alternatives per token)`;
+  }
   return {
     requestId: v.requestId,
     promptIds: v.promptIds as number[],
     sampling,
     cachePrompt: v.cachePrompt === undefined ? true : v.cachePrompt,
     ...(constraint ? { constraint } : {}),
+    ...(isInt(v.logprobs, 0, LIMITS.maxTopLogprobs) ? { logprobs: v.logprobs } : {}),
   };
+}
+
+function isLogprobAlternative(v: unknown): boolean {
+  if (!isObj(v) || !isInt(v.id, 0, LIMITS.maxTokenId) || !isStr(v.token, LIMITS.maxTokenText)) return false;
+  if (!isNum(v.logprob) || v.logprob > 0) return false;
+  return Array.isArray(v.bytes) && v.bytes.length <= LIMITS.maxTokenBytes && v.bytes.every((b) => isInt(b, 0, 255));
+}
+
+/** Checks the per-token log-probabilities a delta may carry. */
+export function isTokenLogprobList(v: unknown): v is TokenLogprob[] {
+  if (!Array.isArray(v) || v.length > LIMITS.maxMaxTokens) return false;
+  for (const t of v) {
+    if (!isLogprobAlternative(t)) return false;
+    const top = (t as Obj).top;
+    if (!Array.isArray(top) || top.length > LIMITS.maxTopLogprobs || !top.every(isLogprobAlternative)) return false;
+  }
+  return true;
 }
 
 /** Upper bounds of one embeddings batch (the server enforces tighter, configurable ones). */
@@ -274,7 +302,9 @@ function parseEvent(e: unknown): EngineEvent | null {
     case 'prefill':
       return isInt(e.promptTokens) && isInt(e.cachedTokens) && isInt(e.processed) ? (e as unknown as EngineEvent) : null;
     case 'delta':
-      return isStr(e.text, 1_000_000) && isInt(e.tokens) ? (e as unknown as EngineEvent) : null;
+      return isStr(e.text, 1_000_000) && isInt(e.tokens) && (e.logprobs === undefined || isTokenLogprobList(e.logprobs))
+        ? (e as unknown as EngineEvent)
+        : null;
     case 'done':
       return FINISH.has(e.finishReason as string) &&
         STOP_REASONS.has(e.stopReason as string) &&
