@@ -261,7 +261,7 @@ describe('openai client: errors raise APIError subclasses', () => {
       [{ temperature: 5 }, 'temperature'],
       [{ top_p: 0 }, 'top_p'],
       [{ n: 2 }, 'n'],
-      [{ logprobs: true }, 'logprobs'],
+      [{ logprobs: true, top_logprobs: 21 }, 'top_logprobs'],
       [{ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'string', pattern: 'a+' } } } }, 'response_format'],
       [{ max_tokens: 0 }, 'max_tokens'],
       [{ stop: ['a', 'b', 'c', 'd', 'e'] }, 'stop'],
