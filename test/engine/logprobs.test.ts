@@ -10,7 +10,8 @@ import type { TokenLogprobs } from '../../main/engine/model/sampling.ts';
 import { loadTextPipeline, TOOL_MARKER_TOKENS, type TextPipeline } from '../../main/engine/text/index.ts';
 import { ANY_OBJECT_NODE, buildTokenTable, TokenConstraint, type TokenTable } from '../../main/engine/constrain/index.ts';
 import { LogprobTracker, TokenTexts } from '../../main/engine/process/logprobs.ts';
-import { DEFAULT_SAMPLING, type SamplingParams } from '../../main/engine/types.ts';
+import { DEFAULT_SAMPLING, type GenerateRequest, type SamplingParams } from '../../main/engine/types.ts';
+import { parseEngineMessage, validateGenerateRequest } from '../../main/engine/process/protocol.ts';
 import { engineLogits } from './reference-helpers.ts';
 
 let lm: LoadedModel;
@@ -176,5 +177,30 @@ describe('LogprobTracker: which delta reports which token', () => {
     assert.deepEqual([...first, ...rest].map((t) => t.token), expected);
     assert.ok(expected.join('').length > 5, 'the last reported token straddles the cut');
     assert.ok(expected.length < ids2.length, 'some token lies wholly after the cut');
+  });
+});
+
+describe('protocol: logprobs limits', () => {
+  const req = (extra: Record<string, unknown>) => ({ requestId: 'r1', promptIds: [1, 2], sampling: { ...DEFAULT_SAMPLING }, ...extra });
+  const alt = (o: Record<string, unknown> = {}) => ({ id: 5, token: 'a', logprob: -0.5, bytes: [97], ...o });
+  const delta = (logprobs: unknown) => parseEngineMessage({ type: 'event', event: { type: 'delta', requestId: 'r1', text: 'a', tokens: 1, logprobs } });
+
+  test('requests: logprobs is an integer 0..20, kept when valid, absent when not sent', () => {
+    assert.equal((validateGenerateRequest(req({ logprobs: 20 })) as GenerateRequest).logprobs, 20);
+    assert.equal((validateGenerateRequest(req({ logprobs: 0 })) as GenerateRequest).logprobs, 0);
+    assert.equal('logprobs' in (validateGenerateRequest(req({})) as GenerateRequest), false);
+    for (const bad of [21, -1, 1.5, '3', true]) assert.equal(typeof validateGenerateRequest(req({ logprobs: bad })), 'string', String(bad));
+  });
+
+  test('delta events: well-formed entries pass, malformed ones drop the message', () => {
+    assert.ok(delta([{ ...alt(), top: [alt(), alt({ id: 6, logprob: -2 })] }]));
+    assert.ok(delta(undefined));
+    assert.equal(delta([{ ...alt(), top: Array.from({ length: 21 }, () => alt()) }]), null, '21 alternatives');
+    assert.equal(delta([{ ...alt({ logprob: 0.5 }), top: [] }]), null, 'positive logprob');
+    assert.equal(delta([{ ...alt({ logprob: Infinity }), top: [] }]), null, 'non-finite');
+    assert.equal(delta([{ ...alt({ bytes: [256] }), top: [] }]), null, 'byte out of range');
+    assert.equal(delta([{ ...alt({ bytes: new Array(2000).fill(1) }), top: [] }]), null, 'too many bytes');
+    assert.equal(delta([{ ...alt(), top: [alt({ token: 7 })] }]), null, 'alternative without text');
+    assert.equal(delta({}), null, 'not an array');
   });
 });
