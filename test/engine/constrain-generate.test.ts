@@ -4,12 +4,11 @@
 // moment the document is complete, and sampled (temperature > 0) output always parses.
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildTinyModel } from '../helpers/tiny-model.ts';
-import { generateAll, loadModel, type LoadedModel } from '../../main/engine/model/generator.ts';
-import { loadTextPipeline, TOOL_MARKER_TOKENS, type TextPipeline } from '../../main/engine/text/index.ts';
-import { ANY_OBJECT_NODE, buildTokenTable, compileSchema, TokenConstraint, type TokenTable, type ValueNode } from '../../main/engine/constrain/index.ts';
+import { generateAll, type LoadedModel } from '../../main/engine/model/generator.ts';
+import type { TextPipeline } from '../../main/engine/text/index.ts';
+import { ANY_OBJECT_NODE, compileSchema, TokenConstraint, type TokenTable, type ValueNode } from '../../main/engine/constrain/index.ts';
 import { DEFAULT_SAMPLING, type SamplingParams } from '../../main/engine/types.ts';
-import { engineLogits } from './reference-helpers.ts';
+import { engineLogits, loadGeneratorFixture } from './reference-helpers.ts';
 
 let lm: LoadedModel;
 let text: TextPipeline;
@@ -17,11 +16,7 @@ let table: TokenTable;
 let eos: Set<number>;
 
 before(async () => {
-  const dir = await buildTinyModel({ family: 'qwen3' });
-  lm = await loadModel(dir);
-  text = await loadTextPipeline(dir);
-  table = buildTokenTable(text.tokenizer, lm.config.vocabSize, new Set(TOOL_MARKER_TOKENS));
-  eos = new Set([...lm.info.eosTokenIds, ...text.eosTokenIds]);
+  ({ lm, text, table, eos } = await loadGeneratorFixture());
 });
 
 const prompt = () => text.encode('<|im_start|>user\nJSON please<|im_end|>\n<|im_start|>assistant\n', { addSpecialTokens: false });

@@ -4,15 +4,14 @@
 // constraint chose the token. Plus the tracker that assigns tokens to released text (stop strings).
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildTinyModel } from '../helpers/tiny-model.ts';
-import { generateAll, generateTokens, loadModel, type LoadedModel } from '../../main/engine/model/generator.ts';
+import { generateAll, generateTokens, type LoadedModel } from '../../main/engine/model/generator.ts';
 import type { TokenLogprobs } from '../../main/engine/model/sampling.ts';
-import { loadTextPipeline, TOOL_MARKER_TOKENS, type TextPipeline } from '../../main/engine/text/index.ts';
-import { ANY_OBJECT_NODE, buildTokenTable, TokenConstraint, type TokenTable } from '../../main/engine/constrain/index.ts';
+import type { TextPipeline } from '../../main/engine/text/index.ts';
+import { ANY_OBJECT_NODE, TokenConstraint, type TokenTable } from '../../main/engine/constrain/index.ts';
 import { LogprobTracker, TokenTexts } from '../../main/engine/process/logprobs.ts';
 import { DEFAULT_SAMPLING, type GenerateRequest, type SamplingParams } from '../../main/engine/types.ts';
 import { parseEngineMessage, validateGenerateRequest } from '../../main/engine/process/protocol.ts';
-import { engineLogits } from './reference-helpers.ts';
+import { engineLogits, loadGeneratorFixture } from './reference-helpers.ts';
 
 let lm: LoadedModel;
 let text: TextPipeline;
@@ -20,11 +19,7 @@ let table: TokenTable;
 let eos: Set<number>;
 
 before(async () => {
-  const dir = await buildTinyModel({ family: 'qwen3' });
-  lm = await loadModel(dir);
-  text = await loadTextPipeline(dir);
-  table = buildTokenTable(text.tokenizer, lm.config.vocabSize, new Set(TOOL_MARKER_TOKENS));
-  eos = new Set([...lm.info.eosTokenIds, ...text.eosTokenIds]);
+  ({ lm, text, table, eos } = await loadGeneratorFixture());
 });
 
 const prompt = () => text.encode('<|im_start|>user\nSay something<|im_end|>\n<|im_start|>assistant\n', { addSpecialTokens: false });

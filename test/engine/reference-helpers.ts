@@ -1,7 +1,10 @@
 // Engine-side helpers shared by the engine-core tests (the reference itself is in reference.ts).
 import { core as mx } from '@frost-beta/mlx';
 import { forward } from '../../main/engine/model/base.ts';
-import type { LoadedModel } from '../../main/engine/model/generator.ts';
+import { loadModel, type LoadedModel } from '../../main/engine/model/generator.ts';
+import { loadTextPipeline, TOOL_MARKER_TOKENS, type TextPipeline } from '../../main/engine/text/index.ts';
+import { buildTokenTable, type TokenTable } from '../../main/engine/constrain/index.ts';
+import { buildTinyModel } from '../helpers/tiny-model.ts';
 import { KVCache } from '../../main/engine/model/kv-cache.ts';
 
 /** Full-sequence engine logits (fresh cache), one JS array per position. */
@@ -36,4 +39,18 @@ export function someTokens(n: number, seed = 1): number[] {
     out.push(x % 151643);
   }
   return out;
+}
+
+/**
+ * The generator-level fixture of the constrained-decoding and logprobs tests: a tiny random-weight
+ * qwen3 model with the real Qwen3 tokenizer, its text pipeline, the vocabulary as bytes and the EOS
+ * ids the engine process would use.
+ */
+export async function loadGeneratorFixture(): Promise<{ lm: LoadedModel; text: TextPipeline; table: TokenTable; eos: Set<number> }> {
+  const dir = await buildTinyModel({ family: 'qwen3' });
+  const lm = await loadModel(dir);
+  const text = await loadTextPipeline(dir);
+  const table = buildTokenTable(text.tokenizer, lm.config.vocabSize, new Set(TOOL_MARKER_TOKENS));
+  const eos = new Set([...lm.info.eosTokenIds, ...text.eosTokenIds]);
+  return { lm, text, table, eos };
 }

@@ -7,7 +7,7 @@ import { buildTinyModel, type TinyModelSpec } from '../helpers/tiny-model.ts';
 import { createEngineClient, loadTextPipeline } from '../../main/engine/index.ts';
 import type { EngineClient, ModelInfo } from '../../main/engine/types.ts';
 import { createServer, type MlxBarServer, type ServerConfig } from '../../main/server/index.ts';
-import type { ServerHooks } from '../../main/server/hooks.ts';
+import type { CachedGeneration, ResponseCacheKey, ServerHooks } from '../../main/server/hooks.ts';
 import type { RequestRecord } from '../../main/hardening/metrics-types.ts';
 
 export interface TestStack {
@@ -166,3 +166,21 @@ export function parseSse(body: string): { events: unknown[]; comments: number } 
 
 /** What must never appear in an error body (paths, stacks, home dirs). */
 export const LEAK_RE = /\/home\/|\/Users\/|\/tmp\/|\/root\/|[A-Za-z]:\\\\|\bat .*:\d+:\d+|node_modules|\.ts:\d+|Error: /;
+
+/**
+ * A response-cache hook that is always a miss and records the keys the server would store: every
+ * request still runs on the engine, and a test can see what would have been cached (and with
+ * which key).
+ */
+export function recordingResponseCache(): { hook: NonNullable<ServerHooks['responseCache']>; keys: ResponseCacheKey[] } {
+  const keys: ResponseCacheKey[] = [];
+  const hook = {
+    get(): CachedGeneration | null {
+      return null;
+    },
+    set(key: ResponseCacheKey) {
+      keys.push(key);
+    },
+  };
+  return { hook, keys };
+}

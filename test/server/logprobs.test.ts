@@ -6,24 +6,15 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
-import { startStack, postJson, type TestStack } from './helpers.ts';
-import type { CachedGeneration, ResponseCacheKey } from '../../main/server/hooks.ts';
+import { recordingResponseCache, startStack, postJson, type TestStack } from './helpers.ts';
 import { loadModel, type LoadedModel } from '../../main/engine/model/generator.ts';
 import { engineLogits } from '../engine/reference-helpers.ts';
 
 let stack: TestStack;
 let client: OpenAI;
 let model: string;
-const cacheSets: ResponseCacheKey[] = [];
-// Always a miss; records which requests would be stored.
-const recordingCache = {
-  get(): CachedGeneration | null {
-    return null;
-  },
-  set(key: ResponseCacheKey) {
-    cacheSets.push(key);
-  },
-};
+// Always a miss; records the keys of the requests that would be stored.
+const { hook: recordingCache, keys: cacheSets } = recordingResponseCache();
 
 before(async () => {
   stack = await startStack({ hooks: { responseCache: recordingCache } });

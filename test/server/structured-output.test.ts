@@ -5,22 +5,13 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import { Ajv } from 'ajv';
-import { startStack, type TestStack } from './helpers.ts';
-import type { CachedGeneration, ResponseCacheKey } from '../../main/server/hooks.ts';
+import { recordingResponseCache, startStack, type TestStack } from './helpers.ts';
 
 let stack: TestStack;
 let client: OpenAI;
 let model: string;
-const cacheKeys: ResponseCacheKey[] = [];
-// Records keys only (always a miss): every request below runs on the engine.
-const recordingCache = {
-  get(): CachedGeneration | null {
-    return null;
-  },
-  set(key: ResponseCacheKey) {
-    cacheKeys.push(key);
-  },
-};
+// Always a miss; records the keys of the requests that would be stored.
+const { hook: recordingCache, keys: cacheKeys } = recordingResponseCache();
 
 before(async () => {
   stack = await startStack({ hooks: { responseCache: recordingCache } });
