@@ -18,7 +18,9 @@ export interface ServerTextPipeline {
   /** Raw completion prompts (HF semantics: adds BOS where the tokenizer does). */
   encode(text: string, opts?: { addSpecialTokens?: boolean }): number[];
   /** Chat template (with generation prompt) + tokenize. Throws ChatTemplateError on bad messages. */
-  encodeChat(messages: ChatMessage[], opts?: { tools?: ToolDefinition[] }): { text: string; ids: number[] };
+  encodeChat(messages: ChatMessage[], opts?: { tools?: ToolDefinition[]; templateKwargs?: Record<string, unknown> }): { text: string; ids: number[] };
+  /** True when the chat template reads this variable (e.g. Qwen3's `enable_thinking`). */
+  templateUses?(variable: string): boolean;
   readonly toolCallFormat: ToolCallFormat;
   /** Streaming tool-call parser: content / tool_call / tool_call_arguments events in order. */
   createToolCallParser(): { push(text: string): ToolParserEvent[]; flush(): ToolParserEvent[] };

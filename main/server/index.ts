@@ -330,7 +330,10 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
 
   function encodePrompt(r: ChatRequest | CompletionRequest, text: ServerTextPipeline): number[] {
     try {
-      if (r.kind === 'chat') return text.encodeChat(r.messages, r.tools ? { tools: r.tools } : {}).ids;
+      if (r.kind === 'chat') {
+        const templateKwargs = templateKwargsFor(r, text);
+        return text.encodeChat(r.messages, { ...(r.tools ? { tools: r.tools } : {}), ...(templateKwargs ? { templateKwargs } : {}) }).ids;
+      }
       if (typeof r.prompt === 'string') return text.encode(r.prompt);
       return r.prompt;
     } catch (err) {
@@ -340,6 +343,20 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
         param: r.kind === 'chat' ? 'messages' : 'prompt',
       });
     }
+  }
+
+  /**
+   * Template variables of a chat request: the client's `chat_template_kwargs`, plus one default of
+   * ours — when the output is forced (response_format JSON, or a required/named tool call) a
+   * template with a thinking switch (Qwen3's `enable_thinking`) renders its non-thinking prompt,
+   * since the constraint would not let the model open a think block anyway. An explicit
+   * `enable_thinking` from the client always wins.
+   */
+  function templateKwargsFor(r: ChatRequest, text: ServerTextPipeline): Record<string, unknown> | null {
+    const forced = r.constraint !== null || (r.tools !== null && (r.toolChoice === 'required' || typeof r.toolChoice === 'object'));
+    const kwargs = r.templateKwargs ? { ...r.templateKwargs } : {};
+    if (forced && !('enable_thinking' in kwargs) && text.templateUses?.('enable_thinking')) kwargs.enable_thinking = false;
+    return Object.keys(kwargs).length ? kwargs : null;
   }
 
   /**

@@ -40,6 +40,8 @@ export interface ChatRequest extends CommonRequest {
   /** Tools to render into the prompt (null when none or tool_choice is none). */
   tools: ToolDefinition[] | null;
   toolChoice: ToolChoice;
+  /** `chat_template_kwargs` (vLLM / llama-server): extra template variables, e.g. enable_thinking. */
+  templateKwargs: Record<string, unknown> | null;
 }
 
 export interface CompletionRequest extends CommonRequest {
@@ -349,11 +351,31 @@ function parseTools(body: Obj): { tools: ToolDefinition[] | null; toolChoice: To
   return { tools, toolChoice };
 }
 
+/** Names the template reads from the request itself or our globals: not settable as kwargs. */
+const RESERVED_TEMPLATE_VARS = new Set(['messages', 'tools', 'add_generation_prompt', 'raise_exception', 'strftime_now', 'range', 'bos_token', 'eos_token', 'pad_token', 'unk_token']);
+const MAX_TEMPLATE_KWARGS_BYTES = 8 * 1024;
+
+/** `chat_template_kwargs`: a small JSON object of template variables (names like identifiers). */
+function parseTemplateKwargs(body: Obj): Record<string, unknown> | null {
+  const raw = body.chat_template_kwargs;
+  if (!present(raw)) return null;
+  const param = 'chat_template_kwargs';
+  if (!isObj(raw)) throw bad(param, "'chat_template_kwargs' must be an object of template variables");
+  const keys = Object.keys(raw);
+  if (keys.length > 32) throw bad(param, "'chat_template_kwargs' may set at most 32 variables");
+  for (const k of keys) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(k)) throw bad(param, "'chat_template_kwargs' keys must be identifiers (letters, digits, _)");
+    if (RESERVED_TEMPLATE_VARS.has(k)) throw bad(param, `'chat_template_kwargs' cannot set '${k}': it comes from the request or the server`);
+  }
+  if (JSON.stringify(raw).length > MAX_TEMPLATE_KWARGS_BYTES) throw bad(param, "'chat_template_kwargs' is larger than 8 KB");
+  return { ...raw };
+}
+
 export function validateChatRequest(body: Obj, opts: { maxStopLength: number }): ChatRequest {
   const messages = parseMessages(body.messages);
   const common = parseCommon(body, opts.maxStopLength, 'chat');
   const { tools, toolChoice } = parseTools(body);
-  return { kind: 'chat', ...common, messages, tools, toolChoice };
+  return { kind: 'chat', ...common, messages, tools, toolChoice, templateKwargs: parseTemplateKwargs(body) };
 }
 
 export function validateCompletionRequest(body: Obj, opts: { maxStopLength: number; vocabSize: number }): CompletionRequest {

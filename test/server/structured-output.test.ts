@@ -287,9 +287,11 @@ describe('response_format json_schema', () => {
 
   test('the response-cache key carries the constraint (a JSON answer is never served for a text request)', async () => {
     cacheKeys.length = 0;
-    const req = { model, messages: [{ role: 'user' as const, content: 'cache key probe' }], temperature: 0, max_tokens: 4 };
+    // Thinking stays on for both (forced JSON would otherwise render the non-thinking prompt), so
+    // the prompts are identical and only the constraint tells the two keys apart.
+    const req = { model, messages: [{ role: 'user' as const, content: 'cache key probe' }], temperature: 0, max_tokens: 4, chat_template_kwargs: { enable_thinking: true } } as never;
     await client.chat.completions.create(req);
-    await client.chat.completions.create({ ...req, response_format: { type: 'json_object' } });
+    await client.chat.completions.create({ ...(req as object), response_format: { type: 'json_object' } } as never);
     assert.equal(cacheKeys.length, 2);
     assert.equal(cacheKeys[0]!.constraint ?? null, null);
     assert.deepEqual(cacheKeys[1]!.constraint, { schema: null });

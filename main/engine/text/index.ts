@@ -46,6 +46,8 @@ export interface TextPipeline {
   decode(ids: readonly number[], opts?: DecodeOptions): string;
   renderChat(messages: ChatMessage[], opts?: RenderChatOptions): string;
   encodeChat(messages: ChatMessage[], opts?: RenderChatOptions): { text: string; ids: number[] };
+  /** True when the chat template's source mentions this variable (e.g. `enable_thinking`). */
+  templateUses(variable: string): boolean;
   countChatTokens(messages: ChatMessage[], opts?: RenderChatOptions): number;
   readonly eosTokenIds: number[];
   readonly modelMaxLength: number | null;
@@ -184,6 +186,10 @@ class Pipeline implements TextPipeline {
       },
       this.toolCallFormat,
     );
+  }
+
+  templateUses(variable: string): boolean {
+    return this.template.sourceText.includes(variable);
   }
 
   encodeChat(messages: ChatMessage[], opts?: RenderChatOptions): { text: string; ids: number[] } {
