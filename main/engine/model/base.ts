@@ -175,13 +175,16 @@ function decoderStack(m: DecoderModel, tokens: number[], cache: KVCache): mx.arr
  * together with `cache.arrays()`.
  */
 export function forward(m: DecoderModel, tokens: number[], cache: KVCache, lastOnly = true): mx.array {
-  const c = m.config;
+  const x = normedStates(m, tokens, cache, lastOnly);
+  return linear(m, x, m.weights.lmHead, 'lm_head').reshape(-1, m.config.vocabSize);
+}
+
+/** The decoder stack + final norm ([1, rows, hidden]); with `lastOnly` only the last position. */
+function normedStates(m: DecoderModel, tokens: number[], cache: KVCache, lastOnly: boolean): mx.array {
   const L = tokens.length;
   let x = decoderStack(m, tokens, cache);
   if (lastOnly && L > 1) x = x.index(mx.Slice(), mx.Slice(L - 1, L));
-  x = mx.fast.rmsNorm(x, m.weights.norm, c.rmsNormEps);
-  const logits = linear(m, x, m.weights.lmHead, 'lm_head');
-  return logits.reshape(-1, c.vocabSize);
+  return mx.fast.rmsNorm(x, m.weights.norm, m.config.rmsNormEps);
 }
 
 /**
@@ -190,10 +193,5 @@ export function forward(m: DecoderModel, tokens: number[], cache: KVCache, lastO
  * (last-token pooling needs nothing else). Lazy, like `forward`.
  */
 export function hiddenStates(m: DecoderModel, tokens: number[], cache: KVCache, lastOnly = false): mx.array {
-  const c = m.config;
-  const L = tokens.length;
-  let x = decoderStack(m, tokens, cache);
-  if (lastOnly && L > 1) x = x.index(mx.Slice(), mx.Slice(L - 1, L));
-  x = mx.fast.rmsNorm(x, m.weights.norm, c.rmsNormEps);
-  return x.reshape(-1, c.hiddenSize);
+  return normedStates(m, tokens, cache, lastOnly).reshape(-1, m.config.hiddenSize);
 }
