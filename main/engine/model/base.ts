@@ -10,6 +10,7 @@ import { core as mx } from '@frost-beta/mlx';
 import type { ModelConfig, Llama3RopeScaling } from './config.ts';
 import type { DtypePolicy, LinearWeight } from './dtype-policy.ts';
 import type { KVCache } from './kv-cache.ts';
+import { applyLinear, embedRows } from './linear.ts';
 import type { LayerWeights, ModelWeights } from './weights.ts';
 
 export interface DecoderModel {
@@ -50,34 +51,11 @@ export function createDecoderModel(config: ModelConfig, weights: ModelWeights, p
 }
 
 function linear(m: DecoderModel, x: mx.array, w: LinearWeight, what: string): mx.array {
-  m.policy.assertCompute(x, what);
-  let y: mx.array;
-  if (w.kind === 'dense') {
-    m.policy.assertCompute(w.weight, what);
-    y = mx.matmul(x, w.weight.T);
-  } else {
-    // The .d.ts names the first two arguments (w, x); the binding's real order is (x, w).
-    y = (mx.quantizedMatmul as unknown as (...a: unknown[]) => mx.array)(
-      x,
-      w.weight,
-      w.scales,
-      w.biases,
-      true,
-      w.groupSize,
-      w.bits,
-    );
-  }
-  return w.bias ? mx.add(y, w.bias) : y;
+  return applyLinear(m.policy, x, w, what);
 }
 
 function embed(m: DecoderModel, ids: mx.array): mx.array {
-  const e = m.weights.embed;
-  if (e.kind === 'dense') return mx.take(e.weight, ids, 0);
-  // Quantized embedding: take the packed rows, then dequantize only those.
-  const w = mx.take(e.weight, ids, 0);
-  const s = mx.take(e.scales, ids, 0);
-  const b = mx.take(e.biases, ids, 0);
-  return mx.dequantize(w, s, b, e.groupSize, e.bits);
+  return embedRows(m.weights.embed, ids);
 }
 
 /** Rotary embedding on [1, heads, L, headDim] at absolute positions offset..offset+L-1. */
