@@ -1,7 +1,7 @@
 // The typed API the preload exposes to the renderer as `window.mlxBar`, and the IPC channel names
 // behind it. Shared by preload (implements it), main/shell (handles the channels) and the renderer
 // (consumes it when present). Types only + constants: no electron import, so all three can use it.
-import type { MetricsSnapshot } from '../main/hardening/metrics-types.ts';
+import type { MetricsSnapshot } from '../main/common/metrics-types.ts';
 
 /** Every channel carries this prefix; main refuses anything else (VS Code's validatedIpcMain pattern). */
 export const IPC_PREFIX = 'mlxbar:';

@@ -2,7 +2,7 @@
 // so the API surface is unit-tested in plain Node; preload/index.ts passes the real ipcRenderer.
 // The renderer never sees ipcRenderer, the IpcRendererEvent or arbitrary channels: only these
 // named functions, each bound to one fixed channel (checklist item 20).
-import type { MetricsSnapshot } from '../main/hardening/metrics-types.ts';
+import type { MetricsSnapshot } from '../main/common/metrics-types.ts';
 import { INVOKE_CHANNELS, IPC_PREFIX, PUSH_CHANNELS, type AppState, type MlxBarApi } from './api.ts';
 
 export interface IpcRendererLike {

@@ -10,7 +10,7 @@ import { Degradation } from '../hardening/degradation.ts';
 import { createMemorySampler, watermarksFromSettings, type MemorySampler } from '../hardening/memory.ts';
 import { createMetrics, type Metrics } from '../hardening/metrics.ts';
 import { registerMetricsRoutes } from '../hardening/metrics-routes.ts';
-import { sanitizeMessage } from '../hardening/sanitize.ts';
+import { sanitizeMessage } from '../common/sanitize.ts';
 import { openResponseCache } from '../caches/index.ts';
 import type { ResponseCache } from '../caches/response-cache.ts';
 import { startPrefixPersistence, type PrefixEngine, type PrefixPersistence } from './prefix-persistence.ts';

@@ -22,7 +22,7 @@ import type { PrefixStore } from '../caches/prefix-store.ts';
 import { compatDigest, readEntry } from '../caches/entry-file.ts';
 import { ENTRY_EXT } from '../caches/entry-store.ts';
 import type { CacheHealth } from '../hardening/degradation.ts';
-import { sanitizeMessage } from '../hardening/sanitize.ts';
+import { sanitizeMessage } from '../common/sanitize.ts';
 
 /** Shorter prefixes are cheap to recompute and not worth disk I/O. */
 export const MIN_PERSISTED_TOKENS = 256;

@@ -27,7 +27,7 @@
 // format version, kind or compatibility fingerprint is a `miss` (the file is valid, just not for
 // us), never `corrupt`. Everything structurally wrong is `corrupt` with a reason.
 import { createHash } from 'node:crypto';
-import { nodeFs, type CacheFs, type FileHandleLike } from './atomic-write.ts';
+import { nodeFs, type CacheFs, type FileHandleLike } from '../common/atomic-write.ts';
 import { canonicalJson, sha256Hex } from './canonical.ts';
 
 export const MAGIC = Buffer.from('MXBC', 'latin1');

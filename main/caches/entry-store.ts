@@ -13,7 +13,7 @@
 // - Nothing here throws into the request path: get → null, set → false on any failure.
 import path from 'node:path';
 import { createHash } from 'node:crypto';
-import { atomicWrite, nodeFs, removeStrayTemps, type CacheFs } from './atomic-write.ts';
+import { atomicWrite, nodeFs, removeStrayTemps, type CacheFs } from '../common/atomic-write.ts';
 import { compatDigest, encodeEntryChunks, readEntry, type Compat, type EntryKind, type EntryMeta, type FileIdentity } from './entry-file.ts';
 import type { Quarantine } from './quarantine.ts';
 import type { CacheHealth } from '../hardening/degradation.ts';

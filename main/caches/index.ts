@@ -8,9 +8,9 @@
 // (not a directory, not writable), with a message that names no path.
 import path from 'node:path';
 import { constants as fsConstants } from 'node:fs';
-import { ApiError } from '../hardening/errors.ts';
+import { ApiError } from '../common/errors.ts';
 import type { CacheHealth } from '../hardening/degradation.ts';
-import { nodeFs, type CacheFs } from './atomic-write.ts';
+import { nodeFs, type CacheFs } from '../common/atomic-write.ts';
 import { EntryStore, type EntryStoreStats, type ScanReport } from './entry-store.ts';
 import { Quarantine } from './quarantine.ts';
 import { ResponseCache, type CacheFingerprints, type ResponseCacheStats } from './response-cache.ts';

@@ -2,7 +2,7 @@
 // a bounded count and byte budget (oldest dropped first). Corruptions are counted by reason for
 // /v1/metrics (`cache_corruptions`) and the Prometheus `mlxbar_cache_corruptions_total{reason}`.
 import path from 'node:path';
-import type { CacheFs } from './atomic-write.ts';
+import type { CacheFs } from '../common/atomic-write.ts';
 
 export interface QuarantineOptions {
   maxFiles?: number;

@@ -4,7 +4,7 @@
 // run(argv) with the arguments after `check`.
 import { runPreflight, formatReport } from '../hardening/preflight.ts';
 import { parseSettingFlags, flagsHelp } from '../settings/flags.ts';
-import { sanitizeMessage } from '../hardening/sanitize.ts';
+import { sanitizeMessage } from '../common/sanitize.ts';
 
 export const USAGE = `Usage: mlx-bar check [options]
 

@@ -2,7 +2,7 @@
 import { listModels, type LibraryEntry } from '../library/library.ts';
 import { defaultDataDir } from '../library/paths.ts';
 import { formatBytes } from '../library/format.ts';
-import { sanitizeMessage } from '../hardening/sanitize.ts';
+import { sanitizeMessage } from '../common/sanitize.ts';
 import { loadSettings } from '../settings/index.ts';
 import { handleUsage } from './usage.ts';
 

@@ -5,7 +5,7 @@ import { HubError } from '../library/hub-client.ts';
 import { defaultDataDir } from '../library/paths.ts';
 import { attachTerminalProgress } from '../library/progress-bar.ts';
 import { InvalidInputError } from '../library/validate.ts';
-import { sanitizeMessage } from '../hardening/sanitize.ts';
+import { sanitizeMessage } from '../common/sanitize.ts';
 import { handleUsage } from './usage.ts';
 
 const HELP = `Usage: mlx-bar pull <owner/name>[@revision] [options]

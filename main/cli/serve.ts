@@ -4,11 +4,11 @@
 // stop the engine, exit 0. Startup errors: one readable line, exit code 2, no stack trace.
 import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ApiError } from '../hardening/errors.ts';
-import { sanitizeMessage } from '../hardening/sanitize.ts';
+import { defaultDataDir } from '../common/data-dir.ts';
+import { ApiError } from '../common/errors.ts';
+import { sanitizeMessage } from '../common/sanitize.ts';
 import { createServer, type MlxBarServer, type ServerConfig } from '../server/index.ts';
 import type { ServerHooks } from '../server/hooks.ts';
 import type { EngineClient } from '../engine/types.ts';
@@ -65,14 +65,6 @@ Options:
 Every setting also has a flag and an MLXBAR_* environment variable (flags > env > <data-dir>/config.json
 > defaults):
 `;
-
-/** The folder Electron's app.getPath('userData') uses for productName "MLX Bar". */
-export function defaultDataDir(platform: NodeJS.Platform = process.platform, env: NodeJS.ProcessEnv = process.env): string {
-  const home = os.homedir();
-  if (platform === 'darwin') return path.join(home, 'Library', 'Application Support', 'MLX Bar');
-  if (platform === 'win32') return path.join(env.APPDATA || path.join(home, 'AppData', 'Roaming'), 'MLX Bar');
-  return path.join(env.XDG_CONFIG_HOME || path.join(home, '.config'), 'MLX Bar');
-}
 
 class UsageError extends Error {}
 

@@ -20,9 +20,9 @@
 // `cache_enabled` is reported independently of the combined state (the cache can be disabled while
 // the engine restarts, and both must be visible).
 import { EventEmitter } from 'node:events';
-import { ApiError } from './errors.ts';
-import { sanitizeMessage } from './sanitize.ts';
-import type { DegradationState, DegradationStatus } from './metrics-types.ts';
+import { ApiError } from '../common/errors.ts';
+import { sanitizeMessage } from '../common/sanitize.ts';
+import type { DegradationState, DegradationStatus } from '../common/metrics-types.ts';
 
 export type MemoryPressureLevel = 'normal' | 'soft' | 'hard';
 export type CircuitState = 'closed' | 'open' | 'half_open';

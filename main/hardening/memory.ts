@@ -22,7 +22,7 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
-import { ApiError } from './errors.ts';
+import { ApiError } from '../common/errors.ts';
 import type { EngineStats, ModelInfo } from '../engine/types.ts';
 
 export type PressureLevel = 'normal' | 'soft' | 'hard';

@@ -8,7 +8,7 @@
 // metrics.recordRequest (metrics scrapes are not traffic); auth/Host/Origin checks are the server's
 // hooks and apply to these routes like to any other.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ApiError } from './errors.ts';
+import { ApiError } from '../common/errors.ts';
 import type { Metrics } from './metrics.ts';
 
 type MetricsLike = Pick<Metrics, 'snapshot' | 'prometheus' | 'contentType' | 'subscribe'>;

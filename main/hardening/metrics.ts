@@ -17,11 +17,11 @@
 // (status < 400), non-cancelled requests enter the latency/TTFT/tokens-per-second windows: a 400 in
 // 1 ms is not a latency sample. Every request counts in totals, by_status and Prometheus counters.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { ERROR_CODES } from './errors.ts';
+import { ERROR_CODES } from '../common/errors.ts';
 import { createMemorySampler, type MemorySampler } from './memory.ts';
-import { summarize } from './percentiles.ts';
-import { sanitizeMessage } from './sanitize.ts';
-import type { DegradationState, DegradationStatus, MetricsSnapshot, RecentRequest, RequestRecord } from './metrics-types.ts';
+import { summarize } from '../common/percentiles.ts';
+import { sanitizeMessage } from '../common/sanitize.ts';
+import type { DegradationState, DegradationStatus, MetricsSnapshot, RecentRequest, RequestRecord } from '../common/metrics-types.ts';
 import type { EngineStats } from '../engine/types.ts';
 
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';

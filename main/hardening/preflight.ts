@@ -18,7 +18,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
-import { sanitizeMessage } from './sanitize.ts';
+import { sanitizeMessage } from '../common/sanitize.ts';
 import { loadSettings, type LoadSettingsResult } from '../settings/load.ts';
 import type { Settings } from '../settings/schema.ts';
 import { isLoopbackHost } from '../server/config.ts';

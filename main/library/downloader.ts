@@ -34,7 +34,7 @@ import {
 import { modelDirName, modelIdOf, parseRepoSpec, safeJoin, type RepoSpec } from './validate.ts';
 import { MANIFEST_FILE, modelsDirOf, INCOMING_DIR } from './paths.ts';
 import { formatBytes } from './format.ts';
-import { pidAlive } from '../caches/atomic-write.ts';
+import { fsyncDir as fsyncDirWith, nodeFs, pidAlive, writeFileAtomic } from '../common/atomic-write.ts';
 
 export interface PullOptions extends HubOptions {
   dataDir: string;
@@ -583,29 +583,13 @@ async function prepareStaging(staging: string, info: RepoInfo): Promise<StagingS
   return state;
 }
 
-async function writeJsonDurable(file: string, value: unknown): Promise<void> {
-  const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
-  const fh = await fsp.open(tmp, 'w');
-  try {
-    await fh.writeFile(JSON.stringify(value, null, 2));
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await fsp.rename(tmp, file);
+function writeJsonDurable(file: string, value: unknown): Promise<void> {
+  return writeFileAtomic(file, JSON.stringify(value, null, 2));
 }
 
 async function fsyncDir(dir: string): Promise<void> {
-  try {
-    const fh = await fsp.open(dir, 'r');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-  } catch {
-    // Not supported everywhere (e.g. some network filesystems); the rename itself is still atomic.
-  }
+  // Not supported everywhere (e.g. some network filesystems); the rename itself is still atomic.
+  await fsyncDirWith(nodeFs, dir).catch(() => {});
 }
 
 async function placeAtomically(staging: string, finalDir: string, incoming: string, dirName: string): Promise<void> {

@@ -6,8 +6,8 @@
 // 5 minutes, 0 = never) frees RAM, and the next request loads the model again.
 import { EventEmitter, once } from 'node:events';
 import type { EngineClient, EngineState, ModelInfo } from '../engine/types.ts';
-import { ApiError } from '../hardening/errors.ts';
-import { sanitizeMessage } from '../hardening/sanitize.ts';
+import { ApiError } from '../common/errors.ts';
+import { sanitizeMessage } from '../common/sanitize.ts';
 import { availableMemoryBytes, estimateFit, type FitEstimate } from './fit.ts';
 import { findModel as findInLibrary, type LibraryEntry, type ListOptions } from './library.ts';
 import { quoteUntrusted } from './validate.ts';

@@ -4,7 +4,7 @@
 import { existsSync, statSync } from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { ApiError } from '../hardening/errors.ts';
+import { ApiError } from '../common/errors.ts';
 import { startPull, type PullJob, type PullOptions } from './downloader.ts';
 import { findModel, inspectFolder, type ListOptions } from './library.ts';
 import { attachTerminalProgress } from './progress-bar.ts';

@@ -9,8 +9,8 @@
 import { randomBytes } from 'node:crypto';
 import type { PublicModel, PublicPullJob, ServerModelAdmin } from '../server/models.ts';
 import type { ServerTextPipeline } from '../server/hooks.ts';
-import { ApiError } from '../hardening/errors.ts';
-import { sanitizeMessage } from '../hardening/sanitize.ts';
+import { ApiError } from '../common/errors.ts';
+import { sanitizeMessage } from '../common/sanitize.ts';
 import { startPull, type PullJob, type PullOptions } from './downloader.ts';
 import { HubError } from './hub-client.ts';
 import { listModels, type ListOptions } from './library.ts';

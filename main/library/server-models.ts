@@ -6,7 +6,7 @@
 // Retry-After (and the load goes on for the next attempt).
 import type { ServerModels, ServedModelLease, PublicModel } from '../server/models.ts';
 import type { ServerTextPipeline } from '../server/hooks.ts';
-import { ApiError } from '../hardening/errors.ts';
+import { ApiError } from '../common/errors.ts';
 import { listModels, type ListOptions } from './library.ts';
 import type { ModelManager } from './model-manager.ts';
 import { toPublicEntry } from './index.ts';

@@ -2,7 +2,7 @@
 // helper maps validated settings onto this shape; `resolveServerConfig` fills the gaps and
 // refuses unsafe combinations (a non-loopback bind without an API key).
 import { isIP } from 'node:net';
-import { ApiError } from '../hardening/errors.ts';
+import { ApiError } from '../common/errors.ts';
 
 export interface ServerConfig {
   /** Interface to bind. Loopback unless an API key is set. */

@@ -10,8 +10,8 @@
 // cancels the batch (between inputs/chunks); the record is reported under route /v1/embeddings.
 import os from 'node:os';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ApiError, toApiError } from '../hardening/errors.ts';
-import { sanitizeMessage } from '../hardening/sanitize.ts';
+import { ApiError, toApiError } from '../common/errors.ts';
+import { sanitizeMessage } from '../common/sanitize.ts';
 import type { EngineClient, EngineErrorCode, ModelInfo } from '../engine/types.ts';
 import type { ServerHooks, ServerTextPipeline } from './hooks.ts';
 import type { ServedModelLease, ServerModels } from './models.ts';

@@ -2,8 +2,8 @@
 // no-op by default, so the server runs on its own (headless, tests) and the caches, metrics,
 // degradation and settings code attach without the server importing them.
 import type { FastifyInstance } from 'fastify';
-import type { ApiError } from '../hardening/errors.ts';
-import type { RequestRecord } from '../hardening/metrics-types.ts';
+import type { ApiError } from '../common/errors.ts';
+import type { RequestRecord } from '../common/metrics-types.ts';
 import type { GenerationConstraint, SamplingParams } from '../engine/types.ts';
 
 // Chat message and tool shapes are shared with the text pipeline (engine-text owns them).

@@ -3,7 +3,7 @@
 // recursive code downstream can hit a RangeError), prototype-poisoning keys dropped
 // (secure-json-parse), and a top-level object required.
 import sjson from 'secure-json-parse';
-import { ApiError } from '../hardening/errors.ts';
+import { ApiError } from '../common/errors.ts';
 
 const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
 

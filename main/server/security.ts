@@ -3,7 +3,7 @@
 // null so the caller can answer uniformly.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { ApiError } from '../hardening/errors.ts';
+import { ApiError } from '../common/errors.ts';
 import { isLoopbackHost } from './config.ts';
 
 const HOST_RE = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:(\d{1,5}))?$/;

@@ -20,8 +20,8 @@
 //   - PUT needs Content-Type: application/json (else 415, also without a body) and a small body;
 //   - answers carry no paths or stacks (fixed messages; the file is called "config.json").
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ApiError } from '../hardening/errors.ts';
-import { sanitizeMessage } from '../hardening/sanitize.ts';
+import { ApiError } from '../common/errors.ts';
+import { sanitizeMessage } from '../common/sanitize.ts';
 import { SettingsService, validateSettingsDocument, withDefaults } from '../shell/settings-service.ts';
 import { SETTINGS_KEYS, type Settings, type StoredSettings } from '../settings/schema.ts';
 import { LEAF_KEYS, SETTING_SPECS, getSetting, type SettingSource } from '../settings/load.ts';

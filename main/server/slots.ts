@@ -1,7 +1,7 @@
 // Bounded concurrency with a bounded FIFO queue. Beyond the queue a request is refused at once
 // (503 queue_full + Retry-After) instead of piling up; a waiter whose client disconnects leaves the
 // queue immediately. Fairness: strict FIFO.
-import { ApiError } from '../hardening/errors.ts';
+import { ApiError } from '../common/errors.ts';
 import type { ServerLoad } from './hooks.ts';
 
 interface Waiter {

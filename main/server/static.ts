@@ -3,7 +3,7 @@
 // and unknown extension-less paths fall back to index.html (client-side routes).
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { ApiError } from '../hardening/errors.ts';
+import { ApiError } from '../common/errors.ts';
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',

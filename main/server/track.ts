@@ -1,7 +1,7 @@
 // Per-request bookkeeping that becomes one RequestRecord when the response closes (finished,
 // failed or aborted), so streamed and cancelled requests are measured like any other.
 import { performance } from 'node:perf_hooks';
-import type { RequestRecord } from '../hardening/metrics-types.ts';
+import type { RequestRecord } from '../common/metrics-types.ts';
 
 export interface RequestTrack {
   id: string;

@@ -2,7 +2,7 @@
 // 400 ApiError naming `param`. `input` may be a string, an array of strings, an array of token ids
 // or an array of token-id arrays; empty inputs are refused (OpenAI does too). `truncate` is our
 // extension (Ollama's name): cut inputs longer than the context instead of answering 400.
-import { ApiError } from '../hardening/errors.ts';
+import { ApiError } from '../common/errors.ts';
 
 type Obj = Record<string, unknown>;
 const present = (v: unknown) => v !== undefined && v !== null;

@@ -6,7 +6,7 @@
 // `top_logprobs` 0..20; completions: `logprobs` 0..20) are supported. JSON response
 // formats and forced tool calls are enforced by constrained decoding (main/engine/constrain); a
 // schema it cannot enforce is a 400 naming the keyword, never ignored.
-import { ApiError } from '../hardening/errors.ts';
+import { ApiError } from '../common/errors.ts';
 import type { GenerationConstraint, SamplingParams } from '../engine/types.ts';
 import { compileSchema, SchemaError } from '../engine/constrain/index.ts';
 import type { ChatMessage, ToolDefinition } from './hooks.ts';

@@ -5,4 +5,4 @@ export * from './load.ts';
 export * from './store.ts';
 export * from './flags.ts';
 export { toServerConfig } from './server-config.ts';
-export { defaultDataDir } from './paths.ts';
+export { defaultDataDir } from '../common/data-dir.ts';

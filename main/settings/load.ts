@@ -16,9 +16,9 @@ import path from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import type { ErrorObject, ValidateFunction } from 'ajv';
-import { defaultDataDir } from './paths.ts';
+import { defaultDataDir } from '../common/data-dir.ts';
 import { DEFAULT_SETTINGS, SETTINGS_SCHEMA, type Settings, type StoredSettings } from './schema.ts';
-import { writeFileAtomicSync } from './atomic.ts';
+import { writeFileAtomicSync } from '../common/atomic-write.ts';
 
 export const SETTINGS_FILE = 'config.json';
 const MAX_FILE_BYTES = 1024 * 1024;

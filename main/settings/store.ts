@@ -5,7 +5,7 @@
 // conf validates the whole file on every read and throws on a schema violation, so always run
 // loadSettings() (which repairs a bad file) before opening the store.
 import Conf from 'conf';
-import { ApiError } from '../hardening/errors.ts';
+import { ApiError } from '../common/errors.ts';
 import { SETTINGS_SCHEMA, type StoredSettings } from './schema.ts';
 import { loadSettings, validateSetting, LEAF_KEYS, storedPart, type LoadSettingsResult } from './load.ts';
 

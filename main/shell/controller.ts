@@ -8,8 +8,8 @@
 import { EventEmitter } from 'node:events';
 import { existsSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { sanitizeMessage } from '../hardening/sanitize.ts';
-import type { MetricsSnapshot } from '../hardening/metrics-types.ts';
+import { sanitizeMessage } from '../common/sanitize.ts';
+import type { MetricsSnapshot } from '../common/metrics-types.ts';
 import type { LibraryEntry, ListOptions } from '../library/library.ts';
 import type { Settings } from '../settings/schema.ts';
 import type { AppModel, AppState, SaveResult, SettingsIssue, SettingsPayload } from '../../preload/api.ts';

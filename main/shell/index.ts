@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { app, BrowserWindow, clipboard, Menu, nativeImage, protocol, session, shell, Tray, ipcMain, utilityProcess } from 'electron';
 import ElectronStore from 'electron-store';
-import { sanitizeMessage } from '../hardening/sanitize.ts';
+import { sanitizeMessage } from '../common/sanitize.ts';
 import { SETTINGS_SCHEMA, type StoredSettings } from '../settings/schema.ts';
 import { PUSH_CHANNELS } from '../../preload/api.ts';
 import { APP_SCHEME, DASHBOARD_URL, MODELS_URL, SETTINGS_URL } from './app-origin.ts';

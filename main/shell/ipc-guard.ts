@@ -8,7 +8,7 @@
 // renderer sanitized (Electron serializes only `message`, so that text is the leak surface).
 // Only types come from electron, so this is unit-tested in plain Node.
 import type { IpcMain, IpcMainInvokeEvent } from 'electron';
-import { sanitizeMessage } from '../hardening/sanitize.ts';
+import { sanitizeMessage } from '../common/sanitize.ts';
 import { IPC_PREFIX } from '../../preload/api.ts';
 import { APP_ORIGIN, parseUrl } from './app-origin.ts';
 

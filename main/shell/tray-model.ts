@@ -1,7 +1,7 @@
 // What the tray shows, computed from the app state: status (icon + tooltip) and the menu as plain
 // data. Pure, so every state is unit-tested; main/shell/index.ts only turns the model into
 // Electron's Menu and wires the item ids to actions.
-import type { DegradationState, MetricsSnapshot } from '../hardening/metrics-types.ts';
+import type { DegradationState, MetricsSnapshot } from '../common/metrics-types.ts';
 import { formatBytes } from '../library/format.ts';
 import type { AppModel, AppState, ServerStatus } from '../../preload/api.ts';
 

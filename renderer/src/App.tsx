@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useState } from 'react';
-import type { MetricsSnapshot } from '../../main/hardening/metrics-types.ts';
+import type { MetricsSnapshot } from '../../main/common/metrics-types.ts';
 import type { AppState } from '../../preload/api.ts';
 import { bridge, startFeed, type FeedStatus } from './api/feed.ts';
 import { appendSample, type Sample } from './api/history.ts';

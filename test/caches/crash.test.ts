@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EntryStore } from '../../main/caches/entry-store.ts';
 import { Quarantine } from '../../main/caches/quarantine.ts';
-import { nodeFs } from '../../main/caches/atomic-write.ts';
+import { nodeFs } from '../../main/common/atomic-write.ts';
 import { makeTempDir } from './helpers.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -9,7 +9,7 @@ import { readdir, readFile, writeFile, truncate, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { EntryStore, type EntryStoreOptions } from '../../main/caches/entry-store.ts';
 import { Quarantine } from '../../main/caches/quarantine.ts';
-import { nodeFs } from '../../main/caches/atomic-write.ts';
+import { nodeFs } from '../../main/common/atomic-write.ts';
 import { FIXED_HEADER_BYTES, encodeEntryChunks } from '../../main/caches/entry-file.ts';
 import { makeTempDir } from './helpers.ts';
 

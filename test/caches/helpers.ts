@@ -3,7 +3,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { nodeFs, type CacheFs, type FileHandleLike } from '../../main/caches/atomic-write.ts';
+import { nodeFs, type CacheFs, type FileHandleLike } from '../../main/common/atomic-write.ts';
 
 export async function makeTempDir(t: { after(fn: () => unknown): void }, prefix = 'mlxbar-cache-'): Promise<string> {
   const dir = await mkdtemp(path.join(tmpdir(), prefix));

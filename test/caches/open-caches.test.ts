@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { writeFile, readdir, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { openCaches } from '../../main/caches/index.ts';
-import { ApiError } from '../../main/hardening/errors.ts';
+import { ApiError } from '../../main/common/errors.ts';
 import { Degradation } from '../../main/hardening/degradation.ts';
 import type { CachedResponse, ResponseCacheRequest } from '../../main/caches/response-cache.ts';
 import { makeTempDir, FP } from './helpers.ts';

@@ -2,7 +2,7 @@
 // benchMetricsOverhead() or run this file with tsx). Prints one JSON object.
 import { createMetrics } from '../../main/hardening/metrics.ts';
 import { createMemorySampler } from '../../main/hardening/memory.ts';
-import type { RequestRecord } from '../../main/hardening/metrics-types.ts';
+import type { RequestRecord } from '../../main/common/metrics-types.ts';
 
 export async function benchMetricsOverhead(n = 50_000): Promise<Record<string, number>> {
   const m = createMetrics({ memory: createMemorySampler({}), modelInfo: () => ({ id: 'bench-model', state: 'ready' }) });

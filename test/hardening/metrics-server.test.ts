@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import { startStack, postJson, rawRequest, chat, parseSse, type TestStack } from '../server/helpers.ts';
 import { createMetrics, type Metrics } from '../../main/hardening/metrics.ts';
 import { registerMetricsRoutes } from '../../main/hardening/metrics-routes.ts';
-import type { MetricsSnapshot } from '../../main/hardening/metrics-types.ts';
+import type { MetricsSnapshot } from '../../main/common/metrics-types.ts';
 
 const parseMod = createRequire(import.meta.url)('parse-prometheus-text-format');
 const parseProm: (t: string) => { name: string; type: string; metrics: { value?: string; labels?: Record<string, string> }[] }[] = parseMod.default ?? parseMod;

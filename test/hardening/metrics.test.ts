@@ -9,9 +9,9 @@ import http from 'node:http';
 import Fastify from 'fastify';
 import { createMetrics, CORRUPTION_REASONS, PROMETHEUS_CONTENT_TYPE } from '../../main/hardening/metrics.ts';
 import { registerMetricsRoutes } from '../../main/hardening/metrics-routes.ts';
-import { percentileSorted, summarize } from '../../main/hardening/percentiles.ts';
+import { percentileSorted, summarize } from '../../main/common/percentiles.ts';
 import { createMemorySampler } from '../../main/hardening/memory.ts';
-import type { RequestRecord } from '../../main/hardening/metrics-types.ts';
+import type { RequestRecord } from '../../main/common/metrics-types.ts';
 
 interface PromSample {
   value?: string;

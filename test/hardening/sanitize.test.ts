@@ -4,8 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import os from 'node:os';
-import { ApiError, ERROR_CODES, toApiError, type ErrorCode } from '../../main/hardening/errors.ts';
-import { sanitizeMessage } from '../../main/hardening/sanitize.ts';
+import { ApiError, ERROR_CODES, toApiError, type ErrorCode } from '../../main/common/errors.ts';
+import { sanitizeMessage } from '../../main/common/sanitize.ts';
 
 const SECRET = 'sk-test-9f8e7d6c5b4a';
 process.env.MLXBAR_API_KEY = SECRET;

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { buildTinyModel } from '../helpers/tiny-model.ts';
 import { startFakeHub, type FakeHub } from './fake-hub.ts';
 import { resolveModelArg } from '../../main/library/resolve.ts';
-import { ApiError } from '../../main/hardening/errors.ts';
+import { ApiError } from '../../main/common/errors.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BIN = path.join(root, 'bin', 'mlx-bar.mjs');

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { buildTinyModel } from '../helpers/tiny-model.ts';
 import { createEngineClient, loadTextPipeline, type SupervisedEngineClient } from '../../main/engine/index.ts';
 import { createModelManager, type ModelManager } from '../../main/library/model-manager.ts';
-import { ApiError } from '../../main/hardening/errors.ts';
+import { ApiError } from '../../main/common/errors.ts';
 
 let root: string;
 let dataDir: string;

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { describe, test } from 'node:test';
 import { startFeed, type FeedStatus } from '../../renderer/src/api/feed.ts';
-import type { MetricsSnapshot } from '../../main/hardening/metrics-types.ts';
+import type { MetricsSnapshot } from '../../main/common/metrics-types.ts';
 
 function snapshot(n: number): MetricsSnapshot {
   return {

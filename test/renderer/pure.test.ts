@@ -8,7 +8,7 @@ import { appendSample } from '../../renderer/src/api/history.ts';
 import { duration, pct, secs } from '../../renderer/src/format.ts';
 import { fieldsOf, fromInput, getAt, issuesFromAjv, setAt, type JsonSchema } from '../../renderer/src/settings-form.ts';
 import { buildSnippets } from '../../renderer/src/snippets.ts';
-import type { MetricsSnapshot } from '../../main/hardening/metrics-types.ts';
+import type { MetricsSnapshot } from '../../main/common/metrics-types.ts';
 
 function snapAt(ts: string, count = 0): MetricsSnapshot {
   return {

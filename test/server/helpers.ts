@@ -8,7 +8,7 @@ import { createEngineClient, loadTextPipeline } from '../../main/engine/index.ts
 import type { EngineClient, ModelInfo } from '../../main/engine/types.ts';
 import { createServer, type MlxBarServer, type ServerConfig } from '../../main/server/index.ts';
 import type { CachedGeneration, ResponseCacheKey, ServerHooks } from '../../main/server/hooks.ts';
-import type { RequestRecord } from '../../main/hardening/metrics-types.ts';
+import type { RequestRecord } from '../../main/common/metrics-types.ts';
 
 export interface TestStack {
   url: string;

@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startStack, rawRequest, rawSocket, postJson, chat, LEAK_RE, type RawResponse, type TestStack } from './helpers.ts';
 import { createServer } from '../../main/server/index.ts';
-import { ApiError } from '../../main/hardening/errors.ts';
+import { ApiError } from '../../main/common/errors.ts';
 import { makeApiKeyCheck } from '../../main/server/security.ts';
 import type { IncomingMessage } from 'node:http';
 

@@ -7,7 +7,7 @@ import OpenAI from 'openai';
 import { startStack, postJson, parseSse, chat, LEAK_RE, type TestStack } from './helpers.ts';
 import { createServer, type MlxBarServer, type ServerConfig } from '../../main/server/index.ts';
 import type { CachedGeneration, ResponseCacheKey } from '../../main/server/hooks.ts';
-import type { RequestRecord } from '../../main/hardening/metrics-types.ts';
+import type { RequestRecord } from '../../main/common/metrics-types.ts';
 
 let stack: TestStack;
 const cacheSets: { key: ResponseCacheKey; value: CachedGeneration }[] = [];
@@ -218,7 +218,7 @@ describe('F. queueing', () => {
 
   test('admission hook refusal → its 503 + Retry-After before queueing', async () => {
     const text = stack.text;
-    const { ApiError } = await import('../../main/hardening/errors.ts');
+    const { ApiError } = await import('../../main/common/errors.ts');
     const s = createServer(
       {
         engine: stack.engine,

@@ -19,7 +19,7 @@ import {
   settingsRootSchema,
   toServerConfig,
 } from '../../main/settings/index.ts';
-import { ApiError } from '../../main/hardening/errors.ts';
+import { ApiError } from '../../main/common/errors.ts';
 
 function tmpDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'mlxbar-settings-'));

@@ -11,7 +11,7 @@
 // - The engine's stdout/stderr only ever reach `log`, sanitized. Errors that reach callers are
 //   sanitized EngineEvents or Errors carrying an EngineErrorCode in `.code`.
 import { EventEmitter } from 'node:events';
-import { sanitizeMessage } from '../../hardening/sanitize.ts';
+import { sanitizeMessage } from '../../common/sanitize.ts';
 import type {
   EmbedRequest,
   EmbedResult,

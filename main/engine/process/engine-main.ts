@@ -5,7 +5,7 @@
 // becomes a `fatal` message and a non-zero exit, which the supervising EngineClient turns into a
 // restart. Errors are sanitized before they leave: no paths, no stacks.
 import { performance } from 'node:perf_hooks';
-import { sanitizeMessage } from '../../hardening/sanitize.ts';
+import { sanitizeMessage } from '../../common/sanitize.ts';
 import type { EngineErrorCode, EngineEvent, EngineStats, GenerateRequest, ModelInfo, PrefixKvSnapshot } from '../types.ts';
 import { detectLoadedBlas } from './blas.ts';
 import { parentChannel } from './ipc.ts';

@@ -5,7 +5,7 @@
 //      `Authorization` header a server with an API key requires;
 //   3. polling GET /v1/metrics once a second, when the stream is unavailable or keeps failing.
 // The page is the same in all three cases; only this module knows the difference.
-import type { MetricsSnapshot } from '../../../main/hardening/metrics-types.ts';
+import type { MetricsSnapshot } from '../../../main/common/metrics-types.ts';
 import type { MlxBarApi } from '../../../preload/api.ts';
 
 export type FeedMode = 'bridge' | 'sse' | 'poll';

@@ -1,6 +1,6 @@
 // A bounded time series of the values the charts plot, built from successive snapshots. Pure, so
 // it is unit-tested in Node.
-import type { MetricsSnapshot } from '../../../main/hardening/metrics-types.ts';
+import type { MetricsSnapshot } from '../../../main/common/metrics-types.ts';
 
 export interface Sample {
   /** ms since epoch (from the snapshot, so the x axis is the server's clock). */

@@ -1,4 +1,4 @@
-import type { MetricsSnapshot } from '../../../main/hardening/metrics-types.ts';
+import type { MetricsSnapshot } from '../../../main/common/metrics-types.ts';
 import type { AppState } from '../../../preload/api.ts';
 import type { Sample } from '../api/history.ts';
 import { Panel, Stat } from '../components/Card.tsx';

@@ -1,4 +1,5 @@
-// Crash-safe file replacement and the injectable fs layer every cache file operation goes through.
+// Crash-safe file replacement (the one helper: caches, settings, downloads) and the injectable fs
+// layer every cache file operation goes through.
 //
 // atomicWrite: write a temp file in the SAME directory (rename is only atomic within one file
 // system), fsync it, close it, rename it over the target, then fsync the directory (a rename is
@@ -7,6 +8,7 @@
 //
 // The fs layer is a small interface over node:fs/promises so tests can inject ENOSPC/EIO or hang a
 // rename to simulate a crash between write and rename; production uses `nodeFs`.
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -116,6 +118,44 @@ export async function atomicWrite(fs: CacheFs, target: string, chunks: readonly 
     throw err;
   } finally {
     activeTemps.delete(tmp);
+  }
+}
+
+/** Atomically replaces `target` with `text` (UTF-8 JSON etc.) through the real file system. */
+export function writeFileAtomic(target: string, data: string | Uint8Array): Promise<void> {
+  return atomicWrite(nodeFs, target, [typeof data === 'string' ? Buffer.from(data) : data]);
+}
+
+/**
+ * Synchronous twin of atomicWrite for start-up code that cannot await (settings repair): same temp
+ * name, same order (write, fsync, rename, fsync dir), parent folder created, owner-only by default.
+ */
+export function writeFileAtomicSync(target: string, data: string | Uint8Array, mode = 0o600): void {
+  const dir = path.dirname(target);
+  fs.mkdirSync(dir, { recursive: true });
+  const tmp = tempNameFor(target);
+  const fd = fs.openSync(tmp, 'wx', mode);
+  try {
+    fs.writeFileSync(fd, data);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  try {
+    fs.renameSync(tmp, target);
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    throw e;
+  }
+  try {
+    const dfd = fs.openSync(dir, 'r');
+    try {
+      fs.fsyncSync(dfd);
+    } finally {
+      fs.closeSync(dfd);
+    }
+  } catch {
+    // directory fsync is not supported everywhere (Windows); the rename is still atomic
   }
 }
 
