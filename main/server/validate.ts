@@ -284,6 +284,12 @@ function parseMessages(v: unknown): ChatMessage[] {
       if (typeof m.name !== 'string') throw bad('messages', `${p}.name must be a string`);
       msg.name = m.name;
     }
+    // Earlier reasoning (DeepSeek/Qwen `reasoning_content`, what we return): thinking templates
+    // render it or drop it as they were written to.
+    if (role === 'assistant' && present(m.reasoning_content)) {
+      if (typeof m.reasoning_content !== 'string') throw bad('messages', `${p}.reasoning_content must be a string`);
+      msg.reasoning_content = wellFormed(m.reasoning_content);
+    }
     if (role === 'tool' && present(m.tool_call_id)) {
       if (typeof m.tool_call_id !== 'string') throw bad('messages', `${p}.tool_call_id must be a string`);
       msg.tool_call_id = m.tool_call_id;
