@@ -40,6 +40,11 @@ export const ERROR_CODES = {
   engine_crashed: { status: 500, type: 'server_error' },
   model_load_failed: { status: 500, type: 'server_error' },
   cache_error: { status: 500, type: 'server_error' },
+  rate_limited: { status: 429, type: 'rate_limit_error' },
+  upstream_unavailable: { status: 502, type: 'server_error' },
+  upstream_error: { status: 502, type: 'server_error' },
+  upstream_down: { status: 503, type: 'server_error' },
+  upstream_timeout: { status: 504, type: 'server_error' },
   internal_error: { status: 500, type: 'server_error' },
 } as const satisfies Record<string, { status: number; type: ErrorType }>;
 
