@@ -27,6 +27,7 @@
 // format version, kind or compatibility fingerprint is a `miss` (the file is valid, just not for
 // us), never `corrupt`. Everything structurally wrong is `corrupt` with a reason.
 import { createHash } from 'node:crypto';
+import { constants as fsc } from 'node:fs';
 import { nodeFs, type CacheFs, type FileHandleLike } from '../common/atomic-write.ts';
 import { canonicalJson, sha256Hex } from './canonical.ts';
 
@@ -75,7 +76,8 @@ export type CorruptReason =
   | 'invalid_meta'
   | 'not_a_file';
 
-export type MissReason = 'not_found' | 'version' | 'kind' | 'fingerprint' | 'key_mismatch';
+/** `not_ours`: not a regular file (FIFO, device, symlink…): never opened for reading, never moved. */
+export type MissReason = 'not_found' | 'not_ours' | 'version' | 'kind' | 'fingerprint' | 'key_mismatch';
 
 export interface FileIdentity {
   size: number;
@@ -166,6 +168,8 @@ export function encodeEntry(input: EncodeInput, payload: Uint8Array | readonly U
   return Buffer.concat(encodeEntryChunks(input, payload));
 }
 
+const READ_FLAGS = fsc.O_RDONLY | (fsc.O_NOFOLLOW ?? 0) | (fsc.O_NONBLOCK ?? 0);
+
 async function readExactly(fh: FileHandleLike, buf: Buffer, position: number): Promise<boolean> {
   let off = 0;
   while (off < buf.length) {
@@ -218,14 +222,18 @@ export async function readEntry(file: string, expected: Expected, fs: CacheFs = 
   let fh: FileHandleLike | undefined;
   try {
     try {
-      fh = await fs.open(file, 'r');
+      // O_NOFOLLOW: a symlink fails (ELOOP) instead of reading whatever it points at; O_NONBLOCK: a FIFO
+      // opens at once instead of blocking a libuv thread until a writer appears (it used to hang startup).
+      fh = await fs.open(file, READ_FLAGS);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { ok: false, kind: 'miss', reason: 'not_found' };
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return { ok: false, kind: 'miss', reason: 'not_found' };
+      if (code === 'ELOOP' || code === 'ENXIO' || code === 'EISDIR') return { ok: false, kind: 'miss', reason: 'not_ours' };
       throw err;
     }
     const st = await fh.stat();
     const id: FileIdentity = { size: st.size, ino: st.ino, mtimeMs: st.mtimeMs };
-    if (!st.isFile()) return { ok: false, kind: 'corrupt', reason: 'not_a_file', file: id };
+    if (!st.isFile()) return { ok: false, kind: 'miss', reason: 'not_ours' };
     if (st.size === 0) return { ok: false, kind: 'corrupt', reason: 'empty', file: id };
     // Fixed-size read: the only allocation before the lengths are validated.
     const fixed = Buffer.alloc(FIXED_HEADER_BYTES);

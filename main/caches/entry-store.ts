@@ -19,6 +19,8 @@ import type { Quarantine } from './quarantine.ts';
 import type { CacheHealth } from '../hardening/degradation.ts';
 
 export const ENTRY_EXT = '.entry';
+/** The only names this store writes (see fileNameFor); anything else in the folder is not ours. */
+const ENTRY_NAME_RE = /^[0-9a-f]{40}\.entry$/;
 
 export interface EntryStoreOptions {
   /** `<data>/cache/<kind>` */
@@ -162,14 +164,18 @@ export class EntryStore {
     await this.fs.mkdir(this.dir, { recursive: true });
     const report: ScanReport = { entries: 0, foreign: 0, corrupt: 0, errors: 0, strayTempsRemoved: 0 };
     report.strayTempsRemoved = await removeStrayTemps(this.fs, this.dir, { now: this.now() });
-    const names = (await this.fs.readdir(this.dir)).filter((n) => n.endsWith(ENTRY_EXT)).sort();
+    const names = (await this.fs.readdir(this.dir)).filter((n) => ENTRY_NAME_RE.test(n)).sort();
     const found: { e: IndexEntry; mtime: number }[] = [];
     for (const name of names) {
+      // Only regular files: a FIFO, device, socket or symlink under an entry name is not ours, is
+      // never opened (a FIFO would block) and never moved or deleted.
+      const own = await this.fs.lstat(this.pathOf(name)).catch(() => null);
+      if (!own?.isFile()) continue;
       const r = await readEntry(this.pathOf(name), { kind: this.kind, compatDigest: this.compatHex, maxPayloadBytes: this.maxBytes }, this.fs, this.scanMode);
       if (r.ok) {
         found.push({ e: this.makeIndexEntry(name, r.entry.file, false, r.entry.meta), mtime: r.entry.file.mtimeMs });
       } else if (r.kind === 'miss') {
-        if (r.reason === 'not_found') continue;
+        if (r.reason === 'not_found' || r.reason === 'not_ours') continue;
         // another version / model / kind: valid, not ours; evicted first by budget
         if (r.file) found.push({ e: this.makeIndexEntry(name, r.file, true, null), mtime: r.file.mtimeMs });
         report.foreign++;
@@ -238,7 +244,7 @@ export class EntryStore {
     }
     this.counters.misses++;
     if (r.kind === 'miss') {
-      if (r.reason === 'not_found') this.dropFromIndex(name);
+      if (r.reason === 'not_found' || r.reason === 'not_ours') this.dropFromIndex(name);
       else if (r.reason === 'key_mismatch') this.counters.collisions++;
       else {
         const cur = this.index.get(name);
@@ -385,6 +391,12 @@ export class EntryStore {
   }
 
   private async unlinkEntry(name: string, op: string): Promise<boolean> {
+    const own = await this.fs.lstat(this.pathOf(name)).catch(() => null);
+    if (own && !own.isFile()) {
+      // replaced by something we did not write: forget it, leave it alone
+      this.dropFromIndex(name);
+      return true;
+    }
     try {
       await this.fs.unlink(this.pathOf(name));
     } catch (err) {
@@ -448,8 +460,8 @@ export class EntryStore {
       if (!this.quarantining.has(name)) return; // a new entry replaced it meanwhile
       this.quarantining.delete(name);
       const p = this.pathOf(name);
-      const st = await this.fs.stat(p).catch(() => null);
-      if (!st) return;
+      const st = await this.fs.lstat(p).catch(() => null);
+      if (!st?.isFile()) return;
       if (file && (st.ino !== file.ino || st.size !== file.size)) return;
       try {
         await this.quarantine.put(p, st.size, reason);

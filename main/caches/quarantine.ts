@@ -10,10 +10,14 @@ export interface QuarantineOptions {
   now?: () => number;
 }
 
-const NAME_RE = /^(.+)\.(\d{13,})\.([a-z0-9_]+)$/;
+// Exactly the names put() makes: `<40 hex>.entry.<16-digit µs stamp>.<reason>`. Trimming deletes
+// nothing else (a user's notes, files someone else put there).
+const NAME_RE = /^([0-9a-f]{40}\.entry)\.(\d{16})\.([a-z0-9_]+)$/;
 
 export class Quarantine {
   readonly dir: string;
+  /** `<data>/cache`: must be a real directory too (the quarantine never works through symlinks). */
+  private readonly parent: string;
   private readonly fs: CacheFs;
   private readonly maxFiles: number;
   private readonly maxBytes: number;
@@ -23,6 +27,7 @@ export class Quarantine {
 
   constructor(dir: string, fs: CacheFs, opts: QuarantineOptions = {}) {
     this.dir = dir;
+    this.parent = path.dirname(dir);
     this.fs = fs;
     this.maxFiles = opts.maxFiles ?? 32;
     this.maxBytes = opts.maxBytes ?? 64 * 1024 * 1024;
@@ -48,6 +53,12 @@ export class Quarantine {
     const ts = String(this.now() * 1000 + (this.seq++ % 1000)).padStart(16, '0');
     const dest = path.join(this.dir, `${path.basename(file)}.${ts}.${reason.replace(/[^a-z0-9_]/g, '_')}`);
     if (bytes > this.maxBytes) return this.remove(file);
+    // Only a regular file the cache wrote is moved; only into a real quarantine folder inside the
+    // data dir. A symlinked `cache/` or `cache/quarantine` would send it (and later trimming) elsewhere.
+    const own = await this.fs.lstat(file).catch(() => null);
+    if (!own) return 'gone';
+    if (!own.isFile()) return 'gone';
+    if ((await this.realDir()) === 'symlink') return this.remove(file);
     try {
       await this.fs.rename(file, dest);
     } catch (err) {
@@ -75,15 +86,27 @@ export class Quarantine {
     }
   }
 
-  /** Oldest-first removal until both bounds hold. */
+  /** 'ok' (real directories), 'missing', or 'symlink' (a symlink or non-directory in the way). */
+  private async realDir(): Promise<'ok' | 'missing' | 'symlink'> {
+    for (const d of [this.parent, this.dir]) {
+      const st = await this.fs.lstat(d).catch(() => null);
+      if (!st) return 'missing';
+      if (!st.isDirectory()) return 'symlink';
+    }
+    return 'ok';
+  }
+
+  /** Oldest-first removal of the quarantine's own files until both bounds hold. */
   async trim(): Promise<void> {
+    if ((await this.realDir()) !== 'ok') return;
     const names = await this.fs.readdir(this.dir);
     const files: { name: string; ts: number; size: number }[] = [];
     for (const name of names) {
-      const st = await this.fs.stat(path.join(this.dir, name)).catch(() => null);
-      if (!st || !st.isFile()) continue;
       const m = NAME_RE.exec(name);
-      files.push({ name, ts: m ? Number(m[2]) : 0, size: st.size });
+      if (!m) continue;
+      const st = await this.fs.lstat(path.join(this.dir, name)).catch(() => null);
+      if (!st || !st.isFile()) continue;
+      files.push({ name, ts: Number(m[2]), size: st.size });
     }
     files.sort((a, b) => a.ts - b.ts || (a.name < b.name ? -1 : 1));
     let total = files.reduce((s, f) => s + f.size, 0);
@@ -96,8 +119,9 @@ export class Quarantine {
 
   async list(): Promise<{ name: string; reason: string | null; size: number }[]> {
     const out: { name: string; reason: string | null; size: number }[] = [];
+    if ((await this.realDir()) !== 'ok') return out;
     for (const name of await this.fs.readdir(this.dir).catch(() => [] as string[])) {
-      const st = await this.fs.stat(path.join(this.dir, name)).catch(() => null);
+      const st = await this.fs.lstat(path.join(this.dir, name)).catch(() => null);
       if (st?.isFile()) out.push({ name, reason: NAME_RE.exec(name)?.[3] ?? null, size: st.size });
     }
     return out;

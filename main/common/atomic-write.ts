@@ -19,6 +19,7 @@ export interface StatLike {
   ino: number;
   isFile(): boolean;
   isDirectory(): boolean;
+  isSymbolicLink(): boolean;
 }
 
 export interface FileHandleLike {
@@ -30,11 +31,14 @@ export interface FileHandleLike {
 }
 
 export interface CacheFs {
-  open(p: string, flags: string, mode?: number): Promise<FileHandleLike>;
+  /** `flags` may be numeric (O_NOFOLLOW | O_NONBLOCK for reads of files the cache did not write). */
+  open(p: string, flags: string | number, mode?: number): Promise<FileHandleLike>;
   rename(from: string, to: string): Promise<void>;
   unlink(p: string): Promise<void>;
   readdir(p: string): Promise<string[]>;
   stat(p: string): Promise<StatLike>;
+  /** Does not follow a final symlink: the cache only ever touches regular files it wrote. */
+  lstat(p: string): Promise<StatLike>;
   mkdir(p: string, opts: { recursive: true }): Promise<unknown>;
   utimes(p: string, atime: Date, mtime: Date): Promise<void>;
   /** Checks write access (fs.access W_OK); used once when opening the caches. */
@@ -47,6 +51,7 @@ export const nodeFs: CacheFs = {
   unlink: (p) => fsp.unlink(p),
   readdir: (p) => fsp.readdir(p),
   stat: (p) => fsp.stat(p),
+  lstat: (p) => fsp.lstat(p),
   mkdir: (p, o) => fsp.mkdir(p, o),
   utimes: (p, a, m) => fsp.utimes(p, a, m),
   access: (p, m) => fsp.access(p, m),
@@ -188,6 +193,9 @@ export async function removeStrayTemps(fs: CacheFs, dir: string, opts: { now?: n
     if (!m) continue;
     const full = path.join(dir, name);
     if (activeTemps.has(full)) continue;
+    // only regular files (never a FIFO, device or symlink someone placed under a temp-like name)
+    const own = await fs.lstat(full).catch(() => null);
+    if (!own?.isFile()) continue;
     const pid = Number(m[2]);
     if (pid !== process.pid && pidAlive(pid)) {
       const st = await fs.stat(full).catch(() => null);

@@ -72,6 +72,7 @@ export function faultyFs(base: CacheFs = nodeFs): FaultyFs {
     },
     readdir: (p) => (count('readdir'), base.readdir(p)),
     stat: (p) => (count('stat'), base.stat(p)),
+    lstat: (p) => (count('lstat'), base.lstat(p)),
     mkdir: (p, o) => (count('mkdir'), base.mkdir(p, o)),
     utimes: (p, a, m) => (count('utimes'), base.utimes(p, a, m)),
     access: (p, m) => (count('access'), base.access(p, m)),
