@@ -22,7 +22,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError } from '../common/errors.ts';
 import { sanitizeMessage } from '../common/sanitize.ts';
-import { SettingsService, validateSettingsDocument, withDefaults } from '../shell/settings-service.ts';
+import { SettingsService, validateSettingsDocument, withDefaults } from '../settings/service.ts';
 import { SETTINGS_KEYS, type Settings, type StoredSettings } from '../settings/schema.ts';
 import { LEAF_KEYS, SETTING_SPECS, getSetting, type SettingSource } from '../settings/load.ts';
 import type { SettingsIssue } from '../../preload/api.ts';

@@ -13,9 +13,9 @@
 //    key; other echoed values are truncated.
 import fs from 'node:fs';
 import path from 'node:path';
-import { Ajv2020 } from 'ajv/dist/2020.js';
-import addFormats from 'ajv-formats';
-import type { ErrorObject, ValidateFunction } from 'ajv';
+import { quoteValue } from './issues.ts';
+import { schemaFor, validateSetting } from './validation.ts';
+export { schemaFor, validateSetting };
 import { defaultDataDir } from '../common/data-dir.ts';
 import { DEFAULT_SETTINGS, SETTINGS_SCHEMA, type Settings, type StoredSettings } from './schema.ts';
 import { writeFileAtomicSync } from '../common/atomic-write.ts';
@@ -128,15 +128,6 @@ function describeKind(kind: ValueKind): string {
           : 'a string';
 }
 
-function quote(v: unknown, secret = false): string {
-  if (secret) return '(hidden)';
-  const isStr = typeof v === 'string';
-  const s = isStr ? v : JSON.stringify(v) ?? String(v);
-  const printable = s.replace(/[\x00-\x1f\x7f]/g, '?');
-  const short = printable.length > 40 ? printable.slice(0, 39) + '…' : printable;
-  return isStr ? `"${short}"` : short;
-}
-
 /** Converts a raw string (env/argv) to the setting's type; typed values pass through. */
 function convert(spec: SettingSpec, raw: unknown): { ok: true; value: unknown } | { ok: false; message: string } {
   if (typeof raw !== 'string') return { ok: true, value: raw };
@@ -160,74 +151,8 @@ function convert(spec: SettingSpec, raw: unknown): { ok: true; value: unknown } 
     default:
       value = raw;
   }
-  if (value === null) return { ok: false, message: `must be ${describeKind(spec.kind)}, got ${quote(raw, spec.secret)}` };
+  if (value === null) return { ok: false, message: `must be ${describeKind(spec.kind)}, got ${quoteValue(raw, spec.secret)}` };
   return { ok: true, value };
-}
-
-// ---------------------------------------------------------------- schema validation per setting
-
-const ajv = new Ajv2020({ allErrors: true, useDefaults: true, strict: false });
-addFormats.default ? (addFormats as unknown as { default: (a: Ajv2020) => void }).default(ajv) : (addFormats as unknown as (a: Ajv2020) => void)(ajv);
-const validators = new Map<string, ValidateFunction>();
-
-/** The sub-schema of a setting path (`memory.softPercent` → SETTINGS_SCHEMA.memory.properties.softPercent). */
-export function schemaFor(key: string): Record<string, unknown> | null {
-  const [top, sub] = key.split('.');
-  const s = (SETTINGS_SCHEMA as Record<string, Record<string, unknown>>)[top];
-  if (!s || !Object.prototype.hasOwnProperty.call(SETTINGS_SCHEMA, top)) return null;
-  if (!sub) return s;
-  const props = s.properties as Record<string, Record<string, unknown>> | undefined;
-  return props && Object.prototype.hasOwnProperty.call(props, sub) ? props[sub] : null;
-}
-
-function validatorFor(key: string): ValidateFunction | null {
-  let v = validators.get(key);
-  if (!v) {
-    const s = schemaFor(key);
-    if (!s) return null;
-    v = ajv.compile(s);
-    validators.set(key, v);
-  }
-  return v;
-}
-
-function ajvMessage(e: ErrorObject): string {
-  const p = e.params as Record<string, unknown>;
-  switch (e.keyword) {
-    case 'type':
-      return `must be ${p.type === 'integer' ? 'an integer' : p.type === 'array' ? 'a list' : p.type === 'object' ? 'an object' : `a ${String(p.type)}`}`;
-    case 'minimum':
-      return `must be ≥ ${String(p.limit)}`;
-    case 'maximum':
-      return `must be ≤ ${String(p.limit)}`;
-    case 'enum':
-      return `must be one of ${(p.allowedValues as unknown[]).join(', ')}`;
-    case 'pattern':
-      return 'has an invalid format';
-    case 'minLength':
-      return `must have at least ${String(p.limit)} characters`;
-    case 'maxLength':
-      return `must have at most ${String(p.limit)} characters`;
-    case 'maxItems':
-      return `must have at most ${String(p.limit)} entries`;
-    case 'uniqueItems':
-      return 'must not repeat entries';
-    case 'additionalProperties':
-      return `has an unknown key ${quote(String(p.additionalProperty))}`;
-    default:
-      return e.message ?? 'is invalid';
-  }
-}
-
-/** Validates one value of a setting path; returns an error message or null. */
-export function validateSetting(key: string, value: unknown): string | null {
-  const v = validatorFor(key);
-  if (!v) return 'is not a known setting';
-  const copy = value !== null && typeof value === 'object' ? structuredClone(value) : value;
-  if (v(copy)) return null;
-  const e = v.errors![0];
-  const where = e.instancePath ? ` (at ${e.instancePath})` : '';
-  return `${ajvMessage(e)}${where}`;
 }
 
 // ---------------------------------------------------------------- helpers on nested settings
@@ -326,7 +251,7 @@ function readSettingsFile(file: string): FileRead {
     const ptr = k; // dotted setting path (a JSON pointer would read like a file path to the sanitizer)
     if (FORBIDDEN_KEYS.has(k)) {
       out.status = 'invalid';
-      issue(k, ptr, `forbidden key ${quote(k)} ignored (possible prototype-pollution attempt)`);
+      issue(k, ptr, `forbidden key ${quoteValue(k)} ignored (possible prototype-pollution attempt)`);
       continue;
     }
     if (k === INTERNAL_KEY) {
@@ -335,7 +260,7 @@ function readSettingsFile(file: string): FileRead {
     }
     const schema = schemaFor(k);
     if (!schema) {
-      issue(k, ptr, `unknown setting ${quote(k)} ignored`);
+      issue(k, ptr, `unknown setting ${quoteValue(k)} ignored`);
       if (!hasForbiddenKey(obj[k])) out.keep[k] = obj[k];
       continue;
     }
@@ -352,18 +277,18 @@ function readSettingsFile(file: string): FileRead {
         const sv = (v as Record<string, unknown>)[sub];
         if (FORBIDDEN_KEYS.has(sub)) {
           out.status = 'invalid';
-          issue(leaf, `${ptr}.${sub}`, `forbidden key ${quote(sub)} ignored (possible prototype-pollution attempt)`);
+          issue(leaf, `${ptr}.${sub}`, `forbidden key ${quoteValue(sub)} ignored (possible prototype-pollution attempt)`);
           continue;
         }
         if (!schemaFor(leaf)) {
           out.status = 'invalid';
-          issue(leaf, `${ptr}.${sub}`, `unknown setting ${quote(sub)} in ${k} ignored`);
+          issue(leaf, `${ptr}.${sub}`, `unknown setting ${quoteValue(sub)} in ${k} ignored`);
           continue;
         }
         const err = validateSetting(leaf, sv);
         if (err) {
           out.status = 'invalid';
-          issue(leaf, `${ptr}.${sub}`, `${leaf} ${err}, got ${quote(sv, leaf === 'apiKey')}; the default is used`);
+          issue(leaf, `${ptr}.${sub}`, `${leaf} ${err}, got ${quoteValue(sv, leaf === 'apiKey')}; the default is used`);
           continue;
         }
         out.values[leaf] = sv;
@@ -375,13 +300,13 @@ function readSettingsFile(file: string): FileRead {
     const forbidden = hasForbiddenKey(v);
     if (forbidden) {
       out.status = 'invalid';
-      issue(k, ptr, `forbidden key ${quote(forbidden)} ignored (possible prototype-pollution attempt)`);
+      issue(k, ptr, `forbidden key ${quoteValue(forbidden)} ignored (possible prototype-pollution attempt)`);
       continue;
     }
     const err = validateSetting(k, v);
     if (err) {
       out.status = 'invalid';
-      issue(k, ptr, `${k} ${err}, got ${quote(v, k === 'apiKey')}; the default is used`);
+      issue(k, ptr, `${k} ${err}, got ${quoteValue(v, k === 'apiKey')}; the default is used`);
       continue;
     }
     out.values[k] = v;
@@ -467,7 +392,7 @@ export function loadSettings(opts: LoadSettingsOptions = {}): LoadSettingsResult
     const c = convert(spec, raw);
     const err = c.ok ? validateSetting(spec.key, c.value) : c.message;
     if (err) {
-      errors.push({ source: 'env', key: spec.key, where: spec.env, message: `${spec.env} ${c.ok ? `${err}, got ${quote(raw, spec.secret)}` : err}` });
+      errors.push({ source: 'env', key: spec.key, where: spec.env, message: `${spec.env} ${c.ok ? `${err}, got ${quoteValue(raw, spec.secret)}` : err}` });
       continue;
     }
     setPath(merged, spec.key, (c as { value: unknown }).value);
@@ -477,13 +402,13 @@ export function loadSettings(opts: LoadSettingsOptions = {}): LoadSettingsResult
     if (key === 'dataDir' || raw === undefined || raw === null) continue; // null = not given
     const spec = SETTING_SPECS.find((s) => s.key === key);
     if (!spec) {
-      errors.push({ source: 'flag', key, where: key, message: `unknown option ${quote(key)}` });
+      errors.push({ source: 'flag', key, where: key, message: `unknown option ${quoteValue(key)}` });
       continue;
     }
     const c = convert(spec, raw);
     const err = c.ok ? validateSetting(spec.key, c.value) : c.message;
     if (err) {
-      errors.push({ source: 'flag', key, where: spec.flag, message: `${spec.flag} ${c.ok ? `${err}, got ${quote(raw, spec.secret)}` : err}` });
+      errors.push({ source: 'flag', key, where: spec.flag, message: `${spec.flag} ${c.ok ? `${err}, got ${quoteValue(raw, spec.secret)}` : err}` });
       continue;
     }
     setPath(merged, spec.key, (c as { value: unknown }).value);

@@ -13,7 +13,7 @@ import type { MetricsSnapshot } from '../common/metrics-types.ts';
 import type { LibraryEntry, ListOptions } from '../library/library.ts';
 import type { Settings } from '../settings/schema.ts';
 import type { AppModel, AppState, SaveResult, SettingsIssue, SettingsPayload } from '../../preload/api.ts';
-import type { SettingsService } from './settings-service.ts';
+import type { SettingsService } from '../settings/service.ts';
 
 /** A started engine + server, as the shell needs it. */
 export interface CoreHandle {

@@ -14,7 +14,7 @@ import { AppController } from './controller.ts';
 import { readableStartError, startCoreFromSettings } from './core.ts';
 import { GuardedIpc } from './ipc-guard.ts';
 import { registerIpcHandlers } from './ipc-handlers.ts';
-import { SettingsService } from './settings-service.ts';
+import { SettingsService } from '../settings/service.ts';
 import { clickModelItem, trayIconFile, trayInputFrom, trayMenu, trayStatus, trayTooltip, type TrayInput, type TrayItemId, type TrayMenuItem } from './tray-model.ts';
 import { appCsp, isAllowedExternal, isAllowedNavigation, mimeFor, resolveAppAsset } from './url-policy.ts';
 import { utilityProcessSpawner } from '../engine/process/utility-spawner.ts';

@@ -144,8 +144,8 @@ export function fromInput(field: Field, text: string): unknown {
   }
 }
 
-// Error mapping is shared with the shell (preload/settings-issues.ts).
-export { issuesFromAjv } from '../../preload/settings-issues.ts';
+// Error mapping is shared with the shell (main/settings/issues.ts).
+export { issuesFromAjv } from '../../main/settings/issues.ts';
 
 /** The dotted setting path the server and CLI use ("responseCache.maxEntries") for a field. */
 export function settingPathOf(field: Field): string {

@@ -20,7 +20,7 @@ import { AppController } from '../../main/shell/controller.ts';
 import { readableStartError, startCoreFromSettings } from '../../main/shell/core.ts';
 import { GuardedIpc } from '../../main/shell/ipc-guard.ts';
 import { registerIpcHandlers } from '../../main/shell/ipc-handlers.ts';
-import { SettingsService } from '../../main/shell/settings-service.ts';
+import { SettingsService } from '../../main/settings/service.ts';
 import { APP_CSP, mimeFor, resolveAppAsset } from '../../main/shell/url-policy.ts';
 import { PUSH_CHANNELS } from '../../preload/api.ts';
 import type { StoredSettings } from '../../main/settings/schema.ts';

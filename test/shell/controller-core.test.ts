@@ -9,7 +9,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { AppController } from '../../main/shell/controller.ts';
 import { readableStartError, startCoreFromSettings } from '../../main/shell/core.ts';
-import { SettingsService } from '../../main/shell/settings-service.ts';
+import { SettingsService } from '../../main/settings/service.ts';
 import { buildTinyModel } from '../helpers/tiny-model.ts';
 
 test('controller starts the real core from settings, polls its metrics, reports a busy port readably', { timeout: 300_000 }, async () => {

@@ -12,7 +12,7 @@ import { loadSettings } from '../../main/settings/load.ts';
 import { openSettingsStore } from '../../main/settings/store.ts';
 import { SETTINGS_SCHEMA, type StoredSettings } from '../../main/settings/schema.ts';
 import { AppController } from '../../main/shell/controller.ts';
-import { SettingsService } from '../../main/shell/settings-service.ts';
+import { SettingsService } from '../../main/settings/service.ts';
 
 const dirs: string[] = [];
 function tmp(): string {

@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import OpenAI from 'openai';
 import { AppController } from '../../main/shell/controller.ts';
 import { readableStartError, startCoreFromSettings } from '../../main/shell/core.ts';
-import { SettingsService } from '../../main/shell/settings-service.ts';
+import { SettingsService } from '../../main/settings/service.ts';
 import { clickModelItem, trayInputFrom, trayMenu, type TrayMenuItem } from '../../main/shell/tray-model.ts';
 import type { AppState } from '../../preload/api.ts';
 import { buildTinyModel } from '../helpers/tiny-model.ts';

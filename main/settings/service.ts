@@ -1,4 +1,4 @@
-// Settings as the desktop app handles them (no electron import; unit-tested in Node):
+// Settings as the settings page edits them — the desktop app and the headless /v1/settings routes:
 //  - read the stored file WITHOUT repairing it, so an invalid file is shown to the user as it is,
 //    field by field, instead of being silently replaced by defaults;
 //  - validate edits against THE settings schema (main/settings/schema.ts) with ajv, the same
@@ -8,27 +8,14 @@
 // The server starts only when `current().settings` is non-null (a valid configuration).
 import fs from 'node:fs';
 import path from 'node:path';
-import { Ajv2020 } from 'ajv/dist/2020.js';
-import addFormatsModule from 'ajv-formats';
-import { DEFAULT_SETTINGS, settingsRootSchema, type Settings, type StoredSettings } from '../settings/schema.ts';
+import { DEFAULT_SETTINGS, type Settings, type StoredSettings } from './schema.ts';
 import type { SaveResult, SettingsIssue, SettingsPayload } from '../../preload/api.ts';
-import { issuesFromAjv } from '../../preload/settings-issues.ts';
+import { validateSettingsDocument } from './validation.ts';
+import { SETTINGS_FILE } from './load.ts';
 
-const SETTINGS_FILE = 'config.json';
+export { validateSettingsDocument };
+
 const MAX_FILE_BYTES = 1024 * 1024;
-
-const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (a: Ajv2020) => void;
-const ajv = new Ajv2020({ allErrors: true, strict: false });
-addFormats(ajv);
-const validateDocument = ajv.compile(settingsRootSchema());
-
-/** Whole-document validation; [] when valid. */
-export function validateSettingsDocument(values: unknown): SettingsIssue[] {
-  if (!values || typeof values !== 'object' || Array.isArray(values)) return [{ path: '', message: 'settings must be a JSON object' }];
-  // Validate a copy: ajv must not see (or mutate) the caller's object.
-  const copy = JSON.parse(JSON.stringify(values));
-  return validateDocument(copy) ? [] : issuesFromAjv(validateDocument.errors);
-}
 
 function isPlainObject(x: unknown): x is Record<string, unknown> {
   return !!x && typeof x === 'object' && !Array.isArray(x);
