@@ -8,5 +8,6 @@ import { metricsSection } from './metrics.ts';
 import { cachesSection } from './caches.ts';
 import { embeddingsSection } from './embeddings.ts';
 import { constrainSection } from './constrain.ts';
+import { prefillSection } from './prefill.ts';
 
-export const SECTIONS: BenchSection[] = [engineSection, serverSection, cacheHttpSection, prefixRestartSection, cachesSection, metricsSection, embeddingsSection, constrainSection];
+export const SECTIONS: BenchSection[] = [engineSection, serverSection, cacheHttpSection, prefixRestartSection, cachesSection, metricsSection, embeddingsSection, constrainSection, prefillSection];

@@ -1,0 +1,146 @@
+// Prefill: the engine process (exactly the server's path: createEngineClient with the server's engine
+// options, its warm-up, chunking, KV reservation, GC/event-loop policy and IPC) against the same
+// token generator run in this process, on the same prompts, interleaved (engine, in-process,
+// in-process, engine, …) so load from other processes hits both alike. Per run: tok/s, the
+// per-chunk wall times (from the `prefill` progress events / onPrefill, same instrumentation on
+// both sides) and the CPU seconds the computing process used (engine: /proc/<pid>/stat; in-process:
+// process.cpuUsage) — CPU ≪ wall × threads means the process was waiting for a core.
+//   --prefill-shape qwen3_0_6b (default; tiny/small too)   --prefill-lens 512,2048   --reps 3
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { createEngineClient } from '../main/engine/process/engine-client.ts';
+import { DEFAULT_SAMPLING, type EngineEvent, type GenerateRequest } from '../main/engine/types.ts';
+import { ensureCheckpoint, promptIds, type ShapeName } from './engine.ts';
+import type { BenchOptions, BenchResult, BenchSection } from './registry.ts';
+
+const round = (x: number, d = 2): number => Math.round(x * 10 ** d) / 10 ** d;
+const load1 = (): number => round(os.loadavg()[0], 2);
+
+/** utime + stime of a process in seconds (Linux), or NaN. */
+function procCpuSeconds(pid: number | undefined): number {
+  if (!pid || process.platform !== 'linux') return NaN;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // Fields 14 and 15 (utime, stime) are at 11 and 12 after the "(comm) " part.
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+interface PrefillRun {
+  mode: 'engine' | 'inproc';
+  tokens: number;
+  ms: number;
+  tokPerS: number;
+  cpuS: number;
+  chunkMs: number[];
+  load1: number;
+}
+
+export interface Spread {
+  runs: number[];
+  median: number;
+  best: number;
+  spread: number;
+}
+
+export function summarize(values: number[]): Spread {
+  const s = [...values].sort((a, b) => a - b);
+  const median = s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  return { runs: values.map((v) => round(v, 1)), median: round(median, 1), best: round(s[s.length - 1], 1), spread: round(s[s.length - 1] / s[0], 2) };
+}
+
+/** Chunk durations from cumulative timestamps. */
+const deltas = (stamps: number[], t0: number): number[] => stamps.map((t, i) => round(t - (i === 0 ? t0 : stamps[i - 1]), 0));
+
+async function runPrefill(opts: BenchOptions): Promise<BenchResult> {
+  const shape = (typeof opts.args['prefill-shape'] === 'string' ? opts.args['prefill-shape'] : opts.quick ? 'tiny' : 'qwen3_0_6b') as ShapeName;
+  const lens = typeof opts.args['prefill-lens'] === 'string' ? opts.args['prefill-lens'].split(',').map(Number) : opts.quick ? [256] : [512, 2048];
+  const reps = Math.max(1, Number(opts.args.reps ?? (opts.quick ? 1 : 3)));
+  const dir = await ensureCheckpoint(shape, 'f32', opts.log);
+
+  // In-process side: the same generator the engine runs (model/index.ts), same chunk size, same
+  // memory policy, no prefix cache (every prompt is new anyway).
+  const { loadModel, generateAll, DEFAULT_PREFILL_CHUNK } = await import('../main/engine/model/index.ts');
+  const lm = await loadModel(dir);
+  const warm = { promptIds: promptIds(8, 1, 1000), sampling: { ...DEFAULT_SAMPLING, temperature: 0, maxTokens: 2 }, eosTokenIds: [], cachePrompt: false };
+  await generateAll(lm, null, warm);
+
+  const logs: string[] = [];
+  // The server's engine options (main/cli/serve.ts passes only the prefix-cache budget).
+  const client = createEngineClient({ log: (l) => logs.push(l), engine: { prefixCacheBytes: 1024 * 2 ** 20 } });
+  const runs: PrefillRun[] = [];
+  let reqN = 0;
+  try {
+    const info = await client.start(dir);
+    const limit = Math.min(info.vocabSize, 150_000);
+    const engineRun = async (ids: number[]): Promise<PrefillRun> => {
+      const req: GenerateRequest = {
+        requestId: `prefill-${++reqN}`,
+        promptIds: ids,
+        sampling: { ...DEFAULT_SAMPLING, temperature: 0, maxTokens: 1 },
+        cachePrompt: true,
+      };
+      const stamps: number[] = [];
+      const cpu0 = procCpuSeconds(client.pid);
+      const t0 = performance.now();
+      let done: Extract<EngineEvent, { type: 'done' }> | null = null;
+      for await (const e of client.generate(req)) {
+        if (e.type === 'error') throw new Error(`${e.code}: ${e.message}`);
+        if (e.type === 'prefill') stamps.push(performance.now());
+        if (e.type === 'done') done = e;
+      }
+      if (!done) throw new Error('no done event');
+      const cpuS = procCpuSeconds(client.pid) - cpu0;
+      return { mode: 'engine', tokens: ids.length, ms: round(done.prefillMs, 0), tokPerS: round(ids.length / (done.prefillMs / 1000), 1), cpuS: round(cpuS, 1), chunkMs: deltas(stamps, t0), load1: load1() };
+    };
+    const inprocRun = async (ids: number[]): Promise<PrefillRun> => {
+      const stamps: number[] = [];
+      const cpu0 = process.cpuUsage();
+      const t0 = performance.now();
+      const { summary } = await generateAll(
+        lm,
+        null,
+        { promptIds: ids, sampling: { ...DEFAULT_SAMPLING, temperature: 0, maxTokens: 1 }, eosTokenIds: [], cachePrompt: false, prefillChunk: DEFAULT_PREFILL_CHUNK },
+        { onPrefill: () => stamps.push(performance.now()) },
+      );
+      const c = process.cpuUsage(cpu0);
+      return { mode: 'inproc', tokens: ids.length, ms: round(summary.prefillMs, 0), tokPerS: round(ids.length / (summary.prefillMs / 1000), 1), cpuS: round((c.user + c.system) / 1e6, 1), chunkMs: deltas(stamps, t0), load1: load1() };
+    };
+    for (let r = 0; r < reps; r++) {
+      for (const len of lens) {
+        // Fresh ids per run (nothing cached), the same prompt for both sides of one pair.
+        const ids = promptIds(len, 7000 + r * 31 + len, limit);
+        const order = r % 2 === 0 ? [engineRun, inprocRun] : [inprocRun, engineRun];
+        for (const f of order) {
+          const run = await f(ids);
+          runs.push(run);
+          opts.log(`${run.mode} ${len} tokens: ${run.tokPerS} tok/s (${run.ms} ms, cpu ${run.cpuS} s, chunks ${run.chunkMs.join('/')}, load ${run.load1})`);
+        }
+      }
+    }
+  } finally {
+    await client.stop();
+  }
+  const result: Record<string, unknown> = { shape, reps, chunk: DEFAULT_PREFILL_CHUNK, openblasCoretype: process.env.OPENBLAS_CORETYPE ?? null, runs };
+  const ratios: Record<string, number | null> = {};
+  for (const len of lens) {
+    const e = summarize(runs.filter((x) => x.mode === 'engine' && x.tokens === len).map((x) => x.tokPerS));
+    const i = summarize(runs.filter((x) => x.mode === 'inproc' && x.tokens === len).map((x) => x.tokPerS));
+    result[`tokens_${len}`] = { engine: e, inproc: i };
+    ratios[`engine_vs_inproc_${len}`] = round(e.median / i.median, 2);
+    ratios[`engine_spread_${len}`] = e.spread;
+    ratios[`inproc_spread_${len}`] = i.spread;
+    ratios[`engine_tok_per_s_${len}`] = e.median;
+  }
+  return { result, ratios };
+}
+
+export const prefillSection: BenchSection = {
+  name: 'prefill',
+  description: 'prefill through the engine process vs the same generator in-process (same prompts, interleaved), with spread and per-chunk times',
+  run: runPrefill,
+};
