@@ -3,7 +3,7 @@
 // type stripping), prints the spec report, and closes with the `N passed, N failed` line CI reads.
 // Usage: node scripts/run-tests.mjs [substring filters...]
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, mkdtempSync, rmSync, existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -18,13 +18,38 @@ function walk(dir) {
   return out;
 }
 const filters = process.argv.slice(2);
-const files = walk(path.join(root, 'test'))
-  .map((f) => path.relative(root, f))
-  .filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)))
-  .sort();
+// A filter that names an existing .ts file is run as given (the guard's own test runs a fixture
+// outside test/ this way); the others are substrings of test/**/*.test.ts paths.
+const direct = filters.filter((f) => f.endsWith('.ts') && existsSync(f) && statSync(f).isFile() && !/\.test\.tsx?$/.test(f));
+const substrings = filters.filter((f) => !direct.includes(f));
+const files = [
+  ...walk(path.join(root, 'test'))
+    .map((f) => path.relative(root, f))
+    .filter((f) => (filters.length === 0 ? true : substrings.some((s) => f.includes(s)))),
+  ...direct.map((f) => path.resolve(f)),
+].sort();
 if (files.length === 0) { console.error('no test files matched'); process.exit(1); }
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'mlxbar-tap-'));
+// Tests must never touch the user's real folders. They run with HOME and the XDG folders pointed at
+// a throw-away home, so a test that forgets --data-dir writes there instead of ~/.config/MLX Bar;
+// the run then FAILS, naming what was written (see the end of this script).
+const fakeHome = path.join(tmp, 'home');
+const homeEnv = {
+  HOME: fakeHome,
+  USERPROFILE: fakeHome,
+  XDG_CONFIG_HOME: path.join(fakeHome, '.config'),
+  XDG_DATA_HOME: path.join(fakeHome, '.local', 'share'),
+  XDG_CACHE_HOME: path.join(fakeHome, '.cache'),
+  APPDATA: path.join(fakeHome, 'AppData', 'Roaming'),
+};
+const dataDirs = [
+  path.join(homeEnv.XDG_CONFIG_HOME, 'MLX Bar'),
+  path.join(fakeHome, 'Library', 'Application Support', 'MLX Bar'),
+  path.join(homeEnv.APPDATA, 'MLX Bar'),
+];
+// The data dir may come from the environment too: a test that wants one sets it explicitly.
+const { MLXBAR_DATA_DIR: _ignored, ...parentEnv } = process.env;
 const tapFile = path.join(tmp, 'report.tap');
 const args = [
   '--import', 'tsx',
@@ -34,7 +59,7 @@ const args = [
   '--test-reporter=tap', `--test-reporter-destination=${tapFile}`,
   ...files,
 ];
-const child = spawn(process.execPath, args, { cwd: root, stdio: 'inherit', env: { ...process.env, MLXBAR_TEST: '1' } });
+const child = spawn(process.execPath, args, { cwd: root, stdio: 'inherit', env: { ...parentEnv, ...homeEnv, MLXBAR_TEST: '1' } });
 child.on('exit', (code, signal) => {
   let pass = 0, fail = 0, skip = 0, todo = 0;
   try {
@@ -43,7 +68,15 @@ child.on('exit', (code, signal) => {
     // Tests node reports as `cancelled` (e.g. a file whose event loop ended early) are failures.
     pass = num('pass'); fail = num('fail') + num('cancelled'); skip = num('skipped'); todo = num('todo');
   } catch { fail = fail || 1; }
+  const touched = dataDirs.filter((d) => existsSync(d));
+  if (touched.length > 0) {
+    fail += 1;
+    console.error(`\nA test wrote to the default data folder (${touched.map((d) => path.relative(fakeHome, d)).join(', ')} under the test run's HOME):`);
+    console.error('on a developer machine that is the real ~/.config/MLX Bar. Give every serve/check/pull a --data-dir (or MLXBAR_DATA_DIR).');
+    try { console.error(`  written: ${readdirSync(touched[0]).slice(0, 10).join(', ') || '(empty folder)'}`); } catch {}
+  }
   rmSync(tmp, { recursive: true, force: true });
+  if (touched.length > 0 && code === 0) code = 1;
   if (signal || (code !== 0 && fail === 0)) fail = Math.max(fail, 1);
   console.log(`\n${pass} passed, ${fail} failed, ${skip} skipped${todo ? `, ${todo} todo` : ''}`);
   process.exit(code ?? 1);

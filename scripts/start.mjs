@@ -27,9 +27,27 @@ export function findElectronBinary(from = root) {
 
 function run(cmd, argv) {
   const child = spawn(cmd, argv, { cwd: root, stdio: 'inherit' });
-  const forward = (sig) => child.kill(sig);
+  let killTimer = null;
+  const forward = (sig) => {
+    child.kill(sig);
+    // a server that does not shut down cleanly in time is stopped anyway (it stops its engine itself)
+    killTimer ??= setTimeout(() => child.kill('SIGKILL'), 15_000);
+    killTimer.unref();
+  };
   process.on('SIGINT', forward);
   process.on('SIGTERM', forward);
+  process.on('SIGHUP', forward);
+  // `kill <pid of npm>` (systemd, Docker, a plain kill): npm passes SIGTERM to its `sh -c`, which dies
+  // without passing it on, and this script is orphaned with the server still running. So stop the
+  // server as soon as our parent is gone (on Linux/macOS the orphan is re-parented: ppid changes).
+  const parent = process.ppid;
+  const watch = setInterval(() => {
+    if (process.ppid !== parent) {
+      clearInterval(watch);
+      forward('SIGTERM');
+    }
+  }, 250);
+  watch.unref();
   child.on('exit', (code, signal) => process.exit(code ?? (signal ? 0 : 1)));
   child.on('error', (err) => {
     console.error(`start: could not launch (${err.code ?? 'error'})`);

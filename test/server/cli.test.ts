@@ -87,12 +87,15 @@ describe('mlx-bar serve', () => {
   });
 
   test('startup errors: a readable message or preflight report, exit code 2, no stack trace', async () => {
+    // Always an explicit data dir: without one, serve reads and writes the user's real ~/.config/MLX Bar
+    // (and fails there when it holds a `model`). scripts/run-tests.mjs also fails any run that does.
+    const data = ['--data-dir', path.join(tmp, 'startup-errors')];
     const cases: [string[], RegExp][] = [
-      [['serve', '--port', '0', '--model', path.join(tmp, 'does-not-exist')], /model folder does not exist/],
-      [['serve', '--port', '0'], /No model/],
+      [['serve', ...data, '--port', '0', '--model', path.join(tmp, 'does-not-exist')], /model folder does not exist/],
+      [['serve', ...data, '--port', '0'], /No model/],
       // serve runs the preflight first: its report names the host/API-key policy problem.
-      [['serve', '--host', '0.0.0.0', '--port', '0', '--model', tmp], /(non-loopback|reachable from other machines).*API key/i],
-      [['serve', '--port', 'eighty'], /--port must be an integer/],
+      [['serve', ...data, '--host', '0.0.0.0', '--port', '0', '--model', tmp], /(non-loopback|reachable from other machines).*API key/i],
+      [['serve', ...data, '--port', 'eighty'], /--port must be an integer/],
       [['serve', '--bogus'], /Unknown option/],
       [['frobnicate'], /Unknown command/],
     ];

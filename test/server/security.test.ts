@@ -390,6 +390,7 @@ describe('G. model names are matched, never used as paths', () => {
 
 describe('dashboard static files', () => {
   let dir: string;
+  let tmpRoot: string | undefined;
   let built: Awaited<ReturnType<typeof createServer>>;
   let missing: Awaited<ReturnType<typeof createServer>>;
   before(async () => {
@@ -397,6 +398,7 @@ describe('dashboard static files', () => {
     const { tmpdir } = await import('node:os');
     const path = await import('node:path');
     const root = mkdtempSync(path.join(tmpdir(), 'mlxbar-dash-'));
+    tmpRoot = root;
     dir = path.join(root, 'renderer');
     mkdirSync(path.join(dir, 'assets'), { recursive: true });
     writeFileSync(path.join(dir, 'index.html'), '<!doctype html><title>MLX Bar</title><script src="./assets/app-1.js"></script>');
@@ -411,6 +413,7 @@ describe('dashboard static files', () => {
   after(async () => {
     await built?.close(100);
     await missing?.close(100);
+    if (tmpRoot) (await import('node:fs')).rmSync(tmpRoot, { recursive: true, force: true });
   });
 
   test('/ redirects to /dashboard/; index and hashed assets are served with security headers', async () => {
