@@ -9,5 +9,6 @@ import { cachesSection } from './caches.ts';
 import { embeddingsSection } from './embeddings.ts';
 import { constrainSection } from './constrain.ts';
 import { prefillSection } from './prefill.ts';
+import { llamaSection } from './llama.ts';
 
-export const SECTIONS: BenchSection[] = [engineSection, serverSection, cacheHttpSection, prefixRestartSection, cachesSection, metricsSection, embeddingsSection, constrainSection, prefillSection];
+export const SECTIONS: BenchSection[] = [engineSection, serverSection, cacheHttpSection, prefixRestartSection, cachesSection, metricsSection, embeddingsSection, constrainSection, prefillSection, llamaSection];
