@@ -25,6 +25,7 @@ import { sanitizeMessage } from '../common/sanitize.ts';
 import { SettingsService, validateSettingsDocument, withDefaults } from '../settings/service.ts';
 import { SETTINGS_KEYS, type Settings, type StoredSettings } from '../settings/schema.ts';
 import { LEAF_KEYS, SETTING_SPECS, getSetting, type SettingSource } from '../settings/load.ts';
+import { maskRemoteSecrets, restoreRemoteSecrets, type RemoteSecretsSet } from '../settings/remote-secrets.ts';
 import type { SettingsIssue } from '../../preload/api.ts';
 import { isLoopbackHost } from './config.ts';
 import type { ServerHooks } from './hooks.ts';
@@ -52,6 +53,8 @@ export interface SettingsGetBody {
   /** Setting path → the flag or environment variable that overrides the file in this launch. */
   overrides: Record<string, string>;
   apiKeySet: boolean;
+  /** Remote model id → which of its secrets (apiKey, header names) are stored; their values are never sent. */
+  remoteSecretsSet: RemoteSecretsSet;
   restartRequired: string[];
   file: 'missing' | 'ok' | 'invalid' | 'corrupt';
 }
@@ -135,8 +138,9 @@ export function registerSettingsRoutes(app: FastifyInstance, opts: SettingsApiOp
     onRequest: ownOriginOnly,
     handler: async (_request, reply) => {
       const snap = service().read();
-      const values: Record<string, unknown> = {};
-      for (const [k, v] of Object.entries(snap.values)) if (KNOWN.has(k)) values[k] = v;
+      const known: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(snap.values)) if (KNOWN.has(k)) known[k] = v;
+      const { values, set: remoteSecretsSet } = maskRemoteSecrets(known);
       const apiKeySet = typeof values.apiKey === 'string' && values.apiKey !== '';
       values.apiKey = '';
       const body: SettingsGetBody = {
@@ -146,6 +150,7 @@ export function registerSettingsRoutes(app: FastifyInstance, opts: SettingsApiOp
         sources,
         overrides,
         apiKeySet,
+        remoteSecretsSet,
         // An invalid file is not what a restart would run (it would be repaired first): nothing pending.
         restartRequired: snap.file === 'ok' || snap.file === 'missing' ? pendingRestart(snap.values) : [],
         file: snap.file,
@@ -158,12 +163,16 @@ export function registerSettingsRoutes(app: FastifyInstance, opts: SettingsApiOp
     const body = request.body;
     if (!isPlainObject(body)) throw new ApiError('invalid_json', 'Request body must be a JSON object');
     for (const k of Object.keys(body)) {
-      if (k !== 'values' && k !== 'clearApiKey') throw new ApiError('unsupported_parameter', `Unknown field "${k.slice(0, 40)}"; send { values, clearApiKey? }`, { param: k.slice(0, 40) });
+      if (k !== 'values' && k !== 'clearApiKey' && k !== 'clearRemoteKeys') throw new ApiError('unsupported_parameter', `Unknown field "${k.slice(0, 40)}"; send { values, clearApiKey?, clearRemoteKeys? }`, { param: k.slice(0, 40) });
     }
     if (body.values === undefined) throw new ApiError('missing_required_parameter', 'Missing "values" (the settings document)', { param: 'values' });
     if (!isPlainObject(body.values)) throw new ApiError('invalid_value', '"values" must be an object', { param: 'values' });
     if (body.clearApiKey !== undefined && typeof body.clearApiKey !== 'boolean') throw new ApiError('invalid_value', '"clearApiKey" must be true or false', { param: 'clearApiKey' });
-    const values = body.values;
+    const clearRemote = body.clearRemoteKeys;
+    if (clearRemote !== undefined && !(Array.isArray(clearRemote) && clearRemote.length <= 64 && clearRemote.every((x) => typeof x === 'string'))) {
+      throw new ApiError('invalid_value', '"clearRemoteKeys" must be a list of remote model ids', { param: 'clearRemoteKeys' });
+    }
+    let values = body.values;
 
     const issues: SettingsIssue[] = [];
     for (const k of Object.keys(values)) if (!KNOWN.has(k)) issues.push({ path: `/${k.slice(0, 64)}`, message: 'is not a known setting' });
@@ -178,6 +187,8 @@ export function registerSettingsRoutes(app: FastifyInstance, opts: SettingsApiOp
     const svc = service();
     const before = svc.read();
     const storedKey = typeof before.values.apiKey === 'string' ? before.values.apiKey : '';
+    // Remote secrets, like the key: a blank one in the form means "unchanged".
+    values = restoreRemoteSecrets(values, before.values, (clearRemote as string[] | undefined) ?? []);
     let apiKey: unknown = values.apiKey;
     if (body.clearApiKey === true) {
       if (typeof apiKey === 'string' && apiKey !== '') issues.push({ path: '/apiKey', message: 'cannot set a new key and clear the key at once' });

@@ -27,6 +27,24 @@ export interface MemorySettings {
   softPercent: number;
   hardPercent: number;
 }
+/** A model served by another OpenAI-compatible server (vLLM, SGLang, llama-server, Ollama, another MLX Bar). */
+export interface RemoteModelSetting {
+  /** Our id for it: what clients put in `model`. */
+  id: string;
+  /** The upstream's OpenAI base URL, e.g. http://gpu-box:8000/v1 (http or https). */
+  baseURL: string;
+  /** Sent to the upstream as a Bearer token; never sent to clients, logged or put in a child environment. */
+  apiKey?: string;
+  /** The upstream's own model name (default: id). */
+  model?: string;
+  /** Extra request headers for the upstream (values treated as secrets). */
+  headers?: Record<string, string>;
+  /** Requests forwarded at the same time (more wait in a queue of maxQueue). */
+  maxConcurrent?: number;
+  maxQueue?: number;
+  /** A local model (library id) that answers while this upstream is down. */
+  fallback?: string;
+}
 export type LogLevel = 'silent' | 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
 export type Theme = 'system' | 'light' | 'dark';
 
@@ -47,6 +65,7 @@ export interface StoredSettings {
   prefixCache: PrefixCacheSettings;
   memory: MemorySettings;
   idleUnloadMinutes: number;
+  remotes: RemoteModelSetting[];
   logLevel: LogLevel;
   startAtLogin: boolean;
   theme: Theme;
@@ -76,6 +95,7 @@ export const DEFAULT_SETTINGS: StoredSettings = {
   prefixCache: { maxEntries: 8, maxBytes: 2 * GB, persist: true },
   memory: { softLimitMb: 0, hardLimitMb: 0, softPercent: 75, hardPercent: 90 },
   idleUnloadMinutes: 5,
+  remotes: [],
   logLevel: 'info',
   startAtLogin: false,
   theme: 'system',
@@ -217,6 +237,35 @@ export const SETTINGS_SCHEMA: Record<keyof StoredSettings, JsonSchema> = {
     minimum: 0,
     maximum: 10_080,
     default: DEFAULT_SETTINGS.idleUnloadMinutes,
+  },
+  remotes: {
+    type: 'array',
+    title: 'Remote models',
+    description: 'Models served by other OpenAI-compatible servers (vLLM, SGLang, llama-server, Ollama, another MLX Bar), offered behind this endpoint under their id.',
+    maxItems: 32,
+    items: {
+      type: 'object',
+      properties: {
+        id: { type: 'string', title: 'Id', description: 'What clients put in `model`.', pattern: '^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$' },
+        baseURL: { type: 'string', title: 'Base URL', description: 'The upstream OpenAI base URL, e.g. http://gpu-box:8000/v1.', maxLength: 2048, pattern: '^https?://[^\\s/?#@]+(/[^\\s?#]*)?$' },
+        apiKey: { type: 'string', title: 'Upstream API key', description: 'Sent to the upstream only.', pattern: '^[\\x21-\\x7e]{0,4096}$' },
+        model: { type: 'string', title: 'Upstream model name', description: 'Default: the id.', minLength: 1, maxLength: 256, pattern: '^[^\\s]+$' },
+        headers: {
+          type: 'object',
+          title: 'Extra headers',
+          description: 'Lower-case header names (HTTP names are case-insensitive); values are treated as secrets.',
+          maxProperties: 16,
+          propertyNames: { pattern: '^(?!(?:host|content-length|content-type|connection|transfer-encoding|authorization)$)[a-z0-9-]{1,64}$' },
+          additionalProperties: { type: 'string', maxLength: 4096, pattern: '^[\\x20-\\x7e]*$' },
+        },
+        maxConcurrent: { type: 'integer', title: 'Concurrent requests', minimum: 1, maximum: 256, default: 4 },
+        maxQueue: { type: 'integer', title: 'Queue length', minimum: 0, maximum: 4096, default: 16 },
+        fallback: { type: 'string', title: 'Local fallback model', description: 'A library model that answers while the upstream is down.', minLength: 1, maxLength: 256 },
+      },
+      required: ['id', 'baseURL'],
+      additionalProperties: false,
+    },
+    default: DEFAULT_SETTINGS.remotes,
   },
   logLevel: {
     type: 'string',
