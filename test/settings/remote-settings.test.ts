@@ -30,6 +30,7 @@ test('settings: refused — non-http(s) URLs, credentials in the URL, hop-by-hop
 test('settings: remote secrets are masked for the page and kept by a save that leaves them blank', () => {
   const stored = { apiKey: '', remotes: [ok] };
   const { values, set } = maskRemoteSecrets(stored);
+  const first = (values.remotes as Array<Record<string, unknown>>)[0];
   const text = JSON.stringify(values);
   assert.ok(!text.includes(ok.apiKey) && !text.includes('tok-abcdef'));
   assert.deepEqual(set, { 'qwen3-235b': { apiKey: true, headers: ['x-team-token'] } });
@@ -38,11 +39,11 @@ test('settings: remote secrets are masked for the page and kept by a save that l
   assert.equal(saved.remotes[0].apiKey, ok.apiKey);
   assert.equal(saved.remotes[0].headers['x-team-token'], 'tok-abcdef');
   // A new value replaces; clearing drops the stored ones; a new id gets nothing of another's.
-  const replaced = restoreRemoteSecrets({ remotes: [{ ...values.remotes[0], apiKey: 'sk-new-key-999' }] }, stored) as { remotes: Array<typeof ok> };
+  const replaced = restoreRemoteSecrets({ remotes: [{ ...first, apiKey: 'sk-new-key-999' }] }, stored) as { remotes: Array<typeof ok> };
   assert.equal(replaced.remotes[0].apiKey, 'sk-new-key-999');
   const cleared = restoreRemoteSecrets(values, stored, ['qwen3-235b']) as { remotes: Array<Record<string, unknown>> };
   assert.equal(cleared.remotes[0].apiKey, undefined);
   assert.deepEqual(cleared.remotes[0].headers, {});
-  const renamed = restoreRemoteSecrets({ remotes: [{ ...values.remotes[0], id: 'other' }] }, stored) as { remotes: Array<Record<string, unknown>> };
+  const renamed = restoreRemoteSecrets({ remotes: [{ ...first, id: 'other' }] }, stored) as { remotes: Array<Record<string, unknown>> };
   assert.equal(renamed.remotes[0].apiKey, undefined);
 });
