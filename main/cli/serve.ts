@@ -58,7 +58,9 @@ Options:
   --host <addr>           interface to bind (default 127.0.0.1; non-loopback needs --api-key)
   --port <n>              port (default 8080; 0 picks a free one)
   --data-dir <folder>     settings, caches and logs (default: the app's user-data folder)
-  --api-key <key>         require "Authorization: Bearer <key>" on every route but /health
+  --api-key <key>         require "Authorization: Bearer <key>" on every route but /health.
+                          Visible to other local users (ps, /proc/<pid>/cmdline): prefer --api-key-file
+  --api-key-file <file>   read the key from a file only you can read (chmod 600); or MLXBAR_API_KEY_FILE
   --allow-origin <origin> allow a browser origin (repeatable; e.g. vscode-webview://*)
   -h, --help              show this help
 

@@ -2,7 +2,7 @@
 // --model --host --port --data-dir --api-key and one flag per setting (see SETTING_SPECS). Values
 // stay strings here; loadSettings() converts and validates them, naming the flag on error.
 import { parseArgs } from 'node:util';
-import { SETTING_SPECS, DATA_DIR_SPEC } from './load.ts';
+import { SETTING_SPECS, DATA_DIR_SPEC, API_KEY_FILE_SPEC } from './load.ts';
 
 export interface ParsedFlags {
   /** Setting path → raw value (for loadSettings({ flags })): strings, or a list for --allow-origin. */
@@ -16,7 +16,7 @@ export interface ParsedFlags {
 const SWITCHES = ['json', 'help', 'no-color', 'quiet', 'demo'] as const;
 
 export function parseSettingFlags(argv: string[]): ParsedFlags {
-  const specs = [...SETTING_SPECS, DATA_DIR_SPEC];
+  const specs = [...SETTING_SPECS, DATA_DIR_SPEC, API_KEY_FILE_SPEC];
   const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = {};
   for (const s of specs) options[s.flag.slice(2)] = { type: 'string' };
   // serve's repeatable form: --allow-origin a --allow-origin b (same setting as --allowed-origins a,b)
@@ -46,7 +46,7 @@ export function parseSettingFlags(argv: string[]): ParsedFlags {
 
 /** One line per flag, for --help. */
 export function flagsHelp(): string {
-  return [...[DATA_DIR_SPEC], ...SETTING_SPECS]
+  return [DATA_DIR_SPEC, API_KEY_FILE_SPEC, ...SETTING_SPECS]
     .map((s) => `  ${s.flag.padEnd(30)} ${s.env ? `(env ${s.env})` : ''}`)
     .join('\n');
 }

@@ -88,6 +88,38 @@ export const SETTING_SPECS: SettingSpec[] = [
   { key: 'startAtLogin', env: 'MLXBAR_START_AT_LOGIN', flag: '--start-at-login', kind: 'boolean' },
   { key: 'theme', env: 'MLXBAR_THEME', flag: '--theme', kind: 'string' },
 ];
+/**
+ * The API key read from a file (launch-only): a flag value is visible to every local user in
+ * /proc/<pid>/cmdline and `ps`, a file readable only by its owner is not. Same precedence layer as its
+ * counterpart (--api-key-file with the flags, MLXBAR_API_KEY_FILE with the environment).
+ */
+export const API_KEY_FILE_SPEC: SettingSpec = { key: 'apiKeyFile', env: 'MLXBAR_API_KEY_FILE', flag: '--api-key-file', kind: 'string' };
+const MAX_KEY_FILE_BYTES = 4096;
+
+/** The key in `file` (surrounding whitespace and the final newline trimmed), or why it cannot be used. */
+export function readApiKeyFile(file: string): { ok: true; key: string } | { ok: false; message: string } {
+  let fd: number | undefined;
+  try {
+    // O_NONBLOCK: a FIFO cannot block the launch. A symlink is followed (e.g. /run/secrets/…): the checks
+    // apply to the file it points at.
+    fd = fs.openSync(file, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0));
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) return { ok: false, message: 'is not a regular file' };
+    if (process.platform !== 'win32' && (st.mode & 0o077) !== 0) {
+      return { ok: false, message: `can be read by other users (mode ${(st.mode & 0o777).toString(8)}); run chmod 600 on it` };
+    }
+    if (st.size > MAX_KEY_FILE_BYTES) return { ok: false, message: `is larger than ${MAX_KEY_FILE_BYTES} bytes` };
+    const key = fs.readFileSync(fd, 'utf8').trim();
+    if (!key) return { ok: false, message: 'is empty' };
+    return { ok: true, key };
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return { ok: false, message: code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'cannot be read (permission denied)' : `cannot be read (${code ?? 'error'})` };
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+
 /** The data directory is launch-only (the settings file lives in it). */
 export const DATA_DIR_SPEC: SettingSpec = { key: 'dataDir', env: 'MLXBAR_DATA_DIR', flag: '--data-dir', kind: 'string' };
 
@@ -385,6 +417,23 @@ export function loadSettings(opts: LoadSettingsOptions = {}): LoadSettingsResult
     setPath(merged, key, v);
     sources[key] = 'file';
   }
+  // API key from a file: MLXBAR_API_KEY_FILE is the environment layer, --api-key-file the flag layer.
+  const keyFromFile = (raw: unknown, where: string, source: 'env' | 'flag', rival: string, rivalSet: boolean) => {
+    if (raw === undefined || raw === null || raw === '') return;
+    if (rivalSet) {
+      errors.push({ source, key: 'apiKey', where, message: `${where} and ${rival} are both set; use one` });
+      return;
+    }
+    const r = typeof raw === 'string' && !raw.includes('\0') ? readApiKeyFile(raw) : { ok: false as const, message: 'must be a file path' };
+    const err = r.ok ? validateSetting('apiKey', r.key) : null;
+    if (!r.ok || err) {
+      errors.push({ source, key: 'apiKey', where, message: `${where}: the key file ${r.ok ? `holds an invalid key (${err})` : r.message}` });
+      return;
+    }
+    setPath(merged, 'apiKey', r.key);
+    sources.apiKey = source;
+  };
+  keyFromFile(env[API_KEY_FILE_SPEC.env!], API_KEY_FILE_SPEC.env!, 'env', 'MLXBAR_API_KEY', !!env.MLXBAR_API_KEY);
   for (const spec of SETTING_SPECS) {
     if (!spec.env) continue;
     const raw = env[spec.env];
@@ -398,8 +447,9 @@ export function loadSettings(opts: LoadSettingsOptions = {}): LoadSettingsResult
     setPath(merged, spec.key, (c as { value: unknown }).value);
     sources[spec.key] = 'env';
   }
+  keyFromFile(flags.apiKeyFile, API_KEY_FILE_SPEC.flag, 'flag', '--api-key', flags.apiKey !== undefined && flags.apiKey !== null);
   for (const [key, raw] of Object.entries(flags)) {
-    if (key === 'dataDir' || raw === undefined || raw === null) continue; // null = not given
+    if (key === 'dataDir' || key === 'apiKeyFile' || raw === undefined || raw === null) continue; // null = not given
     const spec = SETTING_SPECS.find((s) => s.key === key);
     if (!spec) {
       errors.push({ source: 'flag', key, where: key, message: `unknown option ${quoteValue(key)}` });

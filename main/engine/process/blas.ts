@@ -4,6 +4,7 @@
 // directory of an OpenBLAS `libblas.so.3` first in the *engine process* environment forces OpenBLAS
 // without touching the system or the parent process. (dlopen-ing it from JS does not work: the
 // library is unloaded again, see engine-findings §0.)
+import { withoutSecrets } from './child-env.ts';
 import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -43,11 +44,12 @@ export function findOpenBlasDir(env: NodeJS.ProcessEnv = process.env): { dir: st
 }
 
 /**
- * Environment for the engine process: the parent's environment plus OpenBLAS first on the loader
- * path and one OpenBLAS thread per core (its default may oversubscribe or under-use the box).
+ * Environment for the engine process: the parent's environment without secrets (child-env.ts), plus
+ * OpenBLAS first on the loader path and one OpenBLAS thread per core (its default may oversubscribe
+ * or under-use the box).
  */
 export function engineProcessEnv(base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...base };
+  const env: NodeJS.ProcessEnv = withoutSecrets(base);
   if (process.platform === 'linux') {
     const { dir } = findOpenBlasDir(base);
     if (dir) {
