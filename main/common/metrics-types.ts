@@ -1,5 +1,6 @@
 // The metrics contract shared by the HTTP server (producer), /v1/metrics, the live feed and the
 // dashboard (consumers). One source of truth lives in main/hardening/metrics.ts.
+import type { ApiDialect } from './api-dialect.ts';
 
 export type DegradationState = 'normal' | 'cache_disabled' | 'shedding' | 'engine_restarting' | 'engine_failed';
 
@@ -38,7 +39,7 @@ export interface MetricsSnapshot {
     pressure?: 'normal' | 'soft' | 'hard';
   };
   throughput: { total_requests: number; requests_per_second: number };
-  requests: { active: number; queued: number; cancelled: number; errors: number; by_status: Record<string, number> };
+  requests: { active: number; queued: number; cancelled: number; errors: number; by_status: Record<string, number>; by_api?: Record<string, number> };
   tokens: { prompt_total: number; completion_total: number };
   degradation: DegradationStatus;
   cache_corruptions: Record<string, number>;
@@ -53,6 +54,8 @@ export interface RecentRequest {
   id: string;
   at: string;
   route: string;
+  /** Which API the request spoke (openai | responses | anthropic | ollama); null for other routes. */
+  api: ApiDialect | null;
   status: number;
   stream: boolean;
   prompt_tokens: number;
@@ -82,4 +85,6 @@ export interface RequestRecord {
   errorCode: string | null;
   /** Additive: the `model` the client asked for; bucketed to the loaded model or `other` in labels. */
   model?: string;
+  /** Additive: which API the request spoke; derived from `route` when absent. */
+  api?: ApiDialect | null;
 }

@@ -20,6 +20,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { ERROR_CODES } from '../common/errors.ts';
 import { createMemorySampler, type MemorySampler } from './memory.ts';
 import { summarize } from '../common/percentiles.ts';
+import { API_DIALECTS, apiOfRoute, type ApiDialect } from '../common/api-dialect.ts';
 import { sanitizeMessage } from '../common/sanitize.ts';
 import type { DegradationState, DegradationStatus, MetricsSnapshot, RecentRequest, RequestRecord } from '../common/metrics-types.ts';
 import type { EngineStats } from '../engine/types.ts';
@@ -27,7 +28,22 @@ import type { EngineStats } from '../engine/types.ts';
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
 /** Routes that may appear as a label value; anything else is `other`. */
-export const METRIC_ROUTES = ['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/models', 'other'] as const;
+export const METRIC_ROUTES = [
+  '/v1/chat/completions',
+  '/v1/completions',
+  '/v1/embeddings',
+  '/v1/models',
+  '/v1/responses',
+  '/v1/messages',
+  '/v1/messages/count_tokens',
+  '/api/chat',
+  '/api/generate',
+  '/api/embed',
+  '/api/embeddings',
+  'other',
+] as const;
+/** Routes that compute embeddings (no generated tokens): kept out of the latency/TTFT/tokens-per-second windows. */
+const EMBEDDING_ROUTES = new Set(['/v1/embeddings', '/api/embed', '/api/embeddings']);
 /** Cache-corruption reasons that may appear as a label value / JSON key; anything else is `other`. */
 // Same names as main/caches/entry-file.ts CorruptReason (plus io_error and the catch-all other).
 export const CORRUPTION_REASONS = [
@@ -92,6 +108,11 @@ function routeLabel(route: string): string {
   const r = (route || '').split('?')[0];
   return (METRIC_ROUTES as readonly string[]).includes(r) ? r : 'other';
 }
+/** The API label: the record's own, else derived from its route; `other` for non-API routes. */
+function apiLabel(r: RequestRecord): ApiDialect | 'other' {
+  const a = r.api ?? apiOfRoute(r.route);
+  return a && (API_DIALECTS as readonly string[]).includes(a) ? a : 'other';
+}
 function statusClass(status: number): string {
   return Number.isInteger(status) && status >= 100 && status <= 599 ? `${Math.floor(status / 100)}xx` : 'other';
 }
@@ -125,6 +146,7 @@ export function createMetrics(opts: MetricsOptions = {}) {
   let cancelled = 0;
   let errors = 0;
   const byStatus: Record<string, number> = Object.create(null);
+  const byApi: Record<string, number> = Object.create(null);
   let promptTotal = 0;
   let completionTotal = 0;
   let cacheHits = 0;
@@ -159,8 +181,8 @@ export function createMetrics(opts: MetricsOptions = {}) {
   const reg = [registry];
   const requestsTotal = new Counter({
     name: 'mlxbar_requests_total',
-    help: 'API requests finished, by route, status class, streaming and model (loaded model id or "other").',
-    labelNames: ['route', 'status_class', 'stream', 'model'] as const,
+    help: 'API requests finished, by API (openai, responses, anthropic, ollama), route, status class, streaming and model (loaded model id or "other").',
+    labelNames: ['api', 'route', 'status_class', 'stream', 'model'] as const,
     registers: reg,
   });
   const cancelledTotal = new Counter({ name: 'mlxbar_requests_cancelled_total', help: 'Requests cancelled by client disconnect or timeout.', registers: reg });
@@ -327,7 +349,9 @@ export function createMetrics(opts: MetricsOptions = {}) {
     rpsBuckets.set(sec, (rpsBuckets.get(sec) ?? 0) + 1);
     const sk = status >= 100 && status <= 599 ? String(status) : 'other';
     byStatus[sk] = (byStatus[sk] ?? 0) + 1;
-    requestsTotal.inc({ route, status_class: statusClass(status), stream, model });
+    const api = apiLabel(r);
+    byApi[api] = (byApi[api] ?? 0) + 1;
+    requestsTotal.inc({ api, route, status_class: statusClass(status), stream, model });
     promptTotal += pt;
     completionTotal += ct;
     promptTokens.inc({ model }, pt);
@@ -350,7 +374,7 @@ export function createMetrics(opts: MetricsOptions = {}) {
       const genSeconds = r.responseCacheHit ? 0 : Math.max(0, latency - (ttft ?? 0));
       // The latency/TTFT/tokens-per-second windows describe generations: an embeddings batch
       // (no tokens generated) would skew them. It is counted and lands in its route's histogram.
-      if (route !== '/v1/embeddings') {
+      if (!EMBEDDING_ROUTES.has(route)) {
         window.push({ t, latency, ttft, completionTokens: r.responseCacheHit ? 0 : ct, genSeconds });
         windowVersion++;
       }
@@ -363,6 +387,7 @@ export function createMetrics(opts: MetricsOptions = {}) {
       id: String(r.id ?? '').slice(0, 64),
       at: new Date(t).toISOString(),
       route,
+      api: api === 'other' ? null : api,
       status,
       stream: !!r.stream,
       prompt_tokens: pt,
@@ -481,7 +506,7 @@ export function createMetrics(opts: MetricsOptions = {}) {
         pressure: mem.pressure,
       },
       throughput: { total_requests: totalRequests, requests_per_second: r4(rps) },
-      requests: { active, queued, cancelled, errors, by_status: { ...byStatus } },
+      requests: { active, queued, cancelled, errors, by_status: { ...byStatus }, by_api: { ...byApi } },
       tokens: { prompt_total: promptTotal, completion_total: completionTotal },
       degradation: degradationNow(),
       cache_corruptions: { ...corruptions },

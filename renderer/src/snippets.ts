@@ -12,11 +12,11 @@ export interface SnippetInput {
 }
 
 export interface Snippet {
-  id: 'continue' | 'zed' | 'cline' | 'openai-js' | 'openai-py' | 'curl';
+  id: 'continue' | 'zed' | 'cline' | 'claude-code' | 'codex' | 'ollama' | 'openai-js' | 'openai-py' | 'curl';
   title: string;
   /** Where the text goes. */
   where: string;
-  language: 'yaml' | 'json' | 'text' | 'javascript' | 'python' | 'shell';
+  language: 'yaml' | 'json' | 'text' | 'javascript' | 'python' | 'shell' | 'toml';
   text: string;
 }
 
@@ -36,6 +36,8 @@ export function buildSnippets(input: SnippetInput): Snippet[] {
   const key = input.apiKey ?? NO_KEY;
   const model = input.model;
   const ctx = input.contextLength && input.contextLength > 0 ? input.contextLength : 8192;
+  // Anthropic and Ollama clients add their own paths (/v1/messages, /api/chat) to the server root.
+  const root = endpoint.replace(/\/v1$/, '');
   return [
     {
       id: 'continue',
@@ -84,6 +86,55 @@ export function buildSnippets(input: SnippetInput): Snippet[] {
         `API Key: ${key}`,
         `Model ID: ${model}`,
         `Context Window Size: ${ctx}`,
+        '',
+      ].join('\n'),
+    },
+    {
+      id: 'claude-code',
+      title: 'Claude Code',
+      where: 'Terminal (or the "env" block of ~/.claude/settings.json)',
+      language: 'shell',
+      text: [
+        `export ANTHROPIC_BASE_URL=${sh(root)}`,
+        `export ANTHROPIC_AUTH_TOKEN=${sh(key)}`,
+        `export ANTHROPIC_MODEL=${sh(model)}`,
+        `export ANTHROPIC_DEFAULT_OPUS_MODEL=${sh(model)}`,
+        `export ANTHROPIC_DEFAULT_SONNET_MODEL=${sh(model)}`,
+        `export ANTHROPIC_DEFAULT_HAIKU_MODEL=${sh(model)}`,
+        'export CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1',
+        'claude',
+        '',
+      ].join('\n'),
+    },
+    {
+      id: 'codex',
+      title: 'Codex CLI',
+      where: '~/.codex/config.toml',
+      language: 'toml',
+      text: [
+        `model = ${q(model)}`,
+        'model_provider = "mlx-bar"',
+        `model_context_window = ${ctx}`,
+        '',
+        '[model_providers.mlx-bar]',
+        'name = "MLX Bar"',
+        `base_url = ${q(endpoint)}`,
+        'wire_api = "responses"',
+        ...(input.apiKey ? ['env_key = "MLXBAR_API_KEY"', `# and in your shell: export MLXBAR_API_KEY=${sh(input.apiKey)}`] : []),
+        '',
+      ].join('\n'),
+    },
+    {
+      id: 'ollama',
+      title: 'Ollama clients',
+      where: 'VS Code Copilot Chat, Open WebUI, Raycast, Obsidian… (their "Ollama" provider)',
+      language: 'text',
+      text: [
+        `Ollama URL: ${root}`,
+        `Model: ${model}`,
+        `VS Code settings.json: "github.copilot.chat.byok.ollamaEndpoint": ${q(root)}`,
+        `Open WebUI: Admin Settings → Connections → Ollama API → ${root}`,
+        ...(input.apiKey ? [`Header (clients that can send one): Authorization: Bearer ${input.apiKey}`] : []),
         '',
       ].join('\n'),
     },

@@ -457,3 +457,30 @@ test('live feed cadence with a fake clock: exactly one snapshot per 1000 ms tick
     m.close();
   }
 });
+
+test('requests are labelled by the API they spoke (openai, responses, anthropic, ollama)', async () => {
+  const m = createMetrics({ memory: quietMemory() });
+  try {
+    m.recordRequest(rec({ route: '/v1/chat/completions' }));
+    m.recordRequest(rec({ route: '/v1/responses' }));
+    m.recordRequest(rec({ route: '/v1/responses/:id' }));
+    m.recordRequest(rec({ route: '/v1/messages', stream: true }));
+    m.recordRequest(rec({ route: '/api/chat' }));
+    m.recordRequest(rec({ route: '/api/embed', ttftSeconds: null, completionTokens: 0 }));
+    m.recordRequest(rec({ route: '/health' }));
+    const s = m.snapshot();
+    assert.deepEqual({ ...s.requests.by_api }, { openai: 1, responses: 2, anthropic: 1, ollama: 2, other: 1 });
+    assert.deepEqual(
+      s.recent_requests.map((r) => r.api),
+      ['openai', 'responses', 'responses', 'anthropic', 'ollama', 'ollama', null],
+    );
+    // Ollama embeddings are not generations: they stay out of the latency window like /v1/embeddings.
+    assert.equal(s.latency.count, 6, 'all but the embed');
+    const reqs = parseProm(await m.prometheus()).find((f) => f.name === 'mlxbar_requests_total')!;
+    const byApi = (api: string) => reqs.metrics.filter((x) => x.labels?.api === api).reduce((a, x) => a + Number(x.value), 0);
+    assert.deepEqual([byApi('openai'), byApi('responses'), byApi('anthropic'), byApi('ollama'), byApi('other')], [1, 2, 1, 2, 1]);
+    assert.ok(reqs.metrics.some((x) => x.labels?.route === '/api/chat' && x.labels?.api === 'ollama'));
+  } finally {
+    m.close();
+  }
+});

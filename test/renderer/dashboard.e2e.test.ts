@@ -102,6 +102,7 @@ describe('dashboard in Chromium on the real server', { skip: missing ?? false, t
       const rows = await page.getByTestId('recent-row').allTextContents();
       assert.ok(rows.every((r) => r.includes('/v1/chat/completions') && r.includes('200')), rows.join('\n'));
       assert.ok(rows.some((r) => r.includes('stream')), 'the streamed request is tagged');
+      assert.deepEqual([...new Set(await page.getByTestId('recent-api').allTextContents())], ['openai'], 'each request is labelled with the API it spoke');
       // The latency chart draws once it has two samples.
       await page.locator('[data-testid="chart-latency"] .recharts-line-curve').first().waitFor({ state: 'attached', timeout: 30_000 }); // a flat line has a zero-height box: 'visible' may never fire
       assert.equal(await page.locator('[data-testid="chart-latency"] .recharts-line-curve').count(), 3, 'P50, P95 and P99 lines');

@@ -36,9 +36,9 @@ describe('snippets', () => {
   const by = Object.fromEntries(buildSnippets(input).map((s) => [s.id, s]));
 
   test('every client, filled with the real endpoint, model and key', () => {
-    assert.deepEqual(Object.keys(by), ['continue', 'zed', 'cline', 'openai-js', 'openai-py', 'curl']);
+    assert.deepEqual(Object.keys(by), ['continue', 'zed', 'cline', 'claude-code', 'codex', 'ollama', 'openai-js', 'openai-py', 'curl']);
     for (const s of Object.values(by)) {
-      assert.ok(s.text.includes('http://127.0.0.1:9123/v1'), `${s.id} has the endpoint`);
+      assert.ok(s.text.includes('http://127.0.0.1:9123'), `${s.id} has the endpoint`);
       assert.ok(!s.text.includes('/v1//'), `${s.id}: trailing slash trimmed`);
       assert.ok(s.text.includes('Qwen3-0.6B-4bit'), `${s.id} has the model`);
     }
@@ -50,6 +50,25 @@ describe('snippets', () => {
     assert.match(by.cline.text, /API Provider: OpenAI Compatible/);
     assert.ok(by['openai-js'].text.includes(`apiKey: ${JSON.stringify(input.apiKey)}`));
     assert.ok(by['openai-py'].text.includes(`api_key=${JSON.stringify(input.apiKey)}`));
+  });
+
+  test('Claude Code, Codex CLI and Ollama clients: the server root or /v1 as each expects, model and key', () => {
+    const cc = by['claude-code'].text;
+    assert.match(cc, /^export ANTHROPIC_BASE_URL='http:\/\/127\.0\.0\.1:9123'$/m, 'Claude Code adds /v1/messages itself');
+    assert.ok(cc.includes(`export ANTHROPIC_AUTH_TOKEN='k3y'\\''with"quotes'`), cc);
+    for (const v of ['ANTHROPIC_MODEL', 'ANTHROPIC_DEFAULT_SONNET_MODEL', 'ANTHROPIC_DEFAULT_HAIKU_MODEL']) assert.match(cc, new RegExp(`^export ${v}='Qwen3-0\\.6B-4bit'$`, 'm'));
+    const codex = by.codex.text;
+    assert.match(codex, /^model_provider = "mlx-bar"$/m);
+    assert.match(codex, /^\[model_providers\.mlx-bar\]$/m);
+    assert.match(codex, /^base_url = "http:\/\/127\.0\.0\.1:9123\/v1"$/m);
+    assert.match(codex, /^wire_api = "responses"$/m);
+    assert.match(codex, /^env_key = "MLXBAR_API_KEY"$/m);
+    assert.match(codex, /^model_context_window = 32768$/m);
+    assert.match(by.ollama.text, /^Ollama URL: http:\/\/127\.0\.0\.1:9123$/m);
+    assert.match(by.ollama.text, /"github\.copilot\.chat\.byok\.ollamaEndpoint": "http:\/\/127\.0\.0\.1:9123"/);
+    const noKey = Object.fromEntries(buildSnippets({ ...input, apiKey: null }).map((x) => [x.id, x]));
+    assert.doesNotMatch(noKey.codex.text, /env_key/, 'no key: Codex needs no env_key');
+    assert.match(noKey['claude-code'].text, /ANTHROPIC_AUTH_TOKEN='not-needed'/);
   });
 
   test('the curl command is valid shell even with quotes in the key', () => {

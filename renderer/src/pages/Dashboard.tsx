@@ -136,6 +136,7 @@ export function Dashboard(props: { snap: MetricsSnapshot | null; history: Sample
               <thead>
                 <tr>
                   <th>Time</th>
+                  <th>API</th>
                   <th>Route</th>
                   <th className="r">Status</th>
                   <th className="r">Prompt</th>
@@ -150,6 +151,7 @@ export function Dashboard(props: { snap: MetricsSnapshot | null; history: Sample
                 {snap.recent_requests.slice(0, 15).map((r) => (
                   <tr key={r.id} data-testid="recent-row">
                     <td>{new Date(r.at).toLocaleTimeString('en-GB', { hour12: false })}</td>
+                    <td data-testid="recent-api">{r.api ?? '—'}</td>
                     <td className="route">{r.route}{r.stream ? <span className="tag">stream</span> : null}{r.response_cache_hit ? <span className="tag tag-ok">cache</span> : null}</td>
                     <td className={`r status-${Math.floor(r.status / 100)}xx`}>{r.status}</td>
                     <td className="r">{num(r.prompt_tokens)}</td>
