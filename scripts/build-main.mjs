@@ -3,6 +3,7 @@
 // package external so node_modules stays the single copy of each dependency):
 //   dist/main/shell/index.js   Electron main entry (package.json "main")
 //   dist/main/engine-main.js   engine process entry
+//   dist/main/mlx-probe.js     MLX capability probe child (run once per MLX build)
 //   dist/main/<chunk>.js       code behind dynamic imports (serve core, engine client, demo writer…)
 // Layout matters: modules locate files relative to themselves. The chunks sit two levels below the
 // app root (like main/cli/serve.ts does in the sources), so serve's `../..` is the app root and its
@@ -26,6 +27,8 @@ const result = await build({
   entryPoints: {
     'shell/index': 'main/shell/index.ts',
     'engine-main': 'main/engine/process/engine-main.ts',
+    // The MLX capability probe's child (main/engine/probe/probe.ts spawns it; may abort by design).
+    'mlx-probe': 'main/engine/probe/probe-child.ts',
   },
   outdir,
   bundle: true,

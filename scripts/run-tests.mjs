@@ -30,6 +30,8 @@ const files = [
 ].sort();
 if (files.length === 0) { console.error('no test files matched'); process.exit(1); }
 
+// One temp folder per run: the TAP report and the MLX capability probe record (probed once per run,
+// not once per test's temp data folder; see main/engine/probe).
 const tmp = mkdtempSync(path.join(tmpdir(), 'mlxbar-tap-'));
 // Tests must never touch the user's real folders. They run with HOME and the XDG folders pointed at
 // a throw-away home, so a test that forgets --data-dir writes there instead of ~/.config/MLX Bar;
@@ -59,7 +61,11 @@ const args = [
   '--test-reporter=tap', `--test-reporter-destination=${tapFile}`,
   ...files,
 ];
-const child = spawn(process.execPath, args, { cwd: root, stdio: 'inherit', env: { ...parentEnv, ...homeEnv, MLXBAR_TEST: '1' } });
+const child = spawn(process.execPath, args, {
+  cwd: root,
+  stdio: 'inherit',
+  env: { ...parentEnv, ...homeEnv, MLXBAR_TEST: '1', MLXBAR_CAPABILITIES_DIR: process.env.MLXBAR_CAPABILITIES_DIR ?? path.join(tmp, 'mlx-capabilities') },
+});
 child.on('exit', (code, signal) => {
   let pass = 0, fail = 0, skip = 0, todo = 0;
   try {

@@ -192,9 +192,28 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
   const { createEngineClient } = await import('../engine/index.ts');
   const settings = opts.settings ?? { ...DEFAULT_SETTINGS, dataDir: opts.dataDir };
   const prefixBudget = (opts.settings ?? DEFAULT_SETTINGS).prefixCache.maxBytes;
+  // The dtype policy: the capability probe of this MLX build (run once per binary, cached in the
+  // data folder; the float32 setting needs none) + the dtypePolicy setting. The engine process
+  // re-checks that the probe was made for the binary it loaded.
+  const probe = await import('../engine/probe/index.ts');
+  const capabilities = settings.dtypePolicy === 'float32' ? null : await probe.getCapabilities(probe.capabilitiesDir(opts.dataDir)).catch(() => null);
+  const dtypeChoice = probe.choosePolicy(settings.dtypePolicy, capabilities);
+  const { watermarksFromSettings, watermarkBytes, readSystemMemory } = await import('../hardening/memory.ts');
+  const wm = watermarksFromSettings(settings.memory);
+  const totalRam = readSystemMemory().totalBytes;
+  const hardBytes = watermarkBytes(wm.hard, totalRam);
+  const softBytes = watermarkBytes(wm.soft, totalRam);
   const engine = createEngineClient({
     ...(opts.engineSpawn ? { spawn: opts.engineSpawn } : {}),
-    engine: { prefixCacheBytes: prefixBudget },
+    engine: {
+      prefixCacheBytes: prefixBudget,
+      dtypePolicy: settings.dtypePolicy,
+      ...(capabilities ? { capabilities } : {}),
+      // Metal builds: MLX's own pool stays under the hard watermark, and its buffer cache under the
+      // slack between the watermarks (the CPU build has no working limits; the engine skips them).
+      mlxMemoryLimitBytes: Math.max(0, Math.floor(hardBytes)),
+      mlxCacheLimitBytes: Math.max(0, Math.floor(hardBytes - softBytes)),
+    },
   });
   let server: MlxBarServer | null = null;
   let hardening: Hardening | null = null;
@@ -206,7 +225,7 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
     // pipeline. The response-cache keys carry the fingerprint of the model that answered, so a
     // cached answer is never served for another model.
     const lib = await import('../library/index.ts');
-    const libraryOptions = () => ({ extraDirs: [modelDir], contextTokens: settings.contextLength });
+    const libraryOptions = () => ({ extraDirs: [modelDir], contextTokens: settings.contextLength, policy: dtypeChoice });
     const startEntry = await lib.inspectFolder(modelDir, libraryOptions());
     let modelInfo: ModelInfo;
     let text: Awaited<ReturnType<typeof loadTextPipeline>>;

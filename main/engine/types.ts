@@ -174,6 +174,8 @@ export interface ModelInfo {
   quantization: { bits: number; groupSize: number } | null;
   /** dtype used for compute in memory (float32 on the CPU build). */
   computeDtype: string;
+  /** The dtype policy that loaded it: cpu-f32 | native-f32-packed | native-bfloat16-packed … (see main/engine/probe). */
+  dtypePolicy?: string;
   /** Bytes of weights held in memory after load. */
   weightBytes: number;
   /** Bytes of KV cache per token in the compute dtype (2 × layers × kvHeads × headDim × bytes). */

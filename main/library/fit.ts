@@ -1,8 +1,13 @@
 // Memory-fit estimate before loading a model, so a model that cannot fit is refused with a reason
 // instead of aborting the engine (LM Studio's "guardrails"; Ollama's refusal, but as a 4xx).
-// The CPU build computes in float32, so weights take 4 bytes per parameter in RAM whatever the
-// checkpoint stores (engine-findings: 4-bit and bf16 checkpoints are expanded at load).
+// Sized per dtype policy (main/engine/probe/policy-choice.ts), as the engine will hold the model:
+//  - float32 policy (the CPU build): 4 bytes per parameter whatever the checkpoint stores
+//    (engine-findings: 4-bit and bf16 checkpoints are expanded at load), float32 KV cache;
+//  - native policy: 4/8-bit weights stay packed (their stored uint32 bytes + scales/biases in the
+//    compute dtype), other weights and the KV cache in the compute dtype (the checkpoint's half
+//    dtype where the probe verified it, else float32).
 import { readSystemMemory } from '../hardening/memory.ts';
+import { computeDtypeFor, FLOAT32_CHOICE, type PolicyChoice } from '../engine/probe/policy-choice.ts';
 import { formatBytes } from './format.ts';
 
 export const COMPUTE_DTYPE = 'float32';
@@ -18,6 +23,10 @@ export interface ModelShape {
   headDim: number | null;
   /** The model's own maximum context (max_position_embeddings). */
   maxContext: number | null;
+  /** The checkpoint's float dtype (float32 | bfloat16 | float16; a quantized one's scales dtype). */
+  floatDtype?: string | null;
+  /** Packed 4/8-bit part of the checkpoint (null/absent: none). `parameters` includes these. */
+  quantized?: { parameters: number; packedBytes: number; scaleElements: number } | null;
 }
 
 export interface FitEstimate {
@@ -28,6 +37,10 @@ export interface FitEstimate {
   kvBytes: number;
   overheadBytes: number;
   contextTokens: number;
+  /** dtype the estimate assumed for compute and the KV cache. */
+  computeDtype: string;
+  /** Whether 4/8-bit weights were sized packed (native policy) or expanded. */
+  packed: boolean;
   /** One sentence a user can read: why it fits or not. */
   reason: string;
 }
@@ -38,6 +51,23 @@ export interface FitOptions {
   /** Memory the model may use; default: what the OS reports as available. */
   availableBytes?: number;
   overheadBytes?: number;
+  /** The dtype policy the engine will use (default: float32, the CPU build's). */
+  policy?: PolicyChoice;
+}
+
+const DTYPE_BYTES: Record<string, number> = { float32: 4, float16: 2, bfloat16: 2 };
+
+/** Bytes the weights take in memory under `policy`. */
+export function weightBytesFor(shape: ModelShape, policy: PolicyChoice): { bytes: number; computeDtype: string; packed: boolean } {
+  const computeDtype = computeDtypeFor(policy, shape.floatDtype ?? null);
+  const cb = DTYPE_BYTES[computeDtype];
+  const params = shape.parameters ?? NaN;
+  const q = shape.quantized;
+  if (policy.mode === 'native' && policy.keepQuantized && q && q.parameters > 0) {
+    // Packed weights as stored, scales/biases held in the compute dtype, the rest in the compute dtype.
+    return { bytes: q.packedBytes + q.scaleElements * cb + (params - q.parameters) * cb, computeDtype, packed: true };
+  }
+  return { bytes: params * cb, computeDtype, packed: false };
 }
 
 /** Memory we may count on. Linux: MemAvailable (cgroup-aware); elsewhere 75 % of RAM. */
@@ -63,15 +93,19 @@ export function estimateFit(shape: ModelShape, opts: FitOptions = {}): FitEstima
       kvBytes: NaN,
       overheadBytes,
       contextTokens,
+      computeDtype: COMPUTE_DTYPE,
+      packed: false,
       reason: 'The memory need could not be estimated (unreadable config or weights)',
     };
   }
-  const weightsBytes = parameters! * COMPUTE_BYTES;
-  const kvBytes = 2 * numLayers! * numKvHeads! * headDim! * COMPUTE_BYTES * contextTokens;
+  const w = weightBytesFor(shape, opts.policy ?? FLOAT32_CHOICE);
+  const weightsBytes = w.bytes;
+  const kvBytes = 2 * numLayers! * numKvHeads! * headDim! * DTYPE_BYTES[w.computeDtype] * contextTokens;
   const needBytes = weightsBytes + kvBytes + overheadBytes;
   const fits = needBytes <= availableBytes;
+  const held = w.packed ? `packed ${shape.quantized ? 'quantized' : ''}, ${w.computeDtype} compute`.replace(/ +/g, ' ') : `in ${w.computeDtype}`;
   const detail =
-    `needs about ${formatBytes(needBytes)} (weights ${formatBytes(weightsBytes)} in ${COMPUTE_DTYPE} + ` +
+    `needs about ${formatBytes(needBytes)} (weights ${formatBytes(weightsBytes)} ${held} + ` +
     `KV cache ${formatBytes(kvBytes)} for ${contextTokens} tokens + ${formatBytes(overheadBytes)} runtime)`;
   return {
     fits,
@@ -81,6 +115,8 @@ export function estimateFit(shape: ModelShape, opts: FitOptions = {}): FitEstima
     kvBytes,
     overheadBytes,
     contextTokens,
+    computeDtype: w.computeDtype,
+    packed: w.packed,
     reason: fits
       ? `Fits: ${detail}; ${formatBytes(availableBytes)} available`
       : `Too large: ${detail}, but only ${formatBytes(availableBytes)} is available`,

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { estimateFit, type FitEstimate, type FitOptions, type ModelShape } from './fit.ts';
 import { readManifest } from './downloader.ts';
 import { INCOMING_DIR, modelsDirOf } from './paths.ts';
-import { readSafetensorsHeader, weightStats } from './safetensors.ts';
+import { readSafetensorsHeader, weightStats, type WeightStats } from './safetensors.ts';
 import { isInside, isSafeRemoteFileName } from './validate.ts';
 
 const MAX_CONFIG_BYTES = 1024 * 1024;
@@ -37,6 +37,9 @@ export interface LibraryEntry {
   numKvHeads: number | null;
   headDim: number | null;
   contextLength: number | null;
+  /** Float dtype of the stored weights (a quantized checkpoint's scales) and its packed 4/8-bit part: what the fit sizes per dtype policy. */
+  floatDtype?: string | null;
+  packedWeights?: ModelShape['quantized'];
   fitsInMemory: FitEstimate;
   ready: boolean;
   /** Why the folder is not ready (only with `includeIncomplete`). */
@@ -74,7 +77,7 @@ function quantOf(config: Json): { bits: number; groupSize: number } | null {
 const DTYPE_NAMES: Record<string, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
 
 /** Header stats cache keyed by file identity, so listing on every request stays cheap. */
-const headerCache = new Map<string, { key: string; params: number; floatDtype: string | null; quantized: boolean }>();
+const headerCache = new Map<string, { key: string; params: number; floatDtype: string | null; quantized: boolean; ws: WeightStats }>();
 
 interface Inspection {
   entry: Omit<LibraryEntry, 'fitsInMemory' | 'id'> & { id: string | null };
@@ -139,6 +142,7 @@ async function inspect(dir: string, confineTo: string | null): Promise<Inspectio
   const quantization = quantOf(config);
   let params: number | null = 0;
   let floatDtype: string | null = null;
+  const packed = { parameters: 0, packedBytes: 0, scaleElements: 0 };
   for (const s of shards) {
     const st = await checkFile(s);
     if (!st) {
@@ -152,7 +156,7 @@ async function inspect(dir: string, confineTo: string | null): Promise<Inspectio
     if (!c || c.key !== key) {
       try {
         const ws = weightStats(await readSafetensorsHeader(file), quantization?.groupSize ?? null);
-        c = { key, params: ws.parameters, floatDtype: ws.floatDtype, quantized: ws.quantized };
+        c = { key, params: ws.parameters, floatDtype: ws.floatDtype, quantized: ws.quantized, ws };
         headerCache.set(file, c);
       } catch {
         problems.push(`${s} has an invalid safetensors header`);
@@ -162,6 +166,9 @@ async function inspect(dir: string, confineTo: string | null): Promise<Inspectio
     }
     if (params !== null) params += c.params;
     floatDtype ??= c.floatDtype;
+    packed.parameters += c.ws.quantizedParameters;
+    packed.packedBytes += c.ws.packedBytes;
+    packed.scaleElements += c.ws.scaleElements;
   }
 
   // A pulled folder must still match what was verified at download time (sizes; cheap).
@@ -190,6 +197,8 @@ async function inspect(dir: string, confineTo: string | null): Promise<Inspectio
     numKvHeads: num(config.num_key_value_heads) ?? heads,
     headDim,
     maxContext: num(config.max_position_embeddings),
+    floatDtype: floatDtype ? (DTYPE_NAMES[floatDtype] ?? floatDtype.toLowerCase()) : null,
+    quantized: packed.parameters > 0 ? packed : null,
   };
   if (typeof config.model_type !== 'string') problems.push('config.json has no model_type');
   return {
@@ -210,6 +219,8 @@ async function inspect(dir: string, confineTo: string | null): Promise<Inspectio
       numKvHeads: shape.numKvHeads,
       headDim: shape.headDim,
       contextLength: shape.maxContext,
+      floatDtype: shape.floatDtype ?? null,
+      packedWeights: shape.quantized ?? null,
       ready: problems.length === 0,
       ...(problems.length ? { problem: [...new Set(problems)].join('; ') } : {}),
     },

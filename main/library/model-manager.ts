@@ -253,6 +253,8 @@ export class ModelManager<X = unknown> extends EventEmitter {
         numKvHeads: entry.numKvHeads,
         headDim: entry.headDim,
         maxContext: entry.contextLength,
+        floatDtype: entry.floatDtype ?? null,
+        quantized: entry.packedWeights ?? null,
       },
       { ...lib, availableBytes: available },
     );

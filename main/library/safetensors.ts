@@ -80,6 +80,12 @@ export interface WeightStats {
   floatDtype: string | null;
   /** Whether packed-quantized weights (`.scales` companions) were seen. */
   quantized: boolean;
+  /** Logical parameters stored packed (part of `parameters`). */
+  quantizedParameters: number;
+  /** Bytes of the packed (uint32) quantized weights as stored. */
+  packedBytes: number;
+  /** Elements of their scales + biases (their bytes depend on the dtype they are held in). */
+  scaleElements: number;
 }
 
 /**
@@ -89,6 +95,9 @@ export interface WeightStats {
 export function weightStats(tensors: Map<string, TensorHeader>, groupSize: number | null): WeightStats {
   let params = 0;
   let quantized = false;
+  let quantizedParameters = 0;
+  let packedBytes = 0;
+  let scaleElements = 0;
   const floatCounts = new Map<string, number>();
   for (const [name, t] of tensors) {
     const numel = t.shape.reduce((a, d) => a * d, 1);
@@ -97,11 +106,16 @@ export function weightStats(tensors: Map<string, TensorHeader>, groupSize: numbe
     }
     const prefix = name.replace(/\.(weight|scales|biases)$/, '');
     const scales = tensors.get(`${prefix}.scales`);
-    if (scales && (name.endsWith('.scales') || name.endsWith('.biases'))) continue; // quantization metadata
+    if (scales && (name.endsWith('.scales') || name.endsWith('.biases'))) {
+      scaleElements += numel;
+      continue; // quantization metadata
+    }
     if (scales && name.endsWith('.weight') && groupSize) {
       quantized = true;
       const groups = scales.shape.reduce((a, d) => a * d, 1);
       params += groups * groupSize;
+      quantizedParameters += groups * groupSize;
+      packedBytes += numel * 4;
       continue;
     }
     params += numel;
@@ -109,5 +123,5 @@ export function weightStats(tensors: Map<string, TensorHeader>, groupSize: numbe
   let floatDtype: string | null = null;
   let best = -1;
   for (const [d, c] of floatCounts) if (c > best) (best = c), (floatDtype = d);
-  return { parameters: params, floatDtype, quantized };
+  return { parameters: params, floatDtype, quantized, quantizedParameters, packedBytes, scaleElements };
 }

@@ -84,6 +84,7 @@ export const SETTING_SPECS: SettingSpec[] = [
   { key: 'memory.softPercent', env: 'MLXBAR_MEMORY_SOFT_PERCENT', flag: '--memory-soft-percent', kind: 'number' },
   { key: 'memory.hardPercent', env: 'MLXBAR_MEMORY_HARD_PERCENT', flag: '--memory-hard-percent', kind: 'number' },
   { key: 'idleUnloadMinutes', env: 'MLXBAR_IDLE_UNLOAD_MINUTES', flag: '--idle-unload-minutes', kind: 'integer' },
+  { key: 'dtypePolicy', env: 'MLXBAR_DTYPE_POLICY', flag: '--dtype-policy', kind: 'string' },
   { key: 'logLevel', env: 'MLXBAR_LOG_LEVEL', flag: '--log-level', kind: 'string' },
   { key: 'startAtLogin', env: 'MLXBAR_START_AT_LOGIN', flag: '--start-at-login', kind: 'boolean' },
   { key: 'theme', env: 'MLXBAR_THEME', flag: '--theme', kind: 'string' },

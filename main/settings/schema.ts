@@ -45,6 +45,8 @@ export interface RemoteModelSetting {
   /** A local model (library id) that answers while this upstream is down. */
   fallback?: string;
 }
+/** auto = from the MLX capability probe; native = packed 4/8-bit weights (+ half compute where the probe verified it); float32 = expand everything. */
+export type DtypePolicySetting = 'auto' | 'native' | 'float32';
 export type LogLevel = 'silent' | 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
 export type Theme = 'system' | 'light' | 'dark';
 
@@ -66,6 +68,7 @@ export interface StoredSettings {
   memory: MemorySettings;
   idleUnloadMinutes: number;
   remotes: RemoteModelSetting[];
+  dtypePolicy: DtypePolicySetting;
   logLevel: LogLevel;
   startAtLogin: boolean;
   theme: Theme;
@@ -96,6 +99,7 @@ export const DEFAULT_SETTINGS: StoredSettings = {
   memory: { softLimitMb: 0, hardLimitMb: 0, softPercent: 75, hardPercent: 90 },
   idleUnloadMinutes: 5,
   remotes: [],
+  dtypePolicy: 'auto',
   logLevel: 'info',
   startAtLogin: false,
   theme: 'system',
@@ -266,6 +270,14 @@ export const SETTINGS_SCHEMA: Record<keyof StoredSettings, JsonSchema> = {
       additionalProperties: false,
     },
     default: DEFAULT_SETTINGS.remotes,
+  },
+  dtypePolicy: {
+    type: 'string',
+    title: 'Weights and compute precision',
+    enum: ['auto', 'native', 'float32'],
+    description:
+      'auto: decided by a one-time probe of the installed MLX build (on a Mac with Metal: 4/8-bit weights stay packed and compute runs in the model’s bf16/f16, as mlx-lm does; on the Linux CPU build: everything in float32). native: keep 4/8-bit weights packed and use half precision only where the probe verified it. float32: expand every model to float32 (4 bytes per parameter).',
+    default: DEFAULT_SETTINGS.dtypePolicy,
   },
   logLevel: {
     type: 'string',

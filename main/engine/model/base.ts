@@ -69,8 +69,8 @@ function rope(m: DecoderModel, x: mx.array, offset: number): mx.array {
   const half = c.headDim / 2;
   const pos = mx.arange(offset, offset + L, 1, mx.float32).reshape(L, 1);
   const ang = mx.multiply(pos, m.ropeInvFreq.reshape(1, half)); // [L, half]
-  const cos = mx.cos(ang);
-  const sin = mx.sin(ang);
+  const cos = mx.cos(ang).astype(x.dtype); // angles in float32; the product stays in the compute dtype
+  const sin = mx.sin(ang).astype(x.dtype);
   const x1 = x.index('...', mx.Slice(0, half));
   const x2 = x.index('...', mx.Slice(half, c.headDim));
   return mx.concatenate(
@@ -135,7 +135,8 @@ function decoderStack(m: DecoderModel, tokens: number[], cache: KVCache): mx.arr
   const width = cache.reserve(L); // attention runs over the whole buffer capacity, masked
   const ids = mx.array(tokens, mx.int32);
   let x = embed(m, ids).reshape(1, L, c.hiddenSize);
-  const mask = L > 1 || width > offset + L ? causalMask(L, offset, width) : undefined;
+  let mask = L > 1 || width > offset + L ? causalMask(L, offset, width) : undefined;
+  if (mask && mask.dtype !== m.policy.computeDtype) mask = mask.astype(m.policy.computeDtype);
   const ws = m.weights;
   for (let i = 0; i < ws.layers.length; i++) {
     const lw = ws.layers[i];
@@ -154,7 +155,9 @@ function decoderStack(m: DecoderModel, tokens: number[], cache: KVCache): mx.arr
  */
 export function forward(m: DecoderModel, tokens: number[], cache: KVCache, lastOnly = true): mx.array {
   const x = normedStates(m, tokens, cache, lastOnly);
-  return linear(m, x, m.weights.lmHead, 'lm_head').reshape(-1, m.config.vocabSize);
+  const logits = linear(m, x, m.weights.lmHead, 'lm_head').reshape(-1, m.config.vocabSize);
+  // Sampling, penalties and log-probabilities work on float32 logits whatever the compute dtype.
+  return logits.dtype === mx.float32 ? logits : logits.astype(mx.float32);
 }
 
 /** The decoder stack + final norm ([1, rows, hidden]); with `lastOnly` only the last position. */

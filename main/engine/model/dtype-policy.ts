@@ -4,8 +4,10 @@
 // Why a policy: on this CPU build of @frost-beta/mlx 0.0.7 a float16/bfloat16 matmul or attention
 // aborts the whole process (uncatchable), and the native 4-bit quantizedMatmul runs at ~2 GFLOP/s
 // (20-80x slower prefill). So the CPU policy computes in float32 and expands bf16/f16 and 4/8-bit
-// weights at load. A Metal build would plug in a policy that keeps half/quantized weights.
+// weights at load. Builds whose capability probe (main/engine/probe) verified more get the native
+// policy (policyFromChoice): packed 4/8-bit weights and, where proven, half-precision compute.
 import { core as mx } from '@frost-beta/mlx';
+import { computeDtypeFor, type PolicyChoice } from '../probe/policy-choice.ts';
 
 /** A linear layer's weight as the forward pass uses it. */
 export type LinearWeight =
@@ -93,7 +95,56 @@ export function cpuFloat32Policy(opts: { keepQuantized?: boolean } = {}): DtypeP
   };
 }
 
-/** The policy for this build. The CPU build of 0.0.7 has no GPU; a Metal build would branch here. */
+/**
+ * The policy a PolicyChoice (probe + setting, see main/engine/probe/policy-choice.ts) asks for, for a
+ * checkpoint whose float dtype is `checkpointFloatDtype` (bf16/f16/f32; a quantized checkpoint's
+ * scales dtype). As mlx-lm: packed 4/8-bit weights stay packed (scales/biases in the compute dtype),
+ * float weights are held in the compute dtype, which is the checkpoint's half dtype only when the
+ * probe verified it on this build — `assertCompute` refuses every other non-float32 dtype, so an
+ * op the build cannot run is never reached.
+ */
+export function policyFromChoice(choice: PolicyChoice, checkpointFloatDtype: string | null): DtypePolicy {
+  const want = computeDtypeFor(choice, checkpointFloatDtype);
+  if (want === 'float32') {
+    const p = cpuFloat32Policy({ keepQuantized: choice.keepQuantized });
+    return { ...p, name: choice.keepQuantized ? 'native-f32-packed' : 'cpu-f32' };
+  }
+  const dt = want === 'float16' ? mx.float16 : mx.bfloat16;
+  const f32 = mx.float32;
+  const allowed = new Set<mx.Dtype>([f32, dt]);
+  const to = (a: mx.array) => (a.dtype === dt ? a : a.astype(dt));
+  return {
+    name: `native-${want}${choice.keepQuantized ? '-packed' : ''}`,
+    computeDtype: dt,
+    prepareLinear(t, quant) {
+      const bias = t.bias ? to(t.bias) : null;
+      if (t.scales) {
+        if (!quant) throw new DtypePolicyError('checkpoint has quantized tensors but config.json has no "quantization"');
+        if (choice.keepQuantized) {
+          return {
+            kind: 'quantized',
+            weight: t.weight,
+            scales: to(t.scales),
+            biases: to(t.biases ?? mx.zerosLike(t.scales)),
+            groupSize: quant.groupSize,
+            bits: quant.bits,
+            bias,
+          };
+        }
+        return { kind: 'dense', weight: to(dequantizeToF32(t, quant)), bias };
+      }
+      return { kind: 'dense', weight: to(t.weight), bias };
+    },
+    prepareDense: to,
+    assertCompute(x, what) {
+      if (!allowed.has(x.dtype)) {
+        throw new DtypePolicyError(`${what}: refusing ${dtypeName(x.dtype)} compute (this build verified only float32 and ${want})`);
+      }
+    },
+  };
+}
+
+/** The policy when the caller gives no choice: float32 (MLXBAR_KEEP_QUANTIZED=1 keeps packed weights). */
 export function defaultDtypePolicy(): DtypePolicy {
   return cpuFloat32Policy({ keepQuantized: process.env.MLXBAR_KEEP_QUANTIZED === '1' });
 }

@@ -9,12 +9,13 @@ import path from 'node:path';
 import type { EngineErrorCode, ModelInfo, SamplingParams } from '../types.ts';
 import { createDecoderModel, forward, type DecoderModel } from './base.ts';
 import { parseModelConfig, type ModelConfig } from './config.ts';
-import { defaultDtypePolicy, dtypeName, type DtypePolicy } from './dtype-policy.ts';
+import { defaultDtypePolicy, dtypeName, policyFromChoice, type DtypePolicy } from './dtype-policy.ts';
+import type { PolicyChoice } from '../probe/policy-choice.ts';
 import { KVCache } from './kv-cache.ts';
 import { afterDecodeStep, afterLargeStep } from './memory.ts';
 import type { PrefixCache } from './prefix-cache.ts';
 import { Sampler, type SamplingConstraint, type TokenLogprobs } from './sampling.ts';
-import { buildModelWeights, weightBytes } from './weights.ts';
+import { buildModelWeights, peekCheckpointFloatDtype, weightBytes } from './weights.ts';
 
 /** An error with an engine error code; messages never contain file-system paths. */
 export class ModelError extends Error {
@@ -35,6 +36,8 @@ export interface LoadedModel {
 
 export interface LoadOptions {
   policy?: DtypePolicy;
+  /** Probe + setting decision (main/engine/probe/policy-choice.ts); used when `policy` is not given. */
+  choice?: PolicyChoice;
   /** Display id; defaults to the folder name. */
   id?: string;
 }
@@ -85,7 +88,7 @@ function fingerprint(dir: string, files: string[], policy: DtypePolicy): string 
 
 /** Loads a Hugging Face / mlx-community model folder. */
 export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<LoadedModel> {
-  const policy = opts.policy ?? defaultDtypePolicy();
+  const policy = opts.policy ?? (opts.choice ? policyFromChoice(opts.choice, peekCheckpointFloatDtype(dir)) : defaultDtypePolicy());
   let config: ModelConfig;
   try {
     config = parseModelConfig(readJson(dir, 'config.json', true));
@@ -116,6 +119,7 @@ export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Lo
     checkpointDtype: built.info.checkpointDtype,
     quantization: config.quantization,
     computeDtype: dtypeName(policy.computeDtype),
+    dtypePolicy: policy.name,
     weightBytes: weightBytes(built.weights),
     kvBytesPerToken: 2 * config.numLayers * config.numKvHeads * config.headDim * computeBytes,
     fingerprint: fingerprint(dir, built.info.files, policy),

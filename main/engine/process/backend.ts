@@ -1,7 +1,11 @@
 // What the engine process runs for one request: engine-core's token generator (prefix cache →
 // chunked prefill → decode steps) composed with engine-text's incremental detokenizer and stop
 // string matcher into EngineEvents. Lives in the engine process only (imports MLX).
+import { core as mx } from '@frost-beta/mlx';
 import { performance } from 'node:perf_hooks';
+import type { MlxCapabilities } from '../probe/capabilities.ts';
+import { choosePolicy, type DtypePolicySetting, type PolicyChoice } from '../probe/policy-choice.ts';
+import { mlxBinaryKey } from '../probe/probe.ts';
 import {
   afterLargeStep,
   DEFAULT_PREFILL_CHUNK,
@@ -35,6 +39,29 @@ export interface BackendOptions {
   prefixCacheBytes: number;
   /** Prompt tokens per prefill chunk (cancellation granularity). */
   prefillChunk: number;
+  /** dtypePolicy setting; with `capabilities` it picks the dtype policy (see engineDtypeChoice). */
+  dtypePolicy?: DtypePolicySetting;
+  capabilities?: MlxCapabilities;
+  /** MLX pool limits (bytes, 0 = leave MLX's default), applied where the probe found them working. */
+  mlxMemoryLimitBytes?: number;
+  mlxCacheLimitBytes?: number;
+}
+
+/**
+ * The dtype choice inside the engine process. The parent's probe record counts only if it was
+ * made for the very binary this process loaded (same sha256 + version key); otherwise nothing is
+ * known and half precision stays unreachable.
+ */
+export function engineDtypeChoice(opts: Pick<BackendOptions, 'dtypePolicy' | 'capabilities'>): { choice: PolicyChoice; capabilities: MlxCapabilities | null } {
+  let caps: MlxCapabilities | null = null;
+  if (opts.capabilities) {
+    try {
+      caps = opts.capabilities.binaryKey === mlxBinaryKey() ? opts.capabilities : null;
+    } catch {
+      caps = null;
+    }
+  }
+  return { choice: choosePolicy(opts.dtypePolicy ?? 'auto', caps), capabilities: caps };
 }
 
 export const DEFAULT_BACKEND_OPTIONS: BackendOptions = {
@@ -54,8 +81,10 @@ export interface Backend {
   exportPrefixEntries(minTokens: number, onlyNew: boolean): PrefixKvSnapshot[];
   /** Adds a persisted entry; throws when it does not match the model, false when over budget. */
   importPrefixEntry(entry: PrefixKvSnapshot): boolean;
-  mlxActiveBytes(): number;
-  mlxPeakBytes(): number;
+  /** MLX's own pool counters (Metal); null where the build has none (the CPU build). */
+  mlxActiveBytes(): number | null;
+  mlxPeakBytes(): number | null;
+  mlxCacheBytes(): number | null;
   /** Memory policy after an embeddings job: a full GC only when an input ran in several chunks. */
   afterEmbed(): Promise<void>;
   /** Pooling declared by the model folder (read at load). */
@@ -67,13 +96,24 @@ export interface Backend {
   embed(req: EmbedRequest, signal: AbortSignal): Promise<EmbedResult>;
 }
 
+/** Sets MLX's memory and cache pool limits where the probe found the setters working (Metal). */
+function applyMlxLimits(caps: MlxCapabilities | null, opts: Pick<BackendOptions, 'mlxMemoryLimitBytes' | 'mlxCacheLimitBytes'>): void {
+  if (!caps?.memoryLimits.works) return;
+  // relaxed: above the limit MLX waits for memory to be freed rather than failing the allocation.
+  if (opts.mlxMemoryLimitBytes) (mx.metal.setMemoryLimit as unknown as (n: number, relaxed: boolean) => number)(opts.mlxMemoryLimitBytes, true);
+  if (opts.mlxCacheLimitBytes !== undefined && opts.mlxCacheLimitBytes > 0) mx.metal.setCacheLimit(opts.mlxCacheLimitBytes);
+}
+
 const EMPTY_PREFIX_STATS: PrefixCacheStats = { entries: 0, bytes: 0, budgetBytes: 0, reusedTokens: 0, computedTokens: 0, hits: 0, misses: 0 };
 
 export async function loadBackend(modelDir: string, options: Partial<BackendOptions> = {}): Promise<Backend> {
   const opts = { ...DEFAULT_BACKEND_OPTIONS, ...options };
   // The tokenizer is read first: it is cheap and a broken folder fails before gigabytes load.
   const text = await loadTextPipeline(modelDir);
-  const lm = await loadModel(modelDir);
+  const { choice, capabilities } = engineDtypeChoice(opts);
+  applyMlxLimits(capabilities, opts);
+  const lm = await loadModel(modelDir, { choice });
+  const counters = capabilities?.memoryCounters.works === true;
   const eos = [...new Set([...lm.info.eosTokenIds, ...text.eosTokenIds])].sort((a, b) => a - b);
   const info: ModelInfo = { ...lm.info, eosTokenIds: eos };
   const prefixCache = opts.prefixCacheBytes > 0 ? new PrefixCache({ budgetBytes: opts.prefixCacheBytes }) : null;
@@ -170,8 +210,10 @@ export async function loadBackend(modelDir: string, options: Partial<BackendOpti
     afterRequest: afterLargeStep,
     prefixCacheStats: () => prefixCache?.stats() ?? { ...EMPTY_PREFIX_STATS },
     // The CPU build of 0.0.7 has no allocator counters.
-    mlxActiveBytes: () => 0,
-    mlxPeakBytes: () => 0,
+    // null = this build has no working counter (the CPU build reads 0 whatever is allocated).
+    mlxActiveBytes: () => (counters ? mx.metal.getActiveMemory() : null),
+    mlxPeakBytes: () => (counters ? mx.metal.getPeakMemory() : null),
+    mlxCacheBytes: () => (counters ? mx.metal.getCacheMemory() : null),
   };
 }
 

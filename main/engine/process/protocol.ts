@@ -16,6 +16,8 @@ import type {
   SamplingParams,
   TokenLogprob,
 } from '../types.ts';
+import { isCapabilities, type MlxCapabilities } from '../probe/capabilities.ts';
+import { isDtypePolicySetting, type DtypePolicySetting } from '../probe/policy-choice.ts';
 
 /** Bumped when a message shape changes incompatibly; the engine refuses a different version. */
 export const PROTOCOL_VERSION = 1;
@@ -28,6 +30,16 @@ export interface LoadOptions {
   prefixCacheBytes?: number;
   /** Prompt tokens per prefill chunk: the cancellation granularity of prefill. */
   prefillChunk?: number;
+  /** The dtypePolicy setting (auto | native | float32; default auto). */
+  dtypePolicy?: DtypePolicySetting;
+  /**
+   * The parent's capability probe of this MLX build (main/engine/probe). The engine uses it only
+   * if its binaryKey matches the binding the engine process loaded; else it knows nothing (float32).
+   */
+  capabilities?: MlxCapabilities;
+  /** MLX memory / cache pool limits in bytes (applied where the build supports them; 0 = leave). */
+  mlxMemoryLimitBytes?: number;
+  mlxCacheLimitBytes?: number;
 }
 
 export type ParentMessage =
@@ -231,6 +243,18 @@ export function parseParentMessage(v: unknown): ParentMessage | null {
       if (o && o.prefillChunk !== undefined) {
         if (!isInt(o.prefillChunk, 1, 65_536)) return null;
         options.prefillChunk = o.prefillChunk;
+      }
+      if (o && o.dtypePolicy !== undefined) {
+        if (!isDtypePolicySetting(o.dtypePolicy)) return null;
+        options.dtypePolicy = o.dtypePolicy;
+      }
+      // A malformed probe record is dropped (the engine then knows nothing and computes in float32).
+      if (o && o.capabilities !== undefined && isCapabilities(o.capabilities)) options.capabilities = o.capabilities;
+      for (const k of ['mlxMemoryLimitBytes', 'mlxCacheLimitBytes'] as const) {
+        if (o && o[k] !== undefined) {
+          if (!isInt(o[k])) return null;
+          options[k] = o[k] as number;
+        }
       }
       return { type: 'load', protocol: v.protocol, modelDir: v.modelDir, options };
     }
