@@ -190,28 +190,92 @@ describe('recognizer: schemas', () => {
   });
 });
 
+describe('recognizer: numbers, patterns, formats, objects, arrays, combinators (issue 13)', () => {
+  const table: [string, unknown, [string, string][]][] = [
+    ['integer bounds, digit by digit', { type: 'integer', minimum: 10, maximum: 25 }, [['3', 'reject@0'], ['26', 'reject@1'], ['2', 'open'], ['25', 'end'], ['10', 'end'], ['-', 'reject@0'], ['9', 'reject@0']]],
+    ['negative integer bounds', { type: 'integer', minimum: -120, maximum: -7 }, [['-7', 'end'], ['-0', 'reject@1'], ['-1', 'open'], ['-121', 'reject@3'], ['-12', 'end'], ['5', 'reject@0']]],
+    ["zod's .int(): ±(2^53 − 1) costs nothing (15 digits)", { type: 'integer', minimum: -9007199254740991, maximum: 9007199254740991 }, [['-123', 'end'], ['9'.repeat(15), 'end'], ['9'.repeat(16), 'reject@15'], ['1.5', 'reject@1']]],
+    ['exclusiveMinimum 0 (zod .positive()) on numbers', { type: 'number', exclusiveMinimum: 0 }, [['0', 'open'], ['0.0', 'open'], ['0.01', 'end'], ['-', 'reject@0'], ['3', 'end'], ['1e3', 'reject@1']]],
+    ['decimal bounds with exclusiveMaximum', { type: 'number', minimum: -3, exclusiveMaximum: 5 }, [['5', 'reject@0'], ['4.99', 'end'], ['-3', 'end'], ['-3.', 'open'], ['-3.1', 'reject@3'], ['-4', 'reject@1']]],
+    ['multipleOf (integer)', { type: 'integer', multipleOf: 7, minimum: 0, maximum: 20 }, [['14', 'end'], ['15', 'reject@1'], ['2', 'reject@0'], ['0', 'end'], ['7', 'end']]],
+    ['pattern, escape-aware', { type: 'string', pattern: '^[a-z]+$' }, [['"ab\\u0063"', 'done'], ['"ab\\u0043', 'reject@7'], ['"é', 'reject@1'], ['""', 'reject@1']]],
+    ['unanchored pattern matches anywhere', { type: 'string', pattern: 'q' }, [['"the quick"', 'done'], ['"the uick"', 'reject@9']]],
+    ['email', { type: 'string', format: 'email' }, [['"a.b@ex.com"', 'done'], ['"a@"', 'reject@3'], ['"@', 'reject@1'], ['"a..b', 'reject@3']]],
+    ['date-time (leap years)', { type: 'string', format: 'date-time' }, [['"2024-02-29T10:00:00Z"', 'done'], ['"2023-02-29', 'reject@10'], ['"2024-13', 'reject@7']]],
+    ['pattern + lengths', { type: 'string', pattern: '^(ab)+$', minLength: 3, maxLength: 5 }, [['"abab"', 'done'], ['"ab"', 'reject@3'], ['"ababab', 'reject@5']]],
+    ['record: propertyNames + additionalProperties', { type: 'object', propertyNames: { pattern: '^[a-z]+$' }, additionalProperties: { type: 'number' } }, [['{"x":1,"yy":2}', 'done'], ['{"X', 'reject@2'], ['{"x":1,"x"', 'reject@9']]],
+    ['record with enum keys (zod)', { type: 'object', propertyNames: { type: 'string', enum: ['a', 'b'] }, additionalProperties: { type: 'string' }, required: ['a', 'b'] }, [['{"a":"x","b":"y"}', 'done'], ['{"b"', 'reject@2'], ['{"a":"x"}', 'reject@8']]],
+    ['patternProperties only', { type: 'object', patternProperties: { '^x_': { type: 'integer' } }, additionalProperties: false }, [['{"x_1":1,"x_2":3}', 'done'], ['{"y', 'reject@2'], ['{"x_1":"', 'reject@7']]],
+    ['min/maxProperties', { type: 'object', minProperties: 2, maxProperties: 2 }, [['{"a":1}', 'reject@6'], ['{"a":1,"b":2}', 'done'], ['{"a":1,"b":2,', 'reject@12']]],
+    ['prefixItems + items: false (zod tuple)', { type: 'array', prefixItems: [{ type: 'string' }, { type: 'number' }], items: false, minItems: 2, maxItems: 2 }, [['["a",1]', 'done'], ['["a",1,', 'reject@6'], ['[1', 'reject@1'], ['["a"]', 'reject@4']]],
+    ['draft-07 array items + additionalItems', { type: 'array', items: [{ type: 'string' }], additionalItems: { type: 'boolean' } }, [['["a",true,false]', 'done'], ['["a",1', 'reject@5']]],
+    ['uniqueItems on scalars', { type: 'array', items: { type: 'integer' }, uniqueItems: true }, [['[1,2,1]', 'reject@6'], ['[1,2,3]', 'done'], ['["a"', 'reject@1']]],
+    ['uniqueItems on an enum: no comma once every value is used', { type: 'array', items: { enum: ['a', 'b'] }, uniqueItems: true }, [['["a","b"]', 'done'], ['["a","a"', 'reject@7'], ['["a","b",', 'reject@8']]],
+    ['allOf of objects is merged', { allOf: [{ type: 'object', properties: { a: { type: 'string' } }, required: ['a'] }, { type: 'object', properties: { b: { type: 'integer' } }, required: ['b'] }] }, [['{"a":"x","b":1}', 'done'], ['{"a":"x"}', 'reject@8']]],
+    ['oneOf is generated as anyOf', { oneOf: [{ type: 'string' }, { type: 'integer' }] }, [['5', 'end'], ['"x"', 'done'], ['true', 'reject@0']]],
+    ['not: a value', { type: 'string', not: { enum: ['a'] } }, [['"a"', 'reject@2'], ['"ab"', 'done']]],
+    ['not: a type', { not: { type: ['object', 'array', 'string', 'number'] } }, [['true', 'done'], ['null', 'done'], ['"', 'reject@0'], ['1', 'reject@0']]],
+    ['enum filtered by its siblings', { type: 'string', enum: ['a', 'bb', 'ccc'], maxLength: 2 }, [['"a"', 'done'], ['"ccc"', 'reject@1']]],
+  ];
+  for (const [name, schema, cases] of table) {
+    test(name, () => {
+      const node = compileSchema(schema);
+      for (const [t, want] of cases) assert.equal(run(node, t), want, `${t} for ${JSON.stringify(schema)}`);
+    });
+  }
+
+  test('a $ref chain beyond the limit is a 400 that says so', () => {
+    const deep: Record<string, unknown> = { $defs: {} };
+    const defs = deep.$defs as Record<string, unknown>;
+    for (let i = 0; i < 50; i++) defs[`d${i}`] = { $ref: `#/$defs/d${i + 1}` };
+    defs.d50 = { type: 'string' };
+    deep.$ref = '#/$defs/d0';
+    assert.throws(() => compileSchema(deep), /\$ref chain is longer than 32/);
+    defs.d10 = { type: 'string' };
+    assert.equal(run(compileSchema(deep), '"x"'), 'done');
+  });
+
+  test('optional branches that can never end are pruned, so no dead end is offered', () => {
+    const s = compileSchema({ type: 'object', properties: { a: { type: 'integer' }, loop: { $ref: '#/$defs/L' } }, required: ['a'], $defs: { L: { type: 'object', properties: { x: { $ref: '#/$defs/L' } }, required: ['x'] } } });
+    assert.equal(run(s, '{"a":1,"loop"'), 'reject@6'); // no key may follow 'a'
+    assert.equal(run(s, '{"a":1}'), 'done');
+  });
+});
+
 describe('schema compiler: what cannot be enforced is refused, never ignored', () => {
   const refused: [unknown, RegExp][] = [
-    [{ type: 'string', pattern: 'a' }, /pattern/],
-    [{ type: 'string', format: 'date-time' }, /format/],
-    [{ type: 'number', minimum: 0 }, /minimum/],
-    [{ type: 'number', exclusiveMaximum: 0 }, /exclusiveMaximum/],
-    [{ type: 'integer', multipleOf: 2 }, /multipleOf/],
-    [{ type: 'object', minProperties: 1 }, /minProperties/],
-    [{ type: 'object', patternProperties: {} }, /patternProperties/],
-    [{ oneOf: [{}] }, /oneOf/],
-    [{ allOf: [{}, {}] }, /allOf/],
+    [{ type: 'string', pattern: '(a)\\1' }, /backreferences/],
+    [{ type: 'string', pattern: '(?<=a)b' }, /lookbehind/],
+    [{ type: 'string', pattern: '(?=a)*' }, /quantifier|lookahead/],
+    [{ type: 'string', pattern: '\\bword' }, /word boundar/],
+    [{ type: 'string', pattern: '[z-a]' }, /out of order/],
+    [{ type: 'string', format: 'credit-card' }, /format 'credit-card'/],
+    [{ type: 'string', pattern: '^a$', format: 'email' }, /no string/],
+    [{ type: 'number', multipleOf: 0.01 }, /multipleOf/],
+    [{ type: 'number', minimum: 5, maximum: 1 }, /bounds/],
+    [{ type: 'integer', exclusiveMinimum: 1, exclusiveMaximum: 2 }, /bounds/],
+    [{ type: 'integer', minimum: 1, maximum: 6, multipleOf: 7 }, /multiple of 7/],
+    [{ type: 'number', exclusiveMinimum: true }, /draft-04/],
+    [{ type: 'object', properties: { a: {}, b: {} }, required: ['a', 'b'], maxProperties: 1 }, /maxProperties/],
+    [{ type: 'object', properties: { a: {} }, additionalProperties: false, minProperties: 2 }, /minProperties/],
+    [{ type: 'object', propertyNames: { pattern: '^x' }, properties: { y: {} }, required: ['y'] }, /propertyNames/],
     [{ not: {} }, /not/],
-    [{ if: {}, then: {} }, /if/],
-    [{ type: 'array', uniqueItems: true }, /uniqueItems/],
-    [{ type: 'array', prefixItems: [] }, /prefixItems/],
-    [{ type: 'array', items: [{}] }, /tuple/],
+    [{ type: 'integer', not: { minimum: 3 } }, /not/],
+    [{ if: {}, then: {} }, /conditional schemas \(if\/then\/else\)/],
+    [{ type: 'array', contains: { type: 'integer' } }, /contains/],
+    [{ type: 'array', items: { type: 'object' }, uniqueItems: true }, /uniqueItems/],
+    [{ type: 'array', items: { enum: ['a', 'b'] }, uniqueItems: true, minItems: 3 }, /distinct/],
+    [{ type: 'array', prefixItems: [{}], items: false, minItems: 2 }, /minItems/],
+    [{ allOf: [{ type: 'string' }, { type: 'integer' }] }, /no type in common/],
+    [{ allOf: [{ type: 'object', properties: { a: {} }, required: ['a'] }, { type: 'object', properties: { b: {} }, additionalProperties: false }] }, /'a' is required by one allOf member and forbidden/],
     [{ $ref: 'other.json#/x' }, /\$ref/],
     [{ $ref: '#/$defs/missing' }, /points to nothing/],
     [{ $ref: '#' }, /cycle/],
-    [{ type: 'object', properties: { a: {} }, required: ['b'] }, /'b'/],
+    [{ type: 'object', properties: { a: { $ref: '#' } }, required: ['a'] }, /recursion can never end/],
+    [{ type: 'object', properties: { a: {} }, required: ['b'], additionalProperties: false }, /'b'/],
     [{ enum: [] }, /enum/],
     [{ type: 'string', enum: [1, 2] }, /no value/],
+    [{ type: 'string', enum: ['ab', 'abc'], maxLength: 1 }, /no value/],
     [{ type: 'string', minLength: 5, maxLength: 2 }, /minLength/],
     [{ type: 'thing' }, /thing/],
     [false, /false/],

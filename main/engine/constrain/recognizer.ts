@@ -15,7 +15,8 @@
 //   numbers have bounded digits, nesting inside "any JSON" values is bounded; only string
 //   contents and array/object lengths are unbounded (max_tokens bounds them, as everywhere);
 // - a `null` alternative means the document is complete and no byte may follow (the decoder stops).
-import type { ArrayAlt, LiteralAlt, NumberAlt, ObjectAlt, StringAlt, ValueNode } from './schema.ts';
+import { dfaStep, type Dfa } from './regex.ts';
+import { setTextAcceptor, stringFeasible, type ArrayAlt, type LiteralAlt, type NumberAlt, type NumberBounds, type ObjectAlt, type StringAlt, type ValueNode } from './schema.ts';
 
 /**
  * Whitespace between structural tokens, as llama.cpp's JSON grammar allows it: nothing, one
@@ -27,7 +28,6 @@ export const MAX_WS = 20;
 export const MAX_GENERIC_DEPTH = 32;
 /** Alternatives kept per state (all are completable, so dropping extras only narrows the choice). */
 const MAX_ALTS = 32;
-const MAX_INT_DIGITS = 16;
 const MAX_FRAC_DIGITS = 16;
 const MAX_EXP_DIGITS = 2;
 
@@ -69,12 +69,16 @@ interface ObjF {
   extras: readonly string[];
   /** Schema of the value after the current key. */
   vnode: ValueNode | null;
+  /** Keys written (minProperties/maxProperties). */
+  n: number;
 }
 interface StrScan {
   esc: number;
   need: number;
   lo: number;
   hi: number;
+  /** The code point read so far (UTF-8 lead bits, or \u hex digits). */
+  cp: number;
 }
 interface KeyF {
   k: K.Key;
@@ -84,6 +88,9 @@ interface KeyF {
   /** String scanner of a free (additionalProperties) key, null when no free key is possible. */
   free: StrScan | null;
   raw: string;
+  /** Characters and automaton state of a free key whose names are constrained (freeKeys). */
+  flen: number;
+  fq: number;
 }
 interface ArrF {
   k: K.Arr;
@@ -91,6 +98,9 @@ interface ArrF {
   ph: number;
   count: number;
   ws: number;
+  /** uniqueItems: canonical JSON of the items so far, and the raw text of the current one. */
+  seen: readonly string[] | null;
+  cur: string;
 }
 interface StrF {
   k: K.Str;
@@ -98,12 +108,16 @@ interface StrF {
   /** Characters so far (an escape counts once). */
   len: number;
   s: StrScan;
+  /** Automaton state (pattern/format), -1 without one. */
+  q: number;
 }
 interface NumF {
   k: K.Num;
-  integer: boolean;
+  alt: NumberAlt;
   ph: number;
   n: number;
+  /** The number's text so far, kept only when it has bounds. */
+  text: string;
 }
 interface LitF {
   k: K.Lit;
@@ -144,36 +158,69 @@ const isHex = (b: number) => isDigit(b) || (b >= 0x41 && b <= 0x46) || (b >= 0x6
 
 const push = (f: Frame, next: Stack | null): Stack => ({ f, next, depth: next ? next.depth + 1 : 1 });
 
-/** The stack after a value on top of `rest` completed (null = document complete). */
-function finishValue(rest: Stack | null): Stack | null {
+/** The canonical JSON of an item's raw text (a number's text may carry the byte after it). */
+function canonItem(raw: string): string {
+  const text = utf8.decode(Uint8Array.from(raw, (c) => c.charCodeAt(0)));
+  try {
+    return JSON.stringify(JSON.parse(text));
+  } catch {
+    return JSON.stringify(JSON.parse(text.slice(0, -1)));
+  }
+}
+const utf8 = new TextDecoder();
+
+/**
+ * The stack after a value on top of `rest` completed (null = document complete, undefined =
+ * refused: a repeated item of a uniqueItems array).
+ */
+function finishValue(rest: Stack | null): Stack | null | undefined {
   if (rest === null) return null;
   const f = rest.f;
   if (f.k === K.Obj) return push({ ...f, ph: O_AFTER, ws: 0, vnode: null }, rest.next);
-  if (f.k === K.Arr) return push({ ...f, ph: A_AFTER, count: f.count + 1, ws: 0 }, rest.next);
+  if (f.k === K.Arr) {
+    if (f.seen) {
+      const c = canonItem(f.cur);
+      if (f.seen.includes(c)) return undefined;
+      return push({ ...f, ph: A_AFTER, count: f.count + 1, ws: 0, seen: [...f.seen, c], cur: '' }, rest.next);
+    }
+    return push({ ...f, ph: A_AFTER, count: f.count + 1, ws: 0 }, rest.next);
+  }
   return rest; // a Raw suffix follows the value
 }
 
-const STR0: StrScan = { esc: 0, need: 0, lo: 0x80, hi: 0xbf };
+const STR0: StrScan = { esc: 0, need: 0, lo: 0x80, hi: 0xbf, cp: 0 };
 let scanOut: StrScan = STR0;
+/** The code point completed by the last strByte call, or -1. */
+let cpOut = -1;
+const SIMPLE_ESCAPES: Record<number, number> = { 0x22: 0x22, 0x5c: 0x5c, 0x2f: 0x2f, 0x62: 8, 0x66: 12, 0x6e: 10, 0x72: 13, 0x74: 9 };
+const hexVal = (b: number) => (b <= 0x39 ? b - 0x30 : (b | 0x20) - 0x57);
 
 /**
  * One byte of a JSON string body. Returns -1 invalid, 0 consumed (no new character), 1 a new
- * character started, 2 the closing quote; the next scanner state is left in `scanOut`.
+ * character started, 2 the closing quote; the next scanner state is left in `scanOut`, and the
+ * code point it completes (if any) in `cpOut`.
  */
 function strByte(s: StrScan, b: number): number {
+  cpOut = -1;
   if (s.need > 0) {
     if (b < s.lo || b > s.hi) return -1;
-    scanOut = s.need === 1 ? STR0 : { esc: 0, need: s.need - 1, lo: 0x80, hi: 0xbf };
+    const cp = (s.cp << 6) | (b & 0x3f);
+    if (s.need === 1) {
+      scanOut = STR0;
+      cpOut = cp;
+    } else scanOut = { esc: 0, need: s.need - 1, lo: 0x80, hi: 0xbf, cp };
     return 0;
   }
   if (s.esc === 1) {
     // After a backslash: one of the JSON escapes.
-    if (b === 0x22 || b === 0x5c || b === 0x2f || b === 0x62 || b === 0x66 || b === 0x6e || b === 0x72 || b === 0x74) {
+    const e = SIMPLE_ESCAPES[b];
+    if (e !== undefined) {
       scanOut = STR0;
+      cpOut = e;
       return 0;
     }
     if (b === 0x75) {
-      scanOut = { esc: 5, need: 0, lo: 0x80, hi: 0xbf };
+      scanOut = { esc: 5, need: 0, lo: 0x80, hi: 0xbf, cp: 0 };
       return 0;
     }
     return -1;
@@ -190,7 +237,11 @@ function strByte(s: StrScan, b: number): number {
       if (b > 0x37) return -1; // 8-f after 'd' would be a surrogate
       next = 3;
     } else next = s.esc - 1;
-    scanOut = next <= 1 ? STR0 : { esc: next, need: 0, lo: 0x80, hi: 0xbf };
+    const cp = s.cp * 16 + hexVal(b);
+    if (next <= 1) {
+      scanOut = STR0;
+      cpOut = cp;
+    } else scanOut = { esc: next, need: 0, lo: 0x80, hi: 0xbf, cp };
     return 0;
   }
   if (b === 0x22) {
@@ -198,40 +249,121 @@ function strByte(s: StrScan, b: number): number {
     return 2;
   }
   if (b === 0x5c) {
-    scanOut = { esc: 1, need: 0, lo: 0x80, hi: 0xbf };
+    scanOut = { esc: 1, need: 0, lo: 0x80, hi: 0xbf, cp: 0 };
     return 1;
   }
   if (b < 0x20) return -1; // control characters must be escaped
   if (b < 0x80) {
     scanOut = STR0;
+    cpOut = b;
     return 1;
   }
   // UTF-8 lead bytes, with the ranges that exclude overlong forms and surrogates.
-  if (b >= 0xc2 && b <= 0xdf) scanOut = { esc: 0, need: 1, lo: 0x80, hi: 0xbf };
-  else if (b === 0xe0) scanOut = { esc: 0, need: 2, lo: 0xa0, hi: 0xbf };
-  else if ((b >= 0xe1 && b <= 0xec) || b === 0xee || b === 0xef) scanOut = { esc: 0, need: 2, lo: 0x80, hi: 0xbf };
-  else if (b === 0xed) scanOut = { esc: 0, need: 2, lo: 0x80, hi: 0x9f };
-  else if (b === 0xf0) scanOut = { esc: 0, need: 3, lo: 0x90, hi: 0xbf };
-  else if (b >= 0xf1 && b <= 0xf3) scanOut = { esc: 0, need: 3, lo: 0x80, hi: 0xbf };
-  else if (b === 0xf4) scanOut = { esc: 0, need: 3, lo: 0x80, hi: 0x8f };
+  if (b >= 0xc2 && b <= 0xdf) scanOut = { esc: 0, need: 1, lo: 0x80, hi: 0xbf, cp: b & 0x1f };
+  else if (b === 0xe0) scanOut = { esc: 0, need: 2, lo: 0xa0, hi: 0xbf, cp: 0 };
+  else if ((b >= 0xe1 && b <= 0xec) || b === 0xee || b === 0xef) scanOut = { esc: 0, need: 2, lo: 0x80, hi: 0xbf, cp: b & 0x0f };
+  else if (b === 0xed) scanOut = { esc: 0, need: 2, lo: 0x80, hi: 0x9f, cp: 0x0d };
+  else if (b === 0xf0) scanOut = { esc: 0, need: 3, lo: 0x90, hi: 0xbf, cp: 0 };
+  else if (b >= 0xf1 && b <= 0xf3) scanOut = { esc: 0, need: 3, lo: 0x80, hi: 0xbf, cp: b & 0x07 };
+  else if (b === 0xf4) scanOut = { esc: 0, need: 3, lo: 0x80, hi: 0x8f, cp: 4 };
   else return -1;
   return 1;
 }
 
+/**
+ * Whether a character being read (a UTF-8 sequence or an escape, scanner `s`) can still be one
+ * the automaton takes from state `q` into a state that can end with `len` characters.
+ */
+function pendingOk(alt: StringAlt, q: number, s: StrScan, len: number): boolean {
+  let lo: number;
+  let hi: number;
+  if (s.need > 0) {
+    const rem = 2 ** (6 * (s.need - 1));
+    lo = ((s.cp << 6) | (s.lo & 0x3f)) * rem;
+    hi = ((s.cp << 6) | (s.hi & 0x3f)) * rem + rem - 1;
+  } else if (s.esc === 1 || s.esc === 5) [lo, hi] = [0, 0xffff];
+  else if (s.esc === 6) [lo, hi] = [0xd000, 0xd7ff];
+  else if (s.esc >= 2) {
+    const rem = 16 ** (s.esc - 1);
+    lo = s.cp * rem;
+    hi = lo + rem - 1;
+  } else return true;
+  const t = alt.dfa!.trans[q]!;
+  for (let k = 0; k < t.lo.length; k++) {
+    const a = Math.max(lo, t.lo[k]!);
+    const b = Math.min(hi, t.hi[k]!);
+    if (a > b || (a >= 0xd800 && b <= 0xdfff)) continue;
+    if (stringFeasible(alt, t.to[k]!, len)) return true;
+  }
+  return false;
+}
+
+let sLen = 0;
+let sQ = -1;
+/**
+ * One byte of a string whose characters follow `alt` (lengths, automaton). -1 refused, 2 a valid
+ * closing quote, 0 continues (next scanner in scanOut, length in sLen, automaton state in sQ).
+ */
+function strStep(alt: StringAlt, len: number, s: StrScan, q: number, b: number): number {
+  const r = strByte(s, b);
+  if (r < 0) return -1;
+  if (r === 2) return len >= alt.minLength && (!alt.dfa || alt.dfa.accept[q] === 1) ? 2 : -1;
+  let n = len;
+  if (r === 1) {
+    if (len >= alt.maxLength) return -1;
+    n = len + 1;
+  }
+  let nq = q;
+  if (alt.dfa) {
+    if (cpOut >= 0) {
+      nq = dfaStep(alt.dfa, q, cpOut);
+      if (nq < 0 || !stringFeasible(alt, nq, n)) return -1;
+    } else if (!pendingOk(alt, q, scanOut, n)) return -1;
+  }
+  sLen = n;
+  sQ = nq;
+  return 0;
+}
+
+const reqAfterCache = new WeakMap<ObjectAlt, Int32Array>();
+/** Number of required properties after index j (j = -1: all). */
+function reqAfter(alt: ObjectAlt, j: number): number {
+  let c = reqAfterCache.get(alt);
+  if (!c) {
+    c = new Int32Array(alt.props.length + 1);
+    for (let i = alt.props.length - 1; i >= 0; i--) c[i] = c[i + 1]! + (alt.props[i]!.required ? 1 : 0);
+    reqAfterCache.set(alt, c);
+  }
+  return c[j + 1]!;
+}
+
+const freeAllowed = (alt: ObjectAlt) => alt.additional !== null || alt.patterns.length > 0;
+
+/** Declared property j may be written as key number n+1 (counts stay satisfiable). */
+function canTake(alt: ObjectAlt, n: number, j: number): boolean {
+  if (n + 1 + reqAfter(alt, j) > alt.maxProps) return false;
+  if (alt.minProps === 0 || freeAllowed(alt)) return true;
+  return n + 1 + (alt.props.length - 1 - j) >= alt.minProps;
+}
+
+/** A free key may be written as key number n+1. */
+const canTakeFree = (alt: ObjectAlt, n: number, last: number) => freeAllowed(alt) && n + 1 + reqAfter(alt, last) <= alt.maxProps;
+
 /** Declared properties that may be written next: in order, not skipping a required one. */
-function candidates(alt: ObjectAlt, last: number): number[] {
+function candidates(alt: ObjectAlt, last: number, n: number): number[] {
   const out: number[] = [];
   for (let j = last + 1; j < alt.props.length; j++) {
-    out.push(j);
+    if (canTake(alt, n, j)) out.push(j);
     if (alt.props[j]!.required) break;
   }
   return out;
 }
 
 function requiredRemaining(alt: ObjectAlt, last: number): boolean {
-  for (let j = last + 1; j < alt.props.length; j++) if (alt.props[j]!.required) return true;
-  return false;
+  return reqAfter(alt, last) > 0;
 }
+
+const canClose = (alt: ObjectAlt, last: number, n: number) => !requiredRemaining(alt, last) && n >= alt.minProps;
 
 const declaredRaw = new WeakMap<ObjectAlt, Set<string>>();
 /** Raw JSON key texts (without quotes) of the declared properties, as latin1 byte strings. */
@@ -245,8 +377,10 @@ function declaredKeys(alt: ObjectAlt): Set<string> {
 }
 
 function mkLit(texts: Uint8Array[], lo: number, hi: number, pos: number, rest: Stack | null, out: (Stack | null)[]): void {
-  if (hi - lo === 1 && texts[lo]!.length === pos) out.push(finishValue(rest));
-  else out.push(push({ k: K.Lit, texts, lo, hi, pos }, rest));
+  if (hi - lo === 1 && texts[lo]!.length === pos) {
+    const after = finishValue(rest);
+    if (after !== undefined) out.push(after);
+  } else out.push(push({ k: K.Lit, texts, lo, hi, pos }, rest));
 }
 
 function startLiteral(alt: LiteralAlt, b: number, rest: Stack | null, out: (Stack | null)[]): void {
@@ -259,9 +393,72 @@ function startLiteral(alt: LiteralAlt, b: number, rest: Stack | null, out: (Stac
 }
 
 function startNumber(alt: NumberAlt, b: number, rest: Stack | null, out: (Stack | null)[]): void {
-  if (b === 0x2d) out.push(push({ k: K.Num, integer: alt.integer, ph: 0, n: 0 }, rest));
-  else if (b === 0x30) out.push(push({ k: K.Num, integer: alt.integer, ph: 2, n: 1 }, rest));
-  else if (b > 0x30 && b <= 0x39) out.push(push({ k: K.Num, integer: alt.integer, ph: 1, n: 1 }, rest));
+  let f: NumF;
+  const text = alt.bounds ? String.fromCharCode(b) : '';
+  if (b === 0x2d) f = { k: K.Num, alt, ph: 0, n: 0, text };
+  else if (b === 0x30) f = { k: K.Num, alt, ph: 2, n: 1, text };
+  else if (b > 0x30 && b <= 0x39) f = { k: K.Num, alt, ph: 1, n: 1, text };
+  else return;
+  if (alt.bounds && !numAlive(alt, alt.bounds, f)) return;
+  out.push(push(f, rest));
+}
+
+/** Whether value ranges [x, y] (ends open when xo/yo) and the bounds share a value (a multiple). */
+function hits(B: NumberBounds, integer: boolean, x: number, xo: boolean, y: number, yo: boolean): boolean {
+  let L = x;
+  let LO = xo;
+  if (B.lo > L) [L, LO] = [B.lo, B.loEx];
+  else if (B.lo === L) LO = LO || B.loEx;
+  let U = y;
+  let UO = yo;
+  if (B.hi < U) [U, UO] = [B.hi, B.hiEx];
+  else if (B.hi === U) UO = UO || B.hiEx;
+  if (L > U) return false;
+  if (integer) return B.multipleOf > 1 ? Math.ceil(L / B.multipleOf) * B.multipleOf <= U : true;
+  return L < U || (!LO && !UO);
+}
+
+/**
+ * Whether the number being written (text, phase) can still end inside the bounds: the values
+ * its completions reach form intervals — digit by digit, as llama.cpp's integer-range grammars do.
+ */
+function numAlive(alt: NumberAlt, B: NumberBounds, f: NumF): boolean {
+  const neg = f.text.charCodeAt(0) === 0x2d;
+  const body = neg ? f.text.slice(1) : f.text;
+  const D = alt.maxDigits;
+  const I = alt.integer;
+  const test = (a: number, z: number, zOpen: boolean): boolean => (neg ? hits(B, I, -z, zOpen, -a, false) : hits(B, I, a, false, z, zOpen));
+  switch (f.ph) {
+    case 0:
+      return I ? test(0, 10 ** D - 1, false) : test(0, 10 ** D, true);
+    case 1: {
+      const P = Number(body);
+      for (let j = 0; j <= D - f.n; j++) {
+        const p = 10 ** j;
+        if (I ? test(P * p, P * p + p - 1, false) : test(P * p, (P + 1) * p, true)) return true;
+      }
+      return false;
+    }
+    case 2:
+      return I ? test(0, 0, false) : test(0, 1, true);
+    case 3: {
+      const v = Number(body.slice(0, -1));
+      return test(v, v + 1, true);
+    }
+    case 4: {
+      const v = Number(body);
+      return f.n < MAX_FRAC_DIGITS ? test(v, v + 10 ** -f.n, true) : test(v, v, false);
+    }
+    default:
+      return false;
+  }
+}
+
+/** A complete bounded number's value is inside the bounds (exactly, as a validator parses it). */
+function numFinalOk(B: NumberBounds, text: string): boolean {
+  const v = Number(text);
+  if (v < B.lo || (v === B.lo && B.loEx) || v > B.hi || (v === B.hi && B.hiEx)) return false;
+  return B.multipleOf <= 1 || v % B.multipleOf === 0;
 }
 
 /** A value starts with byte `b` (not whitespace) where `rest` continues after it. */
@@ -271,16 +468,16 @@ function startValue(node: ValueNode, b: number, rest: Stack | null, out: (Stack 
     switch (alt.kind) {
       case 'object':
         if (b === 0x7b && !(alt.generic && depth >= MAX_GENERIC_DEPTH)) {
-          out.push(push({ k: K.Obj, alt, ph: O_OPEN, last: -1, ws: 0, extras: [], vnode: null }, rest));
+          out.push(push({ k: K.Obj, alt, ph: O_OPEN, last: -1, ws: 0, extras: [], vnode: null, n: 0 }, rest));
         }
         break;
       case 'array':
         if (b === 0x5b && !(alt.generic && depth >= MAX_GENERIC_DEPTH)) {
-          out.push(push({ k: K.Arr, alt, ph: A_OPEN, count: 0, ws: 0 }, rest));
+          out.push(push({ k: K.Arr, alt, ph: A_OPEN, count: 0, ws: 0, seen: alt.unique ? [] : null, cur: '' }, rest));
         }
         break;
       case 'string':
-        if (b === 0x22) out.push(push({ k: K.Str, alt, len: 0, s: STR0 }, rest));
+        if (b === 0x22) out.push(push({ k: K.Str, alt, len: 0, s: STR0, q: alt.dfa ? alt.dfa.start : -1 }, rest));
         break;
       case 'number':
         startNumber(alt, b, rest, out);
@@ -305,20 +502,20 @@ function stepNumber(f: NumF, st: Stack, b: number, out: (Stack | null)[]): void 
       else if (d) nf = { ...f, ph: 1, n: 1 };
       break;
     case 1: // integer digits
-      if (d) nf = f.n < MAX_INT_DIGITS ? { ...f, n: f.n + 1 } : null;
-      else if (!f.integer && b === 0x2e) nf = { ...f, ph: 3, n: 0 };
-      else if (!f.integer && (b === 0x65 || b === 0x45)) nf = { ...f, ph: 5, n: 0 };
+      if (d) nf = f.n < f.alt.maxDigits ? { ...f, n: f.n + 1 } : null;
+      else if (!f.alt.integer && b === 0x2e) nf = { ...f, ph: 3, n: 0 };
+      else if (!f.alt.integer && !f.alt.bounds && (b === 0x65 || b === 0x45)) nf = { ...f, ph: 5, n: 0 };
       break;
     case 2: // a leading 0
-      if (!f.integer && b === 0x2e) nf = { ...f, ph: 3, n: 0 };
-      else if (!f.integer && (b === 0x65 || b === 0x45)) nf = { ...f, ph: 5, n: 0 };
+      if (!f.alt.integer && b === 0x2e) nf = { ...f, ph: 3, n: 0 };
+      else if (!f.alt.integer && !f.alt.bounds && (b === 0x65 || b === 0x45)) nf = { ...f, ph: 5, n: 0 };
       break;
     case 3: // after '.'
       if (d) nf = { ...f, ph: 4, n: 1 };
       break;
     case 4: // fraction digits
       if (d) nf = f.n < MAX_FRAC_DIGITS ? { ...f, n: f.n + 1 } : null;
-      else if (b === 0x65 || b === 0x45) nf = { ...f, ph: 5, n: 0 };
+      else if (!f.alt.bounds && (b === 0x65 || b === 0x45)) nf = { ...f, ph: 5, n: 0 };
       break;
     case 5: // after 'e'
       if (b === 0x2b || b === 0x2d) nf = { ...f, ph: 6 };
@@ -332,13 +529,17 @@ function stepNumber(f: NumF, st: Stack, b: number, out: (Stack | null)[]): void 
       break;
   }
   if (nf) {
+    if (f.alt.bounds) {
+      nf.text = f.text + String.fromCharCode(b);
+      if (!numAlive(f.alt, f.alt.bounds, nf)) return;
+    }
     out.push(push(nf, rest));
     return;
   }
   // Not part of the number: if the number is complete, the byte belongs to what follows it.
-  if (!d && numComplete(f.ph)) {
+  if (!d && numComplete(f.ph) && (!f.alt.bounds || numFinalOk(f.alt.bounds, f.text))) {
     const after = finishValue(rest);
-    if (after !== null) step(after, b, out);
+    if (after) step(after, b, out);
   }
 }
 
@@ -352,11 +553,13 @@ function stepObject(f: ObjF, st: Stack, b: number, out: (Stack | null)[]): void 
         const w = wsNext(f.ws, b);
         if (w !== null) out.push(push({ ...f, ws: w }, rest));
       } else if (b === 0x22) {
-        const cands = candidates(f.alt, f.last);
-        const free = f.alt.additional !== null ? STR0 : null;
-        if (cands.length > 0 || free) out.push(push({ k: K.Key, cands, pos: 0, free, raw: '' }, st));
-      } else if (b === 0x7d && f.ph === O_OPEN && !requiredRemaining(f.alt, f.last)) {
-        out.push(finishValue(rest));
+        const cands = candidates(f.alt, f.last, f.n);
+        const free = canTakeFree(f.alt, f.n, f.last) ? STR0 : null;
+        const fk = f.alt.freeKeys;
+        if (cands.length > 0 || free) out.push(push({ k: K.Key, cands, pos: 0, free, raw: '', flen: 0, fq: fk?.dfa ? fk.dfa.start : -1 }, st));
+      } else if (b === 0x7d && f.ph === O_OPEN && canClose(f.alt, f.last, f.n)) {
+        const after = finishValue(rest);
+        if (after !== undefined) out.push(after);
       }
       return;
     case O_COLON:
@@ -372,9 +575,10 @@ function stepObject(f: ObjF, st: Stack, b: number, out: (Stack | null)[]): void 
         const w = wsNext(f.ws, b);
         if (w !== null) out.push(push({ ...f, ws: w }, rest));
       } else if (b === 0x2c) {
-        if (f.last < f.alt.props.length - 1 || f.alt.additional !== null) out.push(push({ ...f, ph: O_COMMA, ws: 0 }, rest));
-      } else if (b === 0x7d && !requiredRemaining(f.alt, f.last)) {
-        out.push(finishValue(rest));
+        if (candidates(f.alt, f.last, f.n).length > 0 || canTakeFree(f.alt, f.n, f.last)) out.push(push({ ...f, ph: O_COMMA, ws: 0 }, rest));
+      } else if (b === 0x7d && canClose(f.alt, f.last, f.n)) {
+        const after = finishValue(rest);
+        if (after !== undefined) out.push(after);
       }
       return;
   }
@@ -389,24 +593,47 @@ function stepKey(f: KeyF, st: Stack, b: number, out: (Stack | null)[]): void {
     const key = props[j]!.key;
     if (key[f.pos] !== b) continue;
     if (f.pos + 1 === key.length) {
-      out.push(push({ ...obj, ph: O_COLON, last: j, ws: 0, vnode: props[j]!.value }, objStack.next));
+      out.push(push({ ...obj, ph: O_COLON, last: j, ws: 0, vnode: props[j]!.value, n: obj.n + 1 }, objStack.next));
     } else (cont ??= []).push(j);
   }
   let free: StrScan | null = null;
   let raw = f.raw;
+  let flen = f.flen;
+  let fq = f.fq;
   if (f.free) {
-    const r = strByte(f.free, b);
+    const fk = obj.alt.freeKeys;
+    const r = fk ? strStep(fk, f.flen, f.free, f.fq, b) : strByte(f.free, b);
     if (r === 2) {
       // A free key is complete: it must be new and not a declared property's name.
       if (!declaredKeys(obj.alt).has(raw) && !obj.extras.includes(raw)) {
-        out.push(push({ ...obj, ph: O_COLON, ws: 0, vnode: obj.alt.additional, extras: [...obj.extras, raw] }, objStack.next));
+        const vnode = freeKeyValue(obj.alt, raw);
+        if (vnode) out.push(push({ ...obj, ph: O_COLON, ws: 0, vnode, extras: [...obj.extras, raw], n: obj.n + 1 }, objStack.next));
       }
     } else if (r >= 0) {
       free = scanOut;
       raw += String.fromCharCode(b);
+      if (fk) [flen, fq] = [sLen, sQ];
     }
   }
-  if (cont || free) out.push(push({ k: K.Key, cands: cont ?? [], pos: f.pos + 1, free, raw }, objStack));
+  if (cont || free) out.push(push({ k: K.Key, cands: cont ?? [], pos: f.pos + 1, free, raw, flen, fq }, objStack));
+}
+
+/** The value schema of a new key (raw JSON text, latin1): its patternProperties or additionalProperties. */
+function freeKeyValue(alt: ObjectAlt, raw: string): ValueNode | null {
+  if (alt.patterns.length === 0) return alt.additional;
+  const name = JSON.parse('"' + utf8.decode(Uint8Array.from(raw, (c) => c.charCodeAt(0))) + '"') as string;
+  for (const p of alt.patterns) if (dfaMatchesName(p.dfa, name)) return p.value;
+  return alt.additional;
+}
+
+function dfaMatchesName(d: import('./regex.ts').Dfa, s: string): boolean {
+  if (d.size === 0) return false;
+  let q = d.start;
+  for (const c of s) {
+    q = dfaStep(d, q, c.codePointAt(0)!);
+    if (q < 0) return false;
+  }
+  return d.accept[q] === 1;
 }
 
 function stepArray(f: ArrF, st: Stack, b: number, out: (Stack | null)[]): void {
@@ -418,22 +645,48 @@ function stepArray(f: ArrF, st: Stack, b: number, out: (Stack | null)[]): void {
   }
   if (f.ph === A_OPEN) {
     if (b === 0x5d) {
-      if (f.alt.minItems === 0) out.push(finishValue(rest));
+      if (f.alt.minItems === 0) {
+        const after = finishValue(rest);
+        if (after !== undefined) out.push(after);
+      }
     } else if (f.alt.maxItems > 0) {
-      startValue(f.alt.items, b, push({ ...f, ph: A_ITEM, ws: 0 }, rest), out);
+      const item = itemNode(f.alt, 0);
+      if (item) startValue(item, b, push({ ...f, ph: A_ITEM, ws: 0, cur: f.seen ? String.fromCharCode(b) : '' }, rest), out);
     }
   } else if (f.ph === A_AFTER) {
     if (b === 0x2c) {
-      if (f.count < f.alt.maxItems) out.push(push({ k: K.Value, node: f.alt.items, ws: 0 }, push({ ...f, ph: A_ITEM, ws: 0 }, rest)));
+      const item = itemNode(f.alt, f.count);
+      if (f.count < f.alt.maxItems && item && !(f.seen && f.seen.length >= distinctLimit(item))) {
+        out.push(push({ k: K.Value, node: item, ws: 0 }, push({ ...f, ph: A_ITEM, ws: 0, cur: '' }, rest)));
+      }
     } else if (b === 0x5d && f.count >= f.alt.minItems) {
-      out.push(finishValue(rest));
+      const after = finishValue(rest);
+      if (after !== undefined) out.push(after);
     }
   }
 }
 
+const itemNode = (alt: ArrayAlt, i: number): ValueNode | null => (i < alt.prefix.length ? alt.prefix[i]! : alt.items);
+
+/** How many distinct values an item schema has (enums and booleans are finite). */
+function distinctLimit(node: ValueNode): number {
+  let n = 0;
+  for (const a of node.alts) {
+    if (a.kind !== 'literal') return Infinity;
+    n += a.texts.length;
+  }
+  return n;
+}
+
 /** Advances one stack by one byte, appending the resulting alternatives to `out`. */
-function step(st: Stack, b: number, out: (Stack | null)[]): void {
+function step(st0: Stack, b: number, out: (Stack | null)[]): void {
+  let st = st0;
   const f = st.f;
+  // Inside an item of a uniqueItems array (scalars only: one frame above it), record its text.
+  const under = st.next;
+  if (under !== null && under.f.k === K.Arr && under.f.seen !== null && under.f.ph === A_ITEM && f.k !== K.Arr && f.k !== K.Obj) {
+    st = { f, next: push({ ...under.f, cur: under.f.cur + String.fromCharCode(b) }, under.next), depth: st.depth };
+  }
   switch (f.k) {
     case K.Value:
       if (isWs(b)) {
@@ -448,13 +701,24 @@ function step(st: Stack, b: number, out: (Stack | null)[]): void {
     case K.Arr:
       return stepArray(f, st, b, out);
     case K.Str: {
+      if (f.alt.dfa) {
+        const r = strStep(f.alt, f.len, f.s, f.q, b);
+        if (r === 2) {
+          const after = finishValue(st.next);
+          if (after !== undefined) out.push(after);
+        } else if (r === 0) out.push(push({ k: K.Str, alt: f.alt, len: sLen, s: scanOut, q: sQ }, st.next));
+        return;
+      }
       const r = strByte(f.s, b);
       if (r === 2) {
-        if (f.len >= f.alt.minLength) out.push(finishValue(st.next));
+        if (f.len >= f.alt.minLength) {
+          const after = finishValue(st.next);
+          if (after !== undefined) out.push(after);
+        }
       } else if (r === 1) {
-        if (f.len < f.alt.maxLength) out.push(push({ k: K.Str, alt: f.alt, len: f.len + 1, s: scanOut }, st.next));
+        if (f.len < f.alt.maxLength) out.push(push({ k: K.Str, alt: f.alt, len: f.len + 1, s: scanOut, q: -1 }, st.next));
       } else if (r === 0) {
-        out.push(push({ k: K.Str, alt: f.alt, len: f.len, s: scanOut }, st.next));
+        out.push(push({ k: K.Str, alt: f.alt, len: f.len, s: scanOut, q: -1 }, st.next));
       }
       return;
     }
@@ -470,7 +734,7 @@ function step(st: Stack, b: number, out: (Stack | null)[]): void {
       // A complete literal (sorted first: it is a prefix of the others) ends before this byte.
       if (texts[f.lo]!.length === pos) {
         const after = finishValue(st.next);
-        if (after !== null) step(after, b, out);
+        if (after) step(after, b, out);
       }
       return;
     }
@@ -497,8 +761,11 @@ export function openStringCapacity(state: RecognizerState): number {
     if (st === null) return -1;
     const f = st.f;
     let c: number;
-    if (f.k === K.Str) c = f.s === STR0 ? f.alt.maxLength - f.len : -1;
-    else if (f.k === K.Key) c = f.free === STR0 ? Infinity : -1;
+    if (f.k === K.Str) c = f.s === STR0 && (!f.alt.dfa || f.alt.dfa.universal[f.q] === 1) ? f.alt.maxLength - f.len : -1;
+    else if (f.k === K.Key) {
+      const fk = (st.next!.f as ObjF).alt.freeKeys;
+      c = f.free === STR0 && (!fk || (fk.dfa!.universal[f.fq] === 1 && fk.maxLength === Infinity)) ? Infinity : -1;
+    }
     else c = -1;
     if (c < 0) return -1;
     if (c > cap) cap = c;
@@ -522,6 +789,88 @@ export function scanStringBody(bytes: Uint8Array): number | 'close' | 'invalid' 
     s = scanOut;
   }
   return chars;
+}
+
+/** A state reading a pattern/format string (or a constrained free key) at a character boundary. */
+export interface PatternStringState {
+  alt: StringAlt;
+  q: number;
+  len: number;
+}
+
+/** The single string-with-automaton frame the state is in, or null (token-table's fast path). */
+export function patternStringState(state: RecognizerState): PatternStringState | null {
+  if (state.length !== 1 || state[0] === null) return null;
+  const st = state[0]!;
+  const f = st.f;
+  if (f.k === K.Str && f.alt.dfa && f.s === STR0) return { alt: f.alt, q: f.q, len: f.len };
+  if (f.k === K.Key && f.cands.length === 0 && f.free === STR0) {
+    const fk = (st.next!.f as ObjF).alt.freeKeys;
+    if (fk) return { alt: fk, q: f.fq, len: f.flen };
+  }
+  return null;
+}
+
+export interface PatternTokens {
+  /** Tokens that stay inside the string and keep the automaton alive, ending on a character boundary. */
+  ids: Int32Array;
+  endQ: Int32Array;
+  chars: Uint16Array;
+  /** Tokens that end inside a character (or escape) with it still possible: checked one by one. */
+  partial: Int32Array;
+}
+
+/**
+ * Runs every string-body token (`open`, sorted bytewise) through the automaton from state q0,
+ * reusing shared prefixes like the mask walk. Lengths are not checked here (the caller filters
+ * by the end state and character count), so the result can be cached per (automaton, state).
+ */
+export function walkPatternTokens(dfa: Dfa, q0: number, order: Int32Array, lcp: Uint16Array, bytes: readonly (Uint8Array | null)[]): PatternTokens {
+  const ids: number[] = [];
+  const endQ: number[] = [];
+  const chars: number[] = [];
+  const partial: number[] = [];
+  const sc: StrScan[] = [STR0];
+  const qs: number[] = [q0];
+  const ch: number[] = [0];
+  let deadAt = Infinity;
+  for (let k = 0; k < order.length; k++) {
+    // The precomputed common prefix with the previous token: a dead prefix skips without
+    // touching the token's bytes (the same walk as the general mask).
+    const l = lcp[k]!;
+    if (l > deadAt) continue;
+    const id = order[k]!;
+    const t = bytes[id]!;
+    let i = l;
+    for (; i < t.length; i++) {
+      const r = strByte(sc[i]!, t[i]!);
+      if (r < 0 || r === 2) break; // invalid, or closes the string (checked separately)
+      let q = qs[i]!;
+      if (cpOut >= 0) {
+        q = dfaStep(dfa, q, cpOut);
+        if (q < 0) break;
+      } else if (scanOut !== STR0 && !pendingAny(dfa, q, scanOut)) break;
+      sc[i + 1] = scanOut;
+      qs[i + 1] = q;
+      ch[i + 1] = ch[i]! + (r === 1 ? 1 : 0);
+    }
+    if (i < t.length) {
+      deadAt = i;
+      continue;
+    }
+    deadAt = Infinity;
+    if (sc[t.length] === STR0) {
+      ids.push(id);
+      endQ.push(qs[t.length]!);
+      chars.push(Math.min(ch[t.length]!, 65535));
+    } else partial.push(id);
+  }
+  return { ids: Int32Array.from(ids), endQ: Int32Array.from(endQ), chars: Uint16Array.from(chars), partial: Int32Array.from(partial) };
+}
+
+/** pendingOk without lengths: some character the scanner may still complete has a transition. */
+function pendingAny(dfa: Dfa, q: number, s: StrScan): boolean {
+  return pendingOk({ kind: 'string', minLength: 0, maxLength: Infinity, dfa, reach: null, at: '' }, q, s, 0);
 }
 
 /** Advances a state by one byte; null when the byte is not allowed. */
@@ -552,7 +901,7 @@ export function advanceBytes(state: RecognizerState, bytes: Uint8Array, start = 
 function stackCanEnd(s: Stack | null): boolean {
   if (s === null) return true;
   const f = s.f;
-  if (f.k === K.Num) return numComplete(f.ph) && finishValue(s.next) === null;
+  if (f.k === K.Num) return numComplete(f.ph) && (!f.alt.bounds || numFinalOk(f.alt.bounds, f.text)) && finishValue(s.next) === null;
   if (f.k === K.Lit) return f.texts[f.lo]!.length === f.pos && finishValue(s.next) === null;
   return false;
 }
@@ -588,3 +937,9 @@ export function initialState(node: ValueNode, opts: InitialOptions = {}): Recogn
 export function advanceText(state: RecognizerState, text: string): RecognizerState | null {
   return advanceBytes(state, enc.encode(text));
 }
+
+// The schema compiler filters enum values by the other keywords with the recognizer itself.
+setTextAcceptor((node, text) => {
+  const s = advanceText(initialState(node), text);
+  return s !== null && canEnd(s);
+});

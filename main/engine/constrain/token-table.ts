@@ -7,7 +7,9 @@
 // Byte-level BPE (GPT-2/Qwen/Llama 3): token strings use the 256-character byte alphabet, so a
 // token may carry half a UTF-8 character; we map it back to raw bytes. SentencePiece vocabularies
 // (Llama 2/Mistral): `▁` is a space and `<0xNN>` a raw byte.
-import { advanceByte, advanceBytes, openStringCapacity, scanStringBody, type RecognizerState } from './recognizer.ts';
+import { advanceByte, advanceBytes, openStringCapacity, patternStringState, scanStringBody, walkPatternTokens, type PatternStringState, type PatternTokens, type RecognizerState } from './recognizer.ts';
+import type { Dfa } from './regex.ts';
+import { stringFeasible } from './schema.ts';
 
 /** What the table needs from the tokenizer (engine/text's TextTokenizer satisfies it). */
 export interface VocabSource {
@@ -31,6 +33,8 @@ export interface TokenTable {
    * boundary ('open'), and ids whose bytes end a string somewhere ('close').
    */
   stringBody?: StringBodyIds;
+  /** Per automaton and state: the string-body tokens it takes (pattern/format strings). */
+  patternTokens?: WeakMap<Dfa, Map<number, PatternTokens>>;
 }
 
 interface StringBodyIds {
@@ -148,6 +152,8 @@ function decodeSentencePiece(tok: string): Uint8Array | null {
  */
 export function allowedTokenIds(table: TokenTable, state: RecognizerState, out: number[] = []): number[] {
   const { order, lcp, bytes } = table;
+  const ps = patternStringState(state);
+  if (ps) return patternAllowed(table, state, ps, out);
   const cap = openStringCapacity(state);
   if (cap >= 0) {
     // Inside a string nearly the whole vocabulary is allowed, and the walk would visit all of
@@ -212,6 +218,30 @@ function stringBodyIds(table: TokenTable): StringBodyIds {
   return table.stringBody;
 }
 
+/**
+ * Inside a pattern/format string: the cached tokens the automaton takes from this state, filtered
+ * by what the lengths still allow, plus the tokens that end inside a character or close the
+ * string (checked one by one).
+ */
+function patternAllowed(table: TokenTable, state: RecognizerState, ps: PatternStringState, out: number[]): number[] {
+  const sb = stringBodyIds(table);
+  const dfa = ps.alt.dfa!;
+  const cache = (table.patternTokens ??= new WeakMap());
+  let perDfa = cache.get(dfa);
+  if (!perDfa) cache.set(dfa, (perDfa = new Map()));
+  let pt = perDfa.get(ps.q);
+  if (!pt) {
+    pt = walkPatternTokens(dfa, ps.q, table.order, table.lcp, table.bytes);
+    if (perDfa.size < 4096) perDfa.set(ps.q, pt);
+  }
+  const { alt, len } = ps;
+  if (alt.minLength === 0 && alt.maxLength === Infinity) for (let i = 0; i < pt.ids.length; i++) out.push(pt.ids[i]!);
+  else for (let i = 0; i < pt.ids.length; i++) if (len + pt.chars[i]! <= alt.maxLength && stringFeasible(alt, pt.endQ[i]!, len + pt.chars[i]!)) out.push(pt.ids[i]!);
+  for (let i = 0; i < pt.partial.length; i++) if (advanceBytes(state, table.bytes[pt.partial[i]!]!)) out.push(pt.partial[i]!);
+  for (let i = 0; i < sb.close.length; i++) if (advanceBytes(state, table.bytes[sb.close[i]!]!)) out.push(sb.close[i]!);
+  return out;
+}
+
 /** The allowed next tokens, as the shorter of the two lists. */
 export type TokenMask = { allow: number[] } | { deny: number[] };
 
@@ -222,6 +252,16 @@ export type TokenMask = { allow: number[] } | { deny: number[] };
  * list (EOS is not in either list; the caller adds it when the document may end).
  */
 export function tokenMask(table: TokenTable, state: RecognizerState): TokenMask {
+  if (patternStringState(state)) {
+    const allow = allowedTokenIds(table, state);
+    if (allow.length < table.bytes.length / 2) return { allow };
+    // Most of the vocabulary (an unanchored pattern): the refused ids are the shorter list.
+    const ok = new Uint8Array(table.bytes.length);
+    for (const id of allow) ok[id] = 1;
+    const deny: number[] = [];
+    for (let id = 0; id < ok.length; id++) if (!ok[id]) deny.push(id);
+    return { deny };
+  }
   const cap = openStringCapacity(state);
   if (cap < 0) return { allow: allowedTokenIds(table, state) };
   const sb = stringBodyIds(table);
