@@ -126,6 +126,8 @@ export type EngineEvent =
       decodeMs: number;
       /** Milliseconds of decodeMs spent choosing tokens (sampling, plus constrained decoding's checks and masks). */
       sampleMs?: number;
+      /** With stopReason 'stop_string': which of the request's stop strings matched. */
+      stopString?: string;
     }
   | { type: 'error'; requestId: string; code: EngineErrorCode; message: string };
 

@@ -1,7 +1,9 @@
-// Runs one generation for /v1/chat/completions or /v1/completions and writes the OpenAI response,
-// streamed (SSE) or not. Everything that can be decided before the first byte (validation,
-// context length, queue, admission) is a plain HTTP error; after the stream began, failures are a
-// `data: {"error":…}` event followed by `data: [DONE]`. A client disconnect aborts the engine
+// Runs one generation and writes the response, streamed (SSE) or not, for every generating API:
+// the life cycle (response cache, admission, queue slot, engine, cancellation, caching) is here once,
+// and each API plugs in a ResponseFormat (its wire format and error shape; OpenAI's is
+// openai-writer.ts, Anthropic's anthropic/route.ts). Everything that can be decided before the first
+// byte (validation, context length, queue, admission) is a plain HTTP error; after the stream began,
+// failures are the API's in-stream error event. A client disconnect aborts the engine
 // (which stops within one step) and the slot is released only when the engine confirms the end,
 // so the next request never overlaps a dying one. Only finished generations reach the cache.
 import { randomUUID } from 'node:crypto';
@@ -10,10 +12,9 @@ import type { ServerResponse } from 'node:http';
 import type { FastifyReply } from 'fastify';
 import { ApiError, toApiError } from '../common/errors.ts';
 import { sanitizeMessage } from '../common/sanitize.ts';
-import type { EngineClient, EngineEvent, GenerationConstraint, SamplingParams, TokenLogprob } from '../engine/types.ts';
-import type { ToolCall, ToolParserEvent } from '../engine/text/types.ts';
+import type { EngineClient, EngineEvent, GenerationConstraint, SamplingParams } from '../engine/types.ts';
 import type { CachedGeneration, ResponseCacheKey, ServerHooks, ServerTextPipeline } from './hooks.ts';
-import { SseWriter } from './sse.ts';
+import { SseWriter, type SseOptions } from './sse.ts';
 import type { WorkSlots } from './slots.ts';
 import type { RequestTrack } from './track.ts';
 import { requestAbort, SHUTDOWN_REASON } from './request-abort.ts';
@@ -36,42 +37,47 @@ export interface PreparedGeneration {
   cacheKey: ResponseCacheKey | null;
   /** Log-probabilities requested: alternatives per token (0..20); null/absent = off. */
   logprobs?: number | null;
+  /** Split a leading `<think>` block out as reasoning (output-split.ts). */
+  reasoning?: boolean;
+  /** The rendered prompt ends inside an open `<think>` block. */
+  startInThinking?: boolean;
+  /** The API's wire format and error shape. */
+  format: ResponseFormat;
 }
 
-/** OpenAI chat `logprobs.content` entries. */
-function chatLogprobs(lps: TokenLogprob[]): { content: unknown[]; refusal: null } {
-  return {
-    content: lps.map((t) => ({
-      token: t.token,
-      logprob: t.logprob,
-      bytes: t.bytes,
-      top_logprobs: t.top.map((a) => ({ token: a.token, logprob: a.logprob, bytes: a.bytes })),
-    })),
-    refusal: null,
-  };
+export type DoneEvent = Extract<EngineEvent, { type: 'done' }>;
+
+/** What a writer may use to answer one request. */
+export interface WriterContext {
+  prep: PreparedGeneration;
+  /** null for non-stream requests. */
+  sse: SseWriter | null;
+  text: ServerTextPipeline;
+  track: RequestTrack;
+  /** Non-stream: writes the 200 JSON body (once). */
+  writeJson(body: unknown): void;
 }
 
-/**
- * Legacy completions `logprobs`. `text_offset` counts UTF-16 units of the completion text from its
- * start (continuing across stream chunks; `offset` is where this batch begins). Alternatives with the
- * same text keep the most likely one (a JSON object cannot hold both).
- */
-function completionLogprobs(lps: TokenLogprob[], offset: number) {
-  const tokens: string[] = [];
-  const tokenLogprobs: number[] = [];
-  const top: Record<string, number>[] = [];
-  const textOffset: number[] = [];
-  let at = offset;
-  for (const t of lps) {
-    tokens.push(t.token);
-    tokenLogprobs.push(t.logprob);
-    const alts: Record<string, number> = {};
-    for (const a of t.top) if (!Object.prototype.hasOwnProperty.call(alts, a.token)) alts[a.token] = a.logprob;
-    top.push(alts);
-    textOffset.push(at);
-    at += t.token.length;
-  }
-  return { tokens, token_logprobs: tokenLogprobs, top_logprobs: top, text_offset: textOffset };
+/** Writes one generation's output in an API's format; created per request. */
+export interface ResponseWriter {
+  prefill?(ev: Extract<EngineEvent, { type: 'prefill' }>): Promise<void>;
+  /** Called only while the client is still there. */
+  delta(ev: Extract<EngineEvent, { type: 'delta' }>): Promise<void>;
+  /** A finished (not cancelled) generation; `text` is the whole output. Must end the response. */
+  done(ev: DoneEvent, text: string): Promise<void>;
+}
+
+/** One API's wire format: the life cycle calls it, never the other way round. */
+export interface ResponseFormat {
+  /** Prefix of the response id (default chatcmpl-/cmpl-; Anthropic msg_). */
+  idPrefix?: string;
+  /** SSE framing (named events, keep-alive frame, final frame); default OpenAI's. */
+  sse?: SseOptions;
+  /** The JSON error body in this API's shape (the HTTP status is the error's). */
+  errorBody(err: ApiError, requestId: string): unknown;
+  /** An error after the stream began: this API's error event, then the end of the stream. */
+  streamError(sse: SseWriter, err: ApiError, requestId: string): Promise<void>;
+  writer(ctx: WriterContext): ResponseWriter;
 }
 
 export interface GenerationEnv {
@@ -92,22 +98,6 @@ export function randomId(prefix: string): string {
   // randomUUID draws from a cached entropy pool; randomBytes(12) made a syscall per id (profiled:
   // ~4% of a response-cache hit). 24 hex chars of a v4 UUID = 90 random bits.
   return `${prefix}${randomUUID().replace(/-/g, '').slice(0, 24)}`;
-}
-
-interface Usage {
-  prompt_tokens: number;
-  completion_tokens: number;
-  total_tokens: number;
-  prompt_tokens_details: { cached_tokens: number };
-}
-
-function usageOf(done: Extract<EngineEvent, { type: 'done' }>): Usage {
-  return {
-    prompt_tokens: done.promptTokens,
-    completion_tokens: done.completionTokens,
-    total_tokens: done.promptTokens + done.completionTokens,
-    prompt_tokens_details: { cached_tokens: done.cachedTokens },
-  };
 }
 
 export function engineEventError(ev: Extract<EngineEvent, { type: 'error' }>, retryAfter: number): ApiError {
@@ -174,13 +164,8 @@ function cacheSet(hooks: ServerHooks, key: ResponseCacheKey | null, text: string
   }
 }
 
-function finishReasonFor(done: Extract<EngineEvent, { type: 'done' }>, sawToolCall: boolean): 'stop' | 'length' | 'tool_calls' {
-  if (done.finishReason === 'length') return 'length';
-  return sawToolCall ? 'tool_calls' : 'stop';
-}
-
 /** Sends an error as JSON on a raw response that fastify no longer manages (hijacked). */
-export function writeRawError(res: ServerResponse, headers: Record<string, string>, err: ApiError): void {
+export function writeRawError(res: ServerResponse, headers: Record<string, string>, err: ApiError, body: unknown = err.toJSON()): void {
   if (res.headersSent || res.destroyed || res.writableEnded) return;
   const h: Record<string, string> = { ...headers, 'content-type': 'application/json; charset=utf-8' };
   if (err.retryAfter !== undefined) {
@@ -188,7 +173,7 @@ export function writeRawError(res: ServerResponse, headers: Record<string, strin
     h['retry-after-ms'] = String(err.retryAfter * 1000);
   }
   res.writeHead(err.status, h);
-  res.end(JSON.stringify(err.toJSON()));
+  res.end(JSON.stringify(body));
 }
 
 /**
@@ -209,14 +194,13 @@ export async function runGeneration(
   reply.hijack();
   const abort = requestAbort(res, track, env.shutdownSignal);
 
-  const sse = prep.stream ? new SseWriter(res, headers) : null;
+  const sse = prep.stream ? new SseWriter(res, headers, prep.format.sse) : null;
   const fail = async (err: ApiError) => {
     track.errorCode = err.code;
     if (sse && sse.isStarted) {
-      await sse.send(err.toJSON());
-      await sse.done();
+      await prep.format.streamError(sse, err, track.id);
     } else {
-      writeRawError(res, headers, err);
+      writeRawError(res, headers, err, prep.format.errorBody(err, track.id));
     }
   };
 
@@ -266,7 +250,10 @@ export async function runGeneration(
     release?.();
     sse?.stopKeepAlive();
     abort.dispose();
-    if (!res.writableEnded && !res.headersSent) writeRawError(res, headers, new ApiError('internal_error', 'Internal error'));
+    if (!res.writableEnded && !res.headersSent) {
+      const err = new ApiError('internal_error', 'Internal error');
+      writeRawError(res, headers, err, prep.format.errorBody(err, track.id));
+    }
     if (!res.writableEnded) res.end();
   }
 
@@ -278,74 +265,20 @@ export async function runGeneration(
     // client gone: nothing to write
   }
 
-  async function consume(events: AsyncIterable<EngineEvent>): Promise<void> {
-    // Tool calls are split out of the text by engine-text's streaming parser (the same one the
-    // non-stream path uses via parseToolCalls, so both agree).
-    const parser = prep.toolsActive ? env.text.createToolCallParser() : null;
-    let text = '';
-    let roleSent = false;
-    let sawToolCall = false;
-    // Logprobs: every token, and (streaming) the ones not yet sent. Each chunk carries the tokens
-    // released since the previous one; what no content chunk took goes on the finishing chunk.
-    const wantLogprobs = typeof prep.logprobs === 'number';
-    const allLogprobs: TokenLogprob[] = [];
-    let unsentLogprobs: TokenLogprob[] = [];
-    let sentLogprobChars = 0;
-    const takeLogprobs = (): unknown => {
-      if (!wantLogprobs) return null;
-      const lps = unsentLogprobs;
-      unsentLogprobs = [];
-      if (prep.route === 'chat') return chatLogprobs(lps);
-      const out = completionLogprobs(lps, sentLogprobChars);
-      for (const t of lps) sentLogprobChars += t.token.length;
-      return out;
-    };
-    const chunkBase = () => ({
-      id: prep.id,
-      object: prep.route === 'chat' ? 'chat.completion.chunk' : 'text_completion',
-      created: prep.created,
-      model: prep.modelId,
-      system_fingerprint: prep.systemFingerprint,
-    });
-    const withUsage = (o: Record<string, unknown>) => (prep.includeUsage ? { ...o, usage: null } : o);
-    const chatChunk = (delta: Record<string, unknown>, finish: string | null = null, logprobs: unknown = null) =>
-      withUsage({ ...chunkBase(), choices: [{ index: 0, delta, logprobs, finish_reason: finish }] });
-    const sendRole = async () => {
-      if (!sse || roleSent || prep.route !== 'chat') return;
-      roleSent = true;
-      await sse.send(chatChunk({ role: 'assistant', content: '' }));
-    };
-    const sendStreamEvents = async (evs: ToolParserEvent[]) => {
-      for (const ev of evs) {
-        if (ev.type === 'content') {
-          if (!ev.text) continue;
-          if (prep.route === 'chat') await sse!.send(chatChunk({ content: ev.text }, null, takeLogprobs()));
-          else await sse!.send(withUsage({ ...chunkBase(), choices: [{ index: 0, text: ev.text, logprobs: takeLogprobs(), finish_reason: null }] }));
-        } else if (ev.type === 'tool_call') {
-          sawToolCall = true;
-          await sse!.send(chatChunk({ tool_calls: [{ index: ev.index, id: ev.id, type: 'function', function: { name: ev.name, arguments: '' } }] }));
-        } else {
-          await sse!.send(chatChunk({ tool_calls: [{ index: ev.index, function: { arguments: ev.argumentsDelta } }] }));
-        }
-      }
-    };
 
+  /** The one event loop: bookkeeping, cancellation and caching here; the wire format in the writer. */
+  async function consume(events: AsyncIterable<EngineEvent>): Promise<void> {
+    const writer = prep.format.writer({ prep, sse, text: env.text, track, writeJson });
+    let text = '';
     for await (const ev of events) {
       if (ev.type === 'prefill') {
-        await sendRole();
+        await writer.prefill?.(ev);
         continue;
       }
       if (ev.type === 'delta') {
         if (track.firstTokenAt === null) track.firstTokenAt = performance.now();
         text += ev.text;
-        if (wantLogprobs && ev.logprobs) {
-          allLogprobs.push(...ev.logprobs);
-          unsentLogprobs.push(...ev.logprobs);
-        }
-        if (sse && !abort.signal.aborted) {
-          await sendRole();
-          await sendStreamEvents(parser ? parser.push(ev.text) : [{ type: 'content', text: ev.text }]);
-        }
+        if (!abort.signal.aborted) await writer.delta(ev);
         continue;
       }
       if (ev.type === 'error') {
@@ -362,56 +295,12 @@ export async function runGeneration(
         return finishAborted();
       }
       if (!track.responseCacheHit) cacheSet(env.hooks, prep.cacheKey, text, ev);
-      const usage = usageOf(ev);
-      if (sse) {
-        await sendRole();
-        if (parser) await sendStreamEvents(parser.flush());
-        const finish = finishReasonFor(ev, sawToolCall);
-        track.finishReason = finish;
-        if (prep.route === 'chat') {
-          await sse.send(chatChunk({}, finish, unsentLogprobs.length > 0 ? takeLogprobs() : null));
-        } else {
-          await sse.send(withUsage({ ...chunkBase(), choices: [{ index: 0, text: '', logprobs: unsentLogprobs.length > 0 ? takeLogprobs() : null, finish_reason: finish }] }));
-        }
-        if (prep.includeUsage) await sse.send({ ...chunkBase(), choices: [], usage });
-        await sse.done();
-        return;
-      }
-      writeJson(buildFinal(text, ev, usage, wantLogprobs ? allLogprobs : null));
+      await writer.done(ev, text);
       return;
     }
     // The stream ended without a done event: the engine went away.
     if (abort.signal.aborted) return finishAborted();
     return fail(new ApiError('engine_crashed', 'The engine stopped unexpectedly; retry the request', { retryAfter: env.retryAfterSeconds }));
-  }
-
-  function buildFinal(text: string, done: Extract<EngineEvent, { type: 'done' }>, usage: Usage, lps: TokenLogprob[] | null): unknown {
-    const base = { id: prep.id, created: prep.created, model: prep.modelId, system_fingerprint: prep.systemFingerprint };
-    if (prep.route === 'completions') {
-      track.finishReason = done.finishReason;
-      const logprobs = lps ? completionLogprobs(lps, 0) : null;
-      return { ...base, object: 'text_completion', choices: [{ index: 0, text, logprobs, finish_reason: done.finishReason }], usage };
-    }
-    let content: string | null = text;
-    let toolCalls: ToolCall[] = [];
-    if (prep.toolsActive) {
-      try {
-        const parsed = env.text.parseToolCalls(text);
-        toolCalls = parsed.toolCalls;
-        if (toolCalls.length > 0) content = parsed.content;
-      } catch {
-        toolCalls = [];
-      }
-    }
-    const finish = finishReasonFor(done, toolCalls.length > 0);
-    track.finishReason = finish;
-    const message: Record<string, unknown> = { role: 'assistant', content };
-    if (toolCalls.length > 0) {
-      message.tool_calls = toolCalls.map((c) => ({ id: c.id, type: 'function', function: { name: c.function.name, arguments: c.function.arguments } }));
-    }
-    // With tool calls, `content` covers every generated token (the call's markup included).
-    const logprobs = lps ? chatLogprobs(lps) : null;
-    return { ...base, object: 'chat.completion', choices: [{ index: 0, message, logprobs, finish_reason: finish }], usage };
   }
 
   function writeJson(body: unknown): void {

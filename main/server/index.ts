@@ -21,10 +21,14 @@ import { checkContentEncoding, checkHost, checkOrigin, makeApiKeyCheck } from '.
 import { WorkSlots } from './slots.ts';
 import { newTrack, toRecord, type RequestTrack } from './track.ts';
 import { validateChatRequest, validateCompletionRequest, type ChatRequest, type CompletionRequest } from './validate.ts';
-import { randomId, runGeneration, SHUTDOWN_REASON, type PreparedGeneration } from './generation.ts';
+import { randomId, runGeneration, SHUTDOWN_REASON, type PreparedGeneration, type ResponseFormat } from './generation.ts';
+import { openAIFormat } from './openai-writer.ts';
+import { promptOpensThinking } from './output-split.ts';
 import { DASHBOARD_SECURITY_HEADERS, readDashboardFile } from './static.ts';
 import type { ServedModelLease, ServerModelAdmin, ServerModels } from './models.ts';
 import { registerEmbeddingsRoute } from './embeddings.ts';
+import { registerAnthropicRoutes } from './anthropic/route.ts';
+import { errorBodyFor } from './error-shapes.ts';
 
 export type { ServerConfig } from './config.ts';
 export { resolveServerConfig, DEFAULT_SERVER_CONFIG } from './config.ts';
@@ -65,6 +69,8 @@ const ROUTES: Record<string, string[]> = {
   '/v1/models/pull': ['POST'],
   '/v1/models/pulls': ['GET', 'HEAD'],
   '/v1/models/load': ['POST'],
+  '/v1/messages': ['POST'],
+  '/v1/messages/count_tokens': ['POST'],
   '/health': ['GET', 'HEAD'],
 };
 
@@ -110,7 +116,8 @@ export function sendApiError(reply: FastifyReply, err: ApiError): FastifyReply {
     reply.header('retry-after', String(err.retryAfter));
     reply.header('retry-after-ms', String(err.retryAfter * 1000));
   }
-  return reply.code(err.status).type('application/json; charset=utf-8').send(err.toJSON());
+  // Each API's routes answer in that API's error shape (Anthropic's for /v1/messages…), gates included.
+  return reply.code(err.status).type('application/json; charset=utf-8').send(errorBodyFor(rawPath(reply.request.raw), err, reply.request.id));
 }
 
 /** Maps fastify's own errors (parser, limits) onto the taxonomy. */
@@ -328,14 +335,14 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
     throw new ApiError('engine_unavailable', 'The engine is not running', { retryAfter: state === 'failed' ? 30 : retryAfter });
   }
 
-  function encodePrompt(r: ChatRequest | CompletionRequest, text: ServerTextPipeline): number[] {
+  function encodePrompt(r: ChatRequest | CompletionRequest, text: ServerTextPipeline): { ids: number[]; text: string | null } {
     try {
       if (r.kind === 'chat') {
         const templateKwargs = templateKwargsFor(r, text);
-        return text.encodeChat(r.messages, { ...(r.tools ? { tools: r.tools } : {}), ...(templateKwargs ? { templateKwargs } : {}) }).ids;
+        return text.encodeChat(r.messages, { ...(r.tools ? { tools: r.tools } : {}), ...(templateKwargs ? { templateKwargs } : {}) });
       }
-      if (typeof r.prompt === 'string') return text.encode(r.prompt);
-      return r.prompt;
+      if (typeof r.prompt === 'string') return { ids: text.encode(r.prompt), text: null };
+      return { ids: r.prompt, text: null };
     } catch (err) {
       if (err instanceof ApiError) throw err;
       // Template errors (e.g. "roles must alternate") are the client's to fix: 400, sanitized.
@@ -387,11 +394,17 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
     return null;
   }
 
-  function prepare(r: ChatRequest | CompletionRequest, track: RequestTrack, lease: ServedModelLease | null): PreparedGeneration {
+  function prepare(
+    r: ChatRequest | CompletionRequest,
+    track: RequestTrack,
+    lease: ServedModelLease | null,
+    format: ResponseFormat = openAIFormat,
+  ): PreparedGeneration {
     const modelId = lease ? lease.id : matchModel(r.model);
     requireEngineReady();
     const info = lease ? lease.info : currentModel();
-    const promptIds = encodePrompt(r, lease ? lease.text : deps.text);
+    const prompt = encodePrompt(r, lease ? lease.text : deps.text);
+    const promptIds = prompt.ids;
     if (promptIds.length === 0) throw new ApiError('invalid_value', 'The prompt is empty', { param: r.kind === 'chat' ? 'messages' : 'prompt' });
     track.promptTokens = promptIds.length;
     const ctx = info.contextLength;
@@ -417,7 +430,7 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
         : null;
     return {
       route: r.kind,
-      id: randomId(r.kind === 'chat' ? 'chatcmpl-' : 'cmpl-'),
+      id: randomId(format.idPrefix ?? (r.kind === 'chat' ? 'chatcmpl-' : 'cmpl-')),
       created: Math.floor(Date.now() / 1000),
       modelId,
       systemFingerprint: `fp_${info.fingerprint.slice(0, 12)}`,
@@ -429,6 +442,10 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
       constraint,
       logprobs: r.logprobs,
       cacheKey,
+      // Logprob tokens concatenate to `content`: with logprobs the think block stays in it.
+      reasoning: r.kind === 'chat' && r.splitReasoning && r.logprobs === null,
+      startInThinking: prompt.text !== null && promptOpensThinking(prompt.text),
+      format,
     };
   }
 
@@ -445,7 +462,6 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
   async function handleGeneration(request: FastifyRequest, reply: FastifyReply, kind: 'chat' | 'completions') {
     const body = request.body as Record<string, unknown> | undefined;
     if (!body || typeof body !== 'object') throw new ApiError('invalid_json', 'Request body must be a JSON object');
-    const track = request.track!;
     const r =
       kind === 'chat'
         ? validateChatRequest(body, { maxStopLength: config.maxStopLength })
@@ -454,17 +470,41 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
             // Library mode: token ids are checked against the leased model's vocabulary below.
             vocabSize: deps.models ? Number.MAX_SAFE_INTEGER : currentModel().vocabSize,
           });
+    await generate(request, reply, r, openAIFormat);
+  }
+
+  /**
+   * The request life cycle of every generating API after its own validation: model lease → prompt
+   * → context check → (runGeneration) response cache → admission → slot → engine → the API's format.
+   */
+  async function generate(request: FastifyRequest, reply: FastifyReply, r: ChatRequest | CompletionRequest, format: ResponseFormat): Promise<void> {
+    const track = request.track!;
     track.stream = r.stream;
     if (!deps.models) {
-      const prep = prepare(r, track, null);
+      const prep = prepare(r, track, null, format);
       const run = runGeneration(genEnv, prep, reply, track);
       track.settled = run;
       await run;
       return;
     }
-    // Library mode: lease the named model (loads or switches it; a request for the loaded model
-    // gets it at once). The wait for a load is part of this request's latency; the lease keeps
-    // the model from being unloaded or switched away until the generation has ended.
+    await withLease(reply, r.model, async (lease) => {
+      if (r.kind === 'completions' && typeof r.prompt !== 'string' && r.prompt.some((t) => t >= lease.info.vocabSize)) {
+        throw new ApiError('invalid_value', 'token ids must be integers within the vocabulary', { param: 'prompt' });
+      }
+      const prep = prepare(r, track, lease, format);
+      const run = runGeneration({ ...genEnv, text: lease.text }, prep, reply, track);
+      track.settled = run;
+      await run;
+    });
+  }
+
+  /**
+   * Library mode: lease the named model (loads or switches it; a request for the loaded model gets
+   * it at once). The wait for a load is part of this request's latency; the lease keeps the model
+   * from being unloaded or switched away until `fn` has ended. A client that left while the model
+   * was loading gets nothing (recorded as 499).
+   */
+  async function withLease(reply: FastifyReply, model: string | null, fn: (lease: ServedModelLease) => Promise<void>): Promise<void> {
     let clientGone = false;
     const onGone = () => {
       clientGone = true;
@@ -472,31 +512,38 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
     reply.raw.once('close', onGone);
     let lease: ServedModelLease;
     try {
-      lease = await deps.models.acquire(r.model === null || r.model === '' ? null : r.model);
+      lease = await deps.models!.acquire(model === null || model === '' ? null : model);
     } finally {
       reply.raw.off('close', onGone);
     }
     try {
-      // The client gave up while the model was loading: nothing to run (recorded as 499).
       if (clientGone) {
         reply.hijack();
         return;
       }
-      if (r.kind === 'completions' && typeof r.prompt !== 'string' && r.prompt.some((t) => t >= lease.info.vocabSize)) {
-        throw new ApiError('invalid_value', 'token ids must be integers within the vocabulary', { param: 'prompt' });
-      }
-      const prep = prepare(r, track, lease);
-      const run = runGeneration({ ...genEnv, text: lease.text }, prep, reply, track);
-      track.settled = run;
-      await run;
+      await fn(lease);
     } finally {
       lease.release();
     }
   }
 
+  /** Prompt tokens of a chat request as it would run (template, tools, thinking switch): count_tokens. */
+  async function countChatTokens(reply: FastifyReply, r: ChatRequest): Promise<number | null> {
+    if (!deps.models) {
+      matchModel(r.model);
+      return encodePrompt(r, deps.text).ids.length;
+    }
+    let n: number | null = null;
+    await withLease(reply, r.model, async (lease) => {
+      n = encodePrompt(r, lease.text).ids.length;
+    });
+    return n;
+  }
+
   // ---------------------------------------------------------------- routes
   app.post('/v1/chat/completions', (request, reply) => handleGeneration(request, reply, 'chat'));
   app.post('/v1/completions', (request, reply) => handleGeneration(request, reply, 'completions'));
+  registerAnthropicRoutes(app, { generate, countChatTokens, maxStopLength: config.maxStopLength });
   registerEmbeddingsRoute(app, {
     engine: deps.engine,
     text: deps.text,

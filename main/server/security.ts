@@ -60,18 +60,21 @@ export function checkOrigin(req: IncomingMessage, policy: OriginPolicy): OriginV
 
 const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest();
 
-/** API key check. Hashing first makes both buffers equal-length so timingSafeEqual applies always. */
+/** API key check (`Authorization: Bearer` or `x-api-key`). Hashing first makes both buffers equal-length so timingSafeEqual applies always. */
 export function makeApiKeyCheck(apiKey: string | null): (req: IncomingMessage) => ApiError | null {
   if (!apiKey) return () => null;
   const expected = sha256(apiKey);
   return (req) => {
     const auth = req.headers.authorization;
     const m = typeof auth === 'string' ? /^Bearer[ ]+(\S+)\s*$/i.exec(auth) : null;
-    const given = sha256(m ? m[1] : '');
+    // Anthropic clients (Claude Code with ANTHROPIC_API_KEY, the SDKs' `apiKey`) send `x-api-key`.
+    const xKey = req.headers['x-api-key'];
+    const key = m ? m[1] : typeof xKey === 'string' && xKey.length > 0 ? xKey.trim() : null;
+    const given = sha256(key ?? '');
     // Compare even when the header is missing, so timing does not reveal which case we are in.
     const equal = timingSafeEqual(given, expected);
-    if (equal && m) return null;
-    return new ApiError('invalid_api_key', 'Invalid or missing API key. Send it as "Authorization: Bearer <key>".');
+    if (equal && key !== null) return null;
+    return new ApiError('invalid_api_key', 'Invalid or missing API key. Send it as "Authorization: Bearer <key>" (or "x-api-key: <key>").');
   };
 }
 

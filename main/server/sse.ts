@@ -1,18 +1,33 @@
 // Server-sent events on a raw ServerResponse, the way the OpenAI SDKs parse them: `data: <json>`
 // frames, `: ping` comments as keep-alives (ignored by the SDKs), and `data: [DONE]` at the end.
+// APIs with named events (Anthropic Messages, OpenAI Responses) use `sendEvent(name, data)`, their
+// own keep-alive frame (Anthropic: `event: ping`) and no `[DONE]` (options below).
 // Writes honour back-pressure (wait for 'drain' when the socket buffer is full) and never throw
 // on a closed socket (mlx-lm's BrokenPipe crash).
 import type { ServerResponse } from 'node:http';
+
+export interface SseOptions {
+  /** Raw frame written as keep-alive (default `: ping` comment). */
+  keepAliveFrame?: string;
+  /** Raw frame written by done() (default `data: [DONE]`; null = none, the stream just ends). */
+  doneFrame?: string | null;
+}
 
 export class SseWriter {
   private started = false;
   private lastWrite = 0;
   private timer: NodeJS.Timeout | null = null;
+  private readonly keepAliveFrame: string;
+  private readonly doneFrame: string | null;
 
   constructor(
     private readonly res: ServerResponse,
     private readonly headers: Record<string, string>,
-  ) {}
+    opts: SseOptions = {},
+  ) {
+    this.keepAliveFrame = opts.keepAliveFrame ?? ': ping\n\n';
+    this.doneFrame = opts.doneFrame === undefined ? 'data: [DONE]\n\n' : opts.doneFrame;
+  }
 
   get isStarted(): boolean {
     return this.started;
@@ -44,7 +59,7 @@ export class SseWriter {
       if (this.closed) return this.stopKeepAlive();
       if (Date.now() - this.lastWrite >= intervalMs - 5) {
         this.start();
-        this.raw(': ping\n\n');
+        this.raw(this.keepAliveFrame);
       }
     }, Math.max(50, Math.floor(intervalMs / 2)));
     this.timer.unref();
@@ -61,10 +76,16 @@ export class SseWriter {
     if (!this.raw(`data: ${JSON.stringify(payload)}\n\n`)) await this.drained();
   }
 
+  /** Writes one named event (`event: <name>` + `data: <json>`), with back-pressure. */
+  async sendEvent(event: string, payload: unknown): Promise<void> {
+    this.start();
+    if (!this.raw(`event: ${event}\ndata: ${JSON.stringify(payload)}\n\n`)) await this.drained();
+  }
+
   async done(): Promise<void> {
     this.stopKeepAlive();
     this.start();
-    this.raw('data: [DONE]\n\n');
+    if (this.doneFrame !== null) this.raw(this.doneFrame);
     if (!this.closed) this.res.end();
   }
 

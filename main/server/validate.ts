@@ -42,6 +42,11 @@ export interface ChatRequest extends CommonRequest {
   toolChoice: ToolChoice;
   /** `chat_template_kwargs` (vLLM / llama-server): extra template variables, e.g. enable_thinking. */
   templateKwargs: Record<string, unknown> | null;
+  /**
+   * Split a leading `<think>…</think>` block out of the answer (`reasoning_content`). Default on;
+   * llama-server's `reasoning_format: "none"` keeps it in `content`.
+   */
+  splitReasoning: boolean;
 }
 
 export interface CompletionRequest extends CommonRequest {
@@ -381,7 +386,11 @@ export function validateChatRequest(body: Obj, opts: { maxStopLength: number }):
   const messages = parseMessages(body.messages);
   const common = parseCommon(body, opts.maxStopLength, 'chat');
   const { tools, toolChoice } = parseTools(body);
-  return { kind: 'chat', ...common, messages, tools, toolChoice, templateKwargs: parseTemplateKwargs(body) };
+  const rf = body.reasoning_format;
+  if (present(rf) && rf !== 'none' && rf !== 'auto' && rf !== 'deepseek') {
+    throw bad('reasoning_format', "'reasoning_format' must be 'auto', 'deepseek' or 'none'");
+  }
+  return { kind: 'chat', ...common, messages, tools, toolChoice, templateKwargs: parseTemplateKwargs(body), splitReasoning: rf !== 'none' };
 }
 
 export function validateCompletionRequest(body: Obj, opts: { maxStopLength: number; vocabSize: number }): CompletionRequest {

@@ -261,6 +261,8 @@ async function runGeneration(
   const stops = text.createStopMatcher(req.sampling.stop);
   const result: { summary: GenerationSummary | null } = { summary: null };
   let stoppedByString = false;
+  /** The stop string that ended the output (Anthropic reports it as `stop_sequence`). */
+  let matchedStop: string | null = null;
   let pendingTokens = 0;
   const tracker = tokenTexts && req.logprobs !== undefined ? new LogprobTracker(tokenTexts) : null;
 
@@ -310,6 +312,7 @@ async function runGeneration(
         // Leaving the loop calls gen.return(): the generator records a normal end (stopReason
         // 'consumer'), may cache the KV state, and computes nothing more.
         stoppedByString = true;
+        matchedStop = r.matched;
         break;
       }
     }
@@ -326,10 +329,11 @@ async function runGeneration(
     // partial stop-string prefix is real output when no stop string completed.
     const tail = detok.flush();
     if (tail) tracker?.pushTail(tail);
-    const r = tail ? stops.push(tail) : { emit: '', stopped: false };
+    const r = tail ? stops.push(tail) : { emit: '', stopped: false, matched: null };
     if (r.stopped) {
       emitText(r.emit, 'stop');
       stoppedByString = true;
+      matchedStop = r.matched;
     } else {
       emitText(r.emit);
       emitText(stops.flush(), 'end');
@@ -356,5 +360,6 @@ async function runGeneration(
     prefillMs: s.prefillMs,
     decodeMs: s.decodeMs,
     sampleMs: s.sampleMs,
+    ...(stoppedByString && matchedStop !== null ? { stopString: matchedStop } : {}),
   });
 }

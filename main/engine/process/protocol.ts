@@ -337,7 +337,8 @@ function parseEvent(e: unknown): EngineEvent | null {
         isInt(e.completionTokens) &&
         isNum(e.ttftMs) &&
         isNum(e.prefillMs) &&
-        isNum(e.decodeMs)
+        isNum(e.decodeMs) &&
+        (e.stopString === undefined || isStr(e.stopString, 65_536))
         ? (e as unknown as EngineEvent)
         : null;
     case 'error':

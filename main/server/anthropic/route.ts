@@ -1,0 +1,116 @@
+// POST /v1/messages and /v1/messages/count_tokens (Anthropic Messages API, for Claude Code and the
+// Anthropic SDKs). The route only translates: request.ts turns the body into the internal chat
+// request, the shared life cycle (generation.ts via `generate`) runs it exactly like an OpenAI chat
+// request (prefix cache, response cache, queue, memory admission, degradation, metrics and the
+// Host/Origin/key gates all apply), and the ResponseFormat below writes Anthropic's message or its
+// SSE events. Auth: `x-api-key` or `Authorization: Bearer` (security.ts); `anthropic-version` and
+// `anthropic-beta` headers are accepted and need nothing from us.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { ApiError } from '../../common/errors.ts';
+import type { ResponseFormat, ResponseWriter, WriterContext } from '../generation.ts';
+import { OutputSplitter } from '../output-split.ts';
+import type { ChatRequest, CompletionRequest } from '../validate.ts';
+import { anthropicErrorBody } from './errors.ts';
+import { validateAnthropicRequest } from './request.ts';
+import { AnthropicMessageBuilder, type SseFrame } from './response.ts';
+
+export interface AnthropicRouteDeps {
+  generate(request: FastifyRequest, reply: FastifyReply, r: ChatRequest | CompletionRequest, format: ResponseFormat): Promise<void>;
+  countChatTokens(reply: FastifyReply, r: ChatRequest): Promise<number | null>;
+  maxStopLength: number;
+}
+
+/** Anthropic's keep-alive: a `ping` event (the SDKs skip it). */
+const PING_FRAME = 'event: ping\ndata: {"type":"ping"}\n\n';
+
+export function anthropicFormat(opts: { showThinking: boolean; thinkingOmitted: boolean }): ResponseFormat {
+  return {
+    idPrefix: 'msg_',
+    sse: { keepAliveFrame: PING_FRAME, doneFrame: null },
+    errorBody: (err, requestId) => anthropicErrorBody(err, requestId),
+    async streamError(sse, err, requestId) {
+      await sse.sendEvent('error', anthropicErrorBody(err, requestId));
+      await sse.done();
+    },
+    writer: (ctx) => anthropicWriter(ctx, opts),
+  };
+}
+
+function anthropicWriter(ctx: WriterContext, opts: { showThinking: boolean; thinkingOmitted: boolean }): ResponseWriter {
+  const { prep, sse, track } = ctx;
+  const builder = new AnthropicMessageBuilder({
+    id: prep.id,
+    model: prep.modelId,
+    showThinking: opts.showThinking,
+    thinkingOmitted: opts.thinkingOmitted,
+  });
+  const splitOpts = () => ({
+    // The split always runs so thinking never leaks into the answer; it is shown only when asked.
+    reasoning: true,
+    startInThinking: prep.startInThinking === true,
+    toolParser: prep.toolsActive ? ctx.text.createToolCallParser() : null,
+  });
+  const splitter = new OutputSplitter(splitOpts());
+  const send = async (frames: SseFrame[]) => {
+    for (const f of frames) await sse!.sendEvent(f.event, f.data);
+  };
+  /** message_start as soon as the prompt's numbers are known (first prefill chunk, or the first text of a cache hit). */
+  const start = async (promptTokens: number, cachedTokens: number) => {
+    if (!sse || builder.isStarted) return;
+    await send(builder.start({ promptTokens, cachedTokens }));
+    await sse.sendEvent('ping', { type: 'ping' });
+  };
+  return {
+    async prefill(ev) {
+      await start(ev.promptTokens, ev.cachedTokens);
+    },
+    async delta(ev) {
+      if (!sse) return;
+      await start(prep.promptIds.length, track.responseCacheHit ? prep.promptIds.length : 0);
+      await send(builder.push(splitter.push(ev.text)));
+    },
+    async done(ev, text) {
+      const end = {
+        stopReason: ev.stopReason,
+        stopString: ev.stopString ?? (prep.sampling.stop.length === 1 ? prep.sampling.stop[0] : null),
+        promptTokens: ev.promptTokens,
+        cachedTokens: ev.cachedTokens,
+        completionTokens: ev.completionTokens,
+      };
+      if (sse) {
+        await start(ev.promptTokens, ev.cachedTokens);
+        await send(builder.push(splitter.flush()));
+        const frames = builder.finish(end);
+        track.finishReason = builder.stopReasonName;
+        await send(frames);
+        await sse.done();
+        return;
+      }
+      const whole = new OutputSplitter(splitOpts());
+      builder.push([...whole.push(text), ...whole.flush()]);
+      builder.finish(end);
+      track.finishReason = builder.stopReasonName;
+      ctx.writeJson(builder.message());
+    },
+  };
+}
+
+function bodyOf(request: FastifyRequest): Record<string, unknown> {
+  const body = request.body as Record<string, unknown> | undefined;
+  if (!body || typeof body !== 'object') throw new ApiError('invalid_json', 'Request body must be a JSON object');
+  return body;
+}
+
+export function registerAnthropicRoutes(app: FastifyInstance, deps: AnthropicRouteDeps): void {
+  app.post('/v1/messages', async (request, reply) => {
+    const a = validateAnthropicRequest(bodyOf(request), { maxStopLength: deps.maxStopLength });
+    await deps.generate(request, reply, a.chat, anthropicFormat({ showThinking: a.thinking, thinkingOmitted: a.thinkingOmitted }));
+  });
+
+  app.post('/v1/messages/count_tokens', async (request, reply) => {
+    const a = validateAnthropicRequest(bodyOf(request), { maxStopLength: deps.maxStopLength, countOnly: true });
+    const n = await deps.countChatTokens(reply, a.chat);
+    if (n === null) return reply; // the client left while the model loaded
+    return { input_tokens: n };
+  });
+}
