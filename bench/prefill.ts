@@ -17,17 +17,28 @@ import type { BenchOptions, BenchResult, BenchSection } from './registry.ts';
 const round = (x: number, d = 2): number => Math.round(x * 10 ** d) / 10 ** d;
 const load1 = (): number => round(os.loadavg()[0], 2);
 
-/** utime + stime of a process in seconds (Linux), or NaN. */
-function procCpuSeconds(pid: number | undefined): number {
-  if (!pid || process.platform !== 'linux') return NaN;
+interface ProcTimes {
+  userS: number;
+  sysS: number;
+  minorFaults: number;
+}
+
+/** CPU seconds (user, system) and minor page faults of a process (Linux /proc/<pid>/stat), or NaNs. */
+function procTimes(pid: number | undefined): ProcTimes {
+  if (!pid || process.platform !== 'linux') return { userS: NaN, sysS: NaN, minorFaults: NaN };
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // Fields 14 and 15 (utime, stime) are at 11 and 12 after the "(comm) " part.
-    return (Number(f[11]) + Number(f[12])) / 100;
+    // After "(comm) ": minflt is field 10, utime/stime fields 14/15 (1-based) → indexes 7, 11, 12.
+    return { userS: Number(f[11]) / 100, sysS: Number(f[12]) / 100, minorFaults: Number(f[7]) };
   } catch {
-    return NaN;
+    return { userS: NaN, sysS: NaN, minorFaults: NaN };
   }
+}
+
+function timesSince(pid: number | undefined, a: ProcTimes): { cpuS: number; sysS: number; minorFaults: number } {
+  const b = procTimes(pid);
+  return { cpuS: round(b.userS + b.sysS - a.userS - a.sysS, 1), sysS: round(b.sysS - a.sysS, 1), minorFaults: b.minorFaults - a.minorFaults };
 }
 
 interface PrefillRun {
@@ -36,6 +47,8 @@ interface PrefillRun {
   ms: number;
   tokPerS: number;
   cpuS: number;
+  sysS: number;
+  minorFaults: number;
   chunkMs: number[];
   load1: number;
 }
@@ -85,7 +98,7 @@ async function runPrefill(opts: BenchOptions): Promise<BenchResult> {
         cachePrompt: true,
       };
       const stamps: number[] = [];
-      const cpu0 = procCpuSeconds(client.pid);
+      const cpu0 = procTimes(client.pid);
       const t0 = performance.now();
       let done: Extract<EngineEvent, { type: 'done' }> | null = null;
       for await (const e of client.generate(req)) {
@@ -94,12 +107,12 @@ async function runPrefill(opts: BenchOptions): Promise<BenchResult> {
         if (e.type === 'done') done = e;
       }
       if (!done) throw new Error('no done event');
-      const cpuS = procCpuSeconds(client.pid) - cpu0;
-      return { mode: 'engine', tokens: ids.length, ms: round(done.prefillMs, 0), tokPerS: round(ids.length / (done.prefillMs / 1000), 1), cpuS: round(cpuS, 1), chunkMs: deltas(stamps, t0), load1: load1() };
+      const times = timesSince(client.pid, cpu0);
+      return { mode: 'engine', tokens: ids.length, ms: round(done.prefillMs, 0), tokPerS: round(ids.length / (done.prefillMs / 1000), 1), ...times, chunkMs: deltas(stamps, t0), load1: load1() };
     };
     const inprocRun = async (ids: number[]): Promise<PrefillRun> => {
       const stamps: number[] = [];
-      const cpu0 = process.cpuUsage();
+      const cpu0 = procTimes(process.pid);
       const t0 = performance.now();
       const { summary } = await generateAll(
         lm,
@@ -107,8 +120,8 @@ async function runPrefill(opts: BenchOptions): Promise<BenchResult> {
         { promptIds: ids, sampling: { ...DEFAULT_SAMPLING, temperature: 0, maxTokens: 1 }, eosTokenIds: [], cachePrompt: false, prefillChunk: DEFAULT_PREFILL_CHUNK },
         { onPrefill: () => stamps.push(performance.now()) },
       );
-      const c = process.cpuUsage(cpu0);
-      return { mode: 'inproc', tokens: ids.length, ms: round(summary.prefillMs, 0), tokPerS: round(ids.length / (summary.prefillMs / 1000), 1), cpuS: round((c.user + c.system) / 1e6, 1), chunkMs: deltas(stamps, t0), load1: load1() };
+      const times = timesSince(process.pid, cpu0);
+      return { mode: 'inproc', tokens: ids.length, ms: round(summary.prefillMs, 0), tokPerS: round(ids.length / (summary.prefillMs / 1000), 1), ...times, chunkMs: deltas(stamps, t0), load1: load1() };
     };
     for (let r = 0; r < reps; r++) {
       for (const len of lens) {
@@ -118,7 +131,7 @@ async function runPrefill(opts: BenchOptions): Promise<BenchResult> {
         for (const f of order) {
           const run = await f(ids);
           runs.push(run);
-          opts.log(`${run.mode} ${len} tokens: ${run.tokPerS} tok/s (${run.ms} ms, cpu ${run.cpuS} s, chunks ${run.chunkMs.join('/')}, load ${run.load1})`);
+          opts.log(`${run.mode} ${len} tokens: ${run.tokPerS} tok/s (${run.ms} ms, cpu ${run.cpuS} s, sys ${run.sysS} s, faults ${run.minorFaults}, chunks ${run.chunkMs.join('/')}, load ${run.load1})`);
         }
       }
     }

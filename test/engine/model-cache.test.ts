@@ -58,6 +58,24 @@ describe('KV cache', () => {
     assert.equal(cache.offset, 0);
   });
 
+  it('a cache told the expected length allocates once and still equals full recompute', async () => {
+    const lm = await loadModel(await buildTinyModel(specs[1][1]));
+    const toks = someTokens(24, 5).map((t) => t % V);
+    const full = engineLogits(lm, toks);
+    const cache = new KVCache(lm.config.numLayers);
+    cache.expect(300); // more than one 256-slot step: the first update must allocate 512 slots
+    const rows: number[][] = [];
+    let pos = 0;
+    for (const n of [7, 7, 1, 1, 5, 3]) {
+      const logits = forward(lm.model, toks.slice(pos, pos + n), cache, false);
+      mx.eval(logits, ...cache.arrays());
+      assert.equal(cache.capacity, 512);
+      rows.push(...(logits.tolist() as number[][]));
+      pos += n;
+    }
+    assert.ok(worst(full, rows) < 1e-4, `diff ${worst(full, rows)}`);
+  });
+
   it('a wrong cache offset is detected (negative control)', async () => {
     const lm = await loadModel(await buildTinyModel(specs[1][1]));
     const toks = someTokens(10, 2).map((t) => t % V);

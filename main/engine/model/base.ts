@@ -97,6 +97,7 @@ function attention(
   mask: mx.array | undefined,
   cache: KVCache,
   offset: number,
+  width: number,
 ): mx.array {
   const c = m.config;
   const L = x.shape[1];
@@ -108,7 +109,15 @@ function attention(
   q = rope(m, q.transpose(0, 2, 1, 3), offset);
   k = rope(m, k.transpose(0, 2, 1, 3), offset);
   v = v.transpose(0, 2, 1, 3);
-  const [keys, values] = cache.update(layerIdx, k, v);
+  let [keys, values] = cache.update(layerIdx, k, v);
+  if (width < keys.shape[2]) {
+    // Multi-token steps attend only over the slots in use (a capacity reserved ahead for the rest
+    // of the prompt would otherwise be scored and softmaxed for nothing). The views are freed
+    // with the step's other temporaries before the next write (generator GC policy).
+    const used = mx.Slice(0, width);
+    keys = keys.index(mx.Slice(), mx.Slice(), used);
+    values = values.index(mx.Slice(), mx.Slice(), used);
+  }
   m.policy.assertCompute(q, 'attention');
   m.policy.assertCompute(keys, 'attention');
   const o = mx.fast.scaledDotProductAttention(q, keys, values, 1 / Math.sqrt(c.headDim), mask);
@@ -132,7 +141,10 @@ function decoderStack(m: DecoderModel, tokens: number[], cache: KVCache): mx.arr
   const L = tokens.length;
   if (L === 0) throw new Error('forward needs at least one token');
   const offset = cache.offset;
-  const width = cache.reserve(L); // attention runs over the whole buffer capacity, masked
+  const capacity = cache.reserve(L);
+  // One-token steps attend over the whole buffer capacity, masked (no views of the buffers: a live
+  // view would make the next in-place write copy them); multi-token steps over the used slots only.
+  const width = L > 1 ? offset + L : capacity;
   const ids = mx.array(tokens, mx.int32);
   let x = embed(m, ids).reshape(1, L, c.hiddenSize);
   let mask = L > 1 || width > offset + L ? causalMask(L, offset, width) : undefined;
@@ -140,7 +152,7 @@ function decoderStack(m: DecoderModel, tokens: number[], cache: KVCache): mx.arr
   const ws = m.weights;
   for (let i = 0; i < ws.layers.length; i++) {
     const lw = ws.layers[i];
-    x = mx.add(x, attention(m, lw, i, mx.fast.rmsNorm(x, lw.inputNorm, c.rmsNormEps), mask, cache, offset));
+    x = mx.add(x, attention(m, lw, i, mx.fast.rmsNorm(x, lw.inputNorm, c.rmsNormEps), mask, cache, offset, width));
     x = mx.add(x, mlp(m, lw, mx.fast.rmsNorm(x, lw.postNorm, c.rmsNormEps)));
   }
   cache.commit(L);

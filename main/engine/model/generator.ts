@@ -11,7 +11,7 @@ import { createDecoderModel, forward, type DecoderModel } from './base.ts';
 import { parseModelConfig, type ModelConfig } from './config.ts';
 import { defaultDtypePolicy, dtypeName, policyFromChoice, type DtypePolicy } from './dtype-policy.ts';
 import type { PolicyChoice } from '../probe/policy-choice.ts';
-import { KVCache } from './kv-cache.ts';
+import { KVCache, KV_STEP } from './kv-cache.ts';
 import { afterDecodeStep, afterLargeStep } from './memory.ts';
 import type { PrefixCache } from './prefix-cache.ts';
 import { Sampler, type SamplingConstraint, type TokenLogprobs } from './sampling.ts';
@@ -259,6 +259,9 @@ export async function* generateTokens(
   try {
     let pos = cachedTokens;
     let logits: mx.array | null = null;
+    // One KV allocation for the whole prompt plus the first decode steps (instead of a copy into
+    // fresh memory per chunk).
+    cache.expect(prompt.length + Math.min(maxTokens, KV_STEP));
     while (pos < prompt.length) {
       if (signal?.aborted) {
         summary.stopReason = 'cancelled';
@@ -273,6 +276,10 @@ export async function* generateTokens(
       // Full GC + a turn frees the chunk's temporaries and lets an abort arrive. After a short
       // final chunk it is skipped: it would only add to time-to-first-token.
       if (pos < prompt.length || chunk.length >= 256) await afterLargeStep();
+      // A short final chunk skips the full GC (time to first token), but its KV views must not
+      // outlive it: the first decode step would then copy every layer's buffers. A minor GC + a
+      // turn frees them (they are young).
+      else if (chunk.length > 1) await afterDecodeStep();
     }
     prefillDone = true;
     summary.prefillMs = performance.now() - t0;

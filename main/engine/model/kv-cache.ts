@@ -28,6 +28,8 @@ export class KVCache {
   private _offset: number;
   /** Capacity the next update must have (set by reserve). */
   private planned = 0;
+  /** Token count the sequence is expected to reach (see expect); growth allocates at least this. */
+  private expected = 0;
 
   constructor(numLayers: number, keys?: (mx.array | null)[], values?: (mx.array | null)[], offset = 0) {
     this.keys = keys ? keys.slice() : new Array(numLayers).fill(null);
@@ -51,6 +53,16 @@ export class KVCache {
   }
 
   /**
+   * The sequence is expected to reach `tokens` tokens (e.g. the whole prompt before a chunked
+   * prefill): the next growth allocates that capacity at once instead of 256 more slots per chunk,
+   * each of which would copy every layer's buffer into fresh (page-faulted) memory — measured as
+   * 10-20% of a long prefill's CPU time in system time.
+   */
+  expect(tokens: number): void {
+    this.expected = Math.max(this.expected, tokens);
+  }
+
+  /**
    * Makes room for `n` more tokens on every layer and returns the capacity the step will attend
    * over. Call once per forward step before the layers' `update`s.
    */
@@ -61,7 +73,7 @@ export class KVCache {
       this.planned = cap;
       return cap;
     }
-    const newCap = Math.ceil(need / KV_STEP) * KV_STEP;
+    const newCap = Math.ceil(Math.max(need, this.expected) / KV_STEP) * KV_STEP;
     for (let i = 0; i < this.keys.length; i++) {
       this.keys[i] = this.grow(this.keys[i], newCap);
       this.values[i] = this.grow(this.values[i], newCap);
