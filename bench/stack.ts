@@ -11,7 +11,7 @@ import { performance } from 'node:perf_hooks';
 import type { ModelWriteSpec } from '../main/engine/demo/write-model.ts';
 import { engineExecArgv } from '../main/engine/process/spawn.ts';
 import { engineProcessEnv } from '../main/engine/process/blas.ts';
-import { serveOptionsFor, startServe, type RunningServe } from '../main/cli/serve.ts';
+import { serveOptionsFor, startServe, type RunningServe } from '../main/core/serve.ts';
 import { DEFAULT_SETTINGS, type Settings } from '../main/settings/schema.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

@@ -2,7 +2,7 @@
 // (or JSON with --json). Exit code 0 when the server could start, 2 when a check failed or the
 // arguments are wrong. Never prints a stack trace. The CLI dispatcher imports this module and calls
 // run(argv) with the arguments after `check`.
-import { runPreflight, formatReport } from '../hardening/preflight.ts';
+import { runPreflight, formatReport } from '../core/preflight.ts';
 import { parseSettingFlags, flagsHelp } from '../settings/flags.ts';
 import { sanitizeMessage } from '../common/sanitize.ts';
 

@@ -16,5 +16,3 @@ export function toPublicEntry(e: LibraryEntry): PublicLibraryEntry {
   const { dir: _dir, ...rest } = e;
   return rest;
 }
-export { managerServerModels, DEFAULT_LOAD_WAIT_MS, type ServerModelsOptions } from './server-models.ts';
-export { createModelAdmin, type ModelAdmin, type ModelAdminOptions } from './server-admin.ts';

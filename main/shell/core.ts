@@ -43,7 +43,7 @@ export async function startCoreFromSettings(s: Settings, opts: CoreStartOptions 
       throw new Error('The selected model is not downloaded or its folder no longer exists; pick one in Models or Settings.');
     }
   }
-  const { startServe } = await import('../cli/serve.ts');
+  const { startServe } = await import('../core/serve.ts');
   const serveOpts = {
     model: s.model,
     host: s.host,

@@ -12,10 +12,10 @@ import { mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promi
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { buildTinyModel } from '../helpers/tiny-model.ts';
-import { serveOptionsFor, startServe, type RunningServe, type ServeOptions } from '../../main/cli/serve.ts';
+import { serveOptionsFor, startServe, type RunningServe, type ServeOptions } from '../../main/core/serve.ts';
 import { DEFAULT_SETTINGS } from '../../main/settings/schema.ts';
-import { ENGINE_VERSION } from '../../main/app/hardening.ts';
-import { MIN_PERSISTED_TOKENS } from '../../main/app/prefix-persistence.ts';
+import { ENGINE_VERSION } from '../../main/core/hardening.ts';
+import { MIN_PERSISTED_TOKENS } from '../../main/core/prefix-persistence.ts';
 import { compatDigest, readEntry } from '../../main/caches/entry-file.ts';
 import { stopServeHard } from '../helpers/stop-serve.ts';
 

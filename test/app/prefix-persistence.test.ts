@@ -8,7 +8,7 @@ import { mkdtemp, rm, readdir, readFile, writeFile, stat } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { buildTinyModel } from '../helpers/tiny-model.ts';
-import { serveOptionsFor, startServe, type RunningServe, type ServeOptions } from '../../main/cli/serve.ts';
+import { serveOptionsFor, startServe, type RunningServe, type ServeOptions } from '../../main/core/serve.ts';
 import { DEFAULT_SETTINGS } from '../../main/settings/schema.ts';
 
 let dataDir: string;

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { buildTinyModel } from '../helpers/tiny-model.ts';
-import { runPreflight, probeNative, formatReport, type PreflightReport } from '../../main/hardening/preflight.ts';
+import { runPreflight, probeNative, formatReport, type PreflightReport } from '../../main/core/preflight.ts';
 import { run as runCheck } from '../../main/cli/check.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');

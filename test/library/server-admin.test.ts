@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { buildTinyModel } from '../helpers/tiny-model.ts';
-import { serveOptionsFor, startServe, type RunningServe } from '../../main/cli/serve.ts';
+import { serveOptionsFor, startServe, type RunningServe } from '../../main/core/serve.ts';
 import { DEFAULT_SETTINGS } from '../../main/settings/schema.ts';
 import { startFakeHub, type FakeHub } from './fake-hub.ts';
 

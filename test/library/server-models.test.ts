@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
 import { buildTinyModel } from '../helpers/tiny-model.ts';
-import { serveOptionsFor, startServe, type RunningServe } from '../../main/cli/serve.ts';
+import { serveOptionsFor, startServe, type RunningServe } from '../../main/core/serve.ts';
 import { DEFAULT_SETTINGS } from '../../main/settings/schema.ts';
-import { managerServerModels } from '../../main/library/server-models.ts';
+import { managerServerModels } from '../../main/core/server-models.ts';
 import { stopServeHard } from '../helpers/stop-serve.ts';
 
 const A = 'tiny-qwen3';

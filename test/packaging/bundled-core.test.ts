@@ -16,7 +16,7 @@ test('bundled serve core: dashboard, metrics and a chat completion from dist/mai
   const chunks = readdirSync(mainDir).filter((f) => /^serve-[\w-]+\.js$/.test(f));
   assert.equal(chunks.length, 1, `one serve chunk (lazy-loaded by the shell), no stale ones: ${chunks.join(', ')}`);
   const chunk = chunks[0];
-  const mod = (await import(pathToFileURL(path.join(mainDir, chunk)).href)) as typeof import('../../main/cli/serve.ts');
+  const mod = (await import(pathToFileURL(path.join(mainDir, chunk)).href)) as typeof import('../../main/core/serve.ts');
   const model = await buildTinyModel({ family: 'qwen3', layers: 2, hidden: 64, heads: 4, kvHeads: 2, intermediate: 128 });
   const dataDir = mkdtempSync(path.join(tmpdir(), 'mlxbar-bundled-'));
   const opts = { model, host: '127.0.0.1', port: 0, dataDir, apiKey: null, allowedOrigins: [], demo: false, server: {}, warnings: [] };

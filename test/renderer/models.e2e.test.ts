@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Browser, ConsoleMessage } from 'playwright-core';
-import { serveOptionsFor, startServe, type RunningServe } from '../../main/cli/serve.ts';
+import { serveOptionsFor, startServe, type RunningServe } from '../../main/core/serve.ts';
 import { DEFAULT_SETTINGS } from '../../main/settings/schema.ts';
 import { buildTinyModel } from '../helpers/tiny-model.ts';
 import { startFakeHub, type FakeHub } from '../library/fake-hub.ts';

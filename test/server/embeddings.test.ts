@@ -9,7 +9,7 @@ import path from 'node:path';
 import OpenAI from 'openai';
 import { LEAK_RE, postJson, startStack, type TestStack } from './helpers.ts';
 import { buildTinyModel } from '../helpers/tiny-model.ts';
-import { serveOptionsFor, startServe, type RunningServe } from '../../main/cli/serve.ts';
+import { serveOptionsFor, startServe, type RunningServe } from '../../main/core/serve.ts';
 import { DEFAULT_SETTINGS } from '../../main/settings/schema.ts';
 import { stopServeHard } from '../helpers/stop-serve.ts';
 

@@ -9,7 +9,8 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { parseServeArgs, startServe, type RunningServe, type ServeOptions } from '../../main/cli/serve.ts';
+import { parseServeArgs } from '../../main/cli/serve.ts';
+import { startServe, type RunningServe, type ServeOptions } from '../../main/core/serve.ts';
 import { buildTinyModel } from '../helpers/tiny-model.ts';
 import { LEAK_RE, rawRequest, type RawResponse } from './helpers.ts';
 

@@ -206,7 +206,7 @@ export async function loadBackend(modelDir: string, options: Partial<BackendOpti
       return bytes;
     },
     run: (req, ctx) =>
-      runGeneration(lm, text, prefixCache, eos, opts, req, ctx, req.constraint ? constraintFor(req) : null, req.logprobs !== undefined ? textsFor() : null),
+      runModelGeneration(lm, text, prefixCache, eos, opts, req, ctx, req.constraint ? constraintFor(req) : null, req.logprobs !== undefined ? textsFor() : null),
     afterRequest: afterLargeStep,
     prefixCacheStats: () => prefixCache?.stats() ?? { ...EMPTY_PREFIX_STATS },
     // The CPU build of 0.0.7 has no allocator counters.
@@ -243,7 +243,7 @@ class RssGuard {
   }
 }
 
-async function runGeneration(
+async function runModelGeneration(
   lm: LoadedModel,
   text: TextPipeline,
   prefixCache: PrefixCache | null,

@@ -7,9 +7,9 @@
 import type { ServerModels, ServedModelLease, PublicModel } from '../server/models.ts';
 import type { ServerTextPipeline } from '../server/hooks.ts';
 import { ApiError } from '../common/errors.ts';
-import { listModels, type ListOptions } from './library.ts';
-import type { ModelManager } from './model-manager.ts';
-import { toPublicEntry } from './index.ts';
+import { listModels, type ListOptions } from '../library/library.ts';
+import type { ModelManager } from '../library/model-manager.ts';
+import { toPublicEntry } from '../library/index.ts';
 
 /** How long a request waits for a model load before 503 model_loading (a real 7B loads in ~10–60 s). */
 export const DEFAULT_LOAD_WAIT_MS = 120_000;

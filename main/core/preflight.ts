@@ -23,11 +23,12 @@ import { loadSettings, type LoadSettingsResult } from '../settings/load.ts';
 import type { Settings } from '../settings/schema.ts';
 import { isLoopbackHost } from '../server/config.ts';
 import { engineProcessEnv, detectLoadedBlas } from '../engine/process/blas.ts';
+import { supportedModelTypes } from '../engine/model/registry.ts';
 import { readSafetensorsHeader, weightStats, type TensorHeader } from '../library/safetensors.ts';
 import { estimateFit } from '../library/fit.ts';
 import { modelsDirOf } from '../library/paths.ts';
 import { isValidRepoId, modelDirName, parseRepoSpec } from '../library/validate.ts';
-import { readSystemMemory } from './memory.ts';
+import { readSystemMemory } from '../hardening/memory.ts';
 
 export type CheckStatus = 'ok' | 'warn' | 'error';
 export interface PreflightCheck {
@@ -66,7 +67,7 @@ export interface PreflightOptions {
   nativeTimeoutMs?: number;
 }
 
-export const SUPPORTED_MODEL_TYPES = ['llama', 'mistral', 'qwen2', 'qwen3'] as const;
+// The one list of supported architectures is the engine's family registry (pure data, no MLX).
 const REQUIRED_MODEL_FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json'] as const;
 const MAX_JSON_BYTES = 4 * 1024 * 1024;
 const MAX_INDEX_BYTES = 32 * 1024 * 1024;
@@ -249,9 +250,9 @@ async function checkModel(dir: string, out: PreflightCheck[]): Promise<ModelFact
   if (config) {
     const mt = config.model_type;
     if (typeof mt !== 'string') {
-      push('model-architecture', 'error', 'config.json has no model_type', `Supported: ${SUPPORTED_MODEL_TYPES.join(', ')}`);
-    } else if (!(SUPPORTED_MODEL_TYPES as readonly string[]).includes(mt)) {
-      push('model-architecture', 'error', `model_type ${fname(mt)} is not supported`, `Supported: ${SUPPORTED_MODEL_TYPES.join(', ')}`);
+      push('model-architecture', 'error', 'config.json has no model_type', `Supported: ${supportedModelTypes().join(', ')}`);
+    } else if (!supportedModelTypes().includes(mt)) {
+      push('model-architecture', 'error', `model_type ${fname(mt)} is not supported`, `Supported: ${supportedModelTypes().join(', ')}`);
     } else {
       facts.architecture = mt;
       push('model-architecture', 'ok', `Architecture ${mt}`, null);

