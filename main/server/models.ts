@@ -1,6 +1,6 @@
 // Optional seam for serving more than one model (issue 6): the server asks it which models exist
 // and, for every generation, for a lease on the model the request names. The implementation (the
-// library's model manager, see main/library/server-models.ts) loads/switches/unloads; the server
+// library's model manager, see main/core/server-models.ts) loads/switches/unloads; the server
 // only holds the lease for the duration of one generation. Without it the server serves the one
 // model it was started with (deps.engine/text/modelInfo), exactly as before.
 import type { ModelInfo } from '../engine/types.ts';
@@ -65,7 +65,7 @@ export interface PublicPullJob extends PullProgress {
 /**
  * Optional seam for managing models over HTTP (the dashboard's Models page): downloads from the hub
  * into the library and switching the served model. Implemented by the library
- * (main/library/server-admin.ts); the server only validates the body shape and maps errors.
+ * (main/core/server-admin.ts); the server only validates the body shape and maps errors.
  */
 export interface ServerModelAdmin {
   /** Starts (or joins the running) download of `owner/name[@rev]`. Rejects with ApiError 400 for a bad id. */

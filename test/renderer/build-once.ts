@@ -60,7 +60,7 @@ async function buildIfStale(name: string, sources: string[], output: string, cmd
 export async function ensureRendererBuilt(): Promise<string> {
   await buildIfStale(
     'renderer',
-    ['renderer', 'main/settings/schema.ts', 'main/hardening/metrics-types.ts', 'preload/api.ts'],
+    ['renderer', 'main/settings/schema.ts', 'main/common/metrics-types.ts', 'preload/api.ts'],
     'dist/renderer/index.html',
     [path.join(repoRoot, 'node_modules/vite/bin/vite.js'), 'build', '--config', 'renderer/vite.config.ts'],
   );
@@ -69,7 +69,7 @@ export async function ensureRendererBuilt(): Promise<string> {
 
 export async function ensurePreloadBuilt(): Promise<string> {
   // Same command as `npm run build:preload` (esbuild's JS API through node, no shell).
-  await buildIfStale('preload', ['preload', 'main/hardening/metrics-types.ts'], 'dist/preload/index.cjs', [
+  await buildIfStale('preload', ['preload', 'main/common/metrics-types.ts'], 'dist/preload/index.cjs', [
     '-e',
     "require('esbuild').buildSync({entryPoints:['preload/index.ts'],bundle:true,platform:'node',format:'cjs',external:['electron'],outfile:'dist/preload/index.cjs',logLevel:'warning'})",
   ]);
