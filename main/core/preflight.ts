@@ -25,7 +25,8 @@ import { isLoopbackHost } from '../server/config.ts';
 import { engineProcessEnv, detectLoadedBlas } from '../engine/process/blas.ts';
 import { supportedModelTypes } from '../engine/model/registry.ts';
 import { readSafetensorsHeader, weightStats, type TensorHeader } from '../library/safetensors.ts';
-import { estimateFit } from '../library/fit.ts';
+import { estimateFit, type ModelShape } from '../library/fit.ts';
+import { capabilitiesDir, choosePolicy, describeCapabilities, getCapabilities, type MlxCapabilities, type PolicyChoice } from '../engine/probe/index.ts';
 import { modelsDirOf } from '../library/paths.ts';
 import { isValidRepoId, modelDirName, parseRepoSpec } from '../library/validate.ts';
 import { readSystemMemory } from '../hardening/memory.ts';
@@ -46,6 +47,10 @@ export interface PreflightReport {
   suggestedPort: number | null;
   /** Facts gathered on the way (for `serve` and the dashboard). */
   model: { dir: string | null; architecture: string | null; parameters: number | null; weightFiles: number } | null;
+  /** The MLX capability probe of this build (null: skipped, failed, or dtypePolicy float32). */
+  capabilities?: MlxCapabilities | null;
+  /** The dtype policy serve would use, with its reasons. */
+  dtypePolicy?: PolicyChoice | null;
 }
 
 export interface PreflightOptions {
@@ -199,6 +204,8 @@ interface ModelFacts {
   headDim: number | null;
   maxContext: number | null;
   weightFiles: number;
+  floatDtype?: string | null;
+  quantized?: ModelShape['quantized'];
 }
 
 async function checkModel(dir: string, out: PreflightCheck[]): Promise<ModelFacts | null> {
@@ -355,22 +362,33 @@ async function checkModel(dir: string, out: PreflightCheck[]): Promise<ModelFact
     const gs = q && Number.isSafeInteger(q.group_size) ? (q.group_size as number) : null;
     const ws = weightStats(tensors, gs);
     facts.parameters = ws.parameters;
+    facts.floatDtype = ws.floatDtype ? ({ F32: 'float32', F16: 'float16', BF16: 'bfloat16' } as Record<string, string>)[ws.floatDtype] ?? null : null;
+    facts.quantized = ws.quantizedParameters > 0 ? { parameters: ws.quantizedParameters, packedBytes: ws.packedBytes, scaleElements: ws.scaleElements } : null;
     push('model-weights', 'ok', `${tensors.size} tensors, ${(ws.parameters / 1e6).toFixed(1)}M parameters${ws.quantized ? ' (quantized checkpoint)' : ws.floatDtype ? ` (${ws.floatDtype})` : ''}`, null);
   }
   return facts;
 }
 
-function checkMemoryFit(facts: ModelFacts, s: Settings, out: PreflightCheck[]): void {
+function checkMemoryFit(facts: ModelFacts, s: Settings, out: PreflightCheck[], policy: PolicyChoice): void {
   const sys = readSystemMemory();
   const ctx = s.contextLength > 0 ? s.contextLength : (facts.maxContext ?? 4096);
-  const shape = { parameters: facts.parameters, numLayers: facts.numLayers, numKvHeads: facts.numKvHeads, headDim: facts.headDim, maxContext: facts.maxContext };
-  const vsTotal = estimateFit(shape, { contextTokens: ctx, availableBytes: Math.floor(sys.totalBytes * 0.9) });
+  const shape: ModelShape = {
+    parameters: facts.parameters,
+    numLayers: facts.numLayers,
+    numKvHeads: facts.numKvHeads,
+    headDim: facts.headDim,
+    maxContext: facts.maxContext,
+    floatDtype: facts.floatDtype ?? null,
+    quantized: facts.quantized ?? null,
+  };
+  const vsTotal = estimateFit(shape, { contextTokens: ctx, availableBytes: Math.floor(sys.totalBytes * 0.9), policy });
   if (!Number.isFinite(vsTotal.needBytes)) {
     out.push({ id: 'memory-fit', status: 'error', message: 'The memory this model needs could not be estimated', hint: 'Check config.json and the weights' });
     return;
   }
   const avail = sys.availableBytes;
-  const explain = `weights ${fmtBytes(vsTotal.weightsBytes)} in float32 + KV cache ${fmtBytes(vsTotal.kvBytes)} for ${vsTotal.contextTokens} tokens + ${fmtBytes(vsTotal.overheadBytes)} runtime = ${fmtBytes(vsTotal.needBytes)}`;
+  const held = vsTotal.packed ? `packed, ${vsTotal.computeDtype} compute` : `in ${vsTotal.computeDtype}`;
+  const explain = `weights ${fmtBytes(vsTotal.weightsBytes)} ${held} + KV cache ${fmtBytes(vsTotal.kvBytes)} for ${vsTotal.contextTokens} tokens + ${fmtBytes(vsTotal.overheadBytes)} runtime = ${fmtBytes(vsTotal.needBytes)}`;
   if (!vsTotal.fits) {
     out.push({ id: 'memory-fit', status: 'error', message: `The model does not fit in this machine's memory: ${explain}, RAM ${fmtBytes(sys.totalBytes)}`, hint: 'Use a smaller model or a smaller --context-length' });
   } else if (avail !== null && vsTotal.needBytes > avail) {
@@ -574,6 +592,8 @@ export async function runPreflight(opts: PreflightOptions = {}): Promise<Preflig
   }
   let suggestedPort: number | null = null;
   let model: PreflightReport['model'] = null;
+  let policy: PolicyChoice = choosePolicy('float32', null);
+  const report: Pick<PreflightReport, 'capabilities' | 'dtypePolicy'> = { capabilities: null, dtypePolicy: null };
   if (loaded) {
     for (const e of loaded.errors) checks.push({ id: e.source === 'env' ? 'env' : 'flags', status: 'error', message: e.message, hint: `Fix ${e.where}` });
     for (const w of loaded.warnings) checks.push({ id: w.source === 'file' ? 'settings-file' : 'settings', status: 'warn', message: `${w.where} — ${w.message}`, hint: null });
@@ -585,6 +605,26 @@ export async function runPreflight(opts: PreflightOptions = {}): Promise<Preflig
     checkHostPolicy(s, checks);
     suggestedPort = await checkPort(s, checks, !!opts.skipPortCheck);
     checkDataDir(s, checks);
+    // What this MLX build can do (probed once per binary in child processes, cached in the data
+    // folder) and the dtype policy it gives with the dtypePolicy setting; the memory fit uses it.
+    let capabilities: MlxCapabilities | null = null;
+    if (!opts.skipNative && s.dtypePolicy !== 'float32') {
+      try {
+        capabilities = await getCapabilities(capabilitiesDir(s.dataDir, env), { env });
+      } catch (e) {
+        checks.push({ id: 'mlx-probe', status: 'warn', message: `The MLX capability probe failed: ${sanitizeMessage(e)}`, hint: 'The engine will compute in float32' });
+      }
+    }
+    policy = choosePolicy(s.dtypePolicy, capabilities);
+    report.capabilities = capabilities;
+    report.dtypePolicy = policy;
+    if (capabilities) {
+      const [build, ...rest] = describeCapabilities(capabilities);
+      checks.push({ id: 'mlx-probe', status: 'ok', message: build, hint: null });
+      for (const line of rest) checks.push({ id: 'mlx-probe', status: 'ok', message: line, hint: null });
+    }
+    checks.push({ id: 'dtype-policy', status: 'ok', message: `${policy.mode} policy (dtypePolicy "${s.dtypePolicy}"), because:`, hint: null });
+    for (const r of policy.reasons) checks.push({ id: 'dtype-policy', status: 'ok', message: `  ${r}`, hint: null });
     const dir = opts.demo ? null : resolveModelDir(s.model, s.dataDir);
     if (opts.demo) {
       checks.push({ id: 'model-folder', status: 'ok', message: 'The built-in DEMO model (random weights) will be served', hint: null });
@@ -599,7 +639,7 @@ export async function runPreflight(opts: PreflightOptions = {}): Promise<Preflig
       const facts = await checkModel(dir, checks);
       if (facts) {
         model = { dir, architecture: facts.architecture, parameters: facts.parameters, weightFiles: facts.weightFiles };
-        if (facts.parameters) checkMemoryFit(facts, s, checks);
+        if (facts.parameters) checkMemoryFit(facts, s, checks, policy);
       }
     }
   }
@@ -608,7 +648,7 @@ export async function runPreflight(opts: PreflightOptions = {}): Promise<Preflig
     c.message = sanitizeMessage(c.message);
     if (c.hint) c.hint = sanitizeMessage(c.hint);
   }
-  return { ok: !checks.some((c) => c.status === 'error'), checks, settings: loaded?.settings ?? null, suggestedPort, model };
+  return { ok: !checks.some((c) => c.status === 'error'), checks, settings: loaded?.settings ?? null, suggestedPort, model, ...report };
 }
 
 const ICON: Record<CheckStatus, string> = { ok: '✔', warn: '⚠', error: '✖' };

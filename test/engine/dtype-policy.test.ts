@@ -10,7 +10,7 @@
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { core as mx } from '@frost-beta/mlx';
-import { mkdtempSync, readFileSync, rmSync, existsSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, existsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -43,6 +43,7 @@ describe('capability probe on this build', () => {
 
   it('runs for real in child processes, survives the aborting ops, and caches per binary', async (t) => {
     const dataDir = path.join(tmp, 'data');
+    mkdirSync(dataDir);
     caps = await getCapabilities(dataDir);
     t.diagnostic(describeCapabilities(caps).join(' | '));
     assert.ok(isCapabilities(caps));

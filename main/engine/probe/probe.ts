@@ -6,7 +6,7 @@
 // in the calling process.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -163,7 +163,8 @@ export async function getCapabilities(dataDir: string, opts: { refresh?: boolean
     p = (async () => {
       const caps = await runCapabilityProbe(opts.env);
       try {
-        mkdirSync(dataDir, { recursive: true });
+        // Only into an existing folder (serve creates it; `check` must not create the data folder).
+        if (!existsSync(dataDir)) return caps;
         const file = path.join(dataDir, CAPABILITIES_FILE);
         const tmp = `${file}.${process.pid}.tmp`;
         writeFileSync(tmp, JSON.stringify(caps, null, 2) + '\n');
