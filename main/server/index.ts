@@ -28,6 +28,8 @@ import { DASHBOARD_SECURITY_HEADERS, readDashboardFile } from './static.ts';
 import type { ServedModelLease, ServerModelAdmin, ServerModels } from './models.ts';
 import { registerEmbeddingsRoute } from './embeddings.ts';
 import { registerAnthropicRoutes } from './anthropic/route.ts';
+import { registerResponsesRoutes } from './responses/route.ts';
+import { ResponseStore } from './responses/store.ts';
 import { errorBodyFor } from './error-shapes.ts';
 
 export type { ServerConfig } from './config.ts';
@@ -70,6 +72,7 @@ const ROUTES: Record<string, string[]> = {
   '/v1/models/pulls': ['GET', 'HEAD'],
   '/v1/models/load': ['POST'],
   '/v1/messages': ['POST'],
+  '/v1/responses': ['POST'],
   '/v1/messages/count_tokens': ['POST'],
   '/health': ['GET', 'HEAD'],
 };
@@ -544,6 +547,7 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
   app.post('/v1/chat/completions', (request, reply) => handleGeneration(request, reply, 'chat'));
   app.post('/v1/completions', (request, reply) => handleGeneration(request, reply, 'completions'));
   registerAnthropicRoutes(app, { generate, countChatTokens, maxStopLength: config.maxStopLength });
+  registerResponsesRoutes(app, { generate, maxStopLength: config.maxStopLength, store: new ResponseStore() });
   registerEmbeddingsRoute(app, {
     engine: deps.engine,
     text: deps.text,

@@ -7,8 +7,10 @@
 import type { ServerResponse } from 'node:http';
 
 export interface SseOptions {
-  /** Raw frame written as keep-alive (default `: ping` comment). */
-  keepAliveFrame?: string;
+  /** Raw frame written as keep-alive (default `: ping` comment); null = none (NDJSON has no comments). */
+  keepAliveFrame?: string | null;
+  /** Content type of the stream (default SSE; Ollama streams `application/x-ndjson`). */
+  contentType?: string;
   /** Raw frame written by done() (default `data: [DONE]`; null = none, the stream just ends). */
   doneFrame?: string | null;
 }
@@ -17,15 +19,17 @@ export class SseWriter {
   private started = false;
   private lastWrite = 0;
   private timer: NodeJS.Timeout | null = null;
-  private readonly keepAliveFrame: string;
+  private readonly keepAliveFrame: string | null;
   private readonly doneFrame: string | null;
+  private readonly contentType: string;
 
   constructor(
     private readonly res: ServerResponse,
     private readonly headers: Record<string, string>,
     opts: SseOptions = {},
   ) {
-    this.keepAliveFrame = opts.keepAliveFrame ?? ': ping\n\n';
+    this.keepAliveFrame = opts.keepAliveFrame === undefined ? ': ping\n\n' : opts.keepAliveFrame;
+    this.contentType = opts.contentType ?? 'text/event-stream; charset=utf-8';
     this.doneFrame = opts.doneFrame === undefined ? 'data: [DONE]\n\n' : opts.doneFrame;
   }
 
@@ -43,7 +47,7 @@ export class SseWriter {
     this.started = true;
     this.res.writeHead(200, {
       ...this.headers,
-      'content-type': 'text/event-stream; charset=utf-8',
+      'content-type': this.contentType,
       'cache-control': 'no-cache',
       connection: 'keep-alive',
       'x-accel-buffering': 'no',
@@ -54,12 +58,13 @@ export class SseWriter {
 
   /** Sends `: ping` whenever nothing else was written for `intervalMs` (starting the stream if needed). */
   startKeepAlive(intervalMs: number): void {
-    if (this.timer) return;
+    if (this.timer || this.keepAliveFrame === null) return;
+    const frame = this.keepAliveFrame;
     this.timer = setInterval(() => {
       if (this.closed) return this.stopKeepAlive();
       if (Date.now() - this.lastWrite >= intervalMs - 5) {
         this.start();
-        this.raw(this.keepAliveFrame);
+        this.raw(frame);
       }
     }, Math.max(50, Math.floor(intervalMs / 2)));
     this.timer.unref();
@@ -80,6 +85,12 @@ export class SseWriter {
   async sendEvent(event: string, payload: unknown): Promise<void> {
     this.start();
     if (!this.raw(`event: ${event}\ndata: ${JSON.stringify(payload)}\n\n`)) await this.drained();
+  }
+
+  /** Writes one JSON line (NDJSON streams), with back-pressure. */
+  async sendLine(payload: unknown): Promise<void> {
+    this.start();
+    if (!this.raw(`${JSON.stringify(payload)}\n`)) await this.drained();
   }
 
   async done(): Promise<void> {

@@ -25,6 +25,8 @@ export interface ResponsesRequest {
   chat: ChatRequest;
   /** Messages of this request's `input` only (no instructions, no history): what a stored response appends. */
   inputMessages: ChatMessage[];
+  /** The stored conversation `previous_response_id` continues ([] without one). */
+  history: ChatMessage[];
   instructions: string | null;
   previousResponseId: string | null;
   /** `store` (OpenAI's default is true): keep the response for GET /v1/responses/{id} and `previous_response_id`. */
@@ -340,6 +342,7 @@ export function validateResponsesRequest(body: Obj, opts: ResponsesRequestOption
   return {
     chat,
     inputMessages,
+    history: opts.history ?? [],
     instructions,
     previousResponseId,
     store,
