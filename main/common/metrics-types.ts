@@ -21,9 +21,12 @@ export interface Percentiles {
 
 /** JSON served at GET /v1/metrics (and pushed on the live feed). Times in seconds. */
 export interface MetricsSnapshot {
-  cache: { cache_hits: number; cache_misses: number; hit_rate: number };
-  prompt_cache: { reused_tokens: number; computed_tokens: number; hit_rate: number };
-  latency: Percentiles & { count: number };
+  /** hit_rate null: nothing was looked up yet. enabled: the response cache is switched on (absent when unknown). */
+  cache: { cache_hits: number; cache_misses: number; hit_rate: number | null; enabled?: boolean };
+  /** hit_rate null: no prompt tokens yet. */
+  prompt_cache: { reused_tokens: number; computed_tokens: number; hit_rate: number | null };
+  /** Over the generation routes only (`routes`), the last `window_seconds`. */
+  latency: Percentiles & { count: number; window_seconds?: number; routes?: string[] };
   ttft: Percentiles;
   tokens_per_second: number;
   memory: {
@@ -44,7 +47,9 @@ export interface MetricsSnapshot {
   degradation: DegradationStatus;
   cache_corruptions: Record<string, number>;
   engine_restarts: number;
-  model: { id: string | null; state: string };
+  /** demo: the built-in random-weight DEMO model is loaded. */
+  model: { id: string | null; state: string; demo?: boolean };
+  /** Newest first. */
   recent_requests: RecentRequest[];
   timestamp: string;
   uptime_seconds: number;

@@ -25,6 +25,8 @@ export interface HardeningInput {
   dataDir: string;
   settings: Pick<Settings, 'responseCache' | 'prefixCache' | 'memory' | 'contextLength' | 'maxQueue'>;
   log: (line: string) => void;
+  /** The model started with is the built-in random-weight DEMO model (shown in the dashboard header). */
+  demo?: boolean;
 }
 
 export interface Hardening {
@@ -124,7 +126,12 @@ export async function attachHardening(input: HardeningInput): Promise<Hardening>
         ...(pc ? { prefixCache: { entries: pc.entries, bytes: pc.bytes } } : {}),
       };
     },
-    modelInfo: () => ({ id: engine.model?.id ?? modelInfo.id, state: engine.state }),
+    modelInfo: () => {
+      const id = engine.model?.id ?? modelInfo.id;
+      return { id, state: engine.state, demo: !!input.demo && id === modelInfo.id };
+    },
+    // "off" is shown as such, not as an empty hit rate: the response cache is opt-in.
+    responseCacheEnabled: () => !!cache && settings.responseCache.enabled,
   });
   memory.start();
 

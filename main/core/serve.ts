@@ -224,7 +224,7 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
     }
     // Degradation, response cache, memory sampler/admission and metrics, wired together.
     const { attachHardening } = await import('./hardening.ts');
-    hardening = await attachHardening({ engine, modelInfo, text, dataDir: opts.dataDir, settings, log });
+    hardening = await attachHardening({ engine, modelInfo, text, dataDir: opts.dataDir, settings, log, demo: opts.demo });
     const settingsApi = opts.settingsApi ? await import('../server/settings-routes.ts') : null;
     const hooks: ServerHooks = settingsApi
       ? settingsApi.withSettingsApi(hardening.hooks, { dataDir: opts.dataDir, sources: opts.settingsApi!.sources, running: settings, host: opts.host, log })

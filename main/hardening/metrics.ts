@@ -12,10 +12,11 @@
 //    prom-client on its own Registry (not the global one), names `mlxbar_*`, counters `_total`,
 //    bounded label values only (fixed route/status/reason sets; the model label is the loaded
 //    model's id or `other`, so random client model names cannot create series).
-// Latency and TTFT percentiles cover a sliding window bounded by time (default 300 s) and by count
-// (default 10,000 samples) and use linear interpolation (see percentiles.ts). Only successful
-// (status < 400), non-cancelled requests enter the latency/TTFT/tokens-per-second windows: a 400 in
-// 1 ms is not a latency sample. Every request counts in totals, by_status and Prometheus counters.
+// Latency and TTFT percentiles cover a sliding window bounded by time (default the last 60 s, so the
+// dashboard's charts follow the traffic) and by count (default 10,000 samples) and use linear
+// interpolation (see percentiles.ts). Only successful (status < 400), non-cancelled requests of the
+// generation routes (GENERATION_ROUTES) enter the latency/TTFT/tokens-per-second windows: a 400 in
+// 1 ms or a model listing is not a latency sample. Every request counts in totals, by_status and Prometheus counters.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { ERROR_CODES } from '../common/errors.ts';
 import { createMemorySampler, type MemorySampler } from './memory.ts';
@@ -42,8 +43,14 @@ export const METRIC_ROUTES = [
   '/api/embeddings',
   'other',
 ] as const;
-/** Routes that compute embeddings (no generated tokens): kept out of the latency/TTFT/tokens-per-second windows. */
-const EMBEDDING_ROUTES = new Set(['/v1/embeddings', '/api/embed', '/api/embeddings']);
+/**
+ * Routes that generate text: the only ones in the latency/TTFT/tokens-per-second window. A /v1/models
+ * listing in 2 ms or an embeddings batch is not a generation and would drag the percentiles down.
+ */
+export const GENERATION_ROUTES = ['/v1/chat/completions', '/v1/completions', '/v1/responses', '/v1/messages', '/api/chat', '/api/generate'] as const;
+const GENERATION_ROUTE_SET = new Set<string>(GENERATION_ROUTES);
+/** Default latency window: the last minute, so the dashboard's charts move with the traffic. */
+export const DEFAULT_WINDOW_SECONDS = 60;
 /** Cache-corruption reasons that may appear as a label value / JSON key; anything else is `other`. */
 // Same names as main/caches/entry-file.ts CorruptReason (plus io_error and the catch-all other).
 export const CORRUPTION_REASONS = [
@@ -77,10 +84,12 @@ export interface MetricsOptions {
   engineStats?: () => Promise<EngineStats>;
   degradation?: () => DegradationStatus;
   cacheStats?: () => CacheGaugeStats;
-  modelInfo?: () => { id: string | null; state: string };
+  modelInfo?: () => { id: string | null; state: string; demo?: boolean };
+  /** Whether the response cache is switched on (settings); the snapshot says `enabled: false` otherwise. */
+  responseCacheEnabled?: () => boolean;
   /** Use this sampler (the lead wires its onSoft/onHard); otherwise one is created and owned. */
   memory?: MemorySampler;
-  /** Sliding window for latency/TTFT/tokens-per-second. */
+  /** Sliding window for latency/TTFT/tokens-per-second (default DEFAULT_WINDOW_SECONDS). */
   windowSeconds?: number;
   windowMaxSamples?: number;
   recentLimit?: number;
@@ -134,7 +143,8 @@ export function createMetrics(opts: MetricsOptions = {}) {
   const now = opts.now ?? Date.now;
   const startedAt = now();
   const startedIso = new Date(startedAt).toISOString();
-  const windowMs = (opts.windowSeconds ?? 300) * 1000;
+  const windowSeconds = opts.windowSeconds ?? DEFAULT_WINDOW_SECONDS;
+  const windowMs = windowSeconds * 1000;
   const windowMax = opts.windowMaxSamples ?? 10_000;
   const recentLimit = opts.recentLimit ?? 50;
   const ownMemory = !opts.memory;
@@ -232,8 +242,8 @@ export function createMetrics(opts: MetricsOptions = {}) {
         if (scrape) this.set(pick(scrape));
       },
     });
-  g('mlxbar_cache_hit_rate', 'Response-cache hit rate (0..1).', (s) => s.cache.hit_rate);
-  g('mlxbar_prompt_cache_hit_rate', 'Share of prompt tokens reused from the prefix cache (0..1).', (s) => s.prompt_cache.hit_rate);
+  g('mlxbar_cache_hit_rate', 'Response-cache hit rate (0..1; NaN before the first lookup).', (s) => s.cache.hit_rate ?? NaN);
+  g('mlxbar_prompt_cache_hit_rate', 'Share of prompt tokens reused from the prefix cache (0..1; NaN before the first prompt).', (s) => s.prompt_cache.hit_rate ?? NaN);
   g('mlxbar_request_latency_p50_seconds', 'p50 end-to-end latency over the sliding window.', (s) => s.latency.p50);
   g('mlxbar_request_latency_p95_seconds', 'p95 end-to-end latency over the sliding window.', (s) => s.latency.p95);
   g('mlxbar_request_latency_p99_seconds', 'p99 end-to-end latency over the sliding window.', (s) => s.latency.p99);
@@ -372,9 +382,9 @@ export function createMetrics(opts: MetricsOptions = {}) {
         promptComputed.inc(pt - cached);
       }
       const genSeconds = r.responseCacheHit ? 0 : Math.max(0, latency - (ttft ?? 0));
-      // The latency/TTFT/tokens-per-second windows describe generations: an embeddings batch
-      // (no tokens generated) would skew them. It is counted and lands in its route's histogram.
-      if (!EMBEDDING_ROUTES.has(route)) {
+      // The latency/TTFT/tokens-per-second windows describe generations: a model listing or an
+      // embeddings batch would skew them. They are counted and land in their route's histogram.
+      if (GENERATION_ROUTE_SET.has(route)) {
         window.push({ t, latency, ttft, completionTokens: r.responseCacheHit ? 0 : ct, genSeconds });
         windowVersion++;
       }
@@ -399,6 +409,14 @@ export function createMetrics(opts: MetricsOptions = {}) {
       response_cache_hit: !!r.responseCacheHit,
     });
     if (recent.length > recentLimit) recent.splice(0, recent.length - recentLimit);
+  }
+
+  function cacheEnabled(): { enabled?: boolean } {
+    try {
+      return opts.responseCacheEnabled ? { enabled: !!opts.responseCacheEnabled() } : {};
+    } catch {
+      return {};
+    }
   }
 
   function recordResponseCache(result: 'hit' | 'miss'): void {
@@ -479,19 +497,20 @@ export function createMetrics(opts: MetricsOptions = {}) {
     const observed = Math.min(RPS_WINDOW_S, uptime);
     const rps = recentCount / Math.max(RPS_MIN_ELAPSED_S, observed);
     const mem = memory.stats();
-    let model = { id: null as string | null, state: 'unknown' };
+    let model: MetricsSnapshot['model'] = { id: null, state: 'unknown' };
     try {
       const m = opts.modelInfo?.();
-      if (m) model = { id: m.id, state: m.state };
+      if (m) model = { id: m.id, state: m.state, ...(m.demo ? { demo: true } : {}) };
     } catch {
       // keep defaults
     }
     const lookups = cacheHits + cacheMisses;
     const promptAll = reused + computed;
     return {
-      cache: { cache_hits: cacheHits, cache_misses: cacheMisses, hit_rate: lookups ? r4(cacheHits / lookups) : 0 },
-      prompt_cache: { reused_tokens: reused, computed_tokens: computed, hit_rate: promptAll ? r4(reused / promptAll) : 0 },
-      latency: { p50: r4(lat.p50), p95: r4(lat.p95), p99: r4(lat.p99), count: windowStats.count },
+      // A rate over no lookups is unknown (null), not 0%.
+      cache: { cache_hits: cacheHits, cache_misses: cacheMisses, hit_rate: lookups ? r4(cacheHits / lookups) : null, ...cacheEnabled() },
+      prompt_cache: { reused_tokens: reused, computed_tokens: computed, hit_rate: promptAll ? r4(reused / promptAll) : null },
+      latency: { p50: r4(lat.p50), p95: r4(lat.p95), p99: r4(lat.p99), count: windowStats.count, window_seconds: windowSeconds, routes: [...GENERATION_ROUTES] },
       ttft: { p50: r4(ttft.p50), p95: r4(ttft.p95), p99: r4(ttft.p99) },
       tokens_per_second: windowStats.tps,
       memory: {
@@ -512,7 +531,7 @@ export function createMetrics(opts: MetricsOptions = {}) {
       cache_corruptions: { ...corruptions },
       engine_restarts: engineRestarts,
       model,
-      recent_requests: recent.slice(),
+      recent_requests: recent.slice().reverse(), // newest first
       timestamp: new Date(t).toISOString(),
       uptime_seconds: r3(uptime),
     };

@@ -121,7 +121,15 @@ export function App() {
       </header>
 
       <section className="infobar num" data-testid="infobar">
-        <div><span className="k">Model</span><span className="v" data-testid="model">{model}</span></div>
+        <div>
+          <span className="k">Model</span>
+          <span className="v" data-testid="model">{model}</span>
+          {snap?.model.demo ? (
+            <span className="tag tag-warn" data-testid="model-demo" title="The built-in random-weight DEMO model: its output is gibberish by design">
+              DEMO · random weights
+            </span>
+          ) : null}
+        </div>
         <div>
           <span className="k">Endpoint</span>
           <code className="v" data-testid="endpoint">{endpoint ?? 'not running'}</code>

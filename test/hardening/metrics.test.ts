@@ -83,7 +83,7 @@ test('snapshot: latency percentiles over recorded requests, streamed included, e
   const m = createMetrics({ now: c.now, memory: quietMemory() });
   try {
     const empty = m.snapshot();
-    assert.deepEqual(empty.latency, { p50: 0, p95: 0, p99: 0, count: 0 });
+    assert.deepEqual({ ...empty.latency, routes: undefined }, { p50: 0, p95: 0, p99: 0, count: 0, window_seconds: 60, routes: undefined });
     assert.deepEqual(empty.ttft, { p50: 0, p95: 0, p99: 0 });
     for (let i = 1; i <= 100; i++) {
       c.advance(10);
@@ -93,7 +93,7 @@ test('snapshot: latency percentiles over recorded requests, streamed included, e
     m.recordRequest(rec({ status: 400, latencySeconds: 0.001, errorCode: 'invalid_request' }));
     m.recordRequest(rec({ status: 200, cancelled: true, latencySeconds: 1000, stream: true }));
     const s = m.snapshot();
-    assert.deepEqual(s.latency, { p50: 50.5, p95: 95.05, p99: 99.01, count: 100 });
+    assert.deepEqual({ ...s.latency, routes: undefined, window_seconds: undefined }, { p50: 50.5, p95: 95.05, p99: 99.01, count: 100, routes: undefined, window_seconds: undefined });
     assert.ok(s.ttft.p50 <= s.ttft.p95 && s.ttft.p95 <= s.ttft.p99);
     assert.equal(s.ttft.p50, 0.505);
     assert.equal(s.throughput.total_requests, 102);
@@ -102,7 +102,7 @@ test('snapshot: latency percentiles over recorded requests, streamed included, e
     assert.equal(s.requests.by_status['200'], 101);
     assert.equal(s.requests.by_status['400'], 1);
     assert.equal(s.recent_requests.length, 50, 'recent requests ring is bounded');
-    assert.equal(s.recent_requests.at(-1)!.stream, true);
+    assert.equal(s.recent_requests[0].stream, true, 'newest first: the cancelled stream');
   } finally {
     m.close();
   }
@@ -472,10 +472,10 @@ test('requests are labelled by the API they spoke (openai, responses, anthropic,
     assert.deepEqual({ ...s.requests.by_api }, { openai: 1, responses: 2, anthropic: 1, ollama: 2, other: 1 });
     assert.deepEqual(
       s.recent_requests.map((r) => r.api),
-      ['openai', 'responses', 'responses', 'anthropic', 'ollama', 'ollama', null],
+      ['openai', 'responses', 'responses', 'anthropic', 'ollama', 'ollama', null].reverse(), // newest first
     );
-    // Ollama embeddings are not generations: they stay out of the latency window like /v1/embeddings.
-    assert.equal(s.latency.count, 6, 'all but the embed');
+    // Only generations are latency samples: not Ollama embeddings, a stored-response read or /health.
+    assert.equal(s.latency.count, 4, 'chat, responses, messages, api/chat');
     const reqs = parseProm(await m.prometheus()).find((f) => f.name === 'mlxbar_requests_total')!;
     const byApi = (api: string) => reqs.metrics.filter((x) => x.labels?.api === api).reduce((a, x) => a + Number(x.value), 0);
     assert.deepEqual([byApi('openai'), byApi('responses'), byApi('anthropic'), byApi('ollama'), byApi('other')], [1, 2, 1, 2, 1]);

@@ -103,6 +103,17 @@ describe('dashboard in Chromium on the real server', { skip: missing ?? false, t
       assert.ok(rows.every((r) => r.includes('/v1/chat/completions') && r.includes('200')), rows.join('\n'));
       assert.ok(rows.some((r) => r.includes('stream')), 'the streamed request is tagged');
       assert.deepEqual([...new Set(await page.getByTestId('recent-api').allTextContents())], ['openai'], 'each request is labelled with the API it spoke');
+      // Newest first: the streamed request (the last one sent) heads the table.
+      assert.match(rows[0], /stream/, `newest first: ${rows.join(' | ')}`);
+      // The response cache is off (the default): the card says so instead of "—" and "0 hits · 0 misses".
+      const cacheCard = (await page.getByTestId('stat-cache-hit').textContent()) ?? '';
+      assert.match(cacheCard, /Off/);
+      assert.doesNotMatch(cacheCard, /0 hits/);
+      // Percentiles are of generations over a sliding minute, and the page says so.
+      assert.match((await page.getByTestId('stat-latency').textContent()) ?? '', /Generation latency[\s\S]*last minute/);
+      assert.match((await page.getByTestId('chart-latency').textContent()) ?? '', /generations, last minute/);
+      // This stack runs a tiny test model, not the DEMO model: no DEMO tag in the header.
+      assert.equal(await page.getByTestId('model-demo').count(), 0);
       // The latency chart draws once it has two samples.
       await page.locator('[data-testid="chart-latency"] .recharts-line-curve').first().waitFor({ state: 'attached', timeout: 30_000 }); // a flat line has a zero-height box: 'visible' may never fire
       assert.equal(await page.locator('[data-testid="chart-latency"] .recharts-line-curve').count(), 3, 'P50, P95 and P99 lines');

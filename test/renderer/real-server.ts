@@ -20,7 +20,7 @@ export interface RealStack {
   stop(): Promise<void>;
 }
 
-export async function startRealStack(opts: { dashboardDir: string; apiKey?: string | null }): Promise<RealStack> {
+export async function startRealStack(opts: { dashboardDir: string; apiKey?: string | null; demo?: boolean }): Promise<RealStack> {
   const modelDir = await buildTinyModel({ family: 'qwen3', layers: 2, hidden: 64, heads: 4, kvHeads: 2, intermediate: 128 });
   const dataDir = mkdtempSync(path.join(tmpdir(), 'mlxbar-dash-'));
   const engine = createEngineClient({ log: () => {} });
@@ -34,7 +34,9 @@ export async function startRealStack(opts: { dashboardDir: string; apiKey?: stri
     const m = createMetrics({
       engineStats: () => engine.stats(),
       degradation: () => degradation.status(),
-      modelInfo: () => ({ id: engine.model?.id ?? modelInfo.id, state: engine.state }),
+      modelInfo: () => ({ id: engine.model?.id ?? modelInfo.id, state: engine.state, demo: opts.demo ?? false }),
+      // no response cache in this stack: reported as off, as `mlx-bar serve` does by default
+      responseCacheEnabled: () => false,
     });
     metrics = m;
     server = createServer(

@@ -31,12 +31,14 @@ export function Dashboard(props: { snap: MetricsSnapshot | null; history: Sample
   const noRequests = count === 0;
   const corruptions = sumValues(snap?.cache_corruptions);
   const d = snap?.degradation;
-  const hasHits = (snap?.cache.cache_hits ?? 0) + (snap?.cache.cache_misses ?? 0) > 0;
+  const cacheOff = snap?.cache.enabled === false;
+  // Percentiles are over the generation routes, the last window_seconds (default a minute).
+  const windowLabel = `last ${snap?.latency.window_seconds === 60 || !snap?.latency.window_seconds ? 'minute' : `${snap.latency.window_seconds} s`}`;
   // Latency and TTFT are only meaningful once requests exist; earlier samples are placeholders (0).
   const latencyHistory = history.filter((h) => h.n > 0);
   const charts: { title: string; testId: string; data: Sample[]; unit: (v: number) => string; empty: string; series: SeriesDef[] }[] = [
     {
-      title: 'Latency (end to end)',
+      title: `Latency (end to end, generations, ${windowLabel})`,
       testId: 'chart-latency',
       data: latencyHistory,
       unit: ms,
@@ -44,7 +46,7 @@ export function Dashboard(props: { snap: MetricsSnapshot | null; history: Sample
       series: [{ key: 'p50', name: 'P50' }, { key: 'p95', name: 'P95' }, { key: 'p99', name: 'P99' }],
     },
     {
-      title: 'Time to first token',
+      title: `Time to first token (${windowLabel})`,
       testId: 'chart-ttft',
       data: latencyHistory,
       unit: ms,
@@ -69,8 +71,16 @@ export function Dashboard(props: { snap: MetricsSnapshot | null; history: Sample
         <Stat
           testId="stat-cache-hit"
           label="Response cache hit rate"
-          value={hasHits ? pct(snap?.cache.hit_rate) : '—'}
-          sub={snap ? `${num(snap.cache.cache_hits)} hits · ${num(snap.cache.cache_misses)} misses` : undefined}
+          value={cacheOff ? 'Off' : pct(snap?.cache.hit_rate)}
+          sub={
+            !snap
+              ? undefined
+              : cacheOff
+                ? 'off (the default); turn it on with the responseCache.enabled setting'
+                : snap.cache.hit_rate === null
+                  ? 'on · no lookups yet'
+                  : `${num(snap.cache.cache_hits)} hits · ${num(snap.cache.cache_misses)} misses`
+          }
         />
         <Stat
           testId="stat-prompt-reuse"
@@ -92,9 +102,17 @@ export function Dashboard(props: { snap: MetricsSnapshot | null; history: Sample
         />
         <Stat
           testId="stat-latency"
-          label="Latency P50 / P95 / P99"
+          label="Generation latency P50 / P95 / P99"
           value={noRequests ? '—' : `${secs(snap?.latency.p50)}`}
-          sub={noRequests ? 'no requests yet' : <span className="num">{`${secs(snap?.latency.p95)} · ${secs(snap?.latency.p99)} · n=${num(count)}`}</span>}
+          sub={
+            noRequests ? (
+              (snap?.throughput.total_requests ?? 0) === 0 ? 'no requests yet' : `no generations in the ${windowLabel}`
+            ) : (
+              <span className="num" title={`chat, completions, responses, messages and Ollama generate routes; ${windowLabel}`}>
+                {`${secs(snap?.latency.p95)} · ${secs(snap?.latency.p99)} · n=${num(count)} · ${windowLabel}`}
+              </span>
+            )
+          }
         />
         <Stat
           testId="stat-engine-mem"
@@ -126,7 +144,7 @@ export function Dashboard(props: { snap: MetricsSnapshot | null; history: Sample
       </div>
 
       <Panel
-        title="Recent requests"
+        title="Recent requests (newest first)"
         testId="recent-requests"
         right={snap ? <span className="muted num">by status: {Object.entries(snap.requests.by_status).map(([k, v]) => `${k}×${v}`).join(' · ') || '—'}</span> : null}
       >
