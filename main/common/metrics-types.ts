@@ -36,9 +36,10 @@ export interface MetricsSnapshot {
     server_rss_mb: number;
     engine_rss_mb: number;
     engine_peak_mb: number;
-    /** Additive: MLX counters (0 on the CPU build), pressure level from the memory sampler. */
-    mlx_active_mb?: number;
-    mlx_peak_mb?: number;
+    /** Additive: MLX pool counters (Metal builds); null = not available on this build (the CPU build has none). */
+    mlx_active_mb?: number | null;
+    mlx_peak_mb?: number | null;
+    mlx_cache_mb?: number | null;
     pressure?: 'normal' | 'soft' | 'hard';
   };
   throughput: { total_requests: number; requests_per_second: number };

@@ -201,8 +201,10 @@ export interface EngineStats {
   rssBytes: number;
   heapUsedBytes: number;
   /** MLX counters where the build has them (0 on the CPU build of 0.0.7). */
-  mlxActiveBytes: number;
-  mlxPeakBytes: number;
+  /** MLX's own pool counters (Metal builds); null where the build has no working counter (the CPU build reads 0 whatever is allocated). */
+  mlxActiveBytes: number | null;
+  mlxPeakBytes: number | null;
+  mlxCacheBytes?: number | null;
   prefixCache: PrefixCacheStats;
   /** Which BLAS library the engine process actually loaded, e.g. 'openblas' | 'reference' | 'unknown'. */
   blas: string;

@@ -41,8 +41,10 @@ export interface MemorySample {
   engineRssBytes: number;
   /** server + engine */
   footprintBytes: number;
-  mlxActiveBytes: number;
-  mlxPeakBytes: number;
+  /** null: the MLX build has no working counter (CPU build). */
+  mlxActiveBytes: number | null;
+  mlxPeakBytes: number | null;
+  mlxCacheBytes: number | null;
   totalRamBytes: number;
   /** null where no honest figure exists (macOS, Windows). */
   systemAvailableBytes: number | null;
@@ -60,8 +62,10 @@ export interface MemoryStats {
   server_rss_mb: number;
   engine_rss_mb: number;
   engine_peak_mb: number;
-  mlx_active_mb: number;
-  mlx_peak_mb: number;
+  /** MLX pool counters; null = not available on this build (the CPU build has none). */
+  mlx_active_mb: number | null;
+  mlx_peak_mb: number | null;
+  mlx_cache_mb: number | null;
   system_available_mb: number | null;
   pressure: PressureLevel;
   samples: number;
@@ -235,16 +239,19 @@ export class MemorySampler {
     const now = this.opts.now ?? Date.now;
     const serverRss = (this.opts.readServerRss ?? (() => process.memoryUsage.rss()))();
     let engineRss = 0;
-    let mlxActive = 0;
-    let mlxPeak = 0;
+    let mlxActive: number | null = null;
+    let mlxPeak: number | null = null;
+    let mlxCache: number | null = null;
     let engineAvailable = false;
     if (this.opts.engineStats) {
       try {
         const st = await withTimeout(this.opts.engineStats(), this.opts.engineStatsTimeoutMs ?? 2000);
         this.lastEngine = st;
         engineRss = Number.isFinite(st.rssBytes) ? st.rssBytes : 0;
-        mlxActive = st.mlxActiveBytes || 0;
-        mlxPeak = st.mlxPeakBytes || 0;
+        const n = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+        mlxActive = n(st.mlxActiveBytes);
+        mlxPeak = n(st.mlxPeakBytes);
+        mlxCache = n(st.mlxCacheBytes);
         engineAvailable = true;
       } catch {
         engineAvailable = false; // engine down or restarting: its RSS is unknown, count 0
@@ -259,6 +266,7 @@ export class MemorySampler {
       footprintBytes: footprint,
       mlxActiveBytes: mlxActive,
       mlxPeakBytes: mlxPeak,
+      mlxCacheBytes: mlxCache,
       totalRamBytes: sys.totalBytes,
       systemAvailableBytes: sys.availableBytes,
       systemUsedPercent:
@@ -269,7 +277,7 @@ export class MemorySampler {
     this.count++;
     this.last = s;
     this.peakFootprint = Math.max(this.peakFootprint, footprint);
-    this.enginePeak = Math.max(this.enginePeak, engineRss, mlxPeak);
+    this.enginePeak = Math.max(this.enginePeak, engineRss, mlxPeak ?? 0);
     const loaded = this.opts.modelLoaded ? this.opts.modelLoaded() : this.opts.engineStats ? engineRss > 0 : true;
     if (this.baseline === 0 && loaded && footprint > 0) this.baseline = footprint;
     this.updateLevel(s);
@@ -320,8 +328,9 @@ export class MemorySampler {
       server_rss_mb: round1((s?.serverRssBytes ?? 0) / MB),
       engine_rss_mb: round1((s?.engineRssBytes ?? 0) / MB),
       engine_peak_mb: round1(this.enginePeak / MB),
-      mlx_active_mb: round1((s?.mlxActiveBytes ?? 0) / MB),
-      mlx_peak_mb: round1((s?.mlxPeakBytes ?? 0) / MB),
+      mlx_active_mb: s?.mlxActiveBytes == null ? null : round1(s.mlxActiveBytes / MB),
+      mlx_peak_mb: s?.mlxPeakBytes == null ? null : round1(s.mlxPeakBytes / MB),
+      mlx_cache_mb: s?.mlxCacheBytes == null ? null : round1(s.mlxCacheBytes / MB),
       system_available_mb: s?.systemAvailableBytes == null ? null : round1(s.systemAvailableBytes / MB),
       pressure: this.level,
       samples: this.count,

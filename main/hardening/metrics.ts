@@ -265,8 +265,10 @@ export function createMetrics(opts: MetricsOptions = {}) {
       this.set({ process: 'engine' }, scrape.memory.engine_rss_mb * 1024 * 1024);
     },
   });
-  g('mlxbar_mlx_active_memory_bytes', 'MLX active memory (0 where the build has no counter).', (s) => (s.memory.mlx_active_mb ?? 0) * 1024 * 1024);
-  g('mlxbar_mlx_peak_memory_bytes', 'MLX peak memory (0 where the build has no counter).', (s) => (s.memory.mlx_peak_mb ?? 0) * 1024 * 1024);
+  g('mlxbar_mlx_active_memory_bytes', 'MLX active memory (0 where the build has no counter: see mlxbar_mlx_memory_counters).', (s) => (s.memory.mlx_active_mb ?? 0) * 1024 * 1024);
+  g('mlxbar_mlx_peak_memory_bytes', 'MLX peak memory (0 where the build has no counter: see mlxbar_mlx_memory_counters).', (s) => (s.memory.mlx_peak_mb ?? 0) * 1024 * 1024);
+  g('mlxbar_mlx_cache_memory_bytes', 'MLX buffer cache (0 where the build has no counter).', (s) => (s.memory.mlx_cache_mb ?? 0) * 1024 * 1024);
+  g('mlxbar_mlx_memory_counters', '1 when the MLX build reports its memory (Metal), 0 when not available on this build.', (s) => (s.memory.mlx_active_mb == null ? 0 : 1));
   new Gauge({
     name: 'mlxbar_memory_pressure',
     help: 'Memory pressure level (one-hot: normal, soft, hard).',
@@ -522,6 +524,7 @@ export function createMetrics(opts: MetricsOptions = {}) {
         engine_peak_mb: mem.engine_peak_mb,
         mlx_active_mb: mem.mlx_active_mb,
         mlx_peak_mb: mem.mlx_peak_mb,
+        mlx_cache_mb: mem.mlx_cache_mb,
         pressure: mem.pressure,
       },
       throughput: { total_requests: totalRequests, requests_per_second: r4(rps) },

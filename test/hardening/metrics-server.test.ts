@@ -94,6 +94,12 @@ test('memory of the server and the real engine process is sampled', { timeout: 6
   assert.ok(s.memory.server_rss_mb > 10, JSON.stringify(s.memory));
   assert.ok(s.memory.engine_rss_mb > 10, JSON.stringify(s.memory));
   assert.ok(s.memory.peak_mb >= s.memory.current_mb && s.memory.peak_mb > 0);
+  // This CPU build of MLX has no memory counters (the probe finds them reading 0): reported as not
+  // available (null, and mlxbar_mlx_memory_counters 0), never as a fake 0 MB.
+  assert.equal(s.memory.mlx_active_mb, null, JSON.stringify(s.memory));
+  assert.equal(s.memory.mlx_peak_mb, null);
+  const prom = await rawRequest(stack.port, { path: '/v1/metrics?format=prometheus' });
+  assert.match(prom.body, /^mlxbar_mlx_memory_counters 0$/m);
 });
 
 test('the live feed over the real server sends snapshots and ends with the client', { timeout: 30_000 }, async () => {

@@ -180,8 +180,9 @@ function handleStats(id: number): void {
   const stats: EngineStats = {
     rssBytes: mem.rss,
     heapUsedBytes: mem.heapUsed,
-    mlxActiveBytes: backend?.mlxActiveBytes() ?? 0,
-    mlxPeakBytes: backend?.mlxPeakBytes() ?? 0,
+    mlxActiveBytes: backend?.mlxActiveBytes() ?? null,
+    mlxPeakBytes: backend?.mlxPeakBytes() ?? null,
+    mlxCacheBytes: backend?.mlxCacheBytes() ?? null,
     prefixCache: backend?.prefixCacheStats() ?? {
       entries: 0,
       bytes: 0,

@@ -6,6 +6,12 @@ import { SeriesChart, type SeriesDef } from '../components/SeriesChart.tsx';
 import { duration, mb, ms, num, pct, secs, since, STATE_LABELS, stateTone } from '../format.ts';
 import type { Palette } from '../theme.ts';
 
+/** MLX's own memory pool (Metal builds report it; the CPU build has no counters — say so, not 0). */
+function mlxPool(m: MetricsSnapshot['memory']): string {
+  if (m.mlx_active_mb == null) return 'MLX pool: not available on this build';
+  return `MLX active ${mb(m.mlx_active_mb)} · peak ${mb(m.mlx_peak_mb ?? 0)}${m.mlx_cache_mb != null ? ` · cache ${mb(m.mlx_cache_mb)}` : ''}`;
+}
+
 export function DegradationBadge({ snap, idleLabel = 'Waiting for server' }: { snap: MetricsSnapshot | null; idleLabel?: string }) {
   if (!snap) return <span className="badge tone-idle" data-testid="degradation-badge" data-state="unknown">{idleLabel}</span>;
   const d = snap.degradation;
@@ -118,7 +124,7 @@ export function Dashboard(props: { snap: MetricsSnapshot | null; history: Sample
           testId="stat-engine-mem"
           label="Engine memory"
           value={snap ? mb(snap.memory.engine_rss_mb) : '—'}
-          sub={snap ? `peak ${mb(snap.memory.engine_peak_mb)} · separate process` : undefined}
+          sub={snap ? `peak ${mb(snap.memory.engine_peak_mb)} · separate process · ${mlxPool(snap.memory)}` : undefined}
         />
         <Stat
           testId="stat-server-mem"
