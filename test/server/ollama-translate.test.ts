@@ -94,7 +94,7 @@ describe('Ollama requests → internal requests', () => {
     assert.match(e.message, /options\.temperature/);
     rejects(() => chat({ messages: m, options: { num_predict: 0 } }), 'options.num_predict');
     rejects(() => chat({ messages: m, format: 'yaml' }), 'format');
-    rejects(() => chat({ messages: m, format: { type: 'string', pattern: 'a' } }), 'format');
+    rejects(() => chat({ messages: m, format: { type: 'string', not: {} } }), 'format');
     rejects(() => chat({ messages: [{ role: 'user', content: 'x', images: ['aGk='] }] }), 'messages[0].images', 'unsupported_parameter');
     rejects(() => validateOllamaGenerate({ prompt: 'p', suffix: 's' }, { ...opts, vocabSize: 100 }), 'suffix', 'unsupported_parameter');
     rejects(() => validateOllamaGenerate({ prompt: 'p', context: [1, 2] }, { ...opts, vocabSize: 100 }), 'context', 'unsupported_parameter');

@@ -173,7 +173,7 @@ describe('errors', { timeout: 120_000 }, () => {
       [{ input: 'x', temperature: 9 }, 'temperature'],
       [{ input: 'x', max_output_tokens: -1 }, 'max_output_tokens'],
       [{ input: 'x', tools: [{ type: 'web_search' }] }, 'tools[0].type'],
-      [{ input: 'x', text: { format: { type: 'json_schema', name: 'a', schema: { type: 'string', format: 'email' } } } }, 'text.format'],
+      [{ input: 'x', text: { format: { type: 'json_schema', name: 'a', schema: { type: 'string', not: {} } } } }, 'text.format'],
       [{ input: 'x', tools, tool_choice: { type: 'function', name: 'nope' } }, 'tool_choice'],
     ];
     for (const [body, param] of cases) {
