@@ -38,6 +38,8 @@ export const ERROR_CODES = {
   engine_unavailable: { status: 503, type: 'server_error' },
   model_loading: { status: 503, type: 'server_error' },
   engine_crashed: { status: 500, type: 'server_error' },
+  /** The engine crashed again and again and its supervisor gave up: no silent reload; load it explicitly. */
+  engine_gave_up: { status: 503, type: 'server_error' },
   model_load_failed: { status: 500, type: 'server_error' },
   cache_error: { status: 500, type: 'server_error' },
   rate_limited: { status: 429, type: 'rate_limit_error' },

@@ -159,7 +159,8 @@ export function createModelAdmin(opts: ModelAdminOptions): ModelAdmin {
       // Exact library id only: the name never becomes a path.
       const entry = entries.find((e) => e.id === model);
       if (!entry) throw new ApiError('model_not_found', `The model ${quoteUntrusted(model)} is not in the library`, { param: 'model' });
-      await opts.manager.ensureLoaded(entry.id);
+      // A user's explicit load: also the way back after the engine gave up (request-driven loads are refused then).
+      await opts.manager.ensureLoaded(entry.id, { explicit: true });
       return publicEntry(entry);
     },
 

@@ -5,7 +5,7 @@
 // of letting the engine abort; idle unload after a configurable time (Ollama's keep-alive: default
 // 5 minutes, 0 = never) frees RAM, and the next request loads the model again.
 import { EventEmitter, once } from 'node:events';
-import type { EngineClient, EngineState, ModelInfo } from '../engine/types.ts';
+import type { EngineClient, EngineCrashInfo, EngineState, ModelInfo } from '../engine/types.ts';
 import { ApiError } from '../common/errors.ts';
 import { sanitizeMessage } from '../common/sanitize.ts';
 import { availableMemoryBytes, estimateFit, type FitEstimate } from './fit.ts';
@@ -107,6 +107,18 @@ export class ModelManager<X = unknown> extends EventEmitter {
   private closed = false;
   /** True while beforeRelease runs: the outgoing model takes no new requests (they queue behind). */
   private releasing = false;
+  /**
+   * Set when the engine's supervisor gave up ("gave up after N consecutive crashes"). It sticks:
+   * requests get 503 engine_gave_up instead of silently reloading the model that keeps crashing,
+   * until an explicit load (POST /v1/models/load, the tray) clears it.
+   */
+  private gaveUp: { id: string | null; reason: string } | null = null;
+  /** Request-driven load failures per model: each one doubles the wait before the next attempt. */
+  private readonly loadFailures = new Map<string, { count: number; until: number }>();
+  private readonly onEngineCrash = (info: EngineCrashInfo) => {
+    if (info.willRestart) return;
+    this.gaveUp = { id: this.current?.id ?? this.loadingId, reason: `the engine crashed ${info.consecutiveCrashes} times in a row` };
+  };
   private readonly onEngineState = (state: EngineState) => {
     // The supervisor gave up or the engine was stopped by someone else: nothing is loaded any more.
     if ((state === 'failed' || (state === 'stopped' && !this.ourStop)) && this.current && !this.loadingId) {
@@ -124,6 +136,7 @@ export class ModelManager<X = unknown> extends EventEmitter {
     this.opts = opts;
     this.idleMs = normalizeIdle(opts.idleUnloadMs ?? DEFAULT_IDLE_UNLOAD_MS);
     this.engine.on('state', this.onEngineState);
+    this.engine.on('crash', this.onEngineCrash);
   }
 
   get loadedId(): string | null {
@@ -157,9 +170,20 @@ export class ModelManager<X = unknown> extends EventEmitter {
     this.emitStatus();
   }
 
-  /** Loads `id` unless it is already loaded; concurrent calls for the same id share one load. */
-  ensureLoaded(id: string): Promise<ModelInfo> {
+  /**
+   * Loads `id` unless it is already loaded; concurrent calls for the same id share one load.
+   * `explicit` (a user's load: POST /v1/models/load, the tray): also after the engine gave up or while
+   * earlier failures back off; request-driven loads (the default) are refused then.
+   */
+  ensureLoaded(id: string, opts: { explicit?: boolean } = {}): Promise<ModelInfo> {
     if (this.closed) return Promise.reject(new ApiError('engine_unavailable', 'The model manager is shut down'));
+    if (opts.explicit) {
+      this.gaveUp = null;
+      this.loadFailures.delete(id);
+    } else if (!(this.current?.id === id && this.engineHasModel())) {
+      const refused = this.refusal(id);
+      if (refused) return Promise.reject(refused);
+    }
     if (this.current?.id === id && !this.loadingId && !this.releasing && this.engineHasModel()) {
       this.touch();
       return Promise.resolve(this.current.info);
@@ -221,9 +245,39 @@ export class ModelManager<X = unknown> extends EventEmitter {
     this.closed = true;
     this.clearIdle();
     this.engine.off('state', this.onEngineState);
+    this.engine.off('crash', this.onEngineCrash);
+  }
+
+  /** Whether the engine gave up (sticky until an explicit load) — for status displays. */
+  get engineGaveUp(): { id: string | null; reason: string } | null {
+    return this.gaveUp ? { ...this.gaveUp } : null;
   }
 
   // ------------------------------------------------------------------ internals
+
+  private refusal(id: string): ApiError | null {
+    if (this.gaveUp) {
+      const which = this.gaveUp.id ? ` with ${quoteUntrusted(this.gaveUp.id)}` : '';
+      return new ApiError(
+        'engine_gave_up',
+        `The engine stopped: ${this.gaveUp.reason}${which}, so models are not reloaded automatically. Load a model explicitly (POST /v1/models/load, the Models page or the tray) or restart the server.`,
+      );
+    }
+    const f = this.loadFailures.get(id);
+    const left = f ? f.until - Date.now() : 0;
+    if (f && left > 0) {
+      const s = Math.ceil(left / 1000);
+      return new ApiError('engine_unavailable', `Loading ${quoteUntrusted(id)} failed ${f.count} time(s) in a row; the next attempt is allowed in ${s} s (or load it explicitly).`, { retryAfter: s });
+    }
+    return null;
+  }
+
+  private noteLoadFailure(id: string): void {
+    const count = (this.loadFailures.get(id)?.count ?? 0) + 1;
+    // 2 s, 4 s, 8 s … at most a minute between request-driven attempts
+    this.loadFailures.set(id, { count, until: Date.now() + Math.min(60_000, 1000 * 2 ** count) });
+    if (this.loadFailures.size > 256) this.loadFailures.delete(this.loadFailures.keys().next().value as string);
+  }
 
   private engineHasModel(): boolean {
     const s = this.engine.state;
@@ -302,6 +356,7 @@ export class ModelManager<X = unknown> extends EventEmitter {
       await this.runHook({ id, hook: 'afterLoad' }, () => this.opts.afterLoad?.(id, info));
       this.current = { id, entry, info, extras };
       this.loadingId = null;
+      this.loadFailures.delete(id);
       this.emit('loaded', { id, info, loadMs: Date.now() - t0 });
       this.touch();
       this.emitStatus();
@@ -313,6 +368,7 @@ export class ModelManager<X = unknown> extends EventEmitter {
         code === 'engine_unavailable'
           ? new ApiError('engine_unavailable', `The engine is not available to load ${quoteUntrusted(id)}`)
           : new ApiError('model_load_failed', `Could not load ${quoteUntrusted(id)}: ${sanitizeMessage(err)}`);
+      this.noteLoadFailure(id);
       this.emit('load_failed', { id, error });
       this.emitStatus();
       throw error;

@@ -133,18 +133,52 @@ describe('model manager (real engine process)', { timeout: 300_000 }, () => {
     assert.equal(m.status().unloadAt, null);
   });
 
-  it('when the engine dies and its supervisor gives up, the model is reported unloaded and the next request reloads it', async () => {
+  it('when the engine dies and its supervisor gives up, the give-up sticks: requests get 503 engine_gave_up, an explicit load recovers', async () => {
     const { engine, starts } = engineWithCounter(); // maxConsecutiveCrashes: 1 → no automatic restart
     const m = manager(engine);
     const id = path.basename(qwenDir);
     await m.ensureLoaded(id);
     const unloaded = waitFor<{ id: string; reason: string }>(m, 'unloaded', 30_000);
-    process.kill(engine.pid!, 'SIGKILL');
+    process.kill(engine.pid!, 'SIGKILL'); // a real kill of the real engine process
     assert.deepEqual(await unloaded, { id, reason: 'engine_stopped' });
     assert.equal(m.status().state, 'empty');
-    const info = await m.ensureLoaded(id);
+    // no silent reload of the model that keeps crashing: request-driven loads and leases are refused
+    for (const attempt of [() => m.ensureLoaded(id), () => m.acquire(id)]) {
+      await assert.rejects(attempt(), (err: unknown) => {
+        assert.ok(err instanceof ApiError);
+        assert.equal(err.code, 'engine_gave_up');
+        assert.equal(err.status, 503);
+        assert.match(err.message, /crashed 1 times in a row.*Load a model explicitly/);
+        return true;
+      });
+    }
+    assert.equal(starts.length, 1, 'the engine was not restarted behind the user\'s back');
+    assert.ok(m.engineGaveUp);
+    // the way back: an explicit load (POST /v1/models/load, the Models page, the tray)
+    const info = await m.ensureLoaded(id, { explicit: true });
     assert.equal(info.architecture, 'qwen3');
     assert.equal(starts.length, 2);
+    assert.equal(m.engineGaveUp, null);
+    await m.ensureLoaded(id); // and requests work again
+  });
+
+  it('request-driven reloads of a model that fails to load back off (503 + Retry-After), an explicit load does not wait', async () => {
+    const { engine, starts } = engineWithCounter();
+    const m = manager(engine);
+    const id = path.basename(brokenDir);
+    await assert.rejects(m.ensureLoaded(id), (err: unknown) => err instanceof ApiError && err.code === 'model_load_failed');
+    assert.equal(starts.length, 1);
+    await assert.rejects(m.ensureLoaded(id), (err: unknown) => {
+      assert.ok(err instanceof ApiError);
+      assert.equal(err.code, 'engine_unavailable');
+      assert.equal(err.status, 503);
+      assert.ok((err.retryAfter ?? 0) >= 1, 'says when to retry');
+      assert.match(err.message, /failed 1 time\(s\) in a row/);
+      return true;
+    });
+    assert.equal(starts.length, 1, 'the backoff kept the engine from another attempt');
+    await assert.rejects(m.ensureLoaded(id, { explicit: true }), (err: unknown) => err instanceof ApiError && err.code === 'model_load_failed');
+    assert.equal(starts.length, 2, 'an explicit load tries at once');
   });
 
   it('refuses a model that does not fit, saying why, without starting the engine', async () => {
