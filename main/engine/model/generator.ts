@@ -12,6 +12,7 @@ import { parseModelConfig, type ModelConfig } from './config.ts';
 import { defaultDtypePolicy, dtypeName, policyFromChoice, type DtypePolicy } from './dtype-policy.ts';
 import type { PolicyChoice } from '../probe/policy-choice.ts';
 import { KVCache, KV_STEP } from './kv-cache.ts';
+import { DraftPolicy, NgramIndex, type NgramCache } from './lookup.ts';
 import { afterDecodeStep, afterLargeStep } from './memory.ts';
 import type { PrefixCache } from './prefix-cache.ts';
 import { Sampler, type SamplingConstraint, type TokenLogprobs } from './sampling.ts';
@@ -145,6 +146,12 @@ export interface TokenRequest {
    * top alternatives (0..20, see sampling.ts). Absent/null = off (no cost).
    */
   logprobs?: number | null;
+  /**
+   * Lookup decoding (lookup.ts): draft from n-grams of prompt + output (and `cache`, the model's
+   * cross-request n-gram cache, which also learns this run's output) and verify the drafts in one
+   * pass. Output is what plain decoding gives (identical tokens when greedy or seeded). Absent = off.
+   */
+  lookup?: { cache: NgramCache | null } | null;
 }
 
 /** One generated token (EOS ids are never yielded). */
@@ -182,6 +189,9 @@ export interface GenerationSummary {
   sampleMs: number;
   /** Whether the KV state was stored in the prefix cache. */
   cached: boolean;
+  /** Lookup decoding: draft tokens verified, and how many of them were accepted (absent when off). */
+  draftTokens?: number;
+  acceptedDrafts?: number;
 }
 
 export interface GenerateHooks {
@@ -254,6 +264,7 @@ export async function* generateTokens(
   };
   let prefillDone = false;
   let failed = false;
+  let lookupStats: { policy: DraftPolicy; history: number[] } | null = null;
   let tDecode = 0;
 
   try {
@@ -303,17 +314,28 @@ export async function* generateTokens(
       summary.sampleMs += performance.now() - ts;
       return id;
     };
-    let token = pick(logits!);
+    // Sampled tokens not yet yielded, in order; the first `ahead` of them are verified drafts whose
+    // KV is already in the cache (lookup decoding), the others are not fed yet.
+    const pending: number[] = [pick(logits!)];
+    const pendingLogprobs: (TokenLogprobs | null)[] = [tokenLogprobs as TokenLogprobs | null];
+    let ahead = 0;
     summary.ttftMs = performance.now() - t0;
+    const lookup = req.lookup ? { policy: new DraftPolicy(), history: prompt.slice(), cache: req.lookup.cache } : null;
+    lookupStats = lookup;
+    const index = lookup ? new NgramIndex(lookup.history) : null;
     for (;;) {
+      const token = pending.shift()!;
+      const lp: TokenLogprobs | null = pendingLogprobs.shift() ?? null;
+      const inCache = ahead > 0;
+      if (inCache) ahead--;
       // A negative id: the constraint allowed nothing (cannot happen with a well-formed one).
       if (eos.has(token) || token < 0) {
         summary.stopReason = 'eos';
         break;
       }
       summary.completionTokens++;
-      const lp: TokenLogprobs | null = tokenLogprobs;
       yield lp ? { token, logprobs: lp } : { token };
+      lookup?.history.push(token);
       if (signal?.aborted) {
         summary.stopReason = 'cancelled';
         break;
@@ -328,10 +350,51 @@ export async function* generateTokens(
         summary.stopReason = 'max_tokens';
         break;
       }
-      const next = forward(model, [token], cache, true);
-      mx.eval(next, ...cache.arrays());
-      fed.push(token);
-      token = pick(next);
+      if (inCache) {
+        // A verified draft: its KV was computed by the verification pass.
+        fed.push(token);
+        continue;
+      }
+      let drafts: number[] = [];
+      if (lookup && index) {
+        const k = Math.min(lookup.policy.want(), maxTokens - summary.completionTokens, info.contextLength - prompt.length - summary.completionTokens - 1);
+        if (k > 0) {
+          drafts = index.draft(k);
+          if (drafts.length === 0 && lookup.cache) drafts = lookup.cache.draft(lookup.history, k);
+        }
+      }
+      if (drafts.length === 0) {
+        const next = forward(model, [token], cache, true);
+        mx.eval(next, ...cache.arrays());
+        fed.push(token);
+        pending.push(pick(next));
+        pendingLogprobs.push(tokenLogprobs as TokenLogprobs | null);
+      } else {
+        // Verify every draft in one pass: row i holds the logits after token, d1..di. The sampler
+        // runs on the rows in order, exactly as plain decoding would on the same prefixes; a draft
+        // is kept while the sampled token equals it. The first disagreeing sample (or the sample
+        // after the last draft) is the next token to feed. Greedy output is therefore identical to
+        // plain decoding, and with temperature every emitted token is still drawn from the model's
+        // distribution given the tokens before it (the draft only picks which prefix is verified;
+        // this is the speculative-sampling rule for a deterministic draft: accept with p(d), else
+        // draw from p without d).
+        const rows = forward(model, [token, ...drafts], cache, false);
+        mx.eval(rows, ...cache.arrays());
+        fed.push(token);
+        let accepted = 0;
+        for (let i = 0; i <= drafts.length; i++) {
+          const x = pick(rows.index(i));
+          pending.push(x);
+          pendingLogprobs.push(tokenLogprobs as TokenLogprobs | null);
+          const done = eos.has(x) || x < 0 || constraint?.done || summary.completionTokens + pending.length >= maxTokens;
+          if (i < drafts.length && x === drafts[i]) accepted++;
+          if (i >= drafts.length || x !== drafts[i] || done) break;
+        }
+        // The KV of rejected drafts is dropped; accepted ones stay (fed as they are yielded).
+        cache.trim(drafts.length - accepted);
+        ahead = accepted;
+        lookup!.policy.record(drafts.length, accepted);
+      }
       await afterDecodeStep();
       if (signal?.aborted) {
         summary.stopReason = 'cancelled';
@@ -344,6 +407,16 @@ export async function* generateTokens(
     throw e;
   } finally {
     if (tDecode) summary.decodeMs = performance.now() - tDecode;
+    // Verified drafts that were never yielded (or a yielded one the run ended on) are not part of
+    // the fed sequence: drop their KV so cache and `fed` agree.
+    if (cache.offset > fed.length) cache.trim(cache.offset - fed.length);
+    if (lookupStats) {
+      summary.draftTokens = lookupStats.policy.proposed;
+      summary.acceptedDrafts = lookupStats.policy.accepted;
+      if (req.lookup?.cache && !failed && summary.completionTokens > 0) {
+        req.lookup.cache.add(lookupStats.history.slice(Math.max(0, prompt.length - 4)));
+      }
+    }
     if (summary.stopReason === 'consumer' && signal?.aborted) summary.stopReason = 'cancelled';
     if (prefixCache && req.cachePrompt !== false && prefillDone && !failed && !signal?.aborted && fed.length > 0) {
       summary.cached = prefixCache.store(fed, cache);

@@ -12,3 +12,4 @@ export { cpuFloat32Policy, defaultDtypePolicy } from './dtype-policy.ts';
 export type { DtypePolicy } from './dtype-policy.ts';
 export { forward } from './base.ts';
 export { getGc, afterDecodeStep, afterLargeStep } from './memory.ts';
+export { NgramCache, NgramIndex, DraftPolicy } from './lookup.ts';
