@@ -143,8 +143,11 @@ export const SETTINGS_SCHEMA: Record<keyof StoredSettings, JsonSchema> = {
   allowedOrigins: {
     type: 'array',
     title: 'Allowed browser origins',
-    description: 'Browser origins allowed to call the API (exact, or a prefix ending in *, e.g. vscode-webview://*). Editors and CLIs send no Origin and are always allowed.',
-    items: { type: 'string', minLength: 1, maxLength: 256, pattern: '^[a-z][a-z0-9+.-]*://[^\\s]*$' },
+    description:
+      'Browser origins allowed to call the API: exact (http://localhost:5173), any port of one web host (http://localhost:*), or a prefix ending in * for app schemes (vscode-webview://*). A wildcard web origin (http://*, https://*, http://localhost*) would admit every site and is refused like *. Editors and CLIs send no Origin and are always allowed.',
+    // http(s): a host, optionally `:*` for any port — never a wildcard host (any web site could match it);
+    // other schemes (vscode-webview, app, chrome-extension…) cannot be minted by a web page: prefix `*` ok.
+    items: { type: 'string', minLength: 1, maxLength: 256, pattern: '^(?:https?://[^\\s*/]+(?::\\*)?|(?!https?:)[a-z][a-z0-9+.-]*://[^\\s*]*\\*?)$' },
     maxItems: 64,
     uniqueItems: true,
     default: DEFAULT_SETTINGS.allowedOrigins,
