@@ -18,6 +18,7 @@ import { SseWriter, type SseOptions } from './sse.ts';
 import type { WorkSlots } from './slots.ts';
 import type { RequestTrack } from './track.ts';
 import { requestAbort, SHUTDOWN_REASON } from './request-abort.ts';
+import { OutputSplitter, type OutputEvent } from './output-split.ts';
 
 export interface PreparedGeneration {
   route: 'chat' | 'completions';
@@ -46,6 +47,82 @@ export interface PreparedGeneration {
 }
 
 export type DoneEvent = Extract<EngineEvent, { type: 'done' }>;
+export type DeltaEvent = Extract<EngineEvent, { type: 'delta' }>;
+/** A delta relayed from a remote upstream: already split into output events there. */
+export type RelayedDelta = DeltaEvent & { events: OutputEvent[] };
+
+/**
+ * Where a writer's output events come from. Local generations: the one splitter (reasoning, then
+ * tool calls) over the engine's text. Remote ones: the events the upstream already split
+ * (`reasoning_content`, `tool_calls`). Writers never split text themselves, so every API reports
+ * both kinds of generation alike.
+ */
+export interface OutputSource {
+  /** Events of one delta (streaming). */
+  push(ev: DeltaEvent): OutputEvent[];
+  /** End of the stream: whatever the splitter still held. */
+  flush(): OutputEvent[];
+  /** Non-stream: every output event of the whole generation (`text` = all deltas' text). */
+  all(text: string): OutputEvent[];
+}
+
+export interface OutputSourceOptions {
+  /** Split a leading think block out as reasoning (default: the request's `prep.reasoning`). */
+  reasoning?: boolean;
+}
+
+function localOutput(prep: PreparedGeneration, text: ServerTextPipeline, opts: OutputSourceOptions): OutputSource {
+  const splitOpts = () => ({
+    reasoning: opts.reasoning ?? (prep.route === 'chat' && prep.reasoning === true),
+    startInThinking: prep.startInThinking === true,
+    toolParser: prep.toolsActive ? text.createToolCallParser() : null,
+  });
+  const stream = new OutputSplitter(splitOpts());
+  return {
+    push: (ev) => stream.push(ev.text),
+    flush: () => stream.flush(),
+    all: (whole) => {
+      const sp = new OutputSplitter(splitOpts());
+      return [...sp.push(whole), ...sp.flush()];
+    },
+  };
+}
+
+function relayedOutput(seen: OutputEvent[], opts: OutputSourceOptions, prep: PreparedGeneration): OutputSource {
+  // A writer that keeps reasoning inside the answer (reasoning_format "none") gets it as the
+  // upstream model wrote it: a think block at the start of the content.
+  const keepInline = (opts.reasoning ?? prep.reasoning === true) === false;
+  let open = false;
+  const inline = (evs: OutputEvent[]): OutputEvent[] => {
+    if (!keepInline) return evs;
+    const out: OutputEvent[] = [];
+    for (const e of evs) {
+      if (e.type === 'reasoning') {
+        out.push({ type: 'content', text: `${open ? '' : '<think>'}${e.text}` });
+        open = true;
+      } else {
+        if (open && e.type === 'content') {
+          out.push({ type: 'content', text: `</think>${e.text}` });
+          open = false;
+          continue;
+        }
+        out.push(e);
+      }
+    }
+    return out;
+  };
+  return {
+    push: (ev) => inline((ev as Partial<RelayedDelta>).events ?? []),
+    flush: () => (open ? ((open = false), [{ type: 'content', text: '</think>' }]) : []),
+    all: () => {
+      open = false;
+      const out = inline(seen);
+      if (open) out.push({ type: 'content', text: '</think>' });
+      open = false;
+      return out;
+    },
+  };
+}
 
 /** What a writer may use to answer one request. */
 export interface WriterContext {
@@ -56,6 +133,8 @@ export interface WriterContext {
   track: RequestTrack;
   /** Non-stream: writes the 200 JSON body (once). */
   writeJson(body: unknown): void;
+  /** The request's output events (create one per writer; see OutputSource). */
+  output(opts?: OutputSourceOptions): OutputSource;
 }
 
 /** Writes one generation's output in an API's format; created per request. */
@@ -185,6 +264,8 @@ export async function runGeneration(
   prep: PreparedGeneration,
   reply: FastifyReply,
   track: RequestTrack,
+  /** A remote model's events instead of the local engine's (no response cache, admission or local slot). */
+  relay?: (signal: AbortSignal) => AsyncIterable<EngineEvent>,
 ): Promise<void> {
   const res = reply.raw;
   const headers = Object.fromEntries(
@@ -207,8 +288,11 @@ export async function runGeneration(
   let release: (() => void) | null = null;
   try {
     let events: AsyncIterable<EngineEvent>;
-    const hit = await cacheGet(env.hooks, prep.cacheKey);
-    if (hit) {
+    const hit = relay ? null : await cacheGet(env.hooks, prep.cacheKey);
+    if (relay) {
+      sse?.startKeepAlive(env.keepAliveIntervalMs);
+      events = relay(abort.signal);
+    } else if (hit) {
       track.responseCacheHit = true;
       headers['x-mlxbar-cache'] = 'hit';
       events = replay(hit);
@@ -268,7 +352,9 @@ export async function runGeneration(
 
   /** The one event loop: bookkeeping, cancellation and caching here; the wire format in the writer. */
   async function consume(events: AsyncIterable<EngineEvent>): Promise<void> {
-    const writer = prep.format.writer({ prep, sse, text: env.text, track, writeJson });
+    const relayed: OutputEvent[] = [];
+    const output = (opts: OutputSourceOptions = {}) => (relay ? relayedOutput(relayed, opts, prep) : localOutput(prep, env.text, opts));
+    const writer = prep.format.writer({ prep, sse, text: env.text, track, writeJson, output });
     let text = '';
     for await (const ev of events) {
       if (ev.type === 'prefill') {
@@ -278,6 +364,7 @@ export async function runGeneration(
       if (ev.type === 'delta') {
         if (track.firstTokenAt === null) track.firstTokenAt = performance.now();
         text += ev.text;
+        if (relay) relayed.push(...((ev as Partial<RelayedDelta>).events ?? []));
         if (!abort.signal.aborted) await writer.delta(ev);
         continue;
       }

@@ -6,7 +6,7 @@
 import type { ApiError } from '../common/errors.ts';
 import type { EngineEvent, TokenLogprob } from '../engine/types.ts';
 import type { DoneEvent, ResponseFormat, ResponseWriter, WriterContext } from './generation.ts';
-import { collectEvents, OutputSplitter, type OutputEvent } from './output-split.ts';
+import { collectEvents, type OutputEvent } from './output-split.ts';
 import type { SseWriter } from './sse.ts';
 
 /** OpenAI chat `logprobs.content` entries. */
@@ -80,12 +80,7 @@ function openAIWriter(ctx: WriterContext): ResponseWriter {
   const { prep, sse, track } = ctx;
   // Reasoning first, then engine-text's tool-call parser on the answer (output-split.ts); the
   // non-stream path feeds the whole text through the same splitter, so both agree.
-  const splitOpts = () => ({
-    reasoning: prep.route === 'chat' && prep.reasoning === true,
-    startInThinking: prep.startInThinking === true,
-    toolParser: prep.toolsActive ? ctx.text.createToolCallParser() : null,
-  });
-  const splitter = sse ? new OutputSplitter(splitOpts()) : null;
+  const output = ctx.output();
   let roleSent = false;
   let sawToolCall = false;
   // Logprobs: every token, and (streaming) the ones not yet sent. Each chunk carries the tokens
@@ -142,10 +137,9 @@ function openAIWriter(ctx: WriterContext): ResponseWriter {
       const logprobs = lps ? completionLogprobs(lps, 0) : null;
       return { ...base, object: 'text_completion', choices: [{ index: 0, text, logprobs, finish_reason: done.finishReason }], usage };
     }
-    const sp = new OutputSplitter(splitOpts());
     let out;
     try {
-      out = collectEvents([...sp.push(text), ...sp.flush()]);
+      out = collectEvents(output.all(text));
     } catch {
       out = { reasoning: null, content: text, toolCalls: [] };
     }
@@ -172,14 +166,14 @@ function openAIWriter(ctx: WriterContext): ResponseWriter {
       }
       if (sse) {
         await sendRole();
-        await sendStreamEvents(splitter!.push(ev.text));
+        await sendStreamEvents(output.push(ev));
       }
     },
     async done(ev: DoneEvent, text: string) {
       const usage = usageOf(ev);
       if (sse) {
         await sendRole();
-        await sendStreamEvents(splitter!.flush());
+        await sendStreamEvents(output.flush());
         const finish = finishReasonFor(ev, sawToolCall);
         track.finishReason = finish;
         if (prep.route === 'chat') {

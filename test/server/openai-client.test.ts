@@ -262,7 +262,7 @@ describe('openai client: errors raise APIError subclasses', () => {
       [{ top_p: 0 }, 'top_p'],
       [{ n: 2 }, 'n'],
       [{ logprobs: true, top_logprobs: 21 }, 'top_logprobs'],
-      [{ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'string', pattern: 'a+' } } } }, 'response_format'],
+      [{ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'string', pattern: '(a)\\1' } } } }, 'response_format'],
       [{ max_tokens: 0 }, 'max_tokens'],
       [{ stop: ['a', 'b', 'c', 'd', 'e'] }, 'stop'],
       [{ stream_options: { include_usage: true } }, 'stream_options'],

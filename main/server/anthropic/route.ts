@@ -8,7 +8,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError } from '../../common/errors.ts';
 import type { ResponseFormat, ResponseWriter, WriterContext } from '../generation.ts';
-import { OutputSplitter } from '../output-split.ts';
 import type { ChatRequest, CompletionRequest } from '../validate.ts';
 import { anthropicErrorBody } from './errors.ts';
 import { validateAnthropicRequest } from './request.ts';
@@ -44,13 +43,8 @@ function anthropicWriter(ctx: WriterContext, opts: { showThinking: boolean; thin
     showThinking: opts.showThinking,
     thinkingOmitted: opts.thinkingOmitted,
   });
-  const splitOpts = () => ({
-    // The split always runs so thinking never leaks into the answer; it is shown only when asked.
-    reasoning: true,
-    startInThinking: prep.startInThinking === true,
-    toolParser: prep.toolsActive ? ctx.text.createToolCallParser() : null,
-  });
-  const splitter = new OutputSplitter(splitOpts());
+  // The split always runs so thinking never leaks into the answer; it is shown only when asked.
+  const output = ctx.output({ reasoning: true });
   const send = async (frames: SseFrame[]) => {
     for (const f of frames) await sse!.sendEvent(f.event, f.data);
   };
@@ -67,7 +61,7 @@ function anthropicWriter(ctx: WriterContext, opts: { showThinking: boolean; thin
     async delta(ev) {
       if (!sse) return;
       await start(prep.promptIds.length, track.responseCacheHit ? prep.promptIds.length : 0);
-      await send(builder.push(splitter.push(ev.text)));
+      await send(builder.push(output.push(ev)));
     },
     async done(ev, text) {
       const end = {
@@ -79,15 +73,14 @@ function anthropicWriter(ctx: WriterContext, opts: { showThinking: boolean; thin
       };
       if (sse) {
         await start(ev.promptTokens, ev.cachedTokens);
-        await send(builder.push(splitter.flush()));
+        await send(builder.push(output.flush()));
         const frames = builder.finish(end);
         track.finishReason = builder.stopReasonName;
         await send(frames);
         await sse.done();
         return;
       }
-      const whole = new OutputSplitter(splitOpts());
-      builder.push([...whole.push(text), ...whole.flush()]);
+      builder.push(output.all(text));
       builder.finish(end);
       track.finishReason = builder.stopReasonName;
       ctx.writeJson(builder.message());

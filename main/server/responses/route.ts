@@ -8,7 +8,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError } from '../../common/errors.ts';
 import type { DoneEvent, ResponseFormat, ResponseWriter, WriterContext } from '../generation.ts';
-import { OutputSplitter } from '../output-split.ts';
+import type { OutputEvent } from '../output-split.ts';
 import type { OutputDone } from '../output-events.ts';
 import type { ChatRequest, CompletionRequest } from '../validate.ts';
 import { validateResponsesRequest, type ResponsesRequest } from './request.ts';
@@ -66,12 +66,7 @@ export function responsesFormat(rr: ResponsesRequest, store: ResponseStore): Res
         echo: rr.echo,
       });
       encoder = enc;
-      const splitOpts = () => ({
-        reasoning: prep.reasoning === true,
-        startInThinking: prep.startInThinking === true,
-        toolParser: prep.toolsActive ? ctx.text.createToolCallParser() : null,
-      });
-      const splitter = new OutputSplitter(splitOpts());
+      const output = ctx.output();
       let sawToolCall = false;
       const send = async (frames: ResponsesFrame[]) => {
         if (!sse) return;
@@ -82,7 +77,7 @@ export function responsesFormat(rr: ResponsesRequest, store: ResponseStore): Res
         started = true;
         await send(enc.start());
       };
-      const feed = (events: ReturnType<OutputSplitter['push']>): ResponsesFrame[] => {
+      const feed = (events: OutputEvent[]): ResponsesFrame[] => {
         const frames: ResponsesFrame[] = [];
         for (const ev of events) {
           if (ev.type === 'tool_call') sawToolCall = true;
@@ -106,18 +101,17 @@ export function responsesFormat(rr: ResponsesRequest, store: ResponseStore): Res
         async delta(ev) {
           if (!sse) return;
           await start();
-          await send(feed(splitter.push(ev.text)));
+          await send(feed(output.push(ev)));
         },
         async done(ev, text) {
           if (sse) {
             await start();
-            await send(feed(splitter.flush()));
+            await send(feed(output.flush()));
             await send(finish(ev));
             await sse.done();
             return;
           }
-          const whole = new OutputSplitter(splitOpts());
-          feed([...whole.push(text), ...whole.flush()]);
+          feed(output.all(text));
           finish(ev);
           ctx.writeJson(enc.response);
         },
