@@ -160,7 +160,8 @@ export interface ResponseFormat {
 }
 
 export interface GenerationEnv {
-  engine: EngineClient;
+  /** The lease's executor (the local engine, or e.g. an upstream server). */
+  engine: Pick<EngineClient, 'generate'>;
   text: ServerTextPipeline;
   hooks: ServerHooks;
   slots: WorkSlots;

@@ -3,8 +3,9 @@
 // library's model manager, see main/core/server-models.ts) loads/switches/unloads; the server
 // only holds the lease for the duration of one generation. Without it the server serves the one
 // model it was started with (deps.engine/text/modelInfo), exactly as before.
-import type { ModelInfo } from '../engine/types.ts';
-import type { ServerTextPipeline } from './hooks.ts';
+import { ApiError } from '../common/errors.ts';
+import type { EngineClient, ModelInfo } from '../engine/types.ts';
+import type { ServedModelMeta, ServerTextPipeline } from './hooks.ts';
 // Type only: a pull job reports the downloader's progress fields.
 import type { PullProgress } from '../library/downloader.ts';
 
@@ -21,8 +22,22 @@ export interface ServedModelLease {
   info: ModelInfo;
   /** The model's own tokenizer + chat template + tool-call parser. */
   text: ServerTextPipeline;
+  /**
+   * Who runs this model's requests. Absent = the local engine (deps.engine). A ServerModels
+   * wrapper can route some ids elsewhere (e.g. an upstream OpenAI-compatible server) by returning
+   * leases with their own executor: the routes and the life cycle need no change.
+   */
+  executor?: ModelExecutor;
   /** Idempotent. */
   release(): void;
+}
+
+/** What the life cycle needs from whoever runs a model: the engine client's shape. */
+export interface ModelExecutor {
+  generate: EngineClient['generate'];
+  embed?: EngineClient['embed'];
+  /** Throws an ApiError (503 + retryAfter) when requests cannot run now; default: the engine's state. */
+  requireReady?(): void;
 }
 
 export interface ServedModelsStatus {
@@ -76,4 +91,35 @@ export interface ServerModelAdmin {
   cancelPull(id: string): PublicPullJob | null;
   /** Loads `model` (exact library id) as the served model; ApiError 404 model_not_found otherwise. */
   load(model: string): Promise<PublicModel>;
+}
+
+/**
+ * Single-folder mode as a library of one model: the model the server was started with, matched by
+ * its id or an alias (else 404 model_not_found, echoing at most 64 printable characters, never a path).
+ * `single: true` keeps the older /v1/models and /health shapes (no `loaded`, no `model_state`).
+ */
+export function singleModel(deps: { engine: EngineClient; text: ServerTextPipeline; modelInfo: ModelInfo; modelMeta?: ServedModelMeta }): ServerModels & { single: true } {
+  const current = (): ModelInfo => deps.engine.model ?? deps.modelInfo;
+  const match = (requested: string | null): string => {
+    const id = current().id;
+    if (requested === null || requested === '') return id;
+    if (requested === id || requested === deps.modelInfo.id || (deps.modelMeta?.aliases ?? []).includes(requested)) return id;
+    const shown = requested.replace(/[^\x20-\x7e]/g, '?').slice(0, 64);
+    throw new ApiError('model_not_found', `The model '${shown}' does not exist. Available: ${id}`, { param: 'model' });
+  };
+  return {
+    single: true,
+    async list() {
+      const m = current();
+      return [{ id: m.id, context_length: m.contextLength, architecture: m.architecture }];
+    },
+    async acquire(requested) {
+      const id = match(requested);
+      return { id, info: current(), text: deps.text, release() {} };
+    },
+    status() {
+      const id = current().id;
+      return { state: 'loaded', modelId: id, loadingId: null, defaultId: id };
+    },
+  };
 }

@@ -10,30 +10,14 @@
 // cancels the batch (between inputs/chunks); the record is reported under route /v1/embeddings.
 import os from 'node:os';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ApiError, toApiError } from '../common/errors.ts';
-import { sanitizeMessage } from '../common/sanitize.ts';
-import type { EngineClient, EngineErrorCode, ModelInfo } from '../engine/types.ts';
-import type { ServerHooks, ServerTextPipeline } from './hooks.ts';
-import type { ServedModelLease, ServerModels } from './models.ts';
-import type { WorkSlots } from './slots.ts';
-import { requestAbort, SHUTDOWN_REASON } from './request-abort.ts';
-import { DEFAULT_EMBEDDINGS_LIMITS, validateEmbeddingsRequest, type EmbeddingsLimits, type EmbeddingsRequest } from './validate-embeddings.ts';
-
-export interface EmbeddingsRouteDeps {
-  engine: EngineClient;
-  /** Tokenizer of the started model (without a library). */
-  text: ServerTextPipeline;
-  models?: ServerModels;
-  hooks: ServerHooks;
-  slots: WorkSlots;
-  retryAfterSeconds: number;
-  shutdownSignal: AbortSignal;
-  /** The server's own model matching (ids + aliases) and state gate, shared with the chat routes. */
-  matchModel(requested: string | null): string;
-  requireEngineReady(): void;
-  currentModel(): ModelInfo;
-  limits?: Partial<EmbeddingsLimits>;
-}
+import { ApiError, toApiError } from '../../common/errors.ts';
+import { sanitizeMessage } from '../../common/sanitize.ts';
+import type { EngineErrorCode, ModelInfo } from '../../engine/types.ts';
+import type { ServerContext } from '../context.ts';
+import type { ServerTextPipeline } from '../hooks.ts';
+import type { ServedModelLease } from '../models.ts';
+import { requestAbort, SHUTDOWN_REASON } from '../request-abort.ts';
+import { DEFAULT_EMBEDDINGS_LIMITS, validateEmbeddingsRequest, type EmbeddingsLimits, type EmbeddingsRequest } from '../validate-embeddings.ts';
 
 /** Truncates to `dims` and renormalizes (a prefix of a unit vector is not unit length). */
 export function truncateAndRenormalize(v: Float32Array, dims: number): Float32Array {
@@ -71,8 +55,9 @@ function engineError(code: EngineErrorCode | undefined, message: string, retryAf
   }
 }
 
-export function registerEmbeddingsRoute(app: FastifyInstance, deps: EmbeddingsRouteDeps): void {
-  const limits: EmbeddingsLimits = { ...DEFAULT_EMBEDDINGS_LIMITS, ...deps.limits };
+export function embeddingsRoutes(app: FastifyInstance, ctx: ServerContext, opts: { limits?: Partial<EmbeddingsLimits> } = {}): void {
+  const limits: EmbeddingsLimits = { ...DEFAULT_EMBEDDINGS_LIMITS, ...opts.limits };
+  const retryAfterSeconds = ctx.config.retryAfterSeconds;
 
   function tokenize(r: EmbeddingsRequest, info: ModelInfo, text: ServerTextPipeline): number[][] {
     let inputs: number[][];
@@ -109,47 +94,48 @@ export function registerEmbeddingsRoute(app: FastifyInstance, deps: EmbeddingsRo
     const r = validateEmbeddingsRequest(body, limits);
 
     const res = reply.raw;
-    const abort = requestAbort(res, track, deps.shutdownSignal);
+    const abort = requestAbort(res, track, ctx.shutdownSignal);
 
     let lease: ServedModelLease | null = null;
     let release: (() => void) | null = null;
     try {
-      // Library mode: lease the named model (loads or switches it, as for chat); held until the
-      // batch is done so the model is not switched away underneath it.
-      if (deps.models) lease = await deps.models.acquire(r.model === null || r.model === '' ? null : r.model);
+      // Lease the named model (loads or switches it, as for chat); held until the batch is done so
+      // the model is not switched away underneath it.
+      lease = await ctx.models.acquire(r.model === null || r.model === '' ? null : r.model);
       if (abort.signal.aborted) return finishAborted();
-      const modelId = lease ? lease.id : deps.matchModel(r.model);
-      deps.requireEngineReady();
-      const info = lease ? lease.info : deps.currentModel();
+      const modelId = lease.id;
+      ctx.lifecycle.requireReady(lease);
+      const info = lease.info;
+      const executor = ctx.lifecycle.executorOf(lease);
       if (r.dimensions !== null && r.dimensions > info.hiddenSize) {
         throw new ApiError('invalid_value', `'dimensions' must be at most ${info.hiddenSize} for this model`, { param: 'dimensions' });
       }
-      if (!deps.engine.embed) throw new ApiError('not_found', 'Embeddings are not available with this engine');
-      const inputs = tokenize(r, info, lease ? lease.text : deps.text);
+      if (!executor.embed) throw new ApiError('not_found', 'Embeddings are not available with this engine');
+      const inputs = tokenize(r, info, lease.text);
       const total = inputs.reduce((a, ids) => a + ids.length, 0);
       track.promptTokens = total;
 
-      const refusal = deps.hooks.admission?.({
+      const refusal = ctx.hooks.admission?.({
         route: 'embeddings',
         promptTokens: Math.max(...inputs.map((ids) => ids.length)),
         maxTokens: 0,
-        ...deps.slots.load,
+        ...ctx.slots.load,
       });
       if (refusal) throw refusal;
       try {
-        release = await deps.slots.acquire(abort.signal);
+        release = await ctx.slots.acquire(abort.signal);
       } catch (err) {
         if (abort.signal.aborted) return finishAborted();
         throw err;
       }
       let result;
       try {
-        result = await deps.engine.embed({ requestId: track.id, inputs }, abort.signal);
+        result = await executor.embed({ requestId: track.id, inputs }, abort.signal);
       } catch (err) {
         if (abort.signal.aborted) return finishAborted();
         if ((err as { name?: string })?.name === 'AbortError') return finishAborted();
         const code = (err as { code?: EngineErrorCode })?.code;
-        throw engineError(code, sanitizeMessage(err), deps.retryAfterSeconds);
+        throw engineError(code, sanitizeMessage(err), retryAfterSeconds);
       }
       const data = result.embeddings.map((v, index) => {
         const vec = r.dimensions !== null ? truncateAndRenormalize(v, r.dimensions) : v;
@@ -175,7 +161,7 @@ export function registerEmbeddingsRoute(app: FastifyInstance, deps: EmbeddingsRo
     function finishAborted(): FastifyReply | undefined {
       if (abort.signal.reason === SHUTDOWN_REASON) {
         track.cancelled = true;
-        throw new ApiError('engine_unavailable', 'The server is shutting down', { retryAfter: deps.retryAfterSeconds });
+        throw new ApiError('engine_unavailable', 'The server is shutting down', { retryAfter: retryAfterSeconds });
       }
       // The client is gone: nothing to write (recorded as 499 / cancelled).
       reply.hijack();
@@ -184,5 +170,6 @@ export function registerEmbeddingsRoute(app: FastifyInstance, deps: EmbeddingsRo
     }
   }
 
+  ctx.declareRoute('/v1/embeddings', ['POST']);
   app.post('/v1/embeddings', handle);
 }

@@ -1,0 +1,126 @@
+// THE request life cycle of every generating or embedding route, after the route validated its body
+// and translated it into the internal request (prompt.ts InternalRequest):
+//
+//   lease the model (ServerModels: a library, or the one started model) → executor ready? →
+//   prompt preparation (render + tokenize, context check, constraint, cache key; prompt.ts) →
+//   response cache → admission (degradation, memory) → queue slot → executor.generate with an
+//   AbortSignal tied to the client's connection → the API's ResponseFormat writes the answer →
+//   track (the RequestRecord for metrics) → slot and lease released.
+//
+// The last five steps are generation.ts runGeneration. A route never touches leases, slots or the
+// engine itself: it calls `generate(request, reply, internalRequest, format)` (or `withLease` for
+// work that is not a generation, e.g. embeddings and count_tokens).
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { ApiError } from '../common/errors.ts';
+import type { EngineClient } from '../engine/types.ts';
+import { runGeneration, type GenerationEnv, type ResponseFormat } from './generation.ts';
+import type { ServerHooks } from './hooks.ts';
+import type { ModelExecutor, ServedModelLease, ServerModels } from './models.ts';
+import { encodePrompt, prepareGeneration, type InternalRequest } from './prompt.ts';
+import type { ChatRequest } from './validate.ts';
+import type { WorkSlots } from './slots.ts';
+
+export type { InternalRequest };
+
+export interface LifecycleContext {
+  /** The local engine: the executor of every lease that names none. */
+  engine: EngineClient;
+  models: ServerModels;
+  hooks: ServerHooks;
+  slots: WorkSlots;
+  defaultMaxTokens: number;
+  keepAliveIntervalMs: number;
+  retryAfterSeconds: number;
+  /** Aborted when the server shuts down. */
+  shutdownSignal: AbortSignal;
+}
+
+export interface Lifecycle {
+  /** Runs one generation end to end and writes the response in `format`. Never leaves a lease or slot behind. */
+  generate(request: FastifyRequest, reply: FastifyReply, r: InternalRequest, format: ResponseFormat): Promise<void>;
+  /** Prompt tokens of a chat request as it would run (template, tools, thinking switch); null when the client left. */
+  countChatTokens(reply: FastifyReply, r: ChatRequest): Promise<number | null>;
+  /**
+   * Leases the named model for `fn` (loads or switches it; the wait is part of the request's
+   * latency). A client that left while the model was loading gets nothing (recorded as 499).
+   */
+  withLease(reply: FastifyReply, model: string | null, fn: (lease: ServedModelLease) => Promise<void>): Promise<void>;
+  /** The executor of a lease (its own, else the local engine). */
+  executorOf(lease: ServedModelLease): ModelExecutor;
+  /** Throws 503 (+ Retry-After) when the lease's executor cannot take requests now. */
+  requireReady(lease: ServedModelLease): void;
+}
+
+export function createLifecycle(ctx: LifecycleContext): Lifecycle {
+  function requireEngineReady(): void {
+    const state = ctx.engine.state;
+    if (state === 'ready') return;
+    const retryAfter = ctx.retryAfterSeconds;
+    if (state === 'loading') throw new ApiError('model_loading', 'The model is loading; retry shortly', { retryAfter });
+    if (state === 'restarting') throw new ApiError('engine_restarting', 'The engine is restarting; retry shortly', { retryAfter });
+    throw new ApiError('engine_unavailable', 'The engine is not running', { retryAfter: state === 'failed' ? 30 : retryAfter });
+  }
+
+  const executorOf = (lease: ServedModelLease): ModelExecutor => lease.executor ?? ctx.engine;
+  const requireReady = (lease: ServedModelLease): void => {
+    if (lease.executor) lease.executor.requireReady?.();
+    else requireEngineReady();
+  };
+
+  async function withLease(reply: FastifyReply, model: string | null, fn: (lease: ServedModelLease) => Promise<void>): Promise<void> {
+    let clientGone = false;
+    const onGone = () => {
+      clientGone = true;
+    };
+    reply.raw.once('close', onGone);
+    let lease: ServedModelLease;
+    try {
+      lease = await ctx.models.acquire(model === null || model === '' ? null : model);
+    } finally {
+      reply.raw.off('close', onGone);
+    }
+    try {
+      if (clientGone) {
+        reply.hijack();
+        return;
+      }
+      await fn(lease);
+    } finally {
+      lease.release();
+    }
+  }
+
+  async function generate(request: FastifyRequest, reply: FastifyReply, r: InternalRequest, format: ResponseFormat): Promise<void> {
+    const track = request.track!;
+    track.stream = r.stream;
+    await withLease(reply, r.model, async (lease) => {
+      if (r.kind === 'completions' && typeof r.prompt !== 'string' && r.prompt.some((t) => t >= lease.info.vocabSize)) {
+        throw new ApiError('invalid_value', 'token ids must be integers within the vocabulary', { param: 'prompt' });
+      }
+      requireReady(lease);
+      const prep = prepareGeneration(r, track, lease, format, { defaultMaxTokens: ctx.defaultMaxTokens, responseCache: !!ctx.hooks.responseCache });
+      const env: GenerationEnv = {
+        engine: executorOf(lease),
+        text: lease.text,
+        hooks: ctx.hooks,
+        slots: ctx.slots,
+        keepAliveIntervalMs: ctx.keepAliveIntervalMs,
+        retryAfterSeconds: ctx.retryAfterSeconds,
+        shutdownSignal: ctx.shutdownSignal,
+      };
+      const run = runGeneration(env, prep, reply, track);
+      track.settled = run;
+      await run;
+    });
+  }
+
+  async function countChatTokens(reply: FastifyReply, r: ChatRequest): Promise<number | null> {
+    let n: number | null = null;
+    await withLease(reply, r.model, async (lease) => {
+      n = encodePrompt(r, lease.text).ids.length;
+    });
+    return n;
+  }
+
+  return { generate, countChatTokens, withLease, executorOf, requireReady };
+}
