@@ -9,6 +9,8 @@ const DATE =
 const TIME = '(?:[01]\\d|2[0-3]):[0-5]\\d:[0-5]\\d(?:\\.\\d{1,9})?(?:[Zz]|[+-](?:[01]\\d|2[0-3]):[0-5]\\d)';
 const DUR_TIME = 'T(?:\\d+H(?:\\d+M)?(?:\\d+S)?|\\d+M(?:\\d+S)?|\\d+S)';
 const LABEL = '[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?';
+// URIs have no 63-character label limit (a much smaller automaton than LABEL's counter).
+const URI_LABEL = '[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?';
 const H16 = '[0-9A-Fa-f]{1,4}';
 const OCTET = '(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)';
 const URI_CHAR = "(?:[A-Za-z0-9\\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})";
@@ -22,7 +24,7 @@ export const FORMAT_PATTERNS: Readonly<Record<string, string>> = {
   // ajv-formats' full email rule (dot-atom local part, DNS-label domain).
   email: "^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\\.)+[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$",
   // Narrower than RFC 3986: http(s) URLs with a DNS host, optional port, path, query, fragment.
-  uri: `^https?://${LABEL}(?:\\.${LABEL})*(?::\\d{1,5})?(?:/${URI_CHAR}*)*(?:\\?(?:${URI_CHAR}|[/?])*)?(?:#(?:${URI_CHAR}|[/?])*)?$`,
+  uri: `^https?://${URI_LABEL}(?:\\.${URI_LABEL})*(?::\\d{1,5})?(?:/${URI_CHAR}*)*(?:\\?(?:${URI_CHAR}|[/?])*)?(?:#(?:${URI_CHAR}|[/?])*)?$`,
   uuid: '^[0-9A-Fa-f]{8}-(?:[0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}$',
   ipv4: `^(?:${OCTET}\\.){3}${OCTET}$`,
   // Hexadecimal forms, with and without `::` (no embedded IPv4).
