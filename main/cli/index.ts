@@ -1,7 +1,7 @@
 // `mlx-bar <command> [flags]`: a small command table. `serve` lives here; `check`, `pull` and
 // `models` are other modules that are loaded only if present (they export `run(argv)` or
 // `main(argv)` or a default function, resolving to an exit code).
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { sanitizeMessage } from '../common/sanitize.ts';
@@ -26,7 +26,7 @@ function available(name: string): boolean {
 function usage(): string {
   const lines = ['Usage: mlx-bar <command> [options]', '', 'Commands:'];
   for (const [name, c] of Object.entries(COMMANDS)) if (available(name)) lines.push(`  ${name.padEnd(8)} ${c.summary}`);
-  lines.push('', 'Run `mlx-bar <command> --help` for the options of a command.');
+  lines.push('', 'Run `mlx-bar <command> --help` for the options of a command; `mlx-bar --version` prints the version.');
   return lines.join('\n');
 }
 
@@ -37,8 +37,25 @@ async function loadCommand(name: string): Promise<CommandFn> {
   return fn as CommandFn;
 }
 
+/** The package version (package.json next to main/ in a checkout, or one level up in dist/). */
+export function packageVersion(): string {
+  for (const rel of ['../../package.json', '../../../package.json']) {
+    try {
+      const j = JSON.parse(readFileSync(path.join(here, rel), 'utf8')) as { name?: string; version?: string };
+      if (j.name === 'mlx-bar' && typeof j.version === 'string') return j.version;
+    } catch {
+      /* next candidate */
+    }
+  }
+  return 'unknown';
+}
+
 export async function runCli(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
+  if (cmd === '--version' || cmd === '-V' || cmd === 'version') {
+    console.log(`mlx-bar ${packageVersion()}`);
+    return 0;
+  }
   if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
     console.log(usage());
     return cmd ? 0 : 2;

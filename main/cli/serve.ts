@@ -11,10 +11,12 @@ import { StartError, startServe, type RunningServe, type ServeOptions } from '..
 
 export type { ServeOptions, RunningServe };
 
-const HELP = `Usage: mlx-bar serve --model <folder> [options]
+const HELP = `Usage: mlx-bar serve --model <folder | owner/repo> [options]
 
 Options:
-  --model <folder>        mlx-community style model folder (config.json, *.safetensors, tokenizer)
+  --model <folder | owner/repo>
+                          an mlx-community style model folder (config.json, *.safetensors, tokenizer),
+                          or the id of a model in the library (as \`mlx-bar models\` lists it)
   --demo                  serve the built-in random-weight DEMO model instead (gibberish output)
   --host <addr>           interface to bind (default 127.0.0.1; non-loopback needs --api-key)
   --port <n>              port (default 8080; 0 picks a free one)

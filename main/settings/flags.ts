@@ -18,7 +18,7 @@ const SWITCHES = ['json', 'help', 'no-color', 'quiet', 'demo'] as const;
 export function parseSettingFlags(argv: string[]): ParsedFlags {
   const specs = [...SETTING_SPECS, DATA_DIR_SPEC, API_KEY_FILE_SPEC];
   const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = {};
-  for (const s of specs) options[s.flag.slice(2)] = { type: 'string' };
+  for (const s of specs) for (const f of [s.flag, ...(s.aliases ?? [])]) options[f.slice(2)] = { type: 'string' };
   // serve's repeatable form: --allow-origin a --allow-origin b (same setting as --allowed-origins a,b)
   options['allow-origin'] = { type: 'string', multiple: true };
   for (const s of SWITCHES) options[s] = { type: 'boolean' };
@@ -33,8 +33,11 @@ export function parseSettingFlags(argv: string[]): ParsedFlags {
     return out;
   }
   for (const s of specs) {
-    const v = (parsed.values as Record<string, unknown>)[s.flag.slice(2)];
-    if (typeof v === 'string') out.flags[s.key] = v;
+    // the rule's spelling wins over an older alias given in the same command line
+    for (const f of [...(s.aliases ?? []), s.flag]) {
+      const v = (parsed.values as Record<string, unknown>)[f.slice(2)];
+      if (typeof v === 'string') out.flags[s.key] = v;
+    }
   }
   const repeated = (parsed.values as Record<string, unknown>)['allow-origin'];
   if (Array.isArray(repeated) && repeated.length) out.flags.allowedOrigins = repeated.map(String);
@@ -47,6 +50,6 @@ export function parseSettingFlags(argv: string[]): ParsedFlags {
 /** One line per flag, for --help. */
 export function flagsHelp(): string {
   return [DATA_DIR_SPEC, API_KEY_FILE_SPEC, ...SETTING_SPECS]
-    .map((s) => `  ${s.flag.padEnd(30)} ${s.env ? `(env ${s.env})` : ''}`)
+    .map((s) => `  ${s.flag.padEnd(30)} ${s.env ? `(env ${s.env})` : ''}${s.aliases?.length ? ` (also ${s.aliases.join(', ')})` : ''}`)
     .join('\n');
 }

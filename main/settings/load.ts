@@ -59,6 +59,13 @@ export interface SettingSpec {
   flag: string;
   kind: ValueKind;
   secret?: boolean;
+  /** Older spellings still accepted (the flag itself follows the one rule: --kebab-case of the path). */
+  aliases?: string[];
+}
+
+/** The one flag rule: the setting path in kebab-case, nested with a dash (memory.softLimitMb → --memory-soft-limit-mb). */
+export function flagForKey(key: string): string {
+  return `--${key.replace(/\./g, '-').replace(/([a-z0-9])([A-Z])/g, '$1-$2').toLowerCase()}`;
 }
 
 export const SETTING_SPECS: SettingSpec[] = [
@@ -68,19 +75,19 @@ export const SETTING_SPECS: SettingSpec[] = [
   { key: 'model', env: 'MLXBAR_MODEL', flag: '--model', kind: 'string' },
   { key: 'allowedOrigins', env: 'MLXBAR_ALLOWED_ORIGINS', flag: '--allowed-origins', kind: 'list' },
   { key: 'contextLength', env: 'MLXBAR_CONTEXT_LENGTH', flag: '--context-length', kind: 'integer' },
-  { key: 'defaultMaxTokens', env: 'MLXBAR_MAX_TOKENS', flag: '--max-tokens', kind: 'integer' },
+  { key: 'defaultMaxTokens', env: 'MLXBAR_MAX_TOKENS', flag: '--default-max-tokens', kind: 'integer', aliases: ['--max-tokens'] },
   { key: 'maxConcurrent', env: 'MLXBAR_MAX_CONCURRENT', flag: '--max-concurrent', kind: 'integer' },
   { key: 'maxQueue', env: 'MLXBAR_MAX_QUEUE', flag: '--max-queue', kind: 'integer' },
   { key: 'bodyLimitBytes', env: 'MLXBAR_BODY_LIMIT_BYTES', flag: '--body-limit-bytes', kind: 'integer' },
   { key: 'requestTimeoutMs', env: 'MLXBAR_REQUEST_TIMEOUT_MS', flag: '--request-timeout-ms', kind: 'integer' },
-  { key: 'responseCache.enabled', env: 'MLXBAR_RESPONSE_CACHE', flag: '--response-cache', kind: 'boolean' },
+  { key: 'responseCache.enabled', env: 'MLXBAR_RESPONSE_CACHE', flag: '--response-cache-enabled', kind: 'boolean', aliases: ['--response-cache'] },
   { key: 'responseCache.maxEntries', env: 'MLXBAR_RESPONSE_CACHE_MAX_ENTRIES', flag: '--response-cache-max-entries', kind: 'integer' },
   { key: 'responseCache.maxBytes', env: 'MLXBAR_RESPONSE_CACHE_MAX_BYTES', flag: '--response-cache-max-bytes', kind: 'integer' },
   { key: 'prefixCache.maxEntries', env: 'MLXBAR_PREFIX_CACHE_MAX_ENTRIES', flag: '--prefix-cache-max-entries', kind: 'integer' },
   { key: 'prefixCache.maxBytes', env: 'MLXBAR_PREFIX_CACHE_MAX_BYTES', flag: '--prefix-cache-max-bytes', kind: 'integer' },
   { key: 'prefixCache.persist', env: 'MLXBAR_PREFIX_CACHE_PERSIST', flag: '--prefix-cache-persist', kind: 'boolean' },
-  { key: 'memory.softLimitMb', env: 'MLXBAR_MEMORY_SOFT_MB', flag: '--memory-soft-mb', kind: 'integer' },
-  { key: 'memory.hardLimitMb', env: 'MLXBAR_MEMORY_HARD_MB', flag: '--memory-hard-mb', kind: 'integer' },
+  { key: 'memory.softLimitMb', env: 'MLXBAR_MEMORY_SOFT_MB', flag: '--memory-soft-limit-mb', kind: 'integer', aliases: ['--memory-soft-mb'] },
+  { key: 'memory.hardLimitMb', env: 'MLXBAR_MEMORY_HARD_MB', flag: '--memory-hard-limit-mb', kind: 'integer', aliases: ['--memory-hard-mb'] },
   { key: 'memory.softPercent', env: 'MLXBAR_MEMORY_SOFT_PERCENT', flag: '--memory-soft-percent', kind: 'number' },
   { key: 'memory.hardPercent', env: 'MLXBAR_MEMORY_HARD_PERCENT', flag: '--memory-hard-percent', kind: 'number' },
   { key: 'idleUnloadMinutes', env: 'MLXBAR_IDLE_UNLOAD_MINUTES', flag: '--idle-unload-minutes', kind: 'integer' },
