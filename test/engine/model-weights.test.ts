@@ -117,7 +117,7 @@ describe('checkpoint loading', () => {
     writeFileSync(cfgPath, '{not json');
     await expectLoadError(dir, /config\.json is not valid JSON/);
     assert.throws(() => parseModelConfig({ ...cfg, num_key_value_heads: 3 }), /multiple of num_key_value_heads/);
-    assert.throws(() => parseModelConfig({ ...cfg, rope_scaling: { rope_type: 'yarn', factor: 4 } }), /unsupported rope_scaling type "yarn"/);
+    assert.throws(() => parseModelConfig({ ...cfg, rope_scaling: { rope_type: 'ntk-by-parts', factor: 4 } }), /unsupported rope_scaling type "ntk-by-parts"/);
     assert.throws(() => parseModelConfig({ ...cfg, hidden_size: undefined }), /missing "hidden_size"/);
     assert.throws(() => parseModelConfig({ ...cfg, quantization: { group_size: 64, bits: 6 } }), /unsupported quantization bits 6/);
     assert.throws(() => parseModelConfig({ ...cfg, hidden_act: 'gelu' }), /unsupported hidden_act/);

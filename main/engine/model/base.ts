@@ -1,53 +1,35 @@
 // The shared decoder forward pass (Llama block: RMSNorm → GQA attention with rope → RMSNorm →
 // SwiGLU MLP), parameterized by ModelConfig switches that the family files set (q/k/v bias,
-// q/k norm, rope scaling). Follows the structure of mlx-lm's llama.py, written for this binding:
-//  - `fast.rope` takes a JS-number offset and has no `freqs` argument, so llama3 rope scaling
-//    uses a manual rotate-half rope with precomputed inverse frequencies;
+// q/k norm, rope scaling, sliding windows, Gemma's sandwich norms / GeGLU / embedding scale, a
+// sparse-MoE MLP from moe.ts). Follows the structure of mlx-lm's llama.py, written for this binding:
+//  - `fast.rope` takes a JS-number offset and has no `freqs` argument, so scaled ropes use a
+//    manual rotate-half rope with precomputed inverse frequencies (rope.ts);
 //  - `scaledDotProductAttention(..., 'causal')` is silently ignored here, so steps get an
 //    explicit additive [L, capacity] mask (which also hides the KV buffer's unused slots);
 //  - matmul/SDPA are guarded by the dtype policy (f16/bf16 would abort the process).
 import { core as mx } from '@frost-beta/mlx';
-import type { ModelConfig, Llama3RopeScaling } from './config.ts';
+import type { ModelConfig } from './config.ts';
 import type { DtypePolicy, LinearWeight } from './dtype-policy.ts';
 import type { KVCache } from './kv-cache.ts';
 import { applyLinear, embedRows } from './linear.ts';
+import { gatedAct } from './activations.ts';
+import { moeMlp } from './moe.ts';
+import { applyRope, layerRope, type LayerRope } from './rope.ts';
 import type { LayerWeights, ModelWeights } from './weights.ts';
+
+export { llama3InvFreq } from './rope.ts';
 
 export interface DecoderModel {
   config: ModelConfig;
   weights: ModelWeights;
   policy: DtypePolicy;
-  /** Inverse rope frequencies [headDim/2] for the manual (llama3-scaled) rope, else null. */
-  ropeInvFreq: mx.array | null;
-}
-
-/** HF `_compute_llama3_parameters`: per-frequency scaling with a smooth band. */
-export function llama3InvFreq(headDim: number, theta: number, s: Llama3RopeScaling): Float64Array {
-  const half = headDim / 2;
-  const out = new Float64Array(half);
-  const lowWavelen = s.originalMaxPositionEmbeddings / s.lowFreqFactor;
-  const highWavelen = s.originalMaxPositionEmbeddings / s.highFreqFactor;
-  for (let i = 0; i < half; i++) {
-    const inv = 1 / Math.pow(theta, (2 * i) / headDim);
-    const wavelen = (2 * Math.PI) / inv;
-    if (wavelen < highWavelen) out[i] = inv;
-    else if (wavelen > lowWavelen) out[i] = inv / s.factor;
-    else {
-      const smooth = (s.originalMaxPositionEmbeddings / wavelen - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor);
-      out[i] = (1 - smooth) * (inv / s.factor) + smooth * inv;
-    }
-  }
-  return out;
+  /** Each layer's rope (base, scaling, rotated dims). */
+  ropes: LayerRope[];
 }
 
 export function createDecoderModel(config: ModelConfig, weights: ModelWeights, policy: DtypePolicy): DecoderModel {
-  let ropeInvFreq: mx.array | null = null;
-  if (config.ropeScaling?.type === 'llama3') {
-    const f = llama3InvFreq(config.headDim, config.ropeTheta, config.ropeScaling);
-    ropeInvFreq = mx.array(Array.from(f), mx.float32);
-    mx.eval(ropeInvFreq);
-  }
-  return { config, weights, policy, ropeInvFreq };
+  const ropes = Array.from({ length: config.numLayers }, (_, i) => layerRope(config, i));
+  return { config, weights, policy, ropes };
 }
 
 function linear(m: DecoderModel, x: mx.array, w: LinearWeight, what: string): mx.array {
@@ -58,35 +40,17 @@ function embed(m: DecoderModel, ids: mx.array): mx.array {
   return embedRows(m.weights.embed, ids);
 }
 
-/** Rotary embedding on [1, heads, L, headDim] at absolute positions offset..offset+L-1. */
-function rope(m: DecoderModel, x: mx.array, offset: number): mx.array {
-  const c = m.config;
-  if (!m.ropeInvFreq) {
-    const scale = c.ropeScaling?.type === 'linear' ? 1 / c.ropeScaling.factor : 1;
-    return mx.fast.rope(x, c.headDim, c.ropeTraditional, c.ropeTheta, scale, offset);
-  }
-  const L = x.shape[2];
-  const half = c.headDim / 2;
-  const pos = mx.arange(offset, offset + L, 1, mx.float32).reshape(L, 1);
-  const ang = mx.multiply(pos, m.ropeInvFreq.reshape(1, half)); // [L, half]
-  const cos = mx.cos(ang).astype(x.dtype); // angles in float32; the product stays in the compute dtype
-  const sin = mx.sin(ang).astype(x.dtype);
-  const x1 = x.index('...', mx.Slice(0, half));
-  const x2 = x.index('...', mx.Slice(half, c.headDim));
-  return mx.concatenate(
-    [mx.subtract(mx.multiply(x1, cos), mx.multiply(x2, sin)), mx.add(mx.multiply(x2, cos), mx.multiply(x1, sin))],
-    -1,
-  );
-}
-
 /**
  * Additive causal mask [L, width]: query i (absolute position offset+i) sees keys 0..offset+i.
  * `width` is the KV buffer capacity (>= offset+L); slots past the current position are masked.
+ * With a sliding `window`, query p sees only keys p-window+1..p (HF/mlx-lm semantics).
  */
-export function causalMask(L: number, offset: number, width = offset + L): mx.array {
+export function causalMask(L: number, offset: number, width = offset + L, window: number | null = null): mx.array {
   const rows = mx.arange(offset, offset + L, 1, mx.int32).reshape(L, 1);
   const cols = mx.arange(0, width, 1, mx.int32).reshape(1, width);
-  return mx.where(mx.lessEqual(cols, rows), mx.array(0, mx.float32), mx.array(-Infinity, mx.float32));
+  let visible = mx.lessEqual(cols, rows);
+  if (window !== null) visible = mx.logicalAnd(visible, mx.greater(cols, mx.subtract(rows, mx.array(window, mx.int32))));
+  return mx.where(visible, mx.array(0, mx.float32), mx.array(-Infinity, mx.float32));
 }
 
 function attention(
@@ -106,8 +70,8 @@ function attention(
   let v = linear(m, x, lw.v, 'v_proj').reshape(1, L, c.numKvHeads, c.headDim);
   if (lw.qNorm) q = mx.fast.rmsNorm(q, lw.qNorm, c.rmsNormEps);
   if (lw.kNorm) k = mx.fast.rmsNorm(k, lw.kNorm, c.rmsNormEps);
-  q = rope(m, q.transpose(0, 2, 1, 3), offset);
-  k = rope(m, k.transpose(0, 2, 1, 3), offset);
+  q = applyRope(m.ropes[layerIdx], q.transpose(0, 2, 1, 3), offset);
+  k = applyRope(m.ropes[layerIdx], k.transpose(0, 2, 1, 3), offset);
   v = v.transpose(0, 2, 1, 3);
   let [keys, values] = cache.update(layerIdx, k, v);
   if (width < keys.shape[2]) {
@@ -120,15 +84,15 @@ function attention(
   }
   m.policy.assertCompute(q, 'attention');
   m.policy.assertCompute(keys, 'attention');
-  const o = mx.fast.scaledDotProductAttention(q, keys, values, 1 / Math.sqrt(c.headDim), mask);
+  const o = mx.fast.scaledDotProductAttention(q, keys, values, c.attnScale, mask);
   return linear(m, o.transpose(0, 2, 1, 3).reshape(1, L, c.numHeads * c.headDim), lw.o, 'o_proj');
 }
 
 function mlp(m: DecoderModel, lw: LayerWeights, x: mx.array): mx.array {
-  const g = linear(m, x, lw.gate, 'gate_proj');
-  const u = linear(m, x, lw.up, 'up_proj');
-  const act = mx.multiply(mx.multiply(g, mx.sigmoid(g)), u); // SwiGLU: silu(gate) * up
-  return linear(m, act, lw.down, 'down_proj');
+  if (lw.moe) return moeMlp(m.config, lw.moe, x, (a, w, what) => linear(m, a, w, what));
+  const g = linear(m, x, lw.gate!, 'gate_proj');
+  const u = linear(m, x, lw.up!, 'up_proj');
+  return linear(m, gatedAct(m.config, g, u), lw.down!, 'down_proj');
 }
 
 /**
@@ -147,13 +111,29 @@ function decoderStack(m: DecoderModel, tokens: number[], cache: KVCache): mx.arr
   const width = L > 1 ? offset + L : capacity;
   const ids = mx.array(tokens, mx.int32);
   let x = embed(m, ids).reshape(1, L, c.hiddenSize);
-  let mask = L > 1 || width > offset + L ? causalMask(L, offset, width) : undefined;
-  if (mask && mask.dtype !== m.policy.computeDtype) mask = mask.astype(m.policy.computeDtype);
+  if (c.embedScale !== null) x = mx.multiply(x, c.embedScale);
+  // One mask per distinct window (full attention = null), built only when needed.
+  const masks = new Map<number | null, mx.array | undefined>();
+  const maskFor = (window: number | null) => {
+    if (!masks.has(window)) {
+      const needed = L > 1 || width > offset + L || (window !== null && offset + L > window);
+      let mask = needed ? causalMask(L, offset, width, window) : undefined;
+      if (mask && mask.dtype !== m.policy.computeDtype) mask = mask.astype(m.policy.computeDtype);
+      masks.set(window, mask);
+    }
+    return masks.get(window);
+  };
   const ws = m.weights;
+  const eps = c.rmsNormEps;
   for (let i = 0; i < ws.layers.length; i++) {
     const lw = ws.layers[i];
-    x = mx.add(x, attention(m, lw, i, mx.fast.rmsNorm(x, lw.inputNorm, c.rmsNormEps), mask, cache, offset, width));
-    x = mx.add(x, mlp(m, lw, mx.fast.rmsNorm(x, lw.postNorm, c.rmsNormEps)));
+    const mask = maskFor(c.layerWindows[i] ?? null);
+    let a = attention(m, lw, i, mx.fast.rmsNorm(x, lw.inputNorm, eps), mask, cache, offset, width);
+    if (lw.attnOutNorm) a = mx.fast.rmsNorm(a, lw.attnOutNorm, eps);
+    x = mx.add(x, a);
+    let f = mlp(m, lw, mx.fast.rmsNorm(x, lw.postNorm, eps));
+    if (lw.mlpOutNorm) f = mx.fast.rmsNorm(f, lw.mlpOutNorm, eps);
+    x = mx.add(x, f);
   }
   cache.commit(L);
   return x;

@@ -14,7 +14,42 @@ export interface LinearRopeScaling {
   type: 'linear';
   factor: number;
 }
-export type RopeScaling = Llama3RopeScaling | LinearRopeScaling;
+/** YaRN (Qwen3 long-context configs, DeepSeek distills): per-frequency blend + attention scale. */
+export interface YarnRopeScaling {
+  type: 'yarn';
+  factor: number;
+  originalMaxPositionEmbeddings: number;
+  betaFast: number;
+  betaSlow: number;
+  mscale: number;
+  mscaleAllDim: number;
+}
+/** Dynamic NTK: the rope base grows with the sequence length once it exceeds max_position_embeddings. */
+export interface DynamicRopeScaling {
+  type: 'dynamic';
+  factor: number;
+}
+/** Phi-3/4 "longrope" (alias "su"): per-frequency factors (short / long) + attention scale. */
+export interface LongRopeScaling {
+  type: 'longrope';
+  shortFactor: number[];
+  longFactor: number[];
+  originalMaxPositionEmbeddings: number;
+  /** Explicit attention_factor, else sqrt(1 + ln(max/orig) / ln(orig)). */
+  attentionFactor: number | null;
+}
+export type RopeScaling = Llama3RopeScaling | LinearRopeScaling | YarnRopeScaling | DynamicRopeScaling | LongRopeScaling;
+
+/** Sparse MoE MLP (Qwen3-MoE): router + stacked experts on the layers `sparseLayers` marks. */
+export interface MoeConfig {
+  numExperts: number;
+  topK: number;
+  /** Renormalise the top-k router probabilities to sum to 1. */
+  normTopkProb: boolean;
+  moeIntermediateSize: number;
+  /** Per layer: true = sparse MoE block, false = dense MLP of intermediate_size. */
+  sparseLayers: boolean[];
+}
 
 export interface ModelConfig {
   modelType: string;
@@ -47,6 +82,32 @@ export interface ModelConfig {
    * or to false for a module kept in float.
    */
   quantizationOverrides: Record<string, { groupSize: number; bits: number } | false>;
+
+  // ---- Family switches beyond the Llama block (set by a family's `configure`) -----------------
+  /** MLP activation: SwiGLU (silu) or GeGLU with tanh-approximated GELU (Gemma). */
+  hiddenAct: 'silu' | 'gelu_tanh';
+  /** Number of leading head dims that get rope (Phi-4-mini partial_rotary_factor); = headDim normally. */
+  ropeDims: number;
+  /** Attention softmax scale (1/sqrt(headDim); Gemma: query_pre_attn_scalar^-0.5). */
+  attnScale: number;
+  /** Embeddings multiplied by this (Gemma: sqrt(hidden) rounded to bfloat16), else null. */
+  embedScale: number | null;
+  /** RMSNorm weights are stored as w - 1 and applied as (1 + w) (Gemma); added at load. */
+  normPlusOne: boolean;
+  /** Gemma's extra norms on the attention and MLP outputs (pre/post feed-forward layernorms). */
+  sandwichNorms: boolean;
+  /** Phi-3 fused projections: qkv_proj (q, k, v rows in that order) and gate_up_proj (gate, up). */
+  fusedQkv: boolean;
+  fusedGateUp: boolean;
+  /** Per layer: the sliding attention window (each query sees itself and window-1 earlier keys), or null. */
+  layerWindows: (number | null)[];
+  /** Per layer rope base (Gemma's sliding layers use rope_local_base_freq and no scaling). */
+  layerRopeTheta: number[];
+  /** Per layer: whether rope_scaling applies (false on Gemma's local layers). */
+  layerRopeScaled: boolean[];
+  moe: MoeConfig | null;
+  /** Tensor-name prefix of the text model ('' or 'language_model.' in a multimodal checkpoint). */
+  weightPrefix: string;
 }
 
 export class ModelConfigError extends Error {
@@ -75,7 +136,7 @@ function idList(v: unknown): number[] {
   return [];
 }
 
-function parseRopeScaling(raw: unknown): RopeScaling | null {
+function parseRopeScaling(raw: unknown, fallbackMaxPos: number, fallbackOrigMaxPos?: number): RopeScaling | null {
   if (raw === undefined || raw === null) return null;
   if (typeof raw !== 'object') throw new ModelConfigError('config.json "rope_scaling" must be an object');
   const r = raw as Record<string, unknown>;
@@ -91,16 +152,47 @@ function parseRopeScaling(raw: unknown): RopeScaling | null {
     };
   }
   if (type === 'linear') return { type: 'linear', factor: num(r, 'factor') };
-  throw new ModelConfigError(`unsupported rope_scaling type "${type}" (supported: llama3, linear)`);
+  if (type === 'yarn') {
+    return {
+      type: 'yarn',
+      factor: num(r, 'factor'),
+      originalMaxPositionEmbeddings: num(r, 'original_max_position_embeddings', fallbackMaxPos),
+      betaFast: num(r, 'beta_fast', 32),
+      betaSlow: num(r, 'beta_slow', 1),
+      mscale: num(r, 'mscale', 1),
+      mscaleAllDim: num(r, 'mscale_all_dim', 0),
+    };
+  }
+  if (type === 'dynamic') return { type: 'dynamic', factor: num(r, 'factor') };
+  if (type === 'longrope' || type === 'su') {
+    const list = (k: string) => {
+      const v = r[k];
+      if (!Array.isArray(v) || !v.every((x) => typeof x === 'number' && x > 0)) {
+        throw new ModelConfigError(`config.json rope_scaling "${k}" must be a list of positive numbers`);
+      }
+      return v as number[];
+    };
+    return {
+      type: 'longrope',
+      shortFactor: list('short_factor'),
+      longFactor: list('long_factor'),
+      originalMaxPositionEmbeddings: num(r, 'original_max_position_embeddings', fallbackOrigMaxPos ?? fallbackMaxPos),
+      attentionFactor: typeof r.attention_factor === 'number' ? r.attention_factor : null,
+    };
+  }
+  throw new ModelConfigError(`unsupported rope_scaling type "${type}" (supported: llama3, linear, yarn, dynamic, longrope)`);
 }
 
 /** Validates and normalizes a parsed config.json object. */
 export function parseModelConfig(raw: unknown): ModelConfig {
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new ModelConfigError('config.json must be a JSON object');
-  const r = raw as Record<string, unknown>;
-  const modelType = r.model_type;
+  const outer = raw as Record<string, unknown>;
+  const modelType = outer.model_type;
   if (typeof modelType !== 'string') throw new ModelConfigError('config.json is missing "model_type"');
   const family = getFamily(modelType); // throws for unsupported architectures
+  // A multimodal checkpoint's text model: its fields (and tensor-name prefix) come from the family.
+  const text = family.textConfig ? family.textConfig(outer) : { raw: outer, weightPrefix: '' };
+  const r = text.raw;
 
   const hiddenSize = posInt(r, 'hidden_size');
   const numHeads = posInt(r, 'num_attention_heads');
@@ -113,7 +205,7 @@ export function parseModelConfig(raw: unknown): ModelConfig {
     explicitHeadDim === undefined || explicitHeadDim === null ? hiddenSize / numHeads : posInt(r, 'head_dim');
   if (!Number.isInteger(headDim) || headDim % 2 !== 0) throw new ModelConfigError('head dimension must be an even integer');
 
-  const q = (r.quantization ?? r.quantization_config) as Record<string, unknown> | undefined | null;
+  const q = (outer.quantization ?? outer.quantization_config) as Record<string, unknown> | undefined | null;
   let quantization: ModelConfig['quantization'] = null;
   const quantizationOverrides: ModelConfig['quantizationOverrides'] = {};
   const parseQuant = (o: Record<string, unknown>) => {
@@ -137,31 +229,84 @@ export function parseModelConfig(raw: unknown): ModelConfig {
     }
   }
 
+  const numLayers = posInt(r, 'num_hidden_layers');
+  const maxPositionEmbeddings = posInt(r, 'max_position_embeddings', 4096);
+  const ropeTheta = num(r, 'rope_theta', family.defaultRopeTheta);
+  const act = r.hidden_activation ?? r.hidden_act;
+  const hiddenAct = HIDDEN_ACTS[String(act ?? 'silu')];
+  if (!hiddenAct) throw new ModelConfigError(`unsupported hidden_act "${String(act)}" (supported: silu, gelu_pytorch_tanh)`);
   const cfg: ModelConfig = {
     modelType,
     hiddenSize,
     intermediateSize: posInt(r, 'intermediate_size'),
-    numLayers: posInt(r, 'num_hidden_layers'),
+    numLayers,
     numHeads,
     numKvHeads,
     headDim,
     vocabSize: posInt(r, 'vocab_size'),
     rmsNormEps: num(r, 'rms_norm_eps', 1e-6),
-    ropeTheta: num(r, 'rope_theta', family.defaultRopeTheta),
-    ropeScaling: parseRopeScaling(r.rope_scaling),
+    ropeTheta,
+    ropeScaling: parseRopeScaling(
+      r.rope_scaling,
+      maxPositionEmbeddings,
+      typeof r.original_max_position_embeddings === 'number' ? r.original_max_position_embeddings : undefined,
+    ),
     ropeTraditional: r.rope_traditional === true,
     tieWordEmbeddings: r.tie_word_embeddings === undefined ? family.defaultTied : r.tie_word_embeddings === true,
-    maxPositionEmbeddings: posInt(r, 'max_position_embeddings', 4096),
+    maxPositionEmbeddings,
     qkvBias: family.qkvBias(r),
     oBias: family.oBias(r),
     mlpBias: r.mlp_bias === true,
     qkNorm: family.qkNorm,
-    eosTokenIds: idList(r.eos_token_id),
+    eosTokenIds: idList(r.eos_token_id ?? outer.eos_token_id),
     quantization,
     quantizationOverrides,
+    hiddenAct,
+    ropeDims: headDim,
+    attnScale: 1 / Math.sqrt(headDim),
+    embedScale: null,
+    normPlusOne: false,
+    sandwichNorms: false,
+    fusedQkv: false,
+    fusedGateUp: false,
+    layerWindows: layerTypesWindows(r, numLayers) ?? new Array(numLayers).fill(null),
+    layerRopeTheta: new Array(numLayers).fill(ropeTheta),
+    layerRopeScaled: new Array(numLayers).fill(true),
+    moe: null,
+    weightPrefix: text.weightPrefix,
   };
-  if (r.hidden_act !== undefined && r.hidden_act !== 'silu') {
-    throw new ModelConfigError(`unsupported hidden_act "${String(r.hidden_act)}" (supported: silu)`);
-  }
+  family.configure?.(r, cfg);
+  if (cfg.ropeDims % 2 !== 0 || cfg.ropeDims > headDim) throw new ModelConfigError('rotary dimension must be even and at most head_dim');
   return cfg;
+}
+
+const HIDDEN_ACTS: Record<string, ModelConfig['hiddenAct']> = {
+  silu: 'silu',
+  swish: 'silu',
+  gelu_pytorch_tanh: 'gelu_tanh',
+  gelu_tanh: 'gelu_tanh',
+  gelu_new: 'gelu_tanh',
+};
+
+/**
+ * Per-layer windows from the newer Hugging Face `layer_types` list ("sliding_attention" /
+ * "full_attention") with `sliding_window`; null when the config has no such list.
+ */
+export function layerTypesWindows(r: Record<string, unknown>, numLayers: number): (number | null)[] | null {
+  const types = r.layer_types;
+  if (!Array.isArray(types)) return null;
+  if (types.length !== numLayers) throw new ModelConfigError('config.json "layer_types" must list every layer');
+  const anySliding = types.some((t) => t === 'sliding_attention');
+  const w = anySliding ? posInt(r, 'sliding_window') : null;
+  return types.map((t) => (t === 'sliding_attention' ? w : null));
+}
+
+/** Reads a positive integer field (for family files). */
+export function configInt(raw: Record<string, unknown>, key: string, fallback?: number): number {
+  return posInt(raw, key, fallback);
+}
+
+/** Reads a number field (for family files). */
+export function configNum(raw: Record<string, unknown>, key: string, fallback?: number): number {
+  return num(raw, key, fallback);
 }

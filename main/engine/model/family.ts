@@ -1,5 +1,7 @@
-// What distinguishes one decoder family from another. The shared decoder in base.ts reads these
-// switches; families with genuinely different blocks would add a hook here.
+// What distinguishes one decoder family from another. The shared decoder in base.ts reads the
+// ModelConfig switches; a family sets the ones that differ from the Llama block in `configure`
+// (and, for a multimodal checkpoint, picks its text model in `textConfig`).
+import type { ModelConfig } from './config.ts';
 
 export interface FamilySpec {
   /** Display name of the family. */
@@ -16,4 +18,11 @@ export interface FamilySpec {
   oBias: (raw: Record<string, unknown>) => boolean;
   /** Per-head RMSNorm of q and k before rope (q_norm / k_norm weights). */
   qkNorm: boolean;
+  /**
+   * The text model's config fields and tensor prefix, when config.json wraps it (multimodal
+   * checkpoints: `text_config`, tensors under `language_model.`).
+   */
+  textConfig?: (raw: Record<string, unknown>) => { raw: Record<string, unknown>; weightPrefix: string };
+  /** Sets the family's switches on the parsed config (throws ModelConfigError on bad values). */
+  configure?: (raw: Record<string, unknown>, cfg: ModelConfig) => void;
 }

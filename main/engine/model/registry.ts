@@ -5,8 +5,9 @@ import { llama } from './llama.ts';
 import { mistral } from './mistral.ts';
 import { qwen2 } from './qwen2.ts';
 import { qwen3 } from './qwen3.ts';
+import { qwen3Moe } from './qwen3-moe.ts';
 
-const FAMILIES: readonly FamilySpec[] = [llama, mistral, qwen2, qwen3];
+const FAMILIES: readonly FamilySpec[] = [llama, mistral, qwen2, qwen3, qwen3Moe];
 
 export class UnsupportedArchitectureError extends Error {
   override name = 'UnsupportedArchitectureError';

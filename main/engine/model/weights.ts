@@ -6,6 +6,7 @@ import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync } 
 import path from 'node:path';
 import type { ModelConfig } from './config.ts';
 import type { DtypePolicy, LinearWeight, RawModuleTensors } from './dtype-policy.ts';
+import { loadMoeWeights, moeArrays, type MoeWeights } from './moe.ts';
 
 export class WeightsError extends Error {
   override name = 'WeightsError';
@@ -13,6 +14,7 @@ export class WeightsError extends Error {
 
 export interface LayerWeights {
   inputNorm: mx.array;
+  /** The norm before the MLP (post_attention_layernorm; Gemma: pre_feedforward_layernorm). */
   postNorm: mx.array;
   q: LinearWeight;
   k: LinearWeight;
@@ -20,9 +22,29 @@ export interface LayerWeights {
   o: LinearWeight;
   qNorm: mx.array | null;
   kNorm: mx.array | null;
-  gate: LinearWeight;
-  up: LinearWeight;
-  down: LinearWeight;
+  /** Dense MLP (null on sparse-MoE layers). */
+  gate: LinearWeight | null;
+  up: LinearWeight | null;
+  down: LinearWeight | null;
+  /** Sparse-MoE MLP (Qwen3-MoE layers), else null. */
+  moe: MoeWeights | null;
+  /** Gemma: norm of the attention output (post_attention_layernorm) and of the MLP output. */
+  attnOutNorm: mx.array | null;
+  mlpOutNorm: mx.array | null;
+}
+
+/** What a family-specific loader (moe.ts) needs from the checkpoint being read. */
+export interface WeightLoader {
+  tensors: Map<string, mx.array>;
+  policy: DtypePolicy;
+  quantFor(stem: string): { groupSize: number; bits: number } | null;
+  /** A linear module `stem` checked against [outDim, inDim]. */
+  lin(stem: string, outDim: number, inDim: number, bias: boolean): LinearWeight;
+  /** The raw tensors of module `stem` (removed from the map), or null when `stem.weight` is absent. */
+  takeRaw(stem: string): RawModuleTensors | null;
+  /** Adds to the parameter count. */
+  count(n: number): void;
+  error(message: string): Error;
 }
 
 export interface ModelWeights {
@@ -175,9 +197,17 @@ export function linearArrays(w: LinearWeight): mx.array[] {
   return out;
 }
 
-function describeDtype(tensors: Map<string, mx.array>, quant: ModelConfig['quantization']): string {
+/** Rows [from, to) of a linear weight (a fused projection's part), kept in the same form. */
+function rowSlice(w: LinearWeight, from: number, to: number): LinearWeight {
+  const rows = (a: mx.array) => a.index(mx.Slice(from, to));
+  const bias = w.bias ? rows(w.bias) : null;
+  if (w.kind === 'dense') return { kind: 'dense', weight: rows(w.weight), bias };
+  return { ...w, weight: rows(w.weight), scales: rows(w.scales), biases: rows(w.biases), bias };
+}
+
+function describeDtype(tensors: Map<string, mx.array>, quant: ModelConfig['quantization'], prefix: string): string {
   if (quant) return `q${quant.bits}`;
-  const e = tensors.get('model.embed_tokens.weight');
+  const e = tensors.get(`${prefix}model.embed_tokens.weight`);
   return e ? String(e.dtype) : 'unknown';
 }
 
@@ -192,7 +222,8 @@ export async function buildModelWeights(
   afterLayer: () => Promise<void> = async () => {},
 ): Promise<{ weights: ModelWeights; info: CheckpointInfo }> {
   const { tensors, files } = loadCheckpointTensors(dir);
-  const checkpointDtype = describeDtype(tensors, cfg.quantization);
+  const P = cfg.weightPrefix; // '' or 'language_model.' (multimodal checkpoint: its text model)
+  const checkpointDtype = describeDtype(tensors, cfg.quantization, P);
   // Mixed-precision checkpoints override bits/group size per module (or keep it in float).
   const quantFor = (stem: string) => {
     const o = cfg.quantizationOverrides[stem];
@@ -217,48 +248,99 @@ export async function buildModelWeights(
     numParameters += n;
     return a;
   };
+  // RMSNorm weights; Gemma stores w - 1 and applies (1 + w): the 1 is added here, once.
+  const norm = (name: string, n: number) => {
+    const a = dense(name, n);
+    return cfg.normPlusOne ? mx.add(a, mx.array(1, a.dtype)) : a;
+  };
+  const loader: WeightLoader = {
+    tensors,
+    policy,
+    quantFor,
+    lin,
+    takeRaw: (stem) => (tensors.has(`${stem}.weight`) ? takeModule(tensors, stem, false) : null),
+    count: (n) => {
+      numParameters += n;
+    },
+    error: (message) => new WeightsError(message),
+  };
 
-  const embed = lin('model.embed_tokens', cfg.vocabSize, cfg.hiddenSize, false);
+  const embed = lin(`${P}model.embed_tokens`, cfg.vocabSize, cfg.hiddenSize, false);
   mx.eval(...linearArrays(embed));
   await afterLayer();
 
   const layers: LayerWeights[] = [];
+  const H = cfg.hiddenSize;
+  const I = cfg.intermediateSize;
   for (let l = 0; l < cfg.numLayers; l++) {
-    const p = `model.layers.${l}`;
+    const p = `${P}model.layers.${l}`;
+    let q: LinearWeight, k: LinearWeight, v: LinearWeight;
+    if (cfg.fusedQkv) {
+      // Phi-3 qkv_proj: rows are q, then k, then v.
+      const qkv = lin(`${p}.self_attn.qkv_proj`, qDim + 2 * kvDim, H, cfg.qkvBias);
+      [q, k, v] = [rowSlice(qkv, 0, qDim), rowSlice(qkv, qDim, qDim + kvDim), rowSlice(qkv, qDim + kvDim, qDim + 2 * kvDim)];
+    } else {
+      q = lin(`${p}.self_attn.q_proj`, qDim, H, cfg.qkvBias);
+      k = lin(`${p}.self_attn.k_proj`, kvDim, H, cfg.qkvBias);
+      v = lin(`${p}.self_attn.v_proj`, kvDim, H, cfg.qkvBias);
+    }
+    const moe = cfg.moe?.sparseLayers[l] ? loadMoeWeights(loader, `${p}.mlp`, cfg) : null;
+    let gate: LinearWeight | null = null, up: LinearWeight | null = null, down: LinearWeight | null = null;
+    if (!moe) {
+      if (cfg.fusedGateUp) {
+        // Phi-3 gate_up_proj: gate rows first, then up.
+        const gu = lin(`${p}.mlp.gate_up_proj`, 2 * I, H, cfg.mlpBias);
+        [gate, up] = [rowSlice(gu, 0, I), rowSlice(gu, I, 2 * I)];
+      } else {
+        gate = lin(`${p}.mlp.gate_proj`, I, H, cfg.mlpBias);
+        up = lin(`${p}.mlp.up_proj`, I, H, cfg.mlpBias);
+      }
+      down = lin(`${p}.mlp.down_proj`, H, I, cfg.mlpBias);
+    }
+    const sandwich = cfg.sandwichNorms;
     const layer: LayerWeights = {
-      inputNorm: dense(`${p}.input_layernorm.weight`, cfg.hiddenSize),
-      postNorm: dense(`${p}.post_attention_layernorm.weight`, cfg.hiddenSize),
-      q: lin(`${p}.self_attn.q_proj`, qDim, cfg.hiddenSize, cfg.qkvBias),
-      k: lin(`${p}.self_attn.k_proj`, kvDim, cfg.hiddenSize, cfg.qkvBias),
-      v: lin(`${p}.self_attn.v_proj`, kvDim, cfg.hiddenSize, cfg.qkvBias),
-      o: lin(`${p}.self_attn.o_proj`, cfg.hiddenSize, qDim, cfg.oBias),
-      qNorm: cfg.qkNorm ? dense(`${p}.self_attn.q_norm.weight`, cfg.headDim) : null,
-      kNorm: cfg.qkNorm ? dense(`${p}.self_attn.k_norm.weight`, cfg.headDim) : null,
-      gate: lin(`${p}.mlp.gate_proj`, cfg.intermediateSize, cfg.hiddenSize, cfg.mlpBias),
-      up: lin(`${p}.mlp.up_proj`, cfg.intermediateSize, cfg.hiddenSize, cfg.mlpBias),
-      down: lin(`${p}.mlp.down_proj`, cfg.hiddenSize, cfg.intermediateSize, cfg.mlpBias),
+      inputNorm: norm(`${p}.input_layernorm.weight`, H),
+      postNorm: norm(`${p}.${sandwich ? 'pre_feedforward_layernorm' : 'post_attention_layernorm'}.weight`, H),
+      q,
+      k,
+      v,
+      o: lin(`${p}.self_attn.o_proj`, H, qDim, cfg.oBias),
+      qNorm: cfg.qkNorm ? norm(`${p}.self_attn.q_norm.weight`, cfg.headDim) : null,
+      kNorm: cfg.qkNorm ? norm(`${p}.self_attn.k_norm.weight`, cfg.headDim) : null,
+      gate,
+      up,
+      down,
+      moe,
+      attnOutNorm: sandwich ? norm(`${p}.post_attention_layernorm.weight`, H) : null,
+      mlpOutNorm: sandwich ? norm(`${p}.post_feedforward_layernorm.weight`, H) : null,
     };
-    const arrays: mx.array[] = [layer.inputNorm, layer.postNorm];
-    for (const w of [layer.q, layer.k, layer.v, layer.o, layer.gate, layer.up, layer.down]) arrays.push(...linearArrays(w));
-    if (layer.qNorm) arrays.push(layer.qNorm);
-    if (layer.kNorm) arrays.push(layer.kNorm);
-    mx.eval(...arrays);
+    mx.eval(...layerArrays(layer));
     layers.push(layer);
     await afterLayer();
   }
-  const norm = dense('model.norm.weight', cfg.hiddenSize);
+  const finalNorm = norm(`${P}model.norm.weight`, cfg.hiddenSize);
   let lmHead: LinearWeight;
-  if (cfg.tieWordEmbeddings) {
+  // Gemma checkpoints have no lm_head tensor and no tie_word_embeddings flag: tied when absent.
+  if (cfg.tieWordEmbeddings || (cfg.normPlusOne && !tensors.has(`${P}lm_head.weight`))) {
     lmHead = embed;
-    tensors.delete('lm_head.weight'); // some tied checkpoints still carry a copy; ignore it
+    tensors.delete(`${P}lm_head.weight`); // some tied checkpoints still carry a copy; ignore it
   } else {
-    lmHead = lin('lm_head', cfg.vocabSize, cfg.hiddenSize, false);
+    lmHead = lin(`${P}lm_head`, cfg.vocabSize, cfg.hiddenSize, false);
     mx.eval(...linearArrays(lmHead));
   }
-  mx.eval(norm);
+  mx.eval(finalNorm);
   tensors.clear();
   await afterLayer();
-  return { weights: { embed, layers, norm, lmHead }, info: { files, checkpointDtype, numParameters } };
+  return { weights: { embed, layers, norm: finalNorm, lmHead }, info: { files, checkpointDtype, numParameters } };
+}
+
+/** Every array a layer holds (to evaluate it, or to count its bytes). */
+export function layerArrays(l: LayerWeights): mx.array[] {
+  const out: mx.array[] = [];
+  for (const a of [l.inputNorm, l.postNorm, l.qNorm, l.kNorm, l.attnOutNorm, l.mlpOutNorm]) if (a) out.push(a);
+  for (const w of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) if (w) out.push(...linearArrays(w));
+  if (l.moe) out.push(...moeArrays(l.moe));
+  return out;
 }
 
 /** Bytes of all weight arrays held in memory (tied lm_head counted once). */
@@ -275,12 +357,6 @@ export function weightBytes(w: ModelWeights): number {
   addLin(w.embed);
   addLin(w.lmHead);
   add(w.norm);
-  for (const l of w.layers) {
-    add(l.inputNorm);
-    add(l.postNorm);
-    add(l.qNorm);
-    add(l.kNorm);
-    [l.q, l.k, l.v, l.o, l.gate, l.up, l.down].forEach(addLin);
-  }
+  for (const l of w.layers) layerArrays(l).forEach(add);
   return total;
 }
