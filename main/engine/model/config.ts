@@ -23,6 +23,8 @@ export interface YarnRopeScaling {
   betaSlow: number;
   mscale: number;
   mscaleAllDim: number;
+  /** Explicit attention_factor (overrides the mscale ratio). */
+  attentionFactor: number | null;
 }
 /** Dynamic NTK: the rope base grows with the sequence length once it exceeds max_position_embeddings. */
 export interface DynamicRopeScaling {
@@ -67,6 +69,8 @@ export interface ModelConfig {
   ropeTraditional: boolean;
   tieWordEmbeddings: boolean;
   maxPositionEmbeddings: number;
+  /** Longest sequence the engine serves: max_position_embeddings (× factor for dynamic NTK rope). */
+  contextLength: number;
   /** q/k/v projections carry a bias (Qwen2 always; others when attention_bias is true). */
   qkvBias: boolean;
   /** o_proj carries a bias (llama attention_bias=true). */
@@ -161,6 +165,7 @@ function parseRopeScaling(raw: unknown, fallbackMaxPos: number, fallbackOrigMaxP
       betaSlow: num(r, 'beta_slow', 1),
       mscale: num(r, 'mscale', 1),
       mscaleAllDim: num(r, 'mscale_all_dim', 0),
+      attentionFactor: typeof r.attention_factor === 'number' ? r.attention_factor : null,
     };
   }
   if (type === 'dynamic') return { type: 'dynamic', factor: num(r, 'factor') };
@@ -254,6 +259,7 @@ export function parseModelConfig(raw: unknown): ModelConfig {
     ropeTraditional: r.rope_traditional === true,
     tieWordEmbeddings: r.tie_word_embeddings === undefined ? family.defaultTied : r.tie_word_embeddings === true,
     maxPositionEmbeddings,
+    contextLength: maxPositionEmbeddings,
     qkvBias: family.qkvBias(r),
     oBias: family.oBias(r),
     mlpBias: r.mlp_bias === true,
@@ -276,6 +282,8 @@ export function parseModelConfig(raw: unknown): ModelConfig {
     weightPrefix: text.weightPrefix,
   };
   family.configure?.(r, cfg);
+  // Dynamic NTK exists to run past the trained context: its base grows with the length.
+  if (cfg.ropeScaling?.type === 'dynamic') cfg.contextLength = Math.floor(maxPositionEmbeddings * cfg.ropeScaling.factor);
   if (cfg.ropeDims % 2 !== 0 || cfg.ropeDims > headDim) throw new ModelConfigError('rotary dimension must be even and at most head_dim');
   return cfg;
 }

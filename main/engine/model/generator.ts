@@ -116,7 +116,7 @@ export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Lo
     headDim: config.headDim,
     hiddenSize: config.hiddenSize,
     vocabSize: config.vocabSize,
-    contextLength: config.maxPositionEmbeddings,
+    contextLength: config.contextLength,
     checkpointDtype: built.info.checkpointDtype,
     quantization: config.quantization,
     computeDtype: dtypeName(policy.computeDtype),

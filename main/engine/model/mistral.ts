@@ -1,6 +1,7 @@
-// Mistral: the Llama block (GQA, SwiGLU, rope). Sliding-window attention only matters beyond
-// `sliding_window` tokens; like mlx-lm we attend to the full (bounded) context.
+// Mistral: the Llama block (GQA, SwiGLU, rope) with sliding-window attention on every layer when
+// config.json sets `sliding_window` (Mistral-7B-v0.1: 4096; later versions: null).
 import type { FamilySpec } from './family.ts';
+import { everyLayerWindow } from './sliding-window.ts';
 
 export const mistral: FamilySpec = {
   name: 'mistral',
@@ -10,4 +11,5 @@ export const mistral: FamilySpec = {
   qkvBias: () => false,
   oBias: () => false,
   qkNorm: false,
+  configure: everyLayerWindow,
 };

@@ -3,6 +3,7 @@
 // keep a dense MLP of intermediate_size.
 import { configInt, ModelConfigError } from './config.ts';
 import type { FamilySpec } from './family.ts';
+import { qwenLayerWindows } from './sliding-window.ts';
 
 export const qwen3Moe: FamilySpec = {
   name: 'qwen3_moe',
@@ -13,6 +14,7 @@ export const qwen3Moe: FamilySpec = {
   oBias: (raw) => raw.attention_bias === true,
   qkNorm: true,
   configure(raw, cfg) {
+    qwenLayerWindows(raw, cfg);
     const numExperts = configInt(raw, 'num_experts');
     const topK = configInt(raw, 'num_experts_per_tok');
     if (topK > numExperts) throw new ModelConfigError('num_experts_per_tok must not exceed num_experts');

@@ -1,13 +1,15 @@
 // model_type → family. Adding an architecture that fits the shared decoder (base.ts) is adding
 // one small file that exports a FamilySpec and listing it here.
 import type { FamilySpec } from './family.ts';
+import { gemma3 } from './gemma3.ts';
 import { llama } from './llama.ts';
 import { mistral } from './mistral.ts';
+import { phi3 } from './phi3.ts';
 import { qwen2 } from './qwen2.ts';
 import { qwen3 } from './qwen3.ts';
 import { qwen3Moe } from './qwen3-moe.ts';
 
-const FAMILIES: readonly FamilySpec[] = [llama, mistral, qwen2, qwen3, qwen3Moe];
+const FAMILIES: readonly FamilySpec[] = [llama, mistral, qwen2, qwen3, qwen3Moe, gemma3, phi3];
 
 export class UnsupportedArchitectureError extends Error {
   override name = 'UnsupportedArchitectureError';

@@ -14,7 +14,7 @@ export interface LayerRope {
   scale: number;
   /** Inverse frequencies [dims/2] for the manual rope, or null for `fast.rope`. */
   invFreq: mx.array | null;
-  /** Multiplies q and k (YaRN / longrope attention factor; 1 = none). */
+  /** Scales the rotated dims of q and k (YaRN / longrope attention factor; 1 = none). */
   mscale: number;
   /** Dynamic NTK: factor and the length beyond which the base grows. */
   dynamic: { factor: number; maxPositions: number } | null;
@@ -56,7 +56,9 @@ export function yarnInvFreq(dims: number, base: number, s: YarnRopeScaling): { i
     const mask = 1 - ramp; // 1 = keep the original (extrapolated) frequency
     inv[i] = (freqInter * mask + freqExtra * (1 - mask)) / (freqInter * freqExtra);
   }
-  return { inv, mscale: getM(s.factor, s.mscale) / getM(s.factor, s.mscaleAllDim) };
+  // HF: attention_factor, else the mscale ratio when both are set, else 0.1·ln(factor) + 1.
+  const ratio = s.mscale && s.mscaleAllDim ? getM(s.factor, s.mscale) / getM(s.factor, s.mscaleAllDim) : getM(s.factor, 1);
+  return { inv, mscale: s.attentionFactor ?? ratio };
 }
 
 /**
@@ -99,7 +101,6 @@ export function layerRope(c: ModelConfig, layer: number): LayerRope {
 
 /** Rotary embedding on [1, heads, L, headDim] at absolute positions offset..offset+L-1. */
 export function applyRope(r: LayerRope, x: mx.array, offset: number): mx.array {
-  if (r.mscale !== 1) x = mx.multiply(x, mx.array(r.mscale, mx.float32));
   if (!r.invFreq) {
     let base = r.base;
     if (r.dynamic) {
@@ -115,8 +116,13 @@ export function applyRope(r: LayerRope, x: mx.array, offset: number): mx.array {
   const half = r.dims / 2;
   const pos = mx.arange(offset, offset + L, 1, mx.float32).reshape(L, 1);
   const ang = mx.multiply(pos, r.invFreq.reshape(1, half)); // [L, half]
-  const cos = mx.cos(ang);
-  const sin = mx.sin(ang);
+  // The attention factor scales the rotated dims only (HF multiplies cos and sin).
+  let cos = mx.cos(ang);
+  let sin = mx.sin(ang);
+  if (r.mscale !== 1) {
+    cos = mx.multiply(cos, r.mscale);
+    sin = mx.multiply(sin, r.mscale);
+  }
   const x1 = x.index('...', mx.Slice(0, half));
   const x2 = x.index('...', mx.Slice(half, r.dims));
   const parts = [mx.subtract(mx.multiply(x1, cos), mx.multiply(x2, sin)), mx.add(mx.multiply(x2, cos), mx.multiply(x1, sin))];
