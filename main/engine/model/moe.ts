@@ -13,6 +13,7 @@ import { core as mx } from '@frost-beta/mlx';
 import { gatedAct } from './activations.ts';
 import type { ModelConfig } from './config.ts';
 import type { LinearWeight, RawModuleTensors } from './dtype-policy.ts';
+import { sliceLinear } from './linear.ts';
 import type { WeightLoader } from './weights.ts';
 
 export interface MoeWeights {
@@ -28,17 +29,9 @@ export interface MoeWeights {
 
 export type LinearFn = (x: mx.array, w: LinearWeight, what: string) => mx.array;
 
-/** Slice `i` of a stacked weight along its first axis (a view; packed stays packed). */
-function expertSlice(w: LinearWeight, i: number): LinearWeight {
-  const pick = (a: mx.array) => a.index(i);
-  const bias = w.bias ? pick(w.bias) : null;
-  if (w.kind === 'dense') return { kind: 'dense', weight: pick(w.weight), bias };
-  return { ...w, weight: pick(w.weight), scales: pick(w.scales), biases: pick(w.biases), bias };
-}
-
 function expert(w: MoeWeights, e: number) {
   let x = w.experts[e];
-  if (!x) x = w.experts[e] = { gate: expertSlice(w.gate, e), up: expertSlice(w.up, e), down: expertSlice(w.down, e) };
+  if (!x) x = w.experts[e] = { gate: sliceLinear(w.gate, e), up: sliceLinear(w.up, e), down: sliceLinear(w.down, e) };
   return x;
 }
 
