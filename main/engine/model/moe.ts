@@ -92,7 +92,7 @@ export function moeMlp(c: ModelConfig, w: MoeWeights, x: mx.array, lin: LinearFn
     const xe = L === 1 ? x2 : mx.take(x2, mx.array(g.tokens, mx.int32), 0);
     const h = gatedAct(c, lin(xe, ex.gate, 'switch_mlp.gate_proj'), lin(xe, ex.up, 'switch_mlp.up_proj'));
     const y = lin(h, ex.down, 'switch_mlp.down_proj');
-    outs.push(mx.multiply(y, mx.array(g.weights, mx.float32).reshape(g.weights.length, 1)));
+    outs.push(mx.multiply(y, mx.array(g.weights, mx.float32).astype(y.dtype).reshape(g.weights.length, 1)));
     for (const s of g.slots) rowOfSlot[s] = row++;
   }
   const all = mx.concatenate(outs, 0); // [L*k, H], expert-sorted
