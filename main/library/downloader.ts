@@ -101,7 +101,10 @@ export interface PullResult {
 
 /** Files a model needs; everything else in a repository (images, other formats) is skipped. */
 export function isModelFile(name: string, includeReadme = false): boolean {
-  if (name.includes('/')) return false; // mlx-community repos are flat; subfolders hold extras
+  // sentence-transformers embedding models declare their pooling in a numbered module folder
+  // (modules.json → 1_Pooling/config.json), which the engine's embed path reads.
+  if (/^\d{1,2}_Pooling\/config\.json$/.test(name)) return true;
+  if (name.includes('/')) return false; // mlx-community repos are flat; other subfolders hold extras
   if (includeReadme && name === 'README.md') return true;
   return (
     name === 'config.json' ||
@@ -110,6 +113,9 @@ export function isModelFile(name: string, includeReadme = false): boolean {
     name === 'model.safetensors.index.json' ||
     name === 'chat_template.jinja' ||
     name === 'chat_template.json' ||
+    name === 'modules.json' ||
+    name === 'config_sentence_transformers.json' ||
+    name === 'sentence_bert_config.json' ||
     /^tokenizer[\w.-]*\.json$/.test(name) ||
     /^[\w.-]+\.safetensors$/.test(name)
   );

@@ -102,6 +102,30 @@ describe('pull from the hub', () => {
     assert.deepEqual(readdirSync(path.join(dataDir, 'models', '.incoming')), [], 'the replaced folder is cleaned up');
   });
 
+  it('an embedding model also brings modules.json and 1_Pooling/config.json, and the engine reads its pooling', async () => {
+    const src = mkdtempSync(path.join(tmpdir(), 'mlxbar-embsrc-'));
+    try {
+      for (const f of readdirSync(modelDir)) writeFileSync(path.join(src, f), readFileSync(path.join(modelDir, f)));
+      writeFileSync(path.join(src, 'modules.json'), JSON.stringify([
+        { idx: 0, name: '0', path: '', type: 'sentence_transformers.models.Transformer' },
+        { idx: 1, name: '1', path: '1_Pooling', type: 'sentence_transformers.models.Pooling' },
+      ]));
+      mkdirSync(path.join(src, '1_Pooling'));
+      writeFileSync(path.join(src, '1_Pooling', 'config.json'), JSON.stringify({ word_embedding_dimension: 64, pooling_mode_mean_tokens: true }));
+      mkdirSync(path.join(src, 'assets'));
+      writeFileSync(path.join(src, 'assets', 'diagram.json'), '{}'); // other subfolders stay skipped
+      hub.addRepo('mlx-community/Tiny-Embed', src);
+      const res = await pullModel('mlx-community/Tiny-Embed', { dataDir, endpoint: hub.endpoint, ...fast });
+      assert.ok(existsSync(path.join(res.dir, 'modules.json')));
+      assert.equal(readFileSync(path.join(res.dir, '1_Pooling', 'config.json'), 'utf8'), readFileSync(path.join(src, '1_Pooling', 'config.json'), 'utf8'));
+      assert.ok(!existsSync(path.join(res.dir, 'assets')));
+      const { readEmbeddingConfig } = await import('../../main/engine/model/embed.ts');
+      assert.deepEqual(readEmbeddingConfig(res.dir), { pooling: 'mean', source: 'pooling_config' });
+    } finally {
+      rmSync(src, { recursive: true, force: true });
+    }
+  });
+
   it('honours HF_ENDPOINT and HF_TOKEN from the environment, and @revision in the folder name', async () => {
     const saved = { e: process.env.HF_ENDPOINT, t: process.env.HF_TOKEN };
     process.env.HF_ENDPOINT = hub.endpoint;

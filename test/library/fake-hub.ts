@@ -62,8 +62,16 @@ export interface FakeHub {
   close(): Promise<void>;
 }
 
-function listFiles(dir: string): string[] {
-  return readdirSync(dir).filter((n) => statSync(path.join(dir, n)).isFile());
+/** Files of a repository folder, subfolders included ('1_Pooling/config.json'), as the hub lists them. */
+function listFiles(dir: string, prefix = ''): string[] {
+  const out: string[] = [];
+  for (const n of readdirSync(path.join(dir, prefix))) {
+    const rel = prefix ? `${prefix}/${n}` : n;
+    const st = statSync(path.join(dir, rel));
+    if (st.isFile()) out.push(rel);
+    else if (st.isDirectory()) out.push(...listFiles(dir, rel));
+  }
+  return out;
 }
 
 export async function startFakeHub(): Promise<FakeHub> {
