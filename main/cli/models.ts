@@ -57,7 +57,7 @@ export function renderTable(models: LibraryEntry[]): string {
     m.id,
     m.architecture ?? '?',
     m.quantization ? `${m.quantization.bits}-bit/g${m.quantization.groupSize}` : (m.dtype ?? '?'),
-    fmtParams(m.parameters),
+    m.activeParameters ? `${fmtParams(m.parameters)} (${fmtParams(m.activeParameters)} active)` : fmtParams(m.parameters),
     formatBytes(m.sizeBytes),
     Number.isFinite(m.fitsInMemory.needBytes) ? `${m.fitsInMemory.fits ? 'yes' : 'NO'} (${formatBytes(m.fitsInMemory.needBytes)})` : 'unknown',
     m.ready ? 'ready' : `incomplete: ${m.problem ?? ''}`,

@@ -10,6 +10,7 @@ import { readManifest } from './downloader.ts';
 import { INCOMING_DIR, modelsDirOf } from './paths.ts';
 import { readSafetensorsHeader, weightStats, type WeightStats } from './safetensors.ts';
 import { isInside, isSafeRemoteFileName } from './validate.ts';
+import { describeModel } from '../engine/model/registry.ts';
 
 const MAX_CONFIG_BYTES = 1024 * 1024;
 const MAX_INDEX_BYTES = 16 * 1024 * 1024;
@@ -27,8 +28,12 @@ export interface LibraryEntry {
   revision: string | null;
   commit: string | null;
   sizeBytes: number;
-  /** config.model_type (llama | mistral | qwen2 | qwen3 …). */
+  /** config.model_type (llama | mistral | qwen2 | qwen3 | qwen3_moe | gemma3 …). */
   architecture: string | null;
+  /** The engine family that runs it (registry name), or null when unsupported. */
+  family?: string | null;
+  /** MoE: parameters used per token (router + top-k experts + the rest); null for dense models. */
+  activeParameters?: number | null;
   quantization: { bits: number; groupSize: number } | null;
   /** Checkpoint dtype: `q4`/`q8` for quantized, else float32 | float16 | bfloat16. */
   dtype: string | null;
@@ -181,9 +186,13 @@ async function inspect(dir: string, confineTo: string | null): Promise<Inspectio
     }
   }
 
+  // The engine's own config parser knows each family's fields (e.g. Gemma 3's text_config); the
+  // raw fields are the fallback for architectures it does not run.
+  const described = describeModel(config, params && params > 0 ? params : null);
+  const parsed = described.config;
   const heads = num(config.num_attention_heads);
   const hidden = num(config.hidden_size);
-  const headDim = num(config.head_dim) ?? (heads && hidden ? hidden / heads : null);
+  const headDim = parsed?.headDim ?? num(config.head_dim) ?? (heads && hidden ? hidden / heads : null);
   const dtype = quantization
     ? `q${quantization.bits}`
     : typeof config.torch_dtype === 'string'
@@ -193,10 +202,10 @@ async function inspect(dir: string, confineTo: string | null): Promise<Inspectio
         : null;
   const shape: ModelShape = {
     parameters: params && params > 0 ? params : null,
-    numLayers: num(config.num_hidden_layers),
-    numKvHeads: num(config.num_key_value_heads) ?? heads,
+    numLayers: parsed?.numLayers ?? num(config.num_hidden_layers),
+    numKvHeads: parsed?.numKvHeads ?? num(config.num_key_value_heads) ?? heads,
     headDim,
-    maxContext: num(config.max_position_embeddings),
+    maxContext: parsed?.contextLength ?? num(config.max_position_embeddings),
     floatDtype: floatDtype ? (DTYPE_NAMES[floatDtype] ?? floatDtype.toLowerCase()) : null,
     quantized: packed.parameters > 0 ? packed : null,
   };
@@ -212,6 +221,8 @@ async function inspect(dir: string, confineTo: string | null): Promise<Inspectio
       commit: manifest?.commit ?? null,
       sizeBytes,
       architecture: typeof config.model_type === 'string' ? config.model_type : null,
+      family: described.family,
+      activeParameters: described.activeParameters,
       quantization,
       dtype,
       parameters: shape.parameters,

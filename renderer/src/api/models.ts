@@ -9,6 +9,9 @@ export interface ModelRow {
   id: string;
   sizeBytes?: number;
   architecture?: string | null;
+  /** Engine family (registry name) and, for MoE, parameters active per token. */
+  family?: string | null;
+  activeParameters?: number | null;
   quantization?: { bits: number; groupSize: number } | null;
   dtype?: string | null;
   parameters?: number | null;

@@ -139,7 +139,7 @@ export function Models(props: { apiKey: string | null; endpoint: string | null; 
                   <tr key={m.id} data-testid="model-row" data-model={m.id} data-loaded={m.loaded ? 'true' : 'false'}>
                     <td className="route">{m.id}{m.loaded ? <span className="tag tag-ok" data-testid="loaded-badge">loaded</span> : null}{m.demo ? <span className="tag">demo</span> : null}</td>
                     <td className="r">{bytes(m.sizeBytes)}</td>
-                    <td>{m.architecture ?? '—'}{m.parameters ? <span className="muted"> · {num(m.parameters / 1e6, 1)}M params</span> : null}</td>
+                    <td>{m.architecture ?? '—'}{m.family && m.family !== m.architecture ? <span className="muted"> ({m.family})</span> : null}{m.parameters ? <span className="muted"> · {num(m.parameters / 1e6, 1)}M params{m.activeParameters ? `, ${num(m.activeParameters / 1e6, 1)}M active` : ''}</span> : null}</td>
                     <td>{quant(m)}</td>
                     <td title={m.fitsInMemory?.reason ?? ''}>
                       {m.fitsInMemory ? <span className={`tag ${m.fitsInMemory.fits ? 'tag-ok' : 'tag-bad'}`}>{m.fitsInMemory.fits ? 'fits' : 'too large'}</span> : '—'}
