@@ -128,6 +128,9 @@ export type EngineEvent =
       sampleMs?: number;
       /** With stopReason 'stop_string': which of the request's stop strings matched. */
       stopString?: string;
+      /** Lookup decoding: draft tokens verified and how many were accepted (absent when it was off). */
+      draftTokens?: number;
+      acceptedDrafts?: number;
     }
   | { type: 'error'; requestId: string; code: EngineErrorCode; message: string };
 

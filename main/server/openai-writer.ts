@@ -50,6 +50,8 @@ interface Usage {
   completion_tokens: number;
   total_tokens: number;
   prompt_tokens_details: { cached_tokens: number };
+  /** OpenAI's predicted-output counters, filled by lookup decoding's verified drafts. */
+  completion_tokens_details?: { accepted_prediction_tokens: number; rejected_prediction_tokens: number };
 }
 
 function usageOf(done: DoneEvent): Usage {
@@ -58,6 +60,14 @@ function usageOf(done: DoneEvent): Usage {
     completion_tokens: done.completionTokens,
     total_tokens: done.promptTokens + done.completionTokens,
     prompt_tokens_details: { cached_tokens: done.cachedTokens },
+    ...(done.draftTokens !== undefined
+      ? {
+          completion_tokens_details: {
+            accepted_prediction_tokens: done.acceptedDrafts ?? 0,
+            rejected_prediction_tokens: done.draftTokens - (done.acceptedDrafts ?? 0),
+          },
+        }
+      : {}),
   };
 }
 

@@ -16,6 +16,7 @@ import {
   importEntry,
   loadModel,
   PrefixCache,
+  NgramCache,
   type GenerationSummary,
   type LoadedModel,
 } from '../model/index.ts';
@@ -34,11 +35,21 @@ export interface RunContext {
   emit(e: EngineEvent): void;
 }
 
+/** The cross-request n-gram cache of lookup decoding: one per loaded model (recent outputs). */
+const ngramCaches = new WeakMap<LoadedModel, NgramCache>();
+function ngramCacheFor(lm: LoadedModel): NgramCache {
+  let c = ngramCaches.get(lm);
+  if (!c) ngramCaches.set(lm, (c = new NgramCache()));
+  return c;
+}
+
 export interface BackendOptions {
   /** Byte budget of the prompt prefix cache (0 disables it). */
   prefixCacheBytes: number;
   /** Prompt tokens per prefill chunk (cancellation granularity). */
   prefillChunk: number;
+  /** Lookup decoding with a cross-request n-gram cache per loaded model (default on). */
+  lookupDecoding?: boolean;
   /** dtypePolicy setting; with `capabilities` it picks the dtype policy (see engineDtypeChoice). */
   dtypePolicy?: DtypePolicySetting;
   capabilities?: MlxCapabilities;
@@ -277,6 +288,7 @@ async function runModelGeneration(
       prefillChunk: opts.prefillChunk,
       constraint,
       logprobs: tracker ? req.logprobs : null,
+      lookup: opts.lookupDecoding === false ? null : { cache: ngramCacheFor(lm) },
     },
     {
       signal: ctx.signal,
@@ -360,6 +372,7 @@ async function runModelGeneration(
     prefillMs: s.prefillMs,
     decodeMs: s.decodeMs,
     sampleMs: s.sampleMs,
+    ...(s.draftTokens !== undefined ? { draftTokens: s.draftTokens, acceptedDrafts: s.acceptedDrafts ?? 0 } : {}),
     ...(stoppedByString && matchedStop !== null ? { stopString: matchedStop } : {}),
   });
 }

@@ -30,6 +30,8 @@ export interface LoadOptions {
   prefixCacheBytes?: number;
   /** Prompt tokens per prefill chunk: the cancellation granularity of prefill. */
   prefillChunk?: number;
+  /** Lookup decoding (n-gram drafts verified in one pass; output unchanged). Default on. */
+  lookupDecoding?: boolean;
   /** The dtypePolicy setting (auto | native | float32; default auto). */
   dtypePolicy?: DtypePolicySetting;
   /**
@@ -244,6 +246,10 @@ export function parseParentMessage(v: unknown): ParentMessage | null {
         if (!isInt(o.prefillChunk, 1, 65_536)) return null;
         options.prefillChunk = o.prefillChunk;
       }
+      if (o && o.lookupDecoding !== undefined) {
+        if (typeof o.lookupDecoding !== 'boolean') return null;
+        options.lookupDecoding = o.lookupDecoding;
+      }
       if (o && o.dtypePolicy !== undefined) {
         if (!isDtypePolicySetting(o.dtypePolicy)) return null;
         options.dtypePolicy = o.dtypePolicy;
@@ -338,7 +344,9 @@ function parseEvent(e: unknown): EngineEvent | null {
         isNum(e.ttftMs) &&
         isNum(e.prefillMs) &&
         isNum(e.decodeMs) &&
-        (e.stopString === undefined || isStr(e.stopString, 65_536))
+        (e.stopString === undefined || isStr(e.stopString, 65_536)) &&
+        (e.draftTokens === undefined || isInt(e.draftTokens)) &&
+        (e.acceptedDrafts === undefined || isInt(e.acceptedDrafts))
         ? (e as unknown as EngineEvent)
         : null;
     case 'error':
