@@ -11,6 +11,8 @@
 //     ms/token and the part of it spent choosing tokens (the done event's sampleMs), whose
 //     difference to the free run is what constrained decoding adds per step.
 // `--quick`: fewer steps, tiny model only. `--big`: write the 0.6B checkpoint if it is missing.
+// `--constraint-only`: part 1 only. Part 1 also measures issue 13's keywords (bounds, formats,
+// patterns, record, tuple, oneOf): compile time, and the mask per position cold and warm.
 import { fork } from 'node:child_process';
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -48,6 +50,19 @@ const DOC = JSON.stringify(
   null,
   2,
 );
+
+/** Issue 13: schemas as zod/Pydantic emit them, with a document each (all tokens must be accepted). */
+const KEYWORD_CASES: [string, unknown, string][] = [
+  ['int-bounds (zod .int().min().max())', { type: 'object', properties: { age: { type: 'integer', minimum: 18, maximum: 120 }, id: { type: 'integer', minimum: -9007199254740991, maximum: 9007199254740991 } }, required: ['age', 'id'] }, '{"age": 42, "id": 1234567}'],
+  ['number exclusiveMinimum', { type: 'object', properties: { price: { type: 'number', exclusiveMinimum: 0 } }, required: ['price'] }, '{"price": 19.99}'],
+  ['email (format + zod pattern)', { type: 'object', properties: { email: { type: 'string', format: 'email', pattern: "^(?:[A-Za-z0-9_'+\\-]+\\.)*[A-Za-z0-9_'+\\-]*[A-Za-z0-9_+-]@(?:[A-Za-z0-9][A-Za-z0-9\\-]*\\.)+[A-Za-z]{2,}$" } }, required: ['email'] }, '{"email": "ada.lovelace@example.com"}'],
+  ['uuid', { type: 'object', properties: { id: { type: 'string', format: 'uuid' } }, required: ['id'] }, '{"id": "123e4567-e89b-12d3-a456-426614174000"}'],
+  ['date-time', { type: 'object', properties: { at: { type: 'string', format: 'date-time' } }, required: ['at'] }, '{"at": "2024-02-29T10:11:12Z"}'],
+  ['regex', { type: 'object', properties: { code: { type: 'string', pattern: '^[A-Z]{2}-\\d{3}$' } }, required: ['code'] }, '{"code": "AB-123"}'],
+  ['record (propertyNames)', { type: 'object', propertyNames: { type: 'string' }, additionalProperties: { type: 'number' } }, '{"alpha": 1, "beta": 2.5}'],
+  ['tuple (prefixItems)', { type: 'array', prefixItems: [{ type: 'string' }, { type: 'integer', minimum: 0 }], items: false, minItems: 2 }, '["x", 3]'],
+  ['discriminated union (oneOf)', { oneOf: [{ type: 'object', properties: { k: { const: 'a' }, x: { type: 'string' } }, required: ['k', 'x'], additionalProperties: false }, { type: 'object', properties: { k: { const: 'b' }, y: { type: 'integer' } }, required: ['k', 'y'], additionalProperties: false }] }, '{"k": "b", "y": 7}'],
+];
 
 function stats(xs: number[]): { mean: number; p50: number; p95: number; max: number } {
   const s = [...xs].sort((a, b) => a - b);
@@ -116,6 +131,36 @@ async function constraintPart(opts: BenchOptions) {
     stepMs.push(performance.now() - ts);
   }
   opts.log(`table ${buildMs.toFixed(0)} ms; real-model mask p50 ${stats(maskMs).p50} ms; random-model step mean ${stats(stepMs).mean} ms`);
+
+  // Issue 13's keywords: per document position, the compile cost, accepts() and a full mask
+  // (the worst case: every draw refused). Pattern masks are cached per (automaton, state) on the
+  // table, so a warm pass (the same document again) shows the steady state.
+  const keywordCases: Record<string, { compileMs: number; acceptsUs: ReturnType<typeof stats>; maskColdMs: ReturnType<typeof stats>; maskWarmMs: ReturnType<typeof stats> }> = {};
+  for (const [name, schema, doc] of KEYWORD_CASES) {
+    const tc = performance.now();
+    const kn = compileSchema(schema);
+    const compileMs = performance.now() - tc;
+    const docIds = text.encode(doc, { addSpecialTokens: false });
+    const pass = () => {
+      const acc: number[] = [];
+      const mk: number[] = [];
+      const k = new TokenConstraint(table, kn, eos);
+      for (const id of docIds) {
+        const tm = performance.now();
+        k.mask();
+        mk.push(performance.now() - tm);
+        const ta = performance.now();
+        if (!k.accepts(id)) throw new Error(`${name}: document token refused: ${JSON.stringify(text.decode([id]))}`);
+        acc.push((performance.now() - ta) * 1000);
+        k.advance(id);
+      }
+      return { acc, mk };
+    };
+    const cold = pass();
+    const warm = pass();
+    keywordCases[name] = { compileMs: round(compileMs, 1), acceptsUs: stats(cold.acc), maskColdMs: stats(cold.mk), maskWarmMs: stats(warm.mk) };
+    opts.log(`${name}: compile ${compileMs.toFixed(1)} ms, mask p50 cold ${stats(cold.mk).p50} / warm ${stats(warm.mk).p50} ms`);
+  }
   return {
     vocab: VOCAB,
     tokensWithBytes: table.size,
@@ -130,6 +175,8 @@ async function constraintPart(opts: BenchOptions) {
       maskListLength: stats(maskSizes),
     },
     randomModelJsonObject: { steps, maskedSteps: masks, documentsCompleted: docs, stepMs: stats(stepMs) },
+    keywords: keywordCases,
+    uptime: os.loadavg().map((x) => round(x, 2)),
   };
 }
 
@@ -263,9 +310,11 @@ export const constrainSection: BenchSection = {
   async run(opts: BenchOptions): Promise<BenchResult> {
     const constraint = await constraintPart(opts);
     const engine: Record<string, unknown> = {};
-    const tiny = await ensureModel('tiny', true, opts.log);
-    engine.tiny = await enginePart('tiny', tiny!, opts);
-    if (!opts.quick) {
+    // `--constraint-only`: the in-process part (token table, accepts, masks, issue-13 keywords).
+    const engineToo = opts.args['constraint-only'] !== true;
+    const tiny = engineToo ? await ensureModel('tiny', true, opts.log) : null;
+    if (tiny) engine.tiny = await enginePart('tiny', tiny, opts);
+    if (!opts.quick && engineToo) {
       const big = await ensureModel('qwen3_0_6b', opts.args.big === true, opts.log);
       engine.qwen3_0_6b = big ? await enginePart('qwen3_0_6b', big, opts) : { skipped: 'no Qwen3-0.6B-shaped checkpoint (run with --big, or the engine section first)' };
     }
@@ -276,6 +325,8 @@ export const constrainSection: BenchSection = {
         real_model_accepts_us_mean: constraint.realModel.acceptsUs.mean,
         real_model_mask_ms_p50: constraint.realModel.maskIfNeededMs.p50,
         random_model_step_ms_mean: constraint.randomModelJsonObject.stepMs.mean,
+        keywords_mask_warm_ms_p50_max: Math.max(...Object.values(constraint.keywords).map((k) => k.maskWarmMs.p50)),
+        keywords_mask_cold_ms_p50_max: Math.max(...Object.values(constraint.keywords).map((k) => k.maskColdMs.p50)),
         tiny_json_schema_added_pct_of_decode: pct('tiny', 'json_schema'),
         qwen3_0_6b_json_schema_added_pct_of_decode: pct('qwen3_0_6b', 'json_schema'),
         qwen3_0_6b_json_object_added_pct_of_decode: pct('qwen3_0_6b', 'json_object'),
