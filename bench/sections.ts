@@ -10,5 +10,6 @@ import { embeddingsSection } from './embeddings.ts';
 import { constrainSection } from './constrain.ts';
 import { prefillSection } from './prefill.ts';
 import { llamaSection } from './llama.ts';
+import { nativeSection } from './native.ts';
 
-export const SECTIONS: BenchSection[] = [engineSection, serverSection, cacheHttpSection, prefixRestartSection, cachesSection, metricsSection, embeddingsSection, constrainSection, prefillSection, llamaSection];
+export const SECTIONS: BenchSection[] = [engineSection, serverSection, cacheHttpSection, prefixRestartSection, cachesSection, metricsSection, embeddingsSection, constrainSection, prefillSection, llamaSection, nativeSection];

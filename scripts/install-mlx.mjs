@@ -62,4 +62,14 @@ if (process.env.MLXBAR_SKIP_MLX_DOWNLOAD === '1') {
 }
 console.log(`[mlx-bar] ${process.platform}-${process.arch}: fetching the MLX build for this platform with the package's downloader.`);
 const r = spawnSync(process.execPath, ['install.js'], { cwd: pkgDir, stdio: 'inherit' });
-process.exit(r.status ?? 1);
+if (r.status !== 0) process.exit(r.status ?? 1);
+// The Metal build finds its GPU kernels in mlx.metallib NEXT TO mlx.node (MLX looks beside the
+// binary that contains it); the package's downloader writes both into build/Release. Check it, so a
+// half-finished download fails here and not at the first request.
+const metallib = path.join(pkgDir, 'build', 'Release', 'mlx.metallib');
+if (!existsSync(binary) || (process.platform === 'darwin' && process.arch === 'arm64' && !existsSync(metallib))) {
+  console.error(`[mlx-bar] the MLX download is incomplete: expected build/Release/mlx.node${process.platform === 'darwin' ? ' and mlx.metallib' : ''} in @frost-beta/mlx. Run \`npm rebuild @frost-beta/mlx\` or \`node scripts/install-mlx.mjs\` again.`);
+  process.exit(1);
+}
+console.log(`[mlx-bar] MLX for ${process.platform}-${process.arch} installed${existsSync(metallib) ? ' (with mlx.metallib next to mlx.node)' : ''}.`);
+process.exit(0);

@@ -145,7 +145,7 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
   // data folder; the float32 setting needs none) + the dtypePolicy setting. The engine process
   // re-checks that the probe was made for the binary it loaded.
   const probe = await import('../engine/probe/index.ts');
-  const capabilities = settings.dtypePolicy === 'float32' ? null : await probe.getCapabilities(probe.capabilitiesDir(opts.dataDir)).catch(() => null);
+  const capabilities = settings.dtypePolicy === 'float32' ? null : await probe.getCapabilities(probe.capabilitiesDir(opts.dataDir), opts.engineSpawn ? { spawn: opts.engineSpawn } : {}).catch(() => null);
   const dtypeChoice = probe.choosePolicy(settings.dtypePolicy, capabilities);
   const { watermarksFromSettings, watermarkBytes, readSystemMemory } = await import('../hardening/memory.ts');
   const wm = watermarksFromSettings(settings.memory);

@@ -173,6 +173,18 @@ test('electron-builder --dir with a stub Electron dist: app.asar holds exactly t
       assert.equal(has(`/node_modules/${dev}/package.json`), false, `${dev} must not be packaged (bundled or dev-only)`);
     // the native MLX binding is unpacked next to the asar (dlopen cannot read inside it)
     assert.ok(existsSync(path.join(resources, 'app.asar.unpacked', 'node_modules', '@frost-beta', 'mlx', 'package.json')), 'MLX binding unpacked');
+    // ...the native module itself as a real file, not inside the asar, and the capability probe's
+    // child entry packaged next to engine-main.js (probe.ts resolves it there).
+    assert.ok(existsSync(path.join(resources, 'app.asar.unpacked', 'node_modules', '@frost-beta', 'mlx', 'build', 'Release', 'mlx.node')), 'mlx.node unpacked');
+    assert.ok(has('/dist/main/mlx-probe.js'), 'the MLX capability probe entry is packaged');
+    // On macOS the downloader adds build/Release/mlx.metallib, which MLX loads from beside mlx.node:
+    // it must be unpacked by the same rule. (This Linux machine has no metallib to pack; check the
+    // configured rule with electron-builder's own matcher.)
+    const { minimatch } = createRequire(require.resolve('app-builder-lib/package.json'))('minimatch') as { minimatch: (p: string, g: string, o?: object) => boolean };
+    const unpackRules = ((await loadYamlConfig()).asarUnpack ?? []) as string[];
+    for (const f of ['node_modules/@frost-beta/mlx/build/Release/mlx.metallib', 'node_modules/@frost-beta/mlx/build/Release/mlx.node']) {
+      assert.ok(unpackRules.some((g) => minimatch(f, g, { dot: true })), `${f} matches asarUnpack`);
+    }
     // tray assets as extra resources, incl. macOS template images
     for (const f of ['trayTemplate.png', 'trayTemplate@2x.png', 'tray-running.png', 'tray-error.png', 'icon.png'])
       assert.ok(existsSync(path.join(resources, 'assets', f)), `assets/${f}`);

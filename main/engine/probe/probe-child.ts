@@ -1,5 +1,5 @@
 // The capability probe's child process: `node probe-child.(ts|js) <item>` runs ONE item and prints
-// JSON lines on stdout. Items: `basics` (GPU, 4-bit quantizedMatmul speed, memory counters and
+// JSON lines on stdout. Items (argv[2] or MLXBAR_PROBE_ITEM): `basics` (GPU, 4-bit quantizedMatmul speed, memory counters and
 // limits, compile) and `half:float16` / `half:bfloat16` (every op the half-precision compute path
 // needs). A half op the build cannot run aborts this process (exit 134 on the CPU build of 0.0.7,
 // uncatchable); so each op is announced with a {"start": op} line first and the parent knows which
@@ -206,7 +206,8 @@ function half(name: string): void {
   emit({ done: true });
 }
 
-const item = process.argv[2] ?? '';
+// The item: argv (run by hand) or MLXBAR_PROBE_ITEM (spawned by probe.ts through an EngineSpawner).
+const item = process.argv[2] || process.env.MLXBAR_PROBE_ITEM || '';
 try {
   if (item === 'basics') basics();
   else if (item.startsWith('half:')) half(item.slice(5));
@@ -216,3 +217,5 @@ try {
   emit({ error: (e as Error).message });
   process.exitCode = 1;
 }
+// A fork()ed child has an IPC channel to the parent; do not let it keep this process alive.
+process.disconnect?.();

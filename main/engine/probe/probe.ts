@@ -4,17 +4,20 @@
 // Each half-precision dtype is probed in its own child process because an unsupported op aborts
 // the process; the parent reads which op was announced last and the exit code. Never loads MLX
 // in the calling process.
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { engineProcessEnv } from '../process/blas.ts';
+import { forkSpawner, type EngineSpawner } from '../process/spawn.ts';
 import { CAPABILITIES_SCHEMA, HALF_DTYPES, isCapabilities, type HalfDtype, type HalfDtypeProbe, type MlxCapabilities } from './capabilities.ts';
 
 export const CAPABILITIES_FILE = 'mlx-capabilities.json';
-const PROBE_TIMEOUT_MS = 60_000;
+// Generous: on a loaded machine a child's start-up alone took > 60 s. A child that still runs out of
+// time counts as failed for this run, and the record is then NOT cached (probed again next time).
+const PROBE_TIMEOUT_MS = 180_000;
 
 /** Where the installed binding's native module and metallib are (for hashing and install checks). */
 export function mlxBinaryPaths(): { packageDir: string; node: string; metallib: string; version: string } {
@@ -50,40 +53,56 @@ export function defaultProbeEntry(): { entry: string; execArgv: string[] } {
 
 interface ChildResult {
   lines: Record<string, unknown>[];
+  timedOut: boolean;
   code: number | null;
   signal: string | null;
   /** The native error text (e.g. "[Matmul::eval_cpu] Currently only supports float32."), if any. */
   nativeError: string | null;
 }
 
-function runChild(item: string, env: NodeJS.ProcessEnv): Promise<ChildResult> {
+/**
+ * Runs one probe item in a child through an EngineSpawner: the Node `fork` one by default, the
+ * Electron utilityProcess one inside the app (the packaged app's run-as-node fuse is off, so its
+ * binary cannot be spawned as a plain Node). The item travels in the environment.
+ */
+function runChild(item: string, env: NodeJS.ProcessEnv, spawner: EngineSpawner): Promise<ChildResult> {
   const { entry, execArgv } = defaultProbeEntry();
+  // The engine's own environment (no secrets; OpenBLAS as the engine will load it), so the timings
+  // are the ones the engine will see.
+  const childEnv = { ...engineProcessEnv(env), MLXBAR_PROBE_ITEM: item };
   return new Promise((resolve) => {
-    // ELECTRON_RUN_AS_NODE: inside Electron, process.execPath is the app binary; this makes it a plain Node.
-    const child = spawn(process.execPath, [...execArgv, entry, item], {
-      env: { ...env, ELECTRON_RUN_AS_NODE: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (b: Buffer) => (out += b.toString('utf8')));
-    child.stderr.on('data', (b: Buffer) => (err = (err + b.toString('utf8')).slice(-4096)));
-    const timer = setTimeout(() => child.kill('SIGKILL'), PROBE_TIMEOUT_MS);
-    const finish = (code: number | null, signal: string | null) => {
-      clearTimeout(timer);
-      const lines: Record<string, unknown>[] = [];
-      for (const l of out.split('\n')) {
-        try {
-          if (l.trim()) lines.push(JSON.parse(l));
-        } catch {
-          /* not ours */
-        }
-      }
-      const what = /what\(\):\s*(.+)/.exec(err)?.[1]?.trim() ?? null;
-      resolve({ lines, code, signal, nativeError: what ? what.slice(0, 200) : null });
-    };
-    child.on('error', () => finish(null, null));
-    child.on('exit', finish);
+    const lines: Record<string, unknown>[] = [];
+    let nativeError: string | null = null;
+    let done = false;
+    let timedOut = false;
+    let timer: NodeJS.Timeout | undefined;
+    const handle = spawner(
+      { entry, execArgv, env: childEnv },
+      {
+        onMessage: () => {},
+        onLog: (line) => {
+          const what = /what\(\):\s*(.+)/.exec(line)?.[1]?.trim();
+          if (what) nativeError = what.slice(0, 200);
+          if (!line.startsWith('{')) return;
+          try {
+            lines.push(JSON.parse(line));
+          } catch {
+            /* not ours */
+          }
+        },
+        onExit: (code, signal) => {
+          if (done) return;
+          done = true;
+          clearTimeout(timer);
+          // stdout lines may arrive just after the exit event: one turn for the line reader.
+          setImmediate(() => resolve({ lines, code, signal, nativeError, timedOut }));
+        },
+      },
+    );
+    timer = setTimeout(() => {
+      timedOut = true;
+      handle.kill('SIGKILL');
+    }, PROBE_TIMEOUT_MS);
   });
 }
 
@@ -95,6 +114,7 @@ function halfFrom(r: ChildResult): HalfDtypeProbe {
     return { ok: true, passed, failedOp: null, detail: `${passed.join(', ')} run and match float32` };
   }
   if (failed) return { ok: false, passed, failedOp: String(failed.op), detail: String(failed.detail) };
+  if (r.timedOut) return { ok: false, passed, failedOp: null, detail: `the probe did not finish within ${PROBE_TIMEOUT_MS / 1000} s (not cached; probed again next time)` };
   const how = r.signal ? `signal ${r.signal}` : `exit code ${r.code}`;
   const op = started && !passed.includes(started) ? started : null;
   return {
@@ -106,19 +126,25 @@ function halfFrom(r: ChildResult): HalfDtypeProbe {
 }
 
 /** Runs the probe now (a few seconds: one child for the basics, one per half dtype). */
-export async function runCapabilityProbe(env: NodeJS.ProcessEnv = process.env): Promise<MlxCapabilities> {
+export async function runCapabilityProbe(env: NodeJS.ProcessEnv = process.env, spawner: EngineSpawner = forkSpawner): Promise<MlxCapabilities> {
+  return (await probeOnce(env, spawner)).caps;
+}
+
+/** The probe plus whether every child finished in time (a timed-out record is not cached). */
+async function probeOnce(env: NodeJS.ProcessEnv, spawner: EngineSpawner): Promise<{ caps: MlxCapabilities; complete: boolean }> {
   const t0 = performance.now();
   const { version } = mlxBinaryPaths();
   const binaryKey = mlxBinaryKey();
   // The timed basics run alone (timings must not compete for the cores); the half-dtype children
   // time only half vs float32 within themselves, so they run side by side.
-  const basics = await runChild('basics', env);
+  const basics = await runChild('basics', env, spawner);
   const halves = {} as Record<HalfDtype, HalfDtypeProbe>;
-  const results = await Promise.all(HALF_DTYPES.map((d) => runChild(`half:${d}`, env)));
+  const results = await Promise.all(HALF_DTYPES.map((d) => runChild(`half:${d}`, env, spawner)));
   HALF_DTYPES.forEach((d, i) => (halves[d] = halfFrom(results[i])));
+  const complete = !basics.timedOut && !results.some((r) => r.timedOut);
   const get = <T>(key: string, fallback: T): T => (basics.lines.find((l) => key in l)?.[key] as T) ?? fallback;
   const failed = basics.code !== 0 ? `the probe process failed (exit code ${basics.code}${basics.nativeError ? `: ${basics.nativeError}` : ''})` : 'not measured';
-  return {
+  const caps: MlxCapabilities = {
     schema: CAPABILITIES_SCHEMA,
     binaryKey,
     mlxVersion: version,
@@ -133,6 +159,7 @@ export async function runCapabilityProbe(env: NodeJS.ProcessEnv = process.env): 
     memoryLimits: get('memoryLimits', { works: false, detail: failed }),
     compile: get('compile', { available: false, works: false, detail: failed }),
   };
+  return { caps, complete };
 }
 
 /** The cached probe of this build, if any (null when absent, unreadable or for another binary). */
@@ -151,7 +178,10 @@ const inFlight = new Map<string, Promise<MlxCapabilities>>();
  * This build's capabilities: from `<dataDir>/mlx-capabilities.json` when it was probed before,
  * else probed now and cached (written atomically). Concurrent callers share one probe.
  */
-export async function getCapabilities(dataDir: string, opts: { refresh?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<MlxCapabilities> {
+export async function getCapabilities(
+  dataDir: string,
+  opts: { refresh?: boolean; env?: NodeJS.ProcessEnv; spawn?: EngineSpawner } = {},
+): Promise<MlxCapabilities> {
   const key = mlxBinaryKey();
   if (!opts.refresh) {
     const cached = readCachedCapabilities(dataDir, key);
@@ -161,10 +191,10 @@ export async function getCapabilities(dataDir: string, opts: { refresh?: boolean
   let p = inFlight.get(id);
   if (!p) {
     p = (async () => {
-      const caps = await runCapabilityProbe(opts.env);
+      const { caps, complete } = await probeOnce(opts.env ?? process.env, opts.spawn ?? forkSpawner);
       try {
         // Only into an existing folder (serve creates it; `check` must not create the data folder).
-        if (!existsSync(dataDir)) return caps;
+        if (!existsSync(dataDir) || !complete) return caps;
         const file = path.join(dataDir, CAPABILITIES_FILE);
         const tmp = `${file}.${process.pid}.tmp`;
         writeFileSync(tmp, JSON.stringify(caps, null, 2) + '\n');
