@@ -17,6 +17,7 @@ import { runGeneration, type GenerationEnv, type ResponseFormat } from './genera
 import type { ServerHooks } from './hooks.ts';
 import type { ModelExecutor, ServedModelLease, ServerModels } from './models.ts';
 import { encodePrompt, prepareGeneration, type InternalRequest } from './prompt.ts';
+import { checkPromptBounds } from './prompt-bounds.ts';
 import type { ChatRequest } from './validate.ts';
 import type { WorkSlots } from './slots.ts';
 
@@ -117,6 +118,7 @@ export function createLifecycle(ctx: LifecycleContext): Lifecycle {
   async function countChatTokens(reply: FastifyReply, r: ChatRequest): Promise<number | null> {
     let n: number | null = null;
     await withLease(reply, r.model, async (lease) => {
+      checkPromptBounds(r, lease.info.contextLength); // no event-loop-long render of what cannot fit
       n = encodePrompt(r, lease.text).ids.length;
     });
     return n;

@@ -9,6 +9,7 @@ import { randomId, type PreparedGeneration, type ResponseFormat } from './genera
 import type { ResponseCacheKey, ServerTextPipeline } from './hooks.ts';
 import type { ServedModelLease } from './models.ts';
 import { promptOpensThinking } from './output-split.ts';
+import { checkPromptBounds } from './prompt-bounds.ts';
 import type { RequestTrack } from './track.ts';
 import type { ChatRequest, CompletionRequest } from './validate.ts';
 
@@ -87,6 +88,8 @@ export function prepareGeneration(
 ): PreparedGeneration {
   const modelId = lease.id;
   const info = lease.info;
+  // Refuse what cannot fit before the (event-loop) render + tokenize: see prompt-bounds.ts.
+  checkPromptBounds(r, info.contextLength);
   const prompt = encodePrompt(r, lease.text);
   const promptIds = prompt.ids;
   if (promptIds.length === 0) throw new ApiError('invalid_value', 'The prompt is empty', { param: r.kind === 'chat' ? 'messages' : 'prompt' });

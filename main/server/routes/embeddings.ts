@@ -8,6 +8,7 @@
 // model like a chat request would) → engine state → per-input context check and a total token
 // budget → admission (degradation, memory) → a work slot → engine. A client that disconnects
 // cancels the batch (between inputs/chunks); the record is reported under route /v1/embeddings.
+import { boundEmbeddingTexts } from '../prompt-bounds.ts';
 import os from 'node:os';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError, toApiError } from '../../common/errors.ts';
@@ -67,7 +68,8 @@ export function embeddingsRoutes(app: FastifyInstance, ctx: ServerContext, opts:
       }
       inputs = r.input.ids;
     } else {
-      inputs = r.input.texts.map((s) => text.encode(s));
+      // Bounded before tokenizing (prompt-bounds.ts): a huge batch cannot hold the event loop.
+      inputs = boundEmbeddingTexts(r.input.texts, info.contextLength, limits.maxTotalTokens, r.truncate).map((s) => text.encode(s));
     }
     const ctx = info.contextLength;
     inputs = inputs.map((ids, i) => {
