@@ -246,7 +246,7 @@ export function exportEntry(entry: Pick<PrefixCacheEntry, 'tokens' | 'cache'>): 
  */
 export function importEntry(
   data: ImportablePrefixEntry,
-  expected: { numLayers: number; numKvHeads: number; headDim: number },
+  expected: { numLayers: number; numKvHeads: number; headDim: number; dtype?: mx.Dtype },
 ): { tokens: number[]; cache: KVCache } {
   if (!data || !Array.isArray(data.tokens) || !Array.isArray(data.layers)) throw new Error('KV export is malformed');
   if (data.layers.length !== expected.numLayers) throw new Error('KV export has the wrong number of layers');
@@ -267,8 +267,10 @@ export function importEntry(
     const keys: mx.array[] = [];
     const values: mx.array[] = [];
     for (let i = 0; i < expected.numLayers; i++) {
-      keys.push(loaded[`k${i}`]);
-      values.push(loaded[`v${i}`]);
+      // Stored as float32; held in the model's compute dtype (bf16/f16 under a native half policy).
+      const cast = (a: mx.array) => (expected.dtype && a.dtype !== expected.dtype ? a.astype(expected.dtype) : a);
+      keys.push(cast(loaded[`k${i}`]));
+      values.push(cast(loaded[`v${i}`]));
     }
     mx.eval(...keys, ...values); // read now: the temp file is deleted on return
     return { tokens: data.tokens.slice(), cache: new KVCache(expected.numLayers, keys, values, T) };
