@@ -20,6 +20,21 @@ export interface Percentiles {
 }
 
 /** JSON served at GET /v1/metrics (and pushed on the live feed). Times in seconds. */
+/** One remote upstream (settings `remotes`): its circuit state and what went through it. */
+export interface UpstreamMetrics {
+  upstream: string;
+  state: 'closed' | 'open' | 'half_open';
+  requests: number;
+  errors: Record<string, number>;
+  active: number;
+  queued: number;
+  latency_ms: { p50: number; p95: number; p99: number };
+  ttft_ms: { p50: number; p95: number; p99: number };
+  tokens_per_second: { p50: number; p95: number; p99: number };
+  /** Requests answered by the local fallback model while the upstream was down. */
+  fallbacks: number;
+}
+
 export interface MetricsSnapshot {
   /** hit_rate null: nothing was looked up yet. enabled: the response cache is switched on (absent when unknown). */
   cache: { cache_hits: number; cache_misses: number; hit_rate: number | null; enabled?: boolean };
@@ -54,6 +69,8 @@ export interface MetricsSnapshot {
   recent_requests: RecentRequest[];
   timestamp: string;
   uptime_seconds: number;
+  /** Remote upstreams, when any are configured. */
+  upstreams?: UpstreamMetrics[];
 }
 
 export interface RecentRequest {

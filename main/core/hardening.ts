@@ -11,6 +11,7 @@ import { createMemorySampler, watermarksFromSettings, type MemorySampler } from 
 import { createMetrics, type Metrics } from '../hardening/metrics.ts';
 import { registerMetricsRoutes } from '../hardening/metrics-routes.ts';
 import { sanitizeMessage } from '../common/sanitize.ts';
+import type { UpstreamMetrics } from '../common/metrics-types.ts';
 import { openResponseCache } from '../caches/index.ts';
 import type { ResponseCache } from '../caches/response-cache.ts';
 import { startPrefixPersistence, type PrefixEngine, type PrefixPersistence } from './prefix-persistence.ts';
@@ -27,6 +28,8 @@ export interface HardeningInput {
   log: (line: string) => void;
   /** The model started with is the built-in random-weight DEMO model (shown in the dashboard header). */
   demo?: boolean;
+  /** Remote upstreams' statistics for /v1/metrics (label `upstream`). */
+  upstreams?: () => UpstreamMetrics[];
 }
 
 export interface Hardening {
@@ -114,6 +117,7 @@ export async function attachHardening(input: HardeningInput): Promise<Hardening>
 
   const metrics = createMetrics({
     memory,
+    upstreams: input.upstreams,
     engineStats: () => engine.stats(),
     degradation: () => degradation.status(),
     cacheStats: () => {

@@ -166,6 +166,7 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
   });
   let server: MlxBarServer | null = null;
   let hardening: Hardening | null = null;
+  let remotes: import('../server/remote/remotes.ts').Remotes | undefined;
   let manager: ModelManager<ServerTextPipeline> | null = null;
   try {
     // Library mode (issue 6): the model manager owns the engine's model: /v1/models lists
@@ -224,7 +225,14 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
     }
     // Degradation, response cache, memory sampler/admission and metrics, wired together.
     const { attachHardening } = await import('./hardening.ts');
-    hardening = await attachHardening({ engine, modelInfo, text, dataDir: opts.dataDir, settings, log, demo: opts.demo });
+    // Remote models from the settings: forwarded through the same life cycle (main/server/remote).
+    remotes = settings.remotes.length
+      ? new (await import('../server/remote/remotes.ts')).Remotes(settings.remotes, {
+          onBreakerChange: (id, state) => log(`remote model "${id}": upstream ${state === 'open' ? 'down (circuit open)' : state === 'half_open' ? 'probing' : 'up'}`),
+        })
+      : undefined;
+    const rs = remotes;
+    hardening = await attachHardening({ engine, modelInfo, text, dataDir: opts.dataDir, settings, log, demo: opts.demo, ...(rs ? { upstreams: () => rs.all().map((u) => u.stats()) } : {}) });
     const settingsApi = opts.settingsApi ? await import('../server/settings-routes.ts') : null;
     const hooks: ServerHooks = settingsApi
       ? settingsApi.withSettingsApi(hardening.hooks, { dataDir: opts.dataDir, sources: opts.settingsApi!.sources, running: settings, host: opts.host, log })
@@ -238,6 +246,7 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
         hooks,
         models,
         modelAdmin,
+        remotes,
       },
       partial,
     );
@@ -252,6 +261,7 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
       async stop() {
         modelAdmin?.close();
         await s.close();
+        remotes?.close();
         // Persist new prompt prefixes while the engine can still export them.
         await hardening?.prefixPersistence?.close(10_000).catch(() => {});
         await manager?.close().catch(() => {});
@@ -260,6 +270,7 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
       },
     };
   } catch (err) {
+    remotes?.close();
     await server?.close(0).catch(() => {});
     await manager?.close().catch(() => {});
     await engine.stop().catch(() => {});

@@ -20,10 +20,11 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { ERROR_CODES } from '../common/errors.ts';
 import { createMemorySampler, type MemorySampler } from './memory.ts';
+import { registerUpstreamGauges } from './upstream-metrics.ts';
 import { summarize } from '../common/percentiles.ts';
 import { API_DIALECTS, apiOfRoute, type ApiDialect } from '../common/api-dialect.ts';
 import { sanitizeMessage } from '../common/sanitize.ts';
-import type { DegradationState, DegradationStatus, MetricsSnapshot, RecentRequest, RequestRecord } from '../common/metrics-types.ts';
+import type { DegradationState, DegradationStatus, MetricsSnapshot, RecentRequest, RequestRecord, UpstreamMetrics } from '../common/metrics-types.ts';
 import type { EngineStats } from '../engine/types.ts';
 
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -94,6 +95,8 @@ export interface MetricsOptions {
   windowMaxSamples?: number;
   recentLimit?: number;
   feedIntervalMs?: number;
+  /** Remote upstreams' statistics (main/server/remote), when any are configured. */
+  upstreams?: () => UpstreamMetrics[];
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
@@ -189,6 +192,7 @@ export function createMetrics(opts: MetricsOptions = {}) {
   // ------------------------------------------------------------------ Prometheus (own registry)
   const registry = new Registry();
   const reg = [registry];
+  if (opts.upstreams) registerUpstreamGauges(registry, opts.upstreams);
   const requestsTotal = new Counter({
     name: 'mlxbar_requests_total',
     help: 'API requests finished, by API (openai, responses, anthropic, ollama), route, status class, streaming and model (loaded model id or "other").',
@@ -537,6 +541,7 @@ export function createMetrics(opts: MetricsOptions = {}) {
       recent_requests: recent.slice().reverse(), // newest first
       timestamp: new Date(t).toISOString(),
       uptime_seconds: r3(uptime),
+      ...(opts.upstreams ? { upstreams: opts.upstreams() } : {}),
     };
   }
 

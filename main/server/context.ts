@@ -17,6 +17,8 @@ export interface ServerContext {
   /** Always set: single-folder mode is a library of one model (models.ts singleModel, `single: true`). */
   models: ServerModels & { single?: true };
   modelAdmin?: ServerModelAdmin;
+  /** Remote models (main/server/remote): forwarded by the life cycle; listed and health-reported by the routes. */
+  remotes?: import('./remote/remotes.ts').Remotes;
   slots: WorkSlots;
   lifecycle: Lifecycle;
   shutdownSignal: AbortSignal;

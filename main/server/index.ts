@@ -26,6 +26,7 @@ import { embeddingsRoutes } from './routes/embeddings.ts';
 import { healthRoutes } from './routes/health.ts';
 import { modelRoutes } from './routes/models.ts';
 import { openAIChatRoutes } from './routes/openai-chat.ts';
+import type { Remotes } from './remote/remotes.ts';
 
 export type { ServerConfig } from './config.ts';
 export { resolveServerConfig, DEFAULT_SERVER_CONFIG } from './config.ts';
@@ -47,6 +48,8 @@ export interface ServerDeps {
   models?: ServerModels;
   /** Downloads + model switching over HTTP (/v1/models/pull, /pulls, /load); 404 without it. */
   modelAdmin?: ServerModelAdmin;
+  /** Remote models (settings `remotes`): listed by /v1/models, forwarded by the life cycle, health in /health. */
+  remotes?: Remotes;
 }
 
 export interface MlxBarServer {
@@ -140,6 +143,8 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
     keepAliveIntervalMs: config.keepAliveIntervalMs,
     retryAfterSeconds: config.retryAfterSeconds,
     shutdownSignal: shutdown.signal,
+    remotes: deps.remotes,
+    localFallback: deps.models !== undefined,
   });
   const ctx: ServerContext = {
     config,
@@ -149,6 +154,7 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
     startedModel: deps.modelInfo,
     models,
     modelAdmin: deps.modelAdmin,
+    remotes: deps.remotes,
     slots,
     lifecycle,
     shutdownSignal: shutdown.signal,

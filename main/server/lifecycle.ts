@@ -20,6 +20,8 @@ import { encodePrompt, prepareGeneration, type InternalRequest } from './prompt.
 import { checkPromptBounds } from './prompt-bounds.ts';
 import type { ChatRequest } from './validate.ts';
 import type { WorkSlots } from './slots.ts';
+import type { Remotes } from './remote/remotes.ts';
+import { generateRemote } from './remote/generate.ts';
 
 export type { InternalRequest };
 
@@ -34,6 +36,10 @@ export interface LifecycleContext {
   retryAfterSeconds: number;
   /** Aborted when the server shuts down. */
   shutdownSignal: AbortSignal;
+  /** Remote models (settings `remotes`): a request naming one is forwarded to its upstream. */
+  remotes?: Remotes;
+  /** Whether local models can answer at all (a remote's fallback needs one). */
+  localFallback?: boolean;
 }
 
 export interface Lifecycle {
@@ -61,6 +67,17 @@ export function createLifecycle(ctx: LifecycleContext): Lifecycle {
     if (state === 'restarting') throw new ApiError('engine_restarting', 'The engine is restarting; retry shortly', { retryAfter });
     throw new ApiError('engine_unavailable', 'The engine is not running', { retryAfter: state === 'failed' ? 30 : retryAfter });
   }
+
+  const envOf = (engine: ModelExecutor | EngineClient, text: ServedModelLease['text'] | null): GenerationEnv => ({
+    engine: engine as GenerationEnv['engine'],
+    // A remote generation has no local text pipeline: its writers get pre-split events (ctx.output()).
+    text: text as GenerationEnv['text'],
+    hooks: ctx.hooks,
+    slots: ctx.slots,
+    keepAliveIntervalMs: ctx.keepAliveIntervalMs,
+    retryAfterSeconds: ctx.retryAfterSeconds,
+    shutdownSignal: ctx.shutdownSignal,
+  });
 
   const executorOf = (lease: ServedModelLease): ModelExecutor => lease.executor ?? ctx.engine;
   const requireReady = (lease: ServedModelLease): void => {
@@ -94,22 +111,19 @@ export function createLifecycle(ctx: LifecycleContext): Lifecycle {
   async function generate(request: FastifyRequest, reply: FastifyReply, r: InternalRequest, format: ResponseFormat): Promise<void> {
     const track = request.track!;
     track.stream = r.stream;
+    const upstream = ctx.remotes?.get(r.model) ?? null;
+    if (upstream) {
+      return generateRemote({ remotes: ctx.remotes!, env: envOf(ctx.engine, null), hasLocal: ctx.localFallback !== false }, request, reply, r, format, upstream, (fb) =>
+        generate(request, reply, fb, format),
+      );
+    }
     await withLease(reply, r.model, async (lease) => {
       if (r.kind === 'completions' && typeof r.prompt !== 'string' && r.prompt.some((t) => t >= lease.info.vocabSize)) {
         throw new ApiError('invalid_value', 'token ids must be integers within the vocabulary', { param: 'prompt' });
       }
       requireReady(lease);
       const prep = prepareGeneration(r, track, lease, format, { defaultMaxTokens: ctx.defaultMaxTokens, responseCache: !!ctx.hooks.responseCache });
-      const env: GenerationEnv = {
-        engine: executorOf(lease),
-        text: lease.text,
-        hooks: ctx.hooks,
-        slots: ctx.slots,
-        keepAliveIntervalMs: ctx.keepAliveIntervalMs,
-        retryAfterSeconds: ctx.retryAfterSeconds,
-        shutdownSignal: ctx.shutdownSignal,
-      };
-      const run = runGeneration(env, prep, reply, track);
+      const run = runGeneration(envOf(executorOf(lease), lease.text), prep, reply, track);
       track.settled = run;
       await run;
     });

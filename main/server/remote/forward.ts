@@ -1,72 +1,100 @@
-// Forwards one internal chat request to a remote upstream and hands its answer back as our output
-// events, chunk by chunk: the next upstream chunk is read only after the caller has written the
-// previous one (back-pressure end to end), and the caller's AbortSignal (client gone, shutdown)
-// aborts the upstream request. The upstream is always asked to stream, even for a non-stream
-// client, so time to first token is measured the same way for every request and a disconnect can
-// stop the upstream mid-generation.
+// Forwards one internal chat request to a remote upstream and hands its answer back as the life
+// cycle's events (deltas already split into output events, then `done`), chunk by chunk: the next
+// upstream chunk is read only after the writer has written the previous one (back-pressure end to
+// end), and the life cycle's AbortSignal (client gone, shutdown) aborts the upstream request. The
+// upstream is always asked to stream, even for a non-stream client, so time to first token is
+// measured alike for every request and a disconnect stops the upstream mid-generation.
+// Two phases, so a fallback stays possible: `openRemoteChat` (queue, breaker, connect, headers —
+// nothing sent to the client yet) and `relayRemoteChat` (the body).
 import { ApiError } from '../../common/errors.ts';
-import type { OutputEvent } from '../output-split.ts';
+import type { EngineEvent } from '../../engine/types.ts';
+import type { RelayedDelta } from '../generation.ts';
 import type { ChatRequest } from '../validate.ts';
 import { upstreamApiError } from './errors.ts';
-import { toUpstreamChatBody, UpstreamStreamReader, type UpstreamSummary } from './openai-wire.ts';
-import type { RemoteUpstream } from './remotes.ts';
+import { toUpstreamChatBody, UpstreamStreamReader } from './openai-wire.ts';
+import type { RemoteUpstream, UpstreamCall } from './remotes.ts';
 import { sseChunks, UpstreamError } from './upstream.ts';
 
-export interface ForwardOptions {
-  upstream: RemoteUpstream;
-  request: ChatRequest;
-  /** Client's cap (null = the upstream's default). */
-  maxTokens: number | null;
-  signal: AbortSignal;
-  /** Called for each upstream chunk's events, in order; awaited before the next chunk is read. */
-  onEvents(events: OutputEvent[]): Promise<void> | void;
-  now?: () => number;
+/** Phase 1: rejects with a mapped ApiError (upstream_down, upstream_unavailable, a 4xx…) before any byte reached the client. */
+export function openRemoteChat(upstream: RemoteUpstream, request: ChatRequest, maxTokens: number | null, signal: AbortSignal): Promise<UpstreamCall> {
+  return upstream.open('chat/completions', toUpstreamChatBody(request, { stream: true, maxTokens }), signal);
 }
 
-export interface ForwardResult extends UpstreamSummary {
-  /** ms from the request sent upstream to its first output event. */
-  ttftMs: number | null;
-  totalMs: number;
+/** Whether a phase-1 failure may be answered by a local fallback model instead (the upstream is unhealthy, not the request bad). */
+export function fallbackAllowed(err: unknown): boolean {
+  return err instanceof ApiError && (err.code === 'upstream_down' || err.code === 'upstream_unavailable' || err.code === 'upstream_timeout' || err.code === 'upstream_error');
 }
 
-/**
- * Rejects with an ApiError: before the first chunk it is the mapped upstream error (the caller may
- * fall back to a local model); after it, the stream failed mid-way (`upstream_error`).
- */
-export async function forwardChat(opts: ForwardOptions): Promise<ForwardResult> {
-  const now = opts.now ?? Date.now;
-  const { upstream } = opts;
-  const body = toUpstreamChatBody(opts.request, { stream: true, maxTokens: opts.maxTokens });
-  const call = await upstream.open('chat/completions', body, opts.signal);
+/** Phase 2: the upstream's stream as life-cycle events. Throws an ApiError when it fails mid-way. */
+export async function* relayRemoteChat(
+  call: UpstreamCall,
+  upstream: RemoteUpstream,
+  requestId: string,
+  signal: AbortSignal,
+  now: () => number = Date.now,
+): AsyncGenerator<EngineEvent> {
   const reader = new UpstreamStreamReader();
   let firstAt: number | undefined;
   // A client that leaves while the upstream is silent (prefilling, thinking) must not wait for its next chunk.
   const onAbort = () => call.response.body.destroy();
-  opts.signal.addEventListener('abort', onAbort, { once: true });
+  signal.addEventListener('abort', onAbort, { once: true });
+  let read = false;
   try {
     for await (const chunk of sseChunks(call.response.body)) {
-      if (opts.signal.aborted) break;
+      if (signal.aborted) break;
       const events = reader.push(chunk);
       if (!events.length) continue;
       firstAt ??= now();
-      await opts.onEvents(events);
+      const text = events.map((e) => (e.type === 'content' ? e.text : '')).join('');
+      const delta: RelayedDelta = { type: 'delta', requestId, text, tokens: 1, events };
+      yield delta;
     }
+    read = true;
   } catch (err) {
-    if (opts.signal.aborted) {
+    read = true;
+    if (signal.aborted) {
       call.finish({ aborted: true });
-      throw new ApiError('upstream_error', 'request cancelled');
+      return yield cancelled(requestId);
     }
     call.finish({ ok: false, error: err });
     throw err instanceof UpstreamError ? upstreamApiError(err, upstream.settings) : new ApiError('upstream_error', `The remote model "${upstream.id}" failed mid-response.`);
   } finally {
-    opts.signal.removeEventListener('abort', onAbort);
+    signal.removeEventListener('abort', onAbort);
+    // The consumer stopped early (e.g. it failed to write): free the upstream socket.
+    if (!read) call.finish({ aborted: true });
   }
-  if (opts.signal.aborted) {
+  if (signal.aborted) {
     call.finish({ aborted: true });
-    throw new ApiError('upstream_error', 'request cancelled');
+    return yield cancelled(requestId);
   }
-  const summary = reader.summary();
-  call.finish({ ok: true, completionTokens: summary.completionTokens, firstTokenAt: firstAt });
+  const s = reader.summary();
+  call.finish({ ok: true, completionTokens: s.completionTokens, firstTokenAt: firstAt });
   const end = now();
-  return { ...summary, ttftMs: firstAt === undefined ? null : firstAt - call.startedAt, totalMs: end - call.startedAt };
+  yield {
+    type: 'done',
+    requestId,
+    finishReason: s.finishReason === 'length' ? 'length' : 'stop',
+    stopReason: s.finishReason === 'length' ? 'max_tokens' : 'eos',
+    promptTokens: s.promptTokens,
+    cachedTokens: s.cachedTokens,
+    completionTokens: s.completionTokens,
+    ttftMs: firstAt === undefined ? 0 : firstAt - call.startedAt,
+    prefillMs: 0,
+    decodeMs: firstAt === undefined ? 0 : end - firstAt,
+  };
+}
+
+function cancelled(requestId: string): EngineEvent {
+  return {
+    type: 'done',
+    requestId,
+    finishReason: 'cancelled',
+    stopReason: 'cancelled',
+    promptTokens: 0,
+    cachedTokens: 0,
+    completionTokens: 0,
+    ttftMs: 0,
+    prefillMs: 0,
+    decodeMs: 0,
+  };
 }

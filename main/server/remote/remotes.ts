@@ -3,6 +3,7 @@
 // a remote, the request is forwarded through `open()` instead of the local engine.
 import { ApiError } from '../../common/errors.ts';
 import { summarize, type PercentileSummary } from '../../common/percentiles.ts';
+import type { UpstreamMetrics } from '../../common/metrics-types.ts';
 import { WorkSlots } from '../slots.ts';
 import { CircuitBreaker, type BreakerState } from './breaker.ts';
 import { isUpstreamFault, upstreamApiError, scrubUpstreamText } from './errors.ts';
@@ -28,18 +29,7 @@ export interface RemotesOptions {
   window?: number;
 }
 
-export interface UpstreamStats {
-  upstream: string;
-  state: BreakerState;
-  requests: number;
-  errors: Record<string, number>;
-  active: number;
-  queued: number;
-  latency_ms: PercentileSummary;
-  ttft_ms: PercentileSummary;
-  tokens_per_second: PercentileSummary;
-  fallbacks: number;
-}
+export type UpstreamStats = UpstreamMetrics;
 
 /** A forwarded call in flight: settle it exactly once when the response has been fully relayed. */
 export interface UpstreamCall {

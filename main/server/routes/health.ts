@@ -25,6 +25,8 @@ export const healthRoutes: RoutePlugin = (app, ctx) => {
       uptime_seconds: Math.round((Date.now() - ctx.startedAt) / 1000),
       engine: { state },
       requests: ctx.slots.load,
+      // Remote upstreams: id → circuit state; any open one reads as the degradation `upstream_down`.
+      ...(ctx.remotes?.size ? { upstreams: Object.fromEntries(ctx.remotes.all().map((u) => [u.id, u.breaker.state])), ...(ctx.remotes.downIds().length ? { upstream_down: ctx.remotes.downIds() } : {}) } : {}),
       ...extra,
     };
   });

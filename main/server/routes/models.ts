@@ -30,7 +30,10 @@ export const modelRoutes: RoutePlugin = (app, ctx) => {
           // Single-folder mode keeps its older shape (no `loaded`).
           ...(ctx.models.single ? {} : { loaded: id === loadedId }),
         };
-      }),
+      }).concat(
+        // Remote models (settings `remotes`) after the local ones, with their health; never their URL or key.
+        (ctx.remotes?.publicList() ?? []).map((e) => ({ ...e, created: modelCreated }) as never),
+      ),
     };
   });
 
