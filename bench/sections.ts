@@ -11,5 +11,6 @@ import { constrainSection } from './constrain.ts';
 import { prefillSection } from './prefill.ts';
 import { llamaSection } from './llama.ts';
 import { nativeSection } from './native.ts';
+import { moeSection } from './moe.ts';
 
-export const SECTIONS: BenchSection[] = [engineSection, serverSection, cacheHttpSection, prefixRestartSection, cachesSection, metricsSection, embeddingsSection, constrainSection, prefillSection, llamaSection, nativeSection];
+export const SECTIONS: BenchSection[] = [engineSection, serverSection, cacheHttpSection, prefixRestartSection, cachesSection, metricsSection, embeddingsSection, constrainSection, prefillSection, llamaSection, nativeSection, moeSection];
