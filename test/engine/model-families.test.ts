@@ -186,3 +186,28 @@ describe('model families: greedy tokens match the independent float64 reference'
     });
   }
 });
+
+describe('sliding windows with the prefix cache', () => {
+  it('a reused prefix longer than the window gives the same tokens and logits as a fresh prefill', async () => {
+    const { PrefixCache } = await import('../../main/engine/model/prefix-cache.ts');
+    const spec: TinyModelSpec = { family: 'mistral', slidingWindow: 6, tied: false, vocabSize: V, seed: 8 };
+    const lm = await loadModel(await buildTinyModel(spec));
+    const pc = new PrefixCache({ budgetBytes: 1 << 30 });
+    const first = someTokens(14, 21).map((x) => x % V);
+    const sampling = { ...DEFAULT_SAMPLING, temperature: 0, maxTokens: 4 };
+    await generateAll(lm, pc, { promptIds: first, sampling, eosTokenIds: [] });
+    const second = [...first, ...someTokens(5, 22).map((x) => x % V)];
+    const reused = await generateAll(lm, pc, { promptIds: second, sampling: { ...sampling, maxTokens: STEPS }, eosTokenIds: [] });
+    assert.ok(reused.summary.cachedTokens >= 14, `prefix reused (${reused.summary.cachedTokens} tokens, window 6)`);
+    const fresh = await generateAll(lm, null, { promptIds: second, sampling: { ...sampling, maxTokens: STEPS }, eosTokenIds: [] });
+    assert.deepEqual(reused.tokens, fresh.tokens);
+    const want = new ReferenceModel(await buildTinyModel(spec)).greedy(second, STEPS);
+    assert.deepEqual(reused.tokens, want.tokens);
+    // Logits of the reused path (cache from the prefix cache, then the rest) vs a fresh prefill.
+    const look = pc.lookup(second, lm.config.numLayers);
+    const l1 = forward(lm.model, second.slice(look.reusedTokens), look.cache, true);
+    const l2 = forward(lm.model, second, new KVCache(lm.config.numLayers), true);
+    mx.eval(l1, l2);
+    assert.ok(maxAbsDiff((l1.tolist() as number[][])[0], (l2.tolist() as number[][])[0]) < 1e-5);
+  });
+});
