@@ -7,7 +7,6 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApiError } from '../common/errors.ts';
-import { sanitizeMessage } from '../common/sanitize.ts';
 import { createServer, type MlxBarServer, type ServerConfig } from '../server/index.ts';
 import type { ServerHooks } from '../server/hooks.ts';
 import type { EngineClient } from '../engine/types.ts';

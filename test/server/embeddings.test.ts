@@ -209,8 +209,13 @@ describe('embeddings: errors', () => {
     });
     const r = await post({ model, input: 'x' }, { origin: 'https://evil.example' });
     assert.equal(r.status, 403);
-    const get = await postJson(stack.port, '/v1/embeddings', undefined as unknown as string).catch(() => null);
-    assert.ok(get === null || get.status >= 400);
+    const get = await fetch(`${stack.url}/v1/embeddings`);
+    assert.equal(get.status, 405);
+    assert.equal(get.headers.get('allow'), 'POST, OPTIONS');
+    assert.equal(((await get.json()) as { error: { code: string } }).error.code, 'method_not_allowed');
+    const empty = await fetch(`${stack.url}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '' });
+    assert.equal(empty.status, 400);
+    assert.equal(((await empty.json()) as { error: { code: string } }).error.code, 'invalid_json');
   });
 });
 
@@ -218,13 +223,10 @@ describe('embeddings: client disconnect', () => {
   test('a client that leaves mid-batch cancels it in the engine (recorded as cancelled); the next request is served', async () => {
     // 1,500 inputs of 40 tokens: far longer than the time to notice the disconnect.
     const input = Array.from({ length: 1500 }, (_, i) => Array.from({ length: 40 }, (_, j) => 300 + ((i * 41 + j) % 5000)));
-    const t0 = Date.now();
     const one = await postJson(stack.port, '/v1/embeddings', { model, input: input.slice(0, 20) });
     assert.equal(one.status, 200);
-    const per20 = Date.now() - t0;
     const before = stack.records.length;
     const ac = new AbortController();
-    const started = Date.now();
     const pending = fetch(`${stack.url}/v1/embeddings`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -234,11 +236,7 @@ describe('embeddings: client disconnect', () => {
     setTimeout(() => ac.abort(), 300);
     assert.ok((await pending) instanceof Error, 'the client aborted');
     const next = await client.embeddings.create({ model, input: 'after the cancelled batch' });
-    const waited = Date.now() - started;
     assert.equal(next.data.length, 1);
-    // The whole batch would take ~75× a 20-input request; the cancelled one must not have run to
-    // the end (very generous: a third of that).
-    assert.ok(waited < (per20 * 75) / 3, `next request waited ${waited} ms; 20 inputs take ${per20} ms`);
     for (let i = 0; i < 100 && !stack.records.slice(before).some((r) => r.cancelled); i++) await new Promise((r) => setTimeout(r, 20));
     const rec = stack.records.slice(before).find((r) => r.route === '/v1/embeddings' && r.cancelled);
     assert.ok(rec, 'the aborted request is recorded as cancelled');

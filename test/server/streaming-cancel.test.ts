@@ -164,14 +164,20 @@ describe('E. streaming protocol', () => {
     assert.ok(n >= 1);
   });
 
-  test('tokens are sent as produced (first content arrives long before the end)', async () => {
-    const t0 = Date.now();
-    let first = 0;
+  test('tokens are sent as produced (the first content arrives while the generation still runs)', async () => {
+    // Ordering, not timing: when the first content chunk reaches the client, the server still
+    // holds the generation's work slot (it is released only after the engine's done event).
     const client = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: 'x', maxRetries: 0 });
     const stream = await client.chat.completions.create({ model: stack.modelInfo.id, messages: [{ role: 'user', content: 'go' }], max_tokens: 300, temperature: 0, stream: true });
-    for await (const c of stream) if (!first && c.choices[0]?.delta.content) first = Date.now() - t0;
-    const total = Date.now() - t0;
-    assert.ok(first > 0 && first < total / 2, `first token at ${first} ms of ${total} ms`);
+    let activeAtFirst: number | null = null;
+    let chunks = 0;
+    for await (const c of stream) {
+      if (!c.choices[0]?.delta.content) continue;
+      chunks++;
+      if (activeAtFirst === null) activeAtFirst = stack.server.load.active;
+    }
+    assert.ok(chunks > 1, `${chunks} content chunks`);
+    assert.equal(activeAtFirst, 1, 'the generation was still running when its first token arrived');
   });
 
   test('graceful close: in-flight stream gets an error event then [DONE]; close resolves', async () => {
