@@ -12,5 +12,6 @@ import { prefillSection } from './prefill.ts';
 import { llamaSection } from './llama.ts';
 import { nativeSection } from './native.ts';
 import { moeSection } from './moe.ts';
+import { remoteSection } from './remote.ts';
 
-export const SECTIONS: BenchSection[] = [engineSection, serverSection, cacheHttpSection, prefixRestartSection, cachesSection, metricsSection, embeddingsSection, constrainSection, prefillSection, llamaSection, nativeSection, moeSection];
+export const SECTIONS: BenchSection[] = [engineSection, serverSection, cacheHttpSection, prefixRestartSection, cachesSection, metricsSection, embeddingsSection, constrainSection, prefillSection, llamaSection, nativeSection, moeSection, remoteSection];

@@ -5,7 +5,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 export type FakeMode =
-  | { kind: 'ok'; text?: string; chunks?: number; usage?: boolean }
+  | { kind: 'ok'; text?: string; chunks?: number; usage?: boolean; /** ms between chunks (default 2; 0 = as fast as the socket takes them) */ intervalMs?: number }
   | { kind: 'status'; status: number; body?: unknown; headers?: Record<string, string> }
   | { kind: 'stall-headers' }
   | { kind: 'stall-body'; afterChunks: number }
@@ -130,6 +130,14 @@ function handle(mode: FakeMode, req: http.IncomingMessage, res: http.ServerRespo
     send({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason: finish }] });
   chunk({ role: 'assistant', content: '' }, null);
   let i = 0;
+  if (mode.kind === 'ok' && mode.intervalMs === 0) {
+    // Benchmarks: every chunk at once (the socket's buffer absorbs them), then the end.
+    for (const p of pieces) chunk({ content: p }, null);
+    chunk({}, 'stop');
+    if (body?.stream_options?.include_usage) send({ id, object: 'chat.completion.chunk', created, model, choices: [], usage: { prompt_tokens: 5, completion_tokens: n, total_tokens: 5 + n } });
+    res.end('data: [DONE]\n\n');
+    return;
+  }
   const timer = setInterval(() => {
     if (res.destroyed) return clearInterval(timer);
     if ((mode.kind === 'stall-body' || mode.kind === 'drop-mid') && i >= mode.afterChunks) {
