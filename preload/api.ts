@@ -70,6 +70,8 @@ export interface AppModel {
   fitReason: string | null;
   /** Needed bytes by the fit estimate (null when unknown). */
   needBytes: number | null;
+  /** Context (tokens) it would serve: contextLength "auto" = its limit capped by memory (null when unknown). */
+  contextTokens?: number | null;
   /** Running: the loaded model. Stopped: the model the server would start with (settings.model). */
   current: boolean;
 }

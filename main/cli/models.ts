@@ -60,9 +60,10 @@ export function renderTable(models: LibraryEntry[]): string {
     m.activeParameters ? `${fmtParams(m.parameters)} (${fmtParams(m.activeParameters)} active)` : fmtParams(m.parameters),
     formatBytes(m.sizeBytes),
     Number.isFinite(m.fitsInMemory.needBytes) ? `${m.fitsInMemory.fits ? 'yes' : 'NO'} (${formatBytes(m.fitsInMemory.needBytes)})` : 'unknown',
+    Number.isFinite(m.fitsInMemory.contextTokens) ? String(m.fitsInMemory.contextTokens) : '?',
     m.ready ? 'ready' : `incomplete: ${m.problem ?? ''}`,
   ]);
-  const head = ['ID', 'ARCH', 'QUANT/DTYPE', 'PARAMS', 'SIZE', 'FITS (NEED)', 'STATUS'];
+  const head = ['ID', 'ARCH', 'QUANT/DTYPE', 'PARAMS', 'SIZE', 'FITS (NEED)', 'CONTEXT', 'STATUS'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ');
   return [line(head), ...rows.map(line)].join('\n');
@@ -73,11 +74,13 @@ export async function run(argv: string[]): Promise<number> {
   if (typeof args === 'number') return args;
   // The configured context (settings: flags > env > config.json > defaults) drives the KV estimate,
   // so the answer matches what `serve` would refuse or accept. 0 = the model's own limit.
-  let contextTokens = args.context;
+  let contextTokens: number | 'auto' | undefined = args.context;
   if (contextTokens === undefined) {
     try {
       const { settings } = loadSettings({ flags: args.dataDirGiven ? { dataDir: args.dataDir } : {}, repair: false });
-      contextTokens = settings.contextLength > 0 ? settings.contextLength : Number.MAX_SAFE_INTEGER;
+      const c = settings.contextLength;
+      // "auto" (default): each model's own limit, capped by what fits next to its weights.
+      contextTokens = c === 'auto' ? 'auto' : c > 0 ? c : Number.MAX_SAFE_INTEGER;
     } catch {
       contextTokens = undefined; // unreadable settings: the library default (4096)
     }
@@ -91,7 +94,11 @@ export async function run(argv: string[]): Promise<number> {
     } else {
       console.log(renderTable(models));
       const avail = models[0].fitsInMemory.availableBytes;
-      console.log(`\nMemory estimate: float32 weights + KV cache for ${models[0].fitsInMemory.contextTokens} tokens; ${formatBytes(avail)} available.`);
+      const ctxNote =
+        contextTokens === 'auto'
+          ? 'the CONTEXT column (contextLength "auto": each model\'s own limit, capped by what fits next to its weights)'
+          : `${models[0].fitsInMemory.contextTokens} tokens`;
+      console.log(`\nMemory estimate: weights + KV cache for ${ctxNote}; ${formatBytes(avail)} available.`);
     }
     return 0;
   } catch (err) {

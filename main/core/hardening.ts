@@ -7,7 +7,7 @@ import type { EngineClient, ModelInfo } from '../engine/types.ts';
 import type { ServerHooks } from '../server/hooks.ts';
 import type { Settings } from '../settings/schema.ts';
 import { Degradation } from '../hardening/degradation.ts';
-import { createMemorySampler, watermarksFromSettings, type MemorySampler } from '../hardening/memory.ts';
+import { createMemorySampler, effectiveContextLength, watermarksFromSettings, type MemorySampler } from '../hardening/memory.ts';
 import { createMetrics, type Metrics } from '../hardening/metrics.ts';
 import { registerMetricsRoutes } from '../hardening/metrics-routes.ts';
 import { sanitizeMessage } from '../common/sanitize.ts';
@@ -169,7 +169,13 @@ export async function attachHardening(input: HardeningInput): Promise<Hardening>
     metricsRoutes: (app) => registerMetricsRoutes(app, metrics),
     admission: (info) =>
       degradation.admission() ??
-      (engine.model ? memory.admit(engine.model, info.promptTokens, info.maxTokens, { contextLength: settings.contextLength }) : null),
+      (engine.model
+        ? memory.admit(engine.model, info.promptTokens, info.maxTokens, {
+            contextLength: effectiveContextLength(engine.model, settings.contextLength, memory.budgetBytes()),
+          })
+        : null),
+    // The contextLength setting resolved per model ("auto": its limit capped by what fits next to the weights).
+    contextLimit: (model) => effectiveContextLength(model, settings.contextLength, memory.budgetBytes()),
     getHealth: () => ({ degradation: degradation.status() }),
   };
   if (cacheHook && settings.responseCache.enabled) {

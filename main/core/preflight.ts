@@ -371,7 +371,10 @@ async function checkModel(dir: string, out: PreflightCheck[]): Promise<ModelFact
 
 function checkMemoryFit(facts: ModelFacts, s: Settings, out: PreflightCheck[], policy: PolicyChoice): void {
   const sys = readSystemMemory();
-  const ctx = s.contextLength > 0 ? s.contextLength : (facts.maxContext ?? 4096);
+  // "auto": the server caps the context to what fits in its memory budget (the hard watermark, 90 % of
+  // RAM by default) next to the weights; the same sizing here, and no "not available right now" warning.
+  const auto = s.contextLength === 'auto';
+  const ctx = s.contextLength === 'auto' ? 'auto' : s.contextLength > 0 ? s.contextLength : (facts.maxContext ?? 4096);
   const shape: ModelShape = {
     parameters: facts.parameters,
     numLayers: facts.numLayers,
@@ -391,7 +394,7 @@ function checkMemoryFit(facts: ModelFacts, s: Settings, out: PreflightCheck[], p
   const explain = `weights ${fmtBytes(vsTotal.weightsBytes)} ${held} + KV cache ${fmtBytes(vsTotal.kvBytes)} for ${vsTotal.contextTokens} tokens + ${fmtBytes(vsTotal.overheadBytes)} runtime = ${fmtBytes(vsTotal.needBytes)}`;
   if (!vsTotal.fits) {
     out.push({ id: 'memory-fit', status: 'error', message: `The model does not fit in this machine's memory: ${explain}, RAM ${fmtBytes(sys.totalBytes)}`, hint: 'Use a smaller model or a smaller --context-length' });
-  } else if (avail !== null && vsTotal.needBytes > avail) {
+  } else if (!auto && avail !== null && vsTotal.needBytes > avail) {
     out.push({ id: 'memory-fit', status: 'warn', message: `The model needs ${fmtBytes(vsTotal.needBytes)} but only ${fmtBytes(avail)} is available now (${explain})`, hint: 'Close other programs or lower --context-length' });
   } else {
     out.push({ id: 'memory-fit', status: 'ok', message: `Fits: ${explain}; ${avail !== null ? `${fmtBytes(avail)} available` : `RAM ${fmtBytes(sys.totalBytes)}`}`, hint: null });

@@ -399,6 +399,32 @@ export function estimateRequestMemory(model: Pick<ModelInfo, 'kvBytesPerToken' |
   return { kvBytes, activationBytes, totalBytes: kvBytes + activationBytes };
 }
 
+/**
+ * What contextLength "auto" means for a loaded model: its own limit, capped by the longest request
+ * whose memory estimate (estimateRequestMemory: KV bytes per token from the model's shape, plus one
+ * prefill chunk's activations, which grow with the context) fits in `budgetBytes` next to the
+ * weights. So a request inside the auto limit is never refused as "could never fit" by admitByMemory.
+ */
+export function autoContextLength(model: Pick<ModelInfo, 'contextLength' | 'kvBytesPerToken' | 'hiddenSize' | 'headDim' | 'vocabSize' | 'weightBytes'>, budgetBytes: number): number {
+  const heads = model.headDim > 0 ? Math.max(1, Math.round(model.hiddenSize / model.headDim)) : 1;
+  const perToken = model.kvBytesPerToken + heads * PREFILL_CHUNK * F32;
+  const fixed = 16 * PREFILL_CHUNK * model.hiddenSize * F32 + 2 * model.vocabSize * F32 + 32 * MB;
+  const room = budgetBytes - Math.max(0, model.weightBytes || 0) - fixed;
+  if (!Number.isFinite(room) || !(perToken > 0)) return model.contextLength;
+  return Math.max(0, Math.min(model.contextLength, Math.floor(room / perToken)));
+}
+
+/** The context limit requests get: the setting ("auto", 0 = the model's, or a cap) resolved for `model`. */
+export function effectiveContextLength(
+  model: Parameters<typeof autoContextLength>[0],
+  setting: number | 'auto' | undefined,
+  budgetBytes: number,
+): number {
+  if (setting === 'auto') return autoContextLength(model, budgetBytes);
+  if (typeof setting === 'number' && setting > 0) return Math.min(model.contextLength, setting);
+  return model.contextLength;
+}
+
 export interface AdmitArgs {
   model: ModelInfo;
   promptTokens: number;

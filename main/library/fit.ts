@@ -15,6 +15,8 @@ export const COMPUTE_BYTES = 4;
 /** Engine process baseline (Node + MLX runtime + tokenizer + activations at prefill chunk 512). */
 export const DEFAULT_OVERHEAD_BYTES = 384 * 1024 * 1024;
 export const DEFAULT_CONTEXT_TOKENS = 4096;
+/** With contextLength "auto", a model fits when at least this much context (or its whole limit) fits. */
+export const MIN_AUTO_CONTEXT_TOKENS = 2048;
 
 export interface ModelShape {
   parameters: number | null;
@@ -46,8 +48,11 @@ export interface FitEstimate {
 }
 
 export interface FitOptions {
-  /** Context the server is configured for (clamped to the model's maximum). Default 4096. */
-  contextTokens?: number;
+  /**
+   * Context the server is configured for (clamped to the model's maximum). Default 4096. 'auto' (the
+   * contextLength setting's default): the model's maximum, capped by what fits next to the weights.
+   */
+  contextTokens?: number | 'auto';
   /** Memory the model may use; default: what the OS reports as available. */
   availableBytes?: number;
   overheadBytes?: number;
@@ -78,8 +83,9 @@ export function availableMemoryBytes(): number {
 
 export function estimateFit(shape: ModelShape, opts: FitOptions = {}): FitEstimate {
   const overheadBytes = opts.overheadBytes ?? DEFAULT_OVERHEAD_BYTES;
-  const wanted = opts.contextTokens ?? DEFAULT_CONTEXT_TOKENS;
-  const contextTokens = shape.maxContext && shape.maxContext > 0 ? Math.min(wanted, shape.maxContext) : wanted;
+  const auto = opts.contextTokens === 'auto';
+  const wanted = opts.contextTokens === 'auto' ? (shape.maxContext ?? DEFAULT_CONTEXT_TOKENS) : (opts.contextTokens ?? DEFAULT_CONTEXT_TOKENS);
+  let contextTokens = shape.maxContext && shape.maxContext > 0 ? Math.min(wanted, shape.maxContext) : wanted;
   const availableBytes = opts.availableBytes ?? availableMemoryBytes();
   const { parameters, numLayers, numKvHeads, headDim } = shape;
   const known = [parameters, numLayers, numKvHeads, headDim].every((v) => typeof v === 'number' && Number.isFinite(v) && v > 0);
@@ -100,7 +106,15 @@ export function estimateFit(shape: ModelShape, opts: FitOptions = {}): FitEstima
   }
   const w = weightBytesFor(shape, opts.policy ?? FLOAT32_CHOICE);
   const weightsBytes = w.bytes;
-  const kvBytes = 2 * numLayers! * numKvHeads! * headDim! * DTYPE_BYTES[w.computeDtype] * contextTokens;
+  const kvPerToken = 2 * numLayers! * numKvHeads! * headDim! * DTYPE_BYTES[w.computeDtype];
+  let minimum = contextTokens;
+  if (auto) {
+    // "auto": as much of the model's context as fits next to the weights (and at least a useful minimum).
+    const room = Math.floor((availableBytes - weightsBytes - overheadBytes) / kvPerToken);
+    minimum = Math.min(contextTokens, MIN_AUTO_CONTEXT_TOKENS);
+    contextTokens = Math.max(minimum, Math.min(contextTokens, room));
+  }
+  const kvBytes = kvPerToken * contextTokens;
   const needBytes = weightsBytes + kvBytes + overheadBytes;
   const fits = needBytes <= availableBytes;
   const held = w.packed ? `packed ${shape.quantized ? 'quantized' : ''}, ${w.computeDtype} compute`.replace(/ +/g, ' ') : `in ${w.computeDtype}`;
@@ -118,7 +132,7 @@ export function estimateFit(shape: ModelShape, opts: FitOptions = {}): FitEstima
     computeDtype: w.computeDtype,
     packed: w.packed,
     reason: fits
-      ? `Fits: ${detail}; ${formatBytes(availableBytes)} available`
+      ? `Fits: ${detail}; ${formatBytes(availableBytes)} available${auto && contextTokens < wanted ? ` (context capped from the model's ${wanted} tokens to what fits)` : ''}`
       : `Too large: ${detail}, but only ${formatBytes(availableBytes)} is available`,
   };
 }

@@ -4,7 +4,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ApiError } from '../common/errors.ts';
 import type { RequestRecord } from '../common/metrics-types.ts';
-import type { GenerationConstraint, SamplingParams } from '../engine/types.ts';
+import type { GenerationConstraint, ModelInfo, SamplingParams } from '../engine/types.ts';
 
 // Chat message and tool shapes are shared with the text pipeline (engine-text owns them).
 import type { ChatMessage, ToolCall, ToolCallFormat, ToolDefinition, ToolParserEvent } from '../engine/text/types.ts';
@@ -76,6 +76,11 @@ export interface ServerHooks {
   responseCache?: ResponseCacheHook;
   /** Degradation/shedding gate, asked before a request waits for a slot. Return an ApiError (e.g. 503 with retryAfter) to refuse. */
   admission?(info: AdmissionInfo): ApiError | null;
+  /**
+   * The context limit (prompt + completion tokens) requests on `model` get: the contextLength setting
+   * resolved ("auto" = the model's limit capped by memory). Default: the model's own limit.
+   */
+  contextLimit?(model: ModelInfo): number;
   /** Extra fields merged into GET /health (e.g. degradation). */
   getHealth?(): Record<string, unknown>;
   /** Called whenever the number of running/queued generations changes. */

@@ -122,7 +122,11 @@ export function createLifecycle(ctx: LifecycleContext): Lifecycle {
         throw new ApiError('invalid_value', 'token ids must be integers within the vocabulary', { param: 'prompt' });
       }
       requireReady(lease);
-      const prep = prepareGeneration(r, track, lease, format, { defaultMaxTokens: ctx.defaultMaxTokens, responseCache: !!ctx.hooks.responseCache });
+      const prep = prepareGeneration(r, track, lease, format, {
+        defaultMaxTokens: ctx.defaultMaxTokens,
+        responseCache: !!ctx.hooks.responseCache,
+        contextLimit: ctx.hooks.contextLimit,
+      });
       const run = runGeneration(envOf(executorOf(lease), lease.text), prep, reply, track);
       track.settled = run;
       await run;

@@ -93,12 +93,31 @@ export interface ServerModelAdmin {
   load(model: string): Promise<PublicModel>;
 }
 
+/** The context limit for `info`: the contextLength setting resolved by the hook ("auto"…), never above the model's own. */
+export function contextLimitOf(info: ModelInfo, hook?: (model: ModelInfo) => number): number {
+  let limit = info.contextLength;
+  try {
+    const l = hook?.(info);
+    if (typeof l === 'number' && Number.isFinite(l) && l > 0) limit = Math.min(limit, Math.floor(l));
+  } catch {
+    // a broken hook must not break requests: the model's own limit
+  }
+  return limit;
+}
+
 /**
  * Single-folder mode as a library of one model: the model the server was started with, matched by
  * its id or an alias (else 404 model_not_found, echoing at most 64 printable characters, never a path).
  * `single: true` keeps the older /v1/models and /health shapes (no `loaded`, no `model_state`).
  */
-export function singleModel(deps: { engine: EngineClient; text: ServerTextPipeline; modelInfo: ModelInfo; modelMeta?: ServedModelMeta }): ServerModels & { single: true } {
+export function singleModel(deps: {
+  engine: EngineClient;
+  text: ServerTextPipeline;
+  modelInfo: ModelInfo;
+  modelMeta?: ServedModelMeta;
+  /** The contextLength setting resolved per model (hooks.contextLimit): listed as context_length. */
+  hooks?: { contextLimit?(model: ModelInfo): number };
+}): ServerModels & { single: true } {
   const current = (): ModelInfo => deps.engine.model ?? deps.modelInfo;
   const match = (requested: string | null): string => {
     const id = current().id;
@@ -111,7 +130,7 @@ export function singleModel(deps: { engine: EngineClient; text: ServerTextPipeli
     single: true,
     async list() {
       const m = current();
-      return [{ id: m.id, context_length: m.contextLength, architecture: m.architecture }];
+      return [{ id: m.id, context_length: contextLimitOf(m, deps.hooks?.contextLimit), max_context_length: m.contextLength, architecture: m.architecture }];
     },
     async acquire(requested) {
       const id = match(requested);

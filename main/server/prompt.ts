@@ -3,7 +3,8 @@
 // completion prompt, tokenize, check it against the model's context, clamp max_tokens, choose the
 // decoding constraint, and build the response-cache key of deterministic requests.
 import { ApiError } from '../common/errors.ts';
-import type { GenerationConstraint, SamplingParams } from '../engine/types.ts';
+import type { GenerationConstraint, ModelInfo, SamplingParams } from '../engine/types.ts';
+import { contextLimitOf } from './models.ts';
 import { lazyToolCallConstraint, toolCallConstraint, ToolSchemaError } from '../engine/constrain/index.ts';
 import { randomId, type PreparedGeneration, type ResponseFormat } from './generation.ts';
 import type { ResponseCacheKey, ServerTextPipeline } from './hooks.ts';
@@ -84,7 +85,7 @@ export function prepareGeneration(
   track: RequestTrack,
   lease: ServedModelLease,
   format: ResponseFormat,
-  opts: { defaultMaxTokens: number; responseCache: boolean },
+  opts: { defaultMaxTokens: number; responseCache: boolean; contextLimit?: (model: ModelInfo) => number },
 ): PreparedGeneration {
   const modelId = lease.id;
   const info = lease.info;
@@ -94,7 +95,7 @@ export function prepareGeneration(
   const promptIds = prompt.ids;
   if (promptIds.length === 0) throw new ApiError('invalid_value', 'The prompt is empty', { param: r.kind === 'chat' ? 'messages' : 'prompt' });
   track.promptTokens = promptIds.length;
-  const ctx = info.contextLength;
+  const ctx = contextLimitOf(info, opts.contextLimit);
   if (promptIds.length >= ctx) {
     throw new ApiError(
       'context_length_exceeded',

@@ -27,7 +27,7 @@ const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 const INTERNAL_KEY = '__internal__';
 
 export type SettingSource = 'flag' | 'env' | 'file' | 'default';
-export type ValueKind = 'string' | 'integer' | 'number' | 'boolean' | 'list';
+export type ValueKind = 'string' | 'integer' | 'integer-or-auto' | 'number' | 'boolean' | 'list';
 
 export interface SettingsIssue {
   source: 'flag' | 'env' | 'file';
@@ -74,7 +74,7 @@ export const SETTING_SPECS: SettingSpec[] = [
   { key: 'apiKey', env: 'MLXBAR_API_KEY', flag: '--api-key', kind: 'string', secret: true },
   { key: 'model', env: 'MLXBAR_MODEL', flag: '--model', kind: 'string' },
   { key: 'allowedOrigins', env: 'MLXBAR_ALLOWED_ORIGINS', flag: '--allowed-origins', kind: 'list' },
-  { key: 'contextLength', env: 'MLXBAR_CONTEXT_LENGTH', flag: '--context-length', kind: 'integer' },
+  { key: 'contextLength', env: 'MLXBAR_CONTEXT_LENGTH', flag: '--context-length', kind: 'integer-or-auto' },
   { key: 'defaultMaxTokens', env: 'MLXBAR_MAX_TOKENS', flag: '--default-max-tokens', kind: 'integer', aliases: ['--max-tokens'] },
   { key: 'maxConcurrent', env: 'MLXBAR_MAX_CONCURRENT', flag: '--max-concurrent', kind: 'integer' },
   { key: 'maxQueue', env: 'MLXBAR_MAX_QUEUE', flag: '--max-queue', kind: 'integer' },
@@ -161,6 +161,8 @@ function describeKind(kind: ValueKind): string {
     ? 'a boolean (true/false, 1/0 or yes/no)'
     : kind === 'integer'
       ? 'an integer'
+      : kind === 'integer-or-auto'
+        ? '"auto" or an integer'
       : kind === 'number'
         ? 'a number'
         : kind === 'list'
@@ -178,6 +180,9 @@ function convert(spec: SettingSpec, raw: unknown): { ok: true; value: unknown } 
       break;
     case 'integer':
       value = parseStrictInteger(raw);
+      break;
+    case 'integer-or-auto':
+      value = raw.trim().toLowerCase() === 'auto' ? 'auto' : parseStrictInteger(raw);
       break;
     case 'number':
       value = parseStrictNumber(raw);

@@ -57,7 +57,8 @@ export interface StoredSettings {
   apiKey: string;
   model: string;
   allowedOrigins: string[];
-  contextLength: number;
+  /** 'auto' = the model's own limit capped by what fits in memory; a number caps it; 0 = the model's limit. */
+  contextLength: number | 'auto';
   defaultMaxTokens: number;
   maxConcurrent: number;
   maxQueue: number;
@@ -88,7 +89,7 @@ export const DEFAULT_SETTINGS: StoredSettings = {
   apiKey: '',
   model: '',
   allowedOrigins: [],
-  contextLength: 8192,
+  contextLength: 'auto',
   defaultMaxTokens: 2048,
   maxConcurrent: 1,
   maxQueue: 16,
@@ -153,9 +154,12 @@ export const SETTINGS_SCHEMA: Record<keyof StoredSettings, JsonSchema> = {
     default: DEFAULT_SETTINGS.allowedOrigins,
   },
   contextLength: {
-    type: 'integer',
-    title: 'Context length cap',
-    description: 'Maximum tokens (prompt + completion) per request; the model’s own limit applies if smaller. 0 = the model’s limit. Larger contexts need more memory for the KV cache.',
+    // 'auto' or a number (older config files hold numbers: still valid, same meaning as before).
+    type: ['integer', 'string'],
+    pattern: '^auto$',
+    title: 'Context length',
+    description:
+      'Maximum tokens (prompt + completion) per request. "auto": the model’s own limit, capped by what fits in memory next to the weights (KV cache bytes per token from the model’s shape). A number caps it (the model’s limit applies if smaller); 0 = the model’s limit.',
     minimum: 0,
     maximum: 1_048_576,
     default: DEFAULT_SETTINGS.contextLength,

@@ -69,6 +69,7 @@ function modelFromRow(row: unknown, current: boolean): AppModel | null {
     fits,
     fitReason: fits ? null : sanitizeMessage(typeof fit?.reason === 'string' ? fit.reason : 'Does not fit in memory'),
     needBytes: need,
+    contextTokens: fit && typeof fit.contextTokens === 'number' && Number.isFinite(fit.contextTokens) ? fit.contextTokens : null,
     current,
   };
 }
@@ -82,6 +83,7 @@ function modelFromEntry(e: LibraryEntry, current: boolean): AppModel {
     fits: fit.fits,
     fitReason: fit.fits ? null : sanitizeMessage(fit.reason),
     needBytes: Number.isFinite(fit.needBytes) ? fit.needBytes : null,
+    contextTokens: Number.isFinite(fit.contextTokens) ? fit.contextTokens : null,
     current,
   };
 }

@@ -132,6 +132,13 @@ function fitNote(m: AppModel): string {
   return m.needBytes !== null && Number.isFinite(m.needBytes) ? `too large: needs ${formatBytes(m.needBytes)}` : 'memory need unknown';
 }
 
+/** 32768 → "32K", 40960 → "40K", 1500 → "1.5K", 512 → "512". */
+export function formatContext(tokens: number): string {
+  if (tokens < 1000) return String(tokens);
+  const k = tokens / 1024;
+  return k >= 10 ? `${Math.round(k)}K` : `${Math.round(k * 10) / 10}K`;
+}
+
 /** The radio items' labels: short names, unless two models share one (then the full ids). */
 export function modelLabels(models: readonly AppModel[]): string[] {
   const shortNames = models.map((m) => shortModelName(m.id));
@@ -140,7 +147,9 @@ export function modelLabels(models: readonly AppModel[]): string[] {
   return models.map((m, i) => {
     const name = shorten((counts.get(shortNames[i]) ?? 0) > 1 ? m.id : shortNames[i], 48);
     const size = formatBytes(m.sizeBytes);
-    return m.fits ? `${name} (${size})` : `${name} (${size}) — ${fitNote(m)}`;
+    // The context it would serve (contextLength "auto": its own limit capped by memory), e.g. "32K ctx".
+    const ctx = typeof m.contextTokens === 'number' && m.contextTokens > 0 ? `, ${formatContext(m.contextTokens)} ctx` : '';
+    return m.fits ? `${name} (${size}${ctx})` : `${name} (${size}) — ${fitNote(m)}`;
   });
 }
 

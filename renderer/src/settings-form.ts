@@ -52,6 +52,8 @@ function humanize(key: string): string {
 function kindOf(name: string, s: JsonSchema): FieldKind {
   if (Array.isArray(s.enum)) return 'enum';
   const t = types(s).filter((x) => x !== 'null');
+  // An integer that may also be a word (contextLength: 8192 or "auto"): a numeric text field.
+  if (t.length === 2 && t.includes('integer') && t.includes('string')) return 'integer';
   if (t.length === 1) {
     if (t[0] === 'boolean') return 'boolean';
     if (t[0] === 'integer') return 'integer';
@@ -129,7 +131,9 @@ export function fromInput(field: Field, text: string): unknown {
     case 'number': {
       if (t === '') return field.nullable ? null : undefined;
       const n = Number(t);
-      return Number.isFinite(n) && /^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(t) ? n : text;
+      if (Number.isFinite(n) && /^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(t)) return n;
+      // A number-or-word setting (contextLength: integer or "auto"): the word, for the schema to check.
+      return field.schema.type?.includes('string') ? t : text;
     }
     case 'string-list':
       return text.split('\n').map((s) => s.trim()).filter(Boolean);

@@ -63,8 +63,9 @@ describe('mlx-bar pull / models (CLI)', { timeout: 300_000 }, () => {
 
     const t = await cli(['models', '--data-dir', dataDir], {});
     assert.equal(t.code, 0, t.err);
-    assert.match(t.out, /^ID\s+ARCH\s+QUANT\/DTYPE\s+PARAMS\s+SIZE\s+FITS \(NEED\)\s+STATUS/m);
-    assert.match(t.out, /mlx-community\/Tiny-Cli-Model\s+qwen3\s+bfloat16\s+\S+\s+\S+ MB\s+yes .*ready/);
+    assert.match(t.out, /^ID\s+ARCH\s+QUANT\/DTYPE\s+PARAMS\s+SIZE\s+FITS \(NEED\)\s+CONTEXT\s+STATUS/m);
+    // contextLength "auto" (default): the tiny model's own 4,096-token limit (its KV cache is tiny).
+    assert.match(t.out, /mlx-community\/Tiny-Cli-Model\s+qwen3\s+bfloat16\s+\S+\s+\S+ MB\s+yes \([^)]*\)\s+4096\s+ready/);
 
     const j = await cli(['models', '--json', '--data-dir', dataDir], {});
     assert.equal(j.code, 0, j.err);

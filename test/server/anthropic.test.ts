@@ -341,6 +341,38 @@ describe('anthropic: auth with a key (x-api-key or Bearer)', () => {
   });
 });
 
+describe('context limit (contextLength resolved by the hooks.contextLimit seam): the clear 400 in each API\'s shape', () => {
+  let small: MlxBarServer;
+  let port: number;
+  before(async () => {
+    small = createServer({ engine: stack.engine, text: stack.text, modelInfo: stack.modelInfo, hooks: { contextLimit: () => 64 } }, { port: 0 });
+    port = (await small.listen()).port;
+  });
+  after(async () => {
+    await small?.close(500);
+  });
+
+  test('/v1/models shows the limit; over it: Anthropic invalid_request_error, OpenAI context_length_exceeded; under it max_tokens is clamped', async () => {
+    const models = JSON.parse((await rawRequest(port, { path: '/v1/models' })).body) as { data: { context_length: number; max_context_length: number }[] };
+    assert.equal(models.data[0]!.context_length, 64);
+    assert.equal(models.data[0]!.max_context_length, 32768);
+    const long = 'word '.repeat(80);
+    const a = await postJson(port, '/v1/messages', { model, max_tokens: 5, messages: [{ role: 'user', content: long }] });
+    assert.equal(a.status, 400);
+    const ab = JSON.parse(a.body) as { type: string; error: { type: string; message: string } };
+    assert.equal(ab.type, 'error');
+    assert.equal(ab.error.type, 'invalid_request_error');
+    assert.match(ab.error.message, /maximum context length is 64 tokens/);
+    const o = await postJson(port, '/v1/chat/completions', { model, max_tokens: 5, messages: [{ role: 'user', content: long }] });
+    assert.equal(o.status, 400);
+    assert.equal((JSON.parse(o.body) as { error: { code: string } }).error.code, 'context_length_exceeded');
+    const ok = await postJson(port, '/v1/messages', { model, max_tokens: 1000, messages: [{ role: 'user', content: 'hi' }] });
+    assert.equal(ok.status, 200, ok.body);
+    const usage = (JSON.parse(ok.body) as { usage: { input_tokens: number; cache_read_input_tokens: number; output_tokens: number } }).usage;
+    assert.ok(usage.input_tokens + usage.cache_read_input_tokens + usage.output_tokens <= 64, JSON.stringify(usage));
+  });
+});
+
 describe('anthropic: prefix cache reported as cache_read_input_tokens', () => {
   test('a long request repeated: the second call reads the prompt from the prefix cache', async () => {
     const system: Anthropic.TextBlockParam[] = [

@@ -16,7 +16,7 @@ export interface ModelRow {
   dtype?: string | null;
   parameters?: number | null;
   contextLength?: number | null;
-  fitsInMemory?: { fits: boolean; reason: string } | null;
+  fitsInMemory?: { fits: boolean; reason: string; contextTokens?: number } | null;
   loaded?: boolean;
   demo?: boolean;
 }

@@ -132,7 +132,7 @@ export function Models(props: { apiKey: string | null; endpoint: string | null; 
           <div className="table-wrap">
             <table className="num">
               <thead>
-                <tr><th>Model</th><th className="r">Size</th><th>Architecture</th><th>Quantization</th><th>Memory</th><th /></tr>
+                <tr><th>Model</th><th className="r">Size</th><th>Architecture</th><th>Quantization</th><th>Memory</th><th className="r">Context</th><th /></tr>
               </thead>
               <tbody>
                 {models.map((m) => (
@@ -143,6 +143,10 @@ export function Models(props: { apiKey: string | null; endpoint: string | null; 
                     <td>{quant(m)}</td>
                     <td title={m.fitsInMemory?.reason ?? ''}>
                       {m.fitsInMemory ? <span className={`tag ${m.fitsInMemory.fits ? 'tag-ok' : 'tag-bad'}`}>{m.fitsInMemory.fits ? 'fits' : 'too large'}</span> : '—'}
+                    </td>
+                    {/* The context it would serve (contextLength "auto": its own limit capped by what fits in memory). */}
+                    <td className="r" data-testid="model-context" title={m.contextLength ? `model limit ${num(m.contextLength, 0)} tokens` : ''}>
+                      {m.fitsInMemory?.contextTokens ? num(m.fitsInMemory.contextTokens, 0) : m.contextLength ? num(m.contextLength, 0) : '—'}
                     </td>
                     <td className="r">
                       <button className="btn small" disabled={m.loaded || busy !== null} onClick={() => void load(m.id)} data-testid="load-model">
