@@ -13,5 +13,6 @@ import { llamaSection } from './llama.ts';
 import { nativeSection } from './native.ts';
 import { moeSection } from './moe.ts';
 import { remoteSection } from './remote.ts';
+import { anthropicSection } from './anthropic.ts';
 
-export const SECTIONS: BenchSection[] = [engineSection, serverSection, cacheHttpSection, prefixRestartSection, cachesSection, metricsSection, embeddingsSection, constrainSection, prefillSection, llamaSection, nativeSection, moeSection, remoteSection];
+export const SECTIONS: BenchSection[] = [engineSection, serverSection, cacheHttpSection, prefixRestartSection, cachesSection, metricsSection, embeddingsSection, constrainSection, prefillSection, llamaSection, nativeSection, moeSection, remoteSection, anthropicSection];
