@@ -69,16 +69,18 @@ function parseNamedSse(body: string): { event: string; data: Record<string, unkn
 
 /**
  * Anthropic's documented order: message_start, then per block start → deltas → stop (indexes
- * 0,1,2… in order), then message_delta and message_stop last; pings anywhere after message_start.
+ * 0,1,2… in order), then message_delta and message_stop last. `ping` events may come anywhere —
+ * also before message_start: they are our keep-alives while the request waits in the queue or its
+ * prompt is prefilled (the SDKs skip them; message_start waits for the prompt's cache numbers).
  */
-function assertEventOrder(events: { event: string; data: Record<string, unknown> }[]): void {
-  const names = events.map((e) => e.event).filter((n) => n !== 'ping');
+function assertEventOrder(all: { event: string; data: Record<string, unknown> }[]): void {
+  const events = all.filter((e) => e.event !== 'ping');
+  const names = events.map((e) => e.event);
   assert.equal(names[0], 'message_start');
   assert.deepEqual(names.slice(-2), ['message_delta', 'message_stop']);
   let open: number | null = null;
   let next = 0;
   for (const e of events.slice(1, -2)) {
-    if (e.event === 'ping') continue;
     const index = e.data.index as number;
     if (e.event === 'content_block_start') {
       assert.equal(open, null, 'a block starts only after the previous one stopped');
@@ -130,7 +132,7 @@ describe('anthropic sdk: messages', () => {
     assert.match(String(res.headers['content-type']), /^text\/event-stream/);
     const events = parseNamedSse(res.body);
     assertEventOrder(events);
-    const start = events[0]!.data.message as Record<string, unknown>;
+    const start = events.find((e) => e.event === 'message_start')!.data.message as Record<string, unknown>;
     assert.match(String(start.id), /^msg_/);
     assert.deepEqual(start.content, []);
     assert.equal(start.stop_reason, null);
@@ -387,7 +389,7 @@ describe('anthropic: prefix cache reported as cache_read_input_tokens', () => {
     assert.equal(second.usage.input_tokens + (second.usage.cache_read_input_tokens ?? 0), total);
     // Streamed: message_start already carries the cache numbers.
     const res = await postJson(stack.port, '/v1/messages', { ...params, stream: true });
-    const startUsage = (parseNamedSse(res.body)[0]!.data.message as { usage: { cache_read_input_tokens: number; input_tokens: number } }).usage;
+    const startUsage = (parseNamedSse(res.body).find((e) => e.event === 'message_start')!.data.message as { usage: { cache_read_input_tokens: number; input_tokens: number } }).usage;
     assert.ok(startUsage.cache_read_input_tokens > 0.9 * total, JSON.stringify(startUsage));
     assert.equal(startUsage.cache_read_input_tokens + startUsage.input_tokens, total);
   });
@@ -491,7 +493,7 @@ describe('Claude Code-shaped request replayed from a recorded fixture', () => {
     assert.equal(res.status, 200, res.body.slice(0, 500));
     const events = parseNamedSse(res.body);
     assertEventOrder(events);
-    const start = events[0]!.data.message as { usage: { input_tokens: number; cache_read_input_tokens: number } };
+    const start = events.find((e) => e.event === 'message_start')!.data.message as { usage: { input_tokens: number; cache_read_input_tokens: number } };
     assert.equal(start.usage.input_tokens + start.usage.cache_read_input_tokens, promptTokens);
     const end = events.at(-2)!.data as { delta: { stop_reason: string }; usage: { output_tokens: number } };
     assert.ok(['end_turn', 'max_tokens', 'tool_use'].includes(end.delta.stop_reason));
@@ -499,7 +501,7 @@ describe('Claude Code-shaped request replayed from a recorded fixture', () => {
 
     // The same request again (Claude Code resends the whole conversation): served from the prefix cache.
     const again = await rawRequest(stack.port, { method: 'POST', path: fx.path, headers: { ...fx.headers, 'content-type': 'application/json' }, body: JSON.stringify({ ...body, max_tokens: 4 }) });
-    const usage2 = (parseNamedSse(again.body)[0]!.data.message as { usage: { cache_read_input_tokens: number } }).usage;
+    const usage2 = (parseNamedSse(again.body).find((e) => e.event === 'message_start')!.data.message as { usage: { cache_read_input_tokens: number } }).usage;
     assert.ok(usage2.cache_read_input_tokens > 0.9 * promptTokens, JSON.stringify(usage2));
   });
 });
