@@ -377,6 +377,13 @@ function declaredKeys(alt: ObjectAlt): Set<string> {
 }
 
 function mkLit(texts: Uint8Array[], lo: number, hi: number, pos: number, rest: Stack | null, out: (Stack | null)[]): void {
+  // An item of a uniqueItems array: only while some literal it may still become is new.
+  if (rest !== null && rest.f.k === K.Arr && rest.f.seen !== null && rest.f.seen.length > 0) {
+    const seen = rest.f.seen;
+    let fresh = false;
+    for (let i = lo; i < hi && !fresh; i++) if (!seen.includes(utf8.decode(texts[i]!))) fresh = true;
+    if (!fresh) return;
+  }
   if (hi - lo === 1 && texts[lo]!.length === pos) {
     const after = finishValue(rest);
     if (after !== undefined) out.push(after);
