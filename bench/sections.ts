@@ -14,5 +14,6 @@ import { nativeSection } from './native.ts';
 import { moeSection } from './moe.ts';
 import { remoteSection } from './remote.ts';
 import { anthropicSection } from './anthropic.ts';
+import { healthUnderLoadSection } from './health-under-load.ts';
 
-export const SECTIONS: BenchSection[] = [engineSection, serverSection, cacheHttpSection, prefixRestartSection, cachesSection, metricsSection, embeddingsSection, constrainSection, prefillSection, llamaSection, nativeSection, moeSection, remoteSection, anthropicSection];
+export const SECTIONS: BenchSection[] = [engineSection, serverSection, cacheHttpSection, prefixRestartSection, cachesSection, metricsSection, embeddingsSection, constrainSection, prefillSection, llamaSection, nativeSection, moeSection, remoteSection, anthropicSection, healthUnderLoadSection];

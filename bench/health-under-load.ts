@@ -1,0 +1,125 @@
+// `npm run -s bench -- --only health-under-load`: how long GET /health takes while the server is
+// busy with a maximal request (issue #11 item 1: the goal is < 100 ms). A real `mlx-bar serve --demo`
+// process (random weights, the real Qwen3 tokenizer and chat template); the bench process polls
+// /health every 5 ms over a fresh connection while it sends, one at a time: a 7.8 MB message,
+// 100,000 messages, 128 tools × 600 properties, 2,048 embedding inputs (all refused by the cheap
+// bounds before rendering), and the largest prompt the bounds let through (context × 64 characters
+// of varied text: rendered and tokenized for real on the event loop, then refused by the exact count).
+// Reports per case: status, ms to answer, /health max and p99 ms, and the load average.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import type { BenchOptions, BenchResult, BenchSection } from './registry.ts';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+function request(port: number, method: string, p: string, body?: string): Promise<{ status: number; ms: number }> {
+  const t = performance.now();
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, method, path: p, agent: false, headers: body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {} }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, ms: performance.now() - t }));
+    });
+    req.on('error', reject);
+    if (body) req.end(body);
+    else req.end();
+  });
+}
+
+const q = (xs: number[], p: number) => {
+  if (!xs.length) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(p * (s.length - 1)))];
+};
+const r1 = (x: number) => Math.round(x * 10) / 10;
+
+async function underLoad(port: number, method: string, p: string, body: string): Promise<Record<string, unknown>> {
+  const health: number[] = [];
+  let done = false;
+  const poll = (async () => {
+    while (!done) {
+      health.push((await request(port, 'GET', '/health')).ms);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  })();
+  await new Promise((r) => setTimeout(r, 50)); // a few samples before
+  const res = await request(port, method, p, body);
+  await new Promise((r) => setTimeout(r, 50));
+  done = true;
+  await poll;
+  return { status: res.status, request_ms: r1(res.ms), body_mb: r1(Buffer.byteLength(body) / 1e6), health_samples: health.length, health_max_ms: r1(Math.max(...health)), health_p99_ms: r1(q(health, 0.99)), health_p50_ms: r1(q(health, 0.5)) };
+}
+
+async function run(opts: BenchOptions): Promise<BenchResult> {
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'mlxbar-bench-health-'));
+  const child = spawn(process.execPath, [path.join(root, 'bin', 'mlx-bar.mjs'), 'serve', '--demo', '--port', '0', '--data-dir', path.join(tmp, 'data')], {
+    cwd: root,
+    env: { ...process.env, MLXBAR_MODEL: '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  try {
+    let out = '';
+    child.stdout.on('data', (c) => (out += c));
+    child.stderr.on('data', (c) => (out += c));
+    const url = await new Promise<string>((resolve, reject) => {
+      const timer = setInterval(() => {
+        const m = /MLX Bar listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+        if (m) (clearInterval(timer), resolve(m[1]));
+        else if (child.exitCode !== null) (clearInterval(timer), reject(new Error(out.slice(-400))));
+      }, 100);
+    });
+    const port = Number(new URL(url).port);
+    const models = await (await fetch(`${url}/v1/models`)).json() as { data: { id: string; context_length?: number }[] };
+    const model = models.data[0].id;
+    const ctx = Number(models.data[0].context_length ?? 8192);
+    opts.log(`server on ${url}, model ${model}, context ${ctx}`);
+    const words = 'the quick brown fox jumps over a lazy dog while seven wizards quietly hex jolly zebras'.split(' ');
+    const varied = (chars: number) => {
+      let s = '';
+      for (let i = 0; s.length < chars; i++) s += words[(i * 7) % words.length] + (i % 13 === 0 ? '.\n' : ' ');
+      return s.slice(0, chars);
+    };
+    const properties = Object.fromEntries(Array.from({ length: 600 }, (_, i) => [`property_${i}`, { type: 'string', description: 'a field' }]));
+    const cases: Record<string, [string, string]> = {
+      message_7_8mb: ['/v1/chat/completions', JSON.stringify({ model, messages: [{ role: 'user', content: 'a'.repeat(7_800_000) }], max_tokens: 1 })],
+      messages_100k: ['/v1/chat/completions', JSON.stringify({ model, messages: Array.from({ length: 100_000 }, (_, i) => ({ role: i % 2 ? 'assistant' : 'user', content: 'hi' })), max_tokens: 1 })],
+      tools_128x600: ['/v1/chat/completions', JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }], tools: Array.from({ length: 128 }, (_, i) => ({ type: 'function', function: { name: `t${i}`, parameters: { type: 'object', properties } } })), max_tokens: 1 })],
+      embeddings_2048: ['/v1/embeddings', JSON.stringify({ model, input: Array.from({ length: 2048 }, () => varied(3000)) })],
+      largest_passing_prompt: ['/v1/chat/completions', JSON.stringify({ model, messages: [{ role: 'user', content: varied(ctx * 64 - 64) }], max_tokens: 1 })],
+    };
+    const results: Record<string, unknown> = { load_before: os.loadavg().map(r1), context_tokens: ctx };
+    const baseline: number[] = [];
+    for (let i = 0; i < 40; i++) baseline.push((await request(port, 'GET', '/health')).ms);
+    results.idle_health_p50_ms = r1(q(baseline, 0.5));
+    results.idle_health_max_ms = r1(Math.max(...baseline));
+    for (const [name, [p, body]] of Object.entries(cases)) {
+      if (opts.quick && name === 'largest_passing_prompt') continue;
+      results[name] = await underLoad(port, 'POST', p, body);
+      opts.log(`${name}: ${JSON.stringify(results[name])}`);
+    }
+    results.load_after = os.loadavg().map(r1);
+    const refused = ['message_7_8mb', 'messages_100k', 'tools_128x600', 'embeddings_2048'].map((k) => (results[k] as { health_max_ms: number }).health_max_ms);
+    const largest = results.largest_passing_prompt as { health_max_ms: number } | undefined;
+    return {
+      result: results,
+      ratios: {
+        refused_health_max_ms: Math.max(...refused),
+        largest_passing_health_max_ms: largest ? largest.health_max_ms : null,
+      },
+    };
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((r) => (child.exitCode !== null ? r(null) : child.on('exit', r)));
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+export const healthUnderLoadSection: BenchSection = {
+  name: 'health-under-load',
+  description: 'GET /health latency while a maximal request is refused or tokenized (goal < 100 ms)',
+  run,
+};
