@@ -5,6 +5,7 @@
 // limits) use the same choice. Add an API here (path prefix + body) to give its routes its shape.
 import type { ApiError } from '../common/errors.ts';
 import { anthropicErrorBody } from './anthropic/errors.ts';
+import { ollamaErrorBody } from './ollama/output.ts';
 
 interface ErrorShape {
   matches(path: string): boolean;
@@ -13,7 +14,11 @@ interface ErrorShape {
 
 const under = (prefix: string) => (path: string) => path === prefix || path.startsWith(`${prefix}/`);
 
-const SHAPES: ErrorShape[] = [{ matches: under('/v1/messages'), body: (err, id) => anthropicErrorBody(err, id) }];
+const SHAPES: ErrorShape[] = [
+  { matches: under('/v1/messages'), body: (err, id) => anthropicErrorBody(err, id) },
+  // Ollama: `{"error": "<message>"}` (the ollama clients read `.error`).
+  { matches: under('/api'), body: (err) => ollamaErrorBody(err) },
+];
 
 export function errorBodyFor(path: string, err: ApiError, requestId: string): unknown {
   for (const s of SHAPES) if (s.matches(path)) return s.body(err, requestId);

@@ -23,6 +23,7 @@ import { registerResponsesRoutes } from './responses/route.ts';
 import { ResponseStore } from './responses/store.ts';
 import { dashboardRoutes } from './routes/dashboard.ts';
 import { embeddingsRoutes } from './routes/embeddings.ts';
+import { ollamaRoutes } from './ollama/route.ts';
 import { healthRoutes } from './routes/health.ts';
 import { modelRoutes } from './routes/models.ts';
 import { openAIChatRoutes } from './routes/openai-chat.ts';
@@ -171,7 +172,8 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
   registerAnthropicRoutes(app, { generate: lifecycle.generate, countChatTokens: lifecycle.countChatTokens, maxStopLength: config.maxStopLength });
   ctx.declareRoute('/v1/responses', ['POST']);
   registerResponsesRoutes(app, { generate: lifecycle.generate, maxStopLength: config.maxStopLength, store: new ResponseStore() });
-  embeddingsRoutes(app, ctx);
+  const embeddings = embeddingsRoutes(app, ctx);
+  ollamaRoutes(app, ctx, embeddings);
   modelRoutes(app, ctx);
   healthRoutes(app, ctx);
   dashboardRoutes(app, ctx);

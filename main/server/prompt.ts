@@ -95,11 +95,16 @@ export function prepareGeneration(
   const promptIds = prompt.ids;
   if (promptIds.length === 0) throw new ApiError('invalid_value', 'The prompt is empty', { param: r.kind === 'chat' ? 'messages' : 'prompt' });
   track.promptTokens = promptIds.length;
-  const ctx = contextLimitOf(info, opts.contextLimit);
+  const limit = contextLimitOf(info, opts.contextLimit);
+  // A request may ask for less context than the server allows (Ollama's num_ctx), never more.
+  const capped = r.contextCap !== undefined && r.contextCap < limit;
+  const ctx = capped ? r.contextCap! : limit;
   if (promptIds.length >= ctx) {
     throw new ApiError(
       'context_length_exceeded',
-      `This model's maximum context length is ${ctx} tokens, but the prompt has ${promptIds.length} tokens`,
+      capped
+        ? `This request's context (num_ctx) is ${ctx} tokens, but the prompt has ${promptIds.length} tokens`
+        : `This model's maximum context length is ${ctx} tokens, but the prompt has ${promptIds.length} tokens`,
       { param: r.kind === 'chat' ? 'messages' : 'prompt' },
     );
   }

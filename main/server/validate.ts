@@ -22,6 +22,8 @@ export type ToolChoice = 'none' | 'auto' | 'required' | { name: string };
 interface CommonRequest {
   /** As sent (validated as a short string); matched against the loaded model's names. */
   model: string | null;
+  /** Per-request context cap (Ollama `options.num_ctx`); the model's own limit when absent or larger. */
+  contextCap?: number;
   stream: boolean;
   includeUsage: boolean;
   /** Sampling without maxTokens (decided after counting prompt tokens). */

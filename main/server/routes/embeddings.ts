@@ -56,7 +56,22 @@ function engineError(code: EngineErrorCode | undefined, message: string, retryAf
   }
 }
 
-export function embeddingsRoutes(app: FastifyInstance, ctx: ServerContext, opts: { limits?: Partial<EmbeddingsLimits> } = {}): void {
+/** A finished batch, for the API that shapes the answer (OpenAI's here, Ollama's /api/embed). */
+export interface EmbeddingsResult {
+  modelId: string;
+  /** One vector per input, already truncated to `dimensions` and renormalized. */
+  vectors: Float32Array[];
+  promptTokens: number;
+}
+
+/** Runs a validated embeddings request through the shared path (lease, gates, admission, slot, executor). */
+export type RunEmbeddings = (request: FastifyRequest, reply: FastifyReply, r: EmbeddingsRequest, shape: (out: EmbeddingsResult) => unknown) => Promise<unknown>;
+
+export function embeddingsRoutes(
+  app: FastifyInstance,
+  ctx: ServerContext,
+  opts: { limits?: Partial<EmbeddingsLimits> } = {},
+): { run: RunEmbeddings; limits: EmbeddingsLimits } {
   const limits: EmbeddingsLimits = { ...DEFAULT_EMBEDDINGS_LIMITS, ...opts.limits };
   const retryAfterSeconds = ctx.config.retryAfterSeconds;
 
@@ -92,8 +107,17 @@ export function embeddingsRoutes(app: FastifyInstance, ctx: ServerContext, opts:
   async function handle(request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
     const body = request.body as Record<string, unknown> | undefined;
     if (!body || typeof body !== 'object' || Array.isArray(body)) throw new ApiError('invalid_json', 'Request body must be a JSON object');
-    const track = request.track!;
     const r = validateEmbeddingsRequest(body, limits);
+    return run(request, reply, r, ({ modelId, vectors, promptTokens }) => ({
+      object: 'list',
+      data: vectors.map((vec, index) => ({ object: 'embedding', index, embedding: r.encodingFormat === 'base64' ? float32Base64(vec) : Array.from(vec) })),
+      model: modelId,
+      usage: { prompt_tokens: promptTokens, total_tokens: promptTokens },
+    }));
+  }
+
+  async function run(request: FastifyRequest, reply: FastifyReply, r: EmbeddingsRequest, shape: (out: EmbeddingsResult) => unknown): Promise<unknown> {
+    const track = request.track!;
 
     const res = reply.raw;
     const abort = requestAbort(res, track, ctx.shutdownSignal);
@@ -139,15 +163,12 @@ export function embeddingsRoutes(app: FastifyInstance, ctx: ServerContext, opts:
         const code = (err as { code?: EngineErrorCode })?.code;
         throw engineError(code, sanitizeMessage(err), retryAfterSeconds);
       }
-      const data = result.embeddings.map((v, index) => {
-        const vec = r.dimensions !== null ? truncateAndRenormalize(v, r.dimensions) : v;
-        return { object: 'embedding', index, embedding: r.encodingFormat === 'base64' ? float32Base64(vec) : Array.from(vec) };
-      });
+      const vectors = result.embeddings.map((v) => (r.dimensions !== null ? truncateAndRenormalize(v, r.dimensions) : v));
       track.promptTokens = result.promptTokens;
       return reply
         .code(200)
         .type('application/json; charset=utf-8')
-        .send({ object: 'list', data, model: modelId, usage: { prompt_tokens: result.promptTokens, total_tokens: result.promptTokens } });
+        .send(shape({ modelId, vectors, promptTokens: result.promptTokens }));
     } catch (err) {
       // Client gone: nothing to write; shutdown: 503 (finishAborted throws it).
       if (abort.signal.aborted) return finishAborted();
@@ -174,4 +195,5 @@ export function embeddingsRoutes(app: FastifyInstance, ctx: ServerContext, opts:
 
   ctx.declareRoute('/v1/embeddings', ['POST']);
   app.post('/v1/embeddings', handle);
+  return { run, limits };
 }
