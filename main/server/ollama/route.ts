@@ -9,7 +9,7 @@ import { ApiError } from '../../common/errors.ts';
 import type { ModelInfo } from '../../engine/types.ts';
 import type { ServerContext } from '../context.ts';
 import type { ResponseFormat, ResponseWriter, WriterContext } from '../generation.ts';
-import type { ServedModelLease } from '../models.ts';
+import { contextLimitOf, type ServedModelLease } from '../models.ts';
 import type { ServerTextPipeline } from '../hooks.ts';
 import type { RunEmbeddings } from '../routes/embeddings.ts';
 import type { EmbeddingsLimits } from '../validate-embeddings.ts';
@@ -83,7 +83,7 @@ function bodyOf(request: FastifyRequest): Record<string, unknown> {
 /** What a chat with this model's template can do (Ollama /api/show `capabilities`). */
 const capabilitiesOf = (text: ServerTextPipeline) => ({ tools: text.toolCallFormat !== 'none', thinking: text.templateUses?.('enable_thinking') === true });
 
-function factsOfInfo(id: string, m: ModelInfo, text: ServerTextPipeline, modifiedAt: number): OllamaModelFacts {
+function factsOfInfo(id: string, m: ModelInfo, text: ServerTextPipeline, modifiedAt: number, contextLength: number): OllamaModelFacts {
   return {
     id,
     sizeBytes: m.weightBytes,
@@ -91,7 +91,7 @@ function factsOfInfo(id: string, m: ModelInfo, text: ServerTextPipeline, modifie
     parameters: m.numParameters,
     quantization: m.quantization,
     dtype: m.checkpointDtype,
-    contextLength: m.contextLength,
+    contextLength,
     modifiedAt,
     numLayers: m.numLayers,
     numKvHeads: m.numKvHeads,
@@ -115,7 +115,7 @@ export function ollamaRoutes(app: FastifyInstance, ctx: ServerContext, embedding
     const lease = await loadedLease();
     try {
       return (await ctx.models.list()).map((e) => {
-        if (lease && lease.id === e.id) return factsOfInfo(e.id, lease.info, lease.text, ctx.startedAt);
+        if (lease && lease.id === e.id) return factsOfInfo(e.id, lease.info, lease.text, ctx.startedAt, contextLimitOf(lease.info, ctx.hooks.contextLimit));
         const n = (k: string) => (typeof e[k] === 'number' ? (e[k] as number) : null);
         const q = e.quantization as { bits: number } | null | undefined;
         return {
@@ -206,7 +206,7 @@ export function ollamaRoutes(app: FastifyInstance, ctx: ServerContext, embedding
     const lease = await loadedLease();
     if (!lease) return { models: [] };
     try {
-      return { models: [psEntry(factsOfInfo(lease.id, lease.info, lease.text, ctx.startedAt), null, lease.info.weightBytes)] };
+      return { models: [psEntry(factsOfInfo(lease.id, lease.info, lease.text, ctx.startedAt, contextLimitOf(lease.info, ctx.hooks.contextLimit)), null, lease.info.weightBytes)] };
     } finally {
       lease.release();
     }
