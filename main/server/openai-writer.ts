@@ -155,7 +155,8 @@ function openAIWriter(ctx: WriterContext): ResponseWriter {
     }
     const finish = finishReasonFor(done, out.toolCalls.length > 0);
     track.finishReason = finish;
-    const message: Record<string, unknown> = { role: 'assistant', content: out.content };
+    // `refusal: null`: the OpenAPI spec's ChatCompletionMessage always has it (we never refuse).
+    const message: Record<string, unknown> = { role: 'assistant', content: out.content, refusal: null };
     if (out.reasoning !== null) message.reasoning_content = out.reasoning;
     if (out.toolCalls.length > 0) {
       message.tool_calls = out.toolCalls.map((c) => ({ id: c.id, type: 'function', function: { name: c.function.name, arguments: c.function.arguments } }));

@@ -12,7 +12,15 @@ export const modelRoutes: RoutePlugin = (app, ctx) => {
   const modelCreated = meta.created ?? Math.floor(ctx.startedAt / 1000);
   const startNames = new Set([ctx.startedModel.id, ...(meta.aliases ?? [])]);
   ctx.declareRoute('/v1/models', ['GET', 'HEAD']);
-  app.get('/v1/models', async () => {
+  app.get('/v1/models', async () => listing());
+  // openai `models.retrieve(id)`: one entry of the same list (ids may contain '/', e.g. owner/name).
+  app.get('/v1/models/*', async (request) => {
+    const id = decodeURIComponent(String((request.params as Record<string, string>)['*'] ?? ''));
+    const found = (await listing()).data.find((m) => (m as { id: string }).id === id);
+    if (!found) throw new ApiError('model_not_found', `The model '${id.replace(/[^\x20-\x7e]/g, '?').slice(0, 64)}' does not exist`, { param: 'model' });
+    return found;
+  });
+  async function listing() {
     const loadedId = ctx.models.status().modelId;
     const list = await ctx.models.list();
     return {
@@ -35,7 +43,7 @@ export const modelRoutes: RoutePlugin = (app, ctx) => {
         (ctx.remotes?.publicList() ?? []).map((e) => ({ ...e, created: modelCreated }) as never),
       ),
     };
-  });
+  }
 
   // Model management (dashboard Models page): downloads into the library and switching models.
   const admin = (): ServerModelAdmin => {
