@@ -15,5 +15,6 @@ import { moeSection } from './moe.ts';
 import { remoteSection } from './remote.ts';
 import { anthropicSection } from './anthropic.ts';
 import { healthUnderLoadSection } from './health-under-load.ts';
+import { lookupSection } from './lookup.ts';
 
-export const SECTIONS: BenchSection[] = [engineSection, serverSection, cacheHttpSection, prefixRestartSection, cachesSection, metricsSection, embeddingsSection, constrainSection, prefillSection, llamaSection, nativeSection, moeSection, remoteSection, anthropicSection, healthUnderLoadSection];
+export const SECTIONS: BenchSection[] = [engineSection, serverSection, cacheHttpSection, prefixRestartSection, cachesSection, metricsSection, embeddingsSection, constrainSection, prefillSection, llamaSection, nativeSection, moeSection, remoteSection, anthropicSection, healthUnderLoadSection, lookupSection];
