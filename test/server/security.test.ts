@@ -342,7 +342,8 @@ describe('B8/C. message and parameter validation → 400 with param', () => {
       ['"logprobs":true,"top_logprobs":21', 'top_logprobs'],
       ['"top_logprobs":5', 'top_logprobs'],
       ['"logit_bias":{"1":5}', 'logit_bias'],
-      ['"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"integer","minimum":1}}}', 'response_format'],
+      // A schema the constrained decoder refuses (numeric bounds are enforced since #13; conditionals are not).
+      ['"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"integer","if":{"minimum":1},"then":{"maximum":5}}}}', 'response_format'],
       ['"response_format":{"type":"json_schema","json_schema":{"name":"x"}}', 'response_format'],
       ['"response_format":{"type":"xml"}', 'response_format'],
       ['"stream_options":{"include_usage":true}', 'stream_options'],
