@@ -13,8 +13,8 @@ import { llamaSection } from './llama.ts';
 import { nativeSection } from './native.ts';
 import { moeSection } from './moe.ts';
 import { remoteSection } from './remote.ts';
-import { anthropicSection } from './anthropic.ts';
+import { dialectsSection } from './dialects.ts';
 import { healthUnderLoadSection } from './health-under-load.ts';
 import { lookupSection } from './lookup.ts';
 
-export const SECTIONS: BenchSection[] = [engineSection, serverSection, cacheHttpSection, prefixRestartSection, cachesSection, metricsSection, embeddingsSection, constrainSection, prefillSection, llamaSection, nativeSection, moeSection, remoteSection, anthropicSection, healthUnderLoadSection, lookupSection];
+export const SECTIONS: BenchSection[] = [engineSection, serverSection, cacheHttpSection, prefixRestartSection, cachesSection, metricsSection, embeddingsSection, constrainSection, prefillSection, llamaSection, nativeSection, moeSection, remoteSection, dialectsSection, healthUnderLoadSection, lookupSection];

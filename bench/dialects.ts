@@ -1,11 +1,11 @@
-// Bench section `anthropic`: the HTTP overhead of POST /v1/messages against OpenAI chat for the same
+// Bench section `dialects`: the HTTP overhead of POST /v1/messages, /v1/responses and /api/chat against OpenAI chat for the same
 // generation (goal: ≤ 1.03× OpenAI's time). Both requests run on the real `mlx-bar serve` stack with
 // the response cache on and are deterministic (temperature 0), so after one warm-up each they are
 // answered from the cache: what is timed is everything but the model — body parsing, validation and
 // translation, template render + tokenization, cache lookup, the life cycle, the API's writer (the
 // reasoning/tool splitter runs for both) and the wire format. That is the overhead an API adds; a real
 // generation adds the same model time to both. Requests alternate (A B B A …) so drift hits both
-// alike; non-stream and stream are measured separately. Ratios = Anthropic ÷ OpenAI at p50 and p10
+// alike; non-stream and stream are measured separately. Ratios = API ÷ OpenAI at p50 and p10
 // (record `uptime` next to them: on a shared machine the median is mostly scheduling noise).
 import http from 'node:http';
 import { performance } from 'node:perf_hooks';
@@ -63,29 +63,40 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
     });
     const openai = { model, max_tokens: 48, temperature: 0, messages: [{ role: 'system', content: system }, { role: 'user', content: user }] };
     const anthropic = { model, max_tokens: 48, temperature: 0, system, messages: [{ role: 'user', content: user }] };
-    const openaiReq = openai;
-
-    const cases = {
-      nonstream: { openai: { route: '/v1/chat/completions', body: openaiReq }, anthropic: { route: '/v1/messages', body: anthropic } },
+    const responses = { model, max_output_tokens: 48, temperature: 0, instructions: system, input: user };
+    const ollama = { model, options: { temperature: 0, num_predict: 48 }, messages: [{ role: 'system', content: system }, { role: 'user', content: user }] };
+    type Api = 'openai' | 'anthropic' | 'responses' | 'ollama';
+    const APIS: Api[] = ['openai', 'anthropic', 'responses', 'ollama'];
+    // Every API renders the same prompt with the same sampling, so all four hit the same cache entry.
+    const cases: Record<string, Record<Api, { route: string; body: unknown }>> = {
+      nonstream: {
+        openai: { route: '/v1/chat/completions', body: openai },
+        anthropic: { route: '/v1/messages', body: anthropic },
+        responses: { route: '/v1/responses', body: responses },
+        ollama: { route: '/api/chat', body: { ...ollama, stream: false } },
+      },
       stream: {
-        openai: { route: '/v1/chat/completions', body: { ...openaiReq, stream: true, stream_options: { include_usage: true } } },
+        openai: { route: '/v1/chat/completions', body: { ...openai, stream: true, stream_options: { include_usage: true } } },
         anthropic: { route: '/v1/messages', body: { ...anthropic, stream: true } },
+        responses: { route: '/v1/responses', body: { ...responses, stream: true } },
+        ollama: { route: '/api/chat', body: { ...ollama, stream: true } },
       },
     };
     const result: Record<string, unknown> = { rounds, model: which, load_avg_start: os.loadavg().map(r3) };
     const ratios: Record<string, number | null> = {};
     for (const [mode, pair] of Object.entries(cases)) {
-      // Warm-up: the first of each fills the response cache (one real generation), the rest are hits.
+      // Warm-up: the first request fills the response cache (one real generation), the rest are hits.
       for (let i = 0; i < 5; i++) {
-        for (const api of ['openai', 'anthropic'] as const) {
+        for (const api of APIS) {
           const r = await timed(port, pair[api].route, pair[api].body);
           if (r.status !== 200) throw new Error(`${mode} ${api} warm-up: HTTP ${r.status} ${r.head.slice(0, 200)}`);
         }
       }
-      const samples: Record<'openai' | 'anthropic', number[]> = { openai: [], anthropic: [] };
-      const bytes: Record<'openai' | 'anthropic', number> = { openai: 0, anthropic: 0 };
+      const samples = Object.fromEntries(APIS.map((a) => [a, [] as number[]])) as Record<Api, number[]>;
+      const bytes = Object.fromEntries(APIS.map((a) => [a, 0])) as Record<Api, number>;
       for (let i = 0; i < rounds; i++) {
-        const order = i % 2 === 0 ? (['openai', 'anthropic'] as const) : (['anthropic', 'openai'] as const);
+        // Rotate the order each round so drift hits every API alike.
+        const order = APIS.map((_, k) => APIS[(k + i) % APIS.length]);
         for (const api of order) {
           const r = await timed(port, pair[api].route, pair[api].body);
           if (r.status !== 200) throw new Error(`${mode} ${api}: HTTP ${r.status}`);
@@ -96,15 +107,17 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
       // p10 next to p50: on a loaded machine (2 cores shared) the median carries scheduling noise,
       // the 10th percentile is closer to the path's own cost.
       const p10 = (v: number[]) => r3(pct([...v].sort((x, y) => x - y), 10));
-      const o = { ...summarize(samples.openai), p10_ms: p10(samples.openai) };
-      const a = { ...summarize(samples.anthropic), p10_ms: p10(samples.anthropic) };
-      result[mode] = { openai: { ...o, response_bytes: bytes.openai }, anthropic: { ...a, response_bytes: bytes.anthropic } };
-      ratios[`${mode}_p50_anthropic_vs_openai`] = r3(a.p50_ms / o.p50_ms);
-      ratios[`${mode}_p10_anthropic_vs_openai`] = r3(a.p10_ms / o.p10_ms);
-      opts.log(`${mode}: openai p50 ${o.p50_ms} / p10 ${o.p10_ms} ms, anthropic p50 ${a.p50_ms} / p10 ${a.p10_ms} ms`);
+      const stats = Object.fromEntries(APIS.map((a) => [a, { ...summarize(samples[a]), p10_ms: p10(samples[a]), response_bytes: bytes[a] }]));
+      result[mode] = stats;
+      const o = stats.openai;
+      for (const api of APIS.slice(1)) {
+        ratios[`${mode}_p50_${api}_vs_openai`] = r3(stats[api].p50_ms / o.p50_ms);
+        ratios[`${mode}_p10_${api}_vs_openai`] = r3(stats[api].p10_ms / o.p10_ms);
+      }
+      opts.log(`${mode}: ${APIS.map((a) => `${a} p50 ${stats[a].p50_ms} / p10 ${stats[a].p10_ms} ms`).join(', ')}`);
     }
     result.load_avg_end = os.loadavg().map(r3);
-    result.goal = 'anthropic p50 ≤ 1.03 × openai p50 (same generation, served from the response cache: overhead only)';
+    result.goal = 'each API p50 ≤ 1.03 × openai chat p50 (same generation, served from the response cache: overhead only)';
     return { result, ratios };
   } finally {
     await stack?.stop().catch(() => {});
@@ -112,8 +125,8 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
   }
 }
 
-export const anthropicSection: BenchSection = {
-  name: 'anthropic',
-  description: 'HTTP overhead of POST /v1/messages vs OpenAI chat on the same (response-cached) generation, stream and not',
+export const dialectsSection: BenchSection = {
+  name: 'dialects',
+  description: 'HTTP overhead of the Anthropic, Responses and Ollama APIs vs OpenAI chat on the same (response-cached) generation, stream and not',
   run,
 };
