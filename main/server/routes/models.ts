@@ -14,8 +14,13 @@ export const modelRoutes: RoutePlugin = (app, ctx) => {
   ctx.declareRoute('/v1/models', ['GET', 'HEAD']);
   app.get('/v1/models', async () => listing());
   // openai `models.retrieve(id)`: one entry of the same list (ids may contain '/', e.g. owner/name).
-  app.get('/v1/models/*', async (request) => {
+  app.get('/v1/models/*', async (request, reply) => {
     const id = decodeURIComponent(String((request.params as Record<string, string>)['*'] ?? ''));
+    // The admin routes under /v1/models/ (pull, load) take POST only: a GET there is a wrong method, not a model id.
+    if (id === 'pull' || id === 'load') {
+      reply.header('allow', 'POST, OPTIONS');
+      throw new ApiError('method_not_allowed', `Method ${request.method.slice(0, 10)} is not allowed on this route`);
+    }
     const found = (await listing()).data.find((m) => (m as { id: string }).id === id);
     if (!found) throw new ApiError('model_not_found', `The model '${id.replace(/[^\x20-\x7e]/g, '?').slice(0, 64)}' does not exist`, { param: 'model' });
     return found;
