@@ -340,9 +340,10 @@ export async function* generateTokens(
         summary.stopReason = 'cancelled';
         break;
       }
-      if (constraint?.done) {
+      if (constraint?.done && pending.length === 0) {
         // The constrained document is complete: EOS is the only possible next token, so end
-        // here instead of computing one more step to sample it.
+        // here instead of computing one more step to sample it. (With lookup decoding the
+        // constraint has already consumed every verified token still pending: yield those first.)
         summary.stopReason = 'eos';
         break;
       }
