@@ -176,7 +176,9 @@ const WEATHER_SCHEMA: Anthropic.Tool.InputSchema = {
   properties: {
     city: { type: 'string', minLength: 1, maxLength: 12 },
     unit: { enum: ['c', 'f'] },
-    days: { type: 'integer' },
+    // Bounded: an unbounded integer lets a random-weight model write digits until max_tokens, and a
+    // call cut by max_tokens is (rightly) not a complete tool_use — the test would flake on sampling.
+    days: { type: 'integer', minimum: 1, maximum: 16 },
   },
   required: ['city', 'unit'],
   additionalProperties: false,
