@@ -60,18 +60,23 @@ function tokenizerDir(): string {
 }
 
 /** Writes (once) a checkpoint in a child process, so its tensors never sit in the bench's own RSS. */
-export async function ensureCheckpoint(shape: ShapeName, format: FormatName, log: (s: string) => void): Promise<string> {
+export async function ensureCheckpoint(
+  shape: ShapeName,
+  format: FormatName,
+  log: (s: string) => void,
+  variant?: { suffix: string; spec: Partial<ModelWriteSpec> },
+): Promise<string> {
   const root = path.join(os.tmpdir(), 'mlxbar-bench');
-  const dir = path.join(root, `${shape}-${format}-v1`);
+  const dir = path.join(root, `${shape}-${format}${variant ? `-${variant.suffix}` : ''}-v1`);
   if (existsSync(path.join(dir, 'config.json'))) return dir;
   mkdirSync(root, { recursive: true });
   const tmp = `${dir}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   const t = performance.now();
-  const spec: ModelWriteSpec = { ...SHAPES[shape].spec, ...FORMATS[format], seed: 1, maxPositionEmbeddings: 8192 };
+  const spec: ModelWriteSpec = { ...SHAPES[shape].spec, ...FORMATS[format], seed: 1, maxPositionEmbeddings: 8192, ...variant?.spec };
   await runChild(fileURLToPath(new URL('./write-checkpoint.ts', import.meta.url)), [JSON.stringify(spec), tmp, tokenizerDir()]);
   renameSync(tmp, dir);
-  log(`wrote ${shape}/${format} checkpoint in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+  log(`wrote ${shape}/${format}${variant ? `/${variant.suffix}` : ''} checkpoint in ${((performance.now() - t) / 1000).toFixed(1)} s`);
   return dir;
 }
 

@@ -48,6 +48,13 @@ export interface ModelWriteSpec {
   maxPositionEmbeddings?: number;
   /** Defaults to 151,936 (covers the Qwen3 tokenizer). */
   vocabSize?: number;
+  /**
+   * Scales the residual branches' output projections (o_proj, down_proj). Below 1 the next token
+   * depends mostly on the current one (with an untied lm_head: a fixed random successor per token),
+   * so greedy output re-reads like text seen before — the copying behaviour of real models that
+   * random weights lack (bench: lookup decoding on copy-heavy prompts). Same compute per token. Default 1.
+   */
+  residualScale?: number;
 }
 
 /** Qwen3 tokenizer special ids (the fixture tokenizer is the real Qwen3 one). */
@@ -89,6 +96,7 @@ export function normalizeSpec(spec: ModelWriteSpec): Required<Omit<ModelWriteSpe
     seed: spec.seed ?? 0,
     maxPositionEmbeddings: spec.maxPositionEmbeddings ?? 4096,
     vocabSize: spec.vocabSize ?? QWEN3_VOCAB,
+    residualScale: spec.residualScale ?? 1,
   };
 }
 
@@ -272,8 +280,10 @@ function randomTensors(s: ReturnType<typeof normalizeSpec>): Array<[string, mx.a
   const out: Array<[string, mx.array, 'linear' | 'embed' | 'plain']> = [];
   const normal = (name: string, shape: number[], std: number, mean = 0) =>
     mx.random.normal(shape, mx.float32, mean, std, mx.random.key(fnv1a(`${s.seed}:${name}`)));
-  const lin = (name: string, outD: number, inD: number, experts = 0) =>
-    out.push([name, normal(name, experts ? [experts, outD, inD] : [outD, inD], 1 / Math.sqrt(inD)), 'linear']);
+  const lin = (name: string, outD: number, inD: number, experts = 0) => {
+    const residual = /\.(o_proj|down_proj)\.weight$/.test(name) ? s.residualScale : 1;
+    out.push([name, normal(name, experts ? [experts, outD, inD] : [outD, inD], residual / Math.sqrt(inD)), 'linear']);
+  };
   const vec = (name: string, n: number, std: number, mean: number) => out.push([name, normal(name, [n], std, mean), 'plain']);
   const gemma = s.family === 'gemma3' || s.family === 'gemma3_text';
   // Gemma stores RMSNorm weights as w - 1 (applied as 1 + w).
