@@ -6,7 +6,7 @@
 //  - miss-heavy: fresh random prompts whose drafts (if any) do not match (the adaptive policy's
 //    overhead; goal ≤ 3%).
 // Besides tok/s (noisy on a shared box) it prints forward passes per generated token, which does
-// not depend on load.   --lookup-shape small (default; tiny in --quick)  --lookup-tokens 64  --reps 3
+// not depend on load.   --lookup-shape qwen3_0_6b (default, the shape; tiny in --quick)  --lookup-tokens 64  --reps 3
 import os from 'node:os';
 import { DEFAULT_SAMPLING } from '../main/engine/types.ts';
 import { ensureCheckpoint, promptIds, type ShapeName } from './engine.ts';
@@ -15,7 +15,7 @@ import type { BenchOptions, BenchResult, BenchSection } from './registry.ts';
 const round = (x: number, d = 2): number => Math.round(x * 10 ** d) / 10 ** d;
 
 async function runLookup(opts: BenchOptions): Promise<BenchResult> {
-  const shape = (typeof opts.args['lookup-shape'] === 'string' ? opts.args['lookup-shape'] : opts.quick ? 'tiny' : 'small') as ShapeName;
+  const shape = (typeof opts.args['lookup-shape'] === 'string' ? opts.args['lookup-shape'] : opts.quick ? 'tiny' : 'qwen3_0_6b') as ShapeName;
   const n = Number(opts.args['lookup-tokens'] ?? (opts.quick ? 32 : 64));
   const reps = Math.max(1, Number(opts.args.reps ?? (opts.quick ? 1 : 3)));
   const dir = await ensureCheckpoint(shape, 'f32', opts.log);
