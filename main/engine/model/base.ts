@@ -53,23 +53,38 @@ export function causalMask(L: number, offset: number, width = offset + L, window
   return mx.where(visible, mx.array(0, mx.float32), mx.array(-Infinity, mx.float32));
 }
 
-function attention(
-  m: DecoderModel,
-  lw: LayerWeights,
-  layerIdx: number,
-  x: mx.array,
-  mask: mx.array | undefined,
-  cache: KVCache,
-  offset: number,
-  width: number,
-): mx.array {
+/** One sequence's rows in a step: its place in the step's rows and its KV position. */
+interface SegmentPlan {
+  cache: KVCache;
+  /** First row of the segment in the step's [1, rows, hidden] activation. */
+  start: number;
+  L: number;
+  /** KV offset before the step (absolute position of the segment's first token). */
+  offset: number;
+  /** KV slots attended over (see decoderStack). */
+  width: number;
+  /** Additive masks by sliding window (null = full attention), built when first needed. */
+  masks: Map<number | null, mx.array | undefined>;
+}
+
+function maskFor(m: DecoderModel, s: SegmentPlan, window: number | null): mx.array | undefined {
+  if (!s.masks.has(window)) {
+    const { L, offset, width } = s;
+    const needed = L > 1 || width > offset + L || (window !== null && offset + L > window);
+    let mask = needed ? causalMask(L, offset, width, window) : undefined;
+    if (mask && mask.dtype !== m.policy.computeDtype) mask = mask.astype(m.policy.computeDtype);
+    s.masks.set(window, mask);
+  }
+  return s.masks.get(window);
+}
+
+/**
+ * Attention of one sequence's rows ([1, L, heads, headDim] q/k/v after the q/k norms) over its own
+ * KV cache, at its own positions: rope, KV write, mask, SDPA. Returns [1, L, heads·headDim].
+ */
+function attendSegment(m: DecoderModel, layerIdx: number, q: mx.array, k: mx.array, v: mx.array, s: SegmentPlan): mx.array {
   const c = m.config;
-  const L = x.shape[1];
-  let q = linear(m, x, lw.q, 'q_proj').reshape(1, L, c.numHeads, c.headDim);
-  let k = linear(m, x, lw.k, 'k_proj').reshape(1, L, c.numKvHeads, c.headDim);
-  let v = linear(m, x, lw.v, 'v_proj').reshape(1, L, c.numKvHeads, c.headDim);
-  if (lw.qNorm) q = mx.fast.rmsNorm(q, lw.qNorm, c.rmsNormEps);
-  if (lw.kNorm) k = mx.fast.rmsNorm(k, lw.kNorm, c.rmsNormEps);
+  const { L, offset, width, cache } = s;
   q = applyRope(m.ropes[layerIdx], q.transpose(0, 2, 1, 3), offset);
   k = applyRope(m.ropes[layerIdx], k.transpose(0, 2, 1, 3), offset);
   v = v.transpose(0, 2, 1, 3);
@@ -84,8 +99,33 @@ function attention(
   }
   m.policy.assertCompute(q, 'attention');
   m.policy.assertCompute(keys, 'attention');
+  const mask = maskFor(m, s, c.layerWindows[layerIdx] ?? null);
   const o = mx.fast.scaledDotProductAttention(q, keys, values, c.attnScale, mask);
-  return linear(m, o.transpose(0, 2, 1, 3).reshape(1, L, c.numHeads * c.headDim), lw.o, 'o_proj');
+  return o.transpose(0, 2, 1, 3).reshape(1, L, c.numHeads * c.headDim);
+}
+
+/**
+ * Attention over the step's rows: the q/k/v/o projections run once over every row of every
+ * sequence (weights read once per step: the batching win); rope, KV and SDPA per sequence.
+ */
+function attention(m: DecoderModel, lw: LayerWeights, layerIdx: number, x: mx.array, segs: SegmentPlan[]): mx.array {
+  const c = m.config;
+  const T = x.shape[1];
+  let q = linear(m, x, lw.q, 'q_proj').reshape(1, T, c.numHeads, c.headDim);
+  let k = linear(m, x, lw.k, 'k_proj').reshape(1, T, c.numKvHeads, c.headDim);
+  let v = linear(m, x, lw.v, 'v_proj').reshape(1, T, c.numKvHeads, c.headDim);
+  if (lw.qNorm) q = mx.fast.rmsNorm(q, lw.qNorm, c.rmsNormEps);
+  if (lw.kNorm) k = mx.fast.rmsNorm(k, lw.kNorm, c.rmsNormEps);
+  let o: mx.array;
+  if (segs.length === 1) o = attendSegment(m, layerIdx, q, k, v, segs[0]);
+  else {
+    const rows = (a: mx.array, s: SegmentPlan) => a.index(mx.Slice(), mx.Slice(s.start, s.start + s.L));
+    o = mx.concatenate(
+      segs.map((s) => attendSegment(m, layerIdx, rows(q, s), rows(k, s), rows(v, s), s)),
+      1,
+    );
+  }
+  return linear(m, o, lw.o, 'o_proj');
 }
 
 function mlp(m: DecoderModel, lw: LayerWeights, x: mx.array): mx.array {
@@ -95,47 +135,54 @@ function mlp(m: DecoderModel, lw: LayerWeights, x: mx.array): mx.array {
   return linear(m, gatedAct(m.config, g, u), lw.down!, 'down_proj');
 }
 
+/** One sequence's part of a (batched) forward step. */
+export interface ForwardSegment {
+  tokens: number[];
+  /** The sequence's own KV cache (extended and committed by the step). */
+  cache: KVCache;
+  /** Only the last row goes through the final norm and lm_head (prefill). */
+  lastOnly: boolean;
+}
+
 /**
- * The decoder blocks over `tokens` on top of `cache` (which is extended and committed): the
- * residual stream [1, L, hidden] before the final norm. Shared by `forward` (logits) and
- * `hiddenStates` (embeddings) so both run exactly the same layers.
+ * The decoder blocks over every segment's tokens, each on top of its own cache (extended and
+ * committed): the residual stream [1, rows, hidden] before the final norm, rows in segment order.
+ * Shared by `forward` (logits) and `hiddenStates` (embeddings) so both run exactly the same layers.
+ * With one segment the ops are exactly those of an unbatched step (no row slicing or concat).
  */
-function decoderStack(m: DecoderModel, tokens: number[], cache: KVCache): mx.array {
+function decoderStack(m: DecoderModel, segments: ForwardSegment[]): mx.array {
   const c = m.config;
-  const L = tokens.length;
-  if (L === 0) throw new Error('forward needs at least one token');
-  const offset = cache.offset;
-  const capacity = cache.reserve(L);
-  // One-token steps attend over the whole buffer capacity, masked (no views of the buffers: a live
-  // view would make the next in-place write copy them); multi-token steps over the used slots only.
-  const width = L > 1 ? offset + L : capacity;
-  const ids = mx.array(tokens, mx.int32);
-  let x = embed(m, ids).reshape(1, L, c.hiddenSize);
+  const plans: SegmentPlan[] = [];
+  const ids: number[] = [];
+  for (const seg of segments) {
+    const L = seg.tokens.length;
+    if (L === 0) throw new Error('forward needs at least one token');
+    if (plans.some((p) => p.cache === seg.cache)) throw new Error('a forward step takes each KV cache once');
+    const offset = seg.cache.offset;
+    const capacity = seg.cache.reserve(L);
+    // One-token steps attend over the whole buffer capacity, masked (no views of the buffers: a
+    // live view would make the next in-place write copy them); multi-token steps over the used
+    // slots only.
+    const width = L > 1 ? offset + L : capacity;
+    plans.push({ cache: seg.cache, start: ids.length, L, offset, width, masks: new Map() });
+    for (const t of seg.tokens) ids.push(t);
+  }
+  if (plans.length === 0) throw new Error('forward needs at least one token');
+  const T = ids.length;
+  let x = embed(m, mx.array(ids, mx.int32)).reshape(1, T, c.hiddenSize);
   if (c.embedScale !== null) x = mx.multiply(x, c.embedScale);
-  // One mask per distinct window (full attention = null), built only when needed.
-  const masks = new Map<number | null, mx.array | undefined>();
-  const maskFor = (window: number | null) => {
-    if (!masks.has(window)) {
-      const needed = L > 1 || width > offset + L || (window !== null && offset + L > window);
-      let mask = needed ? causalMask(L, offset, width, window) : undefined;
-      if (mask && mask.dtype !== m.policy.computeDtype) mask = mask.astype(m.policy.computeDtype);
-      masks.set(window, mask);
-    }
-    return masks.get(window);
-  };
   const ws = m.weights;
   const eps = c.rmsNormEps;
   for (let i = 0; i < ws.layers.length; i++) {
     const lw = ws.layers[i];
-    const mask = maskFor(c.layerWindows[i] ?? null);
-    let a = attention(m, lw, i, mx.fast.rmsNorm(x, lw.inputNorm, eps), mask, cache, offset, width);
+    let a = attention(m, lw, i, mx.fast.rmsNorm(x, lw.inputNorm, eps), plans);
     if (lw.attnOutNorm) a = mx.fast.rmsNorm(a, lw.attnOutNorm, eps);
     x = mx.add(x, a);
     let f = mlp(m, lw, mx.fast.rmsNorm(x, lw.postNorm, eps));
     if (lw.mlpOutNorm) f = mx.fast.rmsNorm(f, lw.mlpOutNorm, eps);
     x = mx.add(x, f);
   }
-  cache.commit(L);
+  for (const p of plans) p.cache.commit(p.L);
   return x;
 }
 
@@ -146,17 +193,50 @@ function decoderStack(m: DecoderModel, tokens: number[], cache: KVCache): mx.arr
  * together with `cache.arrays()`.
  */
 export function forward(m: DecoderModel, tokens: number[], cache: KVCache, lastOnly = true): mx.array {
-  const x = normedStates(m, tokens, cache, lastOnly);
-  const logits = linear(m, x, m.weights.lmHead, 'lm_head').reshape(-1, m.config.vocabSize);
-  // Sampling, penalties and log-probabilities work on float32 logits whatever the compute dtype.
-  return logits.dtype === mx.float32 ? logits : logits.astype(mx.float32);
+  return forwardSegments(m, [{ tokens, cache, lastOnly }]).logits;
 }
 
-/** The decoder stack + final norm ([1, rows, hidden]); with `lastOnly` only the last position. */
-function normedStates(m: DecoderModel, tokens: number[], cache: KVCache, lastOnly: boolean): mx.array {
-  const L = tokens.length;
-  let x = decoderStack(m, tokens, cache);
-  if (lastOnly && L > 1) x = x.index(mx.Slice(), mx.Slice(L - 1, L));
+/**
+ * One forward step over several sequences (continuous batching): every segment's tokens on top of
+ * its own KV cache. Returns the logits of all kept rows [rows, vocab] (float32) and each segment's
+ * row range in it: a `lastOnly` segment keeps its last row, the others all of theirs. Lazy, like
+ * `forward`. Exact: each sequence sees the same attention as an unbatched step; only the matrix
+ * products are shared (a few ulps from the BLAS kernel choice).
+ */
+export function forwardSegments(m: DecoderModel, segments: ForwardSegment[]): { logits: mx.array; rows: { start: number; count: number }[] } {
+  const x = normedStates(m, segments);
+  const logits = linear(m, x, m.weights.lmHead, 'lm_head').reshape(-1, m.config.vocabSize);
+  // Sampling, penalties and log-probabilities work on float32 logits whatever the compute dtype.
+  return { logits: logits.dtype === mx.float32 ? logits : logits.astype(mx.float32), rows: keptRows(segments).ranges };
+}
+
+/** Which rows of the step each segment keeps (see forwardSegments). */
+function keptRows(segments: ForwardSegment[]): { keep: number[] | null; ranges: { start: number; count: number }[] } {
+  const ranges: { start: number; count: number }[] = [];
+  const keep: number[] = [];
+  let row = 0;
+  let everyRow = true;
+  for (const s of segments) {
+    const L = s.tokens.length;
+    const count = s.lastOnly ? 1 : L;
+    ranges.push({ start: keep.length, count });
+    for (let i = L - count; i < L; i++) keep.push(row + i);
+    if (count !== L) everyRow = false;
+    row += L;
+  }
+  return { keep: everyRow ? null : keep, ranges };
+}
+
+/** The decoder stack + final norm ([1, rows, hidden]) of the kept rows (see keptRows). */
+function normedStates(m: DecoderModel, segments: ForwardSegment[]): mx.array {
+  let x = decoderStack(m, segments);
+  if (segments.length === 1) {
+    const L = segments[0].tokens.length;
+    if (segments[0].lastOnly && L > 1) x = x.index(mx.Slice(), mx.Slice(L - 1, L));
+  } else {
+    const { keep } = keptRows(segments);
+    if (keep) x = mx.take(x, mx.array(keep, mx.int32), 1);
+  }
   return mx.fast.rmsNorm(x, m.weights.norm, m.config.rmsNormEps);
 }
 
@@ -166,5 +246,5 @@ function normedStates(m: DecoderModel, tokens: number[], cache: KVCache, lastOnl
  * (last-token pooling needs nothing else). Lazy, like `forward`.
  */
 export function hiddenStates(m: DecoderModel, tokens: number[], cache: KVCache, lastOnly = false): mx.array {
-  return normedStates(m, tokens, cache, lastOnly).reshape(-1, m.config.hiddenSize);
+  return normedStates(m, [{ tokens, cache, lastOnly }]).reshape(-1, m.config.hiddenSize);
 }

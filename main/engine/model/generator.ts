@@ -7,13 +7,14 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { EngineErrorCode, ModelInfo, SamplingParams } from '../types.ts';
-import { createDecoderModel, forward, type DecoderModel } from './base.ts';
+import { createDecoderModel, type DecoderModel } from './base.ts';
+import { directRunner, type BatchScheduler } from './batch.ts';
 import { parseModelConfig, type ModelConfig } from './config.ts';
 import { defaultDtypePolicy, dtypeName, policyFromChoice, type DtypePolicy } from './dtype-policy.ts';
 import type { PolicyChoice } from '../probe/policy-choice.ts';
 import { KVCache, KV_STEP } from './kv-cache.ts';
 import { DraftPolicy, NgramIndex, type NgramCache } from './lookup.ts';
-import { afterDecodeStep, afterLargeStep } from './memory.ts';
+import { afterLargeStep } from './memory.ts';
 import type { PrefixCache } from './prefix-cache.ts';
 import { Sampler, type SamplingConstraint, type TokenLogprobs } from './sampling.ts';
 import { buildModelWeights, peekCheckpointFloatDtype, weightBytes } from './weights.ts';
@@ -199,6 +200,11 @@ export interface GenerateHooks {
   onPrefill?: (p: PrefillProgress) => void;
   /** Always called once at the end (also after .return() or an error, where it is the only report). */
   onDone?: (s: GenerationSummary) => void;
+  /**
+   * Continuous batching (batch.ts): this generation's forward steps run in the scheduler's shared
+   * steps together with the other open generations. Absent = it runs its steps alone.
+   */
+  batch?: BatchScheduler | null;
 }
 
 /**
@@ -266,6 +272,7 @@ export async function* generateTokens(
   let failed = false;
   let lookupStats: { policy: DraftPolicy; history: number[] } | null = null;
   let tDecode = 0;
+  const runner = hooks.batch ? hooks.batch.runner() : directRunner(model);
 
   try {
     let pos = cachedTokens;
@@ -278,19 +285,13 @@ export async function* generateTokens(
         summary.stopReason = 'cancelled';
         return summary;
       }
-      const chunk = prompt.slice(pos, pos + chunkSize);
-      logits = forward(model, chunk, cache, true);
-      mx.eval(logits, ...cache.arrays());
-      fed.push(...chunk);
-      pos += chunk.length;
+      // The runner may run fewer tokens than asked (a batched step while others decode).
+      const step = await runner.prefill(cache, prompt.slice(pos, pos + chunkSize), chunkSize);
+      logits = step.logits;
+      fed.push(...prompt.slice(pos, pos + step.used));
+      pos += step.used;
       hooks.onPrefill?.({ promptTokens: prompt.length, cachedTokens, processed: pos - cachedTokens });
-      // Full GC + a turn frees the chunk's temporaries and lets an abort arrive. After a short
-      // final chunk it is skipped: it would only add to time-to-first-token.
-      if (pos < prompt.length || chunk.length >= 256) await afterLargeStep();
-      // A short final chunk skips the full GC (time to first token), but its KV views must not
-      // outlive it: the first decode step would then copy every layer's buffers. A minor GC + a
-      // turn frees them (they are young).
-      else if (chunk.length > 1) await afterDecodeStep();
+      await runner.afterPrefill(step.used, pos >= prompt.length);
     }
     prefillDone = true;
     summary.prefillMs = performance.now() - t0;
@@ -365,8 +366,7 @@ export async function* generateTokens(
         }
       }
       if (drafts.length === 0) {
-        const next = forward(model, [token], cache, true);
-        mx.eval(next, ...cache.arrays());
+        const next = await runner.step(cache, [token], true);
         fed.push(token);
         pending.push(pick(next));
         pendingLogprobs.push(tokenLogprobs as TokenLogprobs | null);
@@ -379,8 +379,7 @@ export async function* generateTokens(
         // distribution given the tokens before it (the draft only picks which prefix is verified;
         // this is the speculative-sampling rule for a deterministic draft: accept with p(d), else
         // draw from p without d).
-        const rows = forward(model, [token, ...drafts], cache, false);
-        mx.eval(rows, ...cache.arrays());
+        const rows = await runner.step(cache, [token, ...drafts], false);
         fed.push(token);
         let accepted = 0;
         for (let i = 0; i <= drafts.length; i++) {
@@ -396,7 +395,7 @@ export async function* generateTokens(
         ahead = accepted;
         lookup!.policy.record(drafts.length, accepted);
       }
-      await afterDecodeStep();
+      await runner.afterStep();
       if (signal?.aborted) {
         summary.stopReason = 'cancelled';
         break;
@@ -407,6 +406,7 @@ export async function* generateTokens(
     failed = true;
     throw e;
   } finally {
+    runner.close();
     if (tDecode) summary.decodeMs = performance.now() - tDecode;
     // Verified drafts that were never yielded (or a yielded one the run ended on) are not part of
     // the fed sequence: drop their KV so cache and `fed` agree.
