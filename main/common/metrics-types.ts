@@ -60,6 +60,12 @@ export interface MetricsSnapshot {
   throughput: { total_requests: number; requests_per_second: number };
   requests: { active: number; queued: number; cancelled: number; errors: number; by_status: Record<string, number>; by_api?: Record<string, number> };
   tokens: { prompt_total: number; completion_total: number };
+  /**
+   * Additive: lookup (speculative) decoding over every finished generation. draft_tokens were
+   * verified by the model, accepted_tokens of them were kept (each one a token that cost no decode
+   * step of its own). acceptance_rate = accepted / drafted (null before the first draft).
+   */
+  lookup?: { draft_tokens: number; accepted_tokens: number; acceptance_rate: number | null };
   degradation: DegradationStatus;
   cache_corruptions: Record<string, number>;
   engine_restarts: number;
@@ -110,4 +116,7 @@ export interface RequestRecord {
   model?: string;
   /** Additive: which API the request spoke; derived from `route` when absent. */
   api?: ApiDialect | null;
+  /** Additive: lookup decoding's draft tokens verified and accepted for this request (absent when off). */
+  draftTokens?: number;
+  acceptedDrafts?: number;
 }

@@ -162,6 +162,8 @@ export function createMetrics(opts: MetricsOptions = {}) {
   const byApi: Record<string, number> = Object.create(null);
   let promptTotal = 0;
   let completionTotal = 0;
+  let draftTotal = 0;
+  let acceptedTotal = 0;
   let cacheHits = 0;
   let cacheMisses = 0;
   let reused = 0;
@@ -222,6 +224,16 @@ export function createMetrics(opts: MetricsOptions = {}) {
   });
   const promptTokens = new Counter({ name: 'mlxbar_prompt_tokens_total', help: 'Prompt tokens of finished requests.', labelNames: ['model'] as const, registers: reg });
   const completionTokens = new Counter({ name: 'mlxbar_completion_tokens_total', help: 'Generated tokens of finished requests.', labelNames: ['model'] as const, registers: reg });
+  const draftTokensTotal = new Counter({
+    name: 'mlxbar_lookup_draft_tokens_total',
+    help: 'Lookup decoding: draft tokens verified by the model (n-gram drafts from the prompt, the output and recent outputs).',
+    registers: reg,
+  });
+  const acceptedTokensTotal = new Counter({
+    name: 'mlxbar_lookup_accepted_tokens_total',
+    help: 'Lookup decoding: draft tokens accepted (generated without a decode step of their own).',
+    registers: reg,
+  });
   const cacheHit = new Counter({ name: 'mlxbar_cache_hit_total', help: 'Response-cache hits.', registers: reg });
   const cacheMiss = new Counter({ name: 'mlxbar_cache_miss_total', help: 'Response-cache misses (lookups of cacheable requests that found nothing usable).', registers: reg });
   const promptReused = new Counter({ name: 'mlxbar_prompt_cache_reused_tokens_total', help: 'Prompt tokens whose KV came from the prefix cache.', registers: reg });
@@ -246,6 +258,7 @@ export function createMetrics(opts: MetricsOptions = {}) {
         if (scrape) this.set(pick(scrape));
       },
     });
+  g('mlxbar_lookup_acceptance_rate', 'Lookup decoding: accepted / drafted tokens since start (NaN before the first draft).', (s) => s.lookup?.acceptance_rate ?? NaN);
   g('mlxbar_cache_hit_rate', 'Response-cache hit rate (0..1; NaN before the first lookup).', (s) => s.cache.hit_rate ?? NaN);
   g('mlxbar_prompt_cache_hit_rate', 'Share of prompt tokens reused from the prefix cache (0..1; NaN before the first prompt).', (s) => s.prompt_cache.hit_rate ?? NaN);
   g('mlxbar_request_latency_p50_seconds', 'p50 end-to-end latency over the sliding window.', (s) => s.latency.p50);
@@ -372,6 +385,13 @@ export function createMetrics(opts: MetricsOptions = {}) {
     completionTotal += ct;
     promptTokens.inc({ model }, pt);
     completionTokens.inc({ model }, ct);
+    // Drafts count whatever the outcome (a cancelled stream's verified drafts were computed too).
+    const drafted = Math.floor(nonNeg(r.draftTokens));
+    const accepted = Math.min(drafted, Math.floor(nonNeg(r.acceptedDrafts)));
+    draftTotal += drafted;
+    acceptedTotal += accepted;
+    draftTokensTotal.inc(drafted);
+    acceptedTokensTotal.inc(accepted);
 
     if (r.cancelled) {
       cancelled++;
@@ -534,6 +554,7 @@ export function createMetrics(opts: MetricsOptions = {}) {
       throughput: { total_requests: totalRequests, requests_per_second: r4(rps) },
       requests: { active, queued, cancelled, errors, by_status: { ...byStatus }, by_api: { ...byApi } },
       tokens: { prompt_total: promptTotal, completion_total: completionTotal },
+      lookup: { draft_tokens: draftTotal, accepted_tokens: acceptedTotal, acceptance_rate: draftTotal ? r4(acceptedTotal / draftTotal) : null },
       degradation: degradationNow(),
       cache_corruptions: { ...corruptions },
       engine_restarts: engineRestarts,

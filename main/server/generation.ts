@@ -377,6 +377,10 @@ export async function runGeneration(
       track.promptTokens = ev.promptTokens;
       track.completionTokens = ev.completionTokens;
       track.cachedTokens = ev.cachedTokens;
+      if (ev.draftTokens !== undefined) {
+        track.draftTokens = ev.draftTokens;
+        track.acceptedDrafts = ev.acceptedDrafts ?? 0;
+      }
       if (ev.finishReason === 'cancelled' || abort.signal.aborted) {
         track.cancelled = true;
         track.finishReason = 'cancelled';

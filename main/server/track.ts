@@ -11,6 +11,9 @@ export interface RequestTrack {
   promptTokens: number;
   completionTokens: number;
   cachedTokens: number;
+  /** Lookup decoding: draft tokens verified / accepted (engine `done`; absent when off). */
+  draftTokens?: number;
+  acceptedDrafts?: number;
   firstTokenAt: number | null;
   finishReason: string | null;
   responseCacheHit: boolean;
@@ -58,5 +61,6 @@ export function toRecord(t: RequestTrack, status: number, aborted: boolean, ende
     responseCacheHit: t.responseCacheHit,
     cancelled: t.cancelled || aborted,
     errorCode: t.errorCode,
+    ...(t.draftTokens !== undefined ? { draftTokens: t.draftTokens, acceptedDrafts: t.acceptedDrafts ?? 0 } : {}),
   };
 }

@@ -85,6 +85,42 @@ test('streamed and plain requests are measured; /health and metrics scrapes are 
   assert.ok(!reqs.metrics.some((x) => x.labels?.route === '/health'));
 });
 
+test('lookup decoding: drafted and accepted tokens reach /v1/metrics and Prometheus, equal to the responses\' usage', { timeout: 120_000 }, async () => {
+  const promCounter = async (name: string) => {
+    const prom = await rawRequest(stack.port, { path: '/metrics' });
+    const f = parseProm(prom.body).find((x) => x.name === name);
+    assert.ok(f, `${name} is exported`);
+    return Number(f.metrics[0]?.value ?? NaN);
+  };
+  const before = await getJson('/v1/metrics');
+  assert.ok(before.lookup, 'the snapshot has a lookup section');
+  const promBefore = { drafted: await promCounter('mlxbar_lookup_draft_tokens_total'), accepted: await promCounter('mlxbar_lookup_accepted_tokens_total') };
+  assert.equal(promBefore.drafted, before.lookup.draft_tokens);
+  // The same greedy request twice: the second is drafted from the cross-request n-gram cache.
+  let drafted = 0;
+  let accepted = 0;
+  for (let i = 0; i < 2; i++) {
+    const r = await postJson(stack.port, '/v1/chat/completions', chat('Repeat after me: the quick brown fox', { max_tokens: 24, temperature: 0 }));
+    assert.equal(r.status, 200, r.body);
+    const d = JSON.parse(r.body).usage.completion_tokens_details;
+    accepted += d.accepted_prediction_tokens;
+    drafted += d.accepted_prediction_tokens + d.rejected_prediction_tokens;
+  }
+  assert.ok(accepted > 0, 'the repeated request accepted drafts');
+  let s = await getJson('/v1/metrics');
+  for (let i = 0; i < 50 && s.lookup!.draft_tokens - before.lookup.draft_tokens < drafted; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    s = await getJson('/v1/metrics');
+  }
+  assert.equal(s.lookup!.draft_tokens - before.lookup.draft_tokens, drafted);
+  assert.equal(s.lookup!.accepted_tokens - before.lookup.accepted_tokens, accepted);
+  assert.equal(s.lookup!.acceptance_rate, Math.round((s.lookup!.accepted_tokens / s.lookup!.draft_tokens) * 1e4) / 1e4);
+  assert.equal(await promCounter('mlxbar_lookup_draft_tokens_total'), s.lookup!.draft_tokens);
+  assert.equal(await promCounter('mlxbar_lookup_accepted_tokens_total'), s.lookup!.accepted_tokens);
+  const rate = await promCounter('mlxbar_lookup_acceptance_rate');
+  assert.ok(Math.abs(rate - s.lookup!.acceptance_rate!) < 1e-3, `gauge ${rate} vs JSON ${s.lookup!.acceptance_rate}`);
+});
+
 test('memory of the server and the real engine process is sampled', { timeout: 60_000 }, async () => {
   let s = await getJson('/v1/metrics');
   for (let i = 0; i < 40 && s.memory.engine_rss_mb === 0; i++) {

@@ -85,9 +85,12 @@ describe('dashboard in Chromium on the real server', { skip: missing ?? false, t
       // ---- real traffic through the official client
       const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: API_KEY, maxRetries: 0, timeout: 120_000 });
       let completionTokens = 0;
+      let acceptedDrafts = 0;
       for (let i = 0; i < 3; i++) {
-        const r = await client.chat.completions.create({ model: s.modelId, messages: [{ role: 'user', content: `Say something about ${i}` }], max_tokens: 6, temperature: 0 });
+        // Requests 1 and 2 are the same: the second is drafted from the cross-request n-gram cache.
+        const r = await client.chat.completions.create({ model: s.modelId, messages: [{ role: 'user', content: `Say something about ${Math.min(i, 1)}` }], max_tokens: 12, temperature: 0 });
         completionTokens += r.usage?.completion_tokens ?? 0;
+        acceptedDrafts += (r.usage?.completion_tokens_details as { accepted_prediction_tokens?: number } | undefined)?.accepted_prediction_tokens ?? 0;
       }
       const stream = await client.chat.completions.create({ model: s.modelId, messages: [{ role: 'user', content: 'Stream please' }], max_tokens: 6, stream: true });
       for await (const _chunk of stream) { /* drain */ }
@@ -99,6 +102,13 @@ describe('dashboard in Chromium on the real server', { skip: missing ?? false, t
       const tokensText = (await page.getByTestId('stat-tps').textContent()) ?? '';
       const generated = Number((/([\d,]+) generated/.exec(tokensText)?.[1] ?? '0').replace(/,/g, ''));
       assert.ok(generated >= completionTokens, `dashboard shows ${generated} generated tokens, client saw at least ${completionTokens}`);
+      // Lookup decoding's accepted drafts: the card shows the same count the responses' usage did.
+      assert.ok(acceptedDrafts > 0, 'the repeated request accepted drafts');
+      const lookupCard = (await page.getByTestId('stat-lookup').textContent()) ?? '';
+      const shown = /([\d,]+) of ([\d,]+) drafted tokens/.exec(lookupCard);
+      assert.ok(shown, lookupCard);
+      assert.ok(Number(shown[1].replace(/,/g, '')) >= acceptedDrafts, `card ${lookupCard}, usage accepted ${acceptedDrafts}`);
+      assert.match(lookupCard, /\d+\.\d%/);
       const rows = await page.getByTestId('recent-row').allTextContents();
       assert.ok(rows.every((r) => r.includes('/v1/chat/completions') && r.includes('200')), rows.join('\n'));
       assert.ok(rows.some((r) => r.includes('stream')), 'the streamed request is tagged');

@@ -101,6 +101,20 @@ export function Dashboard(props: { snap: MetricsSnapshot | null; history: Sample
           sub={snap ? `${num(snap.tokens.completion_total)} generated · ${num(snap.tokens.prompt_total)} prompt` : undefined}
         />
         <Stat
+          testId="stat-lookup"
+          label="Lookup decoding: drafts accepted"
+          value={snap?.lookup && snap.lookup.draft_tokens > 0 ? pct(snap.lookup.acceptance_rate) : '—'}
+          sub={
+            !snap?.lookup
+              ? undefined
+              : snap.lookup.draft_tokens === 0
+                ? 'no drafts yet'
+                : `${num(snap.lookup.accepted_tokens)} of ${num(snap.lookup.draft_tokens)} drafted tokens · ${pct(
+                    snap.tokens.completion_total > 0 ? snap.lookup.accepted_tokens / snap.tokens.completion_total : null,
+                  )} of output`
+          }
+        />
+        <Stat
           testId="stat-rps"
           label="Requests / s"
           value={snap ? num(snap.throughput.requests_per_second, 2) : '—'}
