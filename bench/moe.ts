@@ -13,7 +13,7 @@ import { core as mx } from '@frost-beta/mlx';
 import { writeModelFolder, type ModelWriteSpec } from '../main/engine/demo/write-model.ts';
 import { loadModel, type LoadedModel } from '../main/engine/model/generator.ts';
 import { forward } from '../main/engine/model/base.ts';
-import { KVCache } from '../main/engine/model/kv-cache.ts';
+import { kvCacheFor } from '../main/engine/model/kv-cache.ts';
 import { cpuFloat32Policy } from '../main/engine/model/dtype-policy.ts';
 import { afterDecodeStep, afterLargeStep } from '../main/engine/model/memory.ts';
 import type { BenchOptions, BenchResult, BenchSection } from './registry.ts';
@@ -51,7 +51,7 @@ function prompt(n: number): number[] {
 async function prefillTps(lm: LoadedModel, n: number, reps: number): Promise<number> {
   let best = Infinity;
   for (let r = 0; r < reps; r++) {
-    const cache = new KVCache(lm.config.numLayers);
+    const cache = kvCacheFor(lm.config);
     const t = performance.now();
     const l = forward(lm.model, prompt(n), cache, true);
     mx.eval(l, ...cache.arrays());
@@ -62,7 +62,7 @@ async function prefillTps(lm: LoadedModel, n: number, reps: number): Promise<num
 }
 
 async function decodeTps(lm: LoadedModel, steps: number): Promise<number> {
-  const cache = new KVCache(lm.config.numLayers);
+  const cache = kvCacheFor(lm.config);
   let l = forward(lm.model, prompt(128), cache, true);
   mx.eval(l, ...cache.arrays());
   await afterLargeStep();

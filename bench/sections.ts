@@ -16,5 +16,6 @@ import { remoteSection } from './remote.ts';
 import { dialectsSection } from './dialects.ts';
 import { healthUnderLoadSection } from './health-under-load.ts';
 import { lookupSection } from './lookup.ts';
+import { slidingKvSection } from './sliding-kv.ts';
 
-export const SECTIONS: BenchSection[] = [engineSection, serverSection, cacheHttpSection, prefixRestartSection, cachesSection, metricsSection, embeddingsSection, constrainSection, prefillSection, llamaSection, nativeSection, moeSection, remoteSection, dialectsSection, healthUnderLoadSection, lookupSection];
+export const SECTIONS: BenchSection[] = [engineSection, serverSection, cacheHttpSection, prefixRestartSection, cachesSection, metricsSection, embeddingsSection, constrainSection, prefillSection, llamaSection, nativeSection, moeSection, remoteSection, dialectsSection, healthUnderLoadSection, lookupSection, slidingKvSection];

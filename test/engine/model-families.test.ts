@@ -10,7 +10,7 @@ import { core as mx } from '@frost-beta/mlx';
 import { buildTinyModel, type TinyModelSpec } from '../helpers/tiny-model.ts';
 import { generateAll, loadModel, type LoadedModel } from '../../main/engine/model/generator.ts';
 import { forward } from '../../main/engine/model/base.ts';
-import { KVCache } from '../../main/engine/model/kv-cache.ts';
+import { kvCacheFor } from '../../main/engine/model/kv-cache.ts';
 import { DEFAULT_SAMPLING } from '../../main/engine/types.ts';
 import { ReferenceModel, maxAbsDiff, type ReferenceOptions } from './reference.ts';
 import { someTokens } from './reference-helpers.ts';
@@ -134,7 +134,7 @@ export const cases: Case[] = [
 
 /** Engine logits of the prompt's last position and of each fed-back token (one decode step each). */
 function engineStepLogits(lm: LoadedModel, prompt: number[], tokens: number[]): number[][] {
-  const cache = new KVCache(lm.config.numLayers);
+  const cache = kvCacheFor(lm.config);
   const rows: number[][] = [];
   let l = forward(lm.model, prompt, cache, true);
   mx.eval(l, ...cache.arrays());
@@ -204,9 +204,9 @@ describe('sliding windows with the prefix cache', () => {
     const want = new ReferenceModel(await buildTinyModel(spec)).greedy(second, STEPS);
     assert.deepEqual(reused.tokens, want.tokens);
     // Logits of the reused path (cache from the prefix cache, then the rest) vs a fresh prefill.
-    const look = pc.lookup(second, lm.config.numLayers);
+    const look = pc.lookup(second, lm.config.layerWindows);
     const l1 = forward(lm.model, second.slice(look.reusedTokens), look.cache, true);
-    const l2 = forward(lm.model, second, new KVCache(lm.config.numLayers), true);
+    const l2 = forward(lm.model, second, kvCacheFor(lm.config), true);
     mx.eval(l1, l2);
     assert.ok(maxAbsDiff((l1.tolist() as number[][])[0], (l2.tolist() as number[][])[0]) < 1e-5);
   });

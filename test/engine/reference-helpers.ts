@@ -5,11 +5,11 @@ import { loadModel, type LoadedModel } from '../../main/engine/model/generator.t
 import { loadTextPipeline, TOOL_MARKER_TOKENS, type TextPipeline } from '../../main/engine/text/index.ts';
 import { buildTokenTable, type TokenTable } from '../../main/engine/constrain/index.ts';
 import { buildTinyModel } from '../helpers/tiny-model.ts';
-import { KVCache } from '../../main/engine/model/kv-cache.ts';
+import { kvCacheFor } from '../../main/engine/model/kv-cache.ts';
 
 /** Full-sequence engine logits (fresh cache), one JS array per position. */
 export function engineLogits(lm: LoadedModel, tokens: number[]): number[][] {
-  const cache = new KVCache(lm.config.numLayers);
+  const cache = kvCacheFor(lm.config);
   const logits = forward(lm.model, tokens, cache, false);
   mx.eval(logits);
   return logits.tolist() as number[][];
@@ -17,7 +17,7 @@ export function engineLogits(lm: LoadedModel, tokens: number[]): number[][] {
 
 /** Engine logits computed incrementally in the given chunk sizes (summing to tokens.length). */
 export function engineLogitsChunked(lm: LoadedModel, tokens: number[], chunks: number[]): number[][] {
-  const cache = new KVCache(lm.config.numLayers);
+  const cache = kvCacheFor(lm.config);
   const rows: number[][] = [];
   let pos = 0;
   for (const n of chunks) {

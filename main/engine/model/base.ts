@@ -18,6 +18,7 @@ import { applyRope, layerRope, type LayerRope } from './rope.ts';
 import type { LayerWeights, ModelWeights } from './weights.ts';
 
 export { llama3InvFreq } from './rope.ts';
+export { causalMask } from './kv-cache.ts';
 
 export interface DecoderModel {
   config: ModelConfig;
@@ -40,19 +41,6 @@ function embed(m: DecoderModel, ids: mx.array): mx.array {
   return embedRows(m.weights.embed, ids);
 }
 
-/**
- * Additive causal mask [L, width]: query i (absolute position offset+i) sees keys 0..offset+i.
- * `width` is the KV buffer capacity (>= offset+L); slots past the current position are masked.
- * With a sliding `window`, query p sees only keys p-window+1..p (HF/mlx-lm semantics).
- */
-export function causalMask(L: number, offset: number, width = offset + L, window: number | null = null): mx.array {
-  const rows = mx.arange(offset, offset + L, 1, mx.int32).reshape(L, 1);
-  const cols = mx.arange(0, width, 1, mx.int32).reshape(1, width);
-  let visible = mx.lessEqual(cols, rows);
-  if (window !== null) visible = mx.logicalAnd(visible, mx.greater(cols, mx.subtract(rows, mx.array(window, mx.int32))));
-  return mx.where(visible, mx.array(0, mx.float32), mx.array(-Infinity, mx.float32));
-}
-
 /** One sequence's rows in a step: its place in the step's rows and its KV position. */
 interface SegmentPlan {
   cache: KVCache;
@@ -61,21 +49,6 @@ interface SegmentPlan {
   L: number;
   /** KV offset before the step (absolute position of the segment's first token). */
   offset: number;
-  /** KV slots attended over (see decoderStack). */
-  width: number;
-  /** Additive masks by sliding window (null = full attention), built when first needed. */
-  masks: Map<number | null, mx.array | undefined>;
-}
-
-function maskFor(m: DecoderModel, s: SegmentPlan, window: number | null): mx.array | undefined {
-  if (!s.masks.has(window)) {
-    const { L, offset, width } = s;
-    const needed = L > 1 || width > offset + L || (window !== null && offset + L > window);
-    let mask = needed ? causalMask(L, offset, width, window) : undefined;
-    if (mask && mask.dtype !== m.policy.computeDtype) mask = mask.astype(m.policy.computeDtype);
-    s.masks.set(window, mask);
-  }
-  return s.masks.get(window);
 }
 
 /**
@@ -84,22 +57,17 @@ function maskFor(m: DecoderModel, s: SegmentPlan, window: number | null): mx.arr
  */
 function attendSegment(m: DecoderModel, layerIdx: number, q: mx.array, k: mx.array, v: mx.array, s: SegmentPlan): mx.array {
   const c = m.config;
-  const { L, offset, width, cache } = s;
+  const { L, offset, cache } = s;
   q = applyRope(m.ropes[layerIdx], q.transpose(0, 2, 1, 3), offset);
   k = applyRope(m.ropes[layerIdx], k.transpose(0, 2, 1, 3), offset);
   v = v.transpose(0, 2, 1, 3);
-  let [keys, values] = cache.update(layerIdx, k, v);
-  if (width < keys.shape[2]) {
-    // Multi-token steps attend only over the slots in use (a capacity reserved ahead for the rest
-    // of the prompt would otherwise be scored and softmaxed for nothing). The views are freed
-    // with the step's other temporaries before the next write (generator GC policy).
-    const used = mx.Slice(0, width);
-    keys = keys.index(mx.Slice(), mx.Slice(), used);
-    values = values.index(mx.Slice(), mx.Slice(), used);
-  }
+  // The keys/values to attend over (the cache decides the view: whole buffer, slots in use, or a
+  // sliding-window layer's ring) and the additive mask hiding what this layer must not see (built
+  // once per layer group — full attention / each window — and step by the cache).
+  const [keys, values] = cache.update(layerIdx, k, v);
   m.policy.assertCompute(q, 'attention');
   m.policy.assertCompute(keys, 'attention');
-  const mask = maskFor(m, s, c.layerWindows[layerIdx] ?? null);
+  const mask = cache.mask(layerIdx, m.policy.computeDtype);
   const o = mx.fast.scaledDotProductAttention(q, keys, values, c.attnScale, mask);
   return o.transpose(0, 2, 1, 3).reshape(1, L, c.numHeads * c.headDim);
 }
@@ -158,13 +126,10 @@ function decoderStack(m: DecoderModel, segments: ForwardSegment[]): mx.array {
     const L = seg.tokens.length;
     if (L === 0) throw new Error('forward needs at least one token');
     if (plans.some((p) => p.cache === seg.cache)) throw new Error('a forward step takes each KV cache once');
+    seg.cache.useLayout(c.layerWindows);
     const offset = seg.cache.offset;
-    const capacity = seg.cache.reserve(L);
-    // One-token steps attend over the whole buffer capacity, masked (no views of the buffers: a
-    // live view would make the next in-place write copy them); multi-token steps over the used
-    // slots only.
-    const width = L > 1 ? offset + L : capacity;
-    plans.push({ cache: seg.cache, start: ids.length, L, offset, width, masks: new Map() });
+    seg.cache.reserve(L);
+    plans.push({ cache: seg.cache, start: ids.length, L, offset });
     for (const t of seg.tokens) ids.push(t);
   }
   if (plans.length === 0) throw new Error('forward needs at least one token');

@@ -13,7 +13,7 @@ import path from 'node:path';
 import type { EmbeddingPooling } from '../types.ts';
 import { hiddenStates } from './base.ts';
 import { ModelError, type LoadedModel } from './generator.ts';
-import { KVCache } from './kv-cache.ts';
+import { kvCacheFor } from './kv-cache.ts';
 import { afterDecodeStep, afterLargeStep } from './memory.ts';
 
 export interface EmbeddingConfig {
@@ -115,7 +115,7 @@ async function pooledState(lm: LoadedModel, ids: number[], opts: EmbedOptions): 
     throw new ModelError('context_length_exceeded', `input has ${ids.length} tokens; the model's context is ${info.contextLength}`);
   }
   const chunkSize = Math.max(1, opts.chunk ?? 512);
-  const cache = new KVCache(config.numLayers);
+  const cache = kvCacheFor(config, { slack: chunkSize });
   let pooled: mx.array | null = null; // [hidden]: running sum (mean), first row (first) or last row (last)
   for (let pos = 0; pos < ids.length; pos += chunkSize) {
     if (opts.signal?.aborted) throw new EmbedCancelledError();

@@ -12,8 +12,8 @@ import { directRunner, type BatchScheduler } from './batch.ts';
 import { parseModelConfig, type ModelConfig } from './config.ts';
 import { defaultDtypePolicy, dtypeName, policyFromChoice, type DtypePolicy } from './dtype-policy.ts';
 import type { PolicyChoice } from '../probe/policy-choice.ts';
-import { KVCache, KV_STEP } from './kv-cache.ts';
-import { DraftPolicy, NgramIndex, type NgramCache } from './lookup.ts';
+import { kvCacheFor, KV_STEP, type KVCache } from './kv-cache.ts';
+import { DraftPolicy, MAX_DRAFT, NgramIndex, type NgramCache } from './lookup.ts';
 import { afterLargeStep } from './memory.ts';
 import type { PrefixCache } from './prefix-cache.ts';
 import { Sampler, type SamplingConstraint, type TokenLogprobs } from './sampling.ts';
@@ -252,8 +252,11 @@ export async function* generateTokens(
   const eos = new Set([...info.eosTokenIds, ...(req.eosTokenIds ?? [])]);
   const signal = hooks.signal;
 
-  const lookup = prefixCache ? prefixCache.lookup(prompt, config.numLayers) : null;
-  const cache: KVCache = lookup ? lookup.cache : new KVCache(config.numLayers);
+  // Sliding-window layers keep a ring of window-1 + `slack` slots: room for the longest step this
+  // run takes (a prefill chunk or a lookup verify pass), so lookup's rollback stays exact.
+  const kvOpts = { slack: Math.max(chunkSize, MAX_DRAFT + 1) };
+  const lookup = prefixCache ? prefixCache.lookup(prompt, config.layerWindows, kvOpts) : null;
+  const cache: KVCache = lookup ? lookup.cache : kvCacheFor(config, kvOpts);
   const cachedTokens = lookup ? lookup.reusedTokens : 0;
   const fed: number[] = prompt.slice(0, cachedTokens); // tokens whose KV is in `cache`
 

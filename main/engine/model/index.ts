@@ -3,7 +3,8 @@ export { loadModel, generateTokens, generateAll, ModelError, DEFAULT_PREFILL_CHU
 export type { LoadedModel, LoadOptions, TokenRequest, PrefillProgress, GenerationSummary, GenerateHooks } from './generator.ts';
 export { PrefixCache, exportEntry, importEntry } from './prefix-cache.ts';
 export type { PrefixCacheEntry, PrefixLookup, PrefixCacheOptions, ExportedPrefixEntry, ImportablePrefixEntry } from './prefix-cache.ts';
-export { KVCache } from './kv-cache.ts';
+export { KVCache, kvCacheFor, KV_STEP } from './kv-cache.ts';
+export type { KVLayout, KVCacheOptions } from './kv-cache.ts';
 export { Sampler, processLogits, applyPenalties } from './sampling.ts';
 export { parseModelConfig, ModelConfigError } from './config.ts';
 export type { ModelConfig } from './config.ts';

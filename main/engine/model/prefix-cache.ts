@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { PrefixCacheStats } from '../types.ts';
-import { KVCache } from './kv-cache.ts';
+import { KVCache, type KVCacheOptions, type KVLayout } from './kv-cache.ts';
 
 export interface PrefixCacheEntry {
   readonly id: string;
@@ -34,7 +34,9 @@ export interface PrefixCacheOptions {
 
 /**
  * Serialized entry (see exportEntry): token ids and, per layer, raw little-endian float32 keys and
- * values of shape [1, kvHeads, tokens, headDim]. Matches main/caches/prefix-store's PrefixKvEntry.
+ * values of shape [1, kvHeads, n, headDim] in position order: n = tokens for full-attention layers;
+ * a sliding-window layer stores the last n positions its ring holds (n >= window - 1, or all tokens
+ * when fewer). Matches main/caches/prefix-store's PrefixKvEntry (which keeps each layer's shape).
  */
 export interface ExportedPrefixEntry {
   tokens: number[];
@@ -84,9 +86,12 @@ export class PrefixCache {
   /**
    * Finds the entry sharing the longest token prefix with `promptIds` and returns a cache holding
    * that prefix (at most promptIds.length - 1 tokens: the last prompt token is always computed so
-   * there are logits to sample from). Records hit/miss and reused/computed token counts.
+   * there are logits to sample from). An entry whose sliding-window rings no longer hold the keys
+   * before the common prefix's end (it diverges more than the ring's slack before the entry's
+   * end) cannot be rewound there and is not used. `layout` / `opts` make the cache of a miss.
+   * Records hit/miss and reused/computed token counts.
    */
-  lookup(promptIds: readonly number[], numLayers: number): PrefixLookup {
+  lookup(promptIds: readonly number[], layout: number | KVLayout, opts: KVCacheOptions = {}): PrefixLookup {
     let best: PrefixCacheEntry | null = null;
     let bestLen = 0;
     const limit = promptIds.length - 1;
@@ -94,7 +99,7 @@ export class PrefixCache {
       const n = Math.min(e.tokens.length, limit);
       let i = 0;
       while (i < n && e.tokens[i] === promptIds[i]) i++;
-      if (i > bestLen) {
+      if (i > bestLen && e.cache.canTruncate(i)) {
         bestLen = i;
         best = e;
       }
@@ -102,7 +107,7 @@ export class PrefixCache {
     if (!best || bestLen === 0) {
       this.counters.misses++;
       this.counters.computedTokens += promptIds.length;
-      return { cache: new KVCache(numLayers), reusedTokens: 0, entryId: null };
+      return { cache: new KVCache(layout, opts), reusedTokens: 0, entryId: null };
     }
     this.lru.get(best.id); // mark as recently used
     const cache = best.cache.snapshot();
@@ -127,11 +132,14 @@ export class PrefixCache {
       let i = 0;
       while (i < n && e.tokens[i] === tokens[i]) i++;
       if (i === n) {
+        // (Sliding-window rings can only be rewound by a bounded number of tokens: an entry
+        // counts as covered only if the longer one can be rewound to its length.)
         if (e.tokens.length >= tokens.length) {
+          if (!e.cache.canTruncate(tokens.length)) continue;
           this.lru.get(id);
           return true; // already covered by a longer (or equal) entry
         }
-        this.lru.delete(id); // strictly shorter prefix of the new entry
+        if (cache.canTruncate(e.tokens.length)) this.lru.delete(id); // strictly shorter prefix of the new entry
       }
     }
     const snap = cache.snapshot();
@@ -242,21 +250,27 @@ export function exportEntry(entry: Pick<PrefixCacheEntry, 'tokens' | 'cache'>): 
 
 /**
  * Rebuilds a KVCache from exportEntry output, validating it against the model's KV shape
- * (layers, kv heads, head dim) and the token count. Throws on any mismatch.
+ * (layers, kv heads, head dim, sliding windows) and the token count. Throws on any mismatch.
  */
 export function importEntry(
   data: ImportablePrefixEntry,
-  expected: { numLayers: number; numKvHeads: number; headDim: number; dtype?: mx.Dtype },
+  expected: { numLayers: number; numKvHeads: number; headDim: number; dtype?: mx.Dtype; layerWindows?: KVLayout },
 ): { tokens: number[]; cache: KVCache } {
   if (!data || !Array.isArray(data.tokens) || !Array.isArray(data.layers)) throw new Error('KV export is malformed');
   if (data.layers.length !== expected.numLayers) throw new Error('KV export has the wrong number of layers');
   const T = data.tokens.length;
   if (T === 0 || !data.tokens.every((t) => Number.isInteger(t) && t >= 0)) throw new Error('KV export has invalid tokens');
-  const want = [1, expected.numKvHeads, T, expected.headDim];
-  const bytes = want.reduce((a, b) => a * b, 1) * 4;
+  const windows = expected.layerWindows ?? new Array<number | null>(expected.numLayers).fill(null);
+  if (windows.length !== expected.numLayers) throw new Error('KV export: layer windows do not match the layer count');
   const tensors: [string, number[], ArrayBuffer][] = [];
   data.layers.forEach((l, i) => {
-    if (l.dtype !== 'float32' || l.shape.join() !== want.join()) throw new Error('KV export layer has the wrong shape');
+    const w = windows[i];
+    const n = Array.isArray(l.shape) ? l.shape[2] : -1;
+    // Full layers hold every token; a sliding-window layer at least the window-1 keys the next token needs.
+    const okN = w === null ? n === T : Number.isInteger(n) && n <= T && n >= Math.min(T, w - 1) && n > 0;
+    const want = [1, expected.numKvHeads, n, expected.headDim];
+    if (l.dtype !== 'float32' || !okN || l.shape.join() !== want.join()) throw new Error('KV export layer has the wrong shape');
+    const bytes = want.reduce((a, b) => a * b, 1) * 4;
     if (l.keys.byteLength !== bytes || l.values.byteLength !== bytes) throw new Error('KV export layer has the wrong size');
     tensors.push([`k${i}`, want, asArrayBuffer(l.keys)], [`v${i}`, want, asArrayBuffer(l.values)]);
   });
@@ -264,15 +278,14 @@ export function importEntry(
     const file = path.join(dir, 'kv.safetensors');
     writeFileSync(file, writeSafetensors(tensors));
     const loaded = mx.load(file) as unknown as Record<string, mx.array>;
-    const keys: mx.array[] = [];
-    const values: mx.array[] = [];
+    const layers: { keys: mx.array; values: mx.array }[] = [];
     for (let i = 0; i < expected.numLayers; i++) {
       // Stored as float32; held in the model's compute dtype (bf16/f16 under a native half policy).
       const cast = (a: mx.array) => (expected.dtype && a.dtype !== expected.dtype ? a.astype(expected.dtype) : a);
-      keys.push(cast(loaded[`k${i}`]));
-      values.push(cast(loaded[`v${i}`]));
+      layers.push({ keys: cast(loaded[`k${i}`]), values: cast(loaded[`v${i}`]) });
     }
-    mx.eval(...keys, ...values); // read now: the temp file is deleted on return
-    return { tokens: data.tokens.slice(), cache: new KVCache(expected.numLayers, keys, values, T) };
+    const cache = KVCache.fromLayers(windows, T, layers);
+    mx.eval(...cache.arrays()); // read now: the temp file is deleted on return
+    return { tokens: data.tokens.slice(), cache };
   });
 }

@@ -201,7 +201,7 @@ export async function loadBackend(modelDir: string, options: Partial<BackendOpti
     },
     importPrefixEntry(entry) {
       if (!prefixCache) return false;
-      const { tokens, cache } = importEntry(entry, { numLayers: info.numLayers, numKvHeads: info.numKvHeads, headDim: info.headDim, dtype: lm.model.policy.computeDtype });
+      const { tokens, cache } = importEntry(entry, { numLayers: info.numLayers, numKvHeads: info.numKvHeads, headDim: info.headDim, dtype: lm.model.policy.computeDtype, layerWindows: lm.config.layerWindows });
       const ok = prefixCache.add(tokens, cache);
       if (ok) {
         for (const e of prefixCache.entries()) {
