@@ -68,6 +68,30 @@ export interface CachedResponse {
   /** Optional parsed form, for callers that store content and tool calls separately. */
   content?: string | null;
   toolCalls?: CachedToolCall[] | null;
+  /** Remote models: the output events as the upstream split them (server/output-split.ts OutputEvent). */
+  events?: CachedOutputEvent[];
+}
+
+/** One output event of a remote answer (reasoning / content text, a tool call's start or arguments). */
+export type CachedOutputEvent =
+  | { type: 'reasoning' | 'content'; text: string }
+  | { type: 'tool_call'; index: number; id: string; name: string }
+  | { type: 'tool_call_arguments'; index: number; argumentsDelta: string };
+
+function eventRefusal(ev: unknown): string | null {
+  if (!ev || typeof ev !== 'object') return 'bad event';
+  const e = ev as Record<string, unknown>;
+  switch (e.type) {
+    case 'reasoning':
+    case 'content':
+      return typeof e.text === 'string' ? null : 'bad event';
+    case 'tool_call':
+      return isNonNegInt(e.index) && typeof e.id === 'string' && typeof e.name === 'string' ? null : 'bad event';
+    case 'tool_call_arguments':
+      return isNonNegInt(e.index) && typeof e.argumentsDelta === 'string' ? null : 'bad event';
+    default:
+      return 'bad event';
+  }
 }
 
 export interface ResponseCacheOptions {
@@ -122,6 +146,13 @@ export function refuseReason(value: unknown): string | null {
       if (!f || typeof f.name !== 'string' || typeof f.arguments !== 'string') return 'bad tool call';
     }
   }
+  if (v.events !== undefined) {
+    if (!Array.isArray(v.events)) return 'bad events';
+    for (const ev of v.events) {
+      const why = eventRefusal(ev);
+      if (why) return why;
+    }
+  }
   if (v.finishReason === 'tool_calls' && !(Array.isArray(v.toolCalls) && v.toolCalls.length > 0) && !v.text) return 'tool_calls without calls';
   return null;
 }
@@ -171,7 +202,7 @@ export class ResponseCache {
     this.memory = new LRUCache<string, CachedResponse>({
       max: opts.memoryMaxEntries ?? 256,
       maxSize: opts.memoryMaxBytes ?? 32 * 1024 * 1024,
-      sizeCalculation: (v) => Math.max(1, 2 * (v.text.length + (v.content?.length ?? 0)) + 256),
+      sizeCalculation: (v) => Math.max(1, 2 * (v.text.length + (v.content?.length ?? 0)) + (v.events ? 64 * v.events.length + 2 * v.text.length : 0) + 256),
     });
   }
 
@@ -288,6 +319,7 @@ export class ResponseCache {
       completionTokens: value.completionTokens,
       ...(value.content !== undefined ? { content: value.content } : {}),
       ...(value.toolCalls !== undefined ? { toolCalls: value.toolCalls } : {}),
+      ...(value.events !== undefined ? { events: value.events } : {}),
     };
     this.memory.set(key, clean);
     const ok = await this.store.set(key, Buffer.from(JSON.stringify(clean), 'utf8'), { finishReason: clean.finishReason, completionTokens: clean.completionTokens });
@@ -324,7 +356,8 @@ export class ResponseCache {
   serverHook(): ResponseCacheHook {
     const toReq = (k: ResponseCacheKey): ResponseCacheRequest => ({
       route: k.route,
-      promptIds: k.promptIds,
+      // A remote model's key is the body sent upstream (it renders and tokenizes); a local one's the prompt ids.
+      ...(k.request !== undefined ? { messages: k.request } : { promptIds: k.promptIds }),
       sampling: k.sampling,
       toolsActive: k.toolsActive,
       modelFingerprint: k.modelFingerprint,
@@ -345,6 +378,7 @@ export class ResponseCache {
           stopReason: hit.stopReason,
           promptTokens: hit.promptTokens,
           completionTokens: hit.completionTokens,
+          ...(hit.events ? { events: hit.events as CachedGeneration['events'] } : {}),
         };
       },
       set: async (k: ResponseCacheKey, v: CachedGeneration): Promise<void> => {

@@ -2,7 +2,7 @@
 // dashboard (consumers). One source of truth lives in main/hardening/metrics.ts.
 import type { ApiDialect } from './api-dialect.ts';
 
-export type DegradationState = 'normal' | 'cache_disabled' | 'shedding' | 'engine_restarting' | 'engine_failed';
+export type DegradationState = 'normal' | 'upstream_down' | 'cache_disabled' | 'shedding' | 'engine_restarting' | 'engine_failed';
 
 export interface DegradationStatus {
   state: DegradationState;
@@ -11,6 +11,11 @@ export interface DegradationStatus {
   reason: string | null;
   /** ISO timestamp of the last state change. */
   since: string;
+  /**
+   * Remote models whose upstream's circuit breaker is open (absent when none). Reported whatever the
+   * combined state, like cache_enabled: a restarting engine does not hide a down upstream.
+   */
+  upstreams_down?: string[];
 }
 
 export interface Percentiles {

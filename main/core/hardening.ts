@@ -30,6 +30,8 @@ export interface HardeningInput {
   demo?: boolean;
   /** Remote upstreams' statistics for /v1/metrics (label `upstream`). */
   upstreams?: () => UpstreamMetrics[];
+  /** Remote models whose upstream's circuit breaker is open (degradation `upstream_down`). */
+  upstreamsDown?: () => readonly string[];
 }
 
 export interface Hardening {
@@ -50,6 +52,7 @@ export async function attachHardening(input: HardeningInput): Promise<Hardening>
   const { engine, modelInfo, settings, log } = input;
   const degradation = new Degradation({ log: (line) => log(sanitizeMessage(line)) }) // logs every transition;
   const detachEngine = degradation.attachEngine(engine);
+  if (input.upstreamsDown) degradation.watchUpstreams(input.upstreamsDown);
 
   // Response cache (opt-in). Opening over a corrupt cache quarantines what is bad and reports
   // the errors to the degradation machine: the server starts degraded-but-serving, never crashes.

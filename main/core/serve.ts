@@ -227,11 +227,15 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
     // Remote models from the settings: forwarded through the same life cycle (main/server/remote).
     remotes = settings.remotes.length
       ? new (await import('../server/remote/remotes.ts')).Remotes(settings.remotes, {
-          onBreakerChange: (id, state) => log(`remote model "${id}": upstream ${state === 'open' ? 'down (circuit open)' : state === 'half_open' ? 'probing' : 'up'}`),
+          onBreakerChange: (id, state) => {
+            log(`remote model "${id}": upstream ${state === 'open' ? 'down (circuit open)' : state === 'half_open' ? 'probing' : 'up'}`);
+            // The degradation status reads the breakers lazily; this logs (and emits) the change now.
+            hardening?.degradation.status();
+          },
         })
       : undefined;
     const rs = remotes;
-    hardening = await attachHardening({ engine, modelInfo, text, dataDir: opts.dataDir, settings, log, demo: opts.demo, ...(rs ? { upstreams: () => rs.all().map((u) => u.stats()) } : {}) });
+    hardening = await attachHardening({ engine, modelInfo, text, dataDir: opts.dataDir, settings, log, demo: opts.demo, ...(rs ? { upstreams: () => rs.all().map((u) => u.stats()), upstreamsDown: () => rs.downIds() } : {}) });
     const settingsApi = opts.settingsApi ? await import('../server/settings-routes.ts') : null;
     const hooks: ServerHooks = settingsApi
       ? settingsApi.withSettingsApi(hardening.hooks, { dataDir: opts.dataDir, sources: opts.settingsApi!.sources, running: settings, host: opts.host, log })

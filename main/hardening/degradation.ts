@@ -6,7 +6,8 @@
 //   - cache operations (the persisted caches call recordCacheSuccess / recordCacheError),
 //   - memory pressure from the memory sampler (reportMemoryPressure),
 //   - queue depth from the request queue (reportQueueDepth),
-//   - engine state events from the EngineClient (reportEngineState).
+//   - engine state events from the EngineClient (reportEngineState),
+//   - remote upstreams whose circuit breaker is open (watchUpstreams: read on every status()).
 //
 // The cache part is a circuit breaker: `closed` (cache used) → after 5 consecutive errors `open`
 // (cache bypassed) → after a cooldown `half_open` (operations are let through as probes) → 10
@@ -16,9 +17,15 @@
 // (no timers), so the machine is deterministic under test and holds no handle open.
 //
 // Combined state, highest priority first:
-//   engine_failed > engine_restarting > shedding > cache_disabled > normal
-// `cache_enabled` is reported independently of the combined state (the cache can be disabled while
-// the engine restarts, and both must be visible).
+//   engine_failed > engine_restarting > shedding > cache_disabled > upstream_down > normal
+// `cache_enabled` and `upstreams_down` are reported independently of the combined state (the cache
+// can be disabled while the engine restarts, an upstream be down while the queue sheds, and all
+// must be visible).
+// `upstream_down` degrades only the remote models concerned, never the server: their requests get
+// 503 upstream_down (or their local fallback) from the remote's own breaker, while local models and
+// the other upstreams keep serving — so admission() refuses nothing for it. It is the lowest state
+// because everything else still works; it is a state at all so the tray, dashboard and /health say
+// that part of what the endpoint offers is unavailable.
 import { EventEmitter } from 'node:events';
 import { ApiError } from '../common/errors.ts';
 import { sanitizeMessage } from '../common/sanitize.ts';
@@ -114,6 +121,7 @@ export class Degradation extends EventEmitter implements CacheHealth {
   private queueDetail = '';
   private engine: EngineStateInput | null = null;
   private engineReason: string | null = null;
+  private upstreamsDown: () => readonly string[] = () => [];
 
   private current: DegradationStatus;
 
@@ -235,9 +243,26 @@ export class Degradation extends EventEmitter implements CacheHealth {
     };
   }
 
+  /**
+   * Follows the remote upstreams' circuit breakers: `down` returns the ids whose breaker is open now
+   * (read lazily on every status(), as the breakers open and cool down on their own clocks). Call
+   * status() after a breaker changed to log the transition at once.
+   */
+  watchUpstreams(down: () => readonly string[]): void {
+    this.upstreamsDown = down;
+    this.refresh();
+  }
+
   // ---- outputs -------------------------------------------------------------------------------
 
-  private compute(): { state: DegradationState; cache_enabled: boolean; reason: string | null } {
+  private compute(): { state: DegradationState; cache_enabled: boolean; reason: string | null; upstreams_down?: string[] } {
+    const down = [...this.upstreamsDown()];
+    const extra = down.length ? { upstreams_down: down } : {};
+    const s = this.computeState(down);
+    return { ...s, ...extra };
+  }
+
+  private computeState(down: string[]): { state: DegradationState; cache_enabled: boolean; reason: string | null } {
     const cache_enabled = this.circuit === 'closed';
     const cacheReason =
       this.circuit === 'open'
@@ -258,6 +283,14 @@ export class Degradation extends EventEmitter implements CacheHealth {
       return { state: 'shedding', cache_enabled, reason: `shedding load: ${parts.join('; ')}` };
     }
     if (!cache_enabled) return { state: 'cache_disabled', cache_enabled, reason: cacheReason };
+    if (down.length) {
+      const names = down.map((id) => JSON.stringify(id.length > 64 ? `${id.slice(0, 63)}…` : id)).join(', ');
+      return {
+        state: 'upstream_down',
+        cache_enabled,
+        reason: `remote model${down.length > 1 ? 's' : ''} ${names} unavailable (upstream circuit open); local models keep serving`,
+      };
+    }
     return { state: 'normal', cache_enabled, reason: null };
   }
 
@@ -265,7 +298,8 @@ export class Degradation extends EventEmitter implements CacheHealth {
   private refresh(): void {
     const next = this.compute();
     const prev = this.current;
-    const stateChanged = next.state !== prev.state || next.cache_enabled !== prev.cache_enabled;
+    const stateChanged =
+      next.state !== prev.state || next.cache_enabled !== prev.cache_enabled || (next.upstreams_down ?? []).join('\n') !== (prev.upstreams_down ?? []).join('\n');
     // The cache reason embeds a countdown; only the state change is an event worth logging.
     const reasonChanged = stripCountdown(next.reason) !== stripCountdown(prev.reason);
     if (!stateChanged && !reasonChanged) {
@@ -285,8 +319,10 @@ export class Degradation extends EventEmitter implements CacheHealth {
   status(): DegradationStatus {
     this.tick();
     const next = this.compute();
-    if (next.reason !== this.current.reason) this.refresh();
-    return { ...this.current };
+    if (next.reason !== this.current.reason || (next.upstreams_down ?? []).join('\n') !== (this.current.upstreams_down ?? []).join('\n')) this.refresh();
+    const out = { ...this.current };
+    if (out.upstreams_down) out.upstreams_down = [...out.upstreams_down];
+    return out;
   }
 
   detail(): DegradationDetail {
@@ -326,6 +362,8 @@ export class Degradation extends EventEmitter implements CacheHealth {
             })
           : new ApiError('server_overloaded', 'The server is overloaded; retry shortly.', { retryAfter: this.retryAfterS.shedding });
       default:
+        // normal, cache_disabled, and upstream_down (a remote's own breaker refuses its requests;
+        // everything else is served).
         return null;
     }
   }

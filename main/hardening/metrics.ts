@@ -72,7 +72,7 @@ export const CORRUPTION_REASONS = [
   'other',
 ] as const;
 export type CorruptionReason = (typeof CORRUPTION_REASONS)[number];
-export const DEGRADATION_STATES: DegradationState[] = ['normal', 'cache_disabled', 'shedding', 'engine_restarting', 'engine_failed'];
+export const DEGRADATION_STATES: DegradationState[] = ['normal', 'upstream_down', 'cache_disabled', 'shedding', 'engine_restarting', 'engine_failed'];
 
 export interface CacheGaugeStats {
   responseCache?: { entries: number; bytes: number };

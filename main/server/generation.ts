@@ -199,7 +199,9 @@ export function engineEventError(ev: Extract<EngineEvent, { type: 'error' }>, re
 
 /** The events of a cached generation, replayed through the same writer as a live one. */
 async function* replay(hit: CachedGeneration): AsyncIterable<EngineEvent> {
-  yield { type: 'delta', requestId: 'cache', text: hit.text, tokens: hit.completionTokens };
+  // A remote answer carries the upstream's own split (there is no local parser to redo it).
+  const delta: DeltaEvent | RelayedDelta = { type: 'delta', requestId: 'cache', text: hit.text, tokens: hit.completionTokens, ...(hit.events ? { events: hit.events } : {}) };
+  yield delta;
   yield {
     type: 'done',
     requestId: 'cache',
@@ -215,7 +217,8 @@ async function* replay(hit: CachedGeneration): AsyncIterable<EngineEvent> {
   };
 }
 
-async function cacheGet(hooks: ServerHooks, key: ResponseCacheKey | null): Promise<CachedGeneration | null> {
+/** The response cache's answer for `key` (null: miss, no cache, or an unusable entry). */
+export async function cacheGet(hooks: ServerHooks, key: ResponseCacheKey | null): Promise<CachedGeneration | null> {
   if (!key || !hooks.responseCache) return null;
   try {
     const hit = await hooks.responseCache.get(key);
@@ -226,7 +229,7 @@ async function cacheGet(hooks: ServerHooks, key: ResponseCacheKey | null): Promi
   return null;
 }
 
-function cacheSet(hooks: ServerHooks, key: ResponseCacheKey | null, text: string, done: Extract<EngineEvent, { type: 'done' }>) {
+function cacheSet(hooks: ServerHooks, key: ResponseCacheKey | null, text: string, done: Extract<EngineEvent, { type: 'done' }>, events?: OutputEvent[]) {
   if (!key || !hooks.responseCache) return;
   if (done.finishReason !== 'stop' && done.finishReason !== 'length') return;
   if (done.stopReason === 'cancelled') return;
@@ -237,6 +240,7 @@ function cacheSet(hooks: ServerHooks, key: ResponseCacheKey | null, text: string
       stopReason: done.stopReason,
       promptTokens: done.promptTokens,
       completionTokens: done.completionTokens,
+      ...(events ? { events } : {}),
     });
     if (p && typeof (p as Promise<void>).catch === 'function') (p as Promise<void>).catch(() => {});
   } catch {
@@ -265,8 +269,13 @@ export async function runGeneration(
   prep: PreparedGeneration,
   reply: FastifyReply,
   track: RequestTrack,
-  /** A remote model's events instead of the local engine's (no response cache, admission or local slot). */
+  /**
+   * A remote model's events instead of the local engine's (no admission or local slot: the upstream
+   * has its own queue). Its finished answers are stored in the response cache under `prep.cacheKey`.
+   */
   relay?: (signal: AbortSignal) => AsyncIterable<EngineEvent>,
+  /** A response-cache hit the caller already looked up (a remote model checks before contacting its upstream). */
+  cached?: CachedGeneration | null,
 ): Promise<void> {
   const res = reply.raw;
   const headers = Object.fromEntries(
@@ -289,14 +298,14 @@ export async function runGeneration(
   let release: (() => void) | null = null;
   try {
     let events: AsyncIterable<EngineEvent>;
-    const hit = relay ? null : await cacheGet(env.hooks, prep.cacheKey);
-    if (relay) {
-      sse?.startKeepAlive(env.keepAliveIntervalMs);
-      events = relay(abort.signal);
-    } else if (hit) {
+    const hit = cached !== undefined ? cached : relay ? null : await cacheGet(env.hooks, prep.cacheKey);
+    if (hit) {
       track.responseCacheHit = true;
       headers['x-mlxbar-cache'] = 'hit';
       events = replay(hit);
+    } else if (relay) {
+      sse?.startKeepAlive(env.keepAliveIntervalMs);
+      events = relay(abort.signal);
     } else {
       const refusal = env.hooks.admission?.({
         route: prep.route,
@@ -354,7 +363,9 @@ export async function runGeneration(
   /** The one event loop: bookkeeping, cancellation and caching here; the wire format in the writer. */
   async function consume(events: AsyncIterable<EngineEvent>): Promise<void> {
     const relayed: OutputEvent[] = [];
-    const output = (opts: OutputSourceOptions = {}) => (relay ? relayedOutput(relayed, opts, prep) : localOutput(prep, env.text, opts));
+    // Events split upstream: a live remote answer, or a cached one (which carries its events).
+    const presplit = !!relay || !!cached?.events;
+    const output = (opts: OutputSourceOptions = {}) => (presplit ? relayedOutput(relayed, opts, prep) : localOutput(prep, env.text, opts));
     const writer = prep.format.writer({ prep, sse, text: env.text, track, writeJson, output });
     let text = '';
     for await (const ev of events) {
@@ -365,7 +376,7 @@ export async function runGeneration(
       if (ev.type === 'delta') {
         if (track.firstTokenAt === null) track.firstTokenAt = performance.now();
         text += ev.text;
-        if (relay) relayed.push(...((ev as Partial<RelayedDelta>).events ?? []));
+        if (presplit) relayed.push(...((ev as Partial<RelayedDelta>).events ?? []));
         if (!abort.signal.aborted) await writer.delta(ev);
         continue;
       }
@@ -386,7 +397,7 @@ export async function runGeneration(
         track.finishReason = 'cancelled';
         return finishAborted();
       }
-      if (!track.responseCacheHit) cacheSet(env.hooks, prep.cacheKey, text, ev);
+      if (!track.responseCacheHit) cacheSet(env.hooks, prep.cacheKey, text, ev, presplit ? relayed : undefined);
       await writer.done(ev, text);
       return;
     }

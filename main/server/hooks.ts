@@ -8,6 +8,7 @@ import type { GenerationConstraint, ModelInfo, SamplingParams } from '../engine/
 
 // Chat message and tool shapes are shared with the text pipeline (engine-text owns them).
 import type { ChatMessage, ToolCall, ToolCallFormat, ToolDefinition, ToolParserEvent } from '../engine/text/types.ts';
+import type { OutputEvent } from './output-split.ts';
 export type { ChatMessage, ToolDefinition };
 
 /**
@@ -37,6 +38,11 @@ export interface ResponseCacheKey {
   toolsActive: boolean;
   /** Constrained decoding (response_format json_*, forced tool calls): changes the text. */
   constraint?: GenerationConstraint | null;
+  /**
+   * Remote models (no prompt ids: the upstream renders and tokenizes): the request body as sent
+   * upstream (minus the stream flags), so every field the upstream sees is in the key.
+   */
+  request?: unknown;
 }
 
 /** A complete, successful generation. Cancelled, failed or errored generations are never passed. */
@@ -46,6 +52,11 @@ export interface CachedGeneration {
   stopReason: 'eos' | 'stop_string' | 'max_tokens';
   promptTokens: number;
   completionTokens: number;
+  /**
+   * Remote models: the output as the upstream split it (reasoning, content, tool calls) — there is
+   * no local tokenizer/parser to re-split `text` with. Absent for local generations.
+   */
+  events?: OutputEvent[];
 }
 
 export interface ResponseCacheHook {

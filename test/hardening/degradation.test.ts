@@ -192,3 +192,34 @@ test('attachEngine follows EngineClient state events and detaches', async () => 
 
 // Compile-time check: the real EngineClient interface fits attachEngine.
 export const _engineClientFits = (d: Degradation, c: import('../../main/engine/types.ts').EngineClient) => d.attachEngine(c);
+
+test('upstream_down: a remote upstream with an open breaker degrades only that model — lowest priority, reported alongside, never refuses admission', () => {
+  const { d, logs, changes } = machine();
+  let down: string[] = [];
+  d.watchUpstreams(() => down);
+  assert.equal(d.status().state, 'normal');
+  assert.equal(d.status().upstreams_down, undefined);
+  down = ['gpu-box'];
+  let s = d.status();
+  assert.equal(s.state, 'upstream_down');
+  assert.deepEqual(s.upstreams_down, ['gpu-box']);
+  assert.match(s.reason ?? '', /"gpu-box" unavailable.*local models keep serving/);
+  // The rest of the server serves on: nothing is refused because of a down upstream.
+  assert.equal(d.admission(), null);
+  assert.ok(logs.some((l) => l.includes('normal → upstream_down')), logs.join('\n'));
+  assert.equal(changes.at(-1)?.status.state, 'upstream_down');
+  // A higher state wins the combined state, but the down upstream stays visible.
+  d.reportMemoryPressure('hard');
+  s = d.status();
+  assert.equal(s.state, 'shedding');
+  assert.deepEqual(s.upstreams_down, ['gpu-box']);
+  down = ['gpu-box', 'team'];
+  assert.deepEqual(d.status().upstreams_down, ['gpu-box', 'team'], 'a second upstream going down is seen under another state');
+  d.reportMemoryPressure('normal');
+  assert.match(d.status().reason ?? '', /remote models "gpu-box", "team"/);
+  down = [];
+  s = d.status();
+  assert.equal(s.state, 'normal');
+  assert.equal(s.upstreams_down, undefined);
+  assert.ok(logs.some((l) => l.includes('upstream_down → normal')));
+});

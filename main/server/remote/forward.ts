@@ -4,20 +4,29 @@
 // end), and the life cycle's AbortSignal (client gone, shutdown) aborts the upstream request. The
 // upstream is always asked to stream, even for a non-stream client, so time to first token is
 // measured alike for every request and a disconnect stops the upstream mid-generation.
-// Two phases, so a fallback stays possible: `openRemoteChat` (queue, breaker, connect, headers —
-// nothing sent to the client yet) and `relayRemoteChat` (the body).
+// Two phases, so a fallback stays possible: `openRemote` (queue, breaker, connect, headers —
+// nothing sent to the client yet) and `relayRemote` (the body).
 import { ApiError } from '../../common/errors.ts';
 import type { EngineEvent } from '../../engine/types.ts';
 import type { RelayedDelta } from '../generation.ts';
-import type { ChatRequest } from '../validate.ts';
+import type { ChatRequest, CompletionRequest } from '../validate.ts';
 import { upstreamApiError } from './errors.ts';
-import { toUpstreamChatBody, UpstreamStreamReader } from './openai-wire.ts';
+import { toUpstreamChatBody, toUpstreamCompletionBody, UpstreamStreamReader } from './openai-wire.ts';
 import type { RemoteUpstream, UpstreamCall } from './remotes.ts';
 import { sseChunks, UpstreamError } from './upstream.ts';
 
+/** The upstream path and body of a chat or completion request (`stream` false: the response-cache key's form). */
+export function upstreamRequest(request: ChatRequest | CompletionRequest, stream: boolean): { path: string; body: Record<string, unknown> } {
+  const opts = { stream, maxTokens: request.maxTokens };
+  return request.kind === 'chat'
+    ? { path: 'chat/completions', body: toUpstreamChatBody(request, opts) }
+    : { path: 'completions', body: toUpstreamCompletionBody(request, opts) };
+}
+
 /** Phase 1: rejects with a mapped ApiError (upstream_down, upstream_unavailable, a 4xx…) before any byte reached the client. */
-export function openRemoteChat(upstream: RemoteUpstream, request: ChatRequest, maxTokens: number | null, signal: AbortSignal): Promise<UpstreamCall> {
-  return upstream.open('chat/completions', toUpstreamChatBody(request, { stream: true, maxTokens }), signal);
+export function openRemote(upstream: RemoteUpstream, request: ChatRequest | CompletionRequest, signal: AbortSignal): Promise<UpstreamCall> {
+  const { path, body } = upstreamRequest(request, true);
+  return upstream.open(path, body, signal);
 }
 
 /** Whether a phase-1 failure may be answered by a local fallback model instead (the upstream is unhealthy, not the request bad). */
@@ -25,8 +34,8 @@ export function fallbackAllowed(err: unknown): boolean {
   return err instanceof ApiError && (err.code === 'upstream_down' || err.code === 'upstream_unavailable' || err.code === 'upstream_timeout' || err.code === 'upstream_error');
 }
 
-/** Phase 2: the upstream's stream as life-cycle events. Throws an ApiError when it fails mid-way. */
-export async function* relayRemoteChat(
+/** Phase 2: the upstream's stream (chat or completions chunks) as life-cycle events. Throws an ApiError when it fails mid-way. */
+export async function* relayRemote(
   call: UpstreamCall,
   upstream: RemoteUpstream,
   requestId: string,

@@ -2,7 +2,7 @@
 // wire format every upstream speaks (vLLM, SGLang, llama-server, Ollama's /v1, LM Studio, another
 // MLX Bar). Whatever front door a request came in by (OpenAI, Anthropic, Responses, Ollama), it is
 // one internal ChatRequest by the time it is forwarded, so one translation serves them all.
-import type { ChatRequest, ToolChoice } from '../validate.ts';
+import type { ChatRequest, CompletionRequest, ToolChoice } from '../validate.ts';
 import type { OutputEvent } from '../output-split.ts';
 
 /** What the end of an upstream answer tells us (usage may be missing: some upstreams omit it). */
@@ -20,13 +20,9 @@ function toolChoiceWire(c: ToolChoice): unknown {
   return { type: 'function', function: { name: c.name } };
 }
 
-/** The OpenAI request body for an internal chat request (model filled in by the upstream client). */
-export function toUpstreamChatBody(req: ChatRequest, opts: { stream: boolean; maxTokens: number | null }): Record<string, unknown> {
+/** The sampling fields of an OpenAI body (chat and completions alike). */
+function samplingWire(req: ChatRequest | CompletionRequest, body: Record<string, unknown>, opts: { stream: boolean; maxTokens: number | null }): void {
   const s = req.sampling;
-  const body: Record<string, unknown> = {
-    messages: req.messages,
-    stream: opts.stream,
-  };
   if (opts.stream) body.stream_options = { include_usage: true };
   if (opts.maxTokens !== null) body.max_tokens = opts.maxTokens;
   // Defaults are left out so the upstream's own defaults (and its validation) apply unchanged.
@@ -39,6 +35,15 @@ export function toUpstreamChatBody(req: ChatRequest, opts: { stream: boolean; ma
   if (s.frequencyPenalty !== 0) body.frequency_penalty = s.frequencyPenalty;
   if (s.seed !== undefined) body.seed = s.seed;
   if (s.stop.length) body.stop = s.stop;
+}
+
+/** The OpenAI request body for an internal chat request (model filled in by the upstream client). */
+export function toUpstreamChatBody(req: ChatRequest, opts: { stream: boolean; maxTokens: number | null }): Record<string, unknown> {
+  const body: Record<string, unknown> = {
+    messages: req.messages,
+    stream: opts.stream,
+  };
+  samplingWire(req, body, opts);
   if (req.tools?.length) {
     body.tools = req.tools;
     body.tool_choice = toolChoiceWire(req.toolChoice);
@@ -53,6 +58,16 @@ export function toUpstreamChatBody(req: ChatRequest, opts: { stream: boolean; ma
     body.top_logprobs = req.logprobs;
   }
   if (req.templateKwargs) body.chat_template_kwargs = req.templateKwargs;
+  return body;
+}
+
+/**
+ * The OpenAI /completions body for an internal completion request. A token-id prompt is passed as
+ * is: the ids are the upstream model's (the client chose that model), we have no tokenizer for it.
+ */
+export function toUpstreamCompletionBody(req: CompletionRequest, opts: { stream: boolean; maxTokens: number | null }): Record<string, unknown> {
+  const body: Record<string, unknown> = { prompt: req.prompt, stream: opts.stream };
+  samplingWire(req, body, opts);
   return body;
 }
 
@@ -83,6 +98,11 @@ export class UpstreamStreamReader {
     if (c.usage && typeof c.usage === 'object') this.usage = c.usage;
     const choice = Array.isArray(c.choices) ? (c.choices[0] as Obj | undefined) : undefined;
     if (!choice) return out;
+    // A /completions chunk: `choices[0].text`.
+    if (typeof choice.text === 'string' && choice.text) {
+      out.push({ type: 'content', text: choice.text });
+      this.chunks++;
+    }
     const d = (choice.delta ?? {}) as Obj;
     const reasoning = typeof d.reasoning_content === 'string' ? d.reasoning_content : typeof d.reasoning === 'string' ? d.reasoning : '';
     if (reasoning) out.push({ type: 'reasoning', text: reasoning });

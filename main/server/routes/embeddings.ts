@@ -18,6 +18,7 @@ import type { ServerContext } from '../context.ts';
 import type { ServerTextPipeline } from '../hooks.ts';
 import type { ServedModelLease } from '../models.ts';
 import { requestAbort, SHUTDOWN_REASON } from '../request-abort.ts';
+import { forwardEmbeddings } from '../remote/embeddings.ts';
 import { DEFAULT_EMBEDDINGS_LIMITS, validateEmbeddingsRequest, type EmbeddingsLimits, type EmbeddingsRequest } from '../validate-embeddings.ts';
 
 /** Truncates to `dims` and renormalizes (a prefix of a unit vector is not unit length). */
@@ -125,6 +126,19 @@ export function embeddingsRoutes(
     let lease: ServedModelLease | null = null;
     let release: (() => void) | null = null;
     try {
+      // A remote model (settings `remotes`): its upstream computes the vectors, through the
+      // upstream's own queue and breaker (no lease, local admission or work slot).
+      const upstream = ctx.remotes?.get(r.model) ?? null;
+      if (upstream) {
+        const out = await forwardEmbeddings(upstream, r, abort.signal);
+        if (abort.signal.aborted) return finishAborted();
+        track.promptTokens = out.promptTokens;
+        return reply
+          .code(200)
+          .type('application/json; charset=utf-8')
+          // An upstream that ignores `dimensions` still gets the client what it asked for.
+          .send(shape({ modelId: upstream.id, vectors: out.vectors.map((v) => (r.dimensions !== null ? truncateAndRenormalize(v, r.dimensions) : v)), promptTokens: out.promptTokens }));
+      }
       // Lease the named model (loads or switches it, as for chat); held until the batch is done so
       // the model is not switched away underneath it.
       lease = await ctx.models.acquire(r.model === null || r.model === '' ? null : r.model);

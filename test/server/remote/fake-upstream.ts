@@ -102,11 +102,40 @@ function handle(mode: FakeMode, req: http.IncomingMessage, res: http.ServerRespo
     default:
       break;
   }
+  if (req.url?.endsWith('/embeddings')) {
+    // Deterministic 4-dim vectors from the input text (or token ids): the same input, the same vector.
+    const inputs: unknown[] = Array.isArray(body?.input) ? body.input : [body?.input];
+    const data = inputs.map((inp, index) => {
+      const s = typeof inp === 'string' ? inp : JSON.stringify(inp);
+      let a = 0;
+      for (const ch of s) a = (a * 31 + ch.codePointAt(0)!) % 1000;
+      return { object: 'embedding', index, embedding: [s.length, a / 10, 0.5, -1.25] };
+    });
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ object: 'list', data, model, usage: { prompt_tokens: 3 * inputs.length, total_tokens: 3 * inputs.length } }));
+    return;
+  }
+  // /v1/completions (not chat): text_completion objects and chunks with choices[0].text.
+  const legacy = !!req.url?.endsWith('/completions') && !req.url.endsWith('/chat/completions');
   const text = mode.kind === 'ok' ? (mode.text ?? 'hello from upstream ') : 'partial answer ';
   const n = mode.kind === 'ok' ? (mode.chunks ?? 4) : 8;
   const pieces = words(text, n);
-  const id = 'chatcmpl-fake';
+  const id = legacy ? 'cmpl-fake' : 'chatcmpl-fake';
   const created = 1_700_000_000;
+  if (!body?.stream && legacy) {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(
+      JSON.stringify({
+        id,
+        object: 'text_completion',
+        created,
+        model,
+        choices: [{ index: 0, text: pieces.join(''), finish_reason: 'stop' }],
+        usage: { prompt_tokens: 5, completion_tokens: n, total_tokens: 5 + n },
+      }),
+    );
+    return;
+  }
   if (!body?.stream) {
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(
@@ -127,8 +156,10 @@ function handle(mode: FakeMode, req: http.IncomingMessage, res: http.ServerRespo
   });
   const send = (obj: unknown) => res.write(`data: ${JSON.stringify(obj)}\n\n`);
   const chunk = (delta: Record<string, unknown>, finish: string | null) =>
-    send({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason: finish }] });
-  chunk({ role: 'assistant', content: '' }, null);
+    legacy
+      ? send({ id, object: 'text_completion', created, model, choices: [{ index: 0, text: typeof delta.content === 'string' ? delta.content : '', finish_reason: finish }] })
+      : send({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason: finish }] });
+  if (!legacy) chunk({ role: 'assistant', content: '' }, null);
   let i = 0;
   if (mode.kind === 'ok' && mode.intervalMs === 0) {
     // Benchmarks: every chunk at once (the socket's buffer absorbs them), then the end.
@@ -155,5 +186,5 @@ function handle(mode: FakeMode, req: http.IncomingMessage, res: http.ServerRespo
       send({ id, object: 'chat.completion.chunk', created, model, choices: [], usage: { prompt_tokens: 5, completion_tokens: n, total_tokens: 5 + n } });
     }
     res.end('data: [DONE]\n\n');
-  }, 2);
+  }, mode.kind === 'ok' && mode.intervalMs ? mode.intervalMs : 2);
 }

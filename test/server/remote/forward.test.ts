@@ -2,7 +2,7 @@
 // request body the upstream sees, disconnect propagation and a mid-stream failure.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { openRemoteChat, relayRemoteChat } from '../../../main/server/remote/forward.ts';
+import { openRemote, relayRemote } from '../../../main/server/remote/forward.ts';
 import type { EngineEvent } from '../../../main/engine/types.ts';
 import { Remotes } from '../../../main/server/remote/remotes.ts';
 import { ApiError } from '../../../main/common/errors.ts';
@@ -20,9 +20,9 @@ after(async () => {
 /** Opens + relays like the life cycle does; collects the relayed output events and the done event. */
 async function forward(request: ChatRequest, maxTokens: number | null, signal: AbortSignal, onEvents: (e: OutputEvent[]) => void = () => {}) {
   const u = remotes.get('box')!;
-  const call = await openRemoteChat(u, request, maxTokens, signal);
+  const call = await openRemote(u, { ...request, maxTokens }, signal);
   let done: Extract<EngineEvent, { type: 'done' }> | null = null;
-  for await (const ev of relayRemoteChat(call, u, 'req_test', signal)) {
+  for await (const ev of relayRemote(call, u, 'req_test', signal)) {
     if (ev.type === 'delta') onEvents((ev as unknown as { events: OutputEvent[] }).events);
     if (ev.type === 'done') done = ev;
   }

@@ -14,6 +14,9 @@ import { startServe, type RunningServe, type ServeOptions } from '../../../main/
 import { buildTinyModel } from '../../helpers/tiny-model.ts';
 import { stopServeHard } from '../../helpers/stop-serve.ts';
 import { rawRequest } from '../helpers.ts';
+import { trayInputFrom, trayStatus, statusLine } from '../../../main/shell/tray-model.ts';
+import type { AppState } from '../../../preload/api.ts';
+import type { MetricsSnapshot } from '../../../main/common/metrics-types.ts';
 import { startFakeUpstream, type FakeUpstream } from './fake-upstream.ts';
 
 const UP_KEY = 'upstream-key-9f8e7d6c5b4a';
@@ -60,8 +63,10 @@ describe('remote engines through the front server', { timeout: 600_000 }, () => 
     writeFileSync(
       path.join(frontDir, 'config.json'),
       JSON.stringify({
+        responseCache: { enabled: true },
         remotes: [
           { id: 'big', baseURL: `${upstream.url}/v1`, apiKey: UP_KEY, model: upstreamModel, maxConcurrent: 2 },
+          { id: 'steady', baseURL: fake.baseURL, apiKey: FAKE_KEY, model: 'fake-served' },
           { id: 'flaky', baseURL: fake.baseURL, apiKey: FAKE_KEY, headers: { 'x-team-token': 'team-token-5566778899' }, fallback: path.basename(model) },
         ],
       }),
@@ -179,6 +184,150 @@ describe('remote engines through the front server', { timeout: 600_000 }, () => 
     assert.equal(fake.clientClosed, closedBefore + 1);
   });
 
+  test('response cache: a second identical deterministic request (temperature 0 or a seed, stream or not) never reaches the upstream', async () => {
+    fake.setModes({ kind: 'ok', text: 'cached words here ', chunks: 6 });
+    const count = () => fake.requests.filter((r) => r.url.endsWith('/chat/completions')).length;
+    const body = { model: 'steady', messages: [{ role: 'user', content: 'cache me' }], max_tokens: 8, temperature: 0 };
+    const n0 = count();
+    const a = await raw('/v1/chat/completions', body);
+    assert.equal(a.status, 200, a.body);
+    assert.equal(count(), n0 + 1);
+    assert.equal(a.headers['x-mlxbar-cache'], undefined);
+    const b = await raw('/v1/chat/completions', body);
+    assert.equal(b.status, 200, b.body);
+    assert.equal(count(), n0 + 1, 'the second identical request was answered without the upstream');
+    assert.equal(b.headers['x-mlxbar-cache'], 'hit');
+    const ja = JSON.parse(a.body);
+    const jb = JSON.parse(b.body);
+    assert.equal(jb.choices[0].message.content, ja.choices[0].message.content);
+    assert.equal(jb.choices[0].message.content, 'cached words here cached words here ');
+    assert.equal(jb.model, 'steady');
+    assert.equal(jb.usage.completion_tokens, ja.usage.completion_tokens);
+    // The same request streamed: the same entry, replayed as a stream.
+    const parts: string[] = [];
+    const stream = await viaFront().chat.completions.create({ ...body, messages: body.messages as never, stream: true });
+    for await (const ch of stream) parts.push(ch.choices[0]?.delta?.content ?? '');
+    assert.equal(parts.join(''), ja.choices[0].message.content);
+    assert.equal(count(), n0 + 1);
+    // Another prompt, or another remote id on the same upstream, is another key.
+    await raw('/v1/chat/completions', { ...body, messages: [{ role: 'user', content: 'cache me too' }] });
+    assert.equal(count(), n0 + 2);
+    await raw('/v1/chat/completions', { ...body, model: 'flaky' });
+    assert.equal(count(), n0 + 3);
+    // Seeded sampling is deterministic too; unseeded sampling is never cached.
+    const seeded = { ...body, temperature: 0.8, seed: 42 };
+    await raw('/v1/chat/completions', seeded);
+    await raw('/v1/chat/completions', seeded);
+    assert.equal(count(), n0 + 4);
+    const random = { ...body, temperature: 0.8 };
+    await raw('/v1/chat/completions', random);
+    await raw('/v1/chat/completions', random);
+    assert.equal(count(), n0 + 6);
+    // A tool call from the real upstream is replayed as a tool call (the upstream's split is cached).
+    // No arguments: the forced call is short enough to finish within max_tokens on the random model.
+    const params = { type: 'object', properties: {}, additionalProperties: false };
+    const toolReq = {
+      model: 'big',
+      messages: [{ role: 'user' as const, content: 'search' }],
+      tools: [{ type: 'function' as const, function: { name: 'search', parameters: params } }],
+      tool_choice: 'required' as const,
+      max_tokens: 200,
+      temperature: 0,
+    };
+    const bigRequests = async () => JSON.parse((await raw('/v1/metrics')).body).upstreams.find((u: { upstream: string }) => u.upstream === 'big').requests as number;
+    const t1 = await viaFront().chat.completions.create(toolReq);
+    const before = await bigRequests();
+    const t2 = await viaFront().chat.completions.create(toolReq);
+    assert.equal(await bigRequests(), before, 'the cached tool call did not reach the real upstream');
+    assert.equal(t1.choices[0].finish_reason, 'tool_calls', JSON.stringify(t1.choices[0]));
+    assert.equal(t2.choices[0].finish_reason, 'tool_calls');
+    assert.deepEqual(t2.choices[0].message.tool_calls?.map((c) => c.type === 'function' && c.function), t1.choices[0].message.tool_calls?.map((c) => c.type === 'function' && c.function));
+  });
+
+  test('response cache: failed and partial upstream answers are never stored', async () => {
+    const count = () => fake.requests.filter((r) => r.url.endsWith('/chat/completions')).length;
+    const body = { model: 'steady', messages: [{ role: 'user', content: 'partial then whole' }], max_tokens: 8, temperature: 0, stream: true };
+    // The upstream drops the connection after two chunks: the client gets an error event, nothing is cached.
+    fake.setModes({ kind: 'drop-mid', afterChunks: 2 }, { kind: 'status', status: 500 }, { kind: 'ok', text: 'whole answer ', chunks: 4 });
+    const n0 = count();
+    const a = await raw('/v1/chat/completions', body);
+    assert.equal(a.status, 200);
+    assert.match(a.body, /upstream_error/);
+    const b = await raw('/v1/chat/completions', { ...body, stream: false });
+    assert.equal(b.status, 502, b.body);
+    const c = await raw('/v1/chat/completions', { ...body, stream: false });
+    assert.equal(c.status, 200, c.body);
+    assert.equal(c.headers['x-mlxbar-cache'], undefined, 'neither the cut stream nor the 500 was cached');
+    assert.equal(count(), n0 + 3);
+    const d = await raw('/v1/chat/completions', { ...body, stream: false });
+    assert.equal(d.headers['x-mlxbar-cache'], 'hit');
+    assert.equal(JSON.parse(d.body).choices[0].message.content, 'whole answer whole answer ');
+    assert.equal(count(), n0 + 3);
+    fake.setModes({ kind: 'ok' });
+  });
+
+  test('/v1/completions through a remote: the fake upstream (stream and not) and the real upstream equal a direct call', async () => {
+    fake.setModes({ kind: 'ok', text: 'once upon ', chunks: 4 });
+    const r = await viaFront().completions.create({ model: 'steady', prompt: 'Tell me', max_tokens: 9, temperature: 0.5 });
+    seen.push(JSON.stringify(r));
+    assert.equal(r.object, 'text_completion');
+    assert.equal(r.model, 'steady');
+    assert.equal(r.choices[0].text, 'once upon once upon ');
+    assert.equal(r.usage?.completion_tokens, 4);
+    const sent = fake.requests.at(-1)!;
+    assert.ok(sent.url.endsWith('/v1/completions') && !sent.url.endsWith('/chat/completions'), sent.url);
+    assert.equal(sent.body.model, 'fake-served');
+    assert.equal(sent.body.prompt, 'Tell me');
+    assert.equal(sent.body.max_tokens, 9);
+    assert.equal(sent.headers.authorization, `Bearer ${FAKE_KEY}`);
+    const parts: string[] = [];
+    const stream = await viaFront().completions.create({ model: 'steady', prompt: 'Tell me', max_tokens: 9, temperature: 0.5, stream: true });
+    for await (const ch of stream) parts.push(ch.choices[0]?.text ?? '');
+    assert.equal(parts.join(''), 'once upon once upon ');
+    assert.ok(parts.filter(Boolean).length > 1, 'streamed chunk by chunk');
+    fake.setModes({ kind: 'ok' });
+
+    const a = await direct().completions.create({ model: upstreamModel, prompt: 'The river', max_tokens: 10, temperature: 0 });
+    const b = await viaFront().completions.create({ model: 'big', prompt: 'The river', max_tokens: 10, temperature: 0 });
+    seen.push(JSON.stringify(b));
+    assert.equal(b.choices[0].text, a.choices[0].text);
+    assert.equal(b.usage?.completion_tokens, a.usage?.completion_tokens);
+    assert.equal(b.model, 'big');
+  });
+
+  test('/v1/embeddings through a remote: the fake upstream and the real upstream (equal to a direct call), errors mapped', async () => {
+    fake.setModes({ kind: 'ok' });
+    const e = await viaFront().embeddings.create({ model: 'steady', input: ['ab', 'xyz'] });
+    seen.push(JSON.stringify(e));
+    assert.equal(e.model, 'steady');
+    assert.equal(e.data.length, 2);
+    assert.deepEqual(e.data[0].embedding.slice(0, 1).concat(e.data[0].embedding.slice(2)), [2, 0.5, -1.25]);
+    assert.equal(e.data[1].embedding[0], 3);
+    const sent = fake.requests.at(-1)!;
+    assert.ok(sent.url.endsWith('/v1/embeddings'));
+    assert.deepEqual(sent.body.input, ['ab', 'xyz']);
+    assert.equal(sent.body.model, 'fake-served');
+    // Floats as asked (no base64): the same numbers.
+    const f = JSON.parse((await raw('/v1/embeddings', { model: 'steady', input: 'ab', encoding_format: 'float' })).body);
+    assert.deepEqual(f.data[0].embedding, e.data[0].embedding);
+
+    const input = ['first document', 'second one'];
+    const a = await direct().embeddings.create({ model: upstreamModel, input });
+    const b = await viaFront().embeddings.create({ model: 'big', input });
+    assert.equal(b.model, 'big');
+    assert.deepEqual(b.data.map((d) => d.embedding), a.data.map((d) => d.embedding));
+    assert.equal(b.usage.prompt_tokens, a.usage.prompt_tokens);
+
+    fake.setModes({ kind: 'status', status: 503 });
+    const bad = await raw('/v1/embeddings', { model: 'steady', input: 'x' });
+    assert.equal(bad.status, 502, bad.body);
+    assert.equal(JSON.parse(bad.body).error.code, 'upstream_error');
+    fake.setModes({ kind: 'ok' });
+    const trunc = await raw('/v1/embeddings', { model: 'steady', input: 'x', truncate: true });
+    assert.equal(trunc.status, 400);
+    assert.equal(JSON.parse(trunc.body).error.param, 'truncate');
+  });
+
   test('upstream failures: mapped errors, the breaker opens (upstream_down in /health and metrics), the fallback answers and says so', async () => {
     fake.setModes({ kind: 'status', status: 500, body: { error: { message: `boom at ${fake.baseURL} key ${FAKE_KEY}` } } });
     // Failures before the first byte with a fallback configured: the local model answers each time.
@@ -191,6 +340,13 @@ describe('remote engines through the front server', { timeout: 600_000 }, () => 
     const health = JSON.parse((await raw('/health')).body);
     assert.equal(health.upstreams.flaky, 'open');
     assert.deepEqual(health.upstream_down, ['flaky']);
+    // upstream_down is a degradation state of the server, and it degrades only that model.
+    assert.equal(health.degradation.state, 'upstream_down');
+    assert.deepEqual(health.degradation.upstreams_down, ['flaky']);
+    const localChat = await raw('/v1/chat/completions', { model: localId, messages: [{ role: 'user', content: 'still here?' }], max_tokens: 2 });
+    assert.equal(localChat.status, 200, 'local models keep serving');
+    const steady = await raw('/v1/chat/completions', { model: 'steady', messages: [{ role: 'user', content: 'you too?' }], max_tokens: 2 });
+    assert.equal(steady.status, 502, 'another remote on the same (failing) box is judged by its own breaker');
     assert.equal(health.upstreams.big, 'closed');
     const m = JSON.parse((await raw('/v1/metrics')).body);
     const flaky = m.upstreams.find((u: { upstream: string }) => u.upstream === 'flaky');
@@ -199,7 +355,15 @@ describe('remote engines through the front server', { timeout: 600_000 }, () => 
     assert.ok(flaky.errors.upstream_error >= 1);
     const big = m.upstreams.find((u: { upstream: string }) => u.upstream === 'big');
     assert.ok(big.requests >= 5 && big.latency_ms.p50 > 0 && big.ttft_ms.p50 > 0, JSON.stringify(big));
+    assert.equal(m.degradation.state, 'upstream_down');
+    assert.deepEqual(m.degradation.upstreams_down, ['flaky']);
+    // What the tray shows for this snapshot (the pure model main/shell/index.ts renders).
+    const app = { server: 'running', endpoint: front!.url, model: localId, error: null, settingsIssues: [], startAtLogin: false, models: [], switchingTo: null, modelError: null } as unknown as AppState;
+    const tray = trayInputFrom(app, m as MetricsSnapshot);
+    assert.equal(trayStatus(tray), 'degraded');
+    assert.equal(statusLine(tray), 'Running — Remote model down');
     const prom = (await raw('/metrics')).body;
+    assert.match(prom, /mlxbar_degradation_state\{state="upstream_down"\} 1/);
     assert.match(prom, /mlxbar_upstream_up\{upstream="flaky"\} 0/);
     assert.match(prom, /mlxbar_upstream_up\{upstream="big"\} 1/);
     assert.match(prom, /mlxbar_upstream_latency_ms\{upstream="big",quantile="0.5"\} [0-9.]+/);
