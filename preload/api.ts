@@ -74,6 +74,11 @@ export interface AppModel {
   contextTokens?: number | null;
   /** Running: the loaded model. Stopped: the model the server would start with (settings.model). */
   current: boolean;
+  /**
+   * A remote model (settings `remotes`): served by another machine behind the endpoint, never
+   * loaded here. `health` from its upstream's circuit breaker (`unchecked` while the server is stopped).
+   */
+  remote?: { health: 'up' | 'down' | 'probing' | 'unchecked' };
 }
 
 export interface SettingsPayload {

@@ -58,6 +58,10 @@ function modelFromRow(row: unknown, current: boolean): AppModel | null {
   if (!row || typeof row !== 'object') return null;
   const r = row as Record<string, unknown>;
   if (typeof r.id !== 'string' || !r.id || r.id.length > MAX_MODEL_ID_LENGTH) return null;
+  if (r.remote === true) {
+    const health = r.health === 'down' || r.health === 'probing' ? r.health : 'up';
+    return remoteModel(r.id, health);
+  }
   const fit = (r.fitsInMemory && typeof r.fitsInMemory === 'object' ? r.fitsInMemory : null) as Record<string, unknown> | null;
   // A server without the library (one started folder) reports no fit: it is loaded, so it fits.
   const fits = fit ? fit.fits === true : true;
@@ -72,6 +76,11 @@ function modelFromRow(row: unknown, current: boolean): AppModel | null {
     contextTokens: fit && typeof fit.contextTokens === 'number' && Number.isFinite(fit.contextTokens) ? fit.contextTokens : null,
     current,
   };
+}
+
+/** A remote model (settings `remotes`): never loaded here, so never current and nothing to fit. */
+function remoteModel(id: string, health: NonNullable<AppModel['remote']>['health']): AppModel {
+  return { id, sizeBytes: 0, architecture: null, fits: true, fitReason: null, needBytes: null, contextTokens: null, current: false, remote: { health } };
 }
 
 function modelFromEntry(e: LibraryEntry, current: boolean): AppModel {
@@ -283,12 +292,15 @@ export class AppController extends EventEmitter {
     const isCurrent = (e: LibraryEntry) =>
       !!model && (real ? realOrResolved(e.dir) === real : e.id === model || e.folder === model);
     let found = false;
-    return entries.map((e) => {
+    const locals = entries.map((e) => {
       // One checked item even if two entries resolve to the same folder.
       const current = !found && isCurrent(e);
       if (current) found = true;
       return modelFromEntry(e, current);
     });
+    // The settings' remote models: nothing forwards to them while stopped, so their health is not checked.
+    const remotes = (settings?.remotes ?? []).filter((r) => r.id.length <= MAX_MODEL_ID_LENGTH).map((r) => remoteModel(r.id, 'unchecked'));
+    return [...locals, ...remotes];
   }
 
   private async readServerModels(core: CoreHandle): Promise<AppModel[] | null> {

@@ -151,6 +151,9 @@ async function main(): Promise<void> {
     model: () => {},
     'model-status': () => {},
     'models-empty': () => {},
+    // Remote models are listed for their health; a client picks one per request by its id.
+    'remote-models': () => {},
+    'remote-model': () => {},
     'manage-models': () => showWindow(MODELS_URL),
     'toggle-server': () => void controller.toggle(),
     'copy-endpoint': () => {

@@ -32,6 +32,8 @@ export type TrayItemId =
   | 'model'
   | 'model-status'
   | 'models-empty'
+  | 'remote-models'
+  | 'remote-model'
   | 'manage-models'
   | 'open-dashboard'
   | 'open-settings'
@@ -70,6 +72,7 @@ export function trayInputFrom(st: AppState, snap: MetricsSnapshot | null): TrayI
 
 export const DEGRADATION_LABELS: Record<DegradationState, string> = {
   normal: 'Healthy',
+  upstream_down: 'Remote model down',
   cache_disabled: 'Cache disabled',
   shedding: 'Shedding load',
   engine_restarting: 'Engine restarting',
@@ -158,7 +161,20 @@ export function modelIdForItem(itemId: string, models: readonly AppModel[]): str
   const m = /^model:(\d{1,6})$/.exec(itemId);
   if (!m) return null;
   const i = Number(m[1]);
-  return i < models.length ? models[i].id : null;
+  // A remote model is never loaded here (clients name it per request): nothing to switch to.
+  return i < models.length && !models[i].remote ? models[i].id : null;
+}
+
+const REMOTE_HEALTH: Record<NonNullable<AppModel['remote']>['health'], string> = {
+  up: 'up',
+  down: 'down',
+  probing: 'probing',
+  unchecked: 'not checked',
+};
+
+/** A remote model's (disabled, informational) item: "gpu-box — remote · down". */
+export function remoteLabel(m: AppModel): string {
+  return `${shorten(m.id, 48)} — remote · ${REMOTE_HEALTH[m.remote?.health ?? 'unchecked']}`;
 }
 
 /**
@@ -173,7 +189,7 @@ export function clickModelItem<T>(itemId: string, builtFrom: readonly AppModel[]
 
 /** The "Model" submenu: the library as radio items, the switch in flight, Manage Models…. */
 export function modelSubmenu(s: TrayInput): TrayMenuItem {
-  const current = s.models.find((m) => m.current);
+  const current = s.models.find((m) => m.current && !m.remote);
   const busy = s.server === 'starting' || s.server === 'stopping' || !!s.switchingTo;
   // Stopped with invalid settings: choosing a model would have to save them, which cannot work.
   const locked = busy || (s.settingsIssueCount > 0 && s.server !== 'running');
@@ -189,13 +205,22 @@ export function modelSubmenu(s: TrayInput): TrayMenuItem {
     items.push({ type: 'normal', id: 'model-status', label: shorten(s.modelError, 80), enabled: false });
     items.push({ type: 'separator' });
   }
-  if (s.models.length === 0) {
+  // Radio items keep their index in the full list (what clickModelItem maps back through).
+  const locals = s.models.map((m, i) => ({ m, i })).filter((x) => !x.m.remote);
+  const remotes = s.models.filter((m) => m.remote);
+  if (locals.length === 0) {
     items.push({ type: 'normal', id: 'models-empty', label: 'No models — download one in Manage Models…', enabled: false });
   } else {
-    const labels = modelLabels(s.models);
-    s.models.forEach((m, i) => {
-      items.push({ type: 'radio', id: `model:${i}`, label: labels[i], enabled: !locked && m.fits, checked: m.current });
+    const labels = modelLabels(locals.map((x) => x.m));
+    locals.forEach(({ m, i }, k) => {
+      items.push({ type: 'radio', id: `model:${i}`, label: labels[k], enabled: !locked && m.fits, checked: m.current });
     });
+  }
+  if (remotes.length) {
+    // Served by other machines behind this endpoint: listed with their health, nothing to load.
+    items.push({ type: 'separator' });
+    items.push({ type: 'normal', id: 'remote-models', label: 'Remote models (pick by id in the client)', enabled: false });
+    for (const m of remotes) items.push({ type: 'normal', id: 'remote-model', label: remoteLabel(m), enabled: false });
   }
   items.push({ type: 'separator' });
   items.push({ type: 'normal', id: 'manage-models', label: 'Manage Models…', enabled: true });

@@ -58,6 +58,7 @@ export function clock(ms: number): string {
 
 export const STATE_LABELS: Record<string, string> = {
   normal: 'Healthy',
+  upstream_down: 'Remote model down',
   cache_disabled: 'Cache disabled',
   shedding: 'Shedding load',
   engine_restarting: 'Engine restarting',
@@ -68,7 +69,7 @@ export type Tone = 'ok' | 'warn' | 'bad' | 'idle';
 
 export function stateTone(state: string): Tone {
   if (state === 'normal') return 'ok';
-  if (state === 'cache_disabled' || state === 'shedding' || state === 'engine_restarting') return 'warn';
+  if (state === 'upstream_down' || state === 'cache_disabled' || state === 'shedding' || state === 'engine_restarting') return 'warn';
   if (state === 'engine_failed') return 'bad';
   return 'idle';
 }

@@ -202,6 +202,43 @@ describe('tray model', () => {
     assert.ok(radios(submenu(trayMenu({ ...stopped, server: 'error', settingsIssueCount: 1 }))).every((x) => !x.enabled));
   });
 
+  test('remote models: listed after the library with a remote badge and their health, never radio items, never switched to', () => {
+    const models = [
+      library[0],
+      model('gpu-box', { sizeBytes: 0, needBytes: null, architecture: null, remote: { health: 'up' } }),
+      library[1],
+      model('team-llm', { sizeBytes: 0, needBytes: null, architecture: null, remote: { health: 'down' } }),
+      model('lab', { sizeBytes: 0, needBytes: null, architecture: null, remote: { health: 'unchecked' } }),
+    ];
+    const input = { ...base, models };
+    const items = submenu(trayMenu(input));
+    const r = radios(items);
+    // The local models keep their index in the full list (what a click maps back through).
+    assert.deepEqual(r.map((x) => x.id), ['model:0', 'model:2']);
+    assert.deepEqual(r.map((x) => x.label), ['Qwen3-0.6B-4bit (335 MB)', 'my-llama (1.20 GB)']);
+    const labels = items.filter((x) => x.type === 'normal').map((x) => (x.type === 'normal' ? [x.id, x.label, x.enabled] : null));
+    assert.deepEqual(labels, [
+      ['remote-models', 'Remote models (pick by id in the client)', false],
+      ['remote-model', 'gpu-box — remote · up', false],
+      ['remote-model', 'team-llm — remote · down', false],
+      ['remote-model', 'lab — remote · not checked', false],
+      ['manage-models', 'Manage Models…', true],
+    ]);
+    assert.equal(modelIdForItem('model:1', models), null, 'a remote is never a switch target');
+    assert.equal(modelIdForItem('model:2', models), 'my-llama');
+    // Only remote models: the library part says it is empty, the remotes still show.
+    const onlyRemote = submenu(trayMenu({ ...base, models: [models[1]] }));
+    assert.ok(onlyRemote.some((x) => x.type === 'normal' && x.id === 'models-empty'));
+    assert.ok(onlyRemote.some((x) => x.type === 'normal' && x.label === 'gpu-box — remote · up'));
+  });
+
+  test('upstream_down: the tray says a remote model is down, the reason in the tooltip; degraded, not an error', () => {
+    const input: TrayInput = { ...base, degradation: { state: 'upstream_down', reason: 'remote model "gpu-box" unavailable (upstream circuit open); local models keep serving' } };
+    assert.equal(trayStatus(input), 'degraded');
+    assert.equal(item(trayMenu(input), 'status').label, 'Running — Remote model down');
+    assert.match(trayTooltip(input), /"gpu-box" unavailable/);
+  });
+
   test('trayInputFrom: the app state + snapshot as the tray sees them', () => {
     const st: AppState = {
       server: 'running',

@@ -19,6 +19,9 @@ export interface ModelRow {
   fitsInMemory?: { fits: boolean; reason: string; contextTokens?: number } | null;
   loaded?: boolean;
   demo?: boolean;
+  /** A remote model (settings `remotes`): served by another machine; `health` from its circuit breaker. */
+  remote?: boolean;
+  health?: 'up' | 'down' | 'probing';
 }
 
 /** A download job exactly as the server reports it (type only: nothing of main/ is bundled). */

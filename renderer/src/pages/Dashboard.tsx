@@ -23,6 +23,65 @@ export function DegradationBadge({ snap, idleLabel = 'Waiting for server' }: { s
   );
 }
 
+type Upstream = NonNullable<MetricsSnapshot['upstreams']>[number];
+
+const BREAKER: Record<Upstream['state'], { label: string; tone: 'ok' | 'warn' | 'bad'; title: string }> = {
+  closed: { label: 'up', tone: 'ok', title: 'Circuit closed: requests are forwarded' },
+  half_open: { label: 'probing', tone: 'warn', title: 'Circuit half-open: one trial request checks whether the upstream is back' },
+  open: { label: 'down', tone: 'bad', title: 'Circuit open after repeated failures: requests are refused at once (or answered by the fallback model)' },
+};
+
+/** "p50 · p95 · p99" of an upstream summary; "—" before the first finished request. */
+function triple(p: { p50: number; p95: number; p99: number }, fmt: (v: number) => string): string {
+  if (!(p.p50 > 0 || p.p95 > 0 || p.p99 > 0)) return '—';
+  return `${fmt(p.p50)} · ${fmt(p.p95)} · ${fmt(p.p99)}`;
+}
+
+/** Remote models (settings `remotes`): one row per upstream, from /v1/metrics `upstreams`. */
+export function UpstreamsPanel({ upstreams }: { upstreams: Upstream[] }) {
+  return (
+    <Panel title="Remote models (per upstream)" testId="upstreams">
+      <div className="table-wrap">
+        <table className="num">
+          <thead>
+            <tr>
+              <th>Remote model</th>
+              <th>Circuit</th>
+              <th className="r">Requests</th>
+              <th className="r">Active · queued</th>
+              <th className="r">Latency P50 · P95 · P99</th>
+              <th className="r">TTFT P50 · P95 · P99</th>
+              <th className="r">Tokens/s P50</th>
+              <th className="r">Errors</th>
+              <th className="r">Fallbacks</th>
+            </tr>
+          </thead>
+          <tbody>
+            {upstreams.map((u) => {
+              const b = BREAKER[u.state] ?? BREAKER.open;
+              const errors = sumValues(u.errors);
+              const byCode = Object.entries(u.errors).map(([k, v]) => `${k}×${v}`).join(' · ');
+              return (
+                <tr key={u.upstream} data-testid="upstream-row" data-upstream={u.upstream} data-state={u.state}>
+                  <td className="route">{u.upstream}</td>
+                  <td><span className={`tag tag-${b.tone}`} title={b.title} data-testid="upstream-state">{b.label}</span></td>
+                  <td className="r" data-testid="upstream-requests">{num(u.requests)}</td>
+                  <td className="r">{`${num(u.active)} · ${num(u.queued)}`}</td>
+                  <td className="r" data-testid="upstream-latency">{triple(u.latency_ms, ms)}</td>
+                  <td className="r" data-testid="upstream-ttft">{triple(u.ttft_ms, ms)}</td>
+                  <td className="r" data-testid="upstream-tps">{u.tokens_per_second.p50 > 0 ? num(u.tokens_per_second.p50, 1) : '—'}</td>
+                  <td className={`r${errors > 0 ? ' status-5xx' : ''}`} data-testid="upstream-errors" title={byCode}>{errors > 0 ? `${num(errors)} (${byCode})` : '0'}</td>
+                  <td className="r">{num(u.fallbacks)}</td>
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+      </div>
+    </Panel>
+  );
+}
+
 function plural(n: number, word: string): string {
   return `${num(n)} ${word}${n === 1 ? '' : 's'}`;
 }
@@ -162,6 +221,8 @@ export function Dashboard(props: { snap: MetricsSnapshot | null; history: Sample
           </Panel>
         ))}
       </div>
+
+      {snap?.upstreams?.length ? <UpstreamsPanel upstreams={snap.upstreams} /> : null}
 
       <Panel
         title="Recent requests (newest first)"

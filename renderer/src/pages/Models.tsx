@@ -135,7 +135,24 @@ export function Models(props: { apiKey: string | null; endpoint: string | null; 
                 <tr><th>Model</th><th className="r">Size</th><th>Architecture</th><th>Quantization</th><th>Memory</th><th className="r">Context</th><th /></tr>
               </thead>
               <tbody>
-                {models.map((m) => (
+                {models.map((m) => m.remote ? (
+                  // A remote model: served by another machine behind this endpoint; nothing to load or size here.
+                  <tr key={`remote:${m.id}`} data-testid="model-row" data-model={m.id} data-remote="true" data-health={m.health ?? 'up'}>
+                    <td className="route">
+                      {m.id}<span className="tag" data-testid="remote-badge">remote</span>
+                      <span className={`tag ${m.health === 'down' ? 'tag-bad' : m.health === 'probing' ? 'tag-warn' : 'tag-ok'}`} data-testid="remote-health"
+                        title={m.health === 'down' ? 'The upstream failed repeatedly; requests are refused (or go to its fallback) until a probe succeeds' : m.health === 'probing' ? 'A trial request is checking whether the upstream is back' : 'The upstream answers'}>
+                        {m.health === 'down' ? 'down' : m.health === 'probing' ? 'probing' : 'up'}
+                      </span>
+                    </td>
+                    <td className="r">—</td>
+                    <td className="muted">served by another machine</td>
+                    <td>—</td>
+                    <td>—</td>
+                    <td className="r">—</td>
+                    <td className="r" />
+                  </tr>
+                ) : (
                   <tr key={m.id} data-testid="model-row" data-model={m.id} data-loaded={m.loaded ? 'true' : 'false'}>
                     <td className="route">{m.id}{m.loaded ? <span className="tag tag-ok" data-testid="loaded-badge">loaded</span> : null}{m.demo ? <span className="tag">demo</span> : null}</td>
                     <td className="r">{bytes(m.sizeBytes)}</td>
