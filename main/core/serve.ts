@@ -156,6 +156,8 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
     engine: {
       prefixCacheBytes: prefixBudget,
       dtypePolicy: settings.dtypePolicy,
+      // The server admits maxConcurrent generations at once; the engine batches their steps.
+      maxBatch: settings.maxConcurrent,
       ...(capabilities ? { capabilities } : {}),
       // Metal builds: MLX's own pool stays under the hard watermark, and its buffer cache under the
       // slack between the watermarks (the CPU build has no working limits; the engine skips them).

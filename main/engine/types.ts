@@ -211,6 +211,11 @@ export interface EngineStats {
   prefixCache: PrefixCacheStats;
   /** Which BLAS library the engine process actually loaded, e.g. 'openblas' | 'reference' | 'unknown'. */
   blas: string;
+  /**
+   * Continuous batching since load (absent when generations run one at a time): forward steps,
+   * steps shared by several sequences, the most sequences in one step, sequence-steps run.
+   */
+  batch?: { steps: number; batchedSteps: number; maxSequences: number; sequenceSteps: number };
 }
 
 /**

@@ -29,13 +29,15 @@ export interface StackOptions {
   spec?: TinyModelSpec;
   config?: Partial<ServerConfig>;
   hooks?: ServerHooks;
+  /** Engine-process options sent with the load (e.g. maxBatch). */
+  engine?: import('../../main/engine/process/protocol.ts').LoadOptions;
 }
 
 /** Engine + text + server. Every test file calls close() in `after`. */
 export async function startStack(opts: StackOptions = {}): Promise<TestStack> {
   const modelDir = await buildTinyModel(opts.spec ?? TINY);
   const text = await loadTextPipeline(modelDir);
-  const engine = createEngineClient({ log: () => {} });
+  const engine = createEngineClient({ log: () => {}, ...(opts.engine ? { engine: opts.engine } : {}) });
   const records: RequestRecord[] = [];
   let server: MlxBarServer | null = null;
   try {

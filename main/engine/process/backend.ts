@@ -26,6 +26,7 @@ import type { DecodingConstraint } from '../model/generator.ts';
 import { DEFAULT_SAMPLING } from '../types.ts';
 import type { EmbedRequest, EmbedResult, EngineEvent, GenerateRequest, ModelInfo, PrefixCacheStats, PrefixKvSnapshot, TokenLogprob } from '../types.ts';
 import { embedTokens, readEmbeddingConfig, type EmbeddingConfig } from '../model/embed.ts';
+import { BatchScheduler, type BatchStats } from '../model/batch.ts';
 import { LogprobTracker, TokenTexts } from './logprobs.ts';
 
 export interface RunContext {
@@ -50,6 +51,8 @@ export interface BackendOptions {
   prefillChunk: number;
   /** Lookup decoding with a cross-request n-gram cache per loaded model (default on). */
   lookupDecoding?: boolean;
+  /** Generations that may run at once; above 1 their steps are batched (model/batch.ts). */
+  maxBatch?: number;
   /** dtypePolicy setting; with `capabilities` it picks the dtype policy (see engineDtypeChoice). */
   dtypePolicy?: DtypePolicySetting;
   capabilities?: MlxCapabilities;
@@ -105,6 +108,8 @@ export interface Backend {
    * Throws ModelError (invalid ids, too long) or EmbedCancelledError when `signal` aborts.
    */
   embed(req: EmbedRequest, signal: AbortSignal): Promise<EmbedResult>;
+  /** Continuous-batching counters (null when generations run one at a time). */
+  batchStats(): BatchStats | null;
 }
 
 /** Sets MLX's memory and cache pool limits where the probe found the setters working (Metal). */
@@ -171,7 +176,10 @@ export async function loadBackend(modelDir: string, options: Partial<BackendOpti
   // Set when an embeddings job had a multi-chunk input: its KV buffers lived across full GCs
   // (old-generation wrappers), which only a full GC frees.
   let embedNeedsFullGc = false;
+  // Continuous batching: one scheduler for the loaded model, shared by every running generation.
+  const batch = (opts.maxBatch ?? 1) > 1 ? new BatchScheduler(lm.model, { prefillChunk: opts.prefillChunk }) : null;
   return {
+    batchStats: () => (batch ? { ...batch.stats } : null),
     info,
     embedding,
     async embed(req, signal) {
@@ -217,7 +225,7 @@ export async function loadBackend(modelDir: string, options: Partial<BackendOpti
       return bytes;
     },
     run: (req, ctx) =>
-      runModelGeneration(lm, text, prefixCache, eos, opts, req, ctx, req.constraint ? constraintFor(req) : null, req.logprobs !== undefined ? textsFor() : null),
+      runModelGeneration(lm, text, prefixCache, eos, opts, req, ctx, req.constraint ? constraintFor(req) : null, req.logprobs !== undefined ? textsFor() : null, batch),
     afterRequest: afterLargeStep,
     prefixCacheStats: () => prefixCache?.stats() ?? { ...EMPTY_PREFIX_STATS },
     // The CPU build of 0.0.7 has no allocator counters.
@@ -264,6 +272,7 @@ async function runModelGeneration(
   ctx: RunContext,
   constraint: DecodingConstraint | null = null,
   tokenTexts: TokenTexts | null = null,
+  batch: BatchScheduler | null = null,
 ): Promise<void> {
   const { requestId } = req;
   const startedAt = performance.now();
@@ -294,6 +303,7 @@ async function runModelGeneration(
       signal: ctx.signal,
       onPrefill: (p) => ctx.emit({ type: 'prefill', requestId, promptTokens: p.promptTokens, cachedTokens: p.cachedTokens, processed: p.processed }),
       onDone: (s) => (result.summary = s),
+      batch,
     },
   );
 

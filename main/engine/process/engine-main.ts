@@ -1,6 +1,7 @@
 // Entry point of the engine process (child_process.fork from Node, utilityProcess.fork from
-// Electron). It owns the MLX binding: loads one model, runs one generation at a time (later
-// requests wait in arrival order), streams EngineEvents back, and answers stats. Anything that
+// Electron). It owns the MLX binding: loads one model, runs up to `maxBatch` generations at once
+// (continuous batching: their decode steps share forward passes, model/batch.ts; later requests
+// wait in arrival order; an embeddings job runs alone), streams EngineEvents back, and answers stats. Anything that
 // goes wrong inside a request becomes an `error` event for that request; anything that escapes
 // becomes a `fatal` message and a non-zero exit, which the supervising EngineClient turns into a
 // restart. Errors are sanitized before they leave: no paths, no stacks.
@@ -34,7 +35,10 @@ let backend: Backend | null = null;
 let loading = false;
 let shuttingDown = false;
 const queue: Job[] = [];
-let current: Job | null = null;
+/** Jobs running now: up to maxBatch generations, or one embeddings job. */
+const running = new Set<Job>();
+let maxBatch = 1;
+const isRunning = (requestId: string): Job | undefined => [...running].find((j) => j.request.requestId === requestId);
 
 function errorEvent(requestId: string, code: EngineErrorCode, message: string): EngineEvent {
   return { type: 'error', requestId, code, message: sanitizeMessage(message) };
@@ -57,6 +61,7 @@ async function handleLoad(modelDir: string, protocol: number, options: LoadOptio
   const t0 = performance.now();
   try {
     backend = await loadBackend(modelDir, options);
+    maxBatch = Math.max(1, options.maxBatch ?? 1);
     const model: ModelInfo = backend.info;
     send({ type: 'ready', model, loadMs: performance.now() - t0 });
   } catch (err) {
@@ -77,12 +82,12 @@ function handleGenerate(raw: unknown): void {
     emit(errorEvent(req.requestId, 'engine_unavailable', shuttingDown ? 'The engine is shutting down' : 'No model is loaded'));
     return;
   }
-  if (current?.request.requestId === req.requestId || queue.some((j) => j.request.requestId === req.requestId)) {
+  if (isRunning(req.requestId) || queue.some((j) => j.request.requestId === req.requestId)) {
     emit(errorEvent(req.requestId, 'invalid_request', 'A request with this id is already running'));
     return;
   }
   queue.push({ request: req, receivedAt: performance.now(), abort: new AbortController() });
-  void pump();
+  pump();
 }
 
 function embedReply(id: number, extra: Partial<Extract<EngineMessage, { type: 'embed_result' }>>): void {
@@ -101,7 +106,7 @@ function handleEmbed(id: number, raw: unknown): void {
   if (!backend || shuttingDown) {
     return embedReply(id, { error: { code: 'engine_unavailable', message: shuttingDown ? 'The engine is shutting down' : 'No model is loaded' } });
   }
-  if (current?.request.requestId === req.requestId || queue.some((j) => j.request.requestId === req.requestId)) {
+  if (isRunning(req.requestId) || queue.some((j) => j.request.requestId === req.requestId)) {
     return embedReply(id, { error: { code: 'invalid_request', message: 'A request with this id is already running' } });
   }
   queue.push({
@@ -110,7 +115,7 @@ function handleEmbed(id: number, raw: unknown): void {
     abort: new AbortController(),
     embed: { id, request: req },
   });
-  void pump();
+  pump();
 }
 
 async function runEmbedJob(b: Backend, job: Job & { embed: NonNullable<Job['embed']> }): Promise<void> {
@@ -130,8 +135,9 @@ async function runEmbedJob(b: Backend, job: Job & { embed: NonNullable<Job['embe
 }
 
 function handleCancel(requestId: string): void {
-  if (current?.request.requestId === requestId) {
-    current.abort.abort();
+  const job = isRunning(requestId);
+  if (job) {
+    job.abort.abort();
     return;
   }
   const i = queue.findIndex((j) => j.request.requestId === requestId);
@@ -142,37 +148,46 @@ function handleCancel(requestId: string): void {
   // Unknown or finished ids are ignored: cancel races with completion by design.
 }
 
-let pumping = false;
-async function pump(): Promise<void> {
-  if (pumping) return;
-  pumping = true;
-  try {
-    while (queue.length > 0 && backend) {
-      const job = queue.shift()!;
-      current = job;
-      try {
-        if (job.embed) await runEmbedJob(backend, job as Job & { embed: NonNullable<Job['embed']> });
-        else await backend.run(job.request, { signal: job.abort.signal, receivedAt: job.receivedAt, emit });
-      } catch (err) {
-        const code = (err as { code?: unknown })?.code;
-        emit(
-          errorEvent(
-            job.request.requestId,
-            code === 'context_length_exceeded' || code === 'invalid_request' ? code : 'internal_error',
-            code === 'context_length_exceeded' || code === 'invalid_request' ? sanitizeMessage(err) : `Generation failed: ${sanitizeMessage(err)}`,
-          ),
-        );
-      } finally {
-        current = null;
-      }
-      // Embedding jobs free their arrays per input (embedTokens: minor GC + a turn, a full GC when
-      // RSS grew); the ~50 ms full GC here would be a large share of a short embedding request.
-      if (job.embed) await backend.afterEmbed();
-      else await backend.afterRequest();
-    }
-  } finally {
-    pumping = false;
+/**
+ * Starts queued jobs in arrival order while there is room: generations up to maxBatch at once (they
+ * join the running batch at its next step), an embeddings job only alone (never interleaved with a
+ * generation). The head of the queue waits for room: nobody overtakes it.
+ */
+function pump(): void {
+  while (queue.length > 0 && backend && !shuttingDown) {
+    const head = queue[0];
+    const embedRunning = [...running].some((j) => j.embed);
+    if (head.embed ? running.size > 0 : embedRunning || running.size >= maxBatch) break;
+    queue.shift();
+    void runJob(backend, head);
   }
+}
+
+async function runJob(b: Backend, job: Job): Promise<void> {
+  running.add(job);
+  try {
+    if (job.embed) await runEmbedJob(b, job as Job & { embed: NonNullable<Job['embed']> });
+    else await b.run(job.request, { signal: job.abort.signal, receivedAt: job.receivedAt, emit });
+  } catch (err) {
+    const code = (err as { code?: unknown })?.code;
+    emit(
+      errorEvent(
+        job.request.requestId,
+        code === 'context_length_exceeded' || code === 'invalid_request' ? code : 'internal_error',
+        code === 'context_length_exceeded' || code === 'invalid_request' ? sanitizeMessage(err) : `Generation failed: ${sanitizeMessage(err)}`,
+      ),
+    );
+  } finally {
+    running.delete(job);
+  }
+  // Memory policy between requests, only when nothing else runs (a ~50 ms full GC would stall the
+  // other streams; the per-step policy keeps memory bounded meanwhile). Embedding jobs free their
+  // arrays per input (embedTokens: minor GC + a turn, a full GC when RSS grew).
+  if (running.size === 0) {
+    if (job.embed) await b.afterEmbed();
+    else await b.afterRequest();
+  }
+  pump();
 }
 
 function handleStats(id: number): void {
@@ -194,6 +209,8 @@ function handleStats(id: number): void {
     },
     blas: detectLoadedBlas(),
   };
+  const batch = backend?.batchStats();
+  if (batch) stats.batch = batch;
   send({ type: 'stats', id, stats });
 }
 
@@ -224,13 +241,13 @@ function handlePrefixClear(id: number): void {
 function shutdown(code: number): void {
   if (shuttingDown) return;
   shuttingDown = true;
-  current?.abort.abort();
+  for (const job of running) job.abort.abort();
   for (const job of queue.splice(0)) endUnrun(job);
   // The running generation notices the abort within one prefill chunk / decode step and sends
   // its `done`; wait for that (bounded), then leave.
   const deadline = Date.now() + 3_000;
   const tick = (): void => {
-    if (!current || Date.now() > deadline) setTimeout(() => process.exit(code), 10);
+    if (running.size === 0 || Date.now() > deadline) setTimeout(() => process.exit(code), 10);
     else setTimeout(tick, 5);
   };
   tick();

@@ -32,6 +32,11 @@ export interface LoadOptions {
   prefillChunk?: number;
   /** Lookup decoding (n-gram drafts verified in one pass; output unchanged). Default on. */
   lookupDecoding?: boolean;
+  /**
+   * Generations decoded together in one forward pass (continuous batching, model/batch.ts); later
+   * ones wait in arrival order. 1 = one at a time (the unbatched path). Default 1.
+   */
+  maxBatch?: number;
   /** The dtypePolicy setting (auto | native | float32; default auto). */
   dtypePolicy?: DtypePolicySetting;
   /**
@@ -249,6 +254,10 @@ export function parseParentMessage(v: unknown): ParentMessage | null {
       if (o && o.lookupDecoding !== undefined) {
         if (typeof o.lookupDecoding !== 'boolean') return null;
         options.lookupDecoding = o.lookupDecoding;
+      }
+      if (o && o.maxBatch !== undefined) {
+        if (!isInt(o.maxBatch, 1, 256)) return null;
+        options.maxBatch = o.maxBatch;
       }
       if (o && o.dtypePolicy !== undefined) {
         if (!isDtypePolicySetting(o.dtypePolicy)) return null;
