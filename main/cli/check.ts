@@ -1,7 +1,8 @@
 // `mlx-bar check [same flags as serve] [--json]`: runs the preflight and prints a readable report
 // (or JSON with --json). Exit code 0 when the server could start, 2 when a check failed or the
-// arguments are wrong. Never prints a stack trace. The CLI dispatcher imports this module and calls
-// run(argv) with the arguments after `check`.
+// arguments are wrong, 3 when the only finding is an MLX Bar server already running on the port.
+// Never prints a stack trace. The CLI dispatcher imports this module and calls run(argv) with the
+// arguments after `check`.
 import { runPreflight, formatReport } from '../core/preflight.ts';
 import { parseSettingFlags, flagsHelp } from '../settings/flags.ts';
 import { sanitizeMessage } from '../common/sanitize.ts';
@@ -10,7 +11,9 @@ export const USAGE = `Usage: mlx-bar check [options]
 
 Validates settings, port, model folder, data folder, native libraries and memory fit without
 starting the server. Same options as \`mlx-bar serve\`; --json prints the report as JSON.
-Exit code: 0 = ready, 2 = problems found.
+Exit code: 0 = ready to serve, 2 = problems found (or bad arguments), 3 = no problems, but an
+MLX Bar server is already running on that port (the report says which version and model).
+A different program on the port is a problem (exit 2: "port … is already in use").
 
 Options:
 ${flagsHelp()}
@@ -18,6 +21,9 @@ ${flagsHelp()}
   --demo                         (check for the built-in demo model instead of --model)
   --json                         (print the report as JSON)
 `;
+
+/** `check` found an MLX Bar server already listening on the port (and no other problem). */
+export const EXIT_ALREADY_RUNNING = 3;
 
 export interface RunIo {
   out?: (s: string) => void;
@@ -48,7 +54,8 @@ export async function run(argv: string[], io: RunIo = {}): Promise<number> {
     } else {
       out(formatReport(report, { color: !io.out && process.stdout.isTTY === true && !parsed.switches['no-color'] }));
     }
-    return report.ok ? 0 : 2;
+    if (report.ok) return 0;
+    return report.running && !report.checks.some((c) => c.status === 'error') ? EXIT_ALREADY_RUNNING : 2;
   } catch (e) {
     err(`mlx-bar check failed: ${sanitizeMessage(e)}\n`);
     return 2;

@@ -1,10 +1,11 @@
 // `mlx-bar <command> [flags]`: a small command table. `serve` lives here; `check`, `pull` and
 // `models` are other modules that are loaded only if present (they export `run(argv)` or
 // `main(argv)` or a default function, resolving to an exit code).
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { sanitizeMessage } from '../common/sanitize.ts';
+import { packageVersion } from '../common/version.ts';
 
 type CommandFn = (argv: string[]) => Promise<number | void> | number | void;
 
@@ -37,18 +38,7 @@ async function loadCommand(name: string): Promise<CommandFn> {
   return fn as CommandFn;
 }
 
-/** The package version (package.json next to main/ in a checkout, or one level up in dist/). */
-export function packageVersion(): string {
-  for (const rel of ['../../package.json', '../../../package.json']) {
-    try {
-      const j = JSON.parse(readFileSync(path.join(here, rel), 'utf8')) as { name?: string; version?: string };
-      if (j.name === 'mlx-bar' && typeof j.version === 'string') return j.version;
-    } catch {
-      /* next candidate */
-    }
-  }
-  return 'unknown';
-}
+export { packageVersion };
 
 export async function runCli(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;

@@ -8,6 +8,7 @@ import { defaultDataDir } from '../common/data-dir.ts';
 import { ApiError } from '../common/errors.ts';
 import { sanitizeMessage } from '../common/sanitize.ts';
 import { StartError, startServe, type RunningServe, type ServeOptions } from '../core/serve.ts';
+import { isDemoModelId } from '../core/demo-model.ts';
 
 export type { ServeOptions, RunningServe };
 
@@ -17,7 +18,8 @@ Options:
   --model <folder | owner/repo>
                           an mlx-community style model folder (config.json, *.safetensors, tokenizer),
                           or the id of a model in the library (as \`mlx-bar models\` lists it)
-  --demo                  serve the built-in random-weight DEMO model instead (gibberish output)
+  --demo                  serve the built-in random-weight DEMO model instead (gibberish output);
+                          its id, mlx-bar-demo-random-weights, works as --model too
   --host <addr>           interface to bind (default 127.0.0.1; non-loopback needs --api-key)
   --port <n>              port (default 8080; 0 picks a free one)
   --data-dir <folder>     settings, caches and logs (default: the app's user-data folder)
@@ -59,7 +61,8 @@ export async function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = pr
     dataDir: path.resolve(st.dataDir || defaultDataDir()),
     apiKey: server.apiKey,
     allowedOrigins: server.allowedOrigins,
-    demo: parsed.switches.demo === true,
+    // The demo model's id (as /v1/models and `mlx-bar models` show it) is the demo model.
+    demo: parsed.switches.demo === true || isDemoModelId(st.model),
     server,
     warnings: loaded.warnings.map((w) => `${w.where}: ${w.message}`),
     settings: st,
@@ -107,6 +110,20 @@ async function preflight(opts: ServeOptions): Promise<boolean> {
   return true;
 }
 
+/**
+ * A `model` read from config.json (not typed on this command line) gets the same check as a save
+ * from the dashboard: a model folder (absolute path) that holds a model this app runs, or the id of
+ * a downloaded model. A bad one (e.g. "/etc", "file:///etc", written by hand or by an older version)
+ * stops the launch with one line saying which setting and how to fix it, before anything starts.
+ */
+async function configModelProblem(opts: ServeOptions): Promise<string | null> {
+  if (opts.demo || !opts.model || opts.settingsApi?.sources.model !== 'file') return null;
+  const { modelSettingCheck } = await import('../core/model-setting.ts');
+  const reason = await modelSettingCheck(opts.dataDir)(opts.model);
+  if (!reason) return null;
+  return `the "model" setting in config.json ${reason}. Fix it on the dashboard's Settings page or in config.json, or pass --model <folder | owner/repo> (or --demo)`;
+}
+
 /** CLI entry: resolves with the exit code once the server has stopped. */
 export async function run(argv: string[]): Promise<number> {
   let opts: ServeOptions | null = null;
@@ -120,10 +137,22 @@ export async function run(argv: string[]): Promise<number> {
     }
     opts = parsed;
     for (const w of opts.warnings) console.warn(`warning: ${sanitizeMessage(w)}`);
+    const badModel = await configModelProblem(opts);
+    if (badModel) {
+      console.error(`mlx-bar serve: ${sanitizeMessage(badModel)}`);
+      return 2;
+    }
     if (!(await preflight(opts))) return 2;
     running = await startServe(opts);
   } catch (err) {
-    console.error(`mlx-bar serve: ${sanitizeMessage(readable(err, opts))}`);
+    let message = readable(err, opts);
+    if ((err as { code?: string })?.code === 'EADDRINUSE' && opts) {
+      // Say so when the program on the port is MLX Bar itself (a second start, a forgotten one).
+      const { probeMlxBar, describeRunning } = await import('../core/preflight.ts');
+      const found = await probeMlxBar(opts.host, opts.port);
+      if (found) message = `${describeRunning(found)}; use it, or choose another port with --port (0 picks a free one)`;
+    }
+    console.error(`mlx-bar serve: ${sanitizeMessage(message)}`);
     return 2;
   }
   const { server, url } = running;

@@ -30,6 +30,7 @@ import { capabilitiesDir, choosePolicy, describeCapabilities, getCapabilities, t
 import { modelsDirOf } from '../library/paths.ts';
 import { isValidRepoId, modelDirName, parseRepoSpec } from '../library/validate.ts';
 import { readSystemMemory } from '../hardening/memory.ts';
+import { isDemoModelId } from './demo-model.ts';
 
 export type CheckStatus = 'ok' | 'warn' | 'error';
 export interface PreflightCheck {
@@ -45,6 +46,8 @@ export interface PreflightReport {
   settings: Settings | null;
   /** A free port on the configured host when the configured one is busy. */
   suggestedPort: number | null;
+  /** An MLX Bar server already listening on the configured port (then `ok` is false, exit code 3). */
+  running?: RunningMlxBar | null;
   /** Facts gathered on the way (for `serve` and the dashboard). */
   model: { dir: string | null; architecture: string | null; parameters: number | null; weightFiles: number } | null;
   /** The MLX capability probe of this build (null: skipped, failed, or dtypePolicy float32). */
@@ -108,7 +111,60 @@ export function findFreePort(host: string): Promise<number | null> {
   });
 }
 
-async function checkPort(s: Settings, out: PreflightCheck[], skipBind: boolean): Promise<number | null> {
+/** An MLX Bar server found on a busy port (GET /health answered as MLX Bar). */
+export interface RunningMlxBar {
+  /** Base URL, e.g. http://127.0.0.1:8080 */
+  url: string;
+  version: string | null;
+  /** The model it serves (its /health `model`), printable and short. */
+  model: string | null;
+  demo: boolean;
+  /** Its /health status (ok, loading, …). */
+  status: string;
+}
+
+const HEALTH_MAX_BYTES = 64 * 1024;
+const printable = (v: unknown, max: number) => (typeof v === 'string' ? v.replace(/[^\x20-\x7e]/g, '?').slice(0, max) : null);
+
+/**
+ * Asks the program on host:port whether it is an MLX Bar server: GET /health (public, no key),
+ * a short timeout and a bounded body, so any other program on the port (or one that never answers)
+ * is simply "not MLX Bar". Recognised by `service: "mlx-bar"`, or by the /health shape of versions
+ * before that field (status + engine.state + uptime_seconds + requests).
+ */
+export async function probeMlxBar(host: string, port: number, timeoutMs = 2000): Promise<RunningMlxBar | null> {
+  const h = host === '0.0.0.0' || host === '' ? '127.0.0.1' : host === '::' ? '::1' : host;
+  const url = `http://${h.includes(':') ? `[${h}]` : h}:${port}`;
+  try {
+    const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(timeoutMs), redirect: 'manual' });
+    if (!(res.headers.get('content-type') ?? '').includes('application/json') || !res.body) {
+      await res.body?.cancel().catch(() => {});
+      return null;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const c of res.body as unknown as AsyncIterable<Uint8Array>) {
+      size += c.byteLength;
+      if (size > HEALTH_MAX_BYTES) return null;
+      chunks.push(Buffer.from(c));
+    }
+    const b = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
+    if (!b || typeof b !== 'object') return null;
+    const engine = b.engine as { state?: unknown } | undefined;
+    const olderShape = typeof b.status === 'string' && typeof engine?.state === 'string' && typeof b.uptime_seconds === 'number' && 'requests' in b;
+    if (b.service !== 'mlx-bar' && !olderShape) return null;
+    return { url, version: printable(b.version, 40), model: printable(b.model, 80), demo: b.demo === true, status: printable(b.status, 20) ?? 'unknown' };
+  } catch {
+    return null;
+  }
+}
+
+/** One line naming the server found: "MLX Bar 0.1.0 … serving "id" (the DEMO model)". */
+export function describeRunning(r: RunningMlxBar): string {
+  return `MLX Bar${r.version && r.version !== 'unknown' ? ` ${r.version}` : ''} is already running on ${r.url}${r.model ? `, serving "${r.model}"${r.demo ? ' (the DEMO model)' : ''}` : ''}${r.status !== 'ok' ? ` (status: ${r.status})` : ''}`;
+}
+
+async function checkPort(s: Settings, out: PreflightCheck[], skipBind: boolean, found: { running: RunningMlxBar | null }): Promise<number | null> {
   const { port, host } = s;
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     out.push({ id: 'port', status: 'error', message: `Port ${String(port)} is outside 1–65535`, hint: 'Use --port with a number between 1024 and 65535' });
@@ -127,6 +183,18 @@ async function checkPort(s: Settings, out: PreflightCheck[], skipBind: boolean):
   }
   if (code === 'EADDRINUSE') {
     const free = await findFreePort(host);
+    const running = await probeMlxBar(host, port);
+    if (running) {
+      // Not a problem with this setup: the server the user wants is already there.
+      found.running = running;
+      out.push({
+        id: 'port',
+        status: 'warn',
+        message: describeRunning(running),
+        hint: `Use it: ${running.url}/v1 (dashboard ${running.url}/dashboard/). To start another one, stop it first${free ? ` or use --port ${free}` : ' or choose another --port'}`,
+      });
+      return free;
+    }
     out.push({
       id: 'port',
       status: 'error',
@@ -594,6 +662,7 @@ export async function runPreflight(opts: PreflightOptions = {}): Promise<Preflig
     }
   }
   let suggestedPort: number | null = null;
+  const found: { running: RunningMlxBar | null } = { running: null };
   let model: PreflightReport['model'] = null;
   let policy: PolicyChoice = choosePolicy('float32', null);
   const report: Pick<PreflightReport, 'capabilities' | 'dtypePolicy'> = { capabilities: null, dtypePolicy: null };
@@ -606,7 +675,7 @@ export async function runPreflight(opts: PreflightOptions = {}): Promise<Preflig
     if (!loaded.errors.length && !loaded.warnings.length) checks.push({ id: 'settings', status: 'ok', message: loaded.file.status === 'missing' ? 'No settings file yet: defaults, environment and flags are used' : 'Settings file, environment and flags are valid', hint: null });
     const s = loaded.settings;
     checkHostPolicy(s, checks);
-    suggestedPort = await checkPort(s, checks, !!opts.skipPortCheck);
+    suggestedPort = await checkPort(s, checks, !!opts.skipPortCheck, found);
     checkDataDir(s, checks);
     // What this MLX build can do (probed once per binary in child processes, cached in the data
     // folder) and the dtype policy it gives with the dtypePolicy setting; the memory fit uses it.
@@ -628,15 +697,17 @@ export async function runPreflight(opts: PreflightOptions = {}): Promise<Preflig
     }
     checks.push({ id: 'dtype-policy', status: 'ok', message: `${policy.mode} policy (dtypePolicy "${s.dtypePolicy}"), because:`, hint: null });
     for (const r of policy.reasons) checks.push({ id: 'dtype-policy', status: 'ok', message: `  ${r}`, hint: null });
-    const dir = opts.demo ? null : resolveModelDir(s.model, s.dataDir);
-    if (opts.demo) {
+    // The demo model's id (what /v1/models and `mlx-bar models` show for it) means --demo.
+    const demo = opts.demo || isDemoModelId(s.model);
+    const dir = demo ? null : resolveModelDir(s.model, s.dataDir);
+    if (demo) {
       checks.push({ id: 'model-folder', status: 'ok', message: 'The built-in DEMO model (random weights) will be served', hint: null });
     } else if (!dir) {
       checks.push({
         id: 'model-folder',
         status: opts.requireModel ? 'error' : 'warn',
         message: 'No model is configured',
-        hint: 'Pass --model <folder> (or set MLXBAR_MODEL)',
+        hint: 'Pass --model <folder | owner/repo> (or set MLXBAR_MODEL), or --demo to try the built-in random-weight demo model',
       });
     } else {
       const facts = await checkModel(dir, checks);
@@ -651,7 +722,7 @@ export async function runPreflight(opts: PreflightOptions = {}): Promise<Preflig
     c.message = sanitizeMessage(c.message);
     if (c.hint) c.hint = sanitizeMessage(c.hint);
   }
-  return { ok: !checks.some((c) => c.status === 'error'), checks, settings: loaded?.settings ?? null, suggestedPort, model, ...report };
+  return { ok: !checks.some((c) => c.status === 'error') && !found.running, checks, settings: loaded?.settings ?? null, suggestedPort, model, running: found.running, ...report };
 }
 
 const ICON: Record<CheckStatus, string> = { ok: '✔', warn: '⚠', error: '✖' };
@@ -672,7 +743,9 @@ export function formatReport(r: PreflightReport, opts: { color?: boolean } = {})
   lines.push(
     errors
       ? `${errors} error${errors > 1 ? 's' : ''}, ${warns} warning${warns === 1 ? '' : 's'}: the server would not start.`
-      : `No errors${warns ? `, ${warns} warning${warns > 1 ? 's' : ''}` : ''}: ready to serve.`,
+      : r.running
+        ? `No errors, but MLX Bar is already running on this port: use that server, or stop it before starting another here.`
+        : `No errors${warns ? `, ${warns} warning${warns > 1 ? 's' : ''}` : ''}: ready to serve.`,
   );
   return lines.join('\n') + '\n';
 }

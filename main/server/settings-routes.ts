@@ -22,7 +22,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError } from '../common/errors.ts';
 import { sanitizeMessage } from '../common/sanitize.ts';
-import { SettingsService, validateSettingsDocument, withDefaults } from '../settings/service.ts';
+import { SettingsService, validateSettingsDocument, withDefaults, type ModelValueCheck } from '../settings/service.ts';
 import { SETTINGS_KEYS, type Settings, type StoredSettings } from '../settings/schema.ts';
 import { LEAF_KEYS, SETTING_SPECS, getSetting, type SettingSource } from '../settings/load.ts';
 import { maskRemoteSecrets, restoreRemoteSecrets, type RemoteSecretsSet } from '../settings/remote-secrets.ts';
@@ -44,6 +44,8 @@ export interface SettingsApiOptions {
   /** The host the server binds (its own origin is http://<host>:<port> or a loopback name). */
   host: string;
   log?: (line: string) => void;
+  /** The `model` value check (a model folder or a library id), passed in by the composition root. */
+  checkModel?: ModelValueCheck;
 }
 
 export interface SettingsGetBody {
@@ -98,6 +100,7 @@ export function registerSettingsRoutes(app: FastifyInstance, opts: SettingsApiOp
   const service = (): SettingsService =>
     new SettingsService({
       dataDir: opts.dataDir,
+      ...(opts.checkModel ? { checkModel: opts.checkModel } : {}),
       write: (v) => {
         if (!write) throw new Error('settings store not loaded');
         write(v);
@@ -183,6 +186,10 @@ export function registerSettingsRoutes(app: FastifyInstance, opts: SettingsApiOp
         openSettingsStore(opts.dataDir).store = v;
       };
     }
+    // `model` is checked as what it is (a model folder or a library id), not only as a string: a
+    // value such as "/etc" or "file:///etc" must never be saved (the next launch could not start).
+    // Absent from a PUT (a whole document) it is the default "", which needs no check.
+    const modelIssue = await service().checkModel(values);
     // From here on everything is synchronous: concurrent PUTs cannot interleave between read and write.
     const svc = service();
     const before = svc.read();
@@ -207,6 +214,7 @@ export function registerSettingsRoutes(app: FastifyInstance, opts: SettingsApiOp
 
     const full = withDefaults(doc);
     issues.push(...validateSettingsDocument(full));
+    if (modelIssue && !issues.some((i) => i.path === '/model')) issues.push(modelIssue);
     // The launch's bind policy (resolveServerConfig): beyond loopback only with a key.
     if (typeof full.host === 'string' && !isLoopbackHost(full.host) && full.apiKey === '' && !issues.some((i) => i.path === '/host')) {
       issues.push({ path: '/host', message: 'a host other than loopback (127.0.0.1, ::1, localhost) needs an API key' });

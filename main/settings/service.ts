@@ -37,10 +37,20 @@ export interface SettingsSnapshot extends SettingsPayload {
   file: 'missing' | 'ok' | 'invalid' | 'corrupt';
 }
 
+/**
+ * Checks a `model` value as what it is (a model folder that exists and is a model this app runs, or
+ * the id of a model in the library): null when acceptable, else a short reason that names no path
+ * beyond the value itself. It needs the library and the engine's family registry, which sit above
+ * this module: the composition root (main/core/model-setting.ts) passes it in.
+ */
+export type ModelValueCheck = (value: string) => Promise<string | null>;
+
 export interface SettingsServiceOptions {
   dataDir: string;
   /** Persists a valid document (electron-store in the app, conf in tests). */
   write: (values: StoredSettings) => void;
+  /** The `model` check (see ModelValueCheck); without it only the schema is checked. */
+  checkModel?: ModelValueCheck;
 }
 
 export class SettingsService {
@@ -82,6 +92,33 @@ export class SettingsService {
 
   validate(values: Record<string, unknown>): SettingsIssue[] {
     return validateSettingsDocument(values);
+  }
+
+  /**
+   * The `model` value checked as what it is (not only as a string): the issue for /model, or null.
+   * Runs before a save that comes from the user (dashboard, settings page), so a value such as
+   * "/etc", "../../etc/passwd" or "file:///etc" is refused instead of stopping the next launch.
+   */
+  async checkModel(values: Record<string, unknown>): Promise<SettingsIssue | null> {
+    const model = values.model;
+    if (typeof model !== 'string' || model === '' || !this.opts.checkModel) return null;
+    let reason: string | null;
+    try {
+      reason = await this.opts.checkModel(model);
+    } catch {
+      reason = 'could not be checked';
+    }
+    return reason ? { path: '/model', message: reason } : null;
+  }
+
+  /** save() after the schema and the `model` check: what a user's save goes through. */
+  async saveChecked(values: Record<string, unknown>): Promise<SaveResult> {
+    const full = withDefaults(values);
+    const issues = validateSettingsDocument(full);
+    const model = await this.checkModel(full);
+    if (model && !issues.some((i) => i.path === '/model')) issues.push(model);
+    if (issues.length) return { ok: false, issues };
+    return this.save(values);
   }
 
   save(values: Record<string, unknown>): SaveResult {

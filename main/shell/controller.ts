@@ -218,7 +218,8 @@ export class AppController extends EventEmitter {
 
   /** Saves valid settings; a running server is restarted so they take effect. */
   async saveSettings(values: Record<string, unknown>): Promise<SaveResult> {
-    const r = this.opts.settings.save(values);
+    // The user's save: the schema and the `model` check (a model folder or a library id).
+    const r = await this.opts.settings.saveChecked(values);
     if (!r.ok) return r;
     const s = this.opts.settings.read();
     if (s.settings && this.opts.startAtLogin && s.settings.startAtLogin !== this.opts.startAtLogin.get()) {

@@ -7,6 +7,7 @@ import { toServerConfig } from '../settings/server-config.ts';
 import type { EngineSpawner } from '../engine/process/spawn.ts';
 import type { CoreHandle } from './controller.ts';
 import { APP_ORIGIN } from './app-origin.ts';
+import { isDemoModelId } from '../core/demo-model.ts';
 
 export interface CoreStartOptions {
   /** utilityProcess-based spawner in Electron; default: child_process.fork. */
@@ -33,7 +34,8 @@ export function serverAllowedOrigins(s: Pick<Settings, 'allowedOrigins'>): strin
 
 export async function startCoreFromSettings(s: Settings, opts: CoreStartOptions = {}): Promise<CoreHandle> {
   if (!s.model) throw new Error('No model selected: choose a model folder in Settings.');
-  if (!existsSync(s.model)) {
+  // The demo model's id is accepted as is: startServe builds the demo model when it is missing.
+  if (!existsSync(s.model) && !isDemoModelId(s.model)) {
     // Not a folder: a library id (what the tray and the Models page store) must be downloaded
     // already — the app never starts a multi-GB download just because it was launched.
     const { resolveModelArg } = await import('../library/index.ts');

@@ -53,6 +53,9 @@ async function main(): Promise<void> {
   const dataDir = app.getPath('userData');
   const settings = new SettingsService({
     dataDir,
+    // `model` is checked as a model folder or a library id before a save (#11 item 4).
+    // (loaded on first use: it brings the library, which the menu bar does not need at start)
+    checkModel: async (value) => (await import('../core/model-setting.ts')).modelSettingCheck(dataDir)(value),
     write: (values: StoredSettings) => {
       const store = new ElectronStore<StoredSettings>({ cwd: dataDir, name: 'config', schema: SETTINGS_SCHEMA as never, clearInvalidConfig: false, configFileMode: 0o600 }); // it can hold the API key
       store.store = values;

@@ -186,7 +186,9 @@ test('memory fit: a KV cache that cannot fit in RAM is an error with the numbers
 });
 
 test('busy port → error with a free port suggested (found by binding)', async () => {
-  const blocker = net.createServer();
+  // A program that holds the port and never answers (check asks it for /health: not MLX Bar).
+  const conns = new Set<net.Socket>();
+  const blocker = net.createServer((s) => conns.add(s));
   await new Promise<void>((r) => blocker.listen({ host: '127.0.0.1', port: 0 }, r));
   const busy = (blocker.address() as net.AddressInfo).port;
   try {
@@ -203,6 +205,7 @@ test('busy port → error with a free port suggested (found by binding)', async 
     });
     await new Promise<void>((res) => probe.close(() => res()));
   } finally {
+    for (const c of conns) c.destroy();
     await new Promise<void>((res) => blocker.close(() => res()));
   }
   const low = await runPreflight({ flags: { dataDir: tmp(), port: '80' }, env: {}, skipNative: true, skipPortCheck: true });

@@ -1,6 +1,10 @@
 // GET /health (public, no key): 200 when the engine is ready (or a library model was unloaded after
 // idle time: the next request reloads it), else 503 + Retry-After; hooks.getHealth() fields merged.
 import type { RoutePlugin } from '../context.ts';
+import { packageVersion } from '../../common/version.ts';
+
+/** `service` in /health: how `mlx-bar check` recognises an MLX Bar server on a busy port. */
+export const HEALTH_SERVICE = 'mlx-bar';
 
 export const healthRoutes: RoutePlugin = (app, ctx) => {
   ctx.declareRoute('/health', ['GET', 'HEAD']);
@@ -18,6 +22,8 @@ export const healthRoutes: RoutePlugin = (app, ctx) => {
     if (!ok) reply.code(503).header('retry-after', String(ctx.config.retryAfterSeconds));
     return {
       status: ok ? 'ok' : state,
+      service: HEALTH_SERVICE,
+      version: packageVersion(),
       model: ms.loadingId ?? ms.modelId ?? ms.defaultId,
       // Single-folder mode keeps its older shape (no model_state).
       ...(ctx.models.single ? {} : { model_state: ms.state === 'empty' ? 'unloaded' : ms.state }),
