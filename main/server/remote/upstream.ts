@@ -272,7 +272,10 @@ export async function* sseChunks(res: http.IncomingMessage): AsyncGenerator<unkn
     },
   });
   try {
-    for await (const chunk of res) {
+    // destroyOnReturn false: leaving the loop at [DONE] must not destroy the socket (a plain
+    // for-await over the response would), so it goes back to the keep-alive pool instead of every
+    // forwarded request paying a new TCP (+TLS) connection to the upstream.
+    for await (const chunk of res.iterator({ destroyOnReturn: false })) {
       parser.feed((chunk as Buffer).toString('utf8'));
       if (bad) throw bad;
       while (pending.length) yield pending.shift();
@@ -281,8 +284,10 @@ export async function* sseChunks(res: http.IncomingMessage): AsyncGenerator<unkn
   } catch (err) {
     throw asBodyError(err);
   } finally {
-    // Stop reading (and free the socket) whether we finished, failed or the consumer stopped early.
-    if (!res.complete || !done) res.destroy();
+    // Finished: read what is left of the response (normally nothing but its end) so the socket is
+    // reusable. Failed, or the consumer stopped early: drop the connection.
+    if (!done) res.destroy();
+    else if (!res.complete) res.resume();
   }
   if (!done) throw new UpstreamError('closed', 'upstream stream ended before [DONE]', { phase: 'body' });
 }

@@ -27,6 +27,8 @@ export interface FakeUpstream {
   setModes(...modes: FakeMode[]): void;
   /** Sockets closed by the client while a response was open (disconnect propagation). */
   clientClosed: number;
+  /** TCP connections accepted so far (keep-alive reuse). */
+  connections: number;
   close(): Promise<void>;
 }
 
@@ -34,7 +36,7 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
   let modes: FakeMode[] = [{ kind: 'ok' }];
   const requests: RecordedRequest[] = [];
   const sockets = new Set<import('node:net').Socket>();
-  const state = { clientClosed: 0 };
+  const state = { clientClosed: 0, connections: 0 };
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -52,6 +54,7 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
     });
   });
   server.on('connection', (s) => {
+    state.connections++;
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
@@ -67,6 +70,9 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
     },
     get clientClosed() {
       return state.clientClosed;
+    },
+    get connections() {
+      return state.connections;
     },
     close: async () => {
       for (const s of sockets) s.destroy();

@@ -70,6 +70,18 @@ test('forward: upstream chunks become our events in order; usage and the upstrea
   assert.deepEqual(sent.chat_template_kwargs, { enable_thinking: false });
 });
 
+test('forward: finished streams hand their connection back: sequential requests reuse one upstream socket (keep-alive)', async () => {
+  up.setModes({ kind: 'ok', text: 'a b ', chunks: 2 });
+  const ctl = new AbortController();
+  await forward(chat(), 8, ctl.signal); // may open a connection (or reuse one)
+  const before = up.connections;
+  for (let i = 0; i < 5; i++) {
+    const done = await forward(chat(), 8, ctl.signal);
+    assert.equal(done.finishReason, 'stop');
+  }
+  assert.equal(up.connections, before, 'no new TCP connection per forwarded request');
+});
+
 test('forward: a client that goes away aborts the upstream request (its socket is closed mid-stream)', async () => {
   up.setModes({ kind: 'ok', text: 'x ', chunks: 500 });
   const closedBefore = up.clientClosed;
