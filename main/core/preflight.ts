@@ -23,7 +23,7 @@ import { loadSettings, type LoadSettingsResult } from '../settings/load.ts';
 import type { Settings } from '../settings/schema.ts';
 import { isLoopbackHost } from '../server/config.ts';
 import { engineProcessEnv, detectLoadedBlas } from '../engine/process/blas.ts';
-import { supportedModelTypes } from '../engine/model/registry.ts';
+import { describeModel, supportedModelTypes } from '../engine/model/registry.ts';
 import { readSafetensorsHeader, weightStats, type TensorHeader } from '../library/safetensors.ts';
 import { estimateFit, type ModelShape } from '../library/fit.ts';
 import { capabilitiesDir, choosePolicy, describeCapabilities, getCapabilities, type MlxCapabilities, type PolicyChoice } from '../engine/probe/index.ts';
@@ -274,6 +274,7 @@ interface ModelFacts {
   weightFiles: number;
   floatDtype?: string | null;
   quantized?: ModelShape['quantized'];
+  layerWindows?: ModelShape['layerWindows'];
 }
 
 async function checkModel(dir: string, out: PreflightCheck[]): Promise<ModelFacts | null> {
@@ -333,12 +334,16 @@ async function checkModel(dir: string, out: PreflightCheck[]): Promise<ModelFact
       push('model-architecture', 'ok', `Architecture ${mt}`, null);
     }
     const int = (v: unknown) => (Number.isSafeInteger(v) && (v as number) > 0 ? (v as number) : null);
-    const heads = int(config.num_attention_heads);
-    const hidden = int(config.hidden_size);
-    facts.numLayers = int(config.num_hidden_layers);
-    facts.numKvHeads = int(config.num_key_value_heads) ?? heads;
-    facts.headDim = int(config.head_dim) ?? (heads && hidden ? Math.floor(hidden / heads) : null);
-    facts.maxContext = int(config.max_position_embeddings);
+    // The engine's own parser knows each family's fields (Gemma 3 multimodal keeps them in
+    // text_config; sliding-window layers); the raw top-level fields are the fallback.
+    const parsed = describeModel(config, null).config;
+    const heads = parsed?.numHeads ?? int(config.num_attention_heads);
+    const hidden = parsed?.hiddenSize ?? int(config.hidden_size);
+    facts.numLayers = parsed?.numLayers ?? int(config.num_hidden_layers);
+    facts.numKvHeads = parsed?.numKvHeads ?? int(config.num_key_value_heads) ?? heads;
+    facts.headDim = parsed?.headDim ?? int(config.head_dim) ?? (heads && hidden ? Math.floor(hidden / heads) : null);
+    facts.maxContext = parsed?.contextLength ?? int(config.max_position_embeddings);
+    facts.layerWindows = parsed?.layerWindows ?? null;
     if (!facts.numLayers || !facts.numKvHeads || !facts.headDim || !hidden) {
       push('model-config', 'error', 'config.json lacks num_hidden_layers, hidden_size, num_attention_heads or head_dim', 'Re-download the model');
     }
@@ -451,6 +456,7 @@ function checkMemoryFit(facts: ModelFacts, s: Settings, out: PreflightCheck[], p
     maxContext: facts.maxContext,
     floatDtype: facts.floatDtype ?? null,
     quantized: facts.quantized ?? null,
+    layerWindows: facts.layerWindows ?? null,
   };
   const vsTotal = estimateFit(shape, { contextTokens: ctx, availableBytes: Math.floor(sys.totalBytes * 0.9), policy });
   if (!Number.isFinite(vsTotal.needBytes)) {

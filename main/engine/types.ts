@@ -1,5 +1,6 @@
 // Public types of the engine: what the server (parent process) and the engine process exchange.
 // Kept free of MLX imports so the server can use them without loading the native binding.
+import type { KvSliding } from './model/kv-size.ts';
 
 /** Sampling and stopping controls for one generation. Neutral values switch a control off. */
 export interface SamplingParams {
@@ -185,6 +186,11 @@ export interface ModelInfo {
   weightBytes: number;
   /** Bytes of KV cache per token in the compute dtype (2 × layers × kvHeads × headDim × bytes). */
   kvBytesPerToken: number;
+  /**
+   * Sliding-window layers' part of kvBytesPerToken and the tokens their ring buffers hold at most:
+   * past that length their KV stops growing (model/kv-size.ts `kvBytesFor`). Absent/null: none.
+   */
+  kvSliding?: KvSliding | null;
   /** Stable hash of config + weights metadata; part of every cache key. */
   fingerprint: string;
   eosTokenIds: number[];

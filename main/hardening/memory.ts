@@ -24,6 +24,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { ApiError } from '../common/errors.ts';
 import type { EngineStats, ModelInfo } from '../engine/types.ts';
+import { kvBytesFor, tokensForBytes } from '../engine/model/kv-size.ts';
 
 export type PressureLevel = 'normal' | 'soft' | 'hard';
 
@@ -378,18 +379,19 @@ export const PREFILL_CHUNK = 512;
 const F32 = 4;
 
 /**
- * KV bytes (kvBytesPerToken × (prompt + max new tokens)) plus an activation headroom for one prefill
+ * KV bytes (kvBytesPerToken × (prompt + max new tokens), sliding-window layers counted only up to
+ * their ring size: kv-size.ts) plus an activation headroom for one prefill
  * chunk: attention scores (heads × chunk × context × 4 B), hidden/MLP temporaries (≈ 16 × chunk ×
  * hidden × 4 B), logits for the last position (2 × vocab × 4 B) and a fixed 32 MiB for allocator
  * slack. Deliberately an over-estimate; NaN/negative inputs give Infinity (fail safe).
  */
-export function estimateRequestMemory(model: Pick<ModelInfo, 'kvBytesPerToken' | 'hiddenSize' | 'headDim' | 'vocabSize'>, promptTokens: number, maxTokens: number): RequestMemoryEstimate {
+export function estimateRequestMemory(model: Pick<ModelInfo, 'kvBytesPerToken' | 'kvSliding' | 'hiddenSize' | 'headDim' | 'vocabSize'>, promptTokens: number, maxTokens: number): RequestMemoryEstimate {
   const vals = [model.kvBytesPerToken, model.hiddenSize, model.headDim, model.vocabSize, promptTokens, maxTokens];
   if (vals.some((v) => typeof v !== 'number' || !Number.isFinite(v) || v < 0)) {
     return { kvBytes: Infinity, activationBytes: Infinity, totalBytes: Infinity };
   }
   const tokens = promptTokens + maxTokens;
-  const kvBytes = model.kvBytesPerToken * tokens;
+  const kvBytes = kvBytesFor(model.kvBytesPerToken, model.kvSliding, tokens);
   const chunk = Math.max(1, Math.min(PREFILL_CHUNK, promptTokens || 1));
   const heads = model.headDim > 0 ? Math.max(1, Math.round(model.hiddenSize / model.headDim)) : 1;
   const scores = heads * chunk * tokens * F32;
@@ -405,13 +407,13 @@ export function estimateRequestMemory(model: Pick<ModelInfo, 'kvBytesPerToken' |
  * prefill chunk's activations, which grow with the context) fits in `budgetBytes` next to the
  * weights. So a request inside the auto limit is never refused as "could never fit" by admitByMemory.
  */
-export function autoContextLength(model: Pick<ModelInfo, 'contextLength' | 'kvBytesPerToken' | 'hiddenSize' | 'headDim' | 'vocabSize' | 'weightBytes'>, budgetBytes: number): number {
+export function autoContextLength(model: Pick<ModelInfo, 'contextLength' | 'kvBytesPerToken' | 'kvSliding' | 'hiddenSize' | 'headDim' | 'vocabSize' | 'weightBytes'>, budgetBytes: number): number {
   const heads = model.headDim > 0 ? Math.max(1, Math.round(model.hiddenSize / model.headDim)) : 1;
-  const perToken = model.kvBytesPerToken + heads * PREFILL_CHUNK * F32;
+  const scoresPerToken = heads * PREFILL_CHUNK * F32;
   const fixed = 16 * PREFILL_CHUNK * model.hiddenSize * F32 + 2 * model.vocabSize * F32 + 32 * MB;
   const room = budgetBytes - Math.max(0, model.weightBytes || 0) - fixed;
-  if (!Number.isFinite(room) || !(perToken > 0)) return model.contextLength;
-  return Math.max(0, Math.min(model.contextLength, Math.floor(room / perToken)));
+  if (!Number.isFinite(room) || !(model.kvBytesPerToken + scoresPerToken > 0)) return model.contextLength;
+  return Math.max(0, Math.min(model.contextLength, tokensForBytes(model.kvBytesPerToken, model.kvSliding, room, scoresPerToken)));
 }
 
 /** The context limit requests get: the setting ("auto", 0 = the model's, or a cap) resolved for `model`. */
@@ -468,7 +470,7 @@ export function admitByMemory(a: AdmitArgs): ApiError | null {
   // What the app would use with the model loaded and nothing else running.
   const idleFloor = Math.max(a.model.weightBytes || 0, 0);
   if (idleFloor + est.totalBytes > a.budgetBytes) {
-    const maxTokensFit = Math.max(0, Math.floor((a.budgetBytes - idleFloor - est.activationBytes) / Math.max(1, a.model.kvBytesPerToken)));
+    const maxTokensFit = Math.max(0, Math.min(a.model.contextLength || Infinity, tokensForBytes(Math.max(1, a.model.kvBytesPerToken), a.model.kvSliding, a.budgetBytes - idleFloor - est.activationBytes)));
     return new ApiError(
       'context_length_exceeded',
       `This request needs about ${fmtMb(est.totalBytes)} of memory for its ${requested} tokens, more than the ${fmtMb(Math.max(0, a.budgetBytes - idleFloor))} available next to the model; at most about ${maxTokensFit} tokens fit. Please reduce the length of the messages or completion.`,

@@ -9,6 +9,7 @@
 import { readSystemMemory } from '../hardening/memory.ts';
 import { computeDtypeFor, FLOAT32_CHOICE, type PolicyChoice } from '../engine/probe/policy-choice.ts';
 import { formatBytes } from './format.ts';
+import { kvBytesFor, kvSlidingOf, tokensForBytes } from '../engine/model/kv-size.ts';
 
 export const COMPUTE_DTYPE = 'float32';
 export const COMPUTE_BYTES = 4;
@@ -29,6 +30,8 @@ export interface ModelShape {
   floatDtype?: string | null;
   /** Packed 4/8-bit part of the checkpoint (null/absent: none). `parameters` includes these. */
   quantized?: { parameters: number; packedBytes: number; scaleElements: number } | null;
+  /** Per-layer sliding windows (null = full attention); their KV stops growing at the ring size. Absent: all full. */
+  layerWindows?: readonly (number | null)[] | null;
 }
 
 export interface FitEstimate {
@@ -106,15 +109,18 @@ export function estimateFit(shape: ModelShape, opts: FitOptions = {}): FitEstima
   }
   const w = weightBytesFor(shape, opts.policy ?? FLOAT32_CHOICE);
   const weightsBytes = w.bytes;
-  const kvPerToken = 2 * numLayers! * numKvHeads! * headDim! * DTYPE_BYTES[w.computeDtype];
+  const layerKv = 2 * numKvHeads! * headDim! * DTYPE_BYTES[w.computeDtype];
+  const kvPerToken = numLayers! * layerKv;
+  // Sliding-window layers (Gemma 3's local layers…) hold a ring bounded by the window.
+  const sliding = shape.layerWindows ? kvSlidingOf(shape.layerWindows, layerKv) : null;
   let minimum = contextTokens;
   if (auto) {
     // "auto": as much of the model's context as fits next to the weights (and at least a useful minimum).
-    const room = Math.floor((availableBytes - weightsBytes - overheadBytes) / kvPerToken);
+    const room = tokensForBytes(kvPerToken, sliding, availableBytes - weightsBytes - overheadBytes);
     minimum = Math.min(contextTokens, MIN_AUTO_CONTEXT_TOKENS);
     contextTokens = Math.max(minimum, Math.min(contextTokens, room));
   }
-  const kvBytes = kvPerToken * contextTokens;
+  const kvBytes = kvBytesFor(kvPerToken, sliding, contextTokens);
   const needBytes = weightsBytes + kvBytes + overheadBytes;
   const fits = needBytes <= availableBytes;
   const held = w.packed ? `packed ${shape.quantized ? 'quantized' : ''}, ${w.computeDtype} compute`.replace(/ +/g, ' ') : `in ${w.computeDtype}`;

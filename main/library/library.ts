@@ -45,6 +45,8 @@ export interface LibraryEntry {
   /** Float dtype of the stored weights (a quantized checkpoint's scales) and its packed 4/8-bit part: what the fit sizes per dtype policy. */
   floatDtype?: string | null;
   packedWeights?: ModelShape['quantized'];
+  /** Per-layer sliding windows (null = full attention), so the fit counts their bounded KV; absent/null: all full. */
+  layerWindows?: ModelShape['layerWindows'];
   fitsInMemory: FitEstimate;
   ready: boolean;
   /** Why the folder is not ready (only with `includeIncomplete`). */
@@ -208,6 +210,7 @@ async function inspect(dir: string, confineTo: string | null): Promise<Inspectio
     maxContext: parsed?.contextLength ?? num(config.max_position_embeddings),
     floatDtype: floatDtype ? (DTYPE_NAMES[floatDtype] ?? floatDtype.toLowerCase()) : null,
     quantized: packed.parameters > 0 ? packed : null,
+    layerWindows: parsed?.layerWindows ?? null,
   };
   if (typeof config.model_type !== 'string') problems.push('config.json has no model_type');
   return {
@@ -232,6 +235,7 @@ async function inspect(dir: string, confineTo: string | null): Promise<Inspectio
       contextLength: shape.maxContext,
       floatDtype: shape.floatDtype ?? null,
       packedWeights: shape.quantized ?? null,
+      layerWindows: shape.layerWindows ?? null,
       ready: problems.length === 0,
       ...(problems.length ? { problem: [...new Set(problems)].join('; ') } : {}),
     },

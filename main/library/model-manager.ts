@@ -309,6 +309,7 @@ export class ModelManager<X = unknown> extends EventEmitter {
         maxContext: entry.contextLength,
         floatDtype: entry.floatDtype ?? null,
         quantized: entry.packedWeights ?? null,
+        layerWindows: entry.layerWindows ?? null,
       },
       { ...lib, availableBytes: available },
     );

@@ -77,6 +77,16 @@ test('a good tiny model passes every check (sharded and single-file)', async () 
   assert.equal((await pre(good)).checks.find((c) => c.id === 'model-index')?.status, 'ok');
 });
 
+test('Gemma 3 multimodal checkpoint: dimensions come from text_config (no top-level num_hidden_layers), the fit is known', async () => {
+  const mm = await buildTinyModel({ family: 'gemma3', layers: 3, slidingPattern: 3, slidingWindow: 8, vocabSize: 512 });
+  const cfg = JSON.parse(fs.readFileSync(path.join(mm, 'config.json'), 'utf8'));
+  assert.equal(cfg.num_hidden_layers, undefined, 'the multimodal layout keeps the text dimensions in text_config');
+  const r = await pre(mm);
+  assert.equal(r.ok, true, formatReport(r));
+  assert.equal(byId(r, 'model-config').length, 0, 'no "config.json lacks num_hidden_layers" error');
+  assert.ok(byId(r, 'memory-fit').some((c) => c.status === 'ok' && /KV cache/.test(c.message)));
+});
+
 test('missing required files are named exactly; substring look-alikes do not count', async () => {
   const m = copyModel(single);
   fs.rmSync(path.join(m, 'tokenizer_config.json'));

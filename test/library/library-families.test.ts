@@ -10,6 +10,7 @@ import { buildTinyModel } from '../helpers/tiny-model.ts';
 import { listModels } from '../../main/library/library.ts';
 import { loadModel } from '../../main/engine/model/generator.ts';
 import { cpuFloat32Policy } from '../../main/engine/model/dtype-policy.ts';
+import { renderTable } from '../../main/cli/models.ts';
 
 let root: string;
 let models: string;
@@ -22,6 +23,7 @@ before(async () => {
   mkdirSync(models, { recursive: true });
   await buildTinyModel({ family: 'qwen3_moe', dtype: 'bfloat16', quant: { bits: 4, groupSize: 64 }, layers: 3, moe, vocabSize: 1024 }, path.join(models, 'tiny-moe-q4'));
   await buildTinyModel({ family: 'gemma3', dtype: 'bfloat16', layers: 3, slidingPattern: 3, vocabSize: 1024 }, path.join(models, 'tiny-gemma3-mm'));
+  await buildTinyModel({ family: 'gemma3_text', layers: 6, slidingPattern: 6, slidingWindow: 16, vocabSize: 1024 }, path.join(models, 'tiny-gemma3-text'));
 });
 
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -38,6 +40,19 @@ describe('library: families', () => {
     assert.equal(m.activeParameters, m.parameters! - 2 * (8 - 2) * 3 * 256 * 256);
     assert.ok(m.activeParameters! < m.parameters!);
     assert.equal(m.fitsInMemory.weightsBytes, m.parameters! * 4, 'all experts are held in float32');
+    // `mlx-bar models` shows total and active parameters.
+    assert.match(renderTable([m]).split('\n')[1], /qwen3_moe .*\d+(\.\d)?[KMB] \(\d+(\.\d)?[KMB] active\)/);
+  });
+
+  it('sliding-window layers: the fit counts their KV only up to the ring, as the loaded engine reports it', async () => {
+    const [g] = (await listModels(root, { availableBytes: 64 * GiB, overheadBytes: 0, contextTokens: 4096 })).filter((x) => x.id === 'tiny-gemma3-text');
+    assert.deepEqual(g.layerWindows, [16, 16, 16, 16, 16, null]);
+    const layer = 2 * 2 * 32 * 4; // keys + values × 2 KV heads × head_dim 32 × float32
+    // One global layer holds all 4,096 tokens; five local ones a ring of 15 + 256 slots.
+    assert.equal(g.fitsInMemory.kvBytes, layer * 4096 + 5 * layer * (15 + 256));
+    const lm = await loadModel(path.join(models, 'tiny-gemma3-text'), { policy: cpuFloat32Policy() });
+    assert.equal(lm.info.kvBytesPerToken, 6 * layer);
+    assert.deepEqual(lm.info.kvSliding, { bytesPerToken: 5 * layer, maxTokens: 15 + 256 });
   });
 
   it('Gemma 3 multimodal: dimensions from text_config, so the fit is known', async () => {

@@ -114,6 +114,48 @@ test('library fit with "auto": reports the context the model would serve', () =>
   assert.equal(estimateFit(shape, { contextTokens: 8192, availableBytes: 32 * GB }).contextTokens, 8192);
 });
 
+// Gemma-3-4B's shape, float32 compute: 34 layers, 4 KV heads × 256 dims; 29 local layers with a 1,024-token
+// window (every 6th layer is global), whose KV is a ring of 1,023 + 256 slots (kv-cache.ts).
+const LAYER = 2 * 4 * 256 * 4; // 8,192 B per layer per token
+const GEMMA3_4B: ModelInfo = {
+  ...QWEN3_06B,
+  id: 'gemma-3-4b',
+  architecture: 'gemma3',
+  numParameters: 4.3e9,
+  numLayers: 34,
+  numKvHeads: 4,
+  headDim: 256,
+  hiddenSize: 2560,
+  vocabSize: 262208,
+  contextLength: 131072,
+  weightBytes: 4.3e9 * 4,
+  kvBytesPerToken: 34 * LAYER,
+  kvSliding: { bytesPerToken: 29 * LAYER, maxTokens: 1023 + 256 },
+};
+
+test('sliding-window layers: their KV counts only up to the ring, so auto context and admission allow far longer contexts', () => {
+  const budget = 22 * GB;
+  const scores = (2560 / 256) * 512 * 4; // 10 heads × one 512-token chunk × 4 B, per token
+  const fixed = 16 * 512 * 2560 * 4 + 2 * 262208 * 4 + 32 * MB;
+  const room = budget - 4.3e9 * 4 - fixed;
+  // Counted as full layers: room / (34 layers + scores) per token.
+  const asFull = Math.floor(room / (34 * LAYER + scores));
+  assert.equal(autoContextLength({ ...GEMMA3_4B, kvSliding: null }, budget), asFull);
+  // Past 1,279 tokens only the 5 global layers grow: (room − 29 layers × 1,279) / (5 layers + scores).
+  const expected = Math.floor((room - 29 * LAYER * 1279) / (5 * LAYER + scores));
+  assert.equal(autoContextLength(GEMMA3_4B, budget), expected);
+  assert.ok(expected > 4 * asFull, `${expected} vs ${asFull}`);
+  // Admission agrees with the auto limit: inside it admitted, one token past it the clear 400.
+  const base = { model: GEMMA3_4B, footprintBytes: 4.3e9 * 4, budgetBytes: budget, systemAvailableBytes: null };
+  assert.equal(admitByMemory({ ...base, promptTokens: expected - 100, maxTokens: 100, contextLength: expected }), null);
+  assert.equal(admitByMemory({ ...base, promptTokens: expected - 100, maxTokens: 101 })?.code, 'context_length_exceeded');
+  // The library's fit from the folder's shape counts the same way.
+  const shape = { parameters: 4.3e9, numLayers: 34, numKvHeads: 4, headDim: 256, maxContext: 131072, layerWindows: Array.from({ length: 34 }, (_, i) => ((i + 1) % 6 === 0 ? null : 1024)) };
+  const fit = estimateFit(shape, { contextTokens: 32768, availableBytes: 64 * GB, overheadBytes: 0 });
+  assert.equal(fit.kvBytes, 5 * LAYER * 32768 + 29 * LAYER * 1279);
+  assert.equal(estimateFit({ ...shape, layerWindows: null }, { contextTokens: 32768, availableBytes: 64 * GB, overheadBytes: 0 }).kvBytes, 34 * LAYER * 32768);
+});
+
 test('tray context label', () => {
   assert.equal(formatContext(40960), '40K');
   assert.equal(formatContext(32768), '32K');

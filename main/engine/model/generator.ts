@@ -13,6 +13,7 @@ import { parseModelConfig, type ModelConfig } from './config.ts';
 import { defaultDtypePolicy, dtypeName, policyFromChoice, type DtypePolicy } from './dtype-policy.ts';
 import type { PolicyChoice } from '../probe/policy-choice.ts';
 import { kvCacheFor, KV_STEP, type KVCache } from './kv-cache.ts';
+import { kvSlidingOf } from './kv-size.ts';
 import { DraftPolicy, MAX_DRAFT, NgramIndex, type NgramCache } from './lookup.ts';
 import { afterLargeStep } from './memory.ts';
 import type { PrefixCache } from './prefix-cache.ts';
@@ -124,6 +125,7 @@ export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Lo
     dtypePolicy: policy.name,
     weightBytes: weightBytes(built.weights),
     kvBytesPerToken: 2 * config.numLayers * config.numKvHeads * config.headDim * computeBytes,
+    kvSliding: kvSlidingOf(config.layerWindows, 2 * config.numKvHeads * config.headDim * computeBytes),
     fingerprint: fingerprint(dir, built.info.files, policy),
     eosTokenIds: eos,
   };
