@@ -56,7 +56,7 @@ before(async () => {
 const KEYWORDS = [
   'minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum', 'multipleOf', 'pattern', 'format', 'minLength', 'maxLength',
   'propertyNames', 'patternProperties', 'minProperties', 'maxProperties', 'additionalProperties', 'prefixItems', 'additionalItems',
-  'uniqueItems', 'oneOf', 'anyOf', 'allOf', 'not', '$ref', '$defs',
+  'uniqueItems', 'contains', 'minContains', 'maxContains', 'oneOf', 'anyOf', 'allOf', 'not', '$ref', '$defs',
 ];
 const FORMATS = ['date-time', 'date', 'time', 'duration', 'email', 'uri', 'uuid', 'ipv4', 'ipv6', 'hostname'];
 

@@ -49,6 +49,15 @@ function bruteForce(state: RecognizerState): number[] {
   return out;
 }
 
+const email = (maxLength?: number) =>
+  compileSchema({
+    type: 'object',
+    // zod 4's z.email(): the format plus zod's own pattern.
+    properties: { e: { type: 'string', format: 'email', pattern: "^(?:[A-Za-z0-9_'+\\-]+\\.)*[A-Za-z0-9_'+\\-]*[A-Za-z0-9_+-]@(?:[A-Za-z0-9][A-Za-z0-9\\-]*\\.)+[A-Za-z]{2,}$", ...(maxLength ? { maxLength } : {}) } },
+    required: ['e'],
+  });
+const node = (n: ValueNode) => n;
+
 const person = () =>
   compileSchema({
     type: 'object',
@@ -92,8 +101,25 @@ describe('token table', () => {
     ['integer at the root of the last value', person, '{"name":"x","kind":"cat","n":4'],
     ['strings in several anyOf branches (different maxLength)', () => compileSchema({ anyOf: [{ type: 'string', maxLength: 3 }, { type: 'string', maxLength: 6 }, { enum: ['abcdefgh'] }] }), '"ab'],
     ['keys in several anyOf branches', () => compileSchema({ anyOf: [{ type: 'object' }, { type: 'object', additionalProperties: { type: 'integer' } }] }), '{"k'],
+    // Pattern/format strings (pattern-mask.ts: character classes, grouped tokens, closing tails).
+    ['email: start of the string', () => email(), '{"e":"'],
+    ['email: local part', () => email(), '{"e":"ada.lo'],
+    ['email: after @', () => email(), '{"e":"ada@ex'],
+    ['email: after a dot in the domain', () => email(), '{"e":"ada@example.c'],
+    ['email + maxLength: near the limit', () => email(24), '{"e":"abcdefghijklmnopq@x.'],
+    ['uuid: mid-way', () => compileSchema({ type: 'object', properties: { id: { type: 'string', format: 'uuid' } }, required: ['id'] }), '{"id":"123e4567-e8'],
+    ['date-time: the time part', () => compileSchema({ type: 'array', items: { type: 'string', format: 'date-time' } }), '["2024-02-29T1'],
+    ['pattern with minLength and maxLength (exact remaining lengths)', () => compileSchema({ type: 'string', pattern: '^(ab)+$', minLength: 3, maxLength: 9 }), '"ab'],
+    ['pattern with non-ASCII characters (tokens ending inside one)', () => compileSchema({ type: 'string', pattern: '^[a-zé日本語]+$', maxLength: 12 }), '"a'],
+    ['pattern with escapes (\\n, \\")', () => compileSchema({ type: 'object', properties: { s: { type: 'string', pattern: '^[a-z\\n"]*$' } } }), '{"s":"a'],
+    ['root pattern string (only EOS may follow the quote)', () => compileSchema({ type: 'string', pattern: '^[a-z]{2,5}$' }), '"ab'],
+    ['pattern-constrained free key (record with regex keys)', () => compileSchema({ type: 'object', propertyNames: { pattern: '^[A-Z_]+$' }, additionalProperties: { type: 'integer' } }), '{"AB'],
+    ['uniqueItems array of pattern strings (the close depends on the text)', () => compileSchema({ type: 'array', items: { type: 'string', pattern: '^[a-c]{1,3}$' }, uniqueItems: true }), '["ab","a'],
+    ['contains: an item read as counting and as not counting (literal + pattern string)', () => compileSchema({ type: 'array', items: { type: 'string', maxLength: 8 }, contains: { const: 'urgent' }, minContains: 1, maxContains: 1 }), '["bug", "ur'],
+    ['anyOf: a pattern string and a free string', () => compileSchema({ anyOf: [{ type: 'string', format: 'uuid' }, { type: 'string', maxLength: 5 }] }), '"12'],
+    ['pattern string in a tool call (suffix after the value)', () => node(compileConstraint({ schema: { type: 'object', properties: { d: { type: 'string', format: 'date' } }, required: ['d'] }, prefix: '<tool_call>\n', suffix: '\n</tool_call>' }).node), '{"d":"2024-0'],
   ];
-  for (const [name, node, prefix] of states) {
+  for (const [name, node, prefix, pattern = /pattern|email|uuid|date|contains|record with regex/.test(name)] of states) {
     test(`sorted-vocabulary mask = brute force: ${name}`, () => {
       const st = (typeof prefix === 'string' ? advanceText(initialState(node()), prefix) : advanceBytes(initialState(node()), prefix))!;
       assert.ok(st, String(prefix));
@@ -107,8 +133,12 @@ describe('token table', () => {
         assert.equal(denied.size, m.deny.length, 'no duplicates');
         got = [];
         for (let id = 0; id < VOCAB; id++) if (!denied.has(id)) got.push(id);
-        assert.ok(m.deny.length < 10_000, `${name}: deny list of ${m.deny.length}`);
-      } else got = m.allow.sort((a, b) => a - b);
+        // The shorter of the two lists (a free string: a few thousand refused ids).
+        assert.ok(m.deny.length <= VOCAB / 2 && (pattern || m.deny.length < 10_000), `${name}: deny list of ${m.deny.length}`);
+      } else {
+        got = m.allow.sort((a, b) => a - b);
+        assert.ok(m.allow.length <= VOCAB / 2 + 8, `${name}: allow list of ${m.allow.length}`);
+      }
       assert.deepEqual(got, want);
     });
   }

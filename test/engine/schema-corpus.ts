@@ -159,6 +159,17 @@ const PYDANTIC: [string, Record<string, unknown>][] = [
     title: 'Dyn',
     type: 'object',
   }],
+  // Pydantic emits no `contains` by itself; users add it with Field(json_schema_extra=…).
+  ['contains-extra', {
+    properties: {
+      roles: { items: { enum: ['admin', 'user', 'guest'], type: 'string' }, type: 'array', uniqueItems: true, contains: { const: 'admin' }, maxItems: 3, title: 'Roles' },
+      scores: { items: { type: 'integer', minimum: 0, maximum: 100 }, type: 'array', contains: { type: 'integer', minimum: 90 }, minContains: 2, maxItems: 4, title: 'Scores' },
+      tags: { items: { type: 'string', maxLength: 6 }, type: 'array', contains: { const: 'urgent' }, minContains: 1, maxContains: 1, maxItems: 3, title: 'Tags' },
+    },
+    required: ['roles', 'scores', 'tags'],
+    title: 'Ticket',
+    type: 'object',
+  }],
   ['draft07-tuple', {
     $schema: 'http://json-schema.org/draft-07/schema#',
     properties: { row: { items: [{ type: 'string', maxLength: 5 }, { type: 'integer', minimum: 0 }], additionalItems: false, type: 'array', minItems: 1 } },

@@ -16,7 +16,7 @@
 //   contents and array/object lengths are unbounded (max_tokens bounds them, as everywhere);
 // - a `null` alternative means the document is complete and no byte may follow (the decoder stops).
 import { dfaStep, type Dfa } from './regex.ts';
-import { setTextAcceptor, stringFeasible, type ArrayAlt, type LiteralAlt, type NumberAlt, type NumberBounds, type ObjectAlt, type StringAlt, type ValueNode } from './schema.ts';
+import { containsFeasible, hitNode, missNode, setTextAcceptor, stringFeasible, type ArrayAlt, type LiteralAlt, type NumberAlt, type NumberBounds, type ObjectAlt, type StringAlt, type ValueNode } from './schema.ts';
 
 /**
  * Whitespace between structural tokens, as llama.cpp's JSON grammar allows it: nothing, one
@@ -72,7 +72,7 @@ interface ObjF {
   /** Keys written (minProperties/maxProperties). */
   n: number;
 }
-interface StrScan {
+export interface StrScan {
   esc: number;
   need: number;
   lo: number;
@@ -101,6 +101,9 @@ interface ArrF {
   /** uniqueItems: canonical JSON of the items so far, and the raw text of the current one. */
   seen: readonly string[] | null;
   cur: string;
+  /** contains: items so far that count, and whether the current one is read as one that counts. */
+  hits: number;
+  hit: boolean;
 }
 interface StrF {
   k: K.Str;
@@ -181,9 +184,9 @@ function finishValue(rest: Stack | null): Stack | null | undefined {
     if (f.seen) {
       const c = canonItem(f.cur);
       if (f.seen.includes(c)) return undefined;
-      return push({ ...f, ph: A_AFTER, count: f.count + 1, ws: 0, seen: [...f.seen, c], cur: '' }, rest.next);
+      return push({ ...f, ph: A_AFTER, count: f.count + 1, ws: 0, seen: [...f.seen, c], cur: '', hits: f.hits + (f.hit ? 1 : 0) }, rest.next);
     }
-    return push({ ...f, ph: A_AFTER, count: f.count + 1, ws: 0 }, rest.next);
+    return push({ ...f, ph: A_AFTER, count: f.count + 1, ws: 0, hits: f.hits + (f.hit ? 1 : 0) }, rest.next);
   }
   return rest; // a Raw suffix follows the value
 }
@@ -406,8 +409,68 @@ function startNumber(alt: NumberAlt, b: number, rest: Stack | null, out: (Stack 
   else if (b === 0x30) f = { k: K.Num, alt, ph: 2, n: 1, text };
   else if (b > 0x30 && b <= 0x39) f = { k: K.Num, alt, ph: 1, n: 1, text };
   else return;
-  if (alt.bounds && !numAlive(alt, alt.bounds, f)) return;
+  if (alt.bounds && !numAlive(alt, uniqueBounds(alt.bounds, rest), f)) return;
   out.push(push(f, rest));
+}
+
+/** The seen items of the uniqueItems array `under` (an item is being read above it), or null. */
+function seenOf(under: Stack | null): readonly string[] | null {
+  return under !== null && under.f.k === K.Arr && under.f.seen !== null && under.f.seen.length > 0 ? under.f.seen : null;
+}
+
+/** In a uniqueItems array, the bounds with the numbers already used excluded (so a number is refused before it can only end as a repeat). */
+function uniqueBounds(B: NumberBounds, under: Stack | null): NumberBounds {
+  const seen = seenOf(under);
+  if (!seen) return B;
+  const nums: number[] = [];
+  for (const t of seen) {
+    const v = JSON.parse(t) as unknown;
+    if (typeof v === 'number') nums.push(v);
+  }
+  return nums.length ? { ...B, not: [...B.not, ...nums] } : B;
+}
+
+/**
+ * In a uniqueItems array, whether the string item being read (at a character boundary) can still
+ * end as a value not used yet: otherwise a repeat would be refused only at its closing quote, a
+ * dead end. Follows the used values' continuations only; any other allowed character leads to a
+ * new value.
+ */
+function freshString(alt: StringAlt, len: number, s: StrScan, q: number, under: Stack | null): boolean {
+  const seen = seenOf(under);
+  if (!seen || s !== STR0) return true;
+  let p: string;
+  try {
+    p = JSON.parse(utf8.decode(Uint8Array.from((under!.f as ArrF).cur + '"', (c) => c.charCodeAt(0)))) as string;
+  } catch {
+    return true;
+  }
+  const cands = new Set<string>();
+  for (const t of seen) {
+    const v = JSON.parse(t) as unknown;
+    if (typeof v === 'string' && v.startsWith(p)) cands.add(v.slice(p.length));
+  }
+  if (cands.size === 0) return true;
+  const d = alt.dfa;
+  const feasible = (q2: number, n: number) => (d ? stringFeasible(alt, q2, n) : n <= alt.maxLength);
+  const dfs = (q1: number, n: number, w: string): boolean => {
+    if (n >= alt.minLength && (!d || d.accept[q1] === 1) && !cands.has(w)) return true;
+    if (n >= alt.maxLength) return false;
+    // Next characters that keep following some used value.
+    const follow = new Map<number, string>();
+    for (const c of cands) if (c.length > w.length && c.startsWith(w)) follow.set(c.codePointAt(w.length)!, String.fromCodePoint(c.codePointAt(w.length)!));
+    const ranges: [number, number, number][] = d ? Array.from(d.trans[q1]!.lo, (lo, k) => [lo, d.trans[q1]!.hi[k]!, d.trans[q1]!.to[k]!]) : [[0, 0x10ffff, -1]];
+    for (const [lo, hi, to] of ranges) {
+      if (!feasible(to, n + 1)) continue;
+      let inside = 0;
+      for (const cp of follow.keys()) if (cp >= lo && cp <= hi) inside++;
+      const surrogates = Math.max(0, Math.min(hi, 0xdfff) - Math.max(lo, 0xd800) + 1);
+      if (hi - lo + 1 - surrogates > inside) return true; // a character no used value continues with
+      for (const [cp, ch] of follow) if (cp >= lo && cp <= hi && dfs(to, n + 1, w + ch)) return true;
+    }
+    return false;
+  };
+  return dfs(q, len, '');
 }
 
 /** Whether value ranges [x, y] (ends open when xo/yo) and the bounds share a value (a multiple). */
@@ -421,8 +484,17 @@ function hits(B: NumberBounds, integer: boolean, x: number, xo: boolean, y: numb
   if (B.hi < U) [U, UO] = [B.hi, B.hiEx];
   else if (B.hi === U) UO = UO || B.hiEx;
   if (L > U) return false;
-  if (integer) return B.multipleOf > 1 ? Math.ceil(L / B.multipleOf) * B.multipleOf <= U : true;
-  return L < U || (!LO && !UO);
+  if (integer) {
+    const m = B.multipleOf;
+    if (m > 1 && Math.ceil(L / m) * m > U) return false;
+    if (B.not.length === 0) return true;
+    // More multiples in [L, U] than excluded values among them.
+    let ex = 0;
+    for (const v of B.not) if (v >= L && v <= U) ex++;
+    return Math.floor(U / m) - Math.ceil(L / m) + 1 > ex;
+  }
+  if (L < U) return true;
+  return !LO && !UO && !B.not.includes(L);
 }
 
 /**
@@ -465,6 +537,7 @@ function numAlive(alt: NumberAlt, B: NumberBounds, f: NumF): boolean {
 function numFinalOk(B: NumberBounds, text: string): boolean {
   const v = Number(text);
   if (v < B.lo || (v === B.lo && B.loEx) || v > B.hi || (v === B.hi && B.hiEx)) return false;
+  if (B.not.length && B.not.includes(v)) return false;
   return B.multipleOf <= 1 || v % B.multipleOf === 0;
 }
 
@@ -480,11 +553,11 @@ function startValue(node: ValueNode, b: number, rest: Stack | null, out: (Stack 
         break;
       case 'array':
         if (b === 0x5b && !(alt.generic && depth >= MAX_GENERIC_DEPTH)) {
-          out.push(push({ k: K.Arr, alt, ph: A_OPEN, count: 0, ws: 0, seen: alt.unique ? [] : null, cur: '' }, rest));
+          out.push(push({ k: K.Arr, alt, ph: A_OPEN, count: 0, ws: 0, seen: alt.unique ? [] : null, cur: '', hits: 0, hit: false }, rest));
         }
         break;
       case 'string':
-        if (b === 0x22) out.push(push({ k: K.Str, alt, len: 0, s: STR0, q: alt.dfa ? alt.dfa.start : -1 }, rest));
+        if (b === 0x22 && freshString(alt, 0, STR0, alt.dfa ? alt.dfa.start : -1, rest)) out.push(push({ k: K.Str, alt, len: 0, s: STR0, q: alt.dfa ? alt.dfa.start : -1 }, rest));
         break;
       case 'number':
         startNumber(alt, b, rest, out);
@@ -538,7 +611,7 @@ function stepNumber(f: NumF, st: Stack, b: number, out: (Stack | null)[]): void 
   if (nf) {
     if (f.alt.bounds) {
       nf.text = f.text + String.fromCharCode(b);
-      if (!numAlive(f.alt, f.alt.bounds, nf)) return;
+      if (!numAlive(f.alt, uniqueBounds(f.alt.bounds, rest), nf)) return;
     }
     out.push(push(nf, rest));
     return;
@@ -652,21 +725,22 @@ function stepArray(f: ArrF, st: Stack, b: number, out: (Stack | null)[]): void {
   }
   if (f.ph === A_OPEN) {
     if (b === 0x5d) {
-      if (f.alt.minItems === 0) {
+      if (f.alt.minItems === 0 && (!f.alt.contains || f.alt.contains.min === 0)) {
         const after = finishValue(rest);
         if (after !== undefined) out.push(after);
       }
     } else if (f.alt.maxItems > 0) {
-      const item = itemNode(f.alt, 0);
-      if (item) startValue(item, b, push({ ...f, ph: A_ITEM, ws: 0, cur: f.seen ? String.fromCharCode(b) : '' }, rest), out);
+      const cur = f.seen ? String.fromCharCode(b) : '';
+      for (const [item, hit] of nextItems(f)) startValue(item, b, push({ ...f, ph: A_ITEM, ws: 0, cur, hit }, rest), out);
     }
   } else if (f.ph === A_AFTER) {
     if (b === 0x2c) {
-      const item = itemNode(f.alt, f.count);
-      if (f.count < f.alt.maxItems && item && !(f.seen && f.seen.length >= distinctLimit(item))) {
-        out.push(push({ k: K.Value, node: item, ws: 0 }, push({ ...f, ph: A_ITEM, ws: 0, cur: '' }, rest)));
+      if (f.count < f.alt.maxItems) {
+        for (const [item, hit] of nextItems(f)) {
+          if (!(f.seen && !hasFreshValue(item, f.seen))) out.push(push({ k: K.Value, node: item, ws: 0 }, push({ ...f, ph: A_ITEM, ws: 0, cur: '', hit }, rest)));
+        }
       }
-    } else if (b === 0x5d && f.count >= f.alt.minItems) {
+    } else if (b === 0x5d && f.count >= f.alt.minItems && (!f.alt.contains || f.hits >= f.alt.contains.min)) {
       const after = finishValue(rest);
       if (after !== undefined) out.push(after);
     }
@@ -675,14 +749,33 @@ function stepArray(f: ArrF, st: Stack, b: number, out: (Stack | null)[]): void {
 
 const itemNode = (alt: ArrayAlt, i: number): ValueNode | null => (i < alt.prefix.length ? alt.prefix[i]! : alt.items);
 
-/** How many distinct values an item schema has (enums and booleans are finite). */
-function distinctLimit(node: ValueNode): number {
-  let n = 0;
-  for (const a of node.alts) {
-    if (a.kind !== 'literal') return Infinity;
-    n += a.texts.length;
+/**
+ * The schemas the next item may be read as, with whether it counts for `contains`. With
+ * `contains`, an item is read both as one that counts and as one that does not (parallel stacks),
+ * each only while the array can still meet its counts afterwards.
+ */
+function nextItems(f: ArrF): [ValueNode, boolean][] {
+  const a = f.alt;
+  const c = a.contains;
+  if (!c) {
+    const item = itemNode(a, f.count);
+    return item ? [[item, false]] : [];
   }
-  return n;
+  const out: [ValueNode, boolean][] = [];
+  const h = hitNode(c, f.count);
+  if (h && f.hits < c.max && containsFeasible(a, f.count + 1, f.hits + 1)) out.push([h, true]);
+  const m = missNode(c, f.count);
+  if (m && containsFeasible(a, f.count + 1, f.hits)) out.push([m, false]);
+  return out;
+}
+
+/** Whether an item schema has a value not in `seen` (enums and booleans are finite). */
+function hasFreshValue(node: ValueNode, seen: readonly string[]): boolean {
+  for (const a of node.alts) {
+    if (a.kind !== 'literal') return true;
+    for (const t of a.texts) if (!seen.includes(utf8.decode(t))) return true;
+  }
+  return false;
 }
 
 /** Advances one stack by one byte, appending the resulting alternatives to `out`. */
@@ -713,7 +806,7 @@ function step(st0: Stack, b: number, out: (Stack | null)[]): void {
         if (r === 2) {
           const after = finishValue(st.next);
           if (after !== undefined) out.push(after);
-        } else if (r === 0) out.push(push({ k: K.Str, alt: f.alt, len: sLen, s: scanOut, q: sQ }, st.next));
+        } else if (r === 0 && freshString(f.alt, sLen, scanOut, sQ, st.next)) out.push(push({ k: K.Str, alt: f.alt, len: sLen, s: scanOut, q: sQ }, st.next));
         return;
       }
       const r = strByte(f.s, b);
@@ -723,9 +816,9 @@ function step(st0: Stack, b: number, out: (Stack | null)[]): void {
           if (after !== undefined) out.push(after);
         }
       } else if (r === 1) {
-        if (f.len < f.alt.maxLength) out.push(push({ k: K.Str, alt: f.alt, len: f.len + 1, s: scanOut, q: -1 }, st.next));
+        if (f.len < f.alt.maxLength && freshString(f.alt, f.len + 1, scanOut, -1, st.next)) out.push(push({ k: K.Str, alt: f.alt, len: f.len + 1, s: scanOut, q: -1 }, st.next));
       } else if (r === 0) {
-        out.push(push({ k: K.Str, alt: f.alt, len: f.len, s: scanOut, q: -1 }, st.next));
+        if (freshString(f.alt, f.len, scanOut, -1, st.next)) out.push(push({ k: K.Str, alt: f.alt, len: f.len, s: scanOut, q: -1 }, st.next));
       }
       return;
     }
@@ -768,7 +861,7 @@ export function openStringCapacity(state: RecognizerState): number {
     if (st === null) return -1;
     const f = st.f;
     let c: number;
-    if (f.k === K.Str) c = f.s === STR0 && (!f.alt.dfa || f.alt.dfa.universal[f.q] === 1) ? f.alt.maxLength - f.len : -1;
+    if (f.k === K.Str) c = f.s === STR0 && (!f.alt.dfa || f.alt.dfa.universal[f.q] === 1) && !seenOf(st.next) ? f.alt.maxLength - f.len : -1;
     else if (f.k === K.Key) {
       const fk = (st.next!.f as ObjF).alt.freeKeys;
       c = f.free === STR0 && (!fk || (fk.dfa!.universal[f.fq] === 1 && fk.maxLength === Infinity)) ? Infinity : -1;
@@ -810,7 +903,7 @@ export function patternStringState(state: RecognizerState): PatternStringState |
   if (state.length !== 1 || state[0] === null) return null;
   const st = state[0]!;
   const f = st.f;
-  if (f.k === K.Str && f.alt.dfa && f.s === STR0) return { alt: f.alt, q: f.q, len: f.len };
+  if (f.k === K.Str && f.alt.dfa && f.s === STR0 && !seenOf(st.next)) return { alt: f.alt, q: f.q, len: f.len };
   if (f.k === K.Key && f.cands.length === 0 && f.free === STR0) {
     const fk = (st.next!.f as ObjF).alt.freeKeys;
     if (fk) return { alt: fk, q: f.fq, len: f.flen };
@@ -818,66 +911,60 @@ export function patternStringState(state: RecognizerState): PatternStringState |
   return null;
 }
 
-export interface PatternTokens {
-  /** Tokens that stay inside the string and keep the automaton alive, ending on a character boundary. */
-  ids: Int32Array;
-  endQ: Int32Array;
-  chars: Uint16Array;
-  /** Tokens that end inside a character (or escape) with it still possible: checked one by one. */
-  partial: Int32Array;
+/** How a token's bytes read inside a string body, from a character boundary (pattern-mask.ts). */
+export interface StringBodyReading {
+  kind: 'open' | 'close' | 'invalid';
+  /** The complete characters read (before the closing quote for 'close'). */
+  cps: number[];
+  /** 'open': the scanner when the token ends inside a character or escape, else null. */
+  pend: StrScan | null;
+  /** 'close': index of the byte after the closing quote. */
+  closeAt: number;
+}
+
+export function readStringBody(bytes: Uint8Array): StringBodyReading {
+  let s = STR0;
+  const cps: number[] = [];
+  for (let i = 0; i < bytes.length; i++) {
+    const r = strByte(s, bytes[i]!);
+    if (r < 0) return { kind: 'invalid', cps, pend: null, closeAt: -1 };
+    if (r === 2) return { kind: 'close', cps, pend: null, closeAt: i + 1 };
+    if (cpOut >= 0) cps.push(cpOut);
+    s = scanOut;
+  }
+  return { kind: 'open', cps, pend: s === STR0 ? null : s, closeAt: -1 };
+}
+
+/** A character being read (scanner `s`) can still take the string from state q to one that ends with `len` characters. */
+export function pendingAllowed(alt: StringAlt, q: number, s: StrScan, len: number): boolean {
+  return pendingOk(alt, q, s, len);
+}
+
+/** The code point range a half-read character or escape can still become (surrogates aside). */
+export function pendingRange(s: StrScan): [number, number] {
+  if (s.need > 0) {
+    const rem = 2 ** (6 * (s.need - 1));
+    return [((s.cp << 6) | (s.lo & 0x3f)) * rem, ((s.cp << 6) | (s.hi & 0x3f)) * rem + rem - 1];
+  }
+  if (s.esc === 1 || s.esc === 5) return [0, 0xffff];
+  if (s.esc === 6) return [0xd000, 0xd7ff];
+  const rem = 16 ** (s.esc - 1);
+  return [s.cp * rem, s.cp * rem + rem - 1];
 }
 
 /**
- * Runs every string-body token (`open`, sorted bytewise) through the automaton from state q0,
- * reusing shared prefixes like the mask walk. Lengths are not checked here (the caller filters
- * by the end state and character count), so the result can be cached per (automaton, state).
+ * For a state inside one pattern string value (patternStringState's string case): the state
+ * after its closing quote, when the characters so far make a valid string — what a closing token's
+ * remaining bytes continue from. null when closing is refused there; undefined when the close
+ * depends on the string's text (a key, or an item of a uniqueItems array): check tokens one by one.
  */
-export function walkPatternTokens(dfa: Dfa, q0: number, order: Int32Array, lcp: Uint16Array, bytes: readonly (Uint8Array | null)[]): PatternTokens {
-  const ids: number[] = [];
-  const endQ: number[] = [];
-  const chars: number[] = [];
-  const partial: number[] = [];
-  const sc: StrScan[] = [STR0];
-  const qs: number[] = [q0];
-  const ch: number[] = [0];
-  let deadAt = Infinity;
-  for (let k = 0; k < order.length; k++) {
-    // The precomputed common prefix with the previous token: a dead prefix skips without
-    // touching the token's bytes (the same walk as the general mask).
-    const l = lcp[k]!;
-    if (l > deadAt) continue;
-    const id = order[k]!;
-    const t = bytes[id]!;
-    let i = l;
-    for (; i < t.length; i++) {
-      const r = strByte(sc[i]!, t[i]!);
-      if (r < 0 || r === 2) break; // invalid, or closes the string (checked separately)
-      let q = qs[i]!;
-      if (cpOut >= 0) {
-        q = dfaStep(dfa, q, cpOut);
-        if (q < 0) break;
-      } else if (scanOut !== STR0 && !pendingAny(dfa, q, scanOut)) break;
-      sc[i + 1] = scanOut;
-      qs[i + 1] = q;
-      ch[i + 1] = ch[i]! + (r === 1 ? 1 : 0);
-    }
-    if (i < t.length) {
-      deadAt = i;
-      continue;
-    }
-    deadAt = Infinity;
-    if (sc[t.length] === STR0) {
-      ids.push(id);
-      endQ.push(qs[t.length]!);
-      chars.push(Math.min(ch[t.length]!, 65535));
-    } else partial.push(id);
-  }
-  return { ids: Int32Array.from(ids), endQ: Int32Array.from(endQ), chars: Uint16Array.from(chars), partial: Int32Array.from(partial) };
-}
-
-/** pendingOk without lengths: some character the scanner may still complete has a transition. */
-function pendingAny(dfa: Dfa, q: number, s: StrScan): boolean {
-  return pendingOk({ kind: 'string', minLength: 0, maxLength: Infinity, dfa, reach: null, at: '' }, q, s, 0);
+export function stringCloseState(state: RecognizerState): RecognizerState | null | undefined {
+  const st = state[0];
+  if (state.length !== 1 || !st || st.f.k !== K.Str) return undefined;
+  const under = st.next;
+  if (under !== null && under.f.k === K.Arr && under.f.seen !== null) return undefined;
+  const after = finishValue(under);
+  return after === undefined ? null : [after];
 }
 
 /** Advances a state by one byte; null when the byte is not allowed. */

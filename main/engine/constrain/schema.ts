@@ -16,7 +16,7 @@
 // - Strings: pattern/format become one automaton (regex.ts, formats.ts) checked per character,
 //   with min/maxLength. Numbers: bounds exactly (digit by digit), multipleOf for integers.
 // - Refused (SchemaError → HTTP 400): what we cannot enforce while generating (if/then/else,
-//   contains, dependent*, unevaluated*, backreferences/lookbehind in patterns, unknown formats, …),
+//   dependent*, unevaluated*, backreferences/lookbehind in patterns, unknown formats, …),
 //   $ref outside the document, and schemas no value satisfies (including recursion that can never
 //   end) — the message names where. Annotations are ignored (validators ignore them too).
 import { FORMAT_PATTERNS } from './formats.ts';
@@ -30,7 +30,10 @@ export class SchemaError extends Error {
     readonly at: string,
   ) {
     super(`${message} (at ${at})`);
+    this.unsatisfiable = /^no |accepts no value|excludes every/.test(message);
   }
+  /** No value satisfies the schema (as opposed to: we cannot enforce it). */
+  readonly unsatisfiable: boolean;
 }
 
 export interface ObjectAlt {
@@ -70,8 +73,55 @@ export interface ArrayAlt {
   maxItems: number;
   /** uniqueItems for scalar items: the recognizer compares item values. */
   unique: boolean;
+  /** contains / minContains / maxContains; null = none (or one that every array meets). */
+  contains: ContainsRule | null;
   generic: boolean;
   at: string;
+}
+
+/**
+ * `contains` as two item schemas per position: the item as one that counts (item ∩ contains) and
+ * as one that does not. With a finite maxContains the second is item ∖ contains (decidable only
+ * for a `contains` of types/values, as `not`); without one it is the item schema itself, since an
+ * item that matches but is not counted only undercounts, which minContains tolerates. Each item
+ * is read as both at once (parallel stacks), each counting its own way.
+ */
+export interface ContainsRule {
+  min: number;
+  max: number;
+  /** Per prefixItems position, then for the rest; null = no such item. */
+  hitPrefix: (ValueNode | null)[];
+  hitItems: ValueNode | null;
+  missPrefix: (ValueNode | null)[];
+  missItems: ValueNode | null;
+}
+
+export const hitNode = (c: ContainsRule, i: number): ValueNode | null => (i < c.hitPrefix.length ? c.hitPrefix[i]! : c.hitItems);
+export const missNode = (c: ContainsRule, i: number): ValueNode | null => (i < c.missPrefix.length ? c.missPrefix[i]! : c.missItems);
+
+/**
+ * Whether an array with `count` items of which `hits` count for `contains` can still be
+ * completed (minItems, maxItems, minContains, maxContains). Greedy: a counting item where one is
+ * still needed, else a non-counting one, else a counting one while maxContains allows.
+ */
+export function containsFeasible(a: ArrayAlt, count: number, hits: number, ok: (n: ValueNode | null) => boolean = (n) => n !== null): boolean {
+  const c = a.contains!;
+  if (hits > c.max) return false;
+  let n = count;
+  let h = hits;
+  while (n < a.minItems || h < c.min) {
+    if (n >= a.maxItems) return false;
+    const canHit = h < c.max && ok(hitNode(c, n));
+    const canMiss = ok(missNode(c, n));
+    if (h < c.min && !canHit && n >= c.hitPrefix.length) return false; // never again
+    if (h < c.min && canHit) h++;
+    else if (canMiss) {
+      if (h >= c.min && n >= c.missPrefix.length && n >= c.hitPrefix.length) return true; // fillers from here on
+    } else if (canHit) h++;
+    else return false;
+    n++;
+  }
+  return true;
 }
 
 export interface StringAlt {
@@ -102,6 +152,8 @@ export interface NumberBounds {
   hiEx: boolean;
   /** Integers only: the value is a multiple of this (1 = none). */
   multipleOf: number;
+  /** Values excluded by `not: {enum/const}` (inside the bounds). */
+  not: readonly number[];
 }
 
 export interface LiteralAlt {
@@ -140,7 +192,7 @@ const BOUNDED_MAX = 1e15 - 1;
 /** Any JSON value (json_object's values, `{}` schemas, additionalProperties: true). */
 export const ANY: ValueNode = { alts: [] };
 const ANY_OBJECT: ObjectAlt = { kind: 'object', props: [], additional: ANY, patterns: [], freeKeys: null, minProps: 0, maxProps: Infinity, generic: true, at: '#' };
-const ANY_ARRAY: ArrayAlt = { kind: 'array', prefix: [], items: ANY, minItems: 0, maxItems: Infinity, unique: false, generic: true, at: '#' };
+const ANY_ARRAY: ArrayAlt = { kind: 'array', prefix: [], items: ANY, minItems: 0, maxItems: Infinity, unique: false, contains: null, generic: true, at: '#' };
 const ANY_STRING: StringAlt = { kind: 'string', minLength: 0, maxLength: Infinity, dfa: null, reach: null, at: '#' };
 ANY.alts.push(ANY_OBJECT, ANY_ARRAY, ANY_STRING, { kind: 'number', integer: false, maxDigits: MAX_INT_DIGITS, bounds: null, at: '#' }, literalAlt([true, false, null]));
 /** Any JSON object: the `json_object` response format. */
@@ -150,15 +202,14 @@ export const ANY_OBJECT_NODE: ValueNode = { alts: [ANY_OBJECT] };
 const ANNOTATIONS = new Set([
   '$schema', '$id', '$comment', '$anchor', 'title', 'description', 'default', 'examples', 'deprecated',
   'readOnly', 'writeOnly', '$defs', 'definitions', 'strict', 'contentMediaType', 'discriminator', 'nullable',
+  // Without `contains` these do nothing (validators ignore them); with it, compileArray reads them.
+  'minContains', 'maxContains',
 ]);
 /** Standard validation keywords we cannot enforce while generating: refused, never ignored. */
 const REFUSED: Record<string, string> = {
   if: 'conditional schemas (if/then/else) are not supported for constrained output',
   then: 'conditional schemas (if/then/else) are not supported for constrained output',
   else: 'conditional schemas (if/then/else) are not supported for constrained output',
-  contains: "keyword 'contains' is not supported for constrained output",
-  minContains: "keyword 'minContains' is not supported for constrained output",
-  maxContains: "keyword 'maxContains' is not supported for constrained output",
   dependentRequired: "keyword 'dependentRequired' is not supported for constrained output",
   dependentSchemas: "keyword 'dependentSchemas' is not supported for constrained output",
   dependencies: "keyword 'dependencies' is not supported for constrained output",
@@ -342,7 +393,7 @@ export function compileSchema(schema: unknown, opts: CompileOptions = {}): Value
       const has = (...ks: string[]) => ks.some((k) => s[k] !== undefined);
       const inferred: string[] = [];
       if (has('properties', 'required', 'additionalProperties', 'patternProperties', 'propertyNames', 'minProperties', 'maxProperties')) inferred.push('object');
-      if (has('items', 'prefixItems', 'additionalItems', 'minItems', 'maxItems', 'uniqueItems')) inferred.push('array');
+      if (has('items', 'prefixItems', 'additionalItems', 'minItems', 'maxItems', 'uniqueItems', 'contains')) inferred.push('array');
       if (has('minLength', 'maxLength', 'pattern', 'format', PATTERNS, FORMATS)) inferred.push('string');
       if (has('minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum', 'multipleOf')) inferred.push('number');
       if (inferred.length === 0 && notValues.length === 0) return ANY;
@@ -357,8 +408,7 @@ export function compileSchema(schema: unknown, opts: CompileOptions = {}): Value
       else if (t === 'string') alts.push(compileString(s, at, notValues.filter((v): v is string => typeof v === 'string')));
       else if (t === 'number' || t === 'integer') {
         if (t === 'integer' && typeList.includes('number')) continue;
-        if (notValues.some((v) => typeof v === 'number')) throw new SchemaError("'not' with numbers is not supported", at);
-        const n = compileNumber(s, at, t === 'integer');
+        const n = compileNumber(s, at, t === 'integer', notValues.filter((v): v is number => typeof v === 'number'));
         if (n) alts.push(n);
       } else if (t === 'boolean') literals.push(true, false);
       else literals.push(null);
@@ -524,7 +574,64 @@ export function compileSchema(schema: unknown, opts: CompileOptions = {}): Value
         if (prefix.length + distinct < minItems) throw new SchemaError(`no value satisfies the schema: 'minItems' is ${minItems} but only ${distinct} distinct items exist`, at);
       }
     }
-    return { kind: 'array', prefix, items, minItems, maxItems: maxItems as number, unique, generic: false, at };
+    const contains = compileContains(s, prefixRaw, rest, prefix, items, unique, at, depth);
+    return { kind: 'array', prefix, items, minItems, maxItems: maxItems as number, unique, contains, generic: false, at };
+  }
+
+  /** `contains` with minContains/maxContains (2019-09+ semantics), as two item schemas per position. */
+  function compileContains(s: Obj, prefixRaw: unknown[], rest: unknown, prefix: ValueNode[], items: ValueNode | null, unique: boolean, at: string, depth: number): ContainsRule | null {
+    if (s.contains === undefined) return null;
+    const min = s.minContains ?? 1;
+    const max = s.maxContains ?? Infinity;
+    if (!nonNegInt(min)) throw new SchemaError("'minContains' must be a non-negative integer", at);
+    if (max !== Infinity && !nonNegInt(max)) throw new SchemaError("'maxContains' must be a non-negative integer", at);
+    if (min > (max as number)) throw new SchemaError("no value satisfies the schema: 'minContains' is larger than 'maxContains'", at);
+    if (min > 10_000) throw new SchemaError("'minContains' is too large (at most 10,000)", at);
+    if (min === 0 && max === Infinity) {
+      compile(s.contains, `${at}/contains`, depth + 1); // still a schema we must be able to read
+      return null;
+    }
+    const here = `${at}/contains`;
+    /** The node, or null when no value satisfies it. */
+    const orNone = (f: () => ValueNode): ValueNode | null => {
+      try {
+        return f();
+      } catch (err) {
+        if (err instanceof SchemaError && err.unsatisfiable) return null;
+        throw err;
+      }
+    };
+    const both = (item: unknown): ValueNode | null =>
+      item === false ? null : orNone(() => compile(item === undefined || item === true ? s.contains : { allOf: [item, s.contains] }, here, depth + 1));
+    const without = (item: unknown, node: ValueNode | null): ValueNode | null => {
+      if (item === false) return null;
+      if (max === Infinity) return node;
+      try {
+        return orNone(() => compile({ allOf: [item ?? true, { not: s.contains }] }, here, depth + 1));
+      } catch (err) {
+        if (err instanceof SchemaError) throw new SchemaError(`'maxContains' needs a 'contains' that only names types or values (type, enum, const): ${err.message}`, here);
+        throw err;
+      }
+    };
+    const hitPrefix = prefixRaw.map(both);
+    const hitItems = both(rest);
+    let missPrefix = prefixRaw.map((x, i) => without(x, prefix[i]!));
+    let missItems = without(rest, items);
+    let maxHits = max as number;
+    const hits = [...hitPrefix, hitItems].filter((n): n is ValueNode => n !== null);
+    if (unique && hits.every((n) => n.alts.every((a) => a.kind === 'literal'))) {
+      // uniqueItems with finitely many matching values: at most that many can count, and every
+      // occurrence of one must count (else a value used uncounted leaves too few for minContains).
+      const values = [...new Set(hits.flatMap((n) => n.alts.flatMap((a) => (a as LiteralAlt).texts.map((t) => new TextDecoder().decode(t)))))].map((t) => JSON.parse(t) as unknown);
+      maxHits = Math.min(maxHits, values.length);
+      if (min > maxHits) throw new SchemaError(`no value satisfies the schema: 'minContains' is ${min} but only ${values.length} distinct items can match 'contains'`, here);
+      if (max === Infinity && values.length) {
+        const exclude = (item: unknown): ValueNode | null => (item === false ? null : orNone(() => compile({ allOf: [item ?? true, { not: { enum: values } }] }, here, depth + 1)));
+        missPrefix = prefixRaw.map(exclude);
+        missItems = exclude(rest);
+      }
+    }
+    return { min, max: maxHits, hitPrefix, hitItems, missPrefix, missItems };
   }
 
   function compileString(s: Obj, at: string, notStrings: string[]): StringAlt {
@@ -562,7 +669,7 @@ export function compileSchema(schema: unknown, opts: CompileOptions = {}): Value
     return stringAlt(minLength, maxLength, dfa, at);
   }
 
-  function compileNumber(s: Obj, at: string, integer0: boolean): NumberAlt | null {
+  function compileNumber(s: Obj, at: string, integer0: boolean, notNums: number[]): NumberAlt | null {
     const num = (k: string): number | undefined => {
       const v = s[k];
       if (v === undefined) return undefined;
@@ -603,14 +710,20 @@ export function compileSchema(schema: unknown, opts: CompileOptions = {}): Value
     const ok = lo < hi || (lo === hi && !loEx && !hiEx);
     if (!ok) throw new SchemaError('no number satisfies the bounds (minimum/maximum)', at);
     // Bounds no written number reaches cost nothing: zod's ±(2^53 − 1) on every .int().
-    const free = lo <= -BOUNDED_MAX && hi >= BOUNDED_MAX && multipleOf === 1;
+    // Excluded values (`not: {enum/const}`) that the bounds still allow.
+    const not = [...new Set(notNums)].filter((v) => v >= lo && v <= hi && !(v === lo && loEx) && !(v === hi && hiEx) && (!integer || (Number.isInteger(v) && v % multipleOf === 0)));
+    const free = lo <= -BOUNDED_MAX && hi >= BOUNDED_MAX && multipleOf === 1 && not.length === 0;
     if (free) return { kind: 'number', integer, maxDigits: lo === -Infinity && hi === Infinity ? MAX_INT_DIGITS : BOUNDED_DIGITS, bounds: null, at };
     if (integer && multipleOf > 1) {
       const first = Math.ceil(Math.max(lo, -BOUNDED_MAX) / multipleOf) * multipleOf;
       if (first > Math.min(hi, BOUNDED_MAX)) throw new SchemaError(`no integer between the bounds is a multiple of ${multipleOf}`, at);
     }
     if (lo > BOUNDED_MAX || hi < -BOUNDED_MAX) throw new SchemaError('bounds beyond ±10^15 are not supported', at);
-    return { kind: 'number', integer, maxDigits: BOUNDED_DIGITS, bounds: { lo, loEx, hi, hiEx, multipleOf }, at };
+    if (not.length) {
+      const count = integer ? Math.floor(Math.min(hi, BOUNDED_MAX) / multipleOf) - Math.ceil(Math.max(lo, -BOUNDED_MAX) / multipleOf) + 1 : lo < hi ? Infinity : 1;
+      if (count <= not.length) throw new SchemaError("no number satisfies the bounds once the values excluded by 'not' are removed", at);
+    }
+    return { kind: 'number', integer, maxDigits: BOUNDED_DIGITS, bounds: { lo, loEx, hi, hiEx, multipleOf, not }, at };
   }
 
   /** Merges allOf members (already dereferenced) into one schema; unions are distributed. */
@@ -663,14 +776,24 @@ export function compileSchema(schema: unknown, opts: CompileOptions = {}): Value
           case 'required':
             out.required = [...new Set([...(cur as string[]), ...(v as string[])])];
             break;
-          case 'minimum': case 'exclusiveMinimum': case 'minLength': case 'minItems': case 'minProperties':
+          case 'minimum': case 'exclusiveMinimum': case 'minLength': case 'minItems': case 'minProperties': case 'minContains':
             out[k] = Math.max(cur as number, v as number);
             break;
-          case 'maximum': case 'exclusiveMaximum': case 'maxLength': case 'maxItems': case 'maxProperties':
+          case 'maximum': case 'exclusiveMaximum': case 'maxLength': case 'maxItems': case 'maxProperties': case 'maxContains':
             out[k] = Math.min(cur as number, v as number);
             break;
           case 'uniqueItems':
             out[k] = cur === true || v === true;
+            break;
+          case 'enum': {
+            if (!Array.isArray(cur) || !Array.isArray(v)) throw new SchemaError("'enum' must be a non-empty array", at);
+            const both = cur.filter((x) => v.some((y) => JSON.stringify(x) === JSON.stringify(y)));
+            if (both.length === 0) throw new SchemaError('no value satisfies the schema: allOf members have no enum value in common', at);
+            out.enum = both;
+            break;
+          }
+          case 'const':
+            if (JSON.stringify(cur) !== JSON.stringify(v)) throw new SchemaError('no value satisfies the schema: allOf members have different const values', at);
             break;
           case 'multipleOf':
             if (Number.isInteger(cur) && Number.isInteger(v)) out[k] = ((cur as number) * (v as number)) / gcd(cur as number, v as number);
@@ -816,6 +939,7 @@ function prune(root: ValueNode): ValueNode {
       } else if (a.kind === 'array') {
         stack.push(...a.prefix);
         if (a.items) stack.push(a.items);
+        if (a.contains) for (const x of [...a.contains.hitPrefix, a.contains.hitItems, ...a.contains.missPrefix, a.contains.missItems]) if (x) stack.push(x);
       }
     }
   }
@@ -832,6 +956,7 @@ function prune(root: ValueNode): ValueNode {
         return freeOk || a.props.filter((p) => okNode.has(p.value)).length >= a.minProps;
       }
       case 'array':
+        if (a.contains) return containsFeasible(a, 0, 0, (x) => x !== null && okNode.has(x));
         for (let i = 0; i < a.minItems; i++) {
           const item = i < a.prefix.length ? a.prefix[i]! : a.items;
           if (!item || !okNode.has(item)) return false;
@@ -874,7 +999,10 @@ function prune(root: ValueNode): ValueNode {
         if (k >= 0) max = Math.min(max, k);
         const items = a.items && okNode.has(a.items) ? a.items : null;
         if (!items) max = Math.min(max, a.prefix.length);
-        n.alts[i] = { ...a, items, maxItems: max };
+        const okOr = (x: ValueNode | null) => (x && okNode.has(x) ? x : null);
+        const c = a.contains;
+        const contains = c && { ...c, hitPrefix: c.hitPrefix.map(okOr), hitItems: okOr(c.hitItems), missPrefix: c.missPrefix.map(okOr), missItems: okOr(c.missItems) };
+        n.alts[i] = { ...a, items, maxItems: max, contains };
       }
     }
   }

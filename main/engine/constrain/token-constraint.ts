@@ -78,8 +78,11 @@ export class TokenConstraint {
   mask(): TokenMask {
     const t0 = performance.now();
     this.stats.masks++;
-    const m = tokenMask(this.table, this.state);
-    if ('allow' in m && canEnd(this.state)) for (const e of this.eos) m.allow.push(e);
+    let m = tokenMask(this.table, this.state);
+    if (canEnd(this.state)) {
+      if ('allow' in m) for (const e of this.eos) m.allow.push(e);
+      else m = { deny: m.deny.filter((id) => !this.eos.has(id)) };
+    }
     const dt = performance.now() - t0;
     this.stats.maskMs += dt;
     this.stats.ms += dt;

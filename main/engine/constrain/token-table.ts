@@ -7,9 +7,8 @@
 // Byte-level BPE (GPT-2/Qwen/Llama 3): token strings use the 256-character byte alphabet, so a
 // token may carry half a UTF-8 character; we map it back to raw bytes. SentencePiece vocabularies
 // (Llama 2/Mistral): `▁` is a space and `<0xNN>` a raw byte.
-import { advanceByte, advanceBytes, openStringCapacity, patternStringState, scanStringBody, walkPatternTokens, type PatternStringState, type PatternTokens, type RecognizerState } from './recognizer.ts';
-import type { Dfa } from './regex.ts';
-import { stringFeasible } from './schema.ts';
+import { patternAllowedIds, type PatternMaskCache } from './pattern-mask.ts';
+import { advanceByte, advanceBytes, openStringCapacity, patternStringState, scanStringBody, type RecognizerState } from './recognizer.ts';
 
 /** What the table needs from the tokenizer (engine/text's TextTokenizer satisfies it). */
 export interface VocabSource {
@@ -33,8 +32,8 @@ export interface TokenTable {
    * boundary ('open'), and ids whose bytes end a string somewhere ('close').
    */
   stringBody?: StringBodyIds;
-  /** Per automaton and state: the string-body tokens it takes (pattern/format strings). */
-  patternTokens?: WeakMap<Dfa, Map<number, PatternTokens>>;
+  /** Pattern/format strings: per automaton, its character classes and per state the tokens it takes (pattern-mask.ts). */
+  patternMasks?: PatternMaskCache;
 }
 
 interface StringBodyIds {
@@ -153,7 +152,24 @@ function decodeSentencePiece(tok: string): Uint8Array | null {
 export function allowedTokenIds(table: TokenTable, state: RecognizerState, out: number[] = []): number[] {
   const { order, lcp, bytes } = table;
   const ps = patternStringState(state);
-  if (ps) return patternAllowed(table, state, ps, out);
+  if (ps) return patternAllowedIds(table, state, ps, out);
+  if (state.length > 1 && state.length <= 8) {
+    // Several alternatives (anyOf branches, `contains` items read both ways), some inside a string:
+    // a token is allowed when some alternative takes it, so each string alternative gets its fast
+    // path and the others share one walk; the union, without duplicates.
+    const fast = state.filter((st) => st !== null && (patternStringState([st]) !== null || openStringCapacity([st]) >= 0));
+    if (fast.length > 0) {
+      const rest = state.filter((st) => !fast.includes(st));
+      const parts = fast.map((st) => allowedTokenIds(table, [st]));
+      if (rest.some((st) => st !== null)) parts.push(allowedTokenIds(table, rest));
+      const seen = new Uint8Array(bytes.length);
+      for (const part of parts) for (const id of part) if (!seen[id]) {
+        seen[id] = 1;
+        out.push(id);
+      }
+      return out;
+    }
+  }
   const cap = openStringCapacity(state);
   if (cap >= 0) {
     // Inside a string nearly the whole vocabulary is allowed, and the walk would visit all of
@@ -218,30 +234,6 @@ function stringBodyIds(table: TokenTable): StringBodyIds {
   return table.stringBody;
 }
 
-/**
- * Inside a pattern/format string: the cached tokens the automaton takes from this state, filtered
- * by what the lengths still allow, plus the tokens that end inside a character or close the
- * string (checked one by one).
- */
-function patternAllowed(table: TokenTable, state: RecognizerState, ps: PatternStringState, out: number[]): number[] {
-  const sb = stringBodyIds(table);
-  const dfa = ps.alt.dfa!;
-  const cache = (table.patternTokens ??= new WeakMap());
-  let perDfa = cache.get(dfa);
-  if (!perDfa) cache.set(dfa, (perDfa = new Map()));
-  let pt = perDfa.get(ps.q);
-  if (!pt) {
-    pt = walkPatternTokens(dfa, ps.q, table.order, table.lcp, table.bytes);
-    if (perDfa.size < 4096) perDfa.set(ps.q, pt);
-  }
-  const { alt, len } = ps;
-  if (alt.minLength === 0 && alt.maxLength === Infinity) for (let i = 0; i < pt.ids.length; i++) out.push(pt.ids[i]!);
-  else for (let i = 0; i < pt.ids.length; i++) if (len + pt.chars[i]! <= alt.maxLength && stringFeasible(alt, pt.endQ[i]!, len + pt.chars[i]!)) out.push(pt.ids[i]!);
-  for (let i = 0; i < pt.partial.length; i++) if (advanceBytes(state, table.bytes[pt.partial[i]!]!)) out.push(pt.partial[i]!);
-  for (let i = 0; i < sb.close.length; i++) if (advanceBytes(state, table.bytes[sb.close[i]!]!)) out.push(sb.close[i]!);
-  return out;
-}
-
 /** The allowed next tokens, as the shorter of the two lists. */
 export type TokenMask = { allow: number[] } | { deny: number[] };
 
@@ -252,7 +244,8 @@ export type TokenMask = { allow: number[] } | { deny: number[] };
  * list (EOS is not in either list; the caller adds it when the document may end).
  */
 export function tokenMask(table: TokenTable, state: RecognizerState): TokenMask {
-  if (patternStringState(state)) {
+  const cap0 = openStringCapacity(state);
+  if (patternStringState(state) || (cap0 < 0 && state.length > 1)) {
     const allow = allowedTokenIds(table, state);
     if (allow.length < table.bytes.length / 2) return { allow };
     // Most of the vocabulary (an unanchored pattern): the refused ids are the shorter list.
