@@ -4,6 +4,8 @@
 //   dist/main/shell/index.js   Electron main entry (package.json "main")
 //   dist/main/engine-main.js   engine process entry
 //   dist/main/mlx-probe.js     MLX capability probe child (run once per MLX build)
+//   dist/main/prompt-worker.js prompt worker thread (main/server/prompt-pool.ts starts it: large prompts
+//                              are rendered + tokenized there, off the server's event loop)
 //   dist/main/<chunk>.js       code behind dynamic imports (serve core, engine client, demo writer…)
 // Layout matters: modules locate files relative to themselves. The chunks sit two levels below the
 // app root (like main/cli/serve.ts does in the sources), so serve's `../..` is the app root and its
@@ -29,6 +31,8 @@ const result = await build({
     'engine-main': 'main/engine/process/engine-main.ts',
     // The MLX capability probe's child (main/engine/probe/probe.ts spawns it; may abort by design).
     'mlx-probe': 'main/engine/probe/probe-child.ts',
+    // The server's prompt worker thread (main/server/prompt-pool.ts finds it next to its chunk).
+    'prompt-worker': 'main/server/prompt-worker.ts',
   },
   outdir,
   bundle: true,

@@ -2,6 +2,7 @@
 // helper maps validated settings onto this shape; `resolveServerConfig` fills the gaps and
 // refuses unsafe combinations (a non-loopback bind without an API key).
 import { isIP } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { ApiError } from '../common/errors.ts';
 
 export interface ServerConfig {
@@ -43,6 +44,13 @@ export interface ServerConfig {
   maxStopLength: number;
   /** Directory of the built dashboard (vite output); null = not served. */
   dashboardDir: string | null;
+  /**
+   * Worker threads that render + tokenize large prompts off the event loop (prompt-pool.ts);
+   * 0 = everything on the event loop.
+   */
+  promptWorkers: number;
+  /** Prompts (messages + tools, a completion prompt, embedding inputs) up to this many characters render inline. */
+  promptInlineMaxChars: number;
 }
 
 export const DEFAULT_SERVER_CONFIG: ServerConfig = {
@@ -64,6 +72,9 @@ export const DEFAULT_SERVER_CONFIG: ServerConfig = {
   defaultMaxTokens: 2048,
   maxStopLength: 512,
   dashboardDir: null,
+  // One core is the engine's; the rest (at most 2) render prompts. Threads start on demand.
+  promptWorkers: Math.max(1, Math.min(2, availableParallelism() - 1)),
+  promptInlineMaxChars: 4096,
 };
 
 /** True for names/addresses that only reach this machine. */
@@ -110,6 +121,9 @@ export function resolveServerConfig(partial: Partial<ServerConfig> = {}): Server
   ] as const) {
     const v = cfg[k];
     if (!Number.isInteger(v) || v < 1) throw new ApiError('invalid_value', `${k} must be a positive integer`, { param: k });
+  }
+  for (const k of ['promptWorkers', 'promptInlineMaxChars'] as const) {
+    if (!Number.isInteger(cfg[k]) || cfg[k] < 0) throw new ApiError('invalid_value', `${k} must be a non-negative integer`, { param: k });
   }
   if (!Number.isInteger(cfg.maxQueue) || cfg.maxQueue < 0) {
     throw new ApiError('invalid_value', 'maxQueue must be a non-negative integer', { param: 'maxQueue' });

@@ -26,6 +26,13 @@ export interface ServerTextPipeline {
   /** Streaming tool-call parser: content / tool_call / tool_call_arguments events in order. */
   createToolCallParser(): { push(text: string): ToolParserEvent[]; flush(): ToolParserEvent[] };
   parseToolCalls(text: string): { content: string | null; toolCalls: ToolCall[] };
+  /**
+   * Where the pipeline was loaded from and what it is: with all three, large prompts are rendered
+   * by prompt worker threads that load the same pipeline (prompt-pool.ts); else always inline.
+   */
+  readonly origin?: { modelDir: string } | null;
+  readonly tokenizerFingerprint?: string;
+  readonly templateFingerprint?: string;
 }
 
 /** Key material of a cacheable (deterministic) request; the cache canonicalizes and hashes it. */

@@ -16,6 +16,7 @@ import { registerGates } from './gates.ts';
 import { randomId, SHUTDOWN_REASON } from './generation.ts';
 import type { ServedModelMeta, ServerHooks, ServerLoad, ServerTextPipeline } from './hooks.ts';
 import { createLifecycle } from './lifecycle.ts';
+import { PromptPool } from './prompt-pool.ts';
 import { singleModel, type ServerModelAdmin, type ServerModels } from './models.ts';
 import { WorkSlots } from './slots.ts';
 import { registerAnthropicRoutes } from './anthropic/route.ts';
@@ -61,6 +62,8 @@ export interface MlxBarServer {
   close(graceMs?: number): Promise<void>;
   address(): { host: string; port: number; url: string } | null;
   readonly load: ServerLoad;
+  /** The prompt workers (load and counters: tests, bench). */
+  readonly prompts: PromptPool;
 }
 
 function formatUrlHost(host: string): string {
@@ -135,6 +138,13 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
 
   // Single-folder mode is a library of one model: every route goes through the same lease.
   const models = deps.models ?? singleModel(deps);
+  // Large prompts are rendered + tokenized in worker threads; as many may wait as for a generation slot.
+  const prompts = new PromptPool({
+    workers: config.promptWorkers,
+    maxQueue: config.maxQueue,
+    inlineMaxChars: config.promptInlineMaxChars,
+    retryAfterSeconds: config.retryAfterSeconds,
+  });
   const lifecycle = createLifecycle({
     engine: deps.engine,
     models,
@@ -146,6 +156,7 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
     shutdownSignal: shutdown.signal,
     remotes: deps.remotes,
     localFallback: deps.models !== undefined,
+    prompts,
   });
   const ctx: ServerContext = {
     config,
@@ -187,6 +198,7 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
   return {
     app,
     config,
+    prompts,
     get load() {
       return slots.load;
     },
@@ -210,6 +222,7 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
       } finally {
         clearTimeout(timer);
         shutdown.abort(SHUTDOWN_REASON);
+        await prompts.close();
       }
     },
   };

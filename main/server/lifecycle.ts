@@ -2,7 +2,8 @@
 // and translated it into the internal request (prompt.ts InternalRequest):
 //
 //   lease the model (ServerModels: a library, or the one started model) → executor ready? →
-//   prompt preparation (render + tokenize, context check, constraint, cache key; prompt.ts) →
+//   prompt preparation (render + tokenize, context check, constraint, cache key; prompt.ts — large
+//   prompts are rendered in a worker thread, prompt-pool.ts, so the event loop stays free) →
 //   response cache → admission (degradation, memory) → queue slot → executor.generate with an
 //   AbortSignal tied to the client's connection → the API's ResponseFormat writes the answer →
 //   track (the RequestRecord for metrics) → slot and lease released.
@@ -16,8 +17,11 @@ import type { EngineClient } from '../engine/types.ts';
 import { runGeneration, type GenerationEnv, type ResponseFormat } from './generation.ts';
 import type { ServerHooks } from './hooks.ts';
 import type { ModelExecutor, ServedModelLease, ServerModels } from './models.ts';
-import { encodePrompt, prepareGeneration, type InternalRequest } from './prompt.ts';
+import { prepareGeneration, type InternalRequest } from './prompt.ts';
 import { checkPromptBounds } from './prompt-bounds.ts';
+import type { PromptPool } from './prompt-pool.ts';
+import { promptInput } from './prompt-render.ts';
+import { requestAbort, SHUTDOWN_REASON } from './request-abort.ts';
 import type { ChatRequest } from './validate.ts';
 import type { WorkSlots } from './slots.ts';
 import type { Remotes } from './remote/remotes.ts';
@@ -40,6 +44,8 @@ export interface LifecycleContext {
   remotes?: Remotes;
   /** Whether local models can answer at all (a remote's fallback needs one). */
   localFallback?: boolean;
+  /** Renders + tokenizes prompts: large ones in worker threads. */
+  prompts: PromptPool;
 }
 
 export interface Lifecycle {
@@ -56,7 +62,12 @@ export interface Lifecycle {
   executorOf(lease: ServedModelLease): ModelExecutor;
   /** Throws 503 (+ Retry-After) when the lease's executor cannot take requests now. */
   requireReady(lease: ServedModelLease): void;
+  /** Token ids of embedding inputs with the lease's tokenizer (large batches in a worker thread); rejects when `signal` aborts. */
+  encodeTexts(lease: ServedModelLease, texts: string[], signal?: AbortSignal): Promise<number[][]>;
 }
+
+/** A step stopped because the client left: nothing more to write. */
+const GONE = Symbol('client gone');
 
 export function createLifecycle(ctx: LifecycleContext): Lifecycle {
   function requireEngineReady(): void {
@@ -122,11 +133,16 @@ export function createLifecycle(ctx: LifecycleContext): Lifecycle {
         throw new ApiError('invalid_value', 'token ids must be integers within the vocabulary', { param: 'prompt' });
       }
       requireReady(lease);
-      const prep = prepareGeneration(r, track, lease, format, {
-        defaultMaxTokens: ctx.defaultMaxTokens,
-        responseCache: !!ctx.hooks.responseCache,
-        contextLimit: ctx.hooks.contextLimit,
-      });
+      const prep = await untilGone(reply, (signal) =>
+        prepareGeneration(r, track, lease, format, {
+          defaultMaxTokens: ctx.defaultMaxTokens,
+          responseCache: !!ctx.hooks.responseCache,
+          contextLimit: ctx.hooks.contextLimit,
+          prompts: ctx.prompts,
+          signal,
+        }),
+      );
+      if (prep === GONE) return;
       const run = runGeneration(envOf(executorOf(lease), lease.text), prep, reply, track);
       track.settled = run;
       await run;
@@ -136,11 +152,37 @@ export function createLifecycle(ctx: LifecycleContext): Lifecycle {
   async function countChatTokens(reply: FastifyReply, r: ChatRequest): Promise<number | null> {
     let n: number | null = null;
     await withLease(reply, r.model, async (lease) => {
-      checkPromptBounds(r, lease.info.contextLength); // no event-loop-long render of what cannot fit
-      n = encodePrompt(r, lease.text).ids.length;
+      checkPromptBounds(r, lease.info.contextLength); // no render at all of what cannot fit
+      const rendered = await untilGone(reply, (signal) => ctx.prompts.render(lease.text, promptInput(r), { signal, withConstraint: false, keepIdsBelow: 0 }));
+      if (rendered !== GONE) n = rendered.count;
     });
     return n;
   }
 
-  return { generate, countChatTokens, withLease, executorOf, requireReady };
+  /**
+   * Runs a step that can take a while (a render in a worker) and stops it when the client leaves
+   * (the response is ended, recorded as cancelled: GONE) or the server shuts down (503).
+   */
+  async function untilGone<T>(reply: FastifyReply, step: (signal: AbortSignal) => Promise<T>): Promise<T | typeof GONE> {
+    const track = reply.request.track!;
+    const abort = requestAbort(reply.raw, track, ctx.shutdownSignal);
+    try {
+      return await step(abort.signal);
+    } catch (err) {
+      if (!abort.signal.aborted) throw err;
+      if (abort.signal.reason === SHUTDOWN_REASON) {
+        track.cancelled = true;
+        throw new ApiError('engine_unavailable', 'The server is shutting down', { retryAfter: ctx.retryAfterSeconds });
+      }
+      reply.hijack();
+      if (!reply.raw.writableEnded) reply.raw.end();
+      return GONE;
+    } finally {
+      abort.dispose();
+    }
+  }
+
+  const encodeTexts = (lease: ServedModelLease, texts: string[], signal?: AbortSignal) => ctx.prompts.encodeTexts(lease.text, texts, signal);
+
+  return { generate, countChatTokens, withLease, executorOf, requireReady, encodeTexts };
 }

@@ -177,6 +177,7 @@ test('electron-builder --dir with a stub Electron dist: app.asar holds exactly t
     // child entry packaged next to engine-main.js (probe.ts resolves it there).
     assert.ok(existsSync(path.join(resources, 'app.asar.unpacked', 'node_modules', '@frost-beta', 'mlx', 'build', 'Release', 'mlx.node')), 'mlx.node unpacked');
     assert.ok(has('/dist/main/mlx-probe.js'), 'the MLX capability probe entry is packaged');
+    assert.ok(has('/dist/main/prompt-worker.js'), 'the prompt worker thread entry is packaged (main/server/prompt-pool.ts)');
     // On macOS the downloader adds build/Release/mlx.metallib, which MLX loads from beside mlx.node:
     // it must be unpacked by the same rule. (This Linux machine has no metallib to pack; check the
     // configured rule with electron-builder's own matcher.)

@@ -19,7 +19,7 @@ test('bundled serve core: dashboard, metrics and a chat completion from dist/mai
   const mod = (await import(pathToFileURL(path.join(mainDir, chunk)).href)) as typeof import('../../main/core/serve.ts');
   const model = await buildTinyModel({ family: 'qwen3', layers: 2, hidden: 64, heads: 4, kvHeads: 2, intermediate: 128 });
   const dataDir = mkdtempSync(path.join(tmpdir(), 'mlxbar-bundled-'));
-  const opts = { model, host: '127.0.0.1', port: 0, dataDir, apiKey: null, allowedOrigins: [], demo: false, server: {}, warnings: [] };
+  const opts = { model, host: '127.0.0.1', port: 0, dataDir, apiKey: null, allowedOrigins: [], demo: false, server: { promptInlineMaxChars: 0 }, warnings: [] };
   const running = await mod.startServe(opts as Parameters<typeof mod.startServe>[0], () => {});
   try {
     const page = await fetch(`${running.url}/dashboard/`);
@@ -36,6 +36,8 @@ test('bundled serve core: dashboard, metrics and a chat completion from dist/mai
     const snap = (await (await fetch(`${running.url}/v1/metrics`)).json()) as { model: { id: string }; latency: { count: number } };
     assert.equal(snap.model.id, running.engine.model!.id);
     assert.equal(snap.latency.count, 1);
+    // Every prompt goes to the bundled prompt worker thread here (dist/main/prompt-worker.js): promptInlineMaxChars 0.
+    assert.equal(running.server.prompts.stats.worker, 1, 'the chat prompt was rendered in a worker thread');
   } finally {
     await running.stop();
     rmSync(dataDir, { recursive: true, force: true });

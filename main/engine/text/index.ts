@@ -59,6 +59,12 @@ export interface TextPipeline {
   readonly templateFingerprint: string;
   readonly tokenizerFingerprint: string;
   readonly hasChatTemplate: boolean;
+  /**
+   * The model folder this pipeline was loaded from (loadTextPipeline), so another thread can load
+   * the same one (the server's prompt workers check the fingerprints match); null when it was
+   * built from file contents.
+   */
+  readonly origin?: { modelDir: string } | null;
 }
 
 /** The parsed contents of a model folder's text files (for building a pipeline without disk I/O). */
@@ -92,7 +98,9 @@ export async function loadTextPipeline(modelDir: string): Promise<TextPipeline> 
     read('generation_config.json'),
   ]);
   if (tokenizerJson === null) throw new TextPipelineError('tokenizer_missing', 'the model folder has no tokenizer.json');
-  return createTextPipeline({ tokenizerJson, tokenizerConfigJson, chatTemplateJinja, chatTemplateJson, configJson, generationConfigJson });
+  const pipeline = createTextPipeline({ tokenizerJson, tokenizerConfigJson, chatTemplateJinja, chatTemplateJson, configJson, generationConfigJson }) as Pipeline;
+  pipeline.origin = { modelDir: path.resolve(modelDir) };
+  return pipeline;
 }
 
 export function createTextPipeline(files: TextPipelineFiles): TextPipeline {
@@ -132,6 +140,7 @@ export function createTextPipeline(files: TextPipelineFiles): TextPipeline {
 class Pipeline implements TextPipeline {
   readonly modelMaxLength: number | null;
   readonly hasChatTemplate: boolean;
+  origin: { modelDir: string } | null = null;
   private readonly toolMarkerIds: ReadonlySet<number>;
   /**
    * Rendered + tokenized prompts by request content. Rendering the Jinja template and BPE-encoding

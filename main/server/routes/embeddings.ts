@@ -13,9 +13,8 @@ import os from 'node:os';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError, toApiError } from '../../common/errors.ts';
 import { sanitizeMessage } from '../../common/sanitize.ts';
-import type { EngineErrorCode, ModelInfo } from '../../engine/types.ts';
+import type { EngineErrorCode } from '../../engine/types.ts';
 import type { ServerContext } from '../context.ts';
-import type { ServerTextPipeline } from '../hooks.ts';
 import type { ServedModelLease } from '../models.ts';
 import { requestAbort, SHUTDOWN_REASON } from '../request-abort.ts';
 import { forwardEmbeddings } from '../remote/embeddings.ts';
@@ -76,7 +75,8 @@ export function embeddingsRoutes(
   const limits: EmbeddingsLimits = { ...DEFAULT_EMBEDDINGS_LIMITS, ...opts.limits };
   const retryAfterSeconds = ctx.config.retryAfterSeconds;
 
-  function tokenize(r: EmbeddingsRequest, info: ModelInfo, text: ServerTextPipeline): number[][] {
+  async function tokenize(r: EmbeddingsRequest, lease: ServedModelLease, signal: AbortSignal): Promise<number[][]> {
+    const info = lease.info;
     let inputs: number[][];
     if (r.input.kind === 'tokens') {
       if (r.input.ids.some((ids) => ids.some((t) => t >= info.vocabSize))) {
@@ -84,17 +84,17 @@ export function embeddingsRoutes(
       }
       inputs = r.input.ids;
     } else {
-      // Bounded before tokenizing (prompt-bounds.ts): a huge batch cannot hold the event loop.
-      inputs = boundEmbeddingTexts(r.input.texts, info.contextLength, limits.maxTotalTokens, r.truncate).map((s) => text.encode(s));
+      // Bounded before tokenizing (prompt-bounds.ts); a large batch is tokenized in a worker thread.
+      inputs = await ctx.lifecycle.encodeTexts(lease, boundEmbeddingTexts(r.input.texts, info.contextLength, limits.maxTotalTokens, r.truncate), signal);
     }
-    const ctx = info.contextLength;
+    const limit = info.contextLength;
     inputs = inputs.map((ids, i) => {
       if (ids.length === 0) throw new ApiError('invalid_value', `'input[${i}]' has no tokens`, { param: 'input' });
-      if (ids.length <= ctx) return ids;
-      if (r.truncate) return ids.slice(0, ctx);
+      if (ids.length <= limit) return ids;
+      if (r.truncate) return ids.slice(0, limit);
       throw new ApiError(
         'context_length_exceeded',
-        `This model's maximum context length is ${ctx} tokens, but input[${i}] has ${ids.length} tokens. Shorten it (or send "truncate": true to cut it).`,
+        `This model's maximum context length is ${limit} tokens, but input[${i}] has ${ids.length} tokens. Shorten it (or send "truncate": true to cut it).`,
         { param: 'input' },
       );
     });
@@ -151,7 +151,8 @@ export function embeddingsRoutes(
         throw new ApiError('invalid_value', `'dimensions' must be at most ${info.hiddenSize} for this model`, { param: 'dimensions' });
       }
       if (!executor.embed) throw new ApiError('not_found', 'Embeddings are not available with this engine');
-      const inputs = tokenize(r, info, lease.text);
+      // A client that leaves while a worker tokenizes stops it (the outer catch finishes the request).
+      const inputs = await tokenize(r, lease, abort.signal);
       const total = inputs.reduce((a, ids) => a + ids.length, 0);
       track.promptTokens = total;
 
