@@ -73,7 +73,8 @@ export function createModelAdmin(opts: ModelAdminOptions): ModelAdmin {
       id: r.id,
       repo: r.repo,
       model: r.model,
-      state: r.state,
+      // Waiting for one of the download slots (main/library/pull-queue.ts): cancellable, no bytes yet.
+      state: running && r.job.queued ? 'queued' : r.state,
       receivedBytes: p.receivedBytes,
       totalBytes: p.totalBytes,
       bytesPerSec: running ? Math.round(p.bytesPerSec) : 0,
@@ -105,6 +106,8 @@ export function createModelAdmin(opts: ModelAdminOptions): ModelAdmin {
         job = startPull(repo, { ...opts.pull, dataDir: opts.dataDir });
       } catch (err) {
         if (err instanceof InvalidInputError) throw new ApiError('invalid_value', err.message, { param: 'repo' });
+        // Too many downloads already waiting for a slot: refused, not piled up.
+        if (err instanceof HubError && err.code === 'busy') throw new ApiError('queue_full', err.message, { retryAfter: 30 });
         throw err;
       }
       const rec: JobRecord = {

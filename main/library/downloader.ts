@@ -9,7 +9,9 @@
 //   resume by hashing the existing part first;
 // - transient failures (network, 5xx, 429) retry with exponential backoff (p-retry), honouring
 //   Retry-After; 401/403/404 and integrity failures stop at once with a message that says what to do;
-// - two pulls of the same model never write the same files (in-process single-flight + lock file).
+// - two pulls of the same model never write the same files (in-process single-flight + lock file);
+// - at most two pulls download at once (the rest wait, `queued`), and free disk must cover what all
+//   running pulls still have to write (main/library/pull-queue.ts).
 //
 // The staging folder has a deterministic name (not a random one) so that a later run can find and
 // resume the parts of a cancelled one; `.pull.json` in it records the commit, so parts of an older
@@ -33,8 +35,8 @@ import {
 } from './hub-client.ts';
 import { modelDirName, modelIdOf, parseRepoSpec, safeJoin, type RepoSpec } from './validate.ts';
 import { MANIFEST_FILE, modelsDirOf, INCOMING_DIR } from './paths.ts';
-import { formatBytes } from './format.ts';
 import { fsyncDir as fsyncDirWith, nodeFs, pidAlive, writeFileAtomic } from '../common/atomic-write.ts';
+import { defaultPullScheduler, type PullScheduler } from './pull-queue.ts';
 
 export interface PullOptions extends HubOptions {
   dataDir: string;
@@ -50,6 +52,8 @@ export interface PullOptions extends HubOptions {
   progressIntervalMs?: number;
   /** A transfer with no bytes for this long is aborted and retried (default 60 s). */
   stallTimeoutMs?: number;
+  /** Concurrency limit + disk reservation shared by pulls (default: the process's, main/library/pull-queue.ts). */
+  scheduler?: PullScheduler;
 }
 
 export interface PullStart {
@@ -152,7 +156,7 @@ interface PartTracker {
 const active = new Map<string, PullJob>();
 
 /**
- * One pull. Events: `start` (PullStart), `progress` (PullProgress), `retry` (PullRetry),
+ * One pull. Events: `running` (got a download slot), `start` (PullStart), `progress` (PullProgress), `retry` (PullRetry),
  * `file` ({ id, file, size }), `done` (PullResult), `failed` (HubError). Await `result`.
  */
 export class PullJob extends EventEmitter {
@@ -163,6 +167,9 @@ export class PullJob extends EventEmitter {
   private readonly opts: PullOptions;
   private readonly signal: AbortSignal;
   private received = 0;
+  /** Bytes written from the network by this run (what its disk reservation has used up). */
+  private written = 0;
+  private waitingForSlot = true;
   private total = 0;
   private filesDone = 0;
   private filesTotal = 0;
@@ -188,24 +195,39 @@ export class PullJob extends EventEmitter {
     return this.snapshot();
   }
 
+  /** True while the job waits for a download slot (at most MAX_CONCURRENT_PULLS run at once). */
+  get queued(): boolean {
+    return this.waitingForSlot;
+  }
+
   /** Cancels; `.part` files stay so the next pull resumes. */
   cancel(): void {
     this.controller.abort();
   }
 
   private async run(): Promise<PullResult> {
+    const scheduler = this.opts.scheduler ?? defaultPullScheduler;
+    let releaseSlot: (() => void) | null = null;
     try {
-      const res = await this.pull();
+      // A free slot is taken synchronously (still inside the constructor), so a pull that does not
+      // have to wait is never reported as queued; otherwise wait in line.
+      releaseSlot = scheduler.tryAcquire() ?? (await scheduler.acquire(this.signal));
+      this.waitingForSlot = false;
+      this.emit('running', { id: this.id });
+      const res = await this.pull(scheduler);
       this.emit('done', res);
       return res;
     } catch (err) {
+      this.waitingForSlot = false;
       const e = toHubError(err, this.id, this.signal);
       this.emit('failed', e);
       throw e;
+    } finally {
+      releaseSlot?.();
     }
   }
 
-  private async pull(): Promise<PullResult> {
+  private async pull(scheduler: PullScheduler): Promise<PullResult> {
     const modelsDir = modelsDirOf(this.opts.dataDir);
     const incoming = path.join(modelsDir, INCOMING_DIR);
     await fsp.mkdir(incoming, { recursive: true });
@@ -236,6 +258,7 @@ export class PullJob extends EventEmitter {
     }
 
     const releaseLock = await acquireLock(lockPath, this.id);
+    let reservation: { release(): void } | null = null;
     try {
       const state = await prepareStaging(staging, info);
       this.total = files.reduce((s, f) => s + f.size, 0);
@@ -249,7 +272,9 @@ export class PullJob extends EventEmitter {
           resumed += Math.min((await sizeOf(safeJoin(staging, f.path) + '.part')) ?? 0, f.size);
         }
       }
-      await checkDiskSpace(incoming, this.total - resumed);
+      // Free disk must cover what is left to write here and for the other running pulls (+ a margin).
+      const need = this.total - resumed;
+      reservation = await scheduler.reserve(incoming, need, () => need - this.written);
       this.emit('start', {
         id: this.id,
         repo: info.repo,
@@ -299,6 +324,7 @@ export class PullJob extends EventEmitter {
         alreadyPresent: false,
       };
     } finally {
+      reservation?.release();
       await releaseLock();
     }
   }
@@ -464,6 +490,7 @@ export class PullJob extends EventEmitter {
 
   private addBytes(n: number): void {
     this.received += n;
+    this.written += n;
     this.speedWindowBytes += n;
     this.emitProgress(false);
   }
@@ -509,13 +536,15 @@ export interface Manifest {
 
 /**
  * Starts pulling `owner/name[@rev]` (or returns the pull of the same model already running in this
- * process). Throws InvalidInputError synchronously for a malformed id.
+ * process). Throws InvalidInputError synchronously for a malformed id, and HubError `busy` when
+ * MAX_WAITING_PULLS pulls already wait for a slot (main/library/pull-queue.ts).
  */
 export function startPull(specStr: string, opts: PullOptions): PullJob {
   const spec = parseRepoSpec(specStr);
   const key = `${path.resolve(opts.dataDir)}\0${modelDirName(spec)}`;
   const running = active.get(key);
   if (running) return running;
+  (opts.scheduler ?? defaultPullScheduler).assertRoom();
   const job = new PullJob(spec, opts);
   active.set(key, job);
   job.result.finally(() => active.delete(key)).catch(() => {});
@@ -632,22 +661,6 @@ async function acquireLock(lockPath: string, id: string): Promise<() => Promise<
     }
   }
   throw new HubError('busy', `Could not lock the download folder for ${id}`, { retryable: false });
-}
-
-async function checkDiskSpace(dir: string, needBytes: number): Promise<void> {
-  try {
-    const st = await fsp.statfs(dir);
-    const free = Number(st.bavail) * Number(st.bsize);
-    if (needBytes > 0 && free < needBytes + 64 * 1024 * 1024) {
-      throw new HubError(
-        'no_space',
-        `Not enough disk space: ${formatBytes(needBytes)} to download, ${formatBytes(free)} free`,
-        { retryable: false },
-      );
-    }
-  } catch (err) {
-    if (err instanceof HubError) throw err;
-  }
 }
 
 function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {

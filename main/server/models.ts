@@ -71,7 +71,8 @@ export interface PublicPullJob extends PullProgress {
   repo: string;
   /** The library id the model gets once ready. */
   model: string;
-  state: 'running' | 'done' | 'failed' | 'cancelled';
+  /** `queued`: waiting for a download slot (at most 2 pulls download at once). */
+  state: 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
   startedAt: number;
   finishedAt: number | null;
   error: { code: string; message: string } | null;

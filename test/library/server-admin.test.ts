@@ -20,6 +20,7 @@ const SLOW = 'test-org/tiny-slow';
 let root: string;
 let dataDir: string;
 let hub: FakeHub | null = null;
+let hubModel = '';
 let running: RunningServe | null = null;
 const savedEndpoint = process.env.HF_ENDPOINT;
 
@@ -48,7 +49,7 @@ before(async () => {
   dataDir = path.join(root, 'data');
   const small = { family: 'qwen3' as const, hidden: 32, heads: 2, kvHeads: 1, headDim: 16, intermediate: 64 };
   await buildTinyModel(small, path.join(dataDir, 'models', START));
-  const hubModel = await buildTinyModel({ ...small, layers: 1 });
+  hubModel = await buildTinyModel({ ...small, layers: 1 });
   hub = await startFakeHub();
   hub.addRepo(PULLED, hubModel);
   hub.addRepo(SLOW, hubModel, { commit: 'b'.repeat(40) });
@@ -194,6 +195,45 @@ describe('model management over HTTP', { timeout: 300_000 }, () => {
       assert.ok(!listed.body.data.some((m: { id: string }) => m.id === SLOW), 'a cancelled pull is not a model');
       assert.ok(!existsSync(path.join(dataDir, 'models', 'test-org--tiny-slow')));
     } finally {
+      delete hub!.faults.throttleBytesPerSec;
+    }
+  });
+
+  it('two downloads run at once: a third is listed as queued, can be cancelled while queued, and starts when a slot frees (#11 item 6)', async () => {
+    const repos = ['test-org/q-one', 'test-org/q-two', 'test-org/q-three', 'test-org/q-four'];
+    repos.forEach((r, i) => hub!.addRepo(r, hubModel, { commit: String(i + 1).repeat(40) }));
+    hub!.faults.throttleBytesPerSec = 128 * 1024;
+    const job = async (id: string) => (await api('GET', '/v1/models/pulls')).body.data.find((x: { id: string }) => x.id === id);
+    try {
+      const started: Array<{ id: string; state: string }> = [];
+      for (const repo of repos) {
+        const r = await api('POST', '/v1/models/pull', { repo });
+        assert.equal(r.status, 202, JSON.stringify(r.body));
+        started.push(r.body.job);
+      }
+      assert.deepEqual(started.map((j) => j.state), ['running', 'running', 'queued', 'queued']);
+      const listed = await job(started[2].id);
+      assert.equal(listed.state, 'queued');
+      assert.equal(listed.receivedBytes, 0);
+      assert.ok(!hub!.log.some((e) => e.path.includes('/test-org/q-three/')), 'a queued download has not contacted the hub');
+
+      // Cancelled while waiting: it ends as cancelled and the line moves on without it.
+      assert.equal((await api('DELETE', `/v1/models/pulls/${started[3].id}`)).status, 200);
+      await waitFor('the queued job to be cancelled', async () => ((await job(started[3].id))?.state === 'cancelled' ? true : null), 30_000);
+
+      // A running one is cancelled: the first queued one gets its slot.
+      assert.equal((await api('DELETE', `/v1/models/pulls/${started[0].id}`)).status, 200);
+      const moving = await waitFor('the queued download to start', async () => {
+        const j = await job(started[2].id);
+        return j && j.state === 'running' ? j : null;
+      }, 30_000);
+      assert.equal(moving.state, 'running');
+      assert.equal((await job(started[3].id)).state, 'cancelled', 'the cancelled queued job never started');
+    } finally {
+      for (const j of (await api('GET', '/v1/models/pulls')).body.data) {
+        if (j.state === 'running' || j.state === 'queued') await api('DELETE', `/v1/models/pulls/${j.id}`);
+      }
+      await waitFor('every download to stop', async () => ((await api('GET', '/v1/models/pulls')).body.data.every((j: { state: string }) => j.state !== 'running' && j.state !== 'queued') ? true : null), 30_000);
       delete hub!.faults.throttleBytesPerSec;
     }
   });

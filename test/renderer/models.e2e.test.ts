@@ -20,6 +20,7 @@ const shots = path.join(repoRoot, 'test-results');
 const missing = chromiumMissing();
 const START = 'tiny-start';
 const REPO = 'test-org/tiny-e2e';
+const QUEUE_REPOS = ['test-org/e2e-q1', 'test-org/e2e-q2', 'test-org/e2e-q3'];
 
 describe('Models page in Chromium on the real server', { skip: missing ?? false, timeout: 420_000 }, () => {
   let root = '';
@@ -36,7 +37,9 @@ describe('Models page in Chromium on the real server', { skip: missing ?? false,
     const small = { family: 'qwen3' as const, hidden: 32, heads: 2, kvHeads: 1, headDim: 16, intermediate: 64 };
     await buildTinyModel(small, path.join(dataDir, 'models', START));
     hub = await startFakeHub();
-    hub.addRepo(REPO, await buildTinyModel({ ...small, layers: 1 }));
+    const hubModel = await buildTinyModel({ ...small, layers: 1 });
+    hub.addRepo(REPO, hubModel);
+    QUEUE_REPOS.forEach((r, i) => hub!.addRepo(r, hubModel, { commit: String(i + 5).repeat(40) }));
     // Slow enough (~11 MB tokenizer at 3 MB/s) that the page shows a running progress bar.
     hub.faults.throttleBytesPerSec = 3 * 1024 * 1024;
     process.env.HF_ENDPOINT = hub.endpoint;
@@ -118,6 +121,31 @@ describe('Models page in Chromium on the real server', { skip: missing ?? false,
 
       assert.deepEqual(problems, []);
     } finally {
+      await context.close().catch(() => {});
+    }
+  });
+
+  test('a third download waits: shown as queued with a Cancel button that cancels it (#11 item 6)', { timeout: 180_000 }, async () => {
+    const context = await browser!.newContext({ viewport: { width: 1280, height: 900 } });
+    const api = (method: string, route: string, body?: unknown) =>
+      fetch(`${running!.url}${route}`, { method, headers: body ? { 'content-type': 'application/json' } : {}, body: body ? JSON.stringify(body) : undefined });
+    hub!.faults.throttleBytesPerSec = 128 * 1024; // the two running downloads stay running
+    try {
+      for (const repo of QUEUE_REPOS) assert.equal((await api('POST', '/v1/models/pull', { repo })).status, 202);
+      const page = await context.newPage();
+      await page.goto(`${running!.url}/dashboard/#/models`, { waitUntil: 'load' });
+      const third = page.locator(`[data-testid="pull"][data-repo="${QUEUE_REPOS[2]}"]`);
+      await third.waitFor({ timeout: 30_000 });
+      assert.equal(await third.getAttribute('data-state'), 'queued');
+      assert.equal(await third.getByTestId('pull-state').textContent(), 'queued');
+      assert.match((await third.textContent()) ?? '', /waiting for a download slot/);
+      assert.equal(await page.locator('[data-testid="pull"][data-state="running"]').count(), 2);
+      await third.getByRole('button', { name: 'Cancel' }).click();
+      await page.locator(`[data-testid="pull"][data-repo="${QUEUE_REPOS[2]}"][data-state="cancelled"]`).waitFor({ timeout: 30_000 });
+    } finally {
+      const list = (await (await api('GET', '/v1/models/pulls')).json()) as { data: Array<{ id: string; state: string }> };
+      for (const j of list.data) if (j.state === 'running' || j.state === 'queued') await api('DELETE', `/v1/models/pulls/${j.id}`);
+      hub!.faults.throttleBytesPerSec = 3 * 1024 * 1024;
       await context.close().catch(() => {});
     }
   });

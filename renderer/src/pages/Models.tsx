@@ -27,17 +27,20 @@ function PullItem(props: { job: PullRow; onCancel: (id: string) => void }) {
   const j = props.job;
   const pct = j.totalBytes > 0 ? Math.min(100, (j.receivedBytes / j.totalBytes) * 100) : 0;
   const tone = j.state === 'done' ? 'ok' : j.state === 'failed' ? 'bad' : j.state === 'cancelled' ? 'idle' : 'warn';
-  const label = j.state === 'running' ? 'downloading' : j.state;
+  // queued: waiting for one of the server's download slots (two pulls download at once).
+  const label = j.state === 'running' ? 'downloading' : j.state === 'queued' ? 'queued' : j.state;
+  const active = j.state === 'running' || j.state === 'queued';
   return (
     <li className="pull" data-testid="pull" data-state={j.state} data-repo={j.repo}>
       <div className="pull-head">
         <code>{j.repo}</code>
         <span className={`badge tone-${tone}`} data-testid="pull-state">{label}</span>
         <span className="spacer" />
-        {j.state === 'running' ? <button className="btn small" onClick={() => props.onCancel(j.id)}>Cancel</button> : null}
+        {active ? <button className="btn small" onClick={() => props.onCancel(j.id)}>Cancel</button> : null}
       </div>
       <progress className="pull-bar" max={100} value={j.state === 'done' ? 100 : pct} aria-label={`Download of ${j.repo}`} data-testid="pull-progress" />
       <div className="pull-meta muted num">
+        {j.state === 'queued' ? 'waiting for a download slot · ' : ''}
         {bytes(j.receivedBytes)} / {bytes(j.totalBytes)} · {pct.toFixed(0)}%
         {j.state === 'running' ? ` · ${bytes(j.bytesPerSec)}/s · ETA ${j.etaSec == null ? '—' : duration(j.etaSec)}` : ''}
         {` · files ${j.filesDone}/${j.filesTotal}`}
