@@ -40,6 +40,10 @@ export const remoteSection: BenchSection = {
       const small = { model: 'up', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 };
       fake.setModes({ kind: 'ok', text: 'ok ', chunks: 2, intervalMs: 0 });
       const lat = { direct: [] as number[], routed: [] as number[] };
+      // CPU time of this process per request (client, fake upstream and front all live here): far
+      // less sensitive to other load on the box than wall time, so routed − direct is the router's
+      // own cost even on a busy machine.
+      const cpu = { direct: 0, routed: 0 };
       for (let i = 0; i < 20; i++) {
         await (await post(direct, small, 'x')).text();
         await (await post(routed, small, 'bench-key-123456')).text();
@@ -47,24 +51,36 @@ export const remoteSection: BenchSection = {
       for (let i = 0; i < n; i++) {
         // Interleaved so both see the same machine.
         for (const [k, url] of [['direct', direct], ['routed', routed]] as const) {
+          const c0 = process.cpuUsage();
           const t0 = performance.now();
           const r = await post(url, small, 'bench-key-123456');
           await r.text();
           lat[k].push(performance.now() - t0);
+          const c = process.cpuUsage(c0);
+          cpu[k] += c.user + c.system;
         }
       }
       const d = summarize(lat.direct);
       const r = summarize(lat.routed);
-      log(`per request p50 direct ${d.p50.toFixed(2)} ms, routed ${r.p50.toFixed(2)} ms`);
+      const cpuDirect = cpu.direct / n / 1000;
+      const cpuRouted = cpu.routed / n / 1000;
+      log(`per request p50 direct ${d.p50.toFixed(2)} ms, routed ${r.p50.toFixed(2)} ms; CPU per request direct ${cpuDirect.toFixed(2)} ms, routed ${cpuRouted.toFixed(2)} ms`);
       const chunks = quick ? 2000 : 10000;
       fake.setModes({ kind: 'ok', text: 'tok ', chunks, intervalMs: 0 });
+      const streamCpu = { direct: 0, routed: 0, chunks: { direct: 0, routed: 0 } };
       const streamRate = async (url: string) => {
+        const c0 = process.cpuUsage();
         const t0 = performance.now();
         const res = await post(url, { ...small, stream: true }, 'bench-key-123456');
         let got = 0;
         const dec = new TextDecoder();
         for await (const part of res.body as unknown as AsyncIterable<Uint8Array>) got += (dec.decode(part).match(/"content":"tok /g) ?? []).length;
-        return { perSecond: (got * 1000) / (performance.now() - t0), got };
+        const perSecond = (got * 1000) / (performance.now() - t0);
+        const c = process.cpuUsage(c0);
+        const k = url === direct ? 'direct' : 'routed';
+        streamCpu[k] += c.user + c.system;
+        streamCpu.chunks[k] += got;
+        return { perSecond, got };
       };
       const rates = { direct: [] as number[], routed: [] as number[] };
       for (let i = 0; i < (quick ? 3 : 5); i++) {
@@ -74,6 +90,7 @@ export const remoteSection: BenchSection = {
       const med = (a: number[]) => a.slice().sort((x, y) => x - y)[Math.floor(a.length / 2)];
       const rd = med(rates.direct);
       const rr = med(rates.routed);
+      const cpuPerChunk = { direct: streamCpu.direct / streamCpu.chunks.direct, routed: streamCpu.routed / streamCpu.chunks.routed };
       log(`stream chunks/s direct ${rd.toFixed(0)}, routed ${rr.toFixed(0)}`);
       // Paced like a real upstream: 10 ms between chunks.
       const pacedChunks = quick ? 100 : 200;
@@ -90,6 +107,9 @@ export const remoteSection: BenchSection = {
         result: {
           requests: n,
           latency_ms: { direct: d, routed: r, added_p50: r.p50 - d.p50, added_p99: r.p99 - d.p99 },
+          cpu_ms_per_request: { direct: cpuDirect, routed: cpuRouted, added: cpuRouted - cpuDirect },
+          // Unpaced streams only (computed before the paced runs).
+          cpu_us_per_chunk: { direct: cpuPerChunk.direct, routed: cpuPerChunk.routed, added: cpuPerChunk.routed - cpuPerChunk.direct },
           stream_chunks_per_second: { direct: rd, routed: rr, chunks },
           // What one relayed chunk costs the router (parse upstream SSE, our writer, our SSE frame).
           per_chunk_added_us: (1 / rr - 1 / rd) * 1e6,
@@ -98,6 +118,7 @@ export const remoteSection: BenchSection = {
         },
         ratios: {
           added_p50_ms: Math.round((r.p50 - d.p50) * 100) / 100,
+          added_cpu_ms_per_request: Math.round((cpuRouted - cpuDirect) * 1000) / 1000,
           stream_rate_routed_vs_direct: Math.round((rr / rd) * 1000) / 1000,
           paced_stream_rate_routed_vs_direct: Math.round((pr / pd) * 1000) / 1000,
         },

@@ -10,6 +10,7 @@
 // errors.ts's job.
 import http from 'node:http';
 import https from 'node:https';
+import { setTimeout as delay } from 'node:timers/promises';
 import pRetry, { AbortError } from 'p-retry';
 import { createParser } from 'eventsource-parser';
 
@@ -102,16 +103,30 @@ export class UpstreamClient {
    */
   async post(path: string, body: unknown, signal?: AbortSignal): Promise<UpstreamResponse> {
     const payload = Buffer.from(JSON.stringify(body));
+    const retryable = (err: unknown) => err instanceof UpstreamError && err.retryable && !signal?.aborted;
+    // The first attempt outside p-retry: nearly every request succeeds at once, and building the
+    // retry schedule each time was ~2% of a forwarded request's CPU (profiled).
+    try {
+      return await this.once('POST', path, payload, signal);
+    } catch (err) {
+      if (!retryable(err) || this.retries <= 0) throw err;
+    }
+    try {
+      await delay(this.retryMinMs, undefined, { signal });
+    } catch {
+      throw new UpstreamError('aborted', 'request aborted');
+    }
     return pRetry(
       async () => {
         try {
           return await this.once('POST', path, payload, signal);
         } catch (err) {
-          if (err instanceof UpstreamError && err.retryable && !signal?.aborted) throw err;
+          if (retryable(err)) throw err;
           throw new AbortError(err as Error);
         }
       },
-      { retries: this.retries, minTimeout: this.retryMinMs, factor: 2, randomize: false, signal },
+      // The same schedule as before: retryMinMs, then ×2 per further attempt.
+      { retries: this.retries - 1, minTimeout: this.retryMinMs * 2, factor: 2, randomize: false, signal },
     ).catch((err: unknown) => {
       // p-retry wraps non-Error throwables and rethrows the AbortError's original error.
       throw err instanceof UpstreamError ? err : signal?.aborted ? new UpstreamError('aborted', 'request aborted') : err;
