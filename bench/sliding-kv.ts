@@ -1,6 +1,6 @@
 // Sliding-window KV section: memory and decode speed over a long generation with the rotating KV
 // buffer (kv-cache.ts) against the same model with the window off (every layer keeps the full KV).
-// A Mistral-shaped model (every layer slides, window 256) decodes N tokens after a 64-token prompt
+// A Mistral-shaped model (8 layers, every layer slides, window 256, KV 32 KiB per token) decodes N tokens after a 64-token prompt
 // through forward() one step at a time; every 256 steps it records the cache's allocated KV bytes,
 // the process RSS and the MLX active-memory counter (null on the CPU build: it has no allocator
 // counters), plus tok/s of the last 64 steps. The ring's KV bytes must stay flat once the window is
@@ -22,7 +22,8 @@ import type { BenchOptions, BenchResult, BenchSection } from './registry.ts';
 const WINDOW = 256;
 
 function spec(window: number | null): ModelWriteSpec {
-  return { family: 'mistral', layers: 4, hidden: 256, heads: 4, kvHeads: 2, intermediate: 512, vocabSize: 32000, tied: false, slidingWindow: window, maxPositionEmbeddings: 8192, seed: 5 };
+  // KV 32 KiB per token (8 layers × K+V × 8 KV heads × 64 dims × 4 B) so the growth shows in RSS.
+  return { family: 'mistral', layers: 8, hidden: 512, heads: 8, kvHeads: 8, intermediate: 1024, vocabSize: 32000, tied: false, slidingWindow: window, maxPositionEmbeddings: 8192, seed: 5 };
 }
 
 function ensure(s: ModelWriteSpec, name: string): string {
@@ -86,11 +87,11 @@ export const slidingKvSection: BenchSection = {
   description: 'rotating KV buffer for sliding-window layers vs the window off: KV bytes, RSS and decode tok/s over a long generation',
   async run(opts: BenchOptions): Promise<BenchResult> {
     const steps = opts.quick ? 768 : 3072;
-    const out: Record<string, unknown> = { shape: `mistral-shaped, 4 layers, hidden 256, 4/2 heads, window ${WINDOW}, 64-token prompt + ${steps} decode steps, float32`, loadavgBefore: os.loadavg() };
+    const out: Record<string, unknown> = { shape: `mistral-shaped, 8 layers, hidden 512, 8/8 heads (KV 32 KiB/token), window ${WINDOW}, 64-token prompt + ${steps} decode steps, float32`, loadavgBefore: os.loadavg() };
     const runs: Record<string, Sample[]> = {};
     for (const [name, w] of [['ring', WINDOW], ['full', null]] as const) {
       opts.log(`${name}: loading`);
-      const lm = await loadModel(ensure(spec(w), `sliding-kv-${name}-v1`), { policy: cpuFloat32Policy() });
+      const lm = await loadModel(ensure(spec(w), `sliding-kv-${name}-v2`), { policy: cpuFloat32Policy() });
       runs[name] = await longDecode(lm, steps, (s) => opts.log(`${name} ${s}`));
       await afterLargeStep();
     }
