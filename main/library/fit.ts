@@ -9,6 +9,7 @@
 import { readSystemMemory } from '../hardening/memory.ts';
 import { computeDtypeFor, FLOAT32_CHOICE, type PolicyChoice } from '../engine/probe/policy-choice.ts';
 import { formatBytes } from './format.ts';
+import type { FolderShape } from '../engine/model-folder/index.ts';
 import { kvBytesFor, kvSlidingOf, tokensForBytes } from '../engine/model/kv-size.ts';
 
 export const COMPUTE_DTYPE = 'float32';
@@ -19,20 +20,8 @@ export const DEFAULT_CONTEXT_TOKENS = 4096;
 /** With contextLength "auto", a model fits when at least this much context (or its whole limit) fits. */
 export const MIN_AUTO_CONTEXT_TOKENS = 2048;
 
-export interface ModelShape {
-  parameters: number | null;
-  numLayers: number | null;
-  numKvHeads: number | null;
-  headDim: number | null;
-  /** The model's own maximum context (max_position_embeddings). */
-  maxContext: number | null;
-  /** The checkpoint's float dtype (float32 | bfloat16 | float16; a quantized one's scales dtype). */
-  floatDtype?: string | null;
-  /** Packed 4/8-bit part of the checkpoint (null/absent: none). `parameters` includes these. */
-  quantized?: { parameters: number; packedBytes: number; scaleElements: number } | null;
-  /** Per-layer sliding windows (null = full attention); their KV stops growing at the ring size. Absent: all full. */
-  layerWindows?: readonly (number | null)[] | null;
-}
+/** The shape the estimate needs, as the model-folder inspector reads it. */
+export type ModelShape = FolderShape;
 
 export interface FitEstimate {
   fits: boolean;

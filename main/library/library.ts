@@ -8,12 +8,9 @@ import path from 'node:path';
 import { estimateFit, type FitEstimate, type FitOptions, type ModelShape } from './fit.ts';
 import { readManifest } from './downloader.ts';
 import { INCOMING_DIR, modelsDirOf } from './paths.ts';
-import { readSafetensorsHeader, weightStats, type WeightStats } from './safetensors.ts';
 import { isInside, isSafeRemoteFileName } from './validate.ts';
-import { describeModel } from '../engine/model/registry.ts';
+import { inspectModelFolder } from '../engine/model-folder/index.ts';
 
-const MAX_CONFIG_BYTES = 1024 * 1024;
-const MAX_INDEX_BYTES = 16 * 1024 * 1024;
 const MAX_MODEL_ID_LENGTH = 256;
 
 export interface LibraryEntry {
@@ -60,174 +57,46 @@ export interface ListOptions extends FitOptions {
   includeIncomplete?: boolean;
 }
 
-type Json = Record<string, unknown>;
-
-async function readJsonFile(file: string, maxBytes: number): Promise<Json> {
-  const st = await fsp.stat(file);
-  if (!st.isFile()) throw new Error('not a file');
-  if (st.size > maxBytes) throw new Error('file too large');
-  const v = JSON.parse(await fsp.readFile(file, 'utf8'));
-  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error('not a JSON object');
-  return v as Json;
-}
-
-const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : null);
-
-function quantOf(config: Json): { bits: number; groupSize: number } | null {
-  const q = (config.quantization ?? config.quantization_config) as Json | undefined;
-  if (!q || typeof q !== 'object') return null;
-  const bits = num(q.bits);
-  const groupSize = num(q.group_size);
-  return bits && groupSize ? { bits, groupSize } : null;
-}
-
-const DTYPE_NAMES: Record<string, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
-
-/** Header stats cache keyed by file identity, so listing on every request stays cheap. */
-const headerCache = new Map<string, { key: string; params: number; floatDtype: string | null; quantized: boolean; ws: WeightStats }>();
-
 interface Inspection {
   entry: Omit<LibraryEntry, 'fitsInMemory' | 'id'> & { id: string | null };
   shape: ModelShape;
 }
 
 /**
- * Inspects one folder. `confineTo`: every file used must resolve inside this directory (the models
- * folder), so a symlinked weight file cannot point at something else on the disk.
+ * One folder as a library entry, from the model-folder inspector (main/engine/model-folder) plus
+ * what only the library knows (the download manifest). `confineTo`: every file used must resolve
+ * inside this directory (the models folder). Null: not a model folder (no readable config.json).
  */
 async function inspect(dir: string, confineTo: string | null): Promise<Inspection | null> {
-  const folder = path.basename(dir);
-  let config: Json;
-  try {
-    config = await readJsonFile(path.join(dir, 'config.json'), MAX_CONFIG_BYTES);
-  } catch {
-    return null; // not a model folder at all
-  }
-  const problems: string[] = [];
-  const names = await fsp.readdir(dir).catch(() => [] as string[]);
-  const checkFile = async (name: string): Promise<fs.Stats | null> => {
-    try {
-      const p = path.join(dir, name);
-      if (confineTo) {
-        const real = await fsp.realpath(p);
-        if (!isInside(confineTo, real)) return null;
-      }
-      const st = await fsp.stat(p);
-      return st.isFile() ? st : null;
-    } catch {
-      return null;
-    }
-  };
-  if (confineTo && !(await checkFile('config.json'))) return null;
-
-  let sizeBytes = 0;
-  for (const n of names) {
-    if (n.endsWith('.part')) continue;
-    const st = await checkFile(n);
-    if (st) sizeBytes += st.size;
-  }
-  if (!(await checkFile('tokenizer.json'))) problems.push('tokenizer.json is missing');
-
-  let shards = names.filter((n) => n.endsWith('.safetensors'));
-  if (names.includes('model.safetensors.index.json')) {
-    try {
-      const idx = await readJsonFile(path.join(dir, 'model.safetensors.index.json'), MAX_INDEX_BYTES);
-      const map = idx.weight_map as Record<string, unknown> | undefined;
-      const wanted = new Set(Object.values(map ?? {}).filter((v): v is string => typeof v === 'string'));
-      if (wanted.size === 0) problems.push('model.safetensors.index.json lists no shards');
-      for (const w of wanted) {
-        if (!isSafeRemoteFileName(w) || w.includes('/')) problems.push('the shard index names an unsafe file');
-        else if (!(await checkFile(w))) problems.push(`shard ${w} is missing`);
-      }
-      shards = [...wanted].filter((w) => isSafeRemoteFileName(w) && !w.includes('/'));
-    } catch {
-      problems.push('model.safetensors.index.json is unreadable');
-    }
-  }
-  if (shards.length === 0) problems.push('no .safetensors weights');
-
-  const quantization = quantOf(config);
-  let params: number | null = 0;
-  let floatDtype: string | null = null;
-  const packed = { parameters: 0, packedBytes: 0, scaleElements: 0 };
-  for (const s of shards) {
-    const st = await checkFile(s);
-    if (!st) {
-      problems.push(`${s} is not a regular file inside the model folder`);
-      params = null;
-      continue;
-    }
-    const file = path.join(dir, s);
-    const key = `${st.size}:${st.mtimeMs}:${st.ino}:${quantization?.groupSize ?? 0}`;
-    let c = headerCache.get(file);
-    if (!c || c.key !== key) {
-      try {
-        const ws = weightStats(await readSafetensorsHeader(file), quantization?.groupSize ?? null);
-        c = { key, params: ws.parameters, floatDtype: ws.floatDtype, quantized: ws.quantized, ws };
-        headerCache.set(file, c);
-      } catch {
-        problems.push(`${s} has an invalid safetensors header`);
-        params = null;
-        continue;
-      }
-    }
-    if (params !== null) params += c.params;
-    floatDtype ??= c.floatDtype;
-    packed.parameters += c.ws.quantizedParameters;
-    packed.packedBytes += c.ws.packedBytes;
-    packed.scaleElements += c.ws.scaleElements;
-  }
-
+  const ins = await inspectModelFolder(dir, { confineTo });
+  const config = ins.config;
+  if (!config) return null;
+  const problems = ins.problems.map((p) => p.message);
   // A pulled folder must still match what was verified at download time (sizes; cheap).
   const manifest = await readManifest(dir);
   if (manifest) {
     for (const f of manifest.files ?? []) {
       if (!isSafeRemoteFileName(f.path)) continue;
-      const st = await checkFile(f.path);
-      if (!st || st.size !== f.size) problems.push(`${f.path} differs from the downloaded file`);
+      const st = await fsp.stat(path.join(dir, f.path)).catch(() => null);
+      if (!st?.isFile() || st.size !== f.size) problems.push(`${f.path} differs from the downloaded file`);
     }
   }
-
-  // The engine's own config parser knows each family's fields (e.g. Gemma 3's text_config); the
-  // raw fields are the fallback for architectures it does not run.
-  const described = describeModel(config, params && params > 0 ? params : null);
-  const parsed = described.config;
-  const heads = num(config.num_attention_heads);
-  const hidden = num(config.hidden_size);
-  const headDim = parsed?.headDim ?? num(config.head_dim) ?? (heads && hidden ? hidden / heads : null);
-  const dtype = quantization
-    ? `q${quantization.bits}`
-    : typeof config.torch_dtype === 'string'
-      ? config.torch_dtype
-      : floatDtype
-        ? DTYPE_NAMES[floatDtype] ?? floatDtype.toLowerCase()
-        : null;
-  const shape: ModelShape = {
-    parameters: params && params > 0 ? params : null,
-    numLayers: parsed?.numLayers ?? num(config.num_hidden_layers),
-    numKvHeads: parsed?.numKvHeads ?? num(config.num_key_value_heads) ?? heads,
-    headDim,
-    maxContext: parsed?.contextLength ?? num(config.max_position_embeddings),
-    floatDtype: floatDtype ? (DTYPE_NAMES[floatDtype] ?? floatDtype.toLowerCase()) : null,
-    quantized: packed.parameters > 0 ? packed : null,
-    layerWindows: parsed?.layerWindows ?? null,
-  };
-  if (typeof config.model_type !== 'string') problems.push('config.json has no model_type');
+  const shape = ins.shape;
   return {
     entry: {
       id: manifest ? (manifest.id ?? manifest.repo) : null,
-      folder,
+      folder: path.basename(dir),
       dir,
       source: manifest ? 'hub' : 'folder',
       repo: manifest?.repo ?? null,
       revision: manifest?.revision ?? null,
       commit: manifest?.commit ?? null,
-      sizeBytes,
-      architecture: typeof config.model_type === 'string' ? config.model_type : null,
-      family: described.family,
-      activeParameters: described.activeParameters,
-      quantization,
-      dtype,
+      sizeBytes: ins.sizeBytes,
+      architecture: ins.architecture,
+      family: ins.family,
+      activeParameters: ins.activeParameters,
+      quantization: ins.quantization,
+      dtype: ins.dtype,
       parameters: shape.parameters,
       numLayers: shape.numLayers,
       numKvHeads: shape.numKvHeads,

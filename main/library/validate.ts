@@ -117,8 +117,4 @@ export function safeJoin(baseDir: string, relName: string): string {
   return full;
 }
 
-/** True when `child` (already resolved, e.g. a realpath) is `parent` itself or inside it. */
-export function isInside(parent: string, child: string): boolean {
-  const rel = path.relative(parent, child);
-  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
-}
+export { isInside } from '../common/paths.ts';

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { estimateFit, type ModelShape } from '../../main/library/fit.ts';
-import { weightStats, type TensorHeader } from '../../main/library/safetensors.ts';
+import { weightStats, type TensorHeader } from '../../main/engine/model-folder/index.ts';
 import { inspectFolder } from '../../main/library/library.ts';
 import { choosePolicy, FLOAT32_CHOICE, type MlxCapabilities } from '../../main/engine/probe/index.ts';
 import { buildTinyModel } from '../helpers/tiny-model.ts';

@@ -1,7 +1,10 @@
 // Parses a Hugging Face / mlx-community config.json into a typed, validated ModelConfig.
 // Family-specific defaults (e.g. Qwen2's implicit q/k/v bias) come from the registry so this
 // file never needs to know about individual families beyond asking the registry.
-import { getFamily } from './registry.ts';
+import { findFamily, getFamily } from './registry.ts';
+import { ModelConfigError, num, posInt } from './config-fields.ts';
+
+export { ModelConfigError, configInt, configNum } from './config-fields.ts';
 
 export interface Llama3RopeScaling {
   type: 'llama3';
@@ -112,26 +115,6 @@ export interface ModelConfig {
   moe: MoeConfig | null;
   /** Tensor-name prefix of the text model ('' or 'language_model.' in a multimodal checkpoint). */
   weightPrefix: string;
-}
-
-export class ModelConfigError extends Error {
-  override name = 'ModelConfigError';
-}
-
-function num(raw: Record<string, unknown>, key: string, fallback?: number): number {
-  const v = raw[key];
-  if (v === undefined || v === null) {
-    if (fallback !== undefined) return fallback;
-    throw new ModelConfigError(`config.json is missing "${key}"`);
-  }
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new ModelConfigError(`config.json "${key}" must be a number`);
-  return v;
-}
-
-function posInt(raw: Record<string, unknown>, key: string, fallback?: number): number {
-  const v = num(raw, key, fallback);
-  if (!Number.isInteger(v) || v <= 0) throw new ModelConfigError(`config.json "${key}" must be a positive integer`);
-  return v;
 }
 
 function idList(v: unknown): number[] {
@@ -309,12 +292,30 @@ export function layerTypesWindows(r: Record<string, unknown>, numLayers: number)
   return types.map((t) => (t === 'sliding_attention' ? w : null));
 }
 
-/** Reads a positive integer field (for family files). */
-export function configInt(raw: Record<string, unknown>, key: string, fallback?: number): number {
-  return posInt(raw, key, fallback);
-}
-
-/** Reads a number field (for family files). */
-export function configNum(raw: Record<string, unknown>, key: string, fallback?: number): number {
-  return num(raw, key, fallback);
+/**
+ * What the library shows without loading a model: the family that runs `raw` (config.json), its
+ * parsed config (null when unsupported or invalid) and, for MoE, the parameters active per token.
+ */
+export function describeModel(
+  raw: Record<string, unknown>,
+  totalParameters: number | null,
+): { family: string | null; config: ModelConfig | null; activeParameters: number | null } {
+  const mt = raw.model_type;
+  const family = typeof mt === 'string' ? findFamily(mt) : undefined;
+  if (!family) return { family: null, config: null, activeParameters: null };
+  let config: ModelConfig | null = null;
+  try {
+    config = parseModelConfig(raw);
+  } catch {
+    return { family: family.name, config: null, activeParameters: null };
+  }
+  let activeParameters: number | null = null;
+  if (config.moe && totalParameters !== null) {
+    // Every sparse layer runs top-k of its experts (gate, up and down projections each).
+    const m = config.moe;
+    const perExpert = 3 * config.hiddenSize * m.moeIntermediateSize;
+    const sparse = m.sparseLayers.filter(Boolean).length;
+    activeParameters = totalParameters - sparse * (m.numExperts - m.topK) * perExpert;
+  }
+  return { family: family.name, config, activeParameters };
 }

@@ -9,7 +9,7 @@
 //    with rope base rope_local_base_freq and no rope scaling; global layers use rope_theta and
 //    rope_scaling;
 //  - tied embeddings (the checkpoint has no lm_head).
-import { configInt, configNum, ModelConfigError } from './config.ts';
+import { configInt, configNum, ModelConfigError } from './config-fields.ts';
 import type { FamilySpec } from './family.ts';
 
 /** Hugging Face Gemma3TextConfig defaults for fields a config.json may leave out. */

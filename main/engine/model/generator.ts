@@ -4,7 +4,7 @@
 // `.return()` on the generator.
 import { core as mx } from '@frost-beta/mlx';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { EngineErrorCode, ModelInfo, SamplingParams } from '../types.ts';
 import { createDecoderModel, type DecoderModel } from './base.ts';
@@ -19,6 +19,7 @@ import { afterLargeStep } from './memory.ts';
 import type { PrefixCache } from './prefix-cache.ts';
 import { Sampler, type SamplingConstraint, type TokenLogprobs } from './sampling.ts';
 import { buildModelWeights, peekCheckpointFloatDtype, weightBytes } from './weights.ts';
+import { readJsonBounded } from '../model-folder/index.ts';
 
 /** An error with an engine error code; messages never contain file-system paths. */
 export class ModelError extends Error {
@@ -46,16 +47,10 @@ export interface LoadOptions {
 }
 
 function readJson(dir: string, name: string, required: boolean): unknown {
-  const p = path.join(dir, name);
-  if (!existsSync(p)) {
-    if (required) throw new ModelError('model_load_failed', `model folder has no ${name}`);
-    return undefined;
-  }
-  try {
-    return JSON.parse(readFileSync(p, 'utf8'));
-  } catch {
-    throw new ModelError('model_load_failed', `${name} is not valid JSON`);
-  }
+  const r = readJsonBounded(path.join(dir, name));
+  if (r.ok) return r.value;
+  if (r.reason === 'is missing' && !required) return undefined;
+  throw new ModelError('model_load_failed', r.reason === 'is missing' ? `model folder has no ${name}` : `${name} ${r.reason}`);
 }
 
 function idList(v: unknown): number[] {

@@ -2,7 +2,7 @@
 // (rows q, k, v) and `gate_up_proj` (rows gate, up), split into views at load — partial rotary
 // dims (`partial_rotary_factor`, Phi-4-mini 0.75), longrope ("su") scaling for the 128k variants
 // (rope.ts), and `sliding_window` when set below the context (Phi-3-mini-4k: 2047).
-import { configNum } from './config.ts';
+import { configNum } from './config-fields.ts';
 import type { FamilySpec } from './family.ts';
 import { everyLayerWindow } from './sliding-window.ts';
 

@@ -1,7 +1,7 @@
 // Qwen3-MoE (Qwen3-30B-A3B, Qwen3-Coder-30B-A3B): the Qwen3 block (q/k norm) with a sparse MoE
 // MLP on the layers `decoder_sparse_step` / `mlp_only_layers` select (moe.ts); the other layers
 // keep a dense MLP of intermediate_size.
-import { configInt, ModelConfigError } from './config.ts';
+import { configInt, ModelConfigError } from './config-fields.ts';
 import type { FamilySpec } from './family.ts';
 import { qwenLayerWindows } from './sliding-window.ts';
 

@@ -1,6 +1,6 @@
 // Which layers use sliding-window attention, for the families whose config.json says so without a
 // `layer_types` list (that list, when present, is read generically in config.ts and wins).
-import { configInt } from './config.ts';
+import { configInt } from './config-fields.ts';
 import type { ModelConfig } from './config.ts';
 
 /** Mistral (and Phi-3): `sliding_window` on every layer when set below the context length. */

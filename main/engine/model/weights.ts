@@ -2,9 +2,9 @@
 // it into the weights the forward pass uses, applying the dtype policy one layer at a time and
 // evaluating as it goes so peak memory stays near the final in-memory size.
 import { core as mx } from '@frost-beta/mlx';
-import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import type { ModelConfig } from './config.ts';
+import { FLOAT_DTYPE_NAMES, INDEX_FILE, listCheckpointFiles, readSafetensorsHeaderSync } from '../model-folder/index.ts';
 import type { DtypePolicy, LinearWeight, RawModuleTensors } from './dtype-policy.ts';
 import { loadMoeWeights, moeArrays, type MoeWeights } from './moe.ts';
 
@@ -64,65 +64,22 @@ export interface CheckpointInfo {
   numParameters: number;
 }
 
-const INDEX_FILE = 'model.safetensors.index.json';
-
-/** Lists the checkpoint's safetensors files and, for sharded checkpoints, validates the index. */
-export function listCheckpointFiles(dir: string): { files: string[]; weightMap: Record<string, string> | null } {
-  const indexPath = path.join(dir, INDEX_FILE);
-  if (existsSync(indexPath)) {
-    let index: unknown;
-    try {
-      index = JSON.parse(readFileSync(indexPath, 'utf8'));
-    } catch {
-      throw new WeightsError(`${INDEX_FILE} is not valid JSON`);
-    }
-    const wm = (index as { weight_map?: unknown })?.weight_map;
-    if (!wm || typeof wm !== 'object' || Array.isArray(wm)) throw new WeightsError(`${INDEX_FILE} has no "weight_map" object`);
-    const weightMap = wm as Record<string, string>;
-    const files = [...new Set(Object.values(weightMap))];
-    for (const f of files) {
-      if (typeof f !== 'string' || f.includes('/') || f.includes('\\') || f.startsWith('.')) {
-        throw new WeightsError(`${INDEX_FILE} names an invalid shard file`);
-      }
-      if (!existsSync(path.join(dir, f))) throw new WeightsError(`${INDEX_FILE} lists shard "${f}", which is missing`);
-    }
-    return { files, weightMap };
-  }
-  if (existsSync(path.join(dir, 'model.safetensors'))) return { files: ['model.safetensors'], weightMap: null };
-  const any = readdirSync(dir).filter((f) => f.endsWith('.safetensors')).sort();
-  if (any.length === 0) throw new WeightsError('no model.safetensors (or shards with an index) in the model folder');
-  if (any.length > 1) throw new WeightsError(`several .safetensors files but no ${INDEX_FILE}`);
-  return { files: any, weightMap: null };
-}
-
 /**
  * The checkpoint's float dtype (float32 | bfloat16 | float16), read from a safetensors header
  * without loading anything: the embedding's scales for a quantized checkpoint, else its weight.
  * mlx-lm computes in this dtype; null when it cannot be told.
  */
 export function peekCheckpointFloatDtype(dir: string): string | null {
-  const names: Record<string, string> = { F32: 'float32', BF16: 'bfloat16', F16: 'float16' };
   try {
     const { files, weightMap } = listCheckpointFiles(dir);
     const want = ['model.embed_tokens.scales', 'model.embed_tokens.weight'];
     const file = (weightMap && (weightMap[want[0]] ?? weightMap[want[1]])) || files[0];
-    const fd = openSync(path.join(dir, file), 'r');
-    try {
-      const len = Buffer.alloc(8);
-      readSync(fd, len, 0, 8, 0);
-      const n = Number(len.readBigUInt64LE(0));
-      if (n <= 0 || n > 100 * 1024 * 1024) return null;
-      const buf = Buffer.alloc(n);
-      readSync(fd, buf, 0, n, 8);
-      const header = JSON.parse(buf.toString('utf8')) as Record<string, { dtype?: string }>;
-      for (const name of want) {
-        const d = header[name]?.dtype;
-        if (d) return names[d] ?? null;
-      }
-      return null;
-    } finally {
-      closeSync(fd);
+    const header = readSafetensorsHeaderSync(path.join(dir, file));
+    for (const name of want) {
+      const d = header.get(name)?.dtype;
+      if (d) return FLOAT_DTYPE_NAMES[d] ?? null;
     }
+    return null;
   } catch {
     return null;
   }
