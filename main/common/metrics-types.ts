@@ -24,7 +24,21 @@ export interface Percentiles {
   p99: number;
 }
 
-/** JSON served at GET /v1/metrics (and pushed on the live feed). Times in seconds. */
+/** The memory block of the snapshot (main/hardening/memory.ts `MemoryStats` is this plus the system figure). */
+export interface MemoryMetrics {
+  current_mb: number;
+  peak_mb: number;
+  growth_percent: number;
+  server_rss_mb: number;
+  engine_rss_mb: number;
+  engine_peak_mb: number;
+  /** Additive: MLX pool counters (Metal builds); null = not available on this build (the CPU build has none). */
+  mlx_active_mb?: number | null;
+  mlx_peak_mb?: number | null;
+  mlx_cache_mb?: number | null;
+  pressure?: 'normal' | 'soft' | 'hard';
+}
+
 /** One remote upstream (settings `remotes`): its circuit state and what went through it. */
 export interface UpstreamMetrics {
   upstream: string;
@@ -40,6 +54,7 @@ export interface UpstreamMetrics {
   fallbacks: number;
 }
 
+/** JSON served at GET /v1/metrics (and pushed on the live feed). Times in seconds. */
 export interface MetricsSnapshot {
   /** hit_rate null: nothing was looked up yet. enabled: the response cache is switched on (absent when unknown). */
   cache: { cache_hits: number; cache_misses: number; hit_rate: number | null; enabled?: boolean };
@@ -49,19 +64,7 @@ export interface MetricsSnapshot {
   latency: Percentiles & { count: number; window_seconds?: number; routes?: string[] };
   ttft: Percentiles;
   tokens_per_second: number;
-  memory: {
-    current_mb: number;
-    peak_mb: number;
-    growth_percent: number;
-    server_rss_mb: number;
-    engine_rss_mb: number;
-    engine_peak_mb: number;
-    /** Additive: MLX pool counters (Metal builds); null = not available on this build (the CPU build has none). */
-    mlx_active_mb?: number | null;
-    mlx_peak_mb?: number | null;
-    mlx_cache_mb?: number | null;
-    pressure?: 'normal' | 'soft' | 'hard';
-  };
+  memory: MemoryMetrics;
   throughput: { total_requests: number; requests_per_second: number };
   requests: { active: number; queued: number; cancelled: number; errors: number; by_status: Record<string, number>; by_api?: Record<string, number> };
   tokens: { prompt_total: number; completion_total: number };

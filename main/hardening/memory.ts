@@ -25,6 +25,7 @@ import os from 'node:os';
 import { ApiError } from '../common/errors.ts';
 import type { EngineStats, ModelInfo } from '../engine/types.ts';
 import { kvBytesFor, tokensForBytes } from '../engine/model/kv-size.ts';
+import type { MemoryMetrics } from '../common/metrics-types.ts';
 
 export type PressureLevel = 'normal' | 'soft' | 'hard';
 
@@ -56,17 +57,8 @@ export interface MemorySample {
   engineAvailable: boolean;
 }
 
-export interface MemoryStats {
-  current_mb: number;
-  peak_mb: number;
-  growth_percent: number;
-  server_rss_mb: number;
-  engine_rss_mb: number;
-  engine_peak_mb: number;
-  /** MLX pool counters; null = not available on this build (the CPU build has none). */
-  mlx_active_mb: number | null;
-  mlx_peak_mb: number | null;
-  mlx_cache_mb: number | null;
+/** The snapshot's memory block, every field present, plus the system figure. */
+export interface MemoryStats extends Required<MemoryMetrics> {
   system_available_mb: number | null;
   pressure: PressureLevel;
   samples: number;
