@@ -119,7 +119,6 @@ describe('model manager hooks (real engine process)', { timeout: 300_000 }, () =
     const info = await m.ensureLoaded(qwen);
     assert.equal(info.architecture, 'qwen3', 'a failing afterLoad does not fail the load');
     assert.equal(m.loadedId, qwen);
-    const t0 = Date.now();
     await m.ensureLoaded(llama);
     assert.equal(engine.model?.architecture, 'llama');
     await m.unload('manual');
@@ -133,8 +132,8 @@ describe('model manager hooks (real engine process)', { timeout: 300_000 }, () =
         ['beforeRelease', llama, 'manual', 'timeout'],
       ],
     );
-    for (const e of hookEvents.filter((x) => x.outcome === 'timeout')) assert.ok(e.ms >= 290 && e.ms < 10_000, `timeout after ${e.ms} ms`);
-    assert.ok(Date.now() - t0 < 60_000);
+    // A lower bound only (the hook was given its time before the switch went on): an upper bound would be a wall-clock assertion.
+    for (const e of hookEvents.filter((x) => x.outcome === 'timeout')) assert.ok(e.ms >= 290, `timeout after ${e.ms} ms`);
     const errors = hookEvents.filter((e) => e.outcome === 'error').map((e) => e.error ?? '');
     assert.ok(errors.every((msg) => msg.includes('cannot read') && !msg.includes(qwenDir)), errors.join(' | '));
   });

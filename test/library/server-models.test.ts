@@ -198,13 +198,11 @@ describe('model library in the running server', { timeout: 600_000 }, () => {
     assert.ok(lastUsed === A || lastUsed === B);
     // No `model`: the last used one comes back transparently.
     const loadsBefore = events.filter((e) => e.type === 'loaded').length;
-    const t0 = Date.now();
     const r = await client.chat.completions.create({ model: '', messages: [{ role: 'user', content: 'again' }], max_tokens: 3 } as never);
     assert.equal((r as { model: string }).model, lastUsed);
     assert.equal(events.filter((e) => e.type === 'loaded').length, loadsBefore + 1);
     assert.equal(running!.engine.state, 'ready');
-    // The reload happened inside this request: its latency includes the load.
-    assert.ok(Date.now() - t0 >= events.filter((e) => e.type === 'loaded').at(-1)!.loadMs!);
+    // (The reload happened inside this request: one more 'loaded' event between its start and its answer, above.)
     running!.models!.setIdleUnloadMs(0);
     const h2 = (await (await fetch(`${running!.url}/health`)).json()) as Record<string, unknown>;
     assert.equal(h2.model_state, 'loaded');

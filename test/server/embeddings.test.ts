@@ -233,7 +233,10 @@ describe('embeddings: client disconnect', () => {
       body: JSON.stringify({ model, input }),
       signal: ac.signal,
     }).catch((e: Error) => e);
-    setTimeout(() => ac.abort(), 300);
+    // Progress, not a fixed delay: leave once the batch holds a work slot (it is in the engine).
+    for (let i = 0; i < 3000 && stack.server.load.active === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(stack.server.load.active, 1, 'the batch reached the engine');
+    ac.abort();
     assert.ok((await pending) instanceof Error, 'the client aborted');
     const next = await client.embeddings.create({ model, input: 'after the cancelled batch' });
     assert.equal(next.data.length, 1);

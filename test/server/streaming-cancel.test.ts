@@ -88,12 +88,15 @@ async function waitForRecord(pred: (r: RequestRecord) => boolean, timeoutMs = 30
   }
 }
 
-/** A short request must complete promptly once the cancelled one released the engine. */
+/**
+ * The cancelled generation released the engine (ordering, not timing: its record is out, and the work
+ * slot is free without anyone waiting), and a short request is then served.
+ */
 async function assertServedPromptly(): Promise<void> {
-  const t0 = Date.now();
+  for (let i = 0; i < 600 && stack.server.load.active > 0; i++) await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(stack.server.load, { active: 0, queued: 0 }, 'the cancelled generation still holds the engine');
   const res = await postJson(stack.port, '/v1/chat/completions', chat('after cancel', { max_tokens: 2 }));
   assert.equal(res.status, 200);
-  assert.ok(Date.now() - t0 < 15_000, `next request took ${Date.now() - t0} ms`);
   assert.deepEqual(stack.server.load, { active: 0, queued: 0 });
 }
 
