@@ -4,7 +4,7 @@
 // The controller refuses to start the server while the settings are invalid.
 import './electron-stub/register.mjs';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -13,6 +13,8 @@ import { openSettingsStore } from '../../main/settings/store.ts';
 import { SETTINGS_SCHEMA, type StoredSettings } from '../../main/settings/schema.ts';
 import { AppController } from '../../main/shell/controller.ts';
 import { SettingsService } from '../../main/settings/service.ts';
+import { modelSettingCheck } from '../../main/core/model-setting.ts';
+import { buildTinyModel } from '../helpers/tiny-model.ts';
 
 const dirs: string[] = [];
 function tmp(): string {
@@ -128,5 +130,28 @@ describe('desktop settings service', () => {
     await controller.dispose();
     assert.equal(controller.state.server, 'stopped');
     assert.deepEqual(states, ['error', 'stopped', 'starting', 'running', 'stopping', 'stopped']);
+  });
+
+  test("the app's settings page: a model that is not a model folder or a library id is refused and not saved (#11 item 4)", { timeout: 120_000 }, async () => {
+    const dir = tmp();
+    const modelDir = await buildTinyModel({ family: 'qwen3', hidden: 32, heads: 2, kvHeads: 1, headDim: 16, intermediate: 64, layers: 1 });
+    // The same hook the shell passes (main/shell/index.ts): the core's check over this data folder.
+    const svc = new SettingsService({ dataDir: dir, write: await electronStoreWriter(dir), checkModel: modelSettingCheck(dir) });
+    const controller = new AppController({
+      settings: svc,
+      startCore: async () => assert.fail('no start while saving'),
+      fetchImpl: (async () => new Response('{}', { status: 503 })) as typeof fetch,
+    });
+    const file = path.join(dir, 'config.json');
+    for (const bad of ['/etc', '../../etc/passwd', 'file:///etc', dir]) {
+      const r = await controller.saveSettings({ ...controller.getSettings().values, model: bad });
+      assert.equal(r.ok, false, bad);
+      assert.deepEqual(r.issues.map((i) => i.path), ['/model'], bad);
+      assert.equal(existsSync(file), false, `${bad}: nothing written`);
+    }
+    const ok = await controller.saveSettings({ ...controller.getSettings().values, model: modelDir });
+    assert.equal(ok.ok, true, JSON.stringify(ok.issues));
+    assert.equal((JSON.parse(readFileSync(file, 'utf8')) as { model: string }).model, modelDir);
+    await controller.dispose();
   });
 });
