@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { core as mx } from '@frost-beta/mlx';
 import { buildTinyModel, type TinyModelSpec } from '../helpers/tiny-model.ts';
 import { generateAll, loadModel, type LoadedModel } from '../../main/engine/model/generator.ts';
-import { forward } from '../../main/engine/model/base.ts';
+import { forward, forwardSegments } from '../../main/engine/model/base.ts';
 import { kvCacheFor, KVCache } from '../../main/engine/model/kv-cache.ts';
 import { PrefixCache, exportEntry, importEntry } from '../../main/engine/model/prefix-cache.ts';
 import { DEFAULT_SAMPLING } from '../../main/engine/types.ts';
@@ -86,6 +86,31 @@ describe('sliding-window KV ring buffer', () => {
     const off = forward(lm.model, [seq[13]], bad, true);
     mx.eval(off);
     assert.ok(maxAbsDiff(rowOf(off), want[13]) > 1e-2, 'a wrong rollback is caught');
+  });
+
+  it('continuous batching: two sequences past the window, each on its own ring, stepped together equal the reference', async () => {
+    const { lm, ref } = await model(GEMMA);
+    const seqs = [someTokens(30, 40), someTokens(21, 41)].map((t) => t.map((x) => x % V));
+    const want = seqs.map((t) => ref.logits(t));
+    const caches = seqs.map(() => kvCacheFor(lm.config, { slack: 4 }));
+    const pre = [12, 9];
+    caches.forEach((c, i) => mx.eval(forward(lm.model, seqs[i].slice(0, pre[i]), c), ...c.arrays()));
+    let worst = 0;
+    for (let step = 0; step < 12; step++) {
+      // One shared pass: sequence 0 decodes one token, sequence 1 runs two every other step
+      // (different widths and ring phases in the same step).
+      const segs = [0, 1]
+        .map((i) => ({ i, from: caches[i].offset, n: Math.min(i === 1 && step % 2 === 0 ? 2 : 1, seqs[i].length - caches[i].offset) }))
+        .filter((x) => x.n > 0);
+      const out = forwardSegments(lm.model, segs.map((x) => ({ tokens: seqs[x.i].slice(x.from, x.from + x.n), cache: caches[x.i], lastOnly: false })));
+      mx.eval(out.logits, ...caches.flatMap((c) => c.arrays()));
+      const rows = out.logits.tolist() as number[][];
+      segs.forEach((x, k) => {
+        for (let j = 0; j < out.rows[k].count; j++) worst = Math.max(worst, maxAbsDiff(rows[out.rows[k].start + j], want[x.i][x.from + j]));
+      });
+    }
+    assert.ok(caches[0].offset > 3 * WINDOW - 2 && caches[1].offset === seqs[1].length);
+    assert.ok(worst < TOL, `max abs logit diff ${worst}`);
   });
 
   it('steps longer than the planned slack re-lay the ring out and stay exact', async () => {
