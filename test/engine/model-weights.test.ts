@@ -12,7 +12,8 @@ import { buildTinyModel } from '../helpers/tiny-model.ts';
 import { loadModel, ModelError } from '../../main/engine/model/generator.ts';
 import { cpuFloat32Policy } from '../../main/engine/model/dtype-policy.ts';
 import { parseModelConfig } from '../../main/engine/model/config.ts';
-import { engineLogits, someTokens } from './reference-helpers.ts';
+import { engineLogits, engineLogitsChunked, someTokens } from './reference-helpers.ts';
+import { choosePolicy } from '../../main/engine/probe/policy-choice.ts';
 import { maxAbsDiff } from './reference.ts';
 
 const V = 8192;
@@ -60,6 +61,43 @@ describe('checkpoint loading', () => {
     assert.match(c.fingerprint, /^[0-9a-f]{32}$/);
     const again = await loadModel(await buildTinyModel({ family: 'qwen3', dtype: 'bfloat16', vocabSize: V, maxPositionEmbeddings: 2048 }));
     assert.equal(again.info.fingerprint, c.fingerprint, 'fingerprint is stable');
+  });
+
+  it('q/k/v and gate/up are fused into one matrix each: same logits as separate matrices, bytes counted once, packed weights left separate', async () => {
+    // qwen2: q/k/v carry biases, so the fused bias is exercised too.
+    const dir = await buildTinyModel({ family: 'qwen2', vocabSize: V });
+    const fused = await loadModel(dir);
+    const separate = await loadModel(dir, { fuseProjections: false });
+    const c = fused.config;
+    const l0 = fused.model.weights.layers[0];
+    assert.ok(l0.qkv && l0.qkv.kind === 'dense' && l0.gateUp && l0.gateUp.kind === 'dense');
+    assert.deepEqual(l0.qkv.weight.shape, [(c.numHeads + 2 * c.numKvHeads) * c.headDim, c.hiddenSize]);
+    assert.deepEqual(l0.qkv.bias?.shape, [(c.numHeads + 2 * c.numKvHeads) * c.headDim]);
+    assert.deepEqual(l0.gateUp.weight.shape, [2 * c.intermediateSize, c.hiddenSize]);
+    assert.equal(separate.model.weights.layers[0].qkv, null);
+    // The parts are row views of the fused matrix, holding exactly the checkpoint's modules.
+    const s0 = separate.model.weights.layers[0];
+    for (const k of ['q', 'k', 'v', 'gate', 'up'] as const) {
+      const a = l0[k]!;
+      const b = s0[k]!;
+      assert.equal(mx.max(mx.abs(mx.subtract((a as { weight: mx.array }).weight, (b as { weight: mx.array }).weight))).item(), 0, k);
+    }
+    assert.equal(fused.info.weightBytes, separate.info.weightBytes);
+    // Prefill (all rows) and chunked decode-shaped steps give the same logits either way.
+    const toks = someTokens(7).map((t) => t % V);
+    const a = engineLogits(fused, toks);
+    const b = engineLogits(separate, toks);
+    a.forEach((row, i) => assert.ok(maxAbsDiff(row, b[i]) <= 1e-5, `row ${i}: ${maxAbsDiff(row, b[i])}`));
+    const ac = engineLogitsChunked(fused, toks, [4, 1, 1, 1]);
+    const bc = engineLogitsChunked(separate, toks, [4, 1, 1, 1]);
+    ac.forEach((row, i) => assert.ok(maxAbsDiff(row, bc[i]) <= 1e-5, `step row ${i}: ${maxAbsDiff(row, bc[i])}`));
+    // Packed 4-bit weights (native policy) keep their separate modules.
+    const q4 = await loadModel(await buildTinyModel({ family: 'qwen3', dtype: 'bfloat16', quant: { bits: 4, groupSize: 64 }, vocabSize: V }), {
+      choice: choosePolicy('native', null),
+    });
+    assert.equal(q4.model.weights.layers[0].q.kind, 'quantized');
+    assert.equal(q4.model.weights.layers[0].qkv, null);
+    assert.equal(q4.model.weights.layers[0].gateUp, null);
   });
 
   it('an index naming the wrong shard for a tensor is rejected', async () => {

@@ -79,9 +79,21 @@ function attendSegment(m: DecoderModel, layerIdx: number, q: mx.array, k: mx.arr
 function attention(m: DecoderModel, lw: LayerWeights, layerIdx: number, x: mx.array, segs: SegmentPlan[]): mx.array {
   const c = m.config;
   const T = x.shape[1];
-  let q = linear(m, x, lw.q, 'q_proj').reshape(1, T, c.numHeads, c.headDim);
-  let k = linear(m, x, lw.k, 'k_proj').reshape(1, T, c.numKvHeads, c.headDim);
-  let v = linear(m, x, lw.v, 'v_proj').reshape(1, T, c.numKvHeads, c.headDim);
+  let q: mx.array, k: mx.array, v: mx.array;
+  if (lw.qkv) {
+    // One product for the three projections (weights.ts fuseRows), split along the output features.
+    const qkv = linear(m, x, lw.qkv, 'qkv_proj');
+    const qDim = c.numHeads * c.headDim;
+    const kvDim = c.numKvHeads * c.headDim;
+    const cols = (from: number, to: number) => qkv.index(mx.Slice(), mx.Slice(), mx.Slice(from, to));
+    q = cols(0, qDim).reshape(1, T, c.numHeads, c.headDim);
+    k = cols(qDim, qDim + kvDim).reshape(1, T, c.numKvHeads, c.headDim);
+    v = cols(qDim + kvDim, qDim + 2 * kvDim).reshape(1, T, c.numKvHeads, c.headDim);
+  } else {
+    q = linear(m, x, lw.q, 'q_proj').reshape(1, T, c.numHeads, c.headDim);
+    k = linear(m, x, lw.k, 'k_proj').reshape(1, T, c.numKvHeads, c.headDim);
+    v = linear(m, x, lw.v, 'v_proj').reshape(1, T, c.numKvHeads, c.headDim);
+  }
   if (lw.qNorm) q = mx.fast.rmsNorm(q, lw.qNorm, c.rmsNormEps);
   if (lw.kNorm) k = mx.fast.rmsNorm(k, lw.kNorm, c.rmsNormEps);
   let o: mx.array;
@@ -98,8 +110,16 @@ function attention(m: DecoderModel, lw: LayerWeights, layerIdx: number, x: mx.ar
 
 function mlp(m: DecoderModel, lw: LayerWeights, x: mx.array): mx.array {
   if (lw.moe) return moeMlp(m.config, lw.moe, x, (a, w, what) => linear(m, a, w, what));
-  const g = linear(m, x, lw.gate!, 'gate_proj');
-  const u = linear(m, x, lw.up!, 'up_proj');
+  let g: mx.array, u: mx.array;
+  if (lw.gateUp) {
+    const gu = linear(m, x, lw.gateUp, 'gate_up_proj');
+    const I = m.config.intermediateSize;
+    g = gu.index(mx.Slice(), mx.Slice(), mx.Slice(0, I));
+    u = gu.index(mx.Slice(), mx.Slice(), mx.Slice(I, 2 * I));
+  } else {
+    g = linear(m, x, lw.gate!, 'gate_proj');
+    u = linear(m, x, lw.up!, 'up_proj');
+  }
   return linear(m, gatedAct(m.config, g, u), lw.down!, 'down_proj');
 }
 

@@ -44,6 +44,8 @@ export interface LoadOptions {
   choice?: PolicyChoice;
   /** Display id; defaults to the folder name. */
   id?: string;
+  /** false: keep q/k/v and gate/up as separate matrices (weights.ts fuseRows; for A/B benches). */
+  fuseProjections?: boolean;
 }
 
 function readJson(dir: string, name: string, required: boolean): unknown {
@@ -98,7 +100,7 @@ export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Lo
   const eos = [...new Set([...config.eosTokenIds, ...idList(gen?.eos_token_id)])];
   let built: Awaited<ReturnType<typeof buildModelWeights>>;
   try {
-    built = await buildModelWeights(dir, config, policy, afterLargeStep);
+    built = await buildModelWeights(dir, config, policy, afterLargeStep, { fuseProjections: opts.fuseProjections });
   } catch (e) {
     throw new ModelError('model_load_failed', (e as Error).message);
   }

@@ -19,12 +19,21 @@ export interface LayerWeights {
   q: LinearWeight;
   k: LinearWeight;
   v: LinearWeight;
+  /**
+   * q, k and v as ONE [qDim + 2·kvDim, hidden] matrix (rows q, then k, then v) when the forward pass
+   * should use it; `q`/`k`/`v` are then row views of it. One matrix-vector product per layer instead
+   * of three: fewer BLAS calls (each has a fixed thread wake-up cost) over a larger matrix. Dense
+   * weights only (packed ones stay separate: see fuseRows).
+   */
+  qkv: LinearWeight | null;
   o: LinearWeight;
   qNorm: mx.array | null;
   kNorm: mx.array | null;
   /** Dense MLP (null on sparse-MoE layers). */
   gate: LinearWeight | null;
   up: LinearWeight | null;
+  /** gate and up as one [2·intermediate, hidden] matrix (gate rows first); `gate`/`up` are its row views. */
+  gateUp: LinearWeight | null;
   down: LinearWeight | null;
   /** Sparse-MoE MLP (Qwen3-MoE layers), else null. */
   moe: MoeWeights | null;
@@ -162,6 +171,29 @@ function rowSlice(w: LinearWeight, from: number, to: number): LinearWeight {
   return { ...w, weight: rows(w.weight), scales: rows(w.scales), biases: rows(w.biases), bias };
 }
 
+/**
+ * Projections that read the same input, stacked row-wise into one matrix (and their parts as row
+ * views of it), so a step runs one matmul instead of several. Only dense weights of one dtype with
+ * all-or-no biases are fused; anything else (packed 4/8-bit: per-module bits may differ, and the
+ * native policy's guard tests read the separate modules) is returned as it is, with `fused` null.
+ */
+function fuseRows(parts: LinearWeight[]): { fused: LinearWeight | null; parts: LinearWeight[] } {
+  const dense = parts.every((p) => p.kind === 'dense' && p.weight.dtype === parts[0].weight.dtype);
+  const biases = parts.filter((p) => p.bias).length;
+  if (!dense || (biases !== 0 && biases !== parts.length)) return { fused: null, parts };
+  const weight = mx.concatenate(parts.map((p) => p.weight), 0);
+  const bias = biases ? mx.concatenate(parts.map((p) => p.bias!), 0) : null;
+  const fused: LinearWeight = { kind: 'dense', weight, bias };
+  const views: LinearWeight[] = [];
+  let row = 0;
+  for (const p of parts) {
+    const n = p.weight.shape[0];
+    views.push(rowSlice(fused, row, row + n));
+    row += n;
+  }
+  return { fused, parts: views };
+}
+
 function describeDtype(tensors: Map<string, mx.array>, quant: ModelConfig['quantization'], prefix: string): string {
   if (quant) return `q${quant.bits}`;
   const e = tensors.get(`${prefix}model.embed_tokens.weight`);
@@ -170,14 +202,17 @@ function describeDtype(tensors: Map<string, mx.array>, quant: ModelConfig['quant
 
 /**
  * Builds the compute weights. `afterLayer` runs after each layer is evaluated (the async loader
- * uses it to let the GC free the raw tensors between layers).
+ * uses it to let the GC free the raw tensors between layers). `fuseProjections: false` keeps q/k/v
+ * and gate/up as separate matrices (the bench's A/B; default: fused where fuseRows allows).
  */
 export async function buildModelWeights(
   dir: string,
   cfg: ModelConfig,
   policy: DtypePolicy,
   afterLayer: () => Promise<void> = async () => {},
+  opts: { fuseProjections?: boolean } = {},
 ): Promise<{ weights: ModelWeights; info: CheckpointInfo }> {
+  const fuse = opts.fuseProjections !== false;
   const { tensors, files } = loadCheckpointTensors(dir);
   const P = cfg.weightPrefix; // '' or 'language_model.' (multimodal checkpoint: its text model)
   const checkpointDtype = describeDtype(tensors, cfg.quantization, P);
@@ -232,25 +267,31 @@ export async function buildModelWeights(
   for (let l = 0; l < cfg.numLayers; l++) {
     const p = `${P}model.layers.${l}`;
     let q: LinearWeight, k: LinearWeight, v: LinearWeight;
+    let qkv: LinearWeight | null = null;
     if (cfg.fusedQkv) {
       // Phi-3 qkv_proj: rows are q, then k, then v.
-      const qkv = lin(`${p}.self_attn.qkv_proj`, qDim + 2 * kvDim, H, cfg.qkvBias);
+      qkv = lin(`${p}.self_attn.qkv_proj`, qDim + 2 * kvDim, H, cfg.qkvBias);
       [q, k, v] = [rowSlice(qkv, 0, qDim), rowSlice(qkv, qDim, qDim + kvDim), rowSlice(qkv, qDim + kvDim, qDim + 2 * kvDim)];
+      if (qkv.kind !== 'dense') qkv = null; // packed: kept as row views (see fuseRows)
     } else {
       q = lin(`${p}.self_attn.q_proj`, qDim, H, cfg.qkvBias);
       k = lin(`${p}.self_attn.k_proj`, kvDim, H, cfg.qkvBias);
       v = lin(`${p}.self_attn.v_proj`, kvDim, H, cfg.qkvBias);
+      if (fuse) ({ fused: qkv, parts: [q, k, v] } = fuseRows([q, k, v]));
     }
     const moe = cfg.moe?.sparseLayers[l] ? loadMoeWeights(loader, `${p}.mlp`, cfg) : null;
     let gate: LinearWeight | null = null, up: LinearWeight | null = null, down: LinearWeight | null = null;
+    let gateUp: LinearWeight | null = null;
     if (!moe) {
       if (cfg.fusedGateUp) {
         // Phi-3 gate_up_proj: gate rows first, then up.
         const gu = lin(`${p}.mlp.gate_up_proj`, 2 * I, H, cfg.mlpBias);
         [gate, up] = [rowSlice(gu, 0, I), rowSlice(gu, I, 2 * I)];
+        if (gu.kind === 'dense') gateUp = gu;
       } else {
         gate = lin(`${p}.mlp.gate_proj`, I, H, cfg.mlpBias);
         up = lin(`${p}.mlp.up_proj`, I, H, cfg.mlpBias);
+        if (fuse) ({ fused: gateUp, parts: [gate, up] } = fuseRows([gate, up]));
       }
       down = lin(`${p}.mlp.down_proj`, H, I, cfg.mlpBias);
     }
@@ -261,11 +302,13 @@ export async function buildModelWeights(
       q,
       k,
       v,
+      qkv,
       o: lin(`${p}.self_attn.o_proj`, H, qDim, cfg.oBias),
       qNorm: cfg.qkNorm ? norm(`${p}.self_attn.q_norm.weight`, cfg.headDim) : null,
       kNorm: cfg.qkNorm ? norm(`${p}.self_attn.k_norm.weight`, cfg.headDim) : null,
       gate,
       up,
+      gateUp,
       down,
       moe,
       attnOutNorm: sandwich ? norm(`${p}.post_attention_layernorm.weight`, H) : null,
@@ -295,7 +338,10 @@ export async function buildModelWeights(
 export function layerArrays(l: LayerWeights): mx.array[] {
   const out: mx.array[] = [];
   for (const a of [l.inputNorm, l.postNorm, l.qNorm, l.kNorm, l.attnOutNorm, l.mlpOutNorm]) if (a) out.push(a);
-  for (const w of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) if (w) out.push(...linearArrays(w));
+  // A fused matrix holds the bytes; its parts are views of it (not counted twice).
+  const attn = l.qkv ? [l.qkv] : [l.q, l.k, l.v];
+  const mlp = l.gateUp ? [l.gateUp] : [l.gate, l.up];
+  for (const w of [...attn, l.o, ...mlp, l.down]) if (w) out.push(...linearArrays(w));
   if (l.moe) out.push(...moeArrays(l.moe));
   return out;
 }
