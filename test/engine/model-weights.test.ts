@@ -14,6 +14,7 @@ import { cpuFloat32Policy } from '../../main/engine/model/dtype-policy.ts';
 import { parseModelConfig } from '../../main/engine/model/config.ts';
 import { engineLogits, engineLogitsChunked, someTokens } from './reference-helpers.ts';
 import { choosePolicy } from '../../main/engine/probe/policy-choice.ts';
+import { attentionLimits } from '../../main/engine/model/base.ts';
 import { maxAbsDiff } from './reference.ts';
 
 const V = 8192;
@@ -98,6 +99,28 @@ describe('checkpoint loading', () => {
     assert.equal(q4.model.weights.layers[0].q.kind, 'quantized');
     assert.equal(q4.model.weights.layers[0].qkv, null);
     assert.equal(q4.model.weights.layers[0].gateUp, null);
+  });
+
+  it('attention in blocks of query rows (bounded score arrays) gives the same logits, full and sliding-window layers', async (t) => {
+    for (const spec of [
+      { family: 'qwen3', vocabSize: V },
+      { family: 'gemma3_text', dtype: 'bfloat16', layers: 4, slidingPattern: 2, slidingWindow: 8, vocabSize: V },
+    ] as const) {
+      const lm = await loadModel(await buildTinyModel(spec));
+      const toks = someTokens(14, 3).map((x) => x % V);
+      const whole = engineLogitsChunked(lm, toks, [9, 1, 4]);
+      const saved = attentionLimits.scoreBytes;
+      attentionLimits.scoreBytes = 1; // one query row per block
+      let blocked: number[][];
+      try {
+        blocked = engineLogitsChunked(lm, toks, [9, 1, 4]);
+      } finally {
+        attentionLimits.scoreBytes = saved;
+      }
+      const d = Math.max(...whole.map((row, i) => maxAbsDiff(row, blocked[i])));
+      t.diagnostic(`${spec.family}: max diff ${d}`);
+      assert.ok(d <= 1e-5, `${spec.family}: ${d}`);
+    }
   });
 
   it('an index naming the wrong shard for a tensor is rejected', async () => {

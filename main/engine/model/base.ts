@@ -68,8 +68,38 @@ function attendSegment(m: DecoderModel, layerIdx: number, q: mx.array, k: mx.arr
   m.policy.assertCompute(q, 'attention');
   m.policy.assertCompute(keys, 'attention');
   const mask = cache.mask(layerIdx, m.policy.computeDtype);
-  const o = mx.fast.scaledDotProductAttention(q, keys, values, c.attnScale, mask);
+  const o = blockedAttention(q, keys, values, c.attnScale, mask);
   return o.transpose(0, 2, 1, 3).reshape(1, L, c.numHeads * c.headDim);
+}
+
+/**
+ * Upper bound on one attention-score tensor ([heads, query rows, keys]) of a step. On the CPU the
+ * SDPA runs as matmul → mask add → softmax → matmul, each materializing a [heads, rows, keys]
+ * array; glibc's malloc serves a block above its mmap threshold (at most 32 MiB on 64-bit) with a
+ * fresh mmap that is unmapped on free, so every such array is page-faulted in anew (measured on
+ * the Qwen3-0.6B shape: the 2,048-token prompt's last 256-token chunk, 16 × 256 × 2,048 floats =
+ * 32 MiB, took ~470k page faults against ~15k for the chunks before it, and twice their time).
+ * Longer steps therefore attend in blocks of query rows (exact: rows are independent). Mutable
+ * for tests only.
+ */
+export const attentionLimits = { scoreBytes: 16 * 2 ** 20 };
+
+/** SDPA over query-row blocks small enough for attentionLimits.scoreBytes (one call when they fit). */
+function blockedAttention(q: mx.array, keys: mx.array, values: mx.array, scale: number, mask: mx.array | undefined): mx.array {
+  const [, H, L] = q.shape;
+  const rowBytes = H * keys.shape[2] * q.itemsize;
+  const fit = Math.max(1, Math.floor(attentionLimits.scoreBytes / rowBytes));
+  if (L <= fit) return mx.fast.scaledDotProductAttention(q, keys, values, scale, mask);
+  const blocks = Math.ceil(L / fit);
+  const size = Math.ceil(L / blocks);
+  const outs: mx.array[] = [];
+  for (let a = 0; a < L; a += size) {
+    const rows = mx.Slice(a, Math.min(L, a + size));
+    const qb = q.index(mx.Slice(), mx.Slice(), rows);
+    // The mask is [L, keys] (one row per query row); rows of the block only.
+    outs.push(mx.fast.scaledDotProductAttention(qb, keys, values, scale, mask ? mask.index(rows) : undefined));
+  }
+  return mx.concatenate(outs, 2);
 }
 
 /**
