@@ -16,7 +16,8 @@ import { remoteSection } from './remote.ts';
 import { dialectsSection } from './dialects.ts';
 import { healthUnderLoadSection } from './health-under-load.ts';
 import { lookupSection } from './lookup.ts';
+import { decodeStepSection } from './decode-step.ts';
 import { slidingKvSection } from './sliding-kv.ts';
 import { batchingSection } from './batching.ts';
 
-export const SECTIONS: BenchSection[] = [engineSection, serverSection, cacheHttpSection, prefixRestartSection, cachesSection, metricsSection, embeddingsSection, constrainSection, prefillSection, llamaSection, nativeSection, moeSection, remoteSection, dialectsSection, healthUnderLoadSection, lookupSection, slidingKvSection, batchingSection];
+export const SECTIONS: BenchSection[] = [engineSection, serverSection, cacheHttpSection, prefixRestartSection, cachesSection, metricsSection, embeddingsSection, constrainSection, prefillSection, llamaSection, nativeSection, moeSection, remoteSection, dialectsSection, healthUnderLoadSection, lookupSection, slidingKvSection, batchingSection, decodeStepSection];
