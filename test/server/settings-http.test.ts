@@ -246,7 +246,7 @@ describe('settings over HTTP on the real server', { timeout: 300_000 }, () => {
     assert.equal(b.issues[0].path, '');
     assert.match(b.issues[0].message, /not valid JSON/);
     assert.doesNotMatch(r.body, LEAK_RE);
-    assert.equal(b.values.maxConcurrent, 1, 'defaults are shown');
+    assert.equal(b.values.maxConcurrent, 4, 'defaults are shown');
     assert.equal(b.apiKeySet, false);
     assert.deepEqual(b.restartRequired, []);
     assert.equal((await rawRequest(port, { path: '/health' })).status, 200, 'still serving');
