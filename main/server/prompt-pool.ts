@@ -10,8 +10,9 @@
 // is the part those libraries do not do for us — a per-worker cache of text pipelines keyed by
 // model, the inline/worker split, error mapping to ApiErrors, and cancellation that stops a running
 // render (terminating that worker; piscina does the same) — and the rest is ~100 lines.
-//  - at most `workers` threads, started on demand, stopped after `idleMs` without work (each holds
-//    its own tokenizer: tens of MB for Qwen3's);
+//  - at most `workers` threads, started on demand; after `idleMs` without work all but one are
+//    stopped (each holds its own tokenizer: tens of MB for Qwen3's). One stays, so only the first
+//    large request after start pays a worker's start-up (loading the tokenizer, ~0.5 s);
 //  - at most `maxQueue` tasks waiting for a thread; more → 503 queue_full + Retry-After;
 //  - an aborted task (client gone, shutdown) leaves the queue, or, when running, its worker is
 //    terminated at once (a replacement starts on the next task);
@@ -61,7 +62,7 @@ export interface PromptPoolOptions {
   /** Requests with at most this many characters (messages + tools, prompt, inputs) render inline. */
   inlineMaxChars: number;
   retryAfterSeconds: number;
-  /** Stop workers after this long without work. */
+  /** Stop all workers but one after this long without work. */
   idleMs?: number;
   /** The worker script (tests); default prompt-worker.ts/.js next to this module. */
   entry?: string;
@@ -279,7 +280,7 @@ export class PromptPool {
       this.idleTimer = setTimeout(() => {
         this.idleTimer = null;
         if (this.queue.length || this.slots.some((s) => s.task)) return;
-        for (const s of this.slots.splice(0)) void s.worker.terminate().catch(() => 0);
+        for (const s of this.slots.splice(1)) void s.worker.terminate().catch(() => 0);
       }, this.opts.idleMs ?? 60_000);
       this.idleTimer.unref();
     }

@@ -169,6 +169,22 @@ describe('the worker path gives what the inline path gives', { timeout: 240_000 
     }
   });
 
+  test('after idling, one worker stays (warm for the next large request), the others stop', async () => {
+    const pool = new PromptPool({ workers: 2, maxQueue: 4, inlineMaxChars: 0, retryAfterSeconds: 1, idleMs: 20 });
+    try {
+      const input = (seed: number): PromptInput => ({ kind: 'completions', prompt: varied(20_000, seed), constraint: null });
+      await Promise.all([pool.render(text, input(30)), pool.render(text, input(31))]);
+      assert.equal(pool.load.workers, 2);
+      for (let i = 0; pool.load.workers > 1 && i < 5000; i++) await new Promise((r) => setTimeout(r, 5));
+      assert.equal(pool.load.workers, 1);
+      const started = pool.stats.workersStarted;
+      assert.equal((await pool.render(text, input(32))).where, 'worker');
+      assert.equal(pool.stats.workersStarted, started, 'the warm worker served it');
+    } finally {
+      await pool.close();
+    }
+  });
+
   test('an aborted render leaves the queue, or stops its worker when running', async () => {
     const pool = new PromptPool({ workers: 1, maxQueue: 4, inlineMaxChars: 0, retryAfterSeconds: 1 });
     try {
