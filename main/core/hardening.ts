@@ -48,57 +48,38 @@ export interface Hardening {
   close(): Promise<void>;
 }
 
-export async function attachHardening(input: HardeningInput): Promise<Hardening> {
-  const { engine, modelInfo, settings, log } = input;
-  const degradation = new Degradation({ log: (line) => log(sanitizeMessage(line)) }) // logs every transition;
-  const detachEngine = degradation.attachEngine(engine);
-  if (input.upstreamsDown) degradation.watchUpstreams(input.upstreamsDown);
+type OpenedCache = Awaited<ReturnType<typeof openResponseCache>>;
 
-  // Response cache (opt-in). Opening over a corrupt cache quarantines what is bad and reports
-  // the errors to the degradation machine: the server starts degraded-but-serving, never crashes.
-  let cache: Awaited<ReturnType<typeof openResponseCache>> | null = null;
+/**
+ * The response cache (opt-in). Opening over a corrupt cache quarantines what is bad and reports the
+ * errors to the degradation machine: the server starts degraded-but-serving, never crashes.
+ */
+async function openCache(input: HardeningInput, degradation: Degradation): Promise<OpenedCache | null> {
+  const { modelInfo, settings, log } = input;
   try {
-    cache = await openResponseCache(
-      input.dataDir,
-      {
-        model: modelInfo.fingerprint,
-        tokenizer: input.text.tokenizerFingerprint,
-        template: input.text.templateFingerprint,
-        engine: `${ENGINE_VERSION}-${modelInfo.computeDtype}`,
-      },
-      degradation,
-      {
-        response: {
-          enabled: settings.responseCache.enabled,
-          maxEntries: settings.responseCache.maxEntries,
-          maxBytes: settings.responseCache.maxBytes,
-        },
-      },
-    );
+    const fingerprints = {
+      model: modelInfo.fingerprint,
+      tokenizer: input.text.tokenizerFingerprint,
+      template: input.text.templateFingerprint,
+      engine: `${ENGINE_VERSION}-${modelInfo.computeDtype}`,
+    };
+    const { enabled, maxEntries, maxBytes } = settings.responseCache;
+    const cache = await openResponseCache(input.dataDir, fingerprints, degradation, { response: { enabled, maxEntries, maxBytes } });
     if (cache.opened.corrupt) log(`cache: quarantined ${cache.opened.corrupt} corrupt entr(ies) at startup`);
+    return cache;
   } catch (err) {
     // An unusable cache folder disables the cache, not the server.
     log(`cache: unavailable (${sanitizeMessage(err)}); serving without a response cache`);
     degradation.recordCacheError('open', err);
+    return null;
   }
+}
 
-  // Prefix KV persistence: warm restarts for long repeated prompts; follows model switches (the
-  // store of whichever model the engine holds; see prefix-persistence.ts).
-  const prefix = settings.prefixCache.persist
-    ? await startPrefixPersistence({
-        engine: engine as unknown as PrefixEngine,
-        dataDir: input.dataDir,
-        // Of the model the engine holds at each load (a switched-to model may compute differently).
-        engineVersion: (model) => `${ENGINE_VERSION}-${model.computeDtype}`,
-        maxBytes: settings.prefixCache.maxBytes,
-        maxEntries: settings.prefixCache.maxEntries,
-        health: degradation,
-        log,
-      })
-    : null;
-
+/** The memory sampler: pressure levels drive the degradation machine; the soft watermark gives back cache memory. */
+function samplerFor(input: HardeningInput, degradation: Degradation, cache: OpenedCache | null, prefix: PrefixPersistence | null): MemorySampler {
+  const { engine, settings, log } = input;
   const { soft, hard } = watermarksFromSettings(settings.memory);
-  const memory = createMemorySampler({
+  return createMemorySampler({
     engineStats: () => engine.stats(),
     modelLoaded: () => engine.state === 'ready',
     soft,
@@ -117,9 +98,13 @@ export async function attachHardening(input: HardeningInput): Promise<Hardening>
     onHard: () => degradation.reportMemoryPressure('hard'),
     onNormal: () => degradation.reportMemoryPressure('normal'),
   });
+}
 
-  const metrics = createMetrics({
-    memory,
+function metricsFor(input: HardeningInput, parts: { degradation: Degradation; memory: MemorySampler; cache: OpenedCache | null; prefix: PrefixPersistence | null }): Metrics {
+  const { engine, modelInfo, settings } = input;
+  const { degradation, cache, prefix } = parts;
+  return createMetrics({
+    memory: parts.memory,
     upstreams: input.upstreams,
     engineStats: () => engine.stats(),
     degradation: () => degradation.status(),
@@ -140,11 +125,12 @@ export async function attachHardening(input: HardeningInput): Promise<Hardening>
     // "off" is shown as such, not as an empty hit rate: the response cache is opt-in.
     responseCacheEnabled: () => !!cache && settings.responseCache.enabled,
   });
-  memory.start();
+}
 
-  // Corruptions are counted by the quarantine; mirror new ones into the metrics (~1 Hz).
+/** Corruptions are counted by the quarantine; new ones are mirrored into the metrics (~1 Hz). Returns the stop function. */
+function mirrorCorruptions(metrics: Metrics, cache: OpenedCache | null, prefix: PrefixPersistence | null): () => void {
   const seen: Record<string, number> = {};
-  const syncCorruptions = () => {
+  const sync = () => {
     const total: Record<string, number> = { ...(cache?.corruptions() ?? {}) };
     for (const [reason, n] of Object.entries(prefix?.corruptions() ?? {})) total[reason] = (total[reason] ?? 0) + n;
     for (const [reason, n] of Object.entries(total)) {
@@ -152,14 +138,16 @@ export async function attachHardening(input: HardeningInput): Promise<Hardening>
       seen[reason] = n;
     }
   };
-  syncCorruptions();
-  const syncTimer = setInterval(syncCorruptions, 1000);
-  syncTimer.unref();
+  sync();
+  const timer = setInterval(sync, 1000);
+  timer.unref();
+  return () => clearInterval(timer);
+}
 
-  const onCrash = () => metrics.recordEngineRestart();
-  engine.on('crash', onCrash);
-
-  const cacheHook = cache?.response.serverHook();
+/** The server's hooks, all fed from the same pieces. */
+function hooksFor(input: HardeningInput, parts: { degradation: Degradation; memory: MemorySampler; metrics: Metrics; cache: OpenedCache | null; prefix: PrefixPersistence | null }): ServerHooks {
+  const { engine, settings } = input;
+  const { degradation, memory, metrics, prefix } = parts;
   const hooks: ServerHooks = {
     onRequestRecord: (r) => {
       metrics.recordRequest(r);
@@ -181,6 +169,7 @@ export async function attachHardening(input: HardeningInput): Promise<Hardening>
     contextLimit: (model) => effectiveContextLength(model, settings.contextLength, memory.budgetBytes()),
     getHealth: () => ({ degradation: degradation.status() }),
   };
+  const cacheHook = parts.cache?.response.serverHook();
   if (cacheHook && settings.responseCache.enabled) {
     hooks.responseCache = {
       async get(key) {
@@ -191,6 +180,38 @@ export async function attachHardening(input: HardeningInput): Promise<Hardening>
       set: (key, value) => cacheHook.set(key, value),
     };
   }
+  return hooks;
+}
+
+export async function attachHardening(input: HardeningInput): Promise<Hardening> {
+  const { engine, settings, log } = input;
+  const degradation = new Degradation({ log: (line) => log(sanitizeMessage(line)) }); // logs every transition
+  const detachEngine = degradation.attachEngine(engine);
+  if (input.upstreamsDown) degradation.watchUpstreams(input.upstreamsDown);
+  const cache = await openCache(input, degradation);
+
+  // Prefix KV persistence: warm restarts for long repeated prompts; follows model switches (the
+  // store of whichever model the engine holds; see prefix-persistence.ts).
+  const prefix = settings.prefixCache.persist
+    ? await startPrefixPersistence({
+        engine: engine as unknown as PrefixEngine,
+        dataDir: input.dataDir,
+        // Of the model the engine holds at each load (a switched-to model may compute differently).
+        engineVersion: (model) => `${ENGINE_VERSION}-${model.computeDtype}`,
+        maxBytes: settings.prefixCache.maxBytes,
+        maxEntries: settings.prefixCache.maxEntries,
+        health: degradation,
+        log,
+      })
+    : null;
+
+  const memory = samplerFor(input, degradation, cache, prefix);
+  const metrics = metricsFor(input, { degradation, memory, cache, prefix });
+  memory.start();
+  const stopMirror = mirrorCorruptions(metrics, cache, prefix);
+  const onCrash = () => metrics.recordEngineRestart();
+  engine.on('crash', onCrash);
+  const hooks = hooksFor(input, { degradation, memory, metrics, cache, prefix });
 
   return {
     hooks,
@@ -201,7 +222,7 @@ export async function attachHardening(input: HardeningInput): Promise<Hardening>
     prefixPersistence: prefix,
     async close() {
       await prefix?.close(10_000).catch(() => {});
-      clearInterval(syncTimer);
+      stopMirror();
       engine.off('crash', onCrash);
       detachEngine();
       memory.stop();

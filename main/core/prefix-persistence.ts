@@ -106,7 +106,7 @@ interface OpenStore {
   corruptions: () => Record<string, number>;
 }
 
-export async function startPrefixPersistence(opts: {
+export interface PrefixPersistenceOptions {
   engine: PrefixEngine;
   dataDir: string;
   /** Engine version of a loaded model's KV (e.g. `mlx-bar-engine-1-float32`): part of the compat. */
@@ -119,152 +119,185 @@ export async function startPrefixPersistence(opts: {
   minTokens?: number;
   /** Bound on draining the outgoing model's writes at a store switch. */
   switchFlushMs?: number;
-}): Promise<PrefixPersistence | null> {
-  const { engine, log } = opts;
-  if (!engine.exportPrefixEntries || !engine.importPrefixEntry) return null;
-  const minTokens = opts.minTokens ?? MIN_PERSISTED_TOKENS;
-  const versionOf = typeof opts.engineVersion === 'function' ? opts.engineVersion : () => opts.engineVersion as string;
+}
 
-  let current: OpenStore | null = null;
+type Compat = { model: string; engine: string };
+
+/** The store of the loaded model, its restore/save passes and the queue that serializes them. */
+class Persistence implements PrefixPersistence {
+  private current: OpenStore | null = null;
   /** Corruption counts of stores closed at a switch (each open gets a fresh quarantine counter). */
-  const pastCorruptions: Record<string, number> = {};
-  let restored = 0;
-  let saved = 0;
-  let switches = 0;
-  let closed = false;
-  const adopted = new Set<string>();
+  private readonly pastCorruptions: Record<string, number> = {};
+  private restoredCount = 0;
+  private saved = 0;
+  private switches = 0;
+  private closed = false;
+  private readonly adopted = new Set<string>();
+  private chain: Promise<unknown> = Promise.resolve();
+  private timer: NodeJS.Timeout | null = null;
+  private closing: Promise<void> | null = null;
+  private readonly engine: PrefixEngine & Required<Pick<PrefixEngine, 'exportPrefixEntries' | 'importPrefixEntry'>>;
+
+  constructor(private readonly opts: PrefixPersistenceOptions) {
+    this.engine = opts.engine as Persistence['engine'];
+  }
+
+  get restored(): number {
+    return this.restoredCount;
+  }
+
+  private versionOf(model: Pick<ModelInfo, 'fingerprint' | 'computeDtype'>): string {
+    const v = this.opts.engineVersion;
+    return typeof v === 'function' ? v(model) : v;
+  }
 
   /** The loaded model's compat, when the engine is ready. */
-  const loaded = (): { model: string; engine: string } | null =>
-    engine.state === 'ready' && engine.model ? { model: engine.model.fingerprint, engine: versionOf(engine.model) } : null;
-  const isCurrent = (c: { model: string; engine: string } | null): boolean =>
-    !!c && !!current && c.model === current.model && c.engine === current.engine;
+  private loaded(): Compat | null {
+    const { engine } = this;
+    return engine.state === 'ready' && engine.model ? { model: engine.model.fingerprint, engine: this.versionOf(engine.model) } : null;
+  }
+
+  private isCurrent(c: Compat | null): boolean {
+    return !!c && !!this.current && c.model === this.current.model && c.engine === this.current.engine;
+  }
 
   /** Closes the current store (drains its writes) and opens the one for `compat`. */
-  const openFor = async (compat: { model: string; engine: string }): Promise<boolean> => {
-    if (current) {
-      const old = current;
-      current = null; // from here nothing is written under the outgoing model's compat
+  private async openFor(compat: Compat): Promise<boolean> {
+    const { opts } = this;
+    if (this.current) {
+      const old = this.current;
+      this.current = null; // from here nothing is written under the outgoing model's compat
       await old.store.flush(opts.switchFlushMs ?? 10_000).catch(() => false);
-      for (const [reason, n] of Object.entries(old.corruptions())) pastCorruptions[reason] = (pastCorruptions[reason] ?? 0) + n;
-      switches++;
+      for (const [reason, n] of Object.entries(old.corruptions())) this.pastCorruptions[reason] = (this.pastCorruptions[reason] ?? 0) + n;
+      this.switches++;
     }
     try {
       const adoptKey = `${compat.model}\0${compat.engine}`;
-      if (!adopted.has(adoptKey)) {
-        adopted.add(adoptKey); // once per model and server run: later files are written salted
+      if (!this.adopted.has(adoptKey)) {
+        this.adopted.add(adoptKey); // once per model and server run: later files are written salted
         // (the prefix store's directory, as laid out by main/caches/index.ts)
         const renamed = await adoptUnsaltedEntries(path.join(opts.dataDir, 'cache', 'prefix-kv'), compat);
-        if (renamed) log(`prefix cache: adopted ${renamed} stored prefix(es) of an earlier version`);
+        if (renamed) opts.log(`prefix cache: adopted ${renamed} stored prefix(es) of an earlier version`);
       }
       const opened = await openPrefixStore(opts.dataDir, compat, opts.health, {
         prefix: { maxBytes: opts.maxBytes, maxEntries: opts.maxEntries },
         fileNameHash: saltedHash(compat),
       });
-      current = { ...compat, store: opened.prefix, corruptions: () => opened.quarantine.corruptions() };
-      if (opened.opened.corrupt) log(`prefix cache: quarantined ${opened.opened.corrupt} corrupt entr(ies) when opening the store`);
+      this.current = { ...compat, store: opened.prefix, corruptions: () => opened.quarantine.corruptions() };
+      if (opened.opened.corrupt) opts.log(`prefix cache: quarantined ${opened.opened.corrupt} corrupt entr(ies) when opening the store`);
       return true;
     } catch (err) {
-      log(`prefix cache: persistence unavailable for this model (${sanitizeMessage(err)})`);
+      opts.log(`prefix cache: persistence unavailable for this model (${sanitizeMessage(err)})`);
       return false;
     }
-  };
+  }
 
   // Warm start: most recently used first, within the budget the engine was given. Run whenever the
   // engine comes back with a model, since a new engine process starts with an empty prefix cache.
-  const restore = async (): Promise<number> => {
-    const compat = loaded();
+  readonly restore = async (): Promise<number> => {
+    const compat = this.loaded();
     if (!compat) return 0;
-    if (!isCurrent(compat) && !(await openFor(compat))) return 0;
-    const store = current!.store;
+    if (!this.isCurrent(compat) && !(await this.openFor(compat))) return 0;
+    const store = this.current!.store;
     let n = 0;
-    let budget = opts.maxBytes;
-    for (const info of store.list().slice(0, opts.maxEntries)) {
+    let budget = this.opts.maxBytes;
+    for (const info of store.list().slice(0, this.opts.maxEntries)) {
       if (info.bytes > budget) continue;
       const entry = await store.load(info.tokens);
       if (!entry) continue; // damaged → quarantined by the store; a miss
       // The engine may have switched model while the file was read: never import across models.
       // (importPrefixEntry addresses the engine process synchronously, right after this check.)
-      if (!isCurrent(loaded())) break;
+      if (!this.isCurrent(this.loaded())) break;
       try {
-        if (await engine.importPrefixEntry!(entry as unknown as PrefixKvSnapshot)) {
+        if (await this.engine.importPrefixEntry(entry as unknown as PrefixKvSnapshot)) {
           n++;
           budget -= info.bytes;
         }
       } catch (err) {
-        log(`prefix cache: stored entry not usable (${sanitizeMessage(err)})`);
+        this.opts.log(`prefix cache: stored entry not usable (${sanitizeMessage(err)})`);
       }
     }
-    if (n) log(`prefix cache: restored ${n} prompt prefix(es) from disk`);
-    restored += n;
+    if (n) this.opts.log(`prefix cache: restored ${n} prompt prefix(es) from disk`);
+    this.restoredCount += n;
     return n;
   };
 
-  const flushOnce = async (why?: string): Promise<number> => {
+  private async flushOnce(why?: string): Promise<number> {
     // Only the model the open store belongs to: another model's KV is never saved under its compat.
-    const compat = loaded();
-    if (!current || !isCurrent(compat)) return 0;
-    const store = current.store;
+    if (!this.current || !this.isCurrent(this.loaded())) return 0;
+    const store = this.current.store;
     let n = 0;
     try {
-      const entries = await engine.exportPrefixEntries!({ minTokens, onlyNew: true });
+      const entries = await this.engine.exportPrefixEntries({ minTokens: this.opts.minTokens ?? MIN_PERSISTED_TOKENS, onlyNew: true });
       for (const e of entries) if (await store.save(e)) n++;
     } catch (err) {
-      log(`prefix cache: save skipped (${sanitizeMessage(err)})`);
+      this.opts.log(`prefix cache: save skipped (${sanitizeMessage(err)})`);
     }
-    if (n && why) log(`prefix cache: saved ${n} prompt prefix(es) (${why})`);
-    saved += n;
+    if (n && why) this.opts.log(`prefix cache: saved ${n} prompt prefix(es) (${why})`);
+    this.saved += n;
     return n;
-  };
+  }
 
-  let chain: Promise<unknown> = Promise.resolve();
-  const enqueue = <T>(fn: () => Promise<T>): Promise<T> => {
-    const run = chain.then(fn, fn);
-    chain = run.catch(() => {});
+  /** Runs `fn` after everything queued before it (a switch's restore, a flush), whatever their outcome. */
+  enqueue<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn, fn);
+    this.chain = run.catch(() => {});
     return run;
-  };
-  const flush = (why?: string): Promise<number> => enqueue(() => flushOnce(why));
+  }
 
-  await restore();
+  private queuedFlush(why?: string): Promise<number> {
+    return this.enqueue(() => this.flushOnce(why));
+  }
 
-  let timer: NodeJS.Timeout | null = null;
-  const onState = (state: string) => {
-    if (state === 'ready' && !closed) void enqueue(restore);
+  readonly onState = (state: string): void => {
+    if (state === 'ready' && !this.closed) void this.enqueue(this.restore);
   };
-  engine.on?.('state', onState);
-  let closing: Promise<void> | null = null;
-  return {
-    get restored() {
-      return restored;
-    },
-    flush: (why) => (closed ? Promise.resolve(0) : flush(why)),
-    settled: () => chain.then(() => {}),
-    noteActivity() {
-      if (closed) return;
-      if (timer) clearTimeout(timer);
-      timer = setTimeout(() => void flush(), opts.idleMs ?? 2000);
-      timer.unref();
-    },
-    close(timeoutMs = 10_000) {
-      closing ??= (async () => {
-        closed = true;
-        engine.off?.('state', onState);
-        if (timer) clearTimeout(timer);
-        let deadlineTimer: NodeJS.Timeout | undefined;
-        const deadline = new Promise<void>((r) => (deadlineTimer = setTimeout(r, timeoutMs)));
-        await Promise.race([flush('shutdown').then(() => current?.store.flush(timeoutMs)), deadline]);
-        clearTimeout(deadlineTimer);
-      })();
-      return closing;
-    },
-    corruptions() {
-      const total = { ...pastCorruptions };
-      for (const [reason, n] of Object.entries(current?.corruptions() ?? {})) total[reason] = (total[reason] ?? 0) + n;
-      return total;
-    },
-    stats() {
-      const s = (current?.store.stats() ?? {}) as { entries?: number; bytes?: number };
-      return { entries: s.entries ?? 0, bytes: s.bytes ?? 0, saved, restored, switches, model: current?.model ?? null };
-    },
-  };
+
+  flush(why?: string): Promise<number> {
+    return this.closed ? Promise.resolve(0) : this.queuedFlush(why);
+  }
+
+  settled(): Promise<void> {
+    return this.chain.then(() => {});
+  }
+
+  noteActivity(): void {
+    if (this.closed) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.queuedFlush(), this.opts.idleMs ?? 2000);
+    this.timer.unref();
+  }
+
+  close(timeoutMs = 10_000): Promise<void> {
+    this.closing ??= (async () => {
+      this.closed = true;
+      this.engine.off?.('state', this.onState);
+      if (this.timer) clearTimeout(this.timer);
+      let deadlineTimer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<void>((r) => (deadlineTimer = setTimeout(r, timeoutMs)));
+      await Promise.race([this.queuedFlush('shutdown').then(() => this.current?.store.flush(timeoutMs)), deadline]);
+      clearTimeout(deadlineTimer);
+    })();
+    return this.closing;
+  }
+
+  corruptions(): Record<string, number> {
+    const total = { ...this.pastCorruptions };
+    for (const [reason, n] of Object.entries(this.current?.corruptions() ?? {})) total[reason] = (total[reason] ?? 0) + n;
+    return total;
+  }
+
+  stats(): PrefixPersistenceStats {
+    const s = (this.current?.store.stats() ?? {}) as { entries?: number; bytes?: number };
+    return { entries: s.entries ?? 0, bytes: s.bytes ?? 0, saved: this.saved, restored: this.restoredCount, switches: this.switches, model: this.current?.model ?? null };
+  }
+}
+
+/** Restores the loaded model's stored prefixes now and follows the engine from then on; null when the engine cannot export. */
+export async function startPrefixPersistence(opts: PrefixPersistenceOptions): Promise<PrefixPersistence | null> {
+  if (!opts.engine.exportPrefixEntries || !opts.engine.importPrefixEntry) return null;
+  const p = new Persistence(opts);
+  await p.restore();
+  opts.engine.on?.('state', p.onState);
+  return p;
 }

@@ -16,7 +16,9 @@ import type { Hardening } from './hardening.ts';
 import type { ServerTextPipeline } from '../server/hooks.ts';
 import type { ServerModels } from '../server/models.ts';
 import type { ModelManager } from '../library/model-manager.ts';
+import type { ListOptions } from '../library/library.ts';
 import type { ModelInfo } from '../engine/types.ts';
+import type { PolicyChoice } from '../engine/probe/index.ts';
 import { managerServerModels } from './server-models.ts';
 import { createModelAdmin } from './server-admin.ts';
 import { DEMO_MODEL_ID, StartError, ensureDemoModel, isDemoModelId } from './demo-model.ts';
@@ -86,20 +88,8 @@ export interface RunningServe {
   stop(): Promise<void>;
 }
 
-/** Starts everything; throws readable errors. Used by `run` and by tests. */
-export async function startServe(opts: ServeOptions, log: (line: string) => void = console.log): Promise<RunningServe> {
-  const partial: Partial<ServerConfig> = {
-    ...opts.server,
-    host: opts.host,
-    port: opts.port,
-    apiKey: opts.apiKey,
-    allowedOrigins: opts.allowedOrigins,
-    dashboardDir: path.join(repoRoot, 'dist', 'renderer'),
-  };
-  // Validate the bind policy before spending seconds on the model.
-  const { resolveServerConfig } = await import('../server/config.ts');
-  resolveServerConfig(partial);
-
+/** The model folder to start with (the DEMO model, a folder, or a library/hub id); readable errors. */
+async function startFolder(opts: ServeOptions): Promise<{ modelDir: string; demo: boolean }> {
   try {
     mkdirSync(opts.dataDir, { recursive: true });
   } catch {
@@ -113,17 +103,16 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
   else modelDir = await resolveModel(opts.model, opts.dataDir);
   if (!existsSync(modelDir) || !statSync(modelDir).isDirectory()) throw new StartError('The model folder does not exist');
   if (!existsSync(path.join(modelDir, 'config.json'))) throw new StartError('The model folder has no config.json');
+  return { modelDir, demo };
+}
 
-  // Fail fast on a busy port, before spending seconds loading the model.
-  if (opts.port !== 0) await assertPortFree(opts.host, opts.port);
-
-  const { loadTextPipeline } = await import('../engine/text/index.ts');
+/**
+ * The engine process with its dtype policy: the capability probe of this MLX build (run once per
+ * binary, cached in the data folder; the float32 setting needs none) + the dtypePolicy setting. The
+ * engine process re-checks that the probe was made for the binary it loaded.
+ */
+async function startEngineClient(opts: ServeOptions, settings: Settings) {
   const { createEngineClient } = await import('../engine/index.ts');
-  const settings = opts.settings ?? { ...DEFAULT_SETTINGS, dataDir: opts.dataDir };
-  const prefixBudget = (opts.settings ?? DEFAULT_SETTINGS).prefixCache.maxBytes;
-  // The dtype policy: the capability probe of this MLX build (run once per binary, cached in the
-  // data folder; the float32 setting needs none) + the dtypePolicy setting. The engine process
-  // re-checks that the probe was made for the binary it loaded.
   const probe = await import('../engine/probe/index.ts');
   const capabilities = settings.dtypePolicy === 'float32' ? null : await probe.getCapabilities(probe.capabilitiesDir(opts.dataDir), opts.engineSpawn ? { spawn: opts.engineSpawn } : {}).catch(() => null);
   const dtypeChoice = probe.choosePolicy(settings.dtypePolicy, capabilities);
@@ -135,7 +124,7 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
   const engine = createEngineClient({
     ...(opts.engineSpawn ? { spawn: opts.engineSpawn } : {}),
     engine: {
-      prefixCacheBytes: prefixBudget,
+      prefixCacheBytes: (opts.settings ?? DEFAULT_SETTINGS).prefixCache.maxBytes,
       dtypePolicy: settings.dtypePolicy,
       // The server admits maxConcurrent generations at once; the engine batches their steps.
       maxBatch: settings.maxConcurrent,
@@ -146,78 +135,122 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
       mlxCacheLimitBytes: Math.max(0, Math.floor(hardBytes - softBytes)),
     },
   });
+  return { engine, dtypeChoice };
+}
+
+type TextPipeline = Awaited<ReturnType<(typeof import('../engine/text/index.ts'))['loadTextPipeline']>>;
+
+interface StartedModels {
+  /** What the library lists (the models folder + the started folder), sized with this launch's settings. */
+  libraryOptions: () => ListOptions;
+  modelInfo: ModelInfo;
+  text: TextPipeline;
+  /** Library mode only. */
+  manager: ModelManager<ServerTextPipeline> | null;
+  models?: ServerModels;
+  modelAdmin?: ReturnType<typeof createModelAdmin>;
+}
+
+/**
+ * Library mode (issue 6): the model manager owns the engine's model: /v1/models lists
+ * <dataDir>/models (+ the started folder), a request's `model` switches (one at a time,
+ * single-flight), idle unload after settings.idleUnloadMinutes. Each model brings its own text
+ * pipeline. The response-cache keys carry the fingerprint of the model that answered, so a
+ * cached answer is never served for another model. A folder the library does not consider
+ * complete is served alone, as before. `manager` is set as soon as it exists (for the caller's cleanup).
+ */
+async function startModels(
+  opts: ServeOptions,
+  modelDir: string,
+  env: { engine: EngineClient; settings: Settings; dtypeChoice: PolicyChoice; hardening: () => Hardening | null; log: (line: string) => void },
+  onManager: (m: ModelManager<ServerTextPipeline>) => void,
+): Promise<StartedModels> {
+  const { loadTextPipeline } = await import('../engine/text/index.ts');
+  const lib = await import('../library/index.ts');
+  const { engine, settings, log } = env;
+  const libraryOptions = (): ListOptions => ({ extraDirs: [modelDir], contextTokens: settings.contextLength, policy: env.dtypeChoice });
+  const startEntry = await lib.inspectFolder(modelDir, libraryOptions());
+  if (!startEntry?.ready) return { libraryOptions, text: await loadTextPipeline(modelDir), modelInfo: await engine.start(modelDir), manager: null };
+  const m = lib.createModelManager<ServerTextPipeline>({
+    engine,
+    dataDir: opts.dataDir,
+    library: libraryOptions,
+    idleUnloadMs: opts.idleUnloadMs ?? Math.round(settings.idleUnloadMinutes * 60_000),
+    // The started folder is found by its own id first (a same-named library folder must not shadow it).
+    find: async (id) =>
+      id === startEntry.id || id === startEntry.folder ? lib.inspectFolder(modelDir, libraryOptions()) : lib.findModel(id, opts.dataDir, libraryOptions()),
+    loadExtras: (dir) => loadTextPipeline(dir),
+    // Prompt-prefix KV follows the model: save the outgoing model's new prefixes before a
+    // switch/unload, restore the incoming one's before its first request (both time-bounded).
+    beforeRelease: (_id, reason) => env.hardening()?.prefixPersistence?.flush(reason),
+    afterLoad: () => env.hardening()?.prefixPersistence?.settled(),
+  });
+  onManager(m);
+  const modelInfo = await m.ensureLoaded(startEntry.id);
+  const text = m.loaded!.extras as TextPipeline;
+  const models = managerServerModels({
+    manager: m,
+    dataDir: opts.dataDir,
+    library: libraryOptions,
+    defaultId: startEntry.id,
+    loadWaitMs: opts.modelLoadWaitMs,
+    retryAfterSeconds: opts.server.retryAfterSeconds,
+  });
+  // Downloads + switching from the dashboard (POST /v1/models/pull, /load; GET /v1/models/pulls).
+  const modelAdmin = createModelAdmin({ manager: m, dataDir: opts.dataDir, library: libraryOptions });
+  m.on('loaded', (e: { id: string; loadMs: number }) => log(`model: loaded ${e.id} in ${e.loadMs} ms`));
+  m.on('unloaded', (e: { id: string; reason: string }) => log(`model: unloaded ${e.id} (${e.reason})`));
+  for (const ev of ['release_hook', 'load_hook']) {
+    m.on(ev, (e: { hook: string; outcome: string; ms: number; error?: string }) => {
+      if (e.outcome !== 'ok') log(`model: ${e.hook} ${e.outcome} after ${e.ms} ms${e.error ? ` (${e.error})` : ''}`);
+    });
+  }
+  return { libraryOptions, modelInfo, text, manager: m, models, modelAdmin };
+}
+
+/** Remote models from the settings: forwarded through the same life cycle (main/server/remote). */
+async function startRemotes(settings: Settings, log: (line: string) => void, hardening: () => Hardening | null) {
+  if (!settings.remotes.length) return undefined;
+  const { Remotes } = await import('../server/remote/remotes.ts');
+  return new Remotes(settings.remotes, {
+    onBreakerChange: (id, state) => {
+      log(`remote model "${id}": upstream ${state === 'open' ? 'down (circuit open)' : state === 'half_open' ? 'probing' : 'up'}`);
+      // The degradation status reads the breakers lazily; this logs (and emits) the change now.
+      hardening()?.degradation.status();
+    },
+  });
+}
+
+/** Starts everything; throws readable errors. Used by `run` and by tests. */
+export async function startServe(opts: ServeOptions, log: (line: string) => void = console.log): Promise<RunningServe> {
+  const partial: Partial<ServerConfig> = {
+    ...opts.server,
+    host: opts.host,
+    port: opts.port,
+    apiKey: opts.apiKey,
+    allowedOrigins: opts.allowedOrigins,
+    dashboardDir: path.join(repoRoot, 'dist', 'renderer'),
+  };
+  // Validate the bind policy before spending seconds on the model.
+  const { resolveServerConfig } = await import('../server/config.ts');
+  resolveServerConfig(partial);
+  const { modelDir, demo } = await startFolder(opts);
+  // Fail fast on a busy port, before spending seconds loading the model.
+  if (opts.port !== 0) await assertPortFree(opts.host, opts.port);
+
+  const settings = opts.settings ?? { ...DEFAULT_SETTINGS, dataDir: opts.dataDir };
+  const { engine, dtypeChoice } = await startEngineClient(opts, settings);
   let server: MlxBarServer | null = null;
   let hardening: Hardening | null = null;
-  let remotes: import('../server/remote/remotes.ts').Remotes | undefined;
+  let remotes: Awaited<ReturnType<typeof startRemotes>> = undefined;
   let manager: ModelManager<ServerTextPipeline> | null = null;
   try {
-    // Library mode (issue 6): the model manager owns the engine's model: /v1/models lists
-    // <dataDir>/models (+ the started folder), a request's `model` switches (one at a time,
-    // single-flight), idle unload after settings.idleUnloadMinutes. Each model brings its own text
-    // pipeline. The response-cache keys carry the fingerprint of the model that answered, so a
-    // cached answer is never served for another model.
-    const lib = await import('../library/index.ts');
-    const libraryOptions = () => ({ extraDirs: [modelDir], contextTokens: settings.contextLength, policy: dtypeChoice });
-    const startEntry = await lib.inspectFolder(modelDir, libraryOptions());
-    let modelInfo: ModelInfo;
-    let text: Awaited<ReturnType<typeof loadTextPipeline>>;
-    let models: ServerModels | undefined;
-    let modelAdmin: ReturnType<typeof createModelAdmin> | undefined;
-    if (startEntry?.ready) {
-      const m = lib.createModelManager<ServerTextPipeline>({
-        engine,
-        dataDir: opts.dataDir,
-        library: libraryOptions,
-        idleUnloadMs: opts.idleUnloadMs ?? Math.round(settings.idleUnloadMinutes * 60_000),
-        // The started folder is found by its own id first (a same-named library folder must not shadow it).
-        find: async (id) =>
-          id === startEntry.id || id === startEntry.folder
-            ? lib.inspectFolder(modelDir, libraryOptions())
-            : lib.findModel(id, opts.dataDir, libraryOptions()),
-        loadExtras: (dir) => loadTextPipeline(dir),
-        // Prompt-prefix KV follows the model: save the outgoing model's new prefixes before a
-        // switch/unload, restore the incoming one's before its first request (both time-bounded).
-        beforeRelease: (_id, reason) => hardening?.prefixPersistence?.flush(reason),
-        afterLoad: () => hardening?.prefixPersistence?.settled(),
-      });
-      manager = m;
-      modelInfo = await m.ensureLoaded(startEntry.id);
-      text = m.loaded!.extras as Awaited<ReturnType<typeof loadTextPipeline>>;
-      models = managerServerModels({
-        manager: m,
-        dataDir: opts.dataDir,
-        library: libraryOptions,
-        defaultId: startEntry.id,
-        loadWaitMs: opts.modelLoadWaitMs,
-        retryAfterSeconds: opts.server.retryAfterSeconds,
-      });
-      // Downloads + switching from the dashboard (POST /v1/models/pull, /load; GET /v1/models/pulls).
-      modelAdmin = createModelAdmin({ manager: m, dataDir: opts.dataDir, library: libraryOptions });
-      m.on('loaded', (e: { id: string; loadMs: number }) => log(`model: loaded ${e.id} in ${e.loadMs} ms`));
-      m.on('unloaded', (e: { id: string; reason: string }) => log(`model: unloaded ${e.id} (${e.reason})`));
-      for (const ev of ['release_hook', 'load_hook']) {
-        m.on(ev, (e: { hook: string; outcome: string; ms: number; error?: string }) => {
-          if (e.outcome !== 'ok') log(`model: ${e.hook} ${e.outcome} after ${e.ms} ms${e.error ? ` (${e.error})` : ''}`);
-        });
-      }
-    } else {
-      // A folder the library does not consider complete: serve it alone, as before.
-      text = await loadTextPipeline(modelDir);
-      modelInfo = await engine.start(modelDir);
-    }
+    const started = await startModels(opts, modelDir, { engine, settings, dtypeChoice, hardening: () => hardening, log }, (m) => (manager = m));
+    const { libraryOptions, modelInfo, text, models, modelAdmin } = started;
+    remotes = await startRemotes(settings, log, () => hardening);
+    const rs = remotes;
     // Degradation, response cache, memory sampler/admission and metrics, wired together.
     const { attachHardening } = await import('./hardening.ts');
-    // Remote models from the settings: forwarded through the same life cycle (main/server/remote).
-    remotes = settings.remotes.length
-      ? new (await import('../server/remote/remotes.ts')).Remotes(settings.remotes, {
-          onBreakerChange: (id, state) => {
-            log(`remote model "${id}": upstream ${state === 'open' ? 'down (circuit open)' : state === 'half_open' ? 'probing' : 'up'}`);
-            // The degradation status reads the breakers lazily; this logs (and emits) the change now.
-            hardening?.degradation.status();
-          },
-        })
-      : undefined;
-    const rs = remotes;
     hardening = await attachHardening({ engine, modelInfo, text, dataDir: opts.dataDir, settings, log, demo, ...(rs ? { upstreams: () => rs.all().map((u) => u.stats()), upstreamsDown: () => rs.downIds() } : {}) });
     const settingsApi = opts.settingsApi ? await import('../server/settings-routes.ts') : null;
     const hooks: ServerHooks = settingsApi
@@ -231,21 +264,11 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
           checkModel: modelSettingCheck(opts.dataDir, libraryOptions),
         })
       : hardening.hooks;
-    server = createServer(
-      {
-        engine,
-        text,
-        modelInfo,
-        modelMeta: { aliases: [path.basename(modelDir)], demo },
-        hooks,
-        models,
-        modelAdmin,
-        remotes,
-      },
-      partial,
-    );
+    const deps = { engine, text, modelInfo, modelMeta: { aliases: [path.basename(modelDir)], demo }, hooks, models, modelAdmin, remotes };
+    server = createServer(deps, partial);
     const addr = await server.listen();
     const s = server;
+    const h = hardening;
     return {
       server: s,
       engine,
@@ -255,20 +278,20 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
       async stop() {
         modelAdmin?.close();
         await s.close();
-        remotes?.close();
+        rs?.close();
         // Persist new prompt prefixes while the engine can still export them.
-        await hardening?.prefixPersistence?.close(10_000).catch(() => {});
-        await manager?.close().catch(() => {});
+        await h.prefixPersistence?.close(10_000).catch(() => {});
+        await started.manager?.close().catch(() => {});
         await engine.stop();
-        await hardening?.close();
+        await h.close();
       },
     };
   } catch (err) {
     remotes?.close();
     await server?.close(0).catch(() => {});
-    await manager?.close().catch(() => {});
+    await (manager as ModelManager<ServerTextPipeline> | null)?.close().catch(() => {});
     await engine.stop().catch(() => {});
-    await hardening?.close().catch(() => {});
+    await (hardening as Hardening | null)?.close().catch(() => {});
     throw err;
   }
 }

@@ -70,27 +70,13 @@ function formatUrlHost(host: string): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
 }
 
-export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConfig> = {}): MlxBarServer {
-  const config = resolveServerConfig(partialConfig);
-  const hooks: ServerHooks = deps.hooks ?? {};
-  const shutdown = new AbortController();
-  let closing = false;
-  let bound: { host: string; port: number; url: string } | null = null;
-
-  const slots = new WorkSlots(config.maxConcurrent, config.maxQueue, config.retryAfterSeconds, (load) => {
-    try {
-      hooks.onLoad?.(load);
-    } catch {
-      // metrics must not break scheduling
-    }
-  });
-  const selfOrigins = () => {
-    if (!bound) return [];
-    const p = bound.port;
-    return [`http://127.0.0.1:${p}`, `http://localhost:${p}`, `http://[::1]:${p}`, `http://${formatUrlHost(config.host)}:${p}`];
-  };
-
-  const app = Fastify({
+/**
+ * Fastify on a node:http server configured for hostile clients: header size and timeouts enforced
+ * every ≤ 1 s (slowloris), a Host header required, strict parsing; malformed requests get an
+ * OpenAI-shaped error on the raw socket.
+ */
+function createFastify(config: ServerConfig) {
+  return Fastify({
     logger: false,
     bodyLimit: config.bodyLimitBytes,
     // Our own 503 (OpenAI-shaped) during shutdown, see onRequest.
@@ -132,6 +118,29 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
       socket.destroy();
     },
   });
+}
+
+export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConfig> = {}): MlxBarServer {
+  const config = resolveServerConfig(partialConfig);
+  const hooks: ServerHooks = deps.hooks ?? {};
+  const shutdown = new AbortController();
+  let closing = false;
+  let bound: { host: string; port: number; url: string } | null = null;
+
+  const slots = new WorkSlots(config.maxConcurrent, config.maxQueue, config.retryAfterSeconds, (load) => {
+    try {
+      hooks.onLoad?.(load);
+    } catch {
+      // metrics must not break scheduling
+    }
+  });
+  const selfOrigins = () => {
+    if (!bound) return [];
+    const p = bound.port;
+    return [`http://127.0.0.1:${p}`, `http://localhost:${p}`, `http://[::1]:${p}`, `http://${formatUrlHost(config.host)}:${p}`];
+  };
+
+  const app = createFastify(config);
 
   const routes = new Map<string, string[]>();
   registerGates(app, { config, hooks, routes, isClosing: () => closing, selfOrigins });

@@ -92,6 +92,39 @@ function ownOrigins(app: FastifyInstance, host: string): string[] {
 
 const sameValue = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
 
+/** Refuses everything but the dashboard this server serves (see the header comment). */
+function ownOriginGate(app: FastifyInstance, bindHost: string) {
+  return async (request: FastifyRequest, reply: FastifyReply) => {
+    const origin = request.headers.origin;
+    const site = request.headers['sec-fetch-site'];
+    const refuse = () =>
+      sendError(reply, new ApiError('forbidden_origin', 'Settings can only be read and changed from this server’s own dashboard', { param: 'origin' }));
+    if (origin !== undefined) {
+      const o = origin.toLowerCase();
+      const host = String(request.headers.host ?? '').toLowerCase();
+      // Same origin as the request's Host (what a page's own fetch sends) AND one of the server's origins.
+      if (o !== `http://${host}` || !ownOrigins(app, bindHost).includes(o)) return refuse();
+    }
+    if (typeof site === 'string' && site !== 'same-origin' && site !== 'none') return refuse();
+  };
+}
+
+/** The PUT body's shape: `{ values, clearApiKey?, clearRemoteKeys? }`, else a 400 naming the field. */
+function putBody(body: unknown): { values: Record<string, unknown>; clearApiKey?: boolean; clearRemoteKeys?: string[] } {
+  if (!isPlainObject(body)) throw new ApiError('invalid_json', 'Request body must be a JSON object');
+  for (const k of Object.keys(body)) {
+    if (k !== 'values' && k !== 'clearApiKey' && k !== 'clearRemoteKeys') throw new ApiError('unsupported_parameter', `Unknown field "${k.slice(0, 40)}"; send { values, clearApiKey?, clearRemoteKeys? }`, { param: k.slice(0, 40) });
+  }
+  if (body.values === undefined) throw new ApiError('missing_required_parameter', 'Missing "values" (the settings document)', { param: 'values' });
+  if (!isPlainObject(body.values)) throw new ApiError('invalid_value', '"values" must be an object', { param: 'values' });
+  if (body.clearApiKey !== undefined && typeof body.clearApiKey !== 'boolean') throw new ApiError('invalid_value', '"clearApiKey" must be true or false', { param: 'clearApiKey' });
+  const clearRemote = body.clearRemoteKeys;
+  if (clearRemote !== undefined && !(Array.isArray(clearRemote) && clearRemote.length <= 64 && clearRemote.every((x) => typeof x === 'string'))) {
+    throw new ApiError('invalid_value', '"clearRemoteKeys" must be a list of remote model ids', { param: 'clearRemoteKeys' });
+  }
+  return body as { values: Record<string, unknown>; clearApiKey?: boolean; clearRemoteKeys?: string[] };
+}
+
 export function registerSettingsRoutes(app: FastifyInstance, opts: SettingsApiOptions): void {
   const running = structuredClone(opts.running);
   const log = opts.log ?? (() => {});
@@ -120,20 +153,7 @@ export function registerSettingsRoutes(app: FastifyInstance, opts: SettingsApiOp
   const pendingRestart = (stored: Record<string, unknown>): string[] =>
     LEAF_KEYS.filter((k) => !overrides[k] && !sameValue(getSetting(stored as unknown as StoredSettings, k), getSetting(running, k)));
 
-  /** Refuses everything but the dashboard this server serves (see the header comment). */
-  const ownOriginOnly = async (request: FastifyRequest, reply: FastifyReply) => {
-    const origin = request.headers.origin;
-    const site = request.headers['sec-fetch-site'];
-    const refuse = () =>
-      sendError(reply, new ApiError('forbidden_origin', 'Settings can only be read and changed from this server’s own dashboard', { param: 'origin' }));
-    if (origin !== undefined) {
-      const o = origin.toLowerCase();
-      const host = String(request.headers.host ?? '').toLowerCase();
-      // Same origin as the request's Host (what a page's own fetch sends) AND one of the server's origins.
-      if (o !== `http://${host}` || !ownOrigins(app, opts.host).includes(o)) return refuse();
-    }
-    if (typeof site === 'string' && site !== 'same-origin' && site !== 'none') return refuse();
-  };
+  const ownOriginOnly = ownOriginGate(app, opts.host);
 
   app.route({
     method: ['GET', 'HEAD'],
@@ -163,18 +183,8 @@ export function registerSettingsRoutes(app: FastifyInstance, opts: SettingsApiOp
   });
 
   app.put(SETTINGS_ROUTE, { bodyLimit: SETTINGS_BODY_LIMIT, onRequest: [ownOriginOnly, requireJson] }, async (request, reply) => {
-    const body = request.body;
-    if (!isPlainObject(body)) throw new ApiError('invalid_json', 'Request body must be a JSON object');
-    for (const k of Object.keys(body)) {
-      if (k !== 'values' && k !== 'clearApiKey' && k !== 'clearRemoteKeys') throw new ApiError('unsupported_parameter', `Unknown field "${k.slice(0, 40)}"; send { values, clearApiKey?, clearRemoteKeys? }`, { param: k.slice(0, 40) });
-    }
-    if (body.values === undefined) throw new ApiError('missing_required_parameter', 'Missing "values" (the settings document)', { param: 'values' });
-    if (!isPlainObject(body.values)) throw new ApiError('invalid_value', '"values" must be an object', { param: 'values' });
-    if (body.clearApiKey !== undefined && typeof body.clearApiKey !== 'boolean') throw new ApiError('invalid_value', '"clearApiKey" must be true or false', { param: 'clearApiKey' });
+    const body = putBody(request.body);
     const clearRemote = body.clearRemoteKeys;
-    if (clearRemote !== undefined && !(Array.isArray(clearRemote) && clearRemote.length <= 64 && clearRemote.every((x) => typeof x === 'string'))) {
-      throw new ApiError('invalid_value', '"clearRemoteKeys" must be a list of remote model ids', { param: 'clearRemoteKeys' });
-    }
     let values = body.values;
 
     const issues: SettingsIssue[] = [];
@@ -193,24 +203,9 @@ export function registerSettingsRoutes(app: FastifyInstance, opts: SettingsApiOp
     // From here on everything is synchronous: concurrent PUTs cannot interleave between read and write.
     const svc = service();
     const before = svc.read();
-    const storedKey = typeof before.values.apiKey === 'string' ? before.values.apiKey : '';
     // Remote secrets, like the key: a blank one in the form means "unchanged".
-    values = restoreRemoteSecrets(values, before.values, (clearRemote as string[] | undefined) ?? []);
-    let apiKey: unknown = values.apiKey;
-    if (body.clearApiKey === true) {
-      if (typeof apiKey === 'string' && apiKey !== '') issues.push({ path: '/apiKey', message: 'cannot set a new key and clear the key at once' });
-      apiKey = '';
-    } else if (apiKey === undefined || apiKey === '') {
-      apiKey = storedKey; // keep: the form never sees the stored key, so "" means "unchanged"
-    }
-    // Unknown keys already in the file (a newer version wrote them) are kept as they are.
-    const doc: Record<string, unknown> = {};
-    if (before.file === 'ok' || before.file === 'invalid') {
-      const raw = readRawUnknownKeys(before.values);
-      Object.assign(doc, raw);
-    }
-    for (const [k, v] of Object.entries(values)) if (KNOWN.has(k)) doc[k] = v;
-    doc.apiKey = apiKey;
+    values = restoreRemoteSecrets(values, before.values, clearRemote ?? []);
+    const doc = documentToSave(values, before, body.clearApiKey === true, issues);
 
     const full = withDefaults(doc);
     issues.push(...validateSettingsDocument(full));
@@ -253,6 +248,26 @@ export function registerSettingsRoutes(app: FastifyInstance, opts: SettingsApiOp
       return sendError(reply, new ApiError('method_not_allowed', `Method ${request.method.slice(0, 10)} is not allowed on this route`));
     },
   });
+}
+
+/**
+ * The document a PUT stores: the form's known values over the unknown keys already in the file (a
+ * newer version wrote them; kept as they are). The stored API key is kept unless cleared or replaced.
+ */
+function documentToSave(values: Record<string, unknown>, before: { file: string; values: Record<string, unknown> }, clearApiKey: boolean, issues: SettingsIssue[]): Record<string, unknown> {
+  const storedKey = typeof before.values.apiKey === 'string' ? before.values.apiKey : '';
+  let apiKey: unknown = values.apiKey;
+  if (clearApiKey) {
+    if (typeof apiKey === 'string' && apiKey !== '') issues.push({ path: '/apiKey', message: 'cannot set a new key and clear the key at once' });
+    apiKey = '';
+  } else if (apiKey === undefined || apiKey === '') {
+    apiKey = storedKey; // keep: the form never sees the stored key, so "" means "unchanged"
+  }
+  const doc: Record<string, unknown> = {};
+  if (before.file === 'ok' || before.file === 'invalid') Object.assign(doc, readRawUnknownKeys(before.values));
+  for (const [k, v] of Object.entries(values)) if (KNOWN.has(k)) doc[k] = v;
+  doc.apiKey = apiKey;
+  return doc;
 }
 
 /** Top-level keys of the stored document that are not settings (kept on save, never shown). */
