@@ -112,6 +112,20 @@ async function inspect(dir: string, confineTo: string | null): Promise<Inspectio
   };
 }
 
+/** The shape the memory-fit estimate needs, read back from an entry (e.g. to re-estimate with other memory). */
+export function shapeOf(entry: Omit<LibraryEntry, 'fitsInMemory'>): ModelShape {
+  return {
+    parameters: entry.parameters,
+    numLayers: entry.numLayers,
+    numKvHeads: entry.numKvHeads,
+    headDim: entry.headDim,
+    maxContext: entry.contextLength,
+    floatDtype: entry.floatDtype ?? null,
+    quantized: entry.packedWeights ?? null,
+    layerWindows: entry.layerWindows ?? null,
+  };
+}
+
 /** Candidate folders in the models dir: real directories, or symlinks that stay inside it. */
 async function scanModelsDir(modelsDir: string): Promise<Array<{ dir: string; confine: string }>> {
   let realModels: string;

@@ -9,7 +9,7 @@ import type { EngineClient, EngineCrashInfo, EngineState, ModelInfo } from '../e
 import { ApiError } from '../common/errors.ts';
 import { sanitizeMessage } from '../common/sanitize.ts';
 import { availableMemoryBytes, estimateFit, type FitEstimate } from './fit.ts';
-import { findModel as findInLibrary, type LibraryEntry, type ListOptions } from './library.ts';
+import { findModel as findInLibrary, shapeOf, type LibraryEntry, type ListOptions } from './library.ts';
 import { quoteUntrusted } from './validate.ts';
 
 export const DEFAULT_IDLE_UNLOAD_MS = 5 * 60 * 1000;
@@ -300,19 +300,7 @@ export class ModelManager<X = unknown> extends EventEmitter {
     const lib = this.libraryOptions();
     let available = this.opts.availableBytes ? this.opts.availableBytes() : lib.availableBytes ?? availableMemoryBytes();
     if (this.current && this.current.id !== entry.id) available += this.current.entry.fitsInMemory.needBytes || 0;
-    return estimateFit(
-      {
-        parameters: entry.parameters,
-        numLayers: entry.numLayers,
-        numKvHeads: entry.numKvHeads,
-        headDim: entry.headDim,
-        maxContext: entry.contextLength,
-        floatDtype: entry.floatDtype ?? null,
-        quantized: entry.packedWeights ?? null,
-        layerWindows: entry.layerWindows ?? null,
-      },
-      { ...lib, availableBytes: available },
-    );
+    return estimateFit(shapeOf(entry), { ...lib, availableBytes: available });
   }
 
   private async load(id: string): Promise<ModelInfo> {
