@@ -6,6 +6,7 @@
 // both sides) and the CPU seconds the computing process used (engine: /proc/<pid>/stat; in-process:
 // process.cpuUsage) — CPU ≪ wall × threads means the process was waiting for a core.
 //   --prefill-shape qwen3_0_6b (default; tiny/small too)   --prefill-lens 512,2048   --reps 3
+//   --blocked-ab N: N in-process pairs (default 2) of attention in query-row blocks vs whole, longest length
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -138,7 +139,40 @@ async function runPrefill(opts: BenchOptions): Promise<BenchResult> {
   } finally {
     await client.stop();
   }
-  const result: Record<string, unknown> = { shape, reps, chunk: DEFAULT_PREFILL_CHUNK, openblasCoretype: process.env.OPENBLAS_CORETYPE ?? null, runs };
+  // Attention in query-row blocks (base.ts attentionLimits: no score array above 16 MiB, so none is
+  // served by a fresh mmap) vs one block per step, in-process on the longest prompt, interleaved.
+  // `--blocked-ab 0` skips it.
+  const blockedAb: { blocked: PrefillRun[]; whole: PrefillRun[] } = { blocked: [], whole: [] };
+  const abLen = Math.max(...lens);
+  const abReps = Number(opts.args['blocked-ab'] ?? (opts.quick ? 1 : 2));
+  if (abReps > 0) {
+    const { attentionLimits } = await import('../main/engine/model/base.ts');
+    const saved = attentionLimits.scoreBytes;
+    const limit = Math.min(lm.config.vocabSize, 150_000);
+    try {
+      for (let r = 0; r < abReps; r++) {
+        const ids = promptIds(abLen, 9100 + r, limit);
+        for (const side of r % 2 === 0 ? (['whole', 'blocked'] as const) : (['blocked', 'whole'] as const)) {
+          attentionLimits.scoreBytes = side === 'whole' ? Number.MAX_SAFE_INTEGER : saved;
+          const stamps: number[] = [];
+          const cpu0 = procTimes(process.pid);
+          const t0 = performance.now();
+          const { summary } = await generateAll(
+            lm,
+            null,
+            { promptIds: ids, sampling: { ...DEFAULT_SAMPLING, temperature: 0, maxTokens: 1 }, eosTokenIds: [], cachePrompt: false, prefillChunk: DEFAULT_PREFILL_CHUNK },
+            { onPrefill: () => stamps.push(performance.now()) },
+          );
+          const run: PrefillRun = { mode: 'inproc', tokens: abLen, ms: round(summary.prefillMs, 0), tokPerS: round(abLen / (summary.prefillMs / 1000), 1), ...timesSince(process.pid, cpu0), chunkMs: deltas(stamps, t0), load1: load1() };
+          blockedAb[side].push(run);
+          opts.log(`attention ${side} ${abLen} tokens: ${run.tokPerS} tok/s (sys ${run.sysS} s, faults ${run.minorFaults}, chunks ${run.chunkMs.join('/')}, load ${run.load1})`);
+        }
+      }
+    } finally {
+      attentionLimits.scoreBytes = saved;
+    }
+  }
+  const result: Record<string, unknown> = { shape, reps, chunk: DEFAULT_PREFILL_CHUNK, openblasCoretype: process.env.OPENBLAS_CORETYPE ?? null, runs, attentionBlocksAb: blockedAb };
   const ratios: Record<string, number | null> = {};
   for (const len of lens) {
     const e = summarize(runs.filter((x) => x.mode === 'engine' && x.tokens === len).map((x) => x.tokPerS));
@@ -148,6 +182,10 @@ async function runPrefill(opts: BenchOptions): Promise<BenchResult> {
     ratios[`engine_spread_${len}`] = e.spread;
     ratios[`inproc_spread_${len}`] = i.spread;
     ratios[`engine_tok_per_s_${len}`] = e.median;
+  }
+  if (blockedAb.blocked.length && blockedAb.whole.length) {
+    const med = (r: PrefillRun[]) => summarize(r.map((x) => x.tokPerS)).median;
+    ratios[`blocked_over_whole_attention_${abLen}`] = round(med(blockedAb.blocked) / med(blockedAb.whole), 2);
   }
   return { result, ratios };
 }
