@@ -556,3 +556,40 @@ describe('recognizer: contains / minContains / maxContains agree with ajv (2020-
     assert.ok(valid > checked / 50 && valid < checked / 2, `${valid} of ${checked} valid: the corpus should mix valid and near-valid documents`);
   });
 });
+
+describe('recognizer: free keys from a small name set never lead into a used name', () => {
+  // Seen in a forced tool call: `"scores":{"elev":1,"frie":-0,"frie` — a second "frie" could not close
+  // (duplicate) and nothing else could follow (max 4 letters): the generation ended mid-document.
+  const scores = { type: 'object', propertyNames: { pattern: '^[a-z]{1,4}$' }, additionalProperties: { type: 'integer', minimum: 0, maximum: 9 }, maxProperties: 3 };
+  test('the duplicate key is refused where it would still need to grow, not after it is written', () => {
+    const node = compileSchema(scores);
+    assert.equal(run(node, '{"frie":1,"frie'), 'reject@14', 'the 4th letter of a used 4-letter name');
+    assert.equal(run(node, '{"frie":1,"fri'), 'open', 'a prefix with fresh completions (fria…) stays open');
+    assert.equal(run(node, '{"frie":1,"frib":2}'), 'done');
+    const onlyOne = compileSchema({ type: 'object', propertyNames: { enum: ['ab'] }, additionalProperties: { type: 'integer' } });
+    assert.equal(run(onlyOne, '{"ab":1,'), 'reject@7', 'no `,` when no fresh key exists');
+    assert.equal(run(onlyOne, '{"ab":1}'), 'done');
+  });
+  test('random walks over tiny key languages never dead-end and always validate', () => {
+    const r = rng(33);
+    const schemas = [
+      scores,
+      { type: 'object', propertyNames: { pattern: '^[ab]{1,2}$' }, additionalProperties: { type: 'integer', minimum: 0, maximum: 9 } },
+      { type: 'object', propertyNames: { enum: ['x', 'xy', 'xyz'] }, additionalProperties: { type: 'boolean' }, minProperties: 2 },
+      { type: 'object', properties: { a: { type: 'integer' } }, propertyNames: { maxLength: 1 }, additionalProperties: { type: 'null' } },
+    ];
+    let complete = 0;
+    for (const schema of schemas) {
+      const node = compileSchema(schema);
+      const validate = new Ajv2020({ strict: false }).compile(schema);
+      for (let i = 0; i < 60; i++) {
+        const { bytes, state } = randomWalk(r, node, 600);
+        if (!canEnd(state)) continue;
+        complete++;
+        const text = Buffer.from(bytes).toString('utf8');
+        assert.ok(validate(JSON.parse(text)), `${text} for ${JSON.stringify(schema)}`);
+      }
+    }
+    assert.ok(complete > 150, `only ${complete} walks completed`);
+  });
+});

@@ -352,6 +352,47 @@ function canTake(alt: ObjectAlt, n: number, j: number): boolean {
 /** A free key may be written as key number n+1. */
 const canTakeFree = (alt: ObjectAlt, n: number, last: number) => freeAllowed(alt) && n + 1 + reqAfter(alt, last) <= alt.maxProps;
 
+/** A free key `raw` the object may take: not a declared property, not written before, with a value schema. */
+const freeKeyOk = (alt: ObjectAlt, extras: readonly string[], raw: string) =>
+  !declaredKeys(alt).has(raw) && !extras.includes(raw) && freeKeyValue(alt, raw) !== null;
+
+function clashes(alt: ObjectAlt, extras: readonly string[], raw: string): boolean {
+  for (const k of extras) if (k.startsWith(raw)) return true;
+  for (const k of declaredKeys(alt)) if (k.startsWith(raw)) return true;
+  return false;
+}
+
+/**
+ * Whether the free key read so far (`raw`, its scanner and automaton state) can still end as a key
+ * the object may take. Keys are checked for duplicates when they close, so without this lookahead a
+ * key whose names are few (propertyNames `^[a-z]{1,4}$`, an enum) could be led into a name already
+ * written and have no way on: a dead end (seen: a random model wrote `"frie"` twice). Searches
+ * printable-ASCII completions; a prefix that no used key starts with is free at once, so the search
+ * only walks the used keys' prefixes (bounded; a search over budget assumes a way exists).
+ */
+function freeKeyCanEnd(alt: ObjectAlt, extras: readonly string[], raw: string, flen: number, s: StrScan, q: number): boolean {
+  if (!clashes(alt, extras, raw)) return true;
+  const fk = alt.freeKeys;
+  let budget = 4096;
+  const search = (raw: string, flen: number, s: StrScan, q: number): boolean => {
+    for (let b = 0x20; b <= 0x7e; b++) {
+      if (b === 0x5c) continue;
+      if (--budget < 0) return true;
+      const r = fk ? strStep(fk, flen, s, q, b) : strByte(s, b);
+      if (r === 2) {
+        if (freeKeyOk(alt, extras, raw)) return true;
+        continue;
+      }
+      if (r < 0) continue;
+      const next = raw + String.fromCharCode(b);
+      const [ns, nl, nq] = [scanOut, fk ? sLen : flen, fk ? sQ : q];
+      if (!clashes(alt, extras, next) || search(next, nl, ns, nq)) return true;
+    }
+    return false;
+  };
+  return search(raw, flen, s, q);
+}
+
 /** Declared properties that may be written next: in order, not skipping a required one. */
 function candidates(alt: ObjectAlt, last: number, n: number): number[] {
   const out: number[] = [];
@@ -634,9 +675,10 @@ function stepObject(f: ObjF, st: Stack, b: number, out: (Stack | null)[]): void 
         if (w !== null) out.push(push({ ...f, ws: w }, rest));
       } else if (b === 0x22) {
         const cands = candidates(f.alt, f.last, f.n);
-        const free = canTakeFree(f.alt, f.n, f.last) ? STR0 : null;
         const fk = f.alt.freeKeys;
-        if (cands.length > 0 || free) out.push(push({ k: K.Key, cands, pos: 0, free, raw: '', flen: 0, fq: fk?.dfa ? fk.dfa.start : -1 }, st));
+        const fq = fk?.dfa ? fk.dfa.start : -1;
+        const free = canTakeFree(f.alt, f.n, f.last) && freeKeyCanEnd(f.alt, f.extras, '', 0, STR0, fq) ? STR0 : null;
+        if (cands.length > 0 || free) out.push(push({ k: K.Key, cands, pos: 0, free, raw: '', flen: 0, fq }, st));
       } else if (b === 0x7d && f.ph === O_OPEN && canClose(f.alt, f.last, f.n)) {
         const after = finishValue(rest);
         if (after !== undefined) out.push(after);
@@ -655,7 +697,10 @@ function stepObject(f: ObjF, st: Stack, b: number, out: (Stack | null)[]): void 
         const w = wsNext(f.ws, b);
         if (w !== null) out.push(push({ ...f, ws: w }, rest));
       } else if (b === 0x2c) {
-        if (candidates(f.alt, f.last, f.n).length > 0 || canTakeFree(f.alt, f.n, f.last)) out.push(push({ ...f, ph: O_COMMA, ws: 0 }, rest));
+        const another =
+          candidates(f.alt, f.last, f.n).length > 0 ||
+          (canTakeFree(f.alt, f.n, f.last) && freeKeyCanEnd(f.alt, f.extras, '', 0, STR0, f.alt.freeKeys?.dfa ? f.alt.freeKeys.dfa.start : -1));
+        if (another) out.push(push({ ...f, ph: O_COMMA, ws: 0 }, rest));
       } else if (b === 0x7d && canClose(f.alt, f.last, f.n)) {
         const after = finishValue(rest);
         if (after !== undefined) out.push(after);
@@ -693,6 +738,7 @@ function stepKey(f: KeyF, st: Stack, b: number, out: (Stack | null)[]): void {
       free = scanOut;
       raw += String.fromCharCode(b);
       if (fk) [flen, fq] = [sLen, sQ];
+      if (!freeKeyCanEnd(obj.alt, obj.extras, raw, flen, free, fq)) free = null;
     }
   }
   if (cont || free) out.push(push({ k: K.Key, cands: cont ?? [], pos: f.pos + 1, free, raw, flen, fq }, objStack));
