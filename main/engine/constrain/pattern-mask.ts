@@ -18,7 +18,7 @@
 // Everything is cached on the token table, keyed by the automaton's content, so the same schema
 // in the next request (a new Dfa object with the same states) starts warm.
 import { advanceBytes, pendingAllowed, pendingRange, readStringBody, stringCloseState, type PatternStringState, type RecognizerState, type StrScan } from './recognizer.ts';
-import type { Dfa } from './regex.ts';
+import { dfaStep, type Dfa } from './regex.ts';
 import { stringFeasible } from './schema.ts';
 
 /** What this module needs from the token table (token-table.ts's TokenTable). */
@@ -162,7 +162,7 @@ function buildIndex(d: Dfa, body: BodyTokens): ClassIndex {
   for (let k = 0; k < starts.length; k++) {
     const cp = starts[k]!;
     const row = new Int32Array(d.size);
-    for (let q = 0; q < d.size; q++) row[q] = step(d, q, cp);
+    for (let q = 0; q < d.size; q++) row[q] = dfaStep(d, q, cp);
     const sig = row.join(',');
     let c = classOfSig.get(sig);
     if (c === undefined) {
@@ -258,19 +258,6 @@ function buildIndex(d: Dfa, body: BodyTokens): ClassIndex {
     closeSeq.push(ok ? Uint16Array.from(s) : null);
   }
   return { dfa: d, classes: C, delta, asciiClass, bounds, boundClass, groups, lcp, closeSeq, perState: new Map() };
-}
-
-function step(d: Dfa, q: number, cp: number): number {
-  const { lo, hi, to } = d.trans[q]!;
-  let a = 0;
-  let b = lo.length - 1;
-  while (a <= b) {
-    const m = (a + b) >> 1;
-    if (cp < lo[m]!) b = m - 1;
-    else if (cp > hi[m]!) a = m + 1;
-    else return to[m]!;
-  }
-  return -1;
 }
 
 /** The groups allowed from state q0 (lengths not checked: they depend on the step). */
