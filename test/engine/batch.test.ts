@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { core as mx } from '@frost-beta/mlx';
 import { buildTinyModel } from '../helpers/tiny-model.ts';
 import { loadModel, generateAll, generateTokens, type LoadedModel, type TokenRequest, type GenerationSummary } from '../../main/engine/model/generator.ts';
-import { forward, forwardSegments } from '../../main/engine/model/base.ts';
+import { forward, forwardSegments, forwardSegmentsReleasing, RELEASE_MIN_ROWS } from '../../main/engine/model/base.ts';
+import { afterLayer } from '../../main/engine/model/memory.ts';
 import { KVCache } from '../../main/engine/model/kv-cache.ts';
 import { BatchScheduler } from '../../main/engine/model/batch.ts';
 import { PrefixCache } from '../../main/engine/model/prefix-cache.ts';
@@ -48,6 +49,41 @@ async function drive(lm: LoadedModel, pc: PrefixCache | null, req: TokenRequest,
   }
   return run;
 }
+
+describe('long steps evaluated layer by layer (memory release)', () => {
+  it('give the logits and KV of the one-graph step, and only steps of RELEASE_MIN_ROWS rows or more release', async () => {
+    const lm = await model();
+    const prompt = tokens(RELEASE_MIN_ROWS + 38, 41);
+    const whole = new KVCache(lm.config.numLayers);
+    const a = forward(lm.model, prompt, whole, true);
+    mx.eval(a, ...whole.arrays());
+    const released = new KVCache(lm.config.numLayers);
+    let turns = 0;
+    const b = await forwardSegmentsReleasing(lm.model, [{ tokens: prompt, cache: released, lastOnly: true }], async () => {
+      turns++;
+      await afterLayer();
+    });
+    mx.eval(b.logits, ...released.arrays());
+    // One release between each pair of layers: the layer-by-layer path really ran.
+    assert.equal(turns, lm.config.numLayers - 1);
+    assert.ok(maxAbsDiff(a, b.logits) <= 1e-5, 'prefill logits differ');
+    assert.equal(released.offset, whole.offset);
+    // The KV written layer by layer is the same: the next decode step agrees.
+    const next = [prompt[3]];
+    const da = forward(lm.model, next, whole, true);
+    const db = forward(lm.model, next, released, true);
+    mx.eval(da, db);
+    assert.ok(maxAbsDiff(da, db) <= 1e-5, 'decode after the released prefill differs');
+    // A short step (decode / verify sized) is built in one graph.
+    let shortTurns = 0;
+    const c = new KVCache(lm.config.numLayers);
+    const s = await forwardSegmentsReleasing(lm.model, [{ tokens: prompt.slice(0, RELEASE_MIN_ROWS - 1), cache: c, lastOnly: true }], async () => {
+      shortTurns++;
+    });
+    mx.eval(s.logits, ...c.arrays());
+    assert.equal(shortTurns, 0);
+  });
+});
 
 describe('continuous batching', () => {
   it('one batched step gives each sequence the logits of its own unbatched step (decode, verify and prefill rows)', async () => {

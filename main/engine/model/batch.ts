@@ -16,9 +16,9 @@
 // a short grace when one is late (e.g. building a constraint's token table), so nobody waits on a
 // sequence that is busy elsewhere.
 import { core as mx } from '@frost-beta/mlx';
-import { forward, forwardSegments, type DecoderModel } from './base.ts';
+import { forward, forwardSegmentsReleasing, type DecoderModel } from './base.ts';
 import type { KVCache } from './kv-cache.ts';
-import { afterDecodeStep, afterLargeStep } from './memory.ts';
+import { afterDecodeStep, afterLargeStep, afterLayer } from './memory.ts';
 
 /** How a generation runs its forward steps (see generator.ts). */
 export interface StepRunner {
@@ -42,7 +42,7 @@ export function directRunner(model: DecoderModel): StepRunner {
   return {
     async prefill(cache, remaining, chunk) {
       const part = remaining.slice(0, Math.max(1, chunk));
-      const logits = forward(model, part, cache, true);
+      const { logits } = await forwardSegmentsReleasing(model, [{ tokens: part, cache, lastOnly: true }], afterLayer);
       mx.eval(logits, ...cache.arrays());
       return { logits, used: part.length };
     },
@@ -191,7 +191,7 @@ export class BatchScheduler {
       // garbage: free them before allocating the next step's (generator memory policy, batched).
       if (this.lastPrefillTokens >= 256) await afterLargeStep();
       else await afterDecodeStep();
-      this.runStep();
+      await this.runStep();
     } finally {
       this.running = false;
       this.maybeFire();
@@ -199,7 +199,7 @@ export class BatchScheduler {
   }
 
   /** Takes every pending decode step and at most one prefill chunk, runs them as one forward. */
-  private runStep(): void {
+  private async runStep(): Promise<void> {
     const decodes = this.pending.filter((p) => !p.prefill && p.seq.open);
     const prefills = this.pending.filter((p) => p.prefill && p.seq.open);
     const batch = [...decodes];
@@ -219,9 +219,10 @@ export class BatchScheduler {
     this.lastPrefillTokens = prefillTokens;
     let out: { logits: mx.array; rows: { start: number; count: number }[] };
     try {
-      out = forwardSegments(
+      out = await forwardSegmentsReleasing(
         this.model,
         batch.map((p) => ({ tokens: p.tokens, cache: p.cache, lastOnly: p.lastOnly })),
+        afterLayer,
       );
       mx.eval(out.logits, ...batch.flatMap((p) => p.cache.arrays()));
     } catch (e) {

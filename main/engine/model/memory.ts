@@ -41,6 +41,16 @@ export async function afterDecodeStep(): Promise<void> {
   else if (rss > rssBaseline + RSS_SLACK_BYTES) await afterLargeStep();
 }
 
+/**
+ * Between two layers of a long step (base.ts forwardSegmentsReleasing): the layer's wrappers are
+ * young, so a minor GC + one turn (their finalizers) frees its temporaries before the next layer
+ * allocates its own.
+ */
+export async function afterLayer(): Promise<void> {
+  getGc()({ type: 'minor' });
+  await yieldTurn();
+}
+
 /** After a prefill chunk or a generation: full GC + one event-loop turn. */
 export async function afterLargeStep(): Promise<void> {
   getGc()();
