@@ -23,6 +23,8 @@ export interface OllamaModelFacts {
   numLayers?: number | null;
   numKvHeads?: number | null;
   headDim?: number | null;
+  /** A remote engine (settings `remotes`): served by an upstream, never its URL or key here. */
+  remote?: boolean;
 }
 
 /**
@@ -64,7 +66,8 @@ function details(f: OllamaModelFacts): Obj {
   const family = f.architecture ?? '';
   return {
     parent_model: '',
-    format: 'mlx',
+    // Remote engines: the upstream's weights are not ours to describe.
+    format: f.remote ? 'remote' : 'mlx',
     family,
     families: family ? [family] : [],
     parameter_size: parameterSize(f.parameters),

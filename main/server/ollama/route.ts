@@ -110,8 +110,18 @@ export function ollamaRoutes(app: FastifyInstance, ctx: ServerContext, embedding
     return ctx.models.acquire(st.modelId).catch(() => null);
   }
 
-  /** Every model with Ollama facts: the library's public entries, the loaded one from its ModelInfo + template. */
+  /**
+   * Every model with Ollama facts: the library's public entries (the loaded one from its ModelInfo +
+   * template), then the remote engines (as /v1/models lists them: id only, never URL or key).
+   */
   async function listModels(): Promise<OllamaModelFacts[]> {
+    const remotes = (ctx.remotes?.publicList() ?? []).map(
+      (r): OllamaModelFacts => ({ id: r.id, sizeBytes: 0, architecture: null, parameters: null, quantization: null, dtype: null, contextLength: null, modifiedAt: ctx.startedAt, remote: true }),
+    );
+    return [...(await localModels()), ...remotes];
+  }
+
+  async function localModels(): Promise<OllamaModelFacts[]> {
     const lease = await loadedLease();
     try {
       return (await ctx.models.list()).map((e) => {

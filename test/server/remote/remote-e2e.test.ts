@@ -8,6 +8,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
+import { Ollama } from 'ollama';
 import { Ajv } from 'ajv';
 import { parseServeArgs } from '../../../main/cli/serve.ts';
 import { startServe, type RunningServe, type ServeOptions } from '../../../main/core/serve.ts';
@@ -166,6 +167,27 @@ describe('remote engines through the front server', { timeout: 600_000 }, () => 
     assert.equal(msg.model, 'big');
     assert.equal(msg.content[0].type, 'text');
     assert.ok(msg.usage.output_tokens > 0);
+  });
+
+  test('the Ollama front door lists the remotes (/api/tags, /api/show) and chats with them, never showing their URL or key', async () => {
+    const ollama = new Ollama({ host: front!.url, headers: { Authorization: `Bearer ${FRONT_KEY}` } });
+    const { models } = await ollama.list();
+    seen.push(JSON.stringify(models));
+    const big = models.find((m) => m.name === 'big');
+    assert.ok(big, 'the remote is listed');
+    assert.equal(big.details.format, 'remote');
+    assert.ok(models.some((m) => m.name === 'flaky') && models.some((m) => m.name === localId), 'remotes after the local model');
+    const show = await ollama.show({ model: 'big' });
+    seen.push(JSON.stringify(show));
+    assert.equal(show.details.format, 'remote');
+    const msgs = [{ role: 'user' as const, content: 'Say something about rivers.' }];
+    const viaOllama = await ollama.chat({ model: 'big', messages: msgs, options: { num_predict: 12, temperature: 0 } });
+    seen.push(JSON.stringify(viaOllama));
+    const a = await direct().chat.completions.create({ model: upstreamModel, messages: msgs, max_tokens: 12, temperature: 0 });
+    assert.equal(viaOllama.model, 'big');
+    assert.equal(viaOllama.message.content, a.choices[0].message.content);
+    const tags = await raw('/api/tags');
+    assert.ok(!tags.body.includes(String(new URL(upstream!.url).port)) && !tags.body.includes(UP_KEY) && !tags.body.includes(fake.url));
   });
 
   test('a client that disconnects mid-stream aborts the upstream request', async () => {
