@@ -136,7 +136,7 @@ describe('token table', () => {
         // The shorter of the two lists (a free string: a few thousand refused ids).
         assert.ok(m.deny.length <= VOCAB / 2 && (pattern || m.deny.length < 10_000), `${name}: deny list of ${m.deny.length}`);
       } else {
-        got = m.allow.sort((a, b) => a - b);
+        got = [...m.allow].sort((a, b) => a - b);
         assert.ok(m.allow.length <= VOCAB / 2 + 8, `${name}: allow list of ${m.allow.length}`);
       }
       assert.deepEqual(got, want);
@@ -156,6 +156,76 @@ describe('token table', () => {
     // In a key that must be one of the declared ASCII names, no non-ASCII lead byte is possible.
     const key = advanceText(initialState(person()), '{"')!;
     for (const id of allowedTokenIds(table, key)) assert.ok(table.bytes[id]![0]! < 0x80);
+  });
+});
+
+/** The allowed ids a TokenMask stands for, ascending. */
+function maskIds(m: ReturnType<typeof tokenMask>): number[] {
+  if ('allow' in m) return [...m.allow].sort((a, b) => a - b);
+  const denied = new Set(m.deny);
+  const out: number[] = [];
+  for (let id = 0; id < VOCAB; id++) if (!denied.has(id) && table.bytes[id]) out.push(id);
+  return out;
+}
+
+describe('pattern masks are cached per automaton state, never across what they depend on', () => {
+  // Masks inside pattern strings are cached on the token table by (automaton content, state,
+  // length context); the closing tokens are decided per step. Each case asks for masks that share
+  // a cache key's parts but must differ, in an order where a stale entry would be returned, and
+  // compares every mask with the brute force.
+  const tok = (s: string) => text.tokenizer.tokenToId(s)!;
+  const check = (node: ValueNode, prefix: string) => {
+    const st = advanceText(initialState(node), prefix)!;
+    assert.ok(st, prefix);
+    const got = maskIds(tokenMask(table, st));
+    assert.deepEqual(got, bruteForce(st), prefix);
+    return new Set(got);
+  };
+  const emailIn = (rest: Record<string, unknown>, required: string[], extra: Record<string, unknown> = {}) =>
+    compileSchema({ type: 'object', properties: { e: { type: 'string', format: 'email', ...extra }, ...rest }, required: ['e', ...required], additionalProperties: false });
+
+  test('the same email state before another required key and at the end of the object', () => {
+    const prefix = '{"e":"ada@example.co';
+    const last = check(emailIn({}, []), prefix);
+    const more = check(emailIn({ n: { type: 'integer' } }, ['n']), prefix);
+    const lastAgain = check(emailIn({}, []), prefix);
+    assert.deepEqual(lastAgain, last);
+    // '"}' closes the object only where no key is left; '",' only where one is.
+    assert.ok(last.has(tok('"}')) && !last.has(tok('",')));
+    assert.ok(more.has(tok('",')) && !more.has(tok('"}')));
+  });
+
+  test('the same automaton state with and without maxLength, and at different lengths of one string', () => {
+    const unbounded = check(emailIn({}, []), '{"e":"ada@exam');
+    const bounded = check(emailIn({}, [], { maxLength: 12 }), '{"e":"ada@exam');
+    assert.ok(bounded.size < unbounded.size);
+    // One state of ^[a-z]+$ (the loop), far from maxLength (length-free) and near it.
+    const word = () => compileSchema({ type: 'string', pattern: '^[a-z]+$', maxLength: 40 });
+    const far = check(word(), '"ab');
+    const near = check(word(), '"' + 'a'.repeat(37));
+    const farAgain = check(word(), '"abcd');
+    assert.deepEqual(farAgain, far);
+    assert.ok(near.size < far.size);
+    for (const id of near) if (table.bytes[id]![0] !== 0x22) assert.ok(table.bytes[id]!.length <= 3, 'at most 3 more letters');
+  });
+
+  test('a root string (only the end may follow) and the same pattern inside an array', () => {
+    const pat = { type: 'string', pattern: '^[a-z]{2,5}$' };
+    const root = check(compileSchema(pat), '"abc');
+    const item = check(compileSchema({ type: 'array', items: pat }), '["abc');
+    const rootAgain = check(compileSchema(pat), '"abc');
+    assert.deepEqual(rootAgain, root);
+    assert.ok(item.has(tok('",')) && item.has(tok('"]')));
+    assert.ok(!root.has(tok('",')) && !root.has(tok('"]')) && root.has(tok('"')));
+  });
+
+  test('an anyOf of a pattern string and a free string, and a contains item read two ways, combine their masks', () => {
+    check(compileSchema({ anyOf: [{ type: 'string', format: 'email' }, { type: 'string', maxLength: 3 }] }), '"ab');
+    check(compileSchema({ anyOf: [{ type: 'string', format: 'email' }, { type: 'string', maxLength: 3 }] }), '"abc');
+    const contains = () => compileSchema({ type: 'array', items: { type: 'string', maxLength: 8 }, contains: { const: 'urgent' }, minContains: 1, maxContains: 1 });
+    check(contains(), '["');
+    check(contains(), '["urgent');
+    check(contains(), '["urgent", "u');
   });
 });
 

@@ -13,10 +13,14 @@
 //   - the distinct sequences sorted, with their common prefixes, for a trie walk.
 // Then per automaton state, a walk over the distinct sequences (a few thousand instead of
 // 151,936 tokens, dead prefixes skipped) gives the allowed groups with their end state and
-// character count; each step only filters the groups by the length bounds and checks the tokens
-// that close the string (their bytes after the quote are checked once per distinct tail).
+// character count. From those, per state and length context, the body mask: the ids that stay
+// inside the string and are allowed, and the closing tokens that fit, grouped by their bytes
+// after the quote. A step checks one tail per group against what follows the string (the stack
+// below it: the same state closes differently inside `{"a": …}` and at the end of an object);
+// the finished list is cached per body mask and set of tails taken, and handed out as it is.
 // Everything is cached on the token table, keyed by the automaton's content, so the same schema
-// in the next request (a new Dfa object with the same states) starts warm.
+// in the next request (a new Dfa object with the same states) starts warm; the length context is
+// "free" once lengths decide nothing, so a new string of the same format finds most masks warm.
 import { advanceBytes, pendingAllowed, pendingRange, readStringBody, stringCloseState, type PatternStringState, type RecognizerState, type StrScan } from './recognizer.ts';
 import { dfaStep, type Dfa } from './regex.ts';
 import { stringFeasible } from './schema.ts';
@@ -28,12 +32,61 @@ export interface PatternTableView {
   patternMasks?: PatternMaskCache;
 }
 
-/** Per table: the tokens' string-body readings, and per automaton content its class index. */
+/** Per table: the tokens' string-body readings, per automaton content its class index, and the masks. */
 export interface PatternMaskCache {
   body: BodyTokens;
   byKey: Map<string, ClassIndex>;
   keyOf: WeakMap<Dfa, string>;
+  /** Class indexes built so far (their ids key `masks`). */
+  built: number;
+  /** Body masks by `${index id}:${state}:${length context}`, least recently used first. */
+  masks: Map<string, BodyMask>;
+  /** Ids held by `masks` (bounded by MAX_MASK_IDS). */
+  maskIds: number;
+  /** A zeroed flag per id, lent to one mask computation at a time. */
+  flags: Uint8Array;
 }
+
+/**
+ * One pattern-string state's mask for one length context, without the decision on closing
+ * tokens (that depends on what follows the string: the same automaton state inside `{"a": …}`
+ * and at the end of an object closes differently). Per step, only the closing tokens are checked.
+ */
+interface BodyMask {
+  /** The ids that stay inside the string and are allowed (packed, copied per step with slice). */
+  allow: number[];
+  /** Built on first need: every id that is neither in `allow` nor a closing token (the fixed part of the deny form). */
+  denyBase: number[] | null;
+  /** Closing tokens whose characters before the quote are valid and fit the lengths, by their bytes after the quote. */
+  tails: { rest: Uint8Array; ids: number[] }[];
+  /**
+   * The finished masks by which tails the context takes ('0'/'1' per tail): handed out as they are
+   * (shared, never modified), since allocating a fresh list of tens of thousands of ids costs
+   * milliseconds by itself (V8's large-object space).
+   */
+  finals: Map<string, SharedMask>;
+  /** In the cache (its lists count towards MAX_MASK_IDS). */
+  cached: boolean;
+}
+
+/** A mask handed out by reference: callers must not modify its list. */
+export type SharedMask = { readonly allow: readonly number[] } | { readonly deny: readonly number[] };
+
+/** Lists handed out from the cache (alternativesMask in token-table.ts keys its own cache by them). */
+const sharedIds = new WeakMap<readonly number[], number>();
+let nextShared = 0;
+
+/** A number naming a cached mask list for as long as it lives; undefined for a fresh list. */
+export function sharedListId(list: readonly number[]): number | undefined {
+  return sharedIds.get(list);
+}
+
+/** Marks a list as shared (cached: the same contents every time it is handed out). */
+export function shareList(list: readonly number[]): void {
+  if (!sharedIds.has(list)) sharedIds.set(list, nextShared++);
+}
+
+const MAX_FINALS = 8;
 
 interface BodyTokens {
   /** Tokens that stay inside the string: characters (flattened) and the half-read tail, if any. */
@@ -59,7 +112,14 @@ interface Group {
 }
 
 interface ClassIndex {
+  /** Unique per table: the masks' cache key. */
+  id: number;
   dfa: Dfa;
+  /**
+   * Most characters a token adds (a half-read tail counting one) plus the longest shortest way to
+   * acceptance: further than this from maxLength (and past minLength), lengths decide nothing.
+   */
+  reachChars: number;
   classes: number;
   /** delta[q * classes + c]: the next state, -1 none. */
   delta: Int32Array;
@@ -92,6 +152,8 @@ interface StateTokens {
 
 const MAX_INDEXES = 32;
 const MAX_STATES_CACHED = 1024;
+/** Ids kept in cached masks per table (8 bytes each: at most 32 MB; a format takes 10–50 masks of up to ~75,000 ids). */
+const MAX_MASK_IDS = 4_000_000;
 
 function bodyTokens(table: PatternTableView): BodyTokens {
   const openIds: number[] = [];
@@ -147,7 +209,7 @@ function dfaKey(d: Dfa): string {
   return parts.join(';');
 }
 
-function buildIndex(d: Dfa, body: BodyTokens): ClassIndex {
+function buildIndex(d: Dfa, body: BodyTokens, id: number): ClassIndex {
   // Alphabet partition: the interval starts of every transition, intervals with equal targets in
   // every state merged into one class.
   const pts = new Set<number>([0]);
@@ -257,7 +319,12 @@ function buildIndex(d: Dfa, body: BodyTokens): ClassIndex {
     }
     closeSeq.push(ok ? Uint16Array.from(s) : null);
   }
-  return { dfa: d, classes: C, delta, asciiClass, bounds, boundClass, groups, lcp, closeSeq, perState: new Map() };
+  let maxChars = 0;
+  for (const g of groups) maxChars = Math.max(maxChars, g.seq.length + (g.pend ? 1 : 0));
+  for (const c of closeSeq) if (c) maxChars = Math.max(maxChars, c.length);
+  let maxMin = 0;
+  for (let q = 0; q < d.size; q++) maxMin = Math.max(maxMin, d.minRemain[q]!);
+  return { id, dfa: d, reachChars: maxChars + maxMin, classes: C, delta, asciiClass, bounds, boundClass, groups, lcp, closeSeq, perState: new Map() };
 }
 
 /** The groups allowed from state q0 (lengths not checked: they depend on the step). */
@@ -331,14 +398,25 @@ function walkState(ix: ClassIndex, q0: number): StateTokens {
 }
 
 /** Appends typed ids to a plain array (sized once, then filled: several times faster than push). */
-function appendAll(out: number[], ids: Int32Array): void {
+function appendAll(out: number[], ids: Int32Array | readonly number[]): void {
   const start = out.length;
   out.length = start + ids.length;
   for (let i = 0; i < ids.length; i++) out[start + i] = ids[i]!;
 }
 
-function indexFor(table: PatternTableView, d: Dfa): { ix: ClassIndex; body: BodyTokens } {
-  const cache = (table.patternMasks ??= { body: bodyTokens(table), byKey: new Map(), keyOf: new WeakMap() });
+function cacheOf(table: PatternTableView): PatternMaskCache {
+  return (table.patternMasks ??= {
+    body: bodyTokens(table),
+    byKey: new Map(),
+    keyOf: new WeakMap(),
+    built: 0,
+    masks: new Map(),
+    maskIds: 0,
+    flags: new Uint8Array(table.bytes.length),
+  });
+}
+
+function indexFor(cache: PatternMaskCache, d: Dfa): ClassIndex {
   let key = cache.keyOf.get(d);
   if (key === undefined) cache.keyOf.set(d, (key = dfaKey(d)));
   let ix = cache.byKey.get(key);
@@ -346,43 +424,96 @@ function indexFor(table: PatternTableView, d: Dfa): { ix: ClassIndex; body: Body
     // Most recently used last (the map is the LRU order).
     cache.byKey.delete(key);
   } else {
-    ix = buildIndex(d, cache.body);
+    ix = buildIndex(d, cache.body, cache.built++);
     if (cache.byKey.size >= MAX_INDEXES) cache.byKey.delete(cache.byKey.keys().next().value!);
   }
   cache.byKey.set(key, ix);
-  return { ix, body: cache.body };
+  return ix;
 }
 
+const listOf = (f: SharedMask) => ('allow' in f ? f.allow : f.deny);
+const finalsSize = (m: BodyMask) => {
+  let n = 0;
+  for (const f of m.finals.values()) n += listOf(f).length;
+  return n;
+};
+const maskSize = (m: BodyMask) => m.allow.length + (m.denyBase?.length ?? 0) + m.tails.reduce((n, t) => n + t.ids.length, 0) + finalsSize(m);
+
 /**
- * The allowed ids in a pattern-string state (exactly what advancing the recognizer would allow):
- * the cached groups that fit the length bounds, the half-read tokens checked one by one, and the
- * closing tokens whose text before the quote is valid and whose bytes after it the recognizer
- * takes (once per distinct tail).
+ * The body mask of a pattern-string state. What it depends on, and so its key: the automaton's
+ * content (the class index), its state, and the lengths — the bounds and the length so far,
+ * unless the string is past minLength and further than any token reaches from maxLength (then
+ * "free": the same mask for every length, which is what keeps long strings warm).
  */
-export function patternAllowedIds(table: PatternTableView, state: RecognizerState, ps: PatternStringState, out: number[]): number[] {
+function bodyMaskFor(table: PatternTableView, ps: PatternStringState): { m: BodyMask; cache: PatternMaskCache } {
+  const cache = cacheOf(table);
   const alt = ps.alt;
-  const { ix, body } = indexFor(table, alt.dfa!);
+  const ix = indexFor(cache, alt.dfa!);
+  const free = ps.len >= alt.minLength && ps.len + ix.reachChars <= alt.maxLength;
+  const key = `${ix.id}:${ps.q}:${free ? 'free' : `${alt.minLength},${alt.maxLength},${ps.len}`}`;
+  let m = cache.masks.get(key);
+  if (m) {
+    cache.masks.delete(key);
+    cache.masks.set(key, m);
+    return { m, cache };
+  }
   let st = ix.perState.get(ps.q);
   if (!st) {
     st = walkState(ix, ps.q);
     if (ix.perState.size < MAX_STATES_CACHED) ix.perState.set(ps.q, st);
   }
-  const len = ps.len;
-  if (alt.minLength === 0 && alt.maxLength === Infinity) appendAll(out, st.fullAll);
+  m = buildBodyMask(cache.body, st, ps, free);
+  cache.masks.set(key, m);
+  m.cached = true;
+  cache.maskIds += maskSize(m);
+  evict(cache);
+  return { m, cache };
+}
+
+function evict(cache: PatternMaskCache): void {
+  while (cache.maskIds > MAX_MASK_IDS && cache.masks.size > 1) {
+    const [k, old] = cache.masks.entries().next().value!;
+    cache.masks.delete(k);
+    old.cached = false;
+    cache.maskIds -= maskSize(old);
+  }
+}
+
+function buildBodyMask(body: BodyTokens, st: StateTokens, ps: PatternStringState, free: boolean): BodyMask {
+  const { alt, len } = ps;
+  const allow: number[] = [];
+  if (free) appendAll(allow, st.fullAll);
   else {
     for (const g of st.full) {
       const n = len + g.chars;
-      if (n <= alt.maxLength && stringFeasible(alt, g.endQ, n)) appendAll(out, g.ids);
+      if (n <= alt.maxLength && stringFeasible(alt, g.endQ, n)) appendAll(allow, g.ids);
     }
   }
   for (const g of st.partial) {
     const n = len + g.chars;
-    if (n > alt.maxLength) continue;
+    if (!free && n > alt.maxLength) continue;
     for (let i = 0; i < g.ids.length; i++) {
       const id = g.ids[i]!;
-      if (pendingAllowed(alt, g.endQ, body.pendOf.get(id)!, n)) out.push(id);
+      if (pendingAllowed(alt, g.endQ, body.pendOf.get(id)!, n)) allow.push(id);
     }
   }
+  const byTail = new Map<string, { rest: Uint8Array; ids: number[] }>();
+  for (const c of st.close) {
+    const n = len + c.chars;
+    if (!free && (n < alt.minLength || n > alt.maxLength)) continue;
+    const key = body.closeRestKey[c.k]!;
+    let t = byTail.get(key);
+    if (!t) byTail.set(key, (t = { rest: body.closeRest[c.k]!, ids: [] }));
+    t.ids.push(body.closeIds[c.k]!);
+  }
+  return { allow, denyBase: null, tails: [...byTail.values()], finals: new Map(), cached: false };
+}
+
+/**
+ * The closing tokens allowed now, and which tails the context takes ('0'/'1' per tail; null when
+ * each closing token was checked on its own: a key, a uniqueItems item).
+ */
+function closingAllowed(table: PatternTableView, body: BodyTokens, state: RecognizerState, m: BodyMask, out: number[]): string | null {
   const after = stringCloseState(state);
   if (after === undefined) {
     // The close depends on the string's text: each closing token through the recognizer.
@@ -390,17 +521,83 @@ export function patternAllowedIds(table: PatternTableView, state: RecognizerStat
       const id = body.closeIds[i]!;
       if (advanceBytes(state, table.bytes[id]!)) out.push(id);
     }
-    return out;
+    return null;
   }
-  if (after === null) return out;
-  const tails = new Map<string, boolean>();
-  for (const c of st.close) {
-    const n = len + c.chars;
-    if (n < alt.minLength || n > alt.maxLength) continue;
-    const key = body.closeRestKey[c.k]!;
-    let ok = tails.get(key);
-    if (ok === undefined) tails.set(key, (ok = key.length === 0 || advanceBytes(after, body.closeRest[c.k]!) !== null));
-    if (ok) out.push(body.closeIds[c.k]!);
+  if (after === null) return '';
+  let sig = '';
+  for (const t of m.tails) {
+    const ok = t.rest.length === 0 || advanceBytes(after, t.rest) !== null;
+    sig += ok ? '1' : '0';
+    if (ok) for (let i = 0; i < t.ids.length; i++) out.push(t.ids[i]!);
   }
+  return sig;
+}
+
+/**
+ * The allowed ids in a pattern-string state (exactly what advancing the recognizer would allow):
+ * the cached body mask and the closing tokens whose bytes after the quote the recognizer takes.
+ */
+export function patternAllowedIds(table: PatternTableView, state: RecognizerState, ps: PatternStringState, out: number[]): number[] {
+  const { m, cache } = bodyMaskFor(table, ps);
+  appendAll(out, m.allow);
+  closingAllowed(table, cache.body, state, m, out);
   return out;
+}
+
+/**
+ * The same set as patternAllowedIds, as the shorter list: the allowed ids, or (an unanchored
+ * pattern that takes most of the vocabulary) every refused id of the vocabulary. Warm (the same
+ * state, length context and closing decisions as before), the cached list itself.
+ */
+export function patternMask(table: PatternTableView, state: RecognizerState, ps: PatternStringState): SharedMask {
+  const { m, cache } = bodyMaskFor(table, ps);
+  const body = cache.body;
+  const close: number[] = [];
+  const sig = closingAllowed(table, body, state, m, close);
+  if (sig !== null) {
+    const hit = m.finals.get(sig);
+    if (hit) {
+      m.finals.delete(sig);
+      m.finals.set(sig, hit);
+      return hit;
+    }
+  }
+  const f = finishMask(cache, m, close);
+  if (sig !== null) {
+    const list = listOf(f);
+    shareList(list);
+    if (m.finals.size >= MAX_FINALS) {
+      const [k, old] = m.finals.entries().next().value!;
+      m.finals.delete(k);
+      if (m.cached) cache.maskIds -= listOf(old).length;
+    }
+    m.finals.set(sig, f);
+    if (m.cached) cache.maskIds += list.length;
+    evict(cache);
+  }
+  return f;
+}
+
+function finishMask(cache: PatternMaskCache, m: BodyMask, close: number[]): SharedMask {
+  const body = cache.body;
+  const V = cache.flags.length;
+  if (m.allow.length + close.length < V / 2) return { allow: m.allow.concat(close) };
+  const flags = cache.flags;
+  if (!m.denyBase) {
+    for (const id of m.allow) flags[id] = 1;
+    for (let i = 0; i < body.closeIds.length; i++) flags[body.closeIds[i]!] = 1;
+    const base: number[] = [];
+    for (let id = 0; id < V; id++) if (flags[id]) flags[id] = 0;
+    else base.push(id);
+    m.denyBase = base;
+    if (m.cached) cache.maskIds += base.length;
+  }
+  const refused: number[] = [];
+  for (const id of close) flags[id] = 1;
+  for (let i = 0; i < body.closeIds.length; i++) {
+    const id = body.closeIds[i]!;
+    if (flags[id]) flags[id] = 0;
+    else refused.push(id);
+  }
+  return { deny: m.denyBase.concat(refused) };
 }

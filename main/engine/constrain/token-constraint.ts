@@ -80,7 +80,8 @@ export class TokenConstraint {
     this.stats.masks++;
     let m = tokenMask(this.table, this.state);
     if (canEnd(this.state)) {
-      if ('allow' in m) for (const e of this.eos) m.allow.push(e);
+      // New lists: the mask's own may be a cached one.
+      if ('allow' in m) m = { allow: [...m.allow, ...this.eos] };
       else m = { deny: m.deny.filter((id) => !this.eos.has(id)) };
     }
     const dt = performance.now() - t0;
@@ -208,7 +209,7 @@ export class TriggeredTokenConstraint {
 
   allowedTokens(): number[] {
     const m = this.mask();
-    if ('allow' in m) return m.allow;
+    if ('allow' in m) return [...m.allow];
     const denied = new Set(m.deny);
     const out: number[] = [];
     for (let id = 0; id < this.table.bytes.length; id++) if (!denied.has(id)) out.push(id);

@@ -7,7 +7,7 @@
 // Byte-level BPE (GPT-2/Qwen/Llama 3): token strings use the 256-character byte alphabet, so a
 // token may carry half a UTF-8 character; we map it back to raw bytes. SentencePiece vocabularies
 // (Llama 2/Mistral): `▁` is a space and `<0xNN>` a raw byte.
-import { patternAllowedIds, type PatternMaskCache } from './pattern-mask.ts';
+import { patternAllowedIds, patternMask, shareList, sharedListId, type PatternMaskCache } from './pattern-mask.ts';
 import { advanceByte, advanceBytes, openStringCapacity, patternStringState, scanStringBody, type RecognizerState } from './recognizer.ts';
 
 /** What the table needs from the tokenizer (engine/text's TextTokenizer satisfies it). */
@@ -34,6 +34,8 @@ export interface TokenTable {
   stringBody?: StringBodyIds;
   /** Pattern/format strings: per automaton, its character classes and per state the tokens it takes (pattern-mask.ts). */
   patternMasks?: PatternMaskCache;
+  /** Combined masks of several alternatives, by their parts (alternativesMask), least recently used first. */
+  altMasks?: Map<string, TokenMask>;
 }
 
 interface StringBodyIds {
@@ -234,8 +236,11 @@ function stringBodyIds(table: TokenTable): StringBodyIds {
   return table.stringBody;
 }
 
-/** The allowed next tokens, as the shorter of the two lists. */
-export type TokenMask = { allow: number[] } | { deny: number[] };
+/**
+ * The allowed next tokens, as the shorter of the two lists. The list may be a cached one handed
+ * out by reference (pattern strings): never modify it.
+ */
+export type TokenMask = { readonly allow: readonly number[] } | { readonly deny: readonly number[] };
 
 /**
  * Like allowedTokenIds, but inside a string — where nearly the whole vocabulary is allowed — as
@@ -244,18 +249,15 @@ export type TokenMask = { allow: number[] } | { deny: number[] };
  * list (EOS is not in either list; the caller adds it when the document may end).
  */
 export function tokenMask(table: TokenTable, state: RecognizerState): TokenMask {
+  const ps = patternStringState(state);
+  if (ps) return patternMask(table, state, ps);
   const cap0 = openStringCapacity(state);
-  if (patternStringState(state) || (cap0 < 0 && state.length > 1)) {
-    const allow = allowedTokenIds(table, state);
-    if (allow.length < table.bytes.length / 2) return { allow };
-    // Most of the vocabulary (an unanchored pattern): the refused ids are the shorter list.
-    const ok = new Uint8Array(table.bytes.length);
-    for (const id of allow) ok[id] = 1;
-    const deny: number[] = [];
-    for (let id = 0; id < ok.length; id++) if (!ok[id]) deny.push(id);
-    return { deny };
+  if (cap0 < 0 && state.length > 1) {
+    const alts = alternativesMask(table, state);
+    if (alts) return alts;
+    return shorter(table.bytes.length, allowedTokenIds(table, state));
   }
-  const cap = openStringCapacity(state);
+  const cap = cap0;
   if (cap < 0) return { allow: allowedTokenIds(table, state) };
   const sb = stringBodyIds(table);
   if (cap !== Infinity) {
@@ -273,4 +275,94 @@ export function tokenMask(table: TokenTable, state: RecognizerState): TokenMask 
     if (!advanceBytes(state, table.bytes[id]!)) deny.push(id);
   }
   return { deny };
+}
+
+/** The allowed list, or the refused ids when most of the vocabulary is allowed. */
+function shorter(V: number, allow: number[]): TokenMask {
+  if (allow.length < V / 2) return { allow };
+  const ok = new Uint8Array(V);
+  for (const id of allow) ok[id] = 1;
+  const deny: number[] = [];
+  for (let id = 0; id < V; id++) if (!ok[id]) deny.push(id);
+  return { deny };
+}
+
+/**
+ * Several alternatives (anyOf branches, a `contains` item read as counting and as not counting),
+ * some inside a string: each string alternative's own mask (a deny list of a few thousand ids, or
+ * the pattern cache's copy), the others' allowed ids from one shared walk, combined with one flag
+ * per id — a token is refused when every alternative refuses it. null when no alternative is
+ * inside a string (the plain walk is then the whole work).
+ */
+function alternativesMask(table: TokenTable, state: RecognizerState): TokenMask | null {
+  if (state.length > 8) return null;
+  const fast = state.filter((st) => st !== null && (patternStringState([st]) !== null || openStringCapacity([st]) >= 0));
+  if (fast.length === 0) return null;
+  const parts = fast.map((st) => tokenMask(table, [st]));
+  const rest = state.filter((st) => !fast.includes(st));
+  if (rest.some((st) => st !== null)) parts.push({ allow: allowedTokenIds(table, rest) });
+  // The same parts give the same result: cached when every part is a cached list or short enough
+  // to spell out (a list of tens of thousands of fresh ids costs milliseconds to allocate).
+  let key: string | null = '';
+  for (const p of parts) {
+    const list = 'allow' in p ? p.allow : p.deny;
+    const id = sharedListId(list);
+    if (id !== undefined) key += `${'allow' in p ? 'A' : 'D'}#${id};`;
+    else if (list.length <= 8192) key += `${'allow' in p ? 'A' : 'D'}${list.join(',')};`;
+    else {
+      key = null;
+      break;
+    }
+  }
+  const cache = (table.altMasks ??= new Map());
+  if (key !== null) {
+    const hit = cache.get(key);
+    if (hit) {
+      cache.delete(key);
+      cache.set(key, hit);
+      return hit;
+    }
+  }
+  const m = combineMasks(parts, table.bytes.length);
+  if (key !== null) {
+    shareList('allow' in m ? m.allow : m.deny);
+    if (cache.size >= MAX_ALT_MASKS) cache.delete(cache.keys().next().value!);
+    cache.set(key, m);
+  }
+  return m;
+}
+
+/** Combined masks kept per table (each list at most the vocabulary's size: a few MB in all). */
+const MAX_ALT_MASKS = 64;
+
+/** A token is allowed when some part allows it: refused = refused by every deny list and allowed by no allow list. */
+function combineMasks(parts: TokenMask[], V: number): TokenMask {
+  const denies: (readonly number[])[] = [];
+  const allows: (readonly number[])[] = [];
+  for (const p of parts) {
+    if ('deny' in p) denies.push(p.deny);
+    else allows.push(p.allow);
+  }
+  if (denies.length === 0) {
+    const seen = new Uint8Array(V);
+    const out: number[] = [];
+    for (const a of allows) for (const id of a) if (!seen[id]) {
+      seen[id] = 1;
+      out.push(id);
+    }
+    return shorter(V, out);
+  }
+  const count = new Uint8Array(V);
+  for (const d of denies) for (let i = 0; i < d.length; i++) count[d[i]!]!++;
+  for (const a of allows) for (let i = 0; i < a.length; i++) count[a[i]!] = 0;
+  const first = denies[0]!;
+  const deny: number[] = [];
+  for (let i = 0; i < first.length; i++) if (count[first[i]!] === denies.length) deny.push(first[i]!);
+  if (deny.length <= V / 2) return { deny };
+  // Mostly refused (short strings near their maxLength): the allowed ids are the shorter list.
+  count.fill(0);
+  for (const id of deny) count[id] = 1;
+  const allow: number[] = [];
+  for (let id = 0; id < V; id++) if (!count[id]) allow.push(id);
+  return { allow };
 }

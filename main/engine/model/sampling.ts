@@ -129,9 +129,9 @@ export interface SamplingConstraint {
   /**
    * Optional, preferred: the allowed set as the shorter list — `deny` lists every refused id of
    * the vocabulary (inside strings nearly all ids are allowed, and an MLX index array of ~147k ids
-   * alone costs ~25 ms), `allow` the allowed ones.
+   * alone costs ~25 ms), `allow` the allowed ones. The lists may be cached ones: read only.
    */
-  mask?(): { allow: number[] } | { deny: number[] };
+  mask?(): { readonly allow: readonly number[] } | { readonly deny: readonly number[] };
 }
 
 /** Maps a user seed (any finite number) to an MLX key seed (non-negative safe integer). */
@@ -196,14 +196,14 @@ export class Sampler {
       const m = constraint.mask ? constraint.mask() : { allow: constraint.allowedTokens() };
       if ('deny' in m) {
         // Refused ids get -inf; the draw runs over the whole (penalized) vocabulary.
-        const masked = m.deny.length > 0 ? base.at(mx.array(m.deny, mx.int32)).add(mx.array(-Infinity, mx.float32)) : base;
+        const masked = m.deny.length > 0 ? base.at(mx.array(m.deny as number[], mx.int32)).add(mx.array(-Infinity, mx.float32)) : base;
         id = this.draw(masked);
       } else {
         const allowed = m.allow;
         if (allowed.length === 0) return -1;
         if (allowed.length === 1) id = allowed[0]!;
         else {
-          const sub = mx.take(base, mx.array(allowed, mx.int32), 0);
+          const sub = mx.take(base, mx.array(allowed as number[], mx.int32), 0);
           id = allowed[this.draw(sub)]!;
         }
       }
