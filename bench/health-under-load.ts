@@ -3,7 +3,9 @@
 // process (random weights, the real Qwen3 tokenizer and chat template); the bench process polls
 // /health every 5 ms over a fresh connection while it sends, one at a time: a 7.8 MB message,
 // 100,000 messages, 128 tools × 600 properties, 2,048 embedding inputs (all refused by the cheap
-// bounds before rendering), a batch of embedding inputs that passes them (tokenized, then run), and
+// bounds before rendering), forced tool calls with huge schemas (128 × 600 properties with
+// tool_choice "required", one tool of 60,000 properties named by tool_choice: every schema is
+// compiled before the request is refused), a batch of embedding inputs that passes them (tokenized, then run), and
 // the largest prompt the bounds let through (context × 64 characters of varied text: rendered and
 // tokenized for real — in a prompt worker thread since main/server/prompt-pool.ts — then refused
 // by the exact count). Reports per case: status, ms to answer, and /health p50/p99/max over the
@@ -19,12 +21,23 @@ import type { BenchOptions, BenchResult, BenchSection } from './registry.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-function request(port: number, method: string, p: string, body?: string): Promise<{ status: number; ms: number }> {
+function request(port: number, method: string, p: string, body?: string): Promise<{ status: number; ms: number; code: string | null }> {
   const t = performance.now();
   return new Promise((resolve, reject) => {
     const req = http.request({ host: '127.0.0.1', port, method, path: p, agent: false, headers: body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {} }, (res) => {
-      res.resume();
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, ms: performance.now() - t }));
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (text += c.length < 4096 ? c : ''));
+      res.on('end', () => {
+        const ms = performance.now() - t;
+        let code: string | null = null;
+        try {
+          code = (res.statusCode ?? 0) >= 400 ? (JSON.parse(text) as { error?: { code?: string } }).error?.code ?? null : null;
+        } catch {
+          // not JSON
+        }
+        resolve({ status: res.statusCode ?? 0, ms, code });
+      });
     });
     req.on('error', reject);
     if (body) req.end(body);
@@ -62,6 +75,7 @@ async function underLoad(port: number, method: string, p: string, body: string):
   const all = health.map((h) => h.ms);
   return {
     status: res.status,
+    code: res.code,
     request_ms: r1(res.ms),
     body_mb: r1(Buffer.byteLength(body) / 1e6),
     during: { samples: during.length, health_p50_ms: r1(q(during, 0.5)), health_p99_ms: r1(q(during, 0.99)), health_max_ms: r1(during.length ? Math.max(...during) : 0) },
@@ -100,10 +114,14 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
       return s.slice(0, chars);
     };
     const properties = Object.fromEntries(Array.from({ length: 600 }, (_, i) => [`property_${i}`, { type: 'string', description: 'a field' }]));
+    const tools128 = Array.from({ length: 128 }, (_, i) => ({ type: 'function', function: { name: `t${i}`, parameters: { type: 'object', properties } } }));
+    const hugeSchema = { type: 'object', properties: Object.fromEntries(Array.from({ length: 60_000 }, (_, i) => [`p${i}`, { type: 'integer' }])) };
     const cases: Record<string, [string, string]> = {
       message_7_8mb: ['/v1/chat/completions', JSON.stringify({ model, messages: [{ role: 'user', content: 'a'.repeat(7_800_000) }], max_tokens: 1 })],
       messages_100k: ['/v1/chat/completions', JSON.stringify({ model, messages: Array.from({ length: 100_000 }, (_, i) => ({ role: i % 2 ? 'assistant' : 'user', content: 'hi' })), max_tokens: 1 })],
-      tools_128x600: ['/v1/chat/completions', JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }], tools: Array.from({ length: 128 }, (_, i) => ({ type: 'function', function: { name: `t${i}`, parameters: { type: 'object', properties } } })), max_tokens: 1 })],
+      tools_128x600: ['/v1/chat/completions', JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }], tools: tools128, max_tokens: 1 })],
+      forced_tools_128x600: ['/v1/chat/completions', JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }], tools: tools128, tool_choice: 'required', max_tokens: 1 })],
+      forced_tool_60k_properties: ['/v1/chat/completions', JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }], tools: [{ type: 'function', function: { name: 'big', parameters: hugeSchema } }], tool_choice: { type: 'function', function: { name: 'big' } }, max_tokens: 1 })],
       embeddings_2048: ['/v1/embeddings', JSON.stringify({ model, input: Array.from({ length: 2048 }, () => varied(3000)) })],
       // Passes the bounds (32 × 1,000 characters): tokenized (in a worker), then embedded.
       embeddings_32_passing: ['/v1/embeddings', JSON.stringify({ model, input: Array.from({ length: 32 }, (_, i) => `${i} ${varied(1000)}`) })],
@@ -114,19 +132,29 @@ async function run(opts: BenchOptions): Promise<BenchResult> {
     for (let i = 0; i < 40; i++) baseline.push((await request(port, 'GET', '/health')).ms);
     results.idle_health_p50_ms = r1(q(baseline, 0.5));
     results.idle_health_max_ms = r1(Math.max(...baseline));
+    // A small chat request end to end (1 generated token): the large-body path must not slow it.
+    const small = JSON.stringify({ model, messages: [{ role: 'user', content: 'Say hi.' }], max_tokens: 1 });
+    const smallChat = async () => {
+      const ms: number[] = [];
+      for (let i = 0; i < 15; i++) ms.push((await request(port, 'POST', '/v1/chat/completions', small)).ms);
+      return { p50_ms: r1(q(ms, 0.5)), max_ms: r1(Math.max(...ms)) };
+    };
+    results.small_chat_before = await smallChat();
     for (const [name, [p, body]] of Object.entries(cases)) {
       if (opts.quick && name === 'largest_passing_prompt') continue;
       results[name] = await underLoad(port, 'POST', p, body);
       opts.log(`${name}: ${JSON.stringify(results[name])}`);
     }
+    results.small_chat_after = await smallChat();
     results.load_after = os.loadavg().map(r1);
     type Case = { during: { health_max_ms: number; health_p99_ms: number } };
-    const refused = ['message_7_8mb', 'messages_100k', 'tools_128x600', 'embeddings_2048'].map((k) => (results[k] as Case).during);
+    const refused = ['message_7_8mb', 'messages_100k', 'tools_128x600', 'forced_tools_128x600', 'forced_tool_60k_properties', 'embeddings_2048'].map((k) => (results[k] as Case).during);
     const largest = results.largest_passing_prompt as Case | undefined;
     return {
       result: results,
       ratios: {
         refused_health_max_ms: Math.max(...refused.map((d) => d.health_max_ms)),
+        refused_health_p99_ms: Math.max(...refused.map((d) => d.health_p99_ms)),
         largest_passing_health_max_ms: largest ? largest.during.health_max_ms : null,
         largest_passing_health_p99_ms: largest ? largest.during.health_p99_ms : null,
       },
