@@ -69,5 +69,11 @@ export function managerServerModels(opts: ServerModelsOptions): ServerModels {
       const s = manager.status();
       return { state: s.state, modelId: s.modelId, loadingId: s.loadingId, defaultId: s.modelId ?? lastId };
     },
+    servingNow() {
+      // Loaded and not switching: `acquire(its id)` and `acquire(null)` hand it out at once.
+      const s = manager.status();
+      const info = manager.loadedInfo;
+      return s.state === 'loaded' && s.modelId && info ? { names: [s.modelId], info } : null;
+    },
   };
 }

@@ -1,6 +1,7 @@
 // The gates every request passes before any route runs, in this order and all before the body is
 // read: shutdown? → Host (DNS rebinding) → Origin (browser CSRF) + CORS/preflight → API key →
-// Content-Encoding; then the JSON body parser (content type, size, UTF-8, depth, proto keys). Also
+// Content-Encoding; then the JSON body parser (content type, size, UTF-8, depth, proto keys; bodies
+// over LARGE_BODY_BYTES in a prompt worker thread). Also
 // the error handler (fastify's own errors mapped onto ApiError), 404/405, and the per-request track
 // that becomes one RequestRecord. Each API's error shape comes from error-shapes.ts.
 import http from 'node:http';
@@ -29,7 +30,19 @@ export interface GatesContext {
   isClosing(): boolean;
   /** The server's own origins (always allowed; known once bound). */
   selfOrigins(): string[];
+  /**
+   * Parses a body of more than LARGE_BODY_BYTES off the event loop (the prompt workers): same
+   * checks and errors as parseJsonBody. Absent: every body is parsed inline.
+   */
+  parseLargeJson?(body: Buffer, maxDepth: number, path: string): Promise<Record<string, unknown>>;
 }
+
+/**
+ * Bodies above this are parsed in a prompt worker: an 8 MB body (UTF-8 check, depth scan,
+ * JSON.parse, proto-key scan) held the event loop — /health, every stream — for 60-270 ms.
+ * Below it a worker round trip costs more than the parse.
+ */
+export const LARGE_BODY_BYTES = 256 * 1024;
 
 /** Not traffic: not reported as RequestRecords. */
 function isUnrecorded(path: string): boolean {
@@ -174,8 +187,16 @@ export function registerGates(app: FastifyInstance, ctx: GatesContext): void {
     if (charset && charset !== 'utf-8' && charset !== 'utf8') {
       return done(new ApiError('unsupported_media_type', 'Only UTF-8 JSON bodies are accepted'), undefined);
     }
+    const buf = body as Buffer;
+    if (ctx.parseLargeJson && buf.length > LARGE_BODY_BYTES) {
+      ctx.parseLargeJson(buf, ctx.config.maxJsonDepth, rawPath(request.raw)).then(
+        (value) => done(null, value),
+        (err: Error) => done(err, undefined),
+      );
+      return;
+    }
     try {
-      done(null, parseJsonBody(body as Buffer, ctx.config.maxJsonDepth));
+      done(null, parseJsonBody(buf, ctx.config.maxJsonDepth));
     } catch (err) {
       done(err as Error, undefined);
     }

@@ -16,6 +16,7 @@ import { registerGates } from './gates.ts';
 import { randomId, SHUTDOWN_REASON } from './generation.ts';
 import type { ServedModelMeta, ServerHooks, ServerLoad, ServerTextPipeline } from './hooks.ts';
 import { createLifecycle } from './lifecycle.ts';
+import type { EarlyBounds } from './early-refusal.ts';
 import { PromptPool } from './prompt-pool.ts';
 import { singleModel, type ServerModelAdmin, type ServerModels } from './models.ts';
 import { WorkSlots } from './slots.ts';
@@ -120,6 +121,21 @@ function createFastify(config: ServerConfig) {
   });
 }
 
+/**
+ * The model a large request would get, for refusing it where its body is parsed (early-refusal.ts):
+ * only while a model is served without a load or switch pending and the engine is ready (else the
+ * life cycle answers 503 first), and only for names no remote model takes. Null: the route and the
+ * life cycle decide, as always.
+ */
+function earlyBoundsOf(models: ServerModels, deps: ServerDeps): () => EarlyBounds | null {
+  return () => {
+    const now = models.servingNow?.() ?? null;
+    if (!now || deps.engine.state !== 'ready' || typeof deps.engine.embed !== 'function') return null;
+    const names = now.names.filter((n) => !deps.remotes?.get(n));
+    return { contextLength: now.info.contextLength, hiddenSize: now.info.hiddenSize, names };
+  };
+}
+
 export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConfig> = {}): MlxBarServer {
   const config = resolveServerConfig(partialConfig);
   const hooks: ServerHooks = deps.hooks ?? {};
@@ -142,18 +158,27 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
 
   const app = createFastify(config);
 
-  const routes = new Map<string, string[]>();
-  registerGates(app, { config, hooks, routes, isClosing: () => closing, selfOrigins });
-
+  // Large bodies are parsed and large prompts rendered + tokenized in worker threads; as many may
+  // wait as for a generation slot.
   // Single-folder mode is a library of one model: every route goes through the same lease.
   const models = deps.models ?? singleModel(deps);
-  // Large prompts are rendered + tokenized in worker threads; as many may wait as for a generation slot.
+  const earlyBounds = earlyBoundsOf(models, deps);
   const prompts = new PromptPool({
     workers: config.promptWorkers,
     maxQueue: config.maxQueue,
     inlineMaxChars: config.promptInlineMaxChars,
     retryAfterSeconds: config.retryAfterSeconds,
   });
+  const routes = new Map<string, string[]>();
+  registerGates(app, {
+    config,
+    hooks,
+    routes,
+    isClosing: () => closing,
+    selfOrigins,
+    parseLargeJson: (buf, maxDepth, path) => prompts.parseJson(buf, { maxDepth, path, early: { maxStopLength: config.maxStopLength, bounds: earlyBounds() } }),
+  });
+
   const lifecycle = createLifecycle({
     engine: deps.engine,
     models,

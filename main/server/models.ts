@@ -61,6 +61,12 @@ export interface ServerModels {
    */
   acquire(requested: string | null): Promise<ServedModelLease>;
   status(): ServedModelsStatus;
+  /**
+   * The model `acquire` hands out right now without loading anything: the names that lease it (a
+   * request without `model` does too) and its info; null while loading, switching or empty. Lets a
+   * large request that cannot fit be refused where its body is parsed (early-refusal.ts).
+   */
+  servingNow?(): { names: string[]; info: ModelInfo } | null;
 }
 
 /** A model download as reported by GET /v1/models/pulls (no paths; the error message is sanitized). */
@@ -140,6 +146,10 @@ export function singleModel(deps: {
     status() {
       const id = current().id;
       return { state: 'loaded', modelId: id, loadingId: null, defaultId: id };
+    },
+    servingNow() {
+      const info = current();
+      return { names: [info.id, deps.modelInfo.id, ...(deps.modelMeta?.aliases ?? [])], info };
     },
   };
 }

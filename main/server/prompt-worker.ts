@@ -1,19 +1,23 @@
-// A prompt worker thread (started by prompt-pool.ts): renders chat templates, tokenizes and builds
-// decoding constraints for large requests, so the server's event loop keeps answering /health and
-// running streams meanwhile. It loads each model's text pipeline once, from the model folder the
+// A prompt worker thread (started by prompt-pool.ts): parses large request bodies (and compiles
+// the schemas validation will check), renders chat templates, tokenizes and builds decoding
+// constraints for large requests, so the server's event loop keeps answering /health and running
+// streams meanwhile. It loads each model's text pipeline once, from the model folder the
 // server's own pipeline came from, and serves a task only when its tokenizer and template have the
 // same fingerprints as the server's (a folder changed on disk since the model was loaded is
 // reported as `unavailable`, and the server renders inline as before).
 import { parentPort } from 'node:worker_threads';
 import { loadTextPipeline, type TextPipeline } from '../engine/text/index.ts';
+import { earlyRefusal } from './early-refusal.ts';
+import { parseJsonBody } from './json-body.ts';
 import { encodeTexts, renderPrompt, toWireError } from './prompt-render.ts';
-import type { WorkerReply, WorkerTask } from './prompt-pool.ts';
+import type { WorkerModelRef, WorkerReply, WorkerTask } from './prompt-pool.ts';
+import { precheckSchemas } from './schema-verdicts.ts';
 
 /** Text pipelines by model key; a few, since a library switches models. */
 const pipelines = new Map<string, Promise<TextPipeline | null>>();
 const MAX_PIPELINES = 2;
 
-function pipelineFor(model: WorkerTask['model']): Promise<TextPipeline | null> {
+function pipelineFor(model: WorkerModelRef): Promise<TextPipeline | null> {
   let p = pipelines.get(model.key);
   if (p) {
     // Most recently used last: the first entry is the one to evict.
@@ -30,7 +34,29 @@ function pipelineFor(model: WorkerTask['model']): Promise<TextPipeline | null> {
   return p;
 }
 
+/**
+ * A large request body: checked, parsed, its schemas compiled and — when certain — refused here
+ * (early-refusal.ts). Only the verdicts travel back, never the value: cloning a huge parsed body
+ * to the event loop costs more than parsing it there.
+ */
+function parse(task: Extract<WorkerTask, { op: 'parse' }>): WorkerReply {
+  try {
+    const buf = Buffer.from(task.bytes.buffer, task.bytes.byteOffset, task.bytes.byteLength);
+    const value = parseJsonBody(buf, task.maxDepth);
+    const verdicts = precheckSchemas(value);
+    const refused = earlyRefusal(task.path, value, task.early);
+    if (refused) return { id: task.id, kind: 'error', error: toWireError(refused) };
+    // No escapes, no "proto", no "constructor": secure-json-parse would return JSON.parse's result as is.
+    const text = buf.toString('latin1');
+    const plain = !text.includes('\\u') && !text.includes('proto') && !text.includes('constructor');
+    return { id: task.id, kind: 'parsed', verdicts, plain };
+  } catch (err) {
+    return { id: task.id, kind: 'error', error: toWireError(err) };
+  }
+}
+
 async function run(task: WorkerTask): Promise<{ reply: WorkerReply; transfer: ArrayBuffer[] }> {
+  if (task.op === 'parse') return { reply: parse(task), transfer: [] };
   const text = await pipelineFor(task.model);
   if (!text) {
     pipelines.delete(task.model.key); // retried on a later task (e.g. a transient read error)

@@ -8,8 +8,8 @@
 // schema it cannot enforce is a 400 naming the keyword, never ignored.
 import { ApiError } from '../common/errors.ts';
 import type { GenerationConstraint, SamplingParams } from '../engine/types.ts';
-import { compileSchema, SchemaError } from '../engine/constrain/index.ts';
 import type { ChatMessage, ToolDefinition } from './hooks.ts';
+import { schemaVerdict } from './schema-verdicts.ts';
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -186,14 +186,14 @@ function parseCommon(body: Obj, maxStopLength: number, kind: 'chat' | 'completio
   };
 }
 
-/** Compiles a schema the way the engine will; what cannot be enforced is a 400 on `param`. */
+/**
+ * Compiles a schema the way the engine will; what cannot be enforced is a 400 on `param`. A large
+ * body's schemas were compiled in the prompt worker that parsed it: that verdict is used as is.
+ */
 export function checkSchema(schema: unknown, param: string, what: string): void {
-  try {
-    compileSchema(schema);
-  } catch (err) {
-    if (err instanceof SchemaError) throw bad(param, `${what}: ${err.message}`);
-    throw bad(param, `${what} is not a valid JSON Schema`);
-  }
+  const v = schemaVerdict(schema);
+  if (v.ok) return;
+  throw bad(param, v.message !== null ? `${what}: ${v.message}` : `${what} is not a valid JSON Schema`);
 }
 
 /**

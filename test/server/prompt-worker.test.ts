@@ -16,6 +16,7 @@ import { buildTinyModel } from '../helpers/tiny-model.ts';
 import { loadTextPipeline, type TextPipeline } from '../../main/engine/text/index.ts';
 import { ApiError } from '../../main/common/errors.ts';
 import { PromptPool, MAX_INLINE_MESSAGES } from '../../main/server/prompt-pool.ts';
+import { LARGE_BODY_BYTES } from '../../main/server/gates.ts';
 import { promptInput, renderPrompt, type PromptInput } from '../../main/server/prompt-render.ts';
 import { prepareGeneration } from '../../main/server/prompt.ts';
 import { validateChatRequest } from '../../main/server/validate.ts';
@@ -220,6 +221,15 @@ describe('a real server stays responsive while a maximal prompt is tokenized', {
   /** The largest prompt the cheap bounds let through (context × 64 characters): tokenized, then refused by the exact count. */
   const maximal = (seed: number) => ({ messages: [{ role: 'user', content: varied(stack.modelInfo.contextLength * 64 - 64, seed) }], max_tokens: 1 });
 
+  /**
+   * The big prompt is being rendered in a worker. Its body (> 256 KiB) is parsed in a worker first:
+   * a running parse task is not the render, so wait for the parse to have finished too.
+   */
+  const rendering = (parsedBefore: number) => () => {
+    const prompts = stack.server.prompts;
+    return prompts.load.running === 1 && prompts.stats.parsed > parsedBefore;
+  };
+
   const until = async (cond: () => boolean, what: string) => {
     for (let i = 0; !cond(); i++) {
       if (i > 20_000) throw new Error(`timed out waiting for ${what}`);
@@ -245,8 +255,10 @@ describe('a real server stays responsive while a maximal prompt is tokenized', {
     await until(() => chunks >= 3, 'the stream to start');
 
     let bigDone = false;
+    assert.ok(Buffer.byteLength(JSON.stringify(maximal(1))) > LARGE_BODY_BYTES, 'its body is parsed in a worker too');
+    const isRendering = rendering(prompts.stats.parsed);
     const big = postJson(stack.port, '/v1/chat/completions', maximal(1)).finally(() => (bigDone = true));
-    await until(() => prompts.load.running === 1 || bigDone, 'the big prompt to reach a worker');
+    await until(() => isRendering() || bigDone, 'the big prompt to reach a worker');
     assert.equal(bigDone, false, 'the big prompt is being tokenized in a worker');
 
     for (let i = 0; i < 5; i++) assert.equal((await rawRequest(stack.port, { path: '/health' })).status, 200);
@@ -273,8 +285,9 @@ describe('a real server stays responsive while a maximal prompt is tokenized', {
     const recordsBefore = cancelledRecords();
     const req = http.request({ host: '127.0.0.1', port: stack.port, method: 'POST', path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, agent: false });
     req.on('error', () => {});
+    const isRendering = rendering(prompts.stats.parsed);
     req.end(JSON.stringify(maximal(2)));
-    await until(() => prompts.load.running === 1, 'the big prompt to reach a worker');
+    await until(isRendering, 'the big prompt to reach a worker');
     req.destroy();
     await until(() => prompts.stats.cancelled === before + 1 && prompts.load.running === 0, 'the render to be cancelled');
     await until(() => cancelledRecords() === recordsBefore + 1, 'the cancelled request to be recorded (499)');
