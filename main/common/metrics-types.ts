@@ -36,6 +36,13 @@ export interface MemoryMetrics {
   mlx_active_mb?: number | null;
   mlx_peak_mb?: number | null;
   mlx_cache_mb?: number | null;
+  /**
+   * Additive: KV memory the running generations may still grow into (each one's prompt + max_tokens,
+   * bounded by the context, minus what the latest sample already saw); admission counts it as taken.
+   */
+  reserved_kv_mb?: number;
+  /** Additive: generations holding such a reservation. */
+  reserving_generations?: number;
   pressure?: 'normal' | 'soft' | 'hard';
 }
 

@@ -158,13 +158,23 @@ function hooksFor(input: HardeningInput, parts: { degradation: Degradation; memo
       degradation.reportQueueDepth(l.queued, settings.maxQueue);
     },
     metricsRoutes: (app) => registerMetricsRoutes(app, metrics),
+    // On arrival (the request may still wait in the queue): degradation, and memory as sampled.
     admission: (info) =>
       degradation.admission() ??
       (engine.model
         ? memory.admit(engine.model, info.promptTokens, info.maxTokens, {
             contextLength: effectiveContextLength(engine.model, settings.contextLength, memory.budgetBytes()),
+            reservations: false,
           })
         : null),
+    // When it starts: memory again, now counting the KV the running generations may still grow into,
+    // and a reservation of its own worst case (released when it ends).
+    reserve: (info) =>
+      engine.model
+        ? memory.reserve(engine.model, info.promptTokens, info.maxTokens, {
+            contextLength: effectiveContextLength(engine.model, settings.contextLength, memory.budgetBytes()),
+          })
+        : { progress: () => {}, release: () => {} },
     // The contextLength setting resolved per model ("auto": its limit capped by what fits next to the weights).
     contextLimit: (model) => effectiveContextLength(model, settings.contextLength, memory.budgetBytes()),
     getHealth: () => ({ degradation: degradation.status() }),

@@ -26,6 +26,7 @@ import { ApiError } from '../common/errors.ts';
 import type { EngineStats, ModelInfo } from '../engine/types.ts';
 import { kvBytesFor, tokensForBytes } from '../engine/model/kv-size.ts';
 import type { MemoryMetrics } from '../common/metrics-types.ts';
+import { KvReservations, type KvReservation } from './kv-reservations.ts';
 
 export type PressureLevel = 'normal' | 'soft' | 'hard';
 
@@ -183,6 +184,8 @@ export class MemorySampler {
   private level: PressureLevel = 'normal';
   private inflight: Promise<MemorySample> | null = null;
   private lastEngine: EngineStats | null = null;
+  /** Worst-case KV still to come of the generations running now (see kv-reservations.ts). */
+  readonly reservations = new KvReservations();
 
   constructor(opts: MemorySamplerOptions = {}) {
     this.opts = opts;
@@ -230,6 +233,8 @@ export class MemorySampler {
 
   private async takeSample(): Promise<MemorySample> {
     const now = this.opts.now ?? Date.now;
+    // The KV running generations hold now is in the RSS read below (engine stats come after this).
+    const sawReservations = this.reservations.sampleStarted();
     const serverRss = (this.opts.readServerRss ?? (() => process.memoryUsage.rss()))();
     let engineRss = 0;
     let mlxActive: number | null = null;
@@ -269,6 +274,7 @@ export class MemorySampler {
     };
     this.count++;
     this.last = s;
+    sawReservations();
     this.peakFootprint = Math.max(this.peakFootprint, footprint);
     this.enginePeak = Math.max(this.enginePeak, engineRss, mlxPeak ?? 0);
     const loaded = this.opts.modelLoaded ? this.opts.modelLoaded() : this.opts.engineStats ? engineRss > 0 : true;
@@ -325,6 +331,8 @@ export class MemorySampler {
       mlx_peak_mb: s?.mlxPeakBytes == null ? null : round1(s.mlxPeakBytes / MB),
       mlx_cache_mb: s?.mlxCacheBytes == null ? null : round1(s.mlxCacheBytes / MB),
       system_available_mb: s?.systemAvailableBytes == null ? null : round1(s.systemAvailableBytes / MB),
+      reserved_kv_mb: round1(this.reservations.reservedBytes() / MB),
+      reserving_generations: this.reservations.count,
       pressure: this.level,
       samples: this.count,
     };
@@ -336,10 +344,12 @@ export class MemorySampler {
   }
 
   /**
-   * Admission by memory for one request, using the latest sample. `reservedBytes` is what requests
-   * already admitted but not yet reflected in RSS will take (the server tracks it).
+   * Admission by memory for one request, using the latest sample. The KV the running generations
+   * may still add (their reservations) counts as taken unless `reservations` is false (a request
+   * checked on arrival, which may wait in the queue until some of them ended); `reservedBytes`
+   * adds more on top.
    */
-  admit(model: ModelInfo, promptTokens: number, maxTokens: number, opts: { contextLength?: number; reservedBytes?: number } = {}): ApiError | null {
+  admit(model: ModelInfo, promptTokens: number, maxTokens: number, opts: { contextLength?: number; reservedBytes?: number; reservations?: boolean } = {}): ApiError | null {
     const s = this.last;
     return admitByMemory({
       model,
@@ -347,10 +357,21 @@ export class MemorySampler {
       maxTokens,
       contextLength: opts.contextLength,
       footprintBytes: s?.footprintBytes ?? 0,
-      reservedBytes: opts.reservedBytes ?? 0,
+      reservedBytes: (opts.reservations === false ? 0 : this.reservations.reservedBytes()) + (opts.reservedBytes ?? 0),
       budgetBytes: this.budgetBytes(),
       systemAvailableBytes: s?.systemAvailableBytes ?? null,
     });
+  }
+
+  /**
+   * Admission of a generation that starts now (it has its slot): `admit`, and when it passes, a
+   * reservation of its worst-case KV (prompt + max_tokens, bounded by the context) that later
+   * admissions count until it is released.
+   */
+  reserve(model: ModelInfo, promptTokens: number, maxTokens: number, opts: { contextLength?: number } = {}): ApiError | KvReservation {
+    const refusal = this.admit(model, promptTokens, maxTokens, opts);
+    if (refusal) return refusal;
+    return this.reservations.reserve(model, promptTokens, maxTokens, opts.contextLength);
   }
 }
 

@@ -105,6 +105,7 @@ function registerSnapshotGauges(registry: Registry, scrape: Scrape): void {
   g('mlxbar_memory_current_bytes', 'Server + engine resident memory.', (s) => s.memory.current_mb * 1024 * 1024);
   g('mlxbar_memory_peak_bytes', 'Peak server + engine resident memory.', (s) => s.memory.peak_mb * 1024 * 1024);
   g('mlxbar_memory_growth_percent', 'Footprint growth since the first sample after model load.', (s) => s.memory.growth_percent);
+  g('mlxbar_memory_reserved_kv_bytes', 'KV memory the running generations may still grow into (prompt + max_tokens each); admission counts it as taken.', (s) => (s.memory.reserved_kv_mb ?? 0) * 1024 * 1024);
 }
 
 /** Gauges with a label (per process, one-hot levels and states, per cache), and the MLX/uptime ones in their order. */

@@ -301,6 +301,8 @@ function snapshot(c: Collector): MetricsSnapshot {
       mlx_active_mb: mem.mlx_active_mb,
       mlx_peak_mb: mem.mlx_peak_mb,
       mlx_cache_mb: mem.mlx_cache_mb,
+      reserved_kv_mb: mem.reserved_kv_mb,
+      reserving_generations: mem.reserving_generations,
       pressure: mem.pressure,
     },
     throughput: { total_requests: counts.totalRequests, requests_per_second: r4(c.rps.rate(t, uptime)) },

@@ -13,7 +13,7 @@ import type { FastifyReply } from 'fastify';
 import { ApiError, toApiError } from '../common/errors.ts';
 import { sanitizeMessage } from '../common/sanitize.ts';
 import type { EngineClient, EngineEvent, GenerationConstraint, SamplingParams } from '../engine/types.ts';
-import type { CachedGeneration, ResponseCacheKey, ServerHooks, ServerTextPipeline } from './hooks.ts';
+import type { CachedGeneration, GenerationReservation, ResponseCacheKey, ServerHooks, ServerTextPipeline } from './hooks.ts';
 import { SseWriter, type SseOptions } from './sse.ts';
 import type { WorkSlots } from './slots.ts';
 import type { RequestTrack } from './track.ts';
@@ -296,6 +296,7 @@ export async function runGeneration(
   };
 
   let release: (() => void) | null = null;
+  let reservation: GenerationReservation | null = null;
   try {
     let events: AsyncIterable<EngineEvent>;
     const hit = cached !== undefined ? cached : relay ? null : await cacheGet(env.hooks, prep.cacheKey);
@@ -307,12 +308,8 @@ export async function runGeneration(
       sse?.startKeepAlive(env.keepAliveIntervalMs);
       events = relay(abort.signal);
     } else {
-      const refusal = env.hooks.admission?.({
-        route: prep.route,
-        promptTokens: prep.promptIds.length,
-        maxTokens: prep.sampling.maxTokens,
-        ...env.slots.load,
-      });
+      const admissionInfo = () => ({ route: prep.route, promptTokens: prep.promptIds.length, maxTokens: prep.sampling.maxTokens, ...env.slots.load });
+      const refusal = env.hooks.admission?.(admissionInfo());
       if (refusal) return await fail(refusal);
       const slot = env.slots.acquire(abort.signal);
       // Keep-alives while queued and during prefill keep idle-timeouts of clients and proxies quiet.
@@ -323,6 +320,10 @@ export async function runGeneration(
         if (abort.signal.aborted) return await finishAborted();
         return await fail(toApiError(err));
       }
+      // It starts now: memory is held for its worst case until the engine confirms its end.
+      const held = env.hooks.reserve?.(admissionInfo());
+      if (held instanceof ApiError) return await fail(held);
+      reservation = held ?? null;
       events = env.engine.generate(
         {
           requestId: track.id,
@@ -341,6 +342,7 @@ export async function runGeneration(
     if (!abort.signal.aborted) await fail(apiErr);
     else await finishAborted();
   } finally {
+    reservation?.release();
     release?.();
     sse?.stopKeepAlive();
     abort.dispose();
@@ -368,13 +370,19 @@ export async function runGeneration(
     const output = (opts: OutputSourceOptions = {}) => (presplit ? relayedOutput(relayed, opts, prep) : localOutput(prep, env.text, opts));
     const writer = prep.format.writer({ prep, sse, text: env.text, track, writeJson, output });
     let text = '';
+    // Tokens in the generation's KV (what its memory reservation has grown into).
+    let kvTokens = 0;
     for await (const ev of events) {
       if (ev.type === 'prefill') {
+        kvTokens = ev.cachedTokens + ev.processed;
+        reservation?.progress(kvTokens);
         await writer.prefill?.(ev);
         continue;
       }
       if (ev.type === 'delta') {
         if (track.firstTokenAt === null) track.firstTokenAt = performance.now();
+        kvTokens = Math.max(kvTokens, prep.promptIds.length) + ev.tokens;
+        reservation?.progress(kvTokens);
         text += ev.text;
         if (presplit) relayed.push(...((ev as Partial<RelayedDelta>).events ?? []));
         if (!abort.signal.aborted) await writer.delta(ev);

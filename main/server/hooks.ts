@@ -82,6 +82,12 @@ export interface AdmissionInfo {
   active: number;
 }
 
+/** What a running generation holds (see ServerHooks.reserve). */
+export interface GenerationReservation {
+  progress(tokens: number): void;
+  release(): void;
+}
+
 export interface ServerLoad {
   active: number;
   queued: number;
@@ -94,6 +100,13 @@ export interface ServerHooks {
   responseCache?: ResponseCacheHook;
   /** Degradation/shedding gate, asked before a request waits for a slot. Return an ApiError (e.g. 503 with retryAfter) to refuse. */
   admission?(info: AdmissionInfo): ApiError | null;
+  /**
+   * Asked when a local generation got its slot and is about to start: refuse it (an ApiError, e.g.
+   * 503 insufficient_memory because the generations running now may still grow into the memory it
+   * needs), or hold memory for it until the engine confirmed its end (`release`). `progress` gets
+   * the tokens in its KV as it grows (prompt processed + generated).
+   */
+  reserve?(info: AdmissionInfo): ApiError | GenerationReservation;
   /**
    * The context limit (prompt + completion tokens) requests on `model` get: the contextLength setting
    * resolved ("auto" = the model's limit capped by memory). Default: the model's own limit.

@@ -173,3 +173,40 @@ test('watermarks from settings: MB when set, else % of RAM', async () => {
   const { watermarksFromSettings } = await import('../../main/hardening/memory.ts');
   assert.deepEqual(watermarksFromSettings({ softLimitMb: 0, hardLimitMb: 4096, softPercent: 75, hardPercent: 90 }), { soft: { percent: 75 }, hard: { bytes: 4096 * MB } });
 });
+
+test('reservations: a running generation’s KV still to come counts as taken, what a sample already saw is not counted twice, the end releases it', async () => {
+  let rss = 3 * GB;
+  const s = createMemorySampler({
+    readServerRss: () => rss,
+    readSystem: () => ({ totalBytes: 16 * GB, availableBytes: 12 * GB, kernelLevel: null }),
+    hard: { bytes: 8 * GB },
+  });
+  await s.sample();
+  const perToken = model.kvBytesPerToken;
+  // 10,000 tokens ≈ 2.1 GB of KV each: the first fits (5 GB free), a second only while the first's KV is not reserved.
+  const first = s.reserve(model, 1000, 9000);
+  assert.ok(!(first instanceof Error), 'the first one is admitted');
+  assert.equal(s.stats().reserving_generations, 1);
+  assert.equal(s.reservations.reservedBytes(), 10_000 * perToken);
+  const second = s.reserve(model, 1000, 9000);
+  assert.ok(!(second instanceof Error), 'two fit: 2 × 2.1 GB < 5 GB');
+  const third = s.reserve(model, 1000, 9000);
+  assert.ok(third instanceof Error && third.code === 'insufficient_memory' && third.status === 503, 'a third does not');
+  assert.equal(s.admit(model, 1000, 9000, { reservations: false }), null, 'on arrival (it may queue) only the sample counts');
+  // The first one grew by 4,000 tokens: once a sample has seen them (in RSS), they leave the reservation.
+  if (!(first instanceof Error)) first.progress(4000);
+  assert.equal(s.reservations.reservedBytes(), 20_000 * perToken, 'not seen by a sample yet: still reserved');
+  rss += 4000 * perToken;
+  await s.sample();
+  assert.equal(s.reservations.reservedBytes(), 16_000 * perToken);
+  // Bounded by the context given at reservation; release is idempotent.
+  const capped = s.reservations.reserve(model, 100, 100_000, 2000);
+  assert.equal(s.reservations.reservedBytes(), 18_000 * perToken);
+  capped.release();
+  capped.release();
+  if (!(first instanceof Error)) first.release();
+  if (!(second instanceof Error)) second.release();
+  assert.equal(s.reservations.reservedBytes(), 0);
+  assert.equal(s.stats().reserved_kv_mb, 0);
+  assert.equal(s.stats().reserving_generations, 0);
+});
