@@ -4,12 +4,18 @@
 // prefill included), the decode-phase aggregate (once every stream has its first token), per-stream TTFT p95 (engine-side, queueing included) and the decode-only rate,
 // checks that the concurrent text equals the sequential text, and the ratio 4-streams / 1-stream.
 // Lookup decoding and the prefix cache are off (fresh random prompts; the ratio is batching's alone).
-//   --batching-shape qwen3_0_6b|small|tiny  --batching-tokens 32  --batching-prompt 64  --reps 2  --streams 4
+// Then `join`: streams-1 requests decode while a newcomer with a long prompt (--join-prompt, default
+// 512 tokens) joins; its prompt is prefilled in small chunks between their tokens. Reported: the
+// running streams' inter-token gaps before it joined and while it prefilled (max and p50), and the
+// max gap over the time of one prefill step (the newcomer's prefill time / its busy chunks): <= ~1
+// means no running stream waited longer than one chunk.
+//   --batching-shape qwen3_0_6b|small|tiny  --batching-tokens 32  --batching-prompt 64  --reps 2  --streams 4  --join-prompt 512
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { DEFAULT_SAMPLING, type EngineEvent, type GenerateRequest } from '../main/engine/types.ts';
 import type { SupervisedEngineClient } from '../main/engine/process/engine-client.ts';
 import { summarize } from '../main/common/percentiles.ts';
+import { DEFAULT_BUSY_PREFILL_CHUNK } from '../main/engine/model/batch.ts';
 import { ensureCheckpoint, promptIds, type ShapeName } from './engine.ts';
 import type { BenchOptions, BenchResult, BenchSection } from './registry.ts';
 
@@ -60,6 +66,96 @@ interface Round {
   decodeTokens: number;
   decodeMs: number;
   load1: number;
+}
+
+interface JoinResult {
+  runningStreams: number;
+  newcomerPromptTokens: number;
+  /** Newcomer: send → first token (its whole chunked prefill while the others decode). */
+  newcomerTtftMs: number;
+  /** Prefill steps the newcomer needed at the busy chunk size. */
+  busyChunks: number;
+  gapBeforeP50Ms: number;
+  gapBeforeMaxMs: number;
+  gapDuringP50Ms: number;
+  gapDuringMaxMs: number;
+  /** gapDuringMax / (newcomer prefill time / busyChunks): ≤ ~1 = no stream waited more than one chunk. */
+  maxGapVsChunkStep: number;
+  load1: number;
+}
+
+/** Running streams' inter-token gaps while a newcomer with a long prompt prefills. */
+async function joinGaps(client: SupervisedEngineClient, limit: number, running: number, newcomerPrompt: number, log: (s: string) => void): Promise<JoinResult> {
+  const streams: { deltas: { at: number; tokens: number }[] }[] = [];
+  const firsts: Promise<void>[] = [];
+  const runs: Promise<unknown>[] = [];
+  for (let i = 0; i < running; i++) {
+    const s = { deltas: [] as { at: number; tokens: number }[] };
+    streams.push(s);
+    let first!: () => void;
+    firsts.push(new Promise<void>((r) => (first = r)));
+    const req: GenerateRequest = {
+      requestId: `join-${++counter}`,
+      promptIds: promptIds(32, 7000 + i, limit),
+      // Aborted once the newcomer has its first token; long enough never to end before.
+      sampling: { ...DEFAULT_SAMPLING, temperature: 0, maxTokens: 2048 },
+      cachePrompt: false,
+    };
+    const ac = new AbortController();
+    runs.push(
+      (async () => {
+        for await (const e of client.generate(req, ac.signal)) {
+          if (e.type === 'delta') {
+            s.deltas.push({ at: performance.now(), tokens: e.tokens });
+            first();
+          }
+          if (e.type === 'error') throw new Error(`${e.code}: ${e.message}`);
+        }
+      })(),
+    );
+    (s as { abort?: () => void }).abort = () => ac.abort();
+  }
+  await Promise.all(firsts);
+  // A few decode steps of the running streams alone (the "before" gaps).
+  await new Promise<void>((r) => {
+    const check = () => (streams.every((s) => s.deltas.length >= 8) ? r() : setTimeout(check, 5));
+    check();
+  });
+  const tJoin = performance.now();
+  const newcomer = await run(client, promptIds(newcomerPrompt, 8000, limit), 2);
+  const tFirst = newcomer.firstAt;
+  for (const s of streams) (s as { abort?: () => void }).abort?.();
+  await Promise.allSettled(runs);
+  const gaps = (from: number, to: number) =>
+    streams.flatMap((s) => {
+      const xs = s.deltas.filter((d) => d.at >= from && d.at <= to).map((d) => d.at);
+      return xs.slice(1).map((x, i) => x - xs[i]);
+    });
+  // "During": gaps that end inside the newcomer's prefill (a gap spanning its start counts too).
+  const during = streams.flatMap((s) => {
+    const xs = s.deltas.map((d) => d.at);
+    const out: number[] = [];
+    for (let i = 1; i < xs.length; i++) if (xs[i] > tJoin && xs[i - 1] < tFirst) out.push(xs[i] - xs[i - 1]);
+    return out;
+  });
+  const before = gaps(0, tJoin);
+  const busyChunks = Math.ceil(newcomerPrompt / DEFAULT_BUSY_PREFILL_CHUNK);
+  const prefillMs = tFirst - tJoin;
+  const st = (xs: number[]) => summarize(xs.length ? xs : [0]);
+  const res: JoinResult = {
+    runningStreams: running,
+    newcomerPromptTokens: newcomerPrompt,
+    newcomerTtftMs: round(prefillMs, 0),
+    busyChunks,
+    gapBeforeP50Ms: round(st(before).p50, 1),
+    gapBeforeMaxMs: round(Math.max(0, ...before), 1),
+    gapDuringP50Ms: round(st(during).p50, 1),
+    gapDuringMaxMs: round(Math.max(0, ...during), 1),
+    maxGapVsChunkStep: round(Math.max(0, ...during) / (prefillMs / busyChunks), 2),
+    load1: round(os.loadavg()[0], 2),
+  };
+  log(`join: ${JSON.stringify(res)}`);
+  return res;
 }
 
 async function runBatching(opts: BenchOptions): Promise<BenchResult> {
@@ -130,6 +226,8 @@ async function runBatching(opts: BenchOptions): Promise<BenchResult> {
       }
       if (texts.sequential.join('\u0000') !== texts.concurrent.join('\u0000')) identical = false;
     }
+    const joinPrompt = Number(opts.args['join-prompt'] ?? (opts.quick ? 256 : 512));
+    const join = await joinGaps(client, limit, streams - 1, joinPrompt, opts.log);
     const stats = await client.stats();
     const agg = (mode: Round['mode']) => {
       const xs = rounds.filter((x) => x.mode === mode);
@@ -143,12 +241,14 @@ async function runBatching(opts: BenchOptions): Promise<BenchResult> {
     const one = agg('sequential');
     const many = agg('concurrent');
     return {
-      result: { shape, streams, decodeTokens: n, promptTokens: promptLen, sequential: one, concurrent: many, identical, batch: stats.batch ?? null, rounds, uptime: os.loadavg().map((x) => round(x, 2)) },
+      result: { shape, streams, decodeTokens: n, promptTokens: promptLen, sequential: one, concurrent: many, identical, join, batch: stats.batch ?? null, rounds, uptime: os.loadavg().map((x) => round(x, 2)) },
       ratios: {
         aggregate_speedup: round(many.tokPerS / one.tokPerS, 2),
         decode_phase_speedup: round(many.decodePhaseTokPerS / one.decodePhaseTokPerS, 2),
         ttft_p95_ratio: round(many.ttftP95Ms / Math.max(1, one.ttftP95Ms), 2),
         identical: identical ? 1 : 0,
+        join_max_gap_vs_chunk_step: join.maxGapVsChunkStep,
+        join_max_gap_vs_decode_gap: round(join.gapDuringMaxMs / Math.max(1e-3, join.gapBeforeP50Ms), 2),
       },
     };
   } finally {

@@ -127,7 +127,7 @@ async function startEngineClient(opts: ServeOptions, settings: Settings) {
       prefixCacheBytes: (opts.settings ?? DEFAULT_SETTINGS).prefixCache.maxBytes,
       dtypePolicy: settings.dtypePolicy,
       // The server admits maxConcurrent generations at once; the engine batches their steps.
-      maxBatch: settings.maxConcurrent,
+      maxBatch: concurrencyOf(opts, settings),
       ...(capabilities ? { capabilities } : {}),
       // Metal builds: MLX's own pool stays under the hard watermark, and its buffer cache under the
       // slack between the watermarks (the CPU build has no working limits; the engine skips them).
@@ -222,9 +222,15 @@ async function startRemotes(settings: Settings, log: (line: string) => void, har
 }
 
 /** Starts everything; throws readable errors. Used by `run` and by tests. */
+/** Generations at once: the server's slots and the engine's batch are the same number (a flag, else the settings). */
+function concurrencyOf(opts: ServeOptions, settings: Settings): number {
+  return opts.server.maxConcurrent ?? settings.maxConcurrent;
+}
+
 export async function startServe(opts: ServeOptions, log: (line: string) => void = console.log): Promise<RunningServe> {
   const partial: Partial<ServerConfig> = {
     ...opts.server,
+    maxConcurrent: concurrencyOf(opts, opts.settings ?? { ...DEFAULT_SETTINGS, dataDir: opts.dataDir }),
     host: opts.host,
     port: opts.port,
     apiKey: opts.apiKey,
@@ -262,6 +268,16 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
           log,
           // `model` is checked as a model folder or a library id before it is saved (#11 item 4).
           checkModel: modelSettingCheck(opts.dataDir, libraryOptions),
+          // maxConcurrent applies while serving: the server's generation slots and the engine's batch.
+          live: {
+            keys: ['maxConcurrent'],
+            apply: (changed) => {
+              const n = changed.maxConcurrent;
+              if (n === undefined) return;
+              server?.setMaxConcurrent(n);
+              engine.setMaxBatch?.(n);
+            },
+          },
         })
       : hardening.hooks;
     const deps = { engine, text, modelInfo, modelMeta: { aliases: [path.basename(modelDir)], demo }, hooks, models, modelAdmin, remotes };

@@ -277,6 +277,8 @@ export interface EngineClient {
   exportPrefixEntries?(opts?: { minTokens?: number; onlyNew?: boolean }): Promise<PrefixKvSnapshot[]>;
   /** Adds a persisted entry to the engine's prefix cache; false when it does not fit the model or budget. */
   importPrefixEntry?(entry: PrefixKvSnapshot): Promise<boolean>;
+  /** Generations decoded together from now on (optional; the supervised client): live settings. */
+  setMaxBatch?(n: number): void;
   on(event: 'state', listener: (state: EngineState, reason?: string) => void): this;
   on(event: 'crash', listener: (info: EngineCrashInfo) => void): this;
   off(event: string, listener: (...args: any[]) => void): this;

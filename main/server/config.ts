@@ -23,7 +23,7 @@ export interface ServerConfig {
   bodyLimitBytes: number;
   /** Maximum JSON nesting depth of a request body (deeper → 400 before parsing). */
   maxJsonDepth: number;
-  /** Generations running at once. The engine computes one at a time on this CPU. */
+  /** Generations running at once (the engine batches their decode steps; settings maxConcurrent). */
   maxConcurrent: number;
   /** Requests waiting for a generation slot; beyond it → 503 queue_full + Retry-After. */
   maxQueue: number;

@@ -63,6 +63,8 @@ export interface MlxBarServer {
   close(graceMs?: number): Promise<void>;
   address(): { host: string; port: number; url: string } | null;
   readonly load: ServerLoad;
+  /** Applies a new maxConcurrent (settings, live): generation slots change at once, running requests keep theirs. */
+  setMaxConcurrent(n: number): void;
   /** The prompt workers (load and counters: tests, bench). */
   readonly prompts: PromptPool;
 }
@@ -237,6 +239,10 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
       return slots.load;
     },
     address: () => bound,
+    setMaxConcurrent(n: number) {
+      slots.setLimit(n);
+      config.maxConcurrent = n;
+    },
     async listen() {
       await registerMetrics();
       await app.listen({ host: config.host, port: config.port });

@@ -9,8 +9,11 @@
 // absent keeps the stored key, so saving the form can never erase it by accident; only
 // `clearApiKey: true` removes it. A PUT is a whole document: absent settings get their defaults.
 //
-// Nothing applies live: every saved value that differs from what this launch runs with (and is not
-// overridden by a flag or environment variable) is listed in `restartRequired`.
+// Live settings: the composition root names the settings it can apply while serving (`live`, e.g.
+// maxConcurrent: generation slots + the engine's batch size); a saved change to one of them is
+// applied at once and reported in `applied`. Every other saved value that differs from what this
+// launch runs with (and is not overridden by a flag or environment variable) is listed in
+// `restartRequired`.
 //
 // Stricter than the chat routes, because these settings can open the server to the network (host,
 // allowedOrigins, apiKey): on top of the server's Host/Origin/API-key gates,
@@ -46,6 +49,11 @@ export interface SettingsApiOptions {
   log?: (line: string) => void;
   /** The `model` value check (a model folder or a library id), passed in by the composition root. */
   checkModel?: ModelValueCheck;
+  /**
+   * Top-level settings this launch applies without a restart: after a save, `apply` gets those whose
+   * saved value differs from what runs now and that no flag or environment variable overrides.
+   */
+  live?: { keys: readonly (keyof Settings)[]; apply(changed: Partial<Settings>): void };
 }
 
 export interface SettingsGetBody {
@@ -65,6 +73,8 @@ export interface SettingsPutBody {
   ok: boolean;
   issues: SettingsIssue[];
   restartRequired: string[];
+  /** Saved settings that took effect at once (see SettingsApiOptions.live). */
+  applied: string[];
   /** The stored file was invalid or not JSON: it was kept aside as config.json.invalid-<time>. */
   movedAside: boolean;
 }
@@ -155,6 +165,28 @@ export function registerSettingsRoutes(app: FastifyInstance, opts: SettingsApiOp
 
   const ownOriginOnly = ownOriginGate(app, opts.host);
 
+  /** Applies the live settings a save changed; what runs now then holds their new values. */
+  const applyLive = (saved: Settings): string[] => {
+    // (running is this launch's copy: a live key's new value is what runs from now on.)
+    const live = opts.live;
+    if (!live) return [];
+    const changed: Partial<Settings> = {};
+    for (const k of live.keys) {
+      if (overrides[k] || sameValue(saved[k], running[k])) continue;
+      (changed as Record<string, unknown>)[k] = saved[k];
+    }
+    const keys = Object.keys(changed);
+    if (keys.length === 0) return [];
+    try {
+      live.apply(changed);
+    } catch (err) {
+      log(`settings: applying ${keys.join(', ')} failed (${sanitizeMessage(err)}); restart to apply`);
+      return [];
+    }
+    Object.assign(running, changed);
+    return keys;
+  };
+
   app.route({
     method: ['GET', 'HEAD'],
     url: SETTINGS_ROUTE,
@@ -233,9 +265,13 @@ export function registerSettingsRoutes(app: FastifyInstance, opts: SettingsApiOp
       log('settings: saving config.json failed');
       return sendError(reply, new ApiError('internal_error', 'The settings file could not be written'), { ok: false, issues: result.issues, restartRequired: [] });
     }
+    // `full` passed the schema above: it is a whole Settings document.
+    const applied = applyLive(full as unknown as Settings);
     const restartRequired = pendingRestart(svc.read().values);
-    log(`settings: saved from the dashboard${movedAside ? ' (the invalid config.json was kept aside)' : ''}${restartRequired.length ? `; restart to apply: ${restartRequired.join(', ')}` : ''}`);
-    const out: SettingsPutBody = { ok: true, issues: [], restartRequired, movedAside };
+    log(
+      `settings: saved from the dashboard${movedAside ? ' (the invalid config.json was kept aside)' : ''}${applied.length ? `; applied now: ${applied.join(', ')}` : ''}${restartRequired.length ? `; restart to apply: ${restartRequired.join(', ')}` : ''}`,
+    );
+    const out: SettingsPutBody = { ok: true, issues: [], restartRequired, applied, movedAside };
     return reply.header('cache-control', 'no-store').send(out);
   });
 

@@ -1,6 +1,8 @@
 // Bounded concurrency with a bounded FIFO queue. Beyond the queue a request is refused at once
 // (503 queue_full + Retry-After) instead of piling up; a waiter whose client disconnects leaves the
-// queue immediately. Fairness: strict FIFO.
+// queue immediately. Fairness: strict FIFO. The limit can change while requests run (settings
+// maxConcurrent applied live): a higher one starts waiters at once, a lower one lets the running
+// ones finish and starts nobody until fewer than the new limit run.
 import { ApiError } from '../common/errors.ts';
 import type { ServerLoad } from './hooks.ts';
 
@@ -15,7 +17,7 @@ export class WorkSlots {
   private readonly waiters: Waiter[] = [];
 
   constructor(
-    private readonly maxConcurrent: number,
+    private maxConcurrent: number,
     private readonly maxQueue: number,
     private readonly retryAfterSeconds: number,
     private readonly onChange: (load: ServerLoad) => void = () => {},
@@ -23,6 +25,17 @@ export class WorkSlots {
 
   get load(): ServerLoad {
     return { active: this.active, queued: this.waiters.length };
+  }
+
+  get limit(): number {
+    return this.maxConcurrent;
+  }
+
+  /** Changes how many may run at once (>= 1); waiters start as far as the new limit allows. */
+  setLimit(maxConcurrent: number): void {
+    if (!Number.isInteger(maxConcurrent) || maxConcurrent < 1) throw new RangeError('maxConcurrent must be a positive integer');
+    this.maxConcurrent = maxConcurrent;
+    if (this.drain()) this.notify();
   }
 
   /** Resolves with a release function once a slot is free. Rejects with queue_full or the abort reason. */
@@ -63,16 +76,23 @@ export class WorkSlots {
     return () => {
       if (released) return;
       released = true;
-      const next = this.waiters.shift();
-      if (next) {
-        // Hand the slot over directly: `active` stays the same.
-        next.cleanup();
-        next.resolve(this.releaser());
-      } else {
-        this.active--;
-      }
+      this.active--;
+      this.drain();
       this.notify();
     };
+  }
+
+  /** Starts waiters (FIFO) while there is room; true when one started. */
+  private drain(): boolean {
+    let started = false;
+    while (this.waiters.length > 0 && this.active < this.maxConcurrent) {
+      const next = this.waiters.shift()!;
+      next.cleanup();
+      this.active++;
+      next.resolve(this.releaser());
+      started = true;
+    }
+    return started;
   }
 
   private notify() {

@@ -191,6 +191,58 @@ describe('continuous batching', () => {
     assert.ok(batch.stats.maxSequences >= 3);
   });
 
+  it('at a long context (prompts past several KV growths, decode across a capacity boundary) batched logits equal single ones, with the capacity mask and with the used view', async () => {
+    const lm = await model();
+    for (const decodeUsedView of [false, true]) {
+      // 700 and 1,490 prompt tokens (KV grown in 256-slot steps while prefilling in chunks), one short one.
+      const prompts = [tokens(700, 51), tokens(1490, 52), tokens(37, 53)];
+      const fill = (p: number[]) => {
+        const c = new KVCache(lm.config.numLayers, { decodeUsedView });
+        for (let i = 0; i < p.length; i += 256) {
+          const l = forward(lm.model, p.slice(i, i + 256), c, true);
+          mx.eval(l, ...c.arrays());
+        }
+        return c;
+      };
+      const single = prompts.map(fill);
+      const batched = prompts.map(fill);
+      // 1,490 + 20 crosses the 1,536-slot capacity boundary: the cache grows mid-decode.
+      for (let step = 0; step < 50; step++) {
+        const toks = [[100 + step], [200 + step], [300 + step]];
+        const want = toks.map((t, i) => forward(lm.model, t, single[i], true));
+        mx.eval(...want, ...single.flatMap((c) => c.arrays()));
+        const got = forwardSegments(
+          lm.model,
+          toks.map((t, i) => ({ tokens: t, cache: batched[i], lastOnly: true })),
+        );
+        mx.eval(got.logits, ...batched.flatMap((c) => c.arrays()));
+        for (let i = 0; i < toks.length; i++) {
+          const r = got.rows[i];
+          const d = maxAbsDiff(got.logits.index(mx.Slice(r.start, r.start + r.count)), want[i]);
+          assert.ok(d < 1e-4, `decodeUsedView ${decodeUsedView}, step ${step}, sequence ${i}: max |batched − single| = ${d}`);
+        }
+      }
+      assert.equal(batched[1].offset, 1540);
+      assert.ok(batched[1].capacity > 1536, 'the long sequence grew its KV while decoding in the batch');
+    }
+  });
+
+  it('the used-view decode and the capacity-mask decode give the same logits (within 1e-5) over a long generation', async () => {
+    const lm = await model();
+    const p = tokens(600, 61);
+    const caches = [false, true].map((decodeUsedView) => new KVCache(lm.config.numLayers, { decodeUsedView }));
+    for (const c of caches) mx.eval(forward(lm.model, p, c, true), ...c.arrays());
+    for (let step = 0; step < 300; step++) {
+      const [a, b] = caches.map((c) => forward(lm.model, [(step * 37) % V], c, true));
+      mx.eval(a, b, ...caches.flatMap((c) => c.arrays()));
+      const d = maxAbsDiff(a, b);
+      assert.ok(d < 1e-5, `step ${step}: ${d}`);
+    }
+    // Negative control: a different token changes the logits well beyond the tolerance.
+    const [x, y] = [forward(lm.model, [1], caches[0], true), forward(lm.model, [2], caches[1], true)];
+    assert.ok(maxAbsDiff(x, y) > 1e-3);
+  });
+
   it('cancelling one stream leaves the others exact and the batch empty', async () => {
     const lm = await model();
     const reqs: TokenRequest[] = [

@@ -2,7 +2,8 @@
 // serve` starts it (parseServeArgs: flag + env + config.json, then startServe on a tiny model), so
 // the page edits settings over HTTP: the stored values load (the key masked, overrides named), a
 // bad value is flagged in the form, a save the server refuses shows its issue inline and writes
-// nothing, the fixed save lands in config.json and the page says a restart applies it.
+// nothing, the fixed save lands in config.json, maxConcurrent applies at once and the page says a
+// restart applies the rest.
 // Screenshots go to test-results/ as artifacts.
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -95,7 +96,8 @@ describe('Settings page in Chromium saves over HTTP on the real server', { skip:
       assert.equal(readFileSync(file, 'utf8'), before, 'nothing written');
       await page.screenshot({ path: path.join(shots, 'settings-http-refused.png'), fullPage: true });
 
-      // ---- fixed: saved to config.json, the page says a restart applies it
+      // ---- fixed: saved to config.json; maxConcurrent applies at once, the page says a restart applies the rest
+      await page.getByTestId('setting-defaultMaxTokens').fill('1024');
       await page.getByTestId('setting-host').fill('127.0.0.1');
       await page.getByTestId('settings-clear-api-key').uncheck();
       assert.equal(await page.getByTestId('field-error').count(), 0);
@@ -104,9 +106,11 @@ describe('Settings page in Chromium saves over HTTP on the real server', { skip:
       await note.waitFor({ timeout: 30_000 });
       const noteText = (await note.textContent()) ?? '';
       assert.match(noteText, /Saved/);
-      assert.match(noteText, /restart mlx-bar serve to apply: Concurrent generations\./i);
+      assert.match(noteText, /Applied now: Concurrent generations\./i);
+      assert.match(noteText, /restart mlx-bar serve to apply: Default max tokens\./i);
       const saved = disk();
       assert.equal(saved.maxConcurrent, 3);
+      assert.equal(saved.defaultMaxTokens, 1024);
       assert.equal(saved.host, '127.0.0.1');
       assert.equal(saved.apiKey, STORED_KEY, 'the empty key field kept the stored key');
       assert.equal(await maxConcurrent.inputValue(), '3');
@@ -116,7 +120,9 @@ describe('Settings page in Chromium saves over HTTP on the real server', { skip:
       // ---- a reload still shows what waits for a restart
       await page.reload({ waitUntil: 'load' });
       await page.getByTestId('settings-restart-note').waitFor({ timeout: 30_000 });
-      assert.match((await page.getByTestId('settings-restart-note').textContent()) ?? '', /not in effect yet.*Concurrent generations/);
+      const reloaded = (await page.getByTestId('settings-restart-note').textContent()) ?? '';
+      assert.match(reloaded, /not in effect yet.*Default max tokens/);
+      assert.doesNotMatch(reloaded, /Concurrent generations/, 'maxConcurrent is in effect');
 
       assert.equal(refusedSaves, 1, 'one 400: the refused save');
       assert.deepEqual(problems, [], 'no console errors, page errors or CSP violations');

@@ -104,8 +104,10 @@ describe('settings over HTTP on the real server', { timeout: 300_000 }, () => {
     assert.equal(b.ok, true);
     assert.deepEqual(b.issues, []);
     assert.equal(b.movedAside, false);
-    // port is saved but --port overrides it in this launch, so a restart would not apply it either.
-    assert.deepEqual(b.restartRequired, ['maxConcurrent', 'responseCache.enabled', 'theme']);
+    // port is saved but --port overrides it in this launch, so a restart would not apply it either;
+    // maxConcurrent applies while serving.
+    assert.deepEqual(b.restartRequired, ['responseCache.enabled', 'theme']);
+    assert.deepEqual(b.applied, ['maxConcurrent']);
     const disk = onDisk();
     assert.equal(disk.maxConcurrent, 3);
     assert.equal(disk.theme, 'dark');
@@ -118,12 +120,13 @@ describe('settings over HTTP on the real server', { timeout: 300_000 }, () => {
     // The pending restart is still reported after a reload of the page.
     const again = parse(await get());
     assert.equal(again.values.maxConcurrent, 3);
-    assert.deepEqual(again.restartRequired, ['maxConcurrent', 'responseCache.enabled', 'theme']);
+    assert.deepEqual(again.restartRequired, ['responseCache.enabled', 'theme']);
 
     // A document without apiKey at all also keeps it; absent settings go back to their defaults.
     const r2 = await put({ values: { maxConcurrent: 2, contextLength: 2048 } });
     assert.equal(r2.status, 200, r2.body);
     assert.deepEqual(parse(r2).restartRequired, []);
+    assert.deepEqual(parse(r2).applied, ['maxConcurrent']);
     const disk2 = onDisk();
     assert.equal(disk2.apiKey, STORED_KEY);
     assert.equal(disk2.theme, 'system');

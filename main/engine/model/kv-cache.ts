@@ -44,7 +44,15 @@ export interface KVCacheOptions {
    * chunk, lookup verify pass). Longer steps still work (the ring is re-laid out). Default KV_STEP.
    */
   slack?: number;
+  /**
+   * One-token steps on full-attention layers attend over the used slots only (a view, no mask)
+   * instead of the whole capacity with an additive mask. Default DECODE_USED_VIEW.
+   */
+  decodeUsedView?: boolean;
 }
+
+/** Default of KVCacheOptions.decodeUsedView (see the header comment; chosen by the bench). */
+export const DECODE_USED_VIEW = false;
 
 interface Ring {
   readonly window: number;
@@ -117,6 +125,7 @@ export class KVCache {
   private values: (mx.array | null)[];
   private _offset = 0;
   private readonly slack: number;
+  private readonly decodeUsedView: boolean;
   /** Full-layer capacity the current step uses (set by reserve). */
   private planned = 0;
   /** Token count the sequence is expected to reach (see expect); growth allocates at least this. */
@@ -128,6 +137,7 @@ export class KVCache {
     const windows = typeof layout === 'number' ? new Array<number | null>(layout).fill(null) : layout.slice();
     this.adoptable = typeof layout === 'number';
     this.slack = Math.max(1, Math.floor(opts.slack ?? KV_STEP));
+    this.decodeUsedView = opts.decodeUsedView ?? DECODE_USED_VIEW;
     this.setLayout(windows);
     this.keys = new Array(windows.length).fill(null);
     this.values = new Array(windows.length).fill(null);
@@ -222,7 +232,7 @@ export class KVCache {
     this.rings.forEach((_, ri) => this.reserveRing(ri, n));
     this.step = {
       L: n,
-      fullWidth: n > 1 ? p + n : this.planned,
+      fullWidth: n > 1 || this.decodeUsedView ? p + n : this.planned,
       ringWidth: this.rings.map((r) => (n > 1 ? Math.min(r.cap, Math.max(r.hi, p + n)) : r.cap)),
       masks: new Map(),
     };
@@ -353,7 +363,7 @@ export class KVCache {
 
   /** Independent copy holding the first `offset` tokens (views; copy-on-write keeps it intact). */
   snapshot(): KVCache {
-    const snap = new KVCache(this.windows, { slack: this.slack });
+    const snap = new KVCache(this.windows, { slack: this.slack, decodeUsedView: this.decodeUsedView });
     snap.adoptable = this.adoptable;
     snap._offset = this._offset;
     snap.rings.forEach((r, i) => Object.assign(r, { cap: this.rings[i].cap, lo: this.rings[i].lo, hi: this.rings[i].hi }));

@@ -108,8 +108,10 @@ export interface Backend {
    * Throws ModelError (invalid ids, too long) or EmbedCancelledError when `signal` aborts.
    */
   embed(req: EmbedRequest, signal: AbortSignal): Promise<EmbedResult>;
-  /** Continuous-batching counters (null when generations run one at a time). */
+  /** Continuous-batching counters (null while generations have only run one at a time). */
   batchStats(): BatchStats | null;
+  /** Generations that may run at once from now on (settings changed live); above 1 their steps are batched. */
+  setMaxBatch(n: number): void;
 }
 
 /** Sets MLX's memory and cache pool limits where the probe found the setters working (Metal). */
@@ -177,9 +179,18 @@ export async function loadBackend(modelDir: string, options: Partial<BackendOpti
   // (old-generation wrappers), which only a full GC frees.
   let embedNeedsFullGc = false;
   // Continuous batching: one scheduler for the loaded model, shared by every running generation.
-  const batch = (opts.maxBatch ?? 1) > 1 ? new BatchScheduler(lm.model, { prefillChunk: opts.prefillChunk }) : null;
+  // Made when batching is first on; a generation that starts while maxBatch is 1 runs alone
+  // (the engine process starts it only when nothing else runs), on the unbatched path.
+  let maxBatch = Math.max(1, opts.maxBatch ?? 1);
+  let batch: BatchScheduler | null = null;
+  const batchFor = (): BatchScheduler | null => (maxBatch > 1 ? (batch ??= new BatchScheduler(lm.model, { prefillChunk: opts.prefillChunk })) : null);
+  batchFor();
   return {
     batchStats: () => (batch ? { ...batch.stats } : null),
+    setMaxBatch(n) {
+      maxBatch = Math.max(1, Math.floor(n));
+      batchFor();
+    },
     info,
     embedding,
     async embed(req, signal) {
@@ -225,7 +236,7 @@ export async function loadBackend(modelDir: string, options: Partial<BackendOpti
       return bytes;
     },
     run: (req, ctx) =>
-      runModelGeneration(lm, text, prefixCache, eos, opts, req, ctx, req.constraint ? constraintFor(req) : null, req.logprobs !== undefined ? textsFor() : null, batch),
+      runModelGeneration(lm, text, prefixCache, eos, opts, req, ctx, req.constraint ? constraintFor(req) : null, req.logprobs !== undefined ? textsFor() : null, batchFor()),
     afterRequest: afterLargeStep,
     prefixCacheStats: () => prefixCache?.stats() ?? { ...EMPTY_PREFIX_STATS },
     // The CPU build of 0.0.7 has no allocator counters.

@@ -519,6 +519,20 @@ export class SupervisedEngineClient extends EventEmitter implements EngineClient
     return msg.ok;
   }
 
+  /**
+   * Generations the engine decodes together from now on (settings maxConcurrent changed while
+   * serving): sent to the running engine process, and kept for the next load or restart.
+   */
+  setMaxBatch(n: number): void {
+    if (!Number.isInteger(n) || n < 1 || n > 256) throw new RangeError('maxBatch must be an integer between 1 and 256');
+    this.opts.engine = { ...this.opts.engine, maxBatch: n };
+    try {
+      this.child?.handle.send({ type: 'configure', maxBatch: n } satisfies ParentMessage);
+    } catch {
+      // a process on its way out: the next one is loaded with the new value
+    }
+  }
+
   /** Drops the engine's prefix-cache entries (soft memory pressure); resolves with the bytes released. */
   async clearPrefixCache(): Promise<number> {
     if (this._state !== 'ready') return 0;

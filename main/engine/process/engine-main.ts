@@ -38,6 +38,8 @@ const queue: Job[] = [];
 /** Jobs running now: up to maxBatch generations, or one embeddings job. */
 const running = new Set<Job>();
 let maxBatch = 1;
+/** A `configure` that arrived while the model was loading wins over the load options. */
+let configuredMaxBatch: number | null = null;
 const isRunning = (requestId: string): Job | undefined => [...running].find((j) => j.request.requestId === requestId);
 
 function errorEvent(requestId: string, code: EngineErrorCode, message: string): EngineEvent {
@@ -61,7 +63,8 @@ async function handleLoad(modelDir: string, protocol: number, options: LoadOptio
   const t0 = performance.now();
   try {
     backend = await loadBackend(modelDir, options);
-    maxBatch = Math.max(1, options.maxBatch ?? 1);
+    maxBatch = configuredMaxBatch ?? Math.max(1, options.maxBatch ?? 1);
+    backend.setMaxBatch(maxBatch);
     const model: ModelInfo = backend.info;
     send({ type: 'ready', model, loadMs: performance.now() - t0 });
   } catch (err) {
@@ -190,6 +193,14 @@ async function runJob(b: Backend, job: Job): Promise<void> {
   pump();
 }
 
+/** Settings changed live: the new batch size applies to the next generations that start. */
+function handleConfigure(n: number): void {
+  configuredMaxBatch = n;
+  maxBatch = n;
+  backend?.setMaxBatch(n);
+  pump();
+}
+
 function handleStats(id: number): void {
   const mem = process.memoryUsage();
   const stats: EngineStats = {
@@ -283,6 +294,9 @@ channel.onMessage((raw) => {
       break;
     case 'embed':
       handleEmbed(msg.id, msg.request);
+      break;
+    case 'configure':
+      handleConfigure(msg.maxBatch);
       break;
     case 'shutdown':
       shutdown(0);

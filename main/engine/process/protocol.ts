@@ -61,6 +61,11 @@ export type ParentMessage =
   | { type: 'prefix_clear'; id: number }
   /** Embeddings for a batch of token-id inputs; queued with generations; cancel with `cancel`. */
   | { type: 'embed'; id: number; request: EmbedRequest }
+  /**
+   * Live tuning (settings changed while serving): generations decoded together from now on. Running
+   * ones keep running; queued ones start as far as the new limit allows. No reply.
+   */
+  | { type: 'configure'; maxBatch: number }
   | { type: 'shutdown' };
 
 // ---------------------------------------------------------------- engine → parent
@@ -296,6 +301,8 @@ export function parseParentMessage(v: unknown): ParentMessage | null {
     case 'embed':
       // As for `generate`, the request's shape is checked (and answered) per request by the engine.
       return isInt(v.id) && isObj(v.request) ? { type: 'embed', id: v.id, request: v.request as unknown as EmbedRequest } : null;
+    case 'configure':
+      return isInt(v.maxBatch, 1, 256) ? { type: 'configure', maxBatch: v.maxBatch } : null;
     case 'shutdown':
       return { type: 'shutdown' };
     default:

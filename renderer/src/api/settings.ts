@@ -18,8 +18,10 @@ export interface SettingsLoad {
 }
 
 export interface SettingsSaveResult extends SaveResult {
-  /** HTTP only: the saved settings that need a restart of `mlx-bar serve` (nothing applies live). */
+  /** HTTP only: the saved settings that need a restart of `mlx-bar serve`. */
   restartRequired?: string[];
+  /** HTTP only: the saved settings the server applied at once (e.g. maxConcurrent). */
+  applied?: string[];
 }
 
 export interface SettingsBackend {
@@ -85,8 +87,15 @@ export function settingsBackend(apiKey: string | null): SettingsBackend {
         headers: { ...headers, 'content-type': 'application/json' },
         body: JSON.stringify({ values, ...(opts.clearApiKey ? { clearApiKey: true } : {}) }),
       });
-      const body = (await res.json().catch(() => ({}))) as { issues?: SettingsIssue[]; restartRequired?: string[]; error?: { message?: string; param?: string | null } };
-      if (res.ok) return { ok: true, issues: [], restartRequired: Array.isArray(body.restartRequired) ? body.restartRequired : [] };
+      const body = (await res.json().catch(() => ({}))) as { issues?: SettingsIssue[]; restartRequired?: string[]; applied?: string[]; error?: { message?: string; param?: string | null } };
+      if (res.ok) {
+        return {
+          ok: true,
+          issues: [],
+          restartRequired: Array.isArray(body.restartRequired) ? body.restartRequired : [],
+          applied: Array.isArray(body.applied) ? body.applied : [],
+        };
+      }
       if (Array.isArray(body.issues) && body.issues.length) return { ok: false, issues: body.issues };
       const param = body.error?.param;
       return { ok: false, issues: [{ path: param ? `/${param.split('.').join('/')}` : '', message: body.error?.message ?? `HTTP ${res.status}` }] };

@@ -112,6 +112,8 @@ export function Settings(props: { app: AppState | null; endpoint: string | null;
   const [clearKey, setClearKey] = useState(false);
   /** After a save over HTTP: the settings that need a restart (null = no save in this visit). */
   const [savedRestart, setSavedRestart] = useState<string[] | null>(null);
+  /** After a save over HTTP: the settings the server applied at once. */
+  const [savedApplied, setSavedApplied] = useState<string[]>([]);
 
   const apply = (r: SettingsLoad) => {
     setValues(r.values);
@@ -150,6 +152,7 @@ export function Settings(props: { app: AppState | null; endpoint: string | null;
       props.onToast(r.ok ? 'Settings saved' : 'Settings not saved: fix the highlighted fields');
       if (r.ok && backend.kind === 'http') {
         setSavedRestart(r.restartRequired ?? []);
+        setSavedApplied(r.applied ?? []);
         // Re-read: the key field goes back to "stored, leave empty to keep", pending restarts update.
         const again = await backend.load();
         if (again) apply(again);
@@ -186,6 +189,7 @@ export function Settings(props: { app: AppState | null; endpoint: string | null;
         {savedRestart !== null || pending.length > 0 ? (
           <div className={`banner ${pending.length ? 'tone-warn' : 'tone-ok'}`} role="status" data-testid="settings-restart-note">
             {savedRestart !== null ? 'Saved. ' : 'Saved settings are not in effect yet. '}
+            {savedRestart !== null && savedApplied.length ? <>Applied now: {settingLabels(fields, savedApplied).join(', ')}. </> : null}
             {pending.length ? (
               <>Restart <code>mlx-bar serve</code> to apply: {settingLabels(fields, pending).join(', ')}.</>
             ) : (
