@@ -219,6 +219,15 @@ describe('pattern masks are cached per automaton state, never across what they d
     assert.ok(!root.has(tok('",')) && !root.has(tok('"]')) && root.has(tok('"')));
   });
 
+  test('a pattern-constrained free key that may run into a key already written is checked by its text, not only its automaton state', () => {
+    // ^[a-z]{1,4}$ keys, "frie" written: after "fri" the letter e leads only to a duplicate.
+    const rec = () => compileSchema({ type: 'object', propertyNames: { pattern: '^[a-z]{1,4}$' }, additionalProperties: { type: 'integer' } });
+    const fresh = check(rec(), '{"frie": 1, "abc');
+    const clash = check(rec(), '{"frie": 1, "fri');
+    assert.ok(fresh.has(tok('e')));
+    assert.ok(!clash.has(tok('e')) && clash.has(tok('a')));
+  });
+
   test('an anyOf of a pattern string and a free string, and a contains item read two ways, combine their masks', () => {
     check(compileSchema({ anyOf: [{ type: 'string', format: 'email' }, { type: 'string', maxLength: 3 }] }), '"ab');
     check(compileSchema({ anyOf: [{ type: 'string', format: 'email' }, { type: 'string', maxLength: 3 }] }), '"abc');

@@ -951,8 +951,10 @@ export function patternStringState(state: RecognizerState): PatternStringState |
   const f = st.f;
   if (f.k === K.Str && f.alt.dfa && f.s === STR0 && !seenOf(st.next)) return { alt: f.alt, q: f.q, len: f.len };
   if (f.k === K.Key && f.cands.length === 0 && f.free === STR0) {
-    const fk = (st.next!.f as ObjF).alt.freeKeys;
-    if (fk) return { alt: fk, q: f.fq, len: f.flen };
+    const obj = st.next!.f as ObjF;
+    // A key that a name already written (or declared) starts with may be led into that name and
+    // refused by its text (freeKeyCanEnd), which the automaton state does not know: not this path.
+    if (obj.alt.freeKeys && !clashes(obj.alt, obj.extras, f.raw)) return { alt: obj.alt.freeKeys, q: f.fq, len: f.flen };
   }
   return null;
 }
