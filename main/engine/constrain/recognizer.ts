@@ -15,7 +15,7 @@
 //   numbers have bounded digits, nesting inside "any JSON" values is bounded; only string
 //   contents and array/object lengths are unbounded (max_tokens bounds them, as everywhere);
 // - a `null` alternative means the document is complete and no byte may follow (the decoder stops).
-import { dfaStep, type Dfa } from './regex.ts';
+import { dfaMatches, dfaStep, type Dfa } from './regex.ts';
 import { containsFeasible, hitNode, missNode, setTextAcceptor, stringFeasible, type ArrayAlt, type LiteralAlt, type NumberAlt, type NumberBounds, type ObjectAlt, type StringAlt, type ValueNode } from './schema.ts';
 
 /**
@@ -748,18 +748,8 @@ function stepKey(f: KeyF, st: Stack, b: number, out: (Stack | null)[]): void {
 function freeKeyValue(alt: ObjectAlt, raw: string): ValueNode | null {
   if (alt.patterns.length === 0) return alt.additional;
   const name = JSON.parse('"' + utf8.decode(Uint8Array.from(raw, (c) => c.charCodeAt(0))) + '"') as string;
-  for (const p of alt.patterns) if (dfaMatchesName(p.dfa, name)) return p.value;
+  for (const p of alt.patterns) if (dfaMatches(p.dfa, name)) return p.value;
   return alt.additional;
-}
-
-function dfaMatchesName(d: import('./regex.ts').Dfa, s: string): boolean {
-  if (d.size === 0) return false;
-  let q = d.start;
-  for (const c of s) {
-    q = dfaStep(d, q, c.codePointAt(0)!);
-    if (q < 0) return false;
-  }
-  return d.accept[q] === 1;
 }
 
 function stepArray(f: ArrF, st: Stack, b: number, out: (Stack | null)[]): void {
