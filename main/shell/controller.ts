@@ -6,7 +6,7 @@
 // on start, after a switch and when the snapshot's model changes, not every second), or from the
 // models folder on disk while the server is stopped; switching goes through POST /v1/models/load.
 import { EventEmitter } from 'node:events';
-import { existsSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { sanitizeMessage } from '../common/sanitize.ts';
 import type { MetricsSnapshot } from '../common/metrics-types.ts';
@@ -14,6 +14,8 @@ import type { LibraryEntry, ListOptions } from '../library/library.ts';
 import type { Settings } from '../settings/schema.ts';
 import type { AppModel, AppState, SaveResult, SettingsIssue, SettingsPayload } from '../../preload/api.ts';
 import type { SettingsService } from '../settings/service.ts';
+import { loadedIdOf, MAX_MODEL_ID_LENGTH, modelsFromDisk, modelsFromRows, quoteId } from './app-models.ts';
+import { fetchMetrics, fetchModelRows, loadModel, type CoreApi, type LoadResult } from './core-api.ts';
 
 /** A started engine + server, as the shell needs it. */
 export interface CoreHandle {
@@ -35,66 +37,6 @@ export interface ControllerOptions {
   startAtLogin?: { get(): boolean; set(on: boolean): void };
   /** Longest a model switch may take over HTTP (a real 7B loads in ~10–60 s). Default 10 minutes. */
   switchTimeoutMs?: number;
-}
-
-const MAX_MODEL_ID_LENGTH = 256;
-
-/** A display-safe quote of a library id (control characters out, length bounded). */
-function quoteId(id: string): string {
-  const clean = id.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
-  return JSON.stringify(clean.length > 64 ? `${clean.slice(0, 63)}…` : clean);
-}
-
-function realOrResolved(p: string): string {
-  try {
-    return realpathSync(p);
-  } catch {
-    return path.resolve(p);
-  }
-}
-
-/** One row of GET /v1/models → AppModel; null for a row without a usable id. */
-function modelFromRow(row: unknown, current: boolean): AppModel | null {
-  if (!row || typeof row !== 'object') return null;
-  const r = row as Record<string, unknown>;
-  if (typeof r.id !== 'string' || !r.id || r.id.length > MAX_MODEL_ID_LENGTH) return null;
-  if (r.remote === true) {
-    const health = r.health === 'down' || r.health === 'probing' ? r.health : 'up';
-    return remoteModel(r.id, health);
-  }
-  const fit = (r.fitsInMemory && typeof r.fitsInMemory === 'object' ? r.fitsInMemory : null) as Record<string, unknown> | null;
-  // A server without the library (one started folder) reports no fit: it is loaded, so it fits.
-  const fits = fit ? fit.fits === true : true;
-  const need = fit && typeof fit.needBytes === 'number' && Number.isFinite(fit.needBytes) ? fit.needBytes : null;
-  return {
-    id: r.id,
-    sizeBytes: typeof r.sizeBytes === 'number' && Number.isFinite(r.sizeBytes) ? r.sizeBytes : 0,
-    architecture: typeof r.architecture === 'string' ? r.architecture : null,
-    fits,
-    fitReason: fits ? null : sanitizeMessage(typeof fit?.reason === 'string' ? fit.reason : 'Does not fit in memory'),
-    needBytes: need,
-    contextTokens: fit && typeof fit.contextTokens === 'number' && Number.isFinite(fit.contextTokens) ? fit.contextTokens : null,
-    current,
-  };
-}
-
-/** A remote model (settings `remotes`): never loaded here, so never current and nothing to fit. */
-function remoteModel(id: string, health: NonNullable<AppModel['remote']>['health']): AppModel {
-  return { id, sizeBytes: 0, architecture: null, fits: true, fitReason: null, needBytes: null, contextTokens: null, current: false, remote: { health } };
-}
-
-function modelFromEntry(e: LibraryEntry, current: boolean): AppModel {
-  const fit = e.fitsInMemory;
-  return {
-    id: e.id,
-    sizeBytes: e.sizeBytes,
-    architecture: e.architecture,
-    fits: fit.fits,
-    fitReason: fit.fits ? null : sanitizeMessage(fit.reason),
-    needBytes: Number.isFinite(fit.needBytes) ? fit.needBytes : null,
-    contextTokens: Number.isFinite(fit.contextTokens) ? fit.contextTokens : null,
-    current,
-  };
 }
 
 export class AppController extends EventEmitter {
@@ -250,11 +192,9 @@ export class AppController extends EventEmitter {
 
   // ---------------------------------------------------------------- the model library + switching
 
-  /** Headers for the running server's own API (the key when one is set). */
-  private headers(extra: Record<string, string> = {}): Record<string, string> {
-    const h: Record<string, string> = { accept: 'application/json', ...extra };
-    if (this.st.apiKey) h.authorization = `Bearer ${this.st.apiKey}`;
-    return h;
+  /** The running core's HTTP API (its key: the one the state shows). */
+  private api(core: CoreHandle): CoreApi {
+    return { url: core.url, apiKey: this.st.apiKey, fetchImpl: this.opts.fetchImpl };
   }
 
   /** settings.model as an existing folder (absolute), or null when it is a library id / empty. */
@@ -288,40 +228,14 @@ export class AppController extends EventEmitter {
   private async readDiskModels(): Promise<AppModel[]> {
     const { entries, settings } = await this.diskLibrary();
     const model = settings?.model ?? '';
-    const dir = this.folderOf(model);
-    const real = dir ? realOrResolved(dir) : null;
-    const isCurrent = (e: LibraryEntry) =>
-      !!model && (real ? realOrResolved(e.dir) === real : e.id === model || e.folder === model);
-    let found = false;
-    const locals = entries.map((e) => {
-      // One checked item even if two entries resolve to the same folder.
-      const current = !found && isCurrent(e);
-      if (current) found = true;
-      return modelFromEntry(e, current);
-    });
-    // The settings' remote models: nothing forwards to them while stopped, so their health is not checked.
-    const remotes = (settings?.remotes ?? []).filter((r) => r.id.length <= MAX_MODEL_ID_LENGTH).map((r) => remoteModel(r.id, 'unchecked'));
-    return [...locals, ...remotes];
+    return modelsFromDisk(entries, model, this.folderOf(model), settings?.remotes ?? []);
   }
 
   private async readServerModels(core: CoreHandle): Promise<AppModel[] | null> {
-    const f = this.opts.fetchImpl ?? fetch;
-    try {
-      const res = await f(`${core.url}/v1/models`, { headers: this.headers(), signal: AbortSignal.timeout(10_000) });
-      if (!res.ok) return null;
-      const body = (await res.json()) as { data?: unknown };
-      if (!Array.isArray(body?.data)) return null;
-      const rows = body.data.filter((r): r is Record<string, unknown> => !!r && typeof r === 'object');
-      const anyLoaded = rows.some((r) => r.loaded === true);
-      if (this.core === core) this.serverLoadedId = (rows.find((r) => r.loaded === true)?.id as string | undefined) ?? null;
-      // Nothing loaded (idle unload): the model the next request reloads stays the checked one.
-      const fallback = this.snap?.model.id ?? this.st.model;
-      return rows
-        .map((r) => modelFromRow(r, anyLoaded ? r.loaded === true : r.id === fallback))
-        .filter((m): m is AppModel => m !== null);
-    } catch {
-      return null;
-    }
+    const rows = await fetchModelRows(this.api(core));
+    if (!rows) return null;
+    if (this.core === core) this.serverLoadedId = loadedIdOf(rows);
+    return modelsFromRows(rows, this.snap?.model.id ?? this.st.model);
   }
 
   private async readModels(): Promise<AppModel[]> {
@@ -442,29 +356,9 @@ export class AppController extends EventEmitter {
     return this.set({ modelError: st.error, model: typeof previous === 'string' && previous ? previous : null });
   }
 
-  /** POST /v1/models/load on the running server; the error message is the server's own, sanitized. */
-  private async loadOnServer(core: CoreHandle, id: string): Promise<{ ok: true } | { ok: false; message: string }> {
-    const f = this.opts.fetchImpl ?? fetch;
-    try {
-      const res = await f(`${core.url}/v1/models/load`, {
-        method: 'POST',
-        headers: this.headers({ 'content-type': 'application/json' }),
-        body: JSON.stringify({ model: id }),
-        signal: AbortSignal.any([AbortSignal.timeout(this.opts.switchTimeoutMs ?? 600_000), ...(this.switchAbort ? [this.switchAbort.signal] : [])]),
-      });
-      if (res.ok) {
-        await res.body?.cancel().catch(() => {});
-        return { ok: true };
-      }
-      const body = (await res.json().catch(() => null)) as { error?: { message?: unknown } } | null;
-      const msg = body?.error?.message;
-      return { ok: false, message: sanitizeMessage(typeof msg === 'string' && msg ? msg : `The server refused the switch (HTTP ${res.status})`) };
-    } catch (err) {
-      const name = (err as { name?: string })?.name;
-      if (name === 'TimeoutError') return { ok: false, message: `Loading ${quoteId(id)} took too long` };
-      if (name === 'AbortError') return { ok: false, message: 'The switch was cancelled: the server is stopping' };
-      return { ok: false, message: `Could not reach the server: ${sanitizeMessage(err)}` };
-    }
+  /** POST /v1/models/load on the running server (cancelled by stop()). */
+  private loadOnServer(core: CoreHandle, id: string): Promise<LoadResult> {
+    return loadModel(this.api(core), id, { timeoutMs: this.opts.switchTimeoutMs ?? 600_000, signal: this.switchAbort?.signal });
   }
 
   /**
@@ -497,14 +391,9 @@ export class AppController extends EventEmitter {
   async pollOnce(): Promise<MetricsSnapshot | null> {
     const core = this.core;
     if (!core) return null;
-    const f = this.opts.fetchImpl ?? fetch;
+    const body = await fetchMetrics(this.api(core));
+    if (!body || this.core !== core) return null;
     try {
-      const headers: Record<string, string> = { accept: 'application/json' };
-      if (this.st.apiKey) headers.authorization = `Bearer ${this.st.apiKey}`;
-      const res = await f(`${core.url}/v1/metrics`, { headers, signal: AbortSignal.timeout(5000) });
-      if (!res.ok) return null;
-      const body = (await res.json()) as MetricsSnapshot;
-      if (this.core !== core || !body || typeof body !== 'object' || !body.degradation) return null;
       this.snap = body;
       this.emit('metrics', body);
       const modelId = body.model?.id ?? null;

@@ -1,9 +1,10 @@
 // What the tray shows, computed from the app state: status (icon + tooltip) and the menu as plain
-// data. Pure, so every state is unit-tested; main/shell/index.ts only turns the model into
-// Electron's Menu and wires the item ids to actions.
+// data, its items' actions and its Electron menu template. Pure, so every state is unit-tested;
+// main/shell/tray.ts only hands the template to Electron's Menu and Tray.
 import type { DegradationState, MetricsSnapshot } from '../common/metrics-types.ts';
 import { formatBytes } from '../library/format.ts';
 import type { AppModel, AppState, ServerStatus } from '../../preload/api.ts';
+import { DASHBOARD_URL, MODELS_URL, SETTINGS_URL } from './app-origin.ts';
 
 export type TrayStatus = 'running' | 'degraded' | 'stopped' | 'error';
 
@@ -256,4 +257,67 @@ export function trayMenu(s: TrayInput): TrayMenuItem[] {
     { type: 'separator' },
     { type: 'normal', id: 'quit', label: 'Quit MLX Bar', enabled: true },
   ];
+}
+
+/** What the tray's items do (wired by tray.ts to the window, the controller and the app). */
+export interface TrayActionTargets {
+  showWindow(url: string): void;
+  toggleServer(): void;
+  copyEndpoint(): void;
+  setStartAtLogin(on: boolean): void;
+  quit(): void;
+}
+
+/** Item id → action. Labels (status, endpoint, model, remote models) do nothing. */
+export function trayActions(t: TrayActionTargets): Record<TrayItemId, (checked?: boolean) => void> {
+  const none = () => {};
+  return {
+    status: none,
+    endpoint: none,
+    model: none,
+    'model-status': none,
+    'models-empty': none,
+    // Remote models are listed for their health; a client picks one per request by its id.
+    'remote-models': none,
+    'remote-model': none,
+    'manage-models': () => t.showWindow(MODELS_URL),
+    'toggle-server': () => t.toggleServer(),
+    'copy-endpoint': () => t.copyEndpoint(),
+    'open-dashboard': () => t.showWindow(DASHBOARD_URL),
+    'open-settings': () => t.showWindow(SETTINGS_URL),
+    'start-at-login': (checked) => t.setStartAtLogin(!!checked),
+    quit: () => t.quit(),
+  };
+}
+
+/** Electron's menu template item (MenuItemConstructorOptions), the part the tray uses. */
+export interface MenuTemplateItem {
+  id?: string;
+  label?: string;
+  type?: 'normal' | 'separator' | 'checkbox' | 'radio';
+  enabled?: boolean;
+  checked?: boolean;
+  submenu?: MenuTemplateItem[];
+  click?: (item: { checked: boolean }) => void;
+}
+
+/**
+ * The menu model as Electron's template. A model item's click hands back its item id (its index
+ * in the list the menu was built from: see clickModelItem), never a string taken from the menu.
+ */
+export function menuTemplate(items: readonly TrayMenuItem[], onItem: (id: TrayItemId, checked: boolean) => void, onModel: (id: ModelItemId) => void): MenuTemplateItem[] {
+  return items.map((it): MenuTemplateItem => {
+    switch (it.type) {
+      case 'separator':
+        return { type: 'separator' };
+      case 'submenu':
+        return { id: it.id, label: it.label, enabled: it.enabled, submenu: menuTemplate(it.items, onItem, onModel) };
+      case 'radio':
+        return { id: it.id, label: it.label, type: 'radio', enabled: it.enabled, checked: it.checked, click: () => onModel(it.id) };
+      case 'checkbox':
+        return { id: it.id, label: it.label, type: 'checkbox', enabled: it.enabled, checked: it.checked, click: (mi) => onItem(it.id, mi.checked) };
+      default:
+        return { id: it.id, label: it.label, type: 'normal', enabled: it.enabled, click: (mi) => onItem(it.id, mi.checked) };
+    }
+  });
 }

@@ -2,7 +2,8 @@
 //  - which navigations the window may perform (only within the app origin),
 //  - which URLs shell.openExternal may open (https on an allowlist of exact hosts; file:, smb:,
 //    javascript:, custom schemes and look-alike hosts are refused: openExternal is an RCE vector),
-//  - which file an mlxbar://app/... request maps to (inside the renderer folder, no traversal).
+//  - which file an mlxbar://app/... request maps to (inside the renderer folder, no traversal),
+//    and the response it gets (type, CSP admitting the running server).
 import path from 'node:path';
 import { APP_HOST, APP_SCHEME, isAppUrl, parseUrl } from './app-origin.ts';
 
@@ -65,6 +66,24 @@ const MIME: Record<string, string> = {
 
 export function mimeFor(file: string): string {
   return MIME[path.extname(file).toLowerCase()] ?? 'application/octet-stream';
+}
+
+/**
+ * The app scheme's answer to `url`: the renderer file, with its type and the CSP that admits the
+ * running server (`endpoint` when the file is read); 404 for anything refused or unreadable.
+ * `onPage` hears the endpoint an HTML page was served with (its CSP is fixed until it reloads).
+ */
+export async function appAssetResponse(rendererDir: string, url: string, opts: { endpoint(): string | null; onPage(endpoint: string | null): void; read(file: string): Promise<Buffer<ArrayBuffer>> }): Promise<Response> {
+  const file = resolveAppAsset(rendererDir, url);
+  if (!file) return new Response('Not found', { status: 404 });
+  try {
+    const body = await opts.read(file);
+    const endpoint = opts.endpoint();
+    if (file.endsWith('.html')) opts.onPage(endpoint);
+    return new Response(body, { headers: { 'content-type': mimeFor(file), 'content-security-policy': appCsp(endpoint), 'x-content-type-options': 'nosniff' } });
+  } catch {
+    return new Response('Not found', { status: 404 });
+  }
 }
 
 /** The CSP the app protocol sends as a header (the page also carries it as a meta tag). */

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { APP_ORIGIN, isAppUrl } from '../../main/shell/app-origin.ts';
 import { GuardedIpc, noArgs, oneSettingsObject, oneString, validateSender } from '../../main/shell/ipc-guard.ts';
-import { APP_CSP, appCsp, isAllowedExternal, isAllowedNavigation, loopbackServerOrigin, resolveAppAsset } from '../../main/shell/url-policy.ts';
+import { APP_CSP, appAssetResponse, appCsp, isAllowedExternal, isAllowedNavigation, loopbackServerOrigin, resolveAppAsset } from '../../main/shell/url-policy.ts';
 import { dashboardWindowOptions, secureWebPreferences } from '../../main/shell/window-options.ts';
 import { INVOKE_CHANNELS } from '../../preload/api.ts';
 
@@ -93,6 +93,31 @@ describe('openExternal policy', () => {
 
 describe('app:// file mapping', () => {
   const root = path.resolve('/app/dist/renderer');
+  test('the app scheme answers with the file, its type and a CSP admitting the running server; 404 otherwise', async () => {
+    const files = new Map([[path.join(root, 'index.html'), Buffer.from('<!doctype html>')], [path.join(root, 'app.js'), Buffer.from('1')]]);
+    const read = async (f: string) => {
+      const b = files.get(f);
+      if (!b) throw Object.assign(new Error(`ENOENT ${f}`), { code: 'ENOENT' });
+      return b;
+    };
+    const pages: (string | null)[] = [];
+    const opts = { endpoint: () => 'http://127.0.0.1:8123/v1', onPage: (e: string | null) => void pages.push(e), read };
+    const page = await appAssetResponse(root, 'mlxbar://app/', opts);
+    assert.equal(page.status, 200);
+    assert.equal(await page.text(), '<!doctype html>');
+    assert.equal(page.headers.get('content-type'), 'text/html; charset=utf-8');
+    assert.equal(page.headers.get('content-security-policy'), appCsp('http://127.0.0.1:8123/v1'));
+    assert.match(page.headers.get('content-security-policy')!, /connect-src 'self' http:\/\/127\.0\.0\.1:8123/);
+    assert.equal(page.headers.get('x-content-type-options'), 'nosniff');
+    const script = await appAssetResponse(root, 'mlxbar://app/app.js', opts);
+    assert.equal(script.headers.get('content-type'), 'text/javascript; charset=utf-8');
+    assert.deepEqual(pages, ['http://127.0.0.1:8123/v1'], 'only an HTML page fixes the endpoint its CSP admits');
+    for (const url of ['mlxbar://app/missing.js', 'mlxbar://app/../../etc/passwd', 'mlxbar://other/index.html']) {
+      const r = await appAssetResponse(root, url, opts);
+      assert.equal(r.status, 404, url);
+      assert.equal(await r.text(), 'Not found');
+    }
+  });
   test('maps app paths into the renderer folder', () => {
     assert.equal(resolveAppAsset(root, 'mlxbar://app/index.html'), path.join(root, 'index.html'));
     assert.equal(resolveAppAsset(root, 'mlxbar://app/'), path.join(root, 'index.html'));

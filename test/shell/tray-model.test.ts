@@ -5,6 +5,8 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import {
   clickModelItem,
+  menuTemplate,
+  trayActions,
   modelIdForItem,
   trayIconFile,
   trayInputFrom,
@@ -15,6 +17,7 @@ import {
   type TrayMenuItem,
 } from '../../main/shell/tray-model.ts';
 import type { AppModel, AppState } from '../../preload/api.ts';
+import { DASHBOARD_URL, MODELS_URL, SETTINGS_URL } from '../../main/shell/app-origin.ts';
 import { repoRoot } from '../renderer/build-once.ts';
 
 const base: TrayInput = {
@@ -260,5 +263,49 @@ describe('tray model', () => {
     const snap = { model: { id: 'served', state: 'ready' }, degradation: { state: 'shedding', reason: 'r' } } as unknown as Parameters<typeof trayInputFrom>[1];
     assert.equal(trayInputFrom(st, snap).model, 'served');
     assert.deepEqual(trayInputFrom(st, snap).degradation, { state: 'shedding', reason: 'r' });
+  });
+
+  test('the Electron template keeps the menu, and clicks reach the right action or model', () => {
+    const input: TrayInput = { ...base, models: library };
+    const items = trayMenu(input);
+    const clicks: string[] = [];
+    const template = menuTemplate(items, (id, checked) => clicks.push(`${id}:${checked}`), (id) => clicks.push(`model ${String(clickModelItem(id, input.models, (m) => m))}`));
+    assert.equal(template.length, items.length);
+    items.forEach((it, i) => {
+      const t = template[i]!;
+      if (it.type === 'separator') return assert.deepEqual(t, { type: 'separator' });
+      assert.equal(t.id, it.id);
+      assert.equal(t.label, it.label);
+      assert.equal(t.enabled, it.enabled);
+    });
+    const find = (list: typeof template, id: string) => list.find((t) => t.id === id)!;
+    find(template, 'start-at-login').click!({ checked: true });
+    find(template, 'toggle-server').click!({ checked: false });
+    const sub = find(template, 'model').submenu!;
+    assert.deepEqual(sub.filter((t) => t.type === 'radio').map((t) => t.checked), [true, false, false]);
+    sub.filter((t) => t.type === 'radio')[1]!.click!({ checked: true });
+    assert.deepEqual(clicks, ['start-at-login:true', 'toggle-server:false', 'model my-llama']);
+  });
+
+  test('tray actions: windows by page, the toggle, copy, login item and quit; labels do nothing', () => {
+    const calls: string[] = [];
+    const actions = trayActions({
+      showWindow: (url) => calls.push(`show ${url}`),
+      toggleServer: () => calls.push('toggle'),
+      copyEndpoint: () => calls.push('copy'),
+      setStartAtLogin: (on) => calls.push(`login ${on}`),
+      quit: () => calls.push('quit'),
+    });
+    for (const id of ['status', 'endpoint', 'model', 'model-status', 'models-empty', 'remote-models', 'remote-model'] as const) actions[id]();
+    assert.deepEqual(calls, []);
+    actions['manage-models']();
+    actions['open-dashboard']();
+    actions['open-settings']();
+    actions['toggle-server']();
+    actions['copy-endpoint']();
+    actions['start-at-login'](true);
+    actions['start-at-login'](undefined);
+    actions.quit();
+    assert.deepEqual(calls, [`show ${MODELS_URL}`, `show ${DASHBOARD_URL}`, `show ${SETTINGS_URL}`, 'toggle', 'copy', 'login true', 'login false', 'quit']);
   });
 });
