@@ -17,8 +17,9 @@ import type { CachedGeneration, GenerationReservation, ResponseCacheKey, ServerH
 import { SseWriter, type SseOptions } from './sse.ts';
 import type { WorkSlots } from './slots.ts';
 import type { RequestTrack } from './track.ts';
-import { requestAbort, SHUTDOWN_REASON } from './request-abort.ts';
-import { OutputSplitter, type OutputEvent } from './output-split.ts';
+import { requestAbort, SHUTDOWN_REASON, type RequestAbort } from './request-abort.ts';
+import type { OutputEvent } from './output-split.ts';
+import { localOutput, relayedOutput, type OutputSource, type OutputSourceOptions, type RelayedDelta } from './output-source.ts';
 
 export interface PreparedGeneration {
   route: 'chat' | 'completions';
@@ -48,81 +49,7 @@ export interface PreparedGeneration {
 
 export type DoneEvent = Extract<EngineEvent, { type: 'done' }>;
 export type DeltaEvent = Extract<EngineEvent, { type: 'delta' }>;
-/** A delta relayed from a remote upstream: already split into output events there. */
-export type RelayedDelta = DeltaEvent & { events: OutputEvent[] };
-
-/**
- * Where a writer's output events come from. Local generations: the one splitter (reasoning, then
- * tool calls) over the engine's text. Remote ones: the events the upstream already split
- * (`reasoning_content`, `tool_calls`). Writers never split text themselves, so every API reports
- * both kinds of generation alike.
- */
-export interface OutputSource {
-  /** Events of one delta (streaming). */
-  push(ev: DeltaEvent): OutputEvent[];
-  /** End of the stream: whatever the splitter still held. */
-  flush(): OutputEvent[];
-  /** Non-stream: every output event of the whole generation (`text` = all deltas' text). */
-  all(text: string): OutputEvent[];
-}
-
-export interface OutputSourceOptions {
-  /** Split a leading think block out as reasoning (default: the request's `prep.reasoning`). */
-  reasoning?: boolean;
-}
-
-function localOutput(prep: PreparedGeneration, text: ServerTextPipeline, opts: OutputSourceOptions): OutputSource {
-  const splitOpts = () => ({
-    reasoning: opts.reasoning ?? (prep.route === 'chat' && prep.reasoning === true),
-    startInThinking: prep.startInThinking === true,
-    toolParser: prep.toolsActive ? text.createToolCallParser() : null,
-  });
-  const stream = new OutputSplitter(splitOpts());
-  return {
-    push: (ev) => stream.push(ev.text),
-    flush: () => stream.flush(),
-    all: (whole) => {
-      const sp = new OutputSplitter(splitOpts());
-      return [...sp.push(whole), ...sp.flush()];
-    },
-  };
-}
-
-function relayedOutput(seen: OutputEvent[], opts: OutputSourceOptions, prep: PreparedGeneration): OutputSource {
-  // A writer that keeps reasoning inside the answer (reasoning_format "none") gets it as the
-  // upstream model wrote it: a think block at the start of the content.
-  const keepInline = (opts.reasoning ?? prep.reasoning === true) === false;
-  let open = false;
-  const inline = (evs: OutputEvent[]): OutputEvent[] => {
-    if (!keepInline) return evs;
-    const out: OutputEvent[] = [];
-    for (const e of evs) {
-      if (e.type === 'reasoning') {
-        out.push({ type: 'content', text: `${open ? '' : '<think>'}${e.text}` });
-        open = true;
-      } else {
-        if (open && e.type === 'content') {
-          out.push({ type: 'content', text: `</think>${e.text}` });
-          open = false;
-          continue;
-        }
-        out.push(e);
-      }
-    }
-    return out;
-  };
-  return {
-    push: (ev) => inline((ev as Partial<RelayedDelta>).events ?? []),
-    flush: () => (open ? ((open = false), [{ type: 'content', text: '</think>' }]) : []),
-    all: () => {
-      open = false;
-      const out = inline(seen);
-      if (open) out.push({ type: 'content', text: '</think>' });
-      open = false;
-      return out;
-    },
-  };
-}
+export type { OutputSource, OutputSourceOptions, RelayedDelta } from './output-source.ts';
 
 /** What a writer may use to answer one request. */
 export interface WriterContext {
@@ -160,7 +87,7 @@ export interface ResponseFormat {
 }
 
 export interface GenerationEnv {
-  /** The lease's executor (the local engine, or e.g. an upstream server). */
+  /** The local engine (a remote model's events come through `relay` instead). */
   engine: Pick<EngineClient, 'generate'>;
   text: ServerTextPipeline;
   hooks: ServerHooks;
@@ -260,6 +187,67 @@ export function writeRawError(res: ServerResponse, headers: Record<string, strin
   res.end(JSON.stringify(body));
 }
 
+/** One request's response while it is written by hand (after `reply.hijack()`). */
+class GenerationRun {
+  /** The queue slot, once granted (released when the run ends, whatever happened). */
+  release: (() => void) | null = null;
+  /** The generation's worst-case memory, held from its start until the engine confirms its end. */
+  reservation: GenerationReservation | null = null;
+  readonly sse: SseWriter | null;
+
+  constructor(
+    readonly env: GenerationEnv,
+    readonly prep: PreparedGeneration,
+    readonly res: ServerResponse,
+    readonly headers: Record<string, string>,
+    readonly track: RequestTrack,
+    readonly abort: RequestAbort,
+  ) {
+    this.sse = prep.stream ? new SseWriter(res, headers, prep.format.sse) : null;
+  }
+
+  /** An error in the API's shape: its in-stream event once the stream began, else an HTTP error. */
+  async fail(err: ApiError): Promise<void> {
+    this.track.errorCode = err.code;
+    if (this.sse && this.sse.isStarted) {
+      await this.prep.format.streamError(this.sse, err, this.track.id);
+    } else {
+      writeRawError(this.res, this.headers, err, this.prep.format.errorBody(err, this.track.id));
+    }
+  }
+
+  /** Aborted: a shutdown tells the client to retry; a client that left gets nothing. */
+  async finishAborted(): Promise<void> {
+    if (this.abort.signal.reason === SHUTDOWN_REASON) {
+      this.track.cancelled = true;
+      await this.fail(new ApiError('engine_unavailable', 'The server is shutting down', { retryAfter: this.env.retryAfterSeconds }));
+    }
+    // client gone: nothing to write
+  }
+
+  /** Non-stream: the 200 JSON body (once). */
+  writeJson(body: unknown): void {
+    const res = this.res;
+    if (res.destroyed || res.writableEnded) return;
+    const payload = JSON.stringify(body);
+    res.writeHead(200, { ...this.headers, 'content-type': 'application/json; charset=utf-8', 'content-length': String(Buffer.byteLength(payload)) });
+    res.end(payload);
+  }
+
+  /** Whatever happened: the slot back, no keep-alives, and a response that ends. */
+  close(): void {
+    this.reservation?.release();
+    this.release?.();
+    this.sse?.stopKeepAlive();
+    this.abort.dispose();
+    if (!this.res.writableEnded && !this.res.headersSent) {
+      const err = new ApiError('internal_error', 'Internal error');
+      writeRawError(this.res, this.headers, err, this.prep.format.errorBody(err, this.track.id));
+    }
+    if (!this.res.writableEnded) this.res.end();
+  }
+}
+
 /**
  * Runs the generation and writes the whole response. Never throws: every failure is written to the
  * client (or dropped when the client is gone) and noted on `track`.
@@ -283,141 +271,119 @@ export async function runGeneration(
   );
   // From here on the response is written by hand (SSE needs the raw socket; one code path for both).
   reply.hijack();
-  const abort = requestAbort(res, track, env.shutdownSignal);
-
-  const sse = prep.stream ? new SseWriter(res, headers, prep.format.sse) : null;
-  const fail = async (err: ApiError) => {
-    track.errorCode = err.code;
-    if (sse && sse.isStarted) {
-      await prep.format.streamError(sse, err, track.id);
-    } else {
-      writeRawError(res, headers, err, prep.format.errorBody(err, track.id));
-    }
-  };
-
-  let release: (() => void) | null = null;
-  let reservation: GenerationReservation | null = null;
+  const run = new GenerationRun(env, prep, res, headers, track, requestAbort(res, track, env.shutdownSignal));
   try {
-    let events: AsyncIterable<EngineEvent>;
-    const hit = cached !== undefined ? cached : relay ? null : await cacheGet(env.hooks, prep.cacheKey);
-    if (hit) {
-      track.responseCacheHit = true;
-      headers['x-mlxbar-cache'] = 'hit';
-      events = replay(hit);
-    } else if (relay) {
-      sse?.startKeepAlive(env.keepAliveIntervalMs);
-      events = relay(abort.signal);
-    } else {
-      const admissionInfo = () => ({ route: prep.route, promptTokens: prep.promptIds.length, maxTokens: prep.sampling.maxTokens, ...env.slots.load });
-      const refusal = env.hooks.admission?.(admissionInfo());
-      if (refusal) return await fail(refusal);
-      const slot = env.slots.acquire(abort.signal);
-      // Keep-alives while queued and during prefill keep idle-timeouts of clients and proxies quiet.
-      sse?.startKeepAlive(env.keepAliveIntervalMs);
-      try {
-        release = await slot;
-      } catch (err) {
-        if (abort.signal.aborted) return await finishAborted();
-        return await fail(toApiError(err));
-      }
-      // It starts now: memory is held for its worst case until the engine confirms its end.
-      const held = env.hooks.reserve?.(admissionInfo());
-      if (held instanceof ApiError) return await fail(held);
-      reservation = held ?? null;
-      events = env.engine.generate(
-        {
-          requestId: track.id,
-          promptIds: prep.promptIds,
-          sampling: prep.sampling,
-          ...(prep.constraint ? { constraint: prep.constraint } : {}),
-          ...(typeof prep.logprobs === 'number' ? { logprobs: prep.logprobs } : {}),
-        },
-        abort.signal,
-      );
-    }
-    await consume(events);
+    const events = await openEvents(run, relay, cached);
+    // Events split upstream: a live remote answer, or a cached one (which carries its events).
+    if (events) await consume(run, events, !!relay || !!cached?.events);
   } catch (err) {
     const apiErr = toApiError(err);
     if (apiErr.code === 'internal_error') console.error(`[server] request ${track.id} failed: ${sanitizeMessage(err)}`);
-    if (!abort.signal.aborted) await fail(apiErr);
-    else await finishAborted();
+    if (!run.abort.signal.aborted) await run.fail(apiErr);
+    else await run.finishAborted();
   } finally {
-    reservation?.release();
-    release?.();
-    sse?.stopKeepAlive();
-    abort.dispose();
-    if (!res.writableEnded && !res.headersSent) {
-      const err = new ApiError('internal_error', 'Internal error');
-      writeRawError(res, headers, err, prep.format.errorBody(err, track.id));
-    }
-    if (!res.writableEnded) res.end();
+    run.close();
   }
+}
 
-  async function finishAborted(): Promise<void> {
-    if (abort.signal.reason === SHUTDOWN_REASON) {
+/**
+ * Where the request's events come from: the response cache, the remote relay, or the local engine
+ * after memory admission and a queue slot. Null: refused or aborted while queued (already answered).
+ */
+async function openEvents(run: GenerationRun, relay: ((signal: AbortSignal) => AsyncIterable<EngineEvent>) | undefined, cached: CachedGeneration | null | undefined): Promise<AsyncIterable<EngineEvent> | null> {
+  const { env, prep, sse, track, abort } = run;
+  const hit = cached !== undefined ? cached : relay ? null : await cacheGet(env.hooks, prep.cacheKey);
+  if (hit) {
+    track.responseCacheHit = true;
+    run.headers['x-mlxbar-cache'] = 'hit';
+    return replay(hit);
+  }
+  if (relay) {
+    sse?.startKeepAlive(env.keepAliveIntervalMs);
+    return relay(abort.signal);
+  }
+  const admissionInfo = () => ({ route: prep.route, promptTokens: prep.promptIds.length, maxTokens: prep.sampling.maxTokens, ...env.slots.load });
+  const refusal = env.hooks.admission?.(admissionInfo());
+  if (refusal) {
+    await run.fail(refusal);
+    return null;
+  }
+  const slot = env.slots.acquire(abort.signal);
+  // Keep-alives while queued and during prefill keep idle-timeouts of clients and proxies quiet.
+  sse?.startKeepAlive(env.keepAliveIntervalMs);
+  try {
+    run.release = await slot;
+  } catch (err) {
+    if (abort.signal.aborted) await run.finishAborted();
+    else await run.fail(toApiError(err));
+    return null;
+  }
+  // It starts now: memory is held for its worst case until the engine confirms its end.
+  const held = env.hooks.reserve?.(admissionInfo());
+  if (held instanceof ApiError) {
+    await run.fail(held);
+    return null;
+  }
+  run.reservation = held ?? null;
+  return env.engine.generate(
+    {
+      requestId: track.id,
+      promptIds: prep.promptIds,
+      sampling: prep.sampling,
+      ...(prep.constraint ? { constraint: prep.constraint } : {}),
+      ...(typeof prep.logprobs === 'number' ? { logprobs: prep.logprobs } : {}),
+    },
+    abort.signal,
+  );
+}
+
+/** The one event loop: bookkeeping, cancellation and caching here; the wire format in the writer. */
+async function consume(run: GenerationRun, events: AsyncIterable<EngineEvent>, presplit: boolean): Promise<void> {
+  const { env, prep, sse, track, abort } = run;
+  const relayed: OutputEvent[] = [];
+  const output = (opts: OutputSourceOptions = {}) => (presplit ? relayedOutput(relayed, opts, prep) : localOutput(prep, env.text, opts));
+  const writer = prep.format.writer({ prep, sse, text: env.text, track, writeJson: (body) => run.writeJson(body), output });
+  let text = '';
+  // Tokens in the generation's KV (what its memory reservation has grown into).
+  let kvTokens = 0;
+  for await (const ev of events) {
+    if (ev.type === 'prefill') {
+      kvTokens = ev.cachedTokens + ev.processed;
+      run.reservation?.progress(kvTokens);
+      await writer.prefill?.(ev);
+      continue;
+    }
+    if (ev.type === 'delta') {
+      if (track.firstTokenAt === null) track.firstTokenAt = performance.now();
+      kvTokens = Math.max(kvTokens, prep.promptIds.length) + ev.tokens;
+      run.reservation?.progress(kvTokens);
+      text += ev.text;
+      if (presplit) relayed.push(...((ev as Partial<RelayedDelta>).events ?? []));
+      if (!abort.signal.aborted) await writer.delta(ev);
+      continue;
+    }
+    if (ev.type === 'error') {
+      if (abort.signal.aborted) return run.finishAborted();
+      return run.fail(engineEventError(ev, env.retryAfterSeconds));
+    }
+    // done
+    track.promptTokens = ev.promptTokens;
+    track.completionTokens = ev.completionTokens;
+    track.cachedTokens = ev.cachedTokens;
+    if (ev.draftTokens !== undefined) {
+      track.draftTokens = ev.draftTokens;
+      track.acceptedDrafts = ev.acceptedDrafts ?? 0;
+    }
+    if (ev.finishReason === 'cancelled' || abort.signal.aborted) {
       track.cancelled = true;
-      await fail(new ApiError('engine_unavailable', 'The server is shutting down', { retryAfter: env.retryAfterSeconds }));
+      track.finishReason = 'cancelled';
+      return run.finishAborted();
     }
-    // client gone: nothing to write
+    if (!track.responseCacheHit) cacheSet(env.hooks, prep.cacheKey, text, ev, presplit ? relayed : undefined);
+    await writer.done(ev, text);
+    return;
   }
-
-
-  /** The one event loop: bookkeeping, cancellation and caching here; the wire format in the writer. */
-  async function consume(events: AsyncIterable<EngineEvent>): Promise<void> {
-    const relayed: OutputEvent[] = [];
-    // Events split upstream: a live remote answer, or a cached one (which carries its events).
-    const presplit = !!relay || !!cached?.events;
-    const output = (opts: OutputSourceOptions = {}) => (presplit ? relayedOutput(relayed, opts, prep) : localOutput(prep, env.text, opts));
-    const writer = prep.format.writer({ prep, sse, text: env.text, track, writeJson, output });
-    let text = '';
-    // Tokens in the generation's KV (what its memory reservation has grown into).
-    let kvTokens = 0;
-    for await (const ev of events) {
-      if (ev.type === 'prefill') {
-        kvTokens = ev.cachedTokens + ev.processed;
-        reservation?.progress(kvTokens);
-        await writer.prefill?.(ev);
-        continue;
-      }
-      if (ev.type === 'delta') {
-        if (track.firstTokenAt === null) track.firstTokenAt = performance.now();
-        kvTokens = Math.max(kvTokens, prep.promptIds.length) + ev.tokens;
-        reservation?.progress(kvTokens);
-        text += ev.text;
-        if (presplit) relayed.push(...((ev as Partial<RelayedDelta>).events ?? []));
-        if (!abort.signal.aborted) await writer.delta(ev);
-        continue;
-      }
-      if (ev.type === 'error') {
-        if (abort.signal.aborted) return finishAborted();
-        return fail(engineEventError(ev, env.retryAfterSeconds));
-      }
-      // done
-      track.promptTokens = ev.promptTokens;
-      track.completionTokens = ev.completionTokens;
-      track.cachedTokens = ev.cachedTokens;
-      if (ev.draftTokens !== undefined) {
-        track.draftTokens = ev.draftTokens;
-        track.acceptedDrafts = ev.acceptedDrafts ?? 0;
-      }
-      if (ev.finishReason === 'cancelled' || abort.signal.aborted) {
-        track.cancelled = true;
-        track.finishReason = 'cancelled';
-        return finishAborted();
-      }
-      if (!track.responseCacheHit) cacheSet(env.hooks, prep.cacheKey, text, ev, presplit ? relayed : undefined);
-      await writer.done(ev, text);
-      return;
-    }
-    // The stream ended without a done event: the engine went away.
-    if (abort.signal.aborted) return finishAborted();
-    return fail(new ApiError('engine_crashed', 'The engine stopped unexpectedly; retry the request', { retryAfter: env.retryAfterSeconds }));
-  }
-
-  function writeJson(body: unknown): void {
-    if (res.destroyed || res.writableEnded) return;
-    const payload = JSON.stringify(body);
-    res.writeHead(200, { ...headers, 'content-type': 'application/json; charset=utf-8', 'content-length': String(Buffer.byteLength(payload)) });
-    res.end(payload);
-  }
+  // The stream ended without a done event: the engine went away.
+  if (abort.signal.aborted) return run.finishAborted();
+  return run.fail(new ApiError('engine_crashed', 'The engine stopped unexpectedly; retry the request', { retryAfter: env.retryAfterSeconds }));
 }
