@@ -1,6 +1,6 @@
 // The HTTP server (fastify 5 on an explicitly configured node:http server): the composition of
 //   gates.ts            shutdown → Host → Origin/CORS → API key → Content-Encoding → JSON body; errors, 404/405
-//   lifecycle.ts        THE request life cycle (lease → prompt → response cache → admission → slot → executor → record → release)
+//   lifecycle.ts        THE request life cycle (lease → prompt → response cache → admission → slot → engine → record → release)
 //   routes/*.ts         one file per route family (openai-chat, embeddings, models, health, dashboard),
 //   anthropic/route.ts  and one per other API; each validates its body, translates it to the internal
 //                       request and calls the life cycle with its ResponseFormat.
@@ -33,7 +33,7 @@ import type { Remotes } from './remote/remotes.ts';
 
 export type { ServerConfig } from './config.ts';
 export { resolveServerConfig, DEFAULT_SERVER_CONFIG } from './config.ts';
-export type { ServerModels, ServedModelLease, ServedModelsStatus, PublicModel, ServerModelAdmin, PublicPullJob, ModelExecutor } from './models.ts';
+export type { ServerModels, ServedModelLease, ServedModelsStatus, PublicModel, ServerModelAdmin, PublicPullJob } from './models.ts';
 export type { ServerContext, RoutePlugin } from './context.ts';
 export { sendApiError } from './gates.ts';
 

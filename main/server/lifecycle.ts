@@ -1,22 +1,24 @@
 // THE request life cycle of every generating or embedding route, after the route validated its body
 // and translated it into the internal request (prompt.ts InternalRequest):
 //
-//   lease the model (ServerModels: a library, or the one started model) → executor ready? →
+//   lease the model (ServerModels: a library, or the one started model) → engine ready? →
 //   prompt preparation (render + tokenize, context check, constraint, cache key; prompt.ts — large
 //   prompts are rendered in a worker thread, prompt-pool.ts, so the event loop stays free) →
-//   response cache → admission (degradation, memory) → queue slot → executor.generate with an
+//   response cache → admission (degradation, memory) → queue slot → engine.generate with an
 //   AbortSignal tied to the client's connection → the API's ResponseFormat writes the answer →
 //   track (the RequestRecord for metrics) → slot and lease released.
 //
-// The last five steps are generation.ts runGeneration. A route never touches leases, slots or the
-// engine itself: it calls `generate(request, reply, internalRequest, format)` (or `withLease` for
-// work that is not a generation, e.g. embeddings and count_tokens).
+// The last five steps are generation.ts runGeneration; a request naming a remote model goes to
+// remote/generate.ts instead (its upstream's events relayed through the same writers). A route never
+// touches leases, slots or the engine itself: it calls `generate(request, reply, internalRequest,
+// format)` (or `withLease` for work that is not a generation, e.g. count_tokens). Embeddings have the
+// same steps without a prompt or a writer: embedding-run.ts.
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError } from '../common/errors.ts';
 import type { EngineClient } from '../engine/types.ts';
 import { runGeneration, type GenerationEnv, type ResponseFormat } from './generation.ts';
 import type { ServerHooks } from './hooks.ts';
-import type { ModelExecutor, ServedModelLease, ServerModels } from './models.ts';
+import type { ServedModelLease, ServerModels } from './models.ts';
 import { prepareGeneration, type InternalRequest } from './prompt.ts';
 import { checkPromptBounds } from './prompt-bounds.ts';
 import type { PromptPool } from './prompt-pool.ts';
@@ -30,7 +32,7 @@ import { generateRemote } from './remote/generate.ts';
 export type { InternalRequest };
 
 export interface LifecycleContext {
-  /** The local engine: the executor of every lease that names none. */
+  /** The local engine: it runs every leased model (remote models are relayed, see `remotes`). */
   engine: EngineClient;
   models: ServerModels;
   hooks: ServerHooks;
@@ -58,10 +60,8 @@ export interface Lifecycle {
    * latency). A client that left while the model was loading gets nothing (recorded as 499).
    */
   withLease(reply: FastifyReply, model: string | null, fn: (lease: ServedModelLease) => Promise<void>): Promise<void>;
-  /** The executor of a lease (its own, else the local engine). */
-  executorOf(lease: ServedModelLease): ModelExecutor;
-  /** Throws 503 (+ Retry-After) when the lease's executor cannot take requests now. */
-  requireReady(lease: ServedModelLease): void;
+  /** Throws 503 (+ Retry-After) when the local engine cannot take requests now. */
+  requireReady(): void;
   /** Token ids of embedding inputs with the lease's tokenizer (large batches in a worker thread); rejects when `signal` aborts. */
   encodeTexts(lease: ServedModelLease, texts: string[], signal?: AbortSignal): Promise<number[][]>;
 }
@@ -70,7 +70,7 @@ export interface Lifecycle {
 const GONE = Symbol('client gone');
 
 export function createLifecycle(ctx: LifecycleContext): Lifecycle {
-  function requireEngineReady(): void {
+  function requireReady(): void {
     const state = ctx.engine.state;
     if (state === 'ready') return;
     const retryAfter = ctx.retryAfterSeconds;
@@ -79,8 +79,8 @@ export function createLifecycle(ctx: LifecycleContext): Lifecycle {
     throw new ApiError('engine_unavailable', 'The engine is not running', { retryAfter: state === 'failed' ? 30 : retryAfter });
   }
 
-  const envOf = (engine: ModelExecutor | EngineClient, text: ServedModelLease['text'] | null): GenerationEnv => ({
-    engine: engine as GenerationEnv['engine'],
+  const envOf = (text: ServedModelLease['text'] | null): GenerationEnv => ({
+    engine: ctx.engine,
     // A remote generation has no local text pipeline: its writers get pre-split events (ctx.output()).
     text: text as GenerationEnv['text'],
     hooks: ctx.hooks,
@@ -89,12 +89,6 @@ export function createLifecycle(ctx: LifecycleContext): Lifecycle {
     retryAfterSeconds: ctx.retryAfterSeconds,
     shutdownSignal: ctx.shutdownSignal,
   });
-
-  const executorOf = (lease: ServedModelLease): ModelExecutor => lease.executor ?? ctx.engine;
-  const requireReady = (lease: ServedModelLease): void => {
-    if (lease.executor) lease.executor.requireReady?.();
-    else requireEngineReady();
-  };
 
   async function withLease(reply: FastifyReply, model: string | null, fn: (lease: ServedModelLease) => Promise<void>): Promise<void> {
     let clientGone = false;
@@ -124,7 +118,7 @@ export function createLifecycle(ctx: LifecycleContext): Lifecycle {
     track.stream = r.stream;
     const upstream = ctx.remotes?.get(r.model) ?? null;
     if (upstream) {
-      return generateRemote({ remotes: ctx.remotes!, env: envOf(ctx.engine, null), hasLocal: ctx.localFallback !== false }, request, reply, r, format, upstream, (fb) =>
+      return generateRemote({ remotes: ctx.remotes!, env: envOf(null), hasLocal: ctx.localFallback !== false }, request, reply, r, format, upstream, (fb) =>
         generate(request, reply, fb, format),
       );
     }
@@ -132,7 +126,7 @@ export function createLifecycle(ctx: LifecycleContext): Lifecycle {
       if (r.kind === 'completions' && typeof r.prompt !== 'string' && r.prompt.some((t) => t >= lease.info.vocabSize)) {
         throw new ApiError('invalid_value', 'token ids must be integers within the vocabulary', { param: 'prompt' });
       }
-      requireReady(lease);
+      requireReady();
       const prep = await untilGone(reply, (signal) =>
         prepareGeneration(r, track, lease, format, {
           defaultMaxTokens: ctx.defaultMaxTokens,
@@ -143,7 +137,7 @@ export function createLifecycle(ctx: LifecycleContext): Lifecycle {
         }),
       );
       if (prep === GONE) return;
-      const run = runGeneration(envOf(executorOf(lease), lease.text), prep, reply, track);
+      const run = runGeneration(envOf(lease.text), prep, reply, track);
       track.settled = run;
       await run;
     });
@@ -184,5 +178,5 @@ export function createLifecycle(ctx: LifecycleContext): Lifecycle {
 
   const encodeTexts = (lease: ServedModelLease, texts: string[], signal?: AbortSignal) => ctx.prompts.encodeTexts(lease.text, texts, signal);
 
-  return { generate, countChatTokens, withLease, executorOf, requireReady, encodeTexts };
+  return { generate, countChatTokens, withLease, requireReady, encodeTexts };
 }

@@ -22,22 +22,8 @@ export interface ServedModelLease {
   info: ModelInfo;
   /** The model's own tokenizer + chat template + tool-call parser. */
   text: ServerTextPipeline;
-  /**
-   * Who runs this model's requests. Absent = the local engine (deps.engine). A ServerModels
-   * wrapper can route some ids elsewhere (e.g. an upstream OpenAI-compatible server) by returning
-   * leases with their own executor: the routes and the life cycle need no change.
-   */
-  executor?: ModelExecutor;
   /** Idempotent. */
   release(): void;
-}
-
-/** What the life cycle needs from whoever runs a model: the engine client's shape. */
-export interface ModelExecutor {
-  generate: EngineClient['generate'];
-  embed?: EngineClient['embed'];
-  /** Throws an ApiError (503 + retryAfter) when requests cannot run now; default: the engine's state. */
-  requireReady?(): void;
 }
 
 export interface ServedModelsStatus {
