@@ -51,7 +51,7 @@ export interface ServeOptions {
   modelLoadWaitMs?: number;
   /**
    * Headless only: serve GET/PUT /v1/settings over <dataDir>/config.json for the browser dashboard
-   * (main/server/settings-routes.ts). `sources`: where each setting of this launch came from.
+   * (main/server/routes/settings.ts). `sources`: where each setting of this launch came from.
    */
   settingsApi?: { sources: Record<string, 'flag' | 'env' | 'file' | 'default'> };
 }
@@ -258,7 +258,7 @@ export async function startServe(opts: ServeOptions, log: (line: string) => void
     // Degradation, response cache, memory sampler/admission and metrics, wired together.
     const { attachHardening } = await import('./hardening.ts');
     hardening = await attachHardening({ engine, modelInfo, text, dataDir: opts.dataDir, settings, log, demo, ...(rs ? { upstreams: () => rs.all().map((u) => u.stats()), upstreamsDown: () => rs.downIds() } : {}) });
-    const settingsApi = opts.settingsApi ? await import('../server/settings-routes.ts') : null;
+    const settingsApi = opts.settingsApi ? await import('../server/routes/settings.ts') : null;
     const hooks: ServerHooks = settingsApi
       ? settingsApi.withSettingsApi(hardening.hooks, {
           dataDir: opts.dataDir,

@@ -23,15 +23,15 @@
 //   - PUT needs Content-Type: application/json (else 415, also without a body) and a small body;
 //   - answers carry no paths or stacks (fixed messages; the file is called "config.json").
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ApiError } from '../common/errors.ts';
-import { sanitizeMessage } from '../common/sanitize.ts';
-import { SettingsService, validateSettingsDocument, withDefaults, type ModelValueCheck } from '../settings/service.ts';
-import { SETTINGS_KEYS, type Settings, type StoredSettings } from '../settings/schema.ts';
-import { LEAF_KEYS, SETTING_SPECS, getSetting, type SettingSource } from '../settings/load.ts';
-import { maskRemoteSecrets, restoreRemoteSecrets, type RemoteSecretsSet } from '../settings/remote-secrets.ts';
-import type { SettingsIssue } from '../../preload/api.ts';
-import { isLoopbackHost } from './config.ts';
-import type { ServerHooks } from './hooks.ts';
+import { ApiError } from '../../common/errors.ts';
+import { sanitizeMessage } from '../../common/sanitize.ts';
+import { SettingsService, validateSettingsDocument, withDefaults, type ModelValueCheck } from '../../settings/service.ts';
+import { SETTINGS_KEYS, type Settings, type StoredSettings } from '../../settings/schema.ts';
+import { LEAF_KEYS, SETTING_SPECS, getSetting, type SettingSource } from '../../settings/load.ts';
+import { maskRemoteSecrets, restoreRemoteSecrets, type RemoteSecretsSet } from '../../settings/remote-secrets.ts';
+import type { SettingsIssue } from '../../../preload/api.ts';
+import { isLoopbackHost } from '../config.ts';
+import type { ServerHooks } from '../hooks.ts';
 
 export const SETTINGS_ROUTE = '/v1/settings';
 /** A settings document is a few KB; the file itself is refused above 1 MB when read. */
@@ -135,44 +135,51 @@ function putBody(body: unknown): { values: Record<string, unknown>; clearApiKey?
   return body as { values: Record<string, unknown>; clearApiKey?: boolean; clearRemoteKeys?: string[] };
 }
 
-export function registerSettingsRoutes(app: FastifyInstance, opts: SettingsApiOptions): void {
-  const running = structuredClone(opts.running);
-  const log = opts.log ?? (() => {});
+/** One launch's settings API: what it runs with, where each value came from, and the file's service. */
+class SettingsApi {
+  private readonly running: Settings;
+  private readonly log: (line: string) => void;
+  /** Setting path → the flag or environment variable that overrides the file in this launch. */
+  private readonly overrides: Record<string, string> = {};
+  private readonly sources: Record<string, SettingSource> = {};
   // Writes go through conf (imported on first save: atomically's exit hooks are not needed before).
-  let write: ((v: StoredSettings) => void) | null = null;
-  const service = (): SettingsService =>
-    new SettingsService({
-      dataDir: opts.dataDir,
-      ...(opts.checkModel ? { checkModel: opts.checkModel } : {}),
+  private write: ((v: StoredSettings) => void) | null = null;
+
+  constructor(private readonly opts: SettingsApiOptions) {
+    this.running = structuredClone(opts.running);
+    this.log = opts.log ?? (() => {});
+    for (const spec of SETTING_SPECS) {
+      const src = opts.sources[spec.key];
+      if (src === 'flag') this.overrides[spec.key] = spec.flag;
+      else if (src === 'env' && spec.env) this.overrides[spec.key] = spec.env;
+    }
+    for (const k of LEAF_KEYS) this.sources[k] = opts.sources[k] ?? 'default';
+  }
+
+  private service(): SettingsService {
+    return new SettingsService({
+      dataDir: this.opts.dataDir,
+      ...(this.opts.checkModel ? { checkModel: this.opts.checkModel } : {}),
       write: (v) => {
-        if (!write) throw new Error('settings store not loaded');
-        write(v);
+        if (!this.write) throw new Error('settings store not loaded');
+        this.write(v);
       },
     });
-
-  const overrides: Record<string, string> = {};
-  for (const spec of SETTING_SPECS) {
-    const src = opts.sources[spec.key];
-    if (src === 'flag') overrides[spec.key] = spec.flag;
-    else if (src === 'env' && spec.env) overrides[spec.key] = spec.env;
   }
-  const sources: Record<string, SettingSource> = {};
-  for (const k of LEAF_KEYS) sources[k] = opts.sources[k] ?? 'default';
 
   /** Stored values a restart would put into effect: they differ from this launch and no flag/env overrides them. */
-  const pendingRestart = (stored: Record<string, unknown>): string[] =>
-    LEAF_KEYS.filter((k) => !overrides[k] && !sameValue(getSetting(stored as unknown as StoredSettings, k), getSetting(running, k)));
-
-  const ownOriginOnly = ownOriginGate(app, opts.host);
+  private pendingRestart(stored: Record<string, unknown>): string[] {
+    return LEAF_KEYS.filter((k) => !this.overrides[k] && !sameValue(getSetting(stored as unknown as StoredSettings, k), getSetting(this.running, k)));
+  }
 
   /** Applies the live settings a save changed; what runs now then holds their new values. */
-  const applyLive = (saved: Settings): string[] => {
+  private applyLive(saved: Settings): string[] {
     // (running is this launch's copy: a live key's new value is what runs from now on.)
-    const live = opts.live;
+    const live = this.opts.live;
     if (!live) return [];
     const changed: Partial<Settings> = {};
     for (const k of live.keys) {
-      if (overrides[k] || sameValue(saved[k], running[k])) continue;
+      if (this.overrides[k] || sameValue(saved[k], this.running[k])) continue;
       (changed as Record<string, unknown>)[k] = saved[k];
     }
     const keys = Object.keys(changed);
@@ -180,41 +187,37 @@ export function registerSettingsRoutes(app: FastifyInstance, opts: SettingsApiOp
     try {
       live.apply(changed);
     } catch (err) {
-      log(`settings: applying ${keys.join(', ')} failed (${sanitizeMessage(err)}); restart to apply`);
+      this.log(`settings: applying ${keys.join(', ')} failed (${sanitizeMessage(err)}); restart to apply`);
       return [];
     }
-    Object.assign(running, changed);
+    Object.assign(this.running, changed);
     return keys;
-  };
+  }
 
-  app.route({
-    method: ['GET', 'HEAD'],
-    url: SETTINGS_ROUTE,
-    onRequest: ownOriginOnly,
-    handler: async (_request, reply) => {
-      const snap = service().read();
-      const known: Record<string, unknown> = {};
-      for (const [k, v] of Object.entries(snap.values)) if (KNOWN.has(k)) known[k] = v;
-      const { values, set: remoteSecretsSet } = maskRemoteSecrets(known);
-      const apiKeySet = typeof values.apiKey === 'string' && values.apiKey !== '';
-      values.apiKey = '';
-      const body: SettingsGetBody = {
-        values,
-        // Never an issue about the key that could quote it (ajv messages do not quote values).
-        issues: snap.issues,
-        sources,
-        overrides,
-        apiKeySet,
-        remoteSecretsSet,
-        // An invalid file is not what a restart would run (it would be repaired first): nothing pending.
-        restartRequired: snap.file === 'ok' || snap.file === 'missing' ? pendingRestart(snap.values) : [],
-        file: snap.file,
-      };
-      return reply.header('cache-control', 'no-store').send(body);
-    },
-  });
+  /** GET: the stored document over defaults, secrets masked. */
+  read(): SettingsGetBody {
+    const snap = this.service().read();
+    const known: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(snap.values)) if (KNOWN.has(k)) known[k] = v;
+    const { values, set: remoteSecretsSet } = maskRemoteSecrets(known);
+    const apiKeySet = typeof values.apiKey === 'string' && values.apiKey !== '';
+    values.apiKey = '';
+    return {
+      values,
+      // Never an issue about the key that could quote it (ajv messages do not quote values).
+      issues: snap.issues,
+      sources: this.sources,
+      overrides: this.overrides,
+      apiKeySet,
+      remoteSecretsSet,
+      // An invalid file is not what a restart would run (it would be repaired first): nothing pending.
+      restartRequired: snap.file === 'ok' || snap.file === 'missing' ? this.pendingRestart(snap.values) : [],
+      file: snap.file,
+    };
+  }
 
-  app.put(SETTINGS_ROUTE, { bodyLimit: SETTINGS_BODY_LIMIT, onRequest: [ownOriginOnly, requireJson] }, async (request, reply) => {
+  /** PUT: validates the whole document and saves it, or answers 400 with every issue. */
+  async save(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
     const body = putBody(request.body);
     const clearRemote = body.clearRemoteKeys;
     let values = body.values;
@@ -222,30 +225,23 @@ export function registerSettingsRoutes(app: FastifyInstance, opts: SettingsApiOp
     const issues: SettingsIssue[] = [];
     for (const k of Object.keys(values)) if (!KNOWN.has(k)) issues.push({ path: `/${k.slice(0, 64)}`, message: 'is not a known setting' });
 
-    if (!write) {
-      const { openSettingsStore } = await import('../settings/store.ts');
-      write = (v) => {
-        openSettingsStore(opts.dataDir).store = v;
+    if (!this.write) {
+      const { openSettingsStore } = await import('../../settings/store.ts');
+      this.write = (v) => {
+        openSettingsStore(this.opts.dataDir).store = v;
       };
     }
     // `model` is checked as what it is (a model folder or a library id), not only as a string: a
     // value such as "/etc" or "file:///etc" must never be saved (the next launch could not start).
     // Absent from a PUT (a whole document) it is the default "", which needs no check.
-    const modelIssue = await service().checkModel(values);
+    const modelIssue = await this.service().checkModel(values);
     // From here on everything is synchronous: concurrent PUTs cannot interleave between read and write.
-    const svc = service();
+    const svc = this.service();
     const before = svc.read();
     // Remote secrets, like the key: a blank one in the form means "unchanged".
     values = restoreRemoteSecrets(values, before.values, clearRemote ?? []);
     const doc = documentToSave(values, before, body.clearApiKey === true, issues);
-
-    const full = withDefaults(doc);
-    issues.push(...validateSettingsDocument(full));
-    if (modelIssue && !issues.some((i) => i.path === '/model')) issues.push(modelIssue);
-    // The launch's bind policy (resolveServerConfig): beyond loopback only with a key.
-    if (typeof full.host === 'string' && !isLoopbackHost(full.host) && full.apiKey === '' && !issues.some((i) => i.path === '/host')) {
-      issues.push({ path: '/host', message: 'a host other than loopback (127.0.0.1, ::1, localhost) needs an API key' });
-    }
+    issues.push(...documentIssues(doc, modelIssue, issues));
     if (issues.length) {
       const first = issues[0];
       const param = pointerToSettingPath(first.path) || null;
@@ -258,23 +254,49 @@ export function registerSettingsRoutes(app: FastifyInstance, opts: SettingsApiOp
     try {
       result = svc.save(doc);
     } catch (err) {
-      log(`settings: saving config.json failed: ${sanitizeMessage(err)}`);
+      this.log(`settings: saving config.json failed: ${sanitizeMessage(err)}`);
       throw new ApiError('internal_error', 'The settings file could not be written');
     }
     if (!result.ok) {
-      log('settings: saving config.json failed');
+      this.log('settings: saving config.json failed');
       return sendError(reply, new ApiError('internal_error', 'The settings file could not be written'), { ok: false, issues: result.issues, restartRequired: [] });
     }
-    // `full` passed the schema above: it is a whole Settings document.
-    const applied = applyLive(full as unknown as Settings);
-    const restartRequired = pendingRestart(svc.read().values);
-    log(
+    // The document passed the schema above (over defaults): it is a whole Settings document.
+    const applied = this.applyLive(withDefaults(doc) as unknown as Settings);
+    const restartRequired = this.pendingRestart(svc.read().values);
+    this.log(
       `settings: saved from the dashboard${movedAside ? ' (the invalid config.json was kept aside)' : ''}${applied.length ? `; applied now: ${applied.join(', ')}` : ''}${restartRequired.length ? `; restart to apply: ${restartRequired.join(', ')}` : ''}`,
     );
     const out: SettingsPutBody = { ok: true, issues: [], restartRequired, applied, movedAside };
     return reply.header('cache-control', 'no-store').send(out);
-  });
+  }
+}
 
+/**
+ * The issues of the document to save, after the PUT's own (`already`): the schema over defaults,
+ * the `model` check, and the launch's bind policy (resolveServerConfig: beyond loopback only with a key).
+ */
+function documentIssues(doc: Record<string, unknown>, modelIssue: SettingsIssue | null, already: readonly SettingsIssue[]): SettingsIssue[] {
+  const full = withDefaults(doc);
+  const issues = [...validateSettingsDocument(full)];
+  const has = (path: string) => already.some((i) => i.path === path) || issues.some((i) => i.path === path);
+  if (modelIssue && !has('/model')) issues.push(modelIssue);
+  if (typeof full.host === 'string' && !isLoopbackHost(full.host) && full.apiKey === '' && !has('/host')) {
+    issues.push({ path: '/host', message: 'a host other than loopback (127.0.0.1, ::1, localhost) needs an API key' });
+  }
+  return issues;
+}
+
+export function registerSettingsRoutes(app: FastifyInstance, opts: SettingsApiOptions): void {
+  const api = new SettingsApi(opts);
+  const ownOriginOnly = ownOriginGate(app, opts.host);
+  app.route({
+    method: ['GET', 'HEAD'],
+    url: SETTINGS_ROUTE,
+    onRequest: ownOriginOnly,
+    handler: async (_request, reply) => reply.header('cache-control', 'no-store').send(api.read()),
+  });
+  app.put(SETTINGS_ROUTE, { bodyLimit: SETTINGS_BODY_LIMIT, onRequest: [ownOriginOnly, requireJson] }, (request, reply) => api.save(request, reply));
   // Known route, other methods: 405 + Allow (the server's table does not know this route).
   app.route({
     method: ['POST', 'PATCH', 'DELETE'],
