@@ -6,12 +6,13 @@
 // SSE events. Auth: `x-api-key` or `Authorization: Bearer` (security.ts); `anthropic-version` and
 // `anthropic-beta` headers are accepted and need nothing from us.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ApiError } from '../../common/errors.ts';
+import { bodyObject } from '../body.ts';
 import type { ResponseFormat, ResponseWriter, WriterContext } from '../generation.ts';
+import { framedWriter } from '../framed-writer.ts';
 import type { ChatRequest, CompletionRequest } from '../validate.ts';
 import { anthropicErrorBody } from './errors.ts';
 import { validateAnthropicRequest } from './request.ts';
-import { AnthropicMessageBuilder, type SseFrame } from './response.ts';
+import { AnthropicMessageBuilder } from './response.ts';
 
 export interface AnthropicRouteDeps {
   generate(request: FastifyRequest, reply: FastifyReply, r: ChatRequest | CompletionRequest, format: ResponseFormat): Promise<void>;
@@ -36,7 +37,7 @@ export function anthropicFormat(opts: { showThinking: boolean; thinkingOmitted: 
 }
 
 function anthropicWriter(ctx: WriterContext, opts: { showThinking: boolean; thinkingOmitted: boolean }): ResponseWriter {
-  const { prep, sse, track } = ctx;
+  const { prep, track } = ctx;
   const builder = new AnthropicMessageBuilder({
     id: prep.id,
     model: prep.modelId,
@@ -44,64 +45,33 @@ function anthropicWriter(ctx: WriterContext, opts: { showThinking: boolean; thin
     thinkingOmitted: opts.thinkingOmitted,
   });
   // The split always runs so thinking never leaks into the answer; it is shown only when asked.
-  const output = ctx.output({ reasoning: true });
-  const send = async (frames: SseFrame[]) => {
-    for (const f of frames) await sse!.sendEvent(f.event, f.data);
-  };
-  /** message_start as soon as the prompt's numbers are known (first prefill chunk, or the first text of a cache hit). */
-  const start = async (promptTokens: number, cachedTokens: number) => {
-    if (!sse || builder.isStarted) return;
-    await send(builder.start({ promptTokens, cachedTokens }));
-    await sse.sendEvent('ping', { type: 'ping' });
-  };
-  return {
-    async prefill(ev) {
-      await start(ev.promptTokens, ev.cachedTokens);
-    },
-    async delta(ev) {
-      if (!sse) return;
-      await start(prep.promptIds.length, track.responseCacheHit ? prep.promptIds.length : 0);
-      await send(builder.push(output.push(ev)));
-    },
-    async done(ev, text) {
-      const end = {
+  return framedWriter(ctx, ctx.output({ reasoning: true }), {
+    // message_start, then a ping (as Anthropic's own stream does).
+    start: (prompt) => [...builder.start(prompt), { event: 'ping', data: { type: 'ping' } }],
+    push: (events) => builder.push(events),
+    finish(ev) {
+      const frames = builder.finish({
         stopReason: ev.stopReason,
         stopString: ev.stopString ?? (prep.sampling.stop.length === 1 ? prep.sampling.stop[0] : null),
         promptTokens: ev.promptTokens,
         cachedTokens: ev.cachedTokens,
         completionTokens: ev.completionTokens,
-      };
-      if (sse) {
-        await start(ev.promptTokens, ev.cachedTokens);
-        await send(builder.push(output.flush()));
-        const frames = builder.finish(end);
-        track.finishReason = builder.stopReasonName;
-        await send(frames);
-        await sse.done();
-        return;
-      }
-      builder.push(output.all(text));
-      builder.finish(end);
+      });
       track.finishReason = builder.stopReasonName;
-      ctx.writeJson(builder.message());
+      return frames;
     },
-  };
-}
-
-function bodyOf(request: FastifyRequest): Record<string, unknown> {
-  const body = request.body as Record<string, unknown> | undefined;
-  if (!body || typeof body !== 'object') throw new ApiError('invalid_json', 'Request body must be a JSON object');
-  return body;
+    body: () => builder.message(),
+  });
 }
 
 export function registerAnthropicRoutes(app: FastifyInstance, deps: AnthropicRouteDeps): void {
   app.post('/v1/messages', async (request, reply) => {
-    const a = validateAnthropicRequest(bodyOf(request), { maxStopLength: deps.maxStopLength });
+    const a = validateAnthropicRequest(bodyObject(request), { maxStopLength: deps.maxStopLength });
     await deps.generate(request, reply, a.chat, anthropicFormat({ showThinking: a.thinking, thinkingOmitted: a.thinkingOmitted }));
   });
 
   app.post('/v1/messages/count_tokens', async (request, reply) => {
-    const a = validateAnthropicRequest(bodyOf(request), { maxStopLength: deps.maxStopLength, countOnly: true });
+    const a = validateAnthropicRequest(bodyObject(request), { maxStopLength: deps.maxStopLength, countOnly: true });
     const n = await deps.countChatTokens(reply, a.chat);
     if (n === null) return reply; // the client left while the model loaded
     return { input_tokens: n };

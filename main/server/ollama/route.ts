@@ -6,6 +6,7 @@
 // Errors are Ollama's `{"error": "..."}` (error-shapes.ts), gates included.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ApiError } from '../../common/errors.ts';
+import { bodyObject } from '../body.ts';
 import type { ModelInfo } from '../../engine/types.ts';
 import type { ServerContext } from '../context.ts';
 import type { ResponseFormat, ResponseWriter, WriterContext } from '../generation.ts';
@@ -72,12 +73,6 @@ export function ollamaFormat(kind: 'chat' | 'generate'): ResponseFormat {
       };
     },
   };
-}
-
-function bodyOf(request: FastifyRequest): Record<string, unknown> {
-  const body = request.body as Record<string, unknown> | undefined;
-  if (!body || typeof body !== 'object') throw new ApiError('invalid_json', 'Request body must be a JSON object');
-  return body;
 }
 
 /** What a chat with this model's template can do (Ollama /api/show `capabilities`). */
@@ -175,20 +170,20 @@ export function ollamaRoutes(app: FastifyInstance, ctx: ServerContext, embedding
   }
 
   app.post('/api/chat', async (request, reply) => {
-    const o = validateOllamaChat(bodyOf(request), opts());
+    const o = validateOllamaChat(bodyObject(request), opts());
     if (!o.chat) return ollamaLoadResponse((await find(o.model)).id, 'chat');
     await ctx.lifecycle.generate(request, reply, withCap(o.chat, o.numCtx), ollamaFormat('chat'));
   });
 
   app.post('/api/generate', async (request, reply) => {
-    const o = validateOllamaGenerate(bodyOf(request), opts());
+    const o = validateOllamaGenerate(bodyObject(request), opts());
     if (!o.request) return ollamaLoadResponse((await find(o.model)).id, 'generate');
     await ctx.lifecycle.generate(request, reply, withCap(o.request, o.numCtx), ollamaFormat('generate'));
   });
 
   app.post('/api/embed', async (request, reply) => {
     const started = performance.now();
-    const r = validateEmbeddingsRequest(ollamaEmbedBody(bodyOf(request)), embeddings.limits);
+    const r = validateEmbeddingsRequest(ollamaEmbedBody(bodyObject(request)), embeddings.limits);
     return embeddings.run(request, reply, r, (out) => ({
       model: out.modelId,
       embeddings: out.vectors.map((v) => Array.from(v)),
@@ -200,14 +195,14 @@ export function ollamaRoutes(app: FastifyInstance, ctx: ServerContext, embedding
 
   // Legacy single-prompt embeddings (older clients, LangChain's OllamaEmbeddings).
   app.post('/api/embeddings', async (request, reply) => {
-    const r = validateEmbeddingsRequest(ollamaLegacyEmbeddingsBody(bodyOf(request)), embeddings.limits);
+    const r = validateEmbeddingsRequest(ollamaLegacyEmbeddingsBody(bodyObject(request)), embeddings.limits);
     return embeddings.run(request, reply, r, (out) => ({ embedding: Array.from(out.vectors[0] ?? []) }));
   });
 
   app.get('/api/tags', async () => ({ models: (await listModels()).map(tagsEntry) }));
 
   app.post('/api/show', async (request) => {
-    const body = bodyOf(request);
+    const body = bodyObject(request);
     // `name` is the field's old spelling, still sent by some clients.
     return showBody(await find(ollamaModelName(body.model ?? body.name)));
   });

@@ -7,8 +7,9 @@
 // OpenAI's shape. Stored responses live in memory (store.ts).
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError } from '../../common/errors.ts';
+import { bodyObject } from '../body.ts';
 import type { DoneEvent, ResponseFormat, ResponseWriter, WriterContext } from '../generation.ts';
-import type { OutputEvent } from '../output-split.ts';
+import { framedWriter } from '../framed-writer.ts';
 import type { OutputDone } from '../output-events.ts';
 import type { ChatRequest, CompletionRequest } from '../validate.ts';
 import { validateResponsesRequest, type ResponsesRequest } from './request.ts';
@@ -55,7 +56,7 @@ export function responsesFormat(rr: ResponsesRequest, store: ResponseStore): Res
       await sse.done();
     },
     writer(ctx: WriterContext): ResponseWriter {
-      const { prep, sse, track } = ctx;
+      const { prep, track } = ctx;
       const enc = new ResponsesEncoder({
         id: prep.id,
         created_at: prep.created,
@@ -66,71 +67,38 @@ export function responsesFormat(rr: ResponsesRequest, store: ResponseStore): Res
         echo: rr.echo,
       });
       encoder = enc;
-      const output = ctx.output();
       let sawToolCall = false;
-      const send = async (frames: ResponsesFrame[]) => {
-        if (!sse) return;
-        for (const f of frames) await sse.sendEvent(f.event, f.data);
-      };
-      const start = async () => {
-        if (!sse || started) return;
-        started = true;
-        await send(enc.start());
-      };
-      const feed = (events: OutputEvent[]): ResponsesFrame[] => {
-        const frames: ResponsesFrame[] = [];
-        for (const ev of events) {
-          if (ev.type === 'tool_call') sawToolCall = true;
-          frames.push(...enc.push(ev));
-        }
-        return frames;
-      };
-      const finish = (ev: DoneEvent): ResponsesFrame[] => {
-        const frames = enc.finish(outputDoneOf(ev, sawToolCall, track.startedAt));
-        track.finishReason = ev.finishReason === 'length' ? 'length' : sawToolCall ? 'tool_calls' : 'stop';
-        return frames;
-      };
-      // Called right after the last byte is handed to the socket, in the same turn of the event loop:
-      // the client does not wait for the store's bookkeeping (sizing the entry, converting the output
-      // to messages — profiled at ~0.1 ms, most of this API's overhead over chat completions), and no
-      // later request (a GET or a previous_response_id) can run before the entry is there.
-      const persist = () => {
-        if (!rr.store) return;
-        const response = enc.response;
-        store.set(prep.id, { response, messages: conversationAfter([...rr.history, ...rr.inputMessages], response) });
-      };
-      return {
-        async prefill() {
-          await start();
+      return framedWriter(ctx, ctx.output(), {
+        start() {
+          started = true;
+          return enc.start();
         },
-        async delta(ev) {
-          if (!sse) return;
-          await start();
-          await send(feed(output.push(ev)));
-        },
-        async done(ev, text) {
-          if (sse) {
-            await start();
-            await send(feed(output.flush()));
-            await send(finish(ev));
-            await sse.done();
-            persist();
-            return;
+        push(events) {
+          const frames: ResponsesFrame[] = [];
+          for (const ev of events) {
+            if (ev.type === 'tool_call') sawToolCall = true;
+            frames.push(...enc.push(ev));
           }
-          feed(output.all(text));
-          finish(ev);
-          ctx.writeJson(enc.response);
-          persist();
+          return frames;
         },
-      };
+        finish(ev) {
+          const frames = enc.finish(outputDoneOf(ev, sawToolCall, track.startedAt));
+          track.finishReason = ev.finishReason === 'length' ? 'length' : sawToolCall ? 'tool_calls' : 'stop';
+          return frames;
+        },
+        body: () => enc.response,
+        // Called right after the last byte is handed to the socket, in the same turn of the event loop:
+        // the client does not wait for the store's bookkeeping (sizing the entry, converting the output
+        // to messages — profiled at ~0.1 ms, most of this API's overhead over chat completions), and no
+        // later request (a GET or a previous_response_id) can run before the entry is there.
+        afterEnd() {
+          if (!rr.store) return;
+          const response = enc.response;
+          store.set(prep.id, { response, messages: conversationAfter([...rr.history, ...rr.inputMessages], response) });
+        },
+      });
     },
   };
-}
-
-function bodyOf(request: FastifyRequest): Record<string, unknown> {
-  const body = request.body as Record<string, unknown> | undefined;
-  if (!body || typeof body !== 'object') throw new ApiError('invalid_json', 'Request body must be a JSON object');
-  return body;
 }
 
 function storedId(request: FastifyRequest): string {
@@ -143,7 +111,7 @@ export function registerResponsesRoutes(app: FastifyInstance, deps: ResponsesRou
   const keptFor = `${Math.round(deps.store.limits.ttlMs / 60_000)} minutes`;
 
   app.post('/v1/responses', async (request, reply) => {
-    const body = bodyOf(request);
+    const body = bodyObject(request);
     let history: ResponsesRequest['history'] = [];
     const prev = body.previous_response_id;
     if (prev !== undefined && prev !== null) {

@@ -1,15 +1,14 @@
 // POST /v1/chat/completions and /v1/completions (OpenAI): validate the body (validate.ts) into the
 // internal request, then the shared life cycle with OpenAI's wire format (openai-writer.ts).
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { ApiError } from '../../common/errors.ts';
+import { bodyObject } from '../body.ts';
 import type { RoutePlugin } from '../context.ts';
 import { openAIFormat } from '../openai-writer.ts';
 import { validateChatRequest, validateCompletionRequest } from '../validate.ts';
 
 export const openAIChatRoutes: RoutePlugin = (app, ctx) => {
   async function handle(request: FastifyRequest, reply: FastifyReply, kind: 'chat' | 'completions') {
-    const body = request.body as Record<string, unknown> | undefined;
-    if (!body || typeof body !== 'object') throw new ApiError('invalid_json', 'Request body must be a JSON object');
+    const body = bodyObject(request);
     const r =
       kind === 'chat'
         ? validateChatRequest(body, { maxStopLength: ctx.config.maxStopLength })
