@@ -52,6 +52,60 @@ function publicEntry(e: LibraryEntry): PublicModel {
   return rest as PublicModel;
 }
 
+/** A job as GET /v1/models/pulls shows it (no paths; the error already sanitized). */
+function toPublic(r: JobRecord): PublicPullJob {
+  const p = r.job.progress;
+  const running = r.state === 'running';
+  return {
+    id: r.id,
+    repo: r.repo,
+    model: r.model,
+    // Waiting for one of the download slots (main/library/pull-queue.ts): cancellable, no bytes yet.
+    state: running && r.job.queued ? 'queued' : r.state,
+    receivedBytes: p.receivedBytes,
+    totalBytes: p.totalBytes,
+    bytesPerSec: running ? Math.round(p.bytesPerSec) : 0,
+    etaSec: running ? p.etaSec : r.state === 'done' ? 0 : null,
+    filesDone: p.filesDone,
+    filesTotal: p.filesTotal,
+    file: running ? p.file : null,
+    startedAt: r.startedAt,
+    finishedAt: r.finishedAt,
+    error: r.error,
+  };
+}
+
+/** A bad repo id (InvalidInputError) as a 400 on `repo`. */
+function validRepo<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof InvalidInputError) throw new ApiError('invalid_value', err.message, { param: 'repo' });
+    throw err;
+  }
+}
+
+/** The job's end, kept on its record: done, cancelled (resumable), or failed with its code and sanitized message. */
+function recordOutcome(rec: JobRecord): void {
+  rec.job.result.then(
+    () => {
+      rec.state = 'done';
+      rec.finishedAt = Date.now();
+    },
+    (err: unknown) => {
+      rec.finishedAt = Date.now();
+      const code = err instanceof HubError ? err.code : 'io_error';
+      if (rec.cancelled || code === 'cancelled') {
+        rec.state = 'cancelled';
+        rec.error = { code: 'cancelled', message: 'Download cancelled; pulling again resumes it' };
+      } else {
+        rec.state = 'failed';
+        rec.error = { code, message: sanitizeMessage(err) };
+      }
+    },
+  );
+}
+
 export function createModelAdmin(opts: ModelAdminOptions): ModelAdmin {
   const jobs = new Map<string, JobRecord>();
   const keepMs = opts.keepFinishedMs ?? 10 * 60_000;
@@ -66,50 +120,22 @@ export function createModelAdmin(opts: ModelAdminOptions): ModelAdmin {
     });
   };
 
-  const toPublic = (r: JobRecord): PublicPullJob => {
-    const p = r.job.progress;
-    const running = r.state === 'running';
-    return {
-      id: r.id,
-      repo: r.repo,
-      model: r.model,
-      // Waiting for one of the download slots (main/library/pull-queue.ts): cancellable, no bytes yet.
-      state: running && r.job.queued ? 'queued' : r.state,
-      receivedBytes: p.receivedBytes,
-      totalBytes: p.totalBytes,
-      bytesPerSec: running ? Math.round(p.bytesPerSec) : 0,
-      etaSec: running ? p.etaSec : r.state === 'done' ? 0 : null,
-      filesDone: p.filesDone,
-      filesTotal: p.filesTotal,
-      file: running ? p.file : null,
-      startedAt: r.startedAt,
-      finishedAt: r.finishedAt,
-      error: r.error,
-    };
-  };
-
   return {
     pull(repo) {
-      let model: string;
-      try {
-        model = modelIdOf(parseRepoSpec(repo));
-      } catch (err) {
-        if (err instanceof InvalidInputError) throw new ApiError('invalid_value', err.message, { param: 'repo' });
-        throw err;
-      }
+      const model = validRepo(() => modelIdOf(parseRepoSpec(repo)));
       prune();
       for (const r of jobs.values()) {
         if (r.model === model && r.state === 'running') return { job: toPublic(r), created: false };
       }
-      let job: PullJob;
-      try {
-        job = startPull(repo, { ...opts.pull, dataDir: opts.dataDir });
-      } catch (err) {
-        if (err instanceof InvalidInputError) throw new ApiError('invalid_value', err.message, { param: 'repo' });
-        // Too many downloads already waiting for a slot: refused, not piled up.
-        if (err instanceof HubError && err.code === 'busy') throw new ApiError('queue_full', err.message, { retryAfter: 30 });
-        throw err;
-      }
+      const job = validRepo(() => {
+        try {
+          return startPull(repo, { ...opts.pull, dataDir: opts.dataDir });
+        } catch (err) {
+          // Too many downloads already waiting for a slot: refused, not piled up.
+          if (err instanceof HubError && err.code === 'busy') throw new ApiError('queue_full', err.message, { retryAfter: 30 });
+          throw err;
+        }
+      });
       const rec: JobRecord = {
         id: randomBytes(8).toString('hex'),
         repo,
@@ -122,23 +148,7 @@ export function createModelAdmin(opts: ModelAdminOptions): ModelAdmin {
         cancelled: false,
       };
       jobs.set(rec.id, rec);
-      job.result.then(
-        () => {
-          rec.state = 'done';
-          rec.finishedAt = Date.now();
-        },
-        (err: unknown) => {
-          rec.finishedAt = Date.now();
-          const code = err instanceof HubError ? err.code : 'io_error';
-          if (rec.cancelled || code === 'cancelled') {
-            rec.state = 'cancelled';
-            rec.error = { code: 'cancelled', message: 'Download cancelled; pulling again resumes it' };
-          } else {
-            rec.state = 'failed';
-            rec.error = { code, message: sanitizeMessage(err) };
-          }
-        },
-      );
+      recordOutcome(rec);
       return { job: toPublic(rec), created: true };
     },
 
