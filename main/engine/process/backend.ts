@@ -28,6 +28,7 @@ import type { EmbedRequest, EmbedResult, EngineEvent, GenerateRequest, ModelInfo
 import { embedTokens, readEmbeddingConfig, type EmbeddingConfig } from '../model/embed.ts';
 import { BatchScheduler, type BatchStats } from '../model/batch.ts';
 import { LogprobTracker, TokenTexts } from './logprobs.ts';
+import type { LoadOptions } from './protocol.ts';
 
 export interface RunContext {
   signal: AbortSignal;
@@ -44,22 +45,8 @@ function ngramCacheFor(lm: LoadedModel): NgramCache {
   return c;
 }
 
-export interface BackendOptions {
-  /** Byte budget of the prompt prefix cache (0 disables it). */
-  prefixCacheBytes: number;
-  /** Prompt tokens per prefill chunk (cancellation granularity). */
-  prefillChunk: number;
-  /** Lookup decoding with a cross-request n-gram cache per loaded model (default on). */
-  lookupDecoding?: boolean;
-  /** Generations that may run at once; above 1 their steps are batched (model/batch.ts). */
-  maxBatch?: number;
-  /** dtypePolicy setting; with `capabilities` it picks the dtype policy (see engineDtypeChoice). */
-  dtypePolicy?: DtypePolicySetting;
-  capabilities?: MlxCapabilities;
-  /** MLX pool limits (bytes, 0 = leave MLX's default), applied where the probe found them working. */
-  mlxMemoryLimitBytes?: number;
-  mlxCacheLimitBytes?: number;
-}
+/** The engine tuning sent with `load` (protocol.ts LoadOptions), with the prefix budget and chunk size resolved. */
+export type BackendOptions = Omit<LoadOptions, 'prefixCacheBytes' | 'prefillChunk'> & Required<Pick<LoadOptions, 'prefixCacheBytes' | 'prefillChunk'>>;
 
 /**
  * The dtype choice inside the engine process. The parent's probe record counts only if it was
@@ -372,15 +359,7 @@ async function runModelGeneration(
       emitText(stops.flush(), 'end');
     }
   }
-  const stopReason: Extract<EngineEvent, { type: 'done' }>['stopReason'] = cancelled
-    ? 'cancelled'
-    : stoppedByString
-      ? 'stop_string'
-      : s.stopReason === 'eos'
-        ? 'eos'
-        : s.stopReason === 'max_tokens'
-          ? 'max_tokens'
-          : 'eos';
+  const stopReason: Extract<EngineEvent, { type: 'done' }>['stopReason'] = cancelled ? 'cancelled' : stoppedByString ? 'stop_string' : s.stopReason === 'max_tokens' ? 'max_tokens' : 'eos';
   ctx.emit({
     type: 'done',
     requestId,

@@ -1,7 +1,8 @@
 // The supervised engine process as the server sees it (EngineClient from ../types.ts).
 //
 // - One engine process at a time, started with OpenBLAS forced into its environment (blas.ts).
-// - Streams are keyed by requestId; events for unknown ids are dropped.
+// - The requests in flight (generation streams keyed by requestId, request/reply calls keyed by a
+//   numeric id) live in engine-requests.ts; events for unknown ids are dropped. This file supervises.
 // - Supervision: an unexpected exit (SIGKILL, OOM killer, the uncatchable C++ abort = exit 134)
 //   ends every in-flight stream with an `engine_crashed` error, moves to `restarting`, and starts
 //   a new process on the same model after an exponential backoff (initialMs · factor^(n-1),
@@ -17,7 +18,6 @@ import type {
   EmbedResult,
   EngineClient,
   EngineCrashInfo,
-  EngineErrorCode,
   EngineEvent,
   EngineState,
   EngineStats,
@@ -34,53 +34,11 @@ import {
   validateEmbedRequest,
   validateGenerateRequest,
   type EngineMessage,
-  type LoadOptions,
   type ParentMessage,
 } from './protocol.ts';
-import { defaultEngineEntry, engineExecArgv, forkSpawner, type EngineProcessHandle, type EngineSpawner } from './spawn.ts';
-
-export interface EngineClientOptions {
-  /** Engine entry file; default: engine-main.ts/.js next to this module. */
-  entry?: string;
-  /** How to start the process; default child_process.fork. The Electron shell passes a utilityProcess spawner. */
-  spawn?: EngineSpawner;
-  /** Base environment for the engine process (OpenBLAS settings are added). Default process.env. */
-  env?: NodeJS.ProcessEnv;
-  /** Give up after this many consecutive crashes (default 4). */
-  maxConsecutiveCrashes?: number;
-  /** Restart backoff (defaults: 250 ms, ×2, capped at 15 s). */
-  backoff?: { initialMs?: number; factor?: number; maxMs?: number };
-  /** Uptime after `ready` that counts as healthy and resets the crash count (default 60 s). */
-  stableAfterMs?: number;
-  /** Max time for the process to load a model (default 10 min: big checkpoints dequantize at load). */
-  loadTimeoutMs?: number;
-  /** After a cancel, how long to wait for the engine's own `done` before ending the stream anyway (default 15 s). */
-  cancelGraceMs?: number;
-  /** How long stats() waits for an answer (default 30 s: a prefill chunk can keep the engine busy). */
-  statsTimeoutMs?: number;
-  /** Engine tuning sent with every load (prefix cache budget, prefill chunk size). */
-  engine?: LoadOptions;
-  /** Sanitized lines from the engine process (its stdout/stderr and supervisor notes). Default: stderr with an `[engine]` prefix. */
-  log?: (line: string) => void;
-}
-
-/** An Error that carries an EngineErrorCode, so callers can map it to an ApiError. */
-export class EngineError extends Error {
-  readonly code: EngineErrorCode;
-  constructor(code: EngineErrorCode, message: string) {
-    super(sanitizeMessage(message));
-    this.name = 'EngineError';
-    this.code = code;
-  }
-}
-
-interface Stream {
-  requestId: string;
-  push(e: EngineEvent): void;
-  /** Set when the caller cancelled; the stream ends at the engine's done or after the grace. */
-  cancelTimer: NodeJS.Timeout | null;
-  ended: boolean;
-}
+import { EngineError, EngineRequests, type SendToProcess } from './engine-requests.ts';
+import { resolveEngineClientOptions, type EngineClientOptions, type ResolvedEngineClientOptions } from './engine-client-options.ts';
+import { engineExecArgv, type EngineProcessHandle } from './spawn.ts';
 
 interface Child {
   handle: EngineProcessHandle;
@@ -92,6 +50,9 @@ interface Child {
   ready: boolean;
 }
 
+export { EngineError };
+export type { EngineClientOptions };
+
 export function createEngineClient(options: EngineClientOptions = {}): SupervisedEngineClient {
   return new SupervisedEngineClient(options);
 }
@@ -101,10 +62,8 @@ export class SupervisedEngineClient extends EventEmitter implements EngineClient
   private _model: ModelInfo | null = null;
   private modelDir: string | null = null;
   private child: Child | null = null;
-  private streams = new Map<string, Stream>();
-  /** Replies awaited from the engine (stats, prefix export/import), by request id. */
-  private pending = new Map<number, { resolve: (m: EngineMessage) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
-  private nextReplyId = 1;
+  /** Generation streams and request/reply calls in flight (engine-requests.ts). */
+  private readonly requests: EngineRequests;
   private consecutiveCrashes = 0;
   private restartTimer: NodeJS.Timeout | null = null;
   private stableTimer: NodeJS.Timeout | null = null;
@@ -112,31 +71,12 @@ export class SupervisedEngineClient extends EventEmitter implements EngineClient
   private generation = 0;
   private pendingStart: { resolve: (m: ModelInfo) => void; reject: (e: Error) => void } | null = null;
 
-  private readonly opts: Required<Omit<EngineClientOptions, 'backoff' | 'env'>> & {
-    backoff: { initialMs: number; factor: number; maxMs: number };
-    env: NodeJS.ProcessEnv;
-  };
+  private readonly opts: ResolvedEngineClientOptions;
 
   constructor(options: EngineClientOptions) {
     super();
-    const entry = options.entry ?? defaultEngineEntry();
-    this.opts = {
-      entry,
-      spawn: options.spawn ?? forkSpawner,
-      env: options.env ?? process.env,
-      maxConsecutiveCrashes: Math.max(1, options.maxConsecutiveCrashes ?? 4),
-      backoff: {
-        initialMs: options.backoff?.initialMs ?? 250,
-        factor: options.backoff?.factor ?? 2,
-        maxMs: options.backoff?.maxMs ?? 15_000,
-      },
-      stableAfterMs: options.stableAfterMs ?? 60_000,
-      loadTimeoutMs: options.loadTimeoutMs ?? 600_000,
-      cancelGraceMs: options.cancelGraceMs ?? 15_000,
-      statsTimeoutMs: options.statsTimeoutMs ?? 30_000,
-      log: options.log ?? ((line) => process.stderr.write(`[engine] ${line}\n`)),
-      engine: options.engine ?? {},
-    };
+    this.opts = resolveEngineClientOptions(options);
+    this.requests = new EngineRequests({ cancelGraceMs: this.opts.cancelGraceMs });
   }
 
   get state(): EngineState {
@@ -179,8 +119,7 @@ export class SupervisedEngineClient extends EventEmitter implements EngineClient
       await child.exited;
       clearTimeout(killTimer);
     }
-    this.endAllStreams('cancelled');
-    this.rejectStats(new EngineError('engine_unavailable', 'The engine was stopped'));
+    this.requests.endAll('cancelled', new EngineError('engine_unavailable', 'The engine was stopped'));
     this._model = null;
     if (this._state !== 'stopped') this.setState('stopped');
   }
@@ -289,19 +228,11 @@ export class SupervisedEngineClient extends EventEmitter implements EngineClient
       case 'prefix_export_result':
       case 'prefix_import_result':
       case 'prefix_clear_result':
-      case 'embed_result': {
-        const w = this.pending.get(msg.id);
-        if (w) {
-          clearTimeout(w.timer);
-          this.pending.delete(msg.id);
-          w.resolve(msg);
-        }
+      case 'embed_result':
+        this.requests.onReply(msg);
         break;
-      }
       case 'event': {
-        const s = this.streams.get(msg.event.requestId);
-        if (!s) return;
-        s.push(msg.event);
+        if (!this.requests.onEvent(msg.event)) return;
         if (msg.event.type === 'done' && msg.event.finishReason !== 'cancelled') {
           // A completed generation proves the process healthy.
           this.consecutiveCrashes = 0;
@@ -324,8 +255,7 @@ export class SupervisedEngineClient extends EventEmitter implements EngineClient
     const how = signal ? `signal ${signal}` : code === 134 ? 'an abort in native code (exit 134)' : `exit code ${code}`;
     const reason = child.fatalMessage ? `${child.fatalMessage} (${how})` : `The engine process stopped unexpectedly (${how})`;
     this.log(`supervisor: engine process exited: ${reason}`);
-    this.endAllStreams('crashed');
-    this.rejectStats(new EngineError('engine_crashed', 'The engine process crashed'));
+    this.requests.endAll('crashed', new EngineError('engine_crashed', 'The engine process crashed'));
     const info: EngineCrashInfo = { exitCode: code, signal, consecutiveCrashes: this.consecutiveCrashes, willRestart };
     this.emit('crash', info);
     if (!willRestart) {
@@ -367,24 +297,6 @@ export class SupervisedEngineClient extends EventEmitter implements EngineClient
     }
   }
 
-  private endAllStreams(why: 'crashed' | 'cancelled'): void {
-    for (const s of [...this.streams.values()]) {
-      if (why === 'crashed') {
-        s.push({ type: 'error', requestId: s.requestId, code: 'engine_crashed', message: 'The engine process crashed; the request was not completed' });
-      } else {
-        s.push(cancelledDone(s.requestId));
-      }
-    }
-  }
-
-  private rejectStats(err: Error): void {
-    for (const [id, w] of this.pending) {
-      clearTimeout(w.timer);
-      w.reject(err);
-      this.pending.delete(id);
-    }
-  }
-
   // ------------------------------------------------------------------ requests
 
   generate(req: GenerateRequest, signal?: AbortSignal): AsyncIterable<EngineEvent> {
@@ -393,7 +305,8 @@ export class SupervisedEngineClient extends EventEmitter implements EngineClient
 
   private async *stream(req: GenerateRequest, signal?: AbortSignal): AsyncGenerator<EngineEvent> {
     const requestId = typeof req?.requestId === 'string' ? req.requestId : '';
-    if (this._state !== 'ready' || !this.child) {
+    const child = this.child;
+    if (this._state !== 'ready' || !child) {
       yield {
         type: 'error',
         requestId,
@@ -409,87 +322,28 @@ export class SupervisedEngineClient extends EventEmitter implements EngineClient
       yield { type: 'error', requestId, code: 'invalid_request', message: valid };
       return;
     }
-    if (this.streams.has(requestId)) {
+    if (this.requests.has(requestId)) {
       yield { type: 'error', requestId, code: 'invalid_request', message: 'A request with this id is already in flight' };
       return;
     }
     if (signal?.aborted) {
-      yield cancelledDone(requestId, req.promptIds?.length ?? 0);
+      yield cancelledDoneEvent(requestId, req.promptIds?.length ?? 0);
       return;
     }
 
-    const buffer: EngineEvent[] = [];
-    let wake: (() => void) | null = null;
-    const stream: Stream = {
-      requestId,
-      cancelTimer: null,
-      ended: false,
-      push: (e) => {
-        if (stream.ended) return;
-        buffer.push(e);
-        if (e.type === 'done' || e.type === 'error') this.finishStream(stream);
-        wake?.();
-        wake = null;
-      },
-    };
-    this.streams.set(requestId, stream);
-    const child = this.child;
-    const onAbort = (): void => this.cancel(stream, child, req.promptIds?.length ?? 0);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      if (!child.handle.send({ type: 'generate', request: req } satisfies ParentMessage)) {
-        stream.push({ type: 'error', requestId, code: 'engine_unavailable', message: 'The engine process is not reachable' });
-      }
-      for (;;) {
-        while (buffer.length > 0) {
-          const e = buffer.shift()!;
-          yield e;
-          if (e.type === 'done' || e.type === 'error') return;
-        }
-        await new Promise<void>((r) => (wake = r));
-      }
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-      if (!stream.ended) {
-        // The consumer stopped reading early: treat it as a cancel so the engine frees up.
-        this.finishStream(stream);
-        if (this.child === child) child.handle.send({ type: 'cancel', requestId } satisfies ParentMessage);
-      }
-    }
+    yield* this.requests.generate(this.sendTo(child), req, signal);
   }
 
-  private cancel(stream: Stream, child: Child, promptTokens: number): void {
-    if (stream.ended || stream.cancelTimer) return;
-    if (this.child === child) child.handle.send({ type: 'cancel', requestId: stream.requestId } satisfies ParentMessage);
-    // Normally the engine answers with its own `done` (cancelled) within one step; if it is stuck
-    // in a long native call, end the stream anyway so the caller is never held hostage.
-    stream.cancelTimer = setTimeout(() => stream.push(cancelledDone(stream.requestId, promptTokens)), this.opts.cancelGraceMs);
-    stream.cancelTimer.unref?.();
-  }
-
-  private finishStream(stream: Stream): void {
-    stream.ended = true;
-    if (stream.cancelTimer) clearTimeout(stream.cancelTimer);
-    if (this.streams.get(stream.requestId) === stream) this.streams.delete(stream.requestId);
+  /** Sends to `child` while it is the current process (a superseded one gets nothing more). */
+  private sendTo(child: Child): SendToProcess {
+    return (msg) => this.child === child && child.handle.send(msg);
   }
 
   /** Sends a message that the engine answers with a reply carrying the same id. */
   private ask(build: (id: number) => ParentMessage, timeoutMs: number, what: string): Promise<EngineMessage> {
     const child = this.child;
     if (!child || this._state !== 'ready') return Promise.reject(new EngineError('engine_unavailable', 'The engine is not running'));
-    const id = this.nextReplyId++;
-    return new Promise<EngineMessage>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new EngineError('internal_error', `The engine did not answer the ${what} request in time`));
-      }, timeoutMs);
-      this.pending.set(id, { resolve, reject, timer });
-      if (!child.handle.send(build(id))) {
-        clearTimeout(timer);
-        this.pending.delete(id);
-        reject(new EngineError('engine_unavailable', 'The engine process is not reachable'));
-      }
-    });
+    return this.requests.ask((msg) => child.handle.send(msg), build, timeoutMs, what);
   }
 
   async stats(): Promise<EngineStats> {
@@ -579,4 +433,3 @@ export class SupervisedEngineClient extends EventEmitter implements EngineClient
   }
 }
 
-const cancelledDone = cancelledDoneEvent;
