@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { estimateFit, type FitEstimate, type FitOptions, type ModelShape } from './fit.ts';
-import { readManifest } from './downloader.ts';
+import { readManifest } from './pull-files.ts';
 import { INCOMING_DIR, modelsDirOf } from './paths.ts';
 import { isInside, isSafeRemoteFileName } from './validate.ts';
 import { inspectModelFolder } from '../engine/model-folder/index.ts';
@@ -97,14 +97,7 @@ async function inspect(dir: string, confineTo: string | null): Promise<Inspectio
       activeParameters: ins.activeParameters,
       quantization: ins.quantization,
       dtype: ins.dtype,
-      parameters: shape.parameters,
-      numLayers: shape.numLayers,
-      numKvHeads: shape.numKvHeads,
-      headDim: shape.headDim,
-      contextLength: shape.maxContext,
-      floatDtype: shape.floatDtype ?? null,
-      packedWeights: shape.quantized ?? null,
-      layerWindows: shape.layerWindows ?? null,
+      ...shapeFields(shape),
       ready: problems.length === 0,
       ...(problems.length ? { problem: [...new Set(problems)].join('; ') } : {}),
     },
@@ -112,18 +105,27 @@ async function inspect(dir: string, confineTo: string | null): Promise<Inspectio
   };
 }
 
+/** The memory-fit shape stored flat in an entry: [entry field, shape field] (two have public names of their own). */
+const SHAPE_FIELDS = [
+  ['parameters', 'parameters'],
+  ['numLayers', 'numLayers'],
+  ['numKvHeads', 'numKvHeads'],
+  ['headDim', 'headDim'],
+  ['contextLength', 'maxContext'],
+  ['floatDtype', 'floatDtype'],
+  ['packedWeights', 'quantized'],
+  ['layerWindows', 'layerWindows'],
+] as const satisfies ReadonlyArray<readonly [keyof LibraryEntry, keyof ModelShape]>;
+
+type ShapeFields = Pick<LibraryEntry, (typeof SHAPE_FIELDS)[number][0]>;
+
+function shapeFields(shape: ModelShape): ShapeFields {
+  return Object.fromEntries(SHAPE_FIELDS.map(([field, s]) => [field, shape[s] ?? null])) as unknown as ShapeFields;
+}
+
 /** The shape the memory-fit estimate needs, read back from an entry (e.g. to re-estimate with other memory). */
 export function shapeOf(entry: Omit<LibraryEntry, 'fitsInMemory'>): ModelShape {
-  return {
-    parameters: entry.parameters,
-    numLayers: entry.numLayers,
-    numKvHeads: entry.numKvHeads,
-    headDim: entry.headDim,
-    maxContext: entry.contextLength,
-    floatDtype: entry.floatDtype ?? null,
-    quantized: entry.packedWeights ?? null,
-    layerWindows: entry.layerWindows ?? null,
-  };
+  return Object.fromEntries(SHAPE_FIELDS.map(([field, s]) => [s, entry[field] ?? null])) as unknown as ModelShape;
 }
 
 /** Candidate folders in the models dir: real directories, or symlinks that stay inside it. */

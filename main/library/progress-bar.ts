@@ -53,18 +53,9 @@ export function attachTerminalProgress(job: PullJob, out: NodeJS.WriteStream = p
     out.write(r.alreadyPresent ? `${r.id} is already up to date.\n` : `Downloaded ${r.id}: ${r.files} files, ${formatBytes(r.bytes)}, verified.\n`);
   };
   const onFailed = () => clear();
-  job.on('start', onStart);
-  job.on('progress', onProgress);
-  job.on('file', onFile);
-  job.on('retry', onRetry);
-  job.on('done', onDone);
-  job.on('failed', onFailed);
+  const listeners = Object.entries({ start: onStart, progress: onProgress, file: onFile, retry: onRetry, done: onDone, failed: onFailed });
+  for (const [event, fn] of listeners) job.on(event, fn);
   return () => {
-    job.off('start', onStart);
-    job.off('progress', onProgress);
-    job.off('file', onFile);
-    job.off('retry', onRetry);
-    job.off('done', onDone);
-    job.off('failed', onFailed);
+    for (const [event, fn] of listeners) job.off(event, fn);
   };
 }
