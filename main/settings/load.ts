@@ -19,6 +19,8 @@ export { schemaFor, validateSetting };
 import { defaultDataDir } from '../common/data-dir.ts';
 import { DEFAULT_SETTINGS, SETTINGS_SCHEMA, type Settings, type StoredSettings } from './schema.ts';
 import { writeFileAtomicSync } from '../common/atomic-write.ts';
+import { API_KEY_FILE_SPEC, convert, DATA_DIR_SPEC, readApiKeyFile, SETTING_SPECS, type SettingSpec } from './specs.ts';
+export { API_KEY_FILE_SPEC, DATA_DIR_SPEC, flagForKey, parseStrictBoolean, parseStrictInteger, parseStrictNumber, readApiKeyFile, SETTING_SPECS, type SettingSpec, type ValueKind } from './specs.ts';
 
 export const SETTINGS_FILE = 'config.json';
 const MAX_FILE_BYTES = 1024 * 1024;
@@ -27,7 +29,6 @@ const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 const INTERNAL_KEY = '__internal__';
 
 export type SettingSource = 'flag' | 'env' | 'file' | 'default';
-export type ValueKind = 'string' | 'integer' | 'integer-or-auto' | 'number' | 'boolean' | 'list';
 
 export interface SettingsIssue {
   source: 'flag' | 'env' | 'file';
@@ -50,154 +51,6 @@ export interface LoadSettingsResult {
     /** Name (not path) of the copy the bad file was moved to, when repaired. */
     movedTo: string | null;
   };
-}
-
-/** Every setting path with its environment variable and flag. */
-export interface SettingSpec {
-  key: string;
-  env: string | null;
-  flag: string;
-  kind: ValueKind;
-  secret?: boolean;
-  /** Older spellings still accepted (the flag itself follows the one rule: --kebab-case of the path). */
-  aliases?: string[];
-}
-
-/** The one flag rule: the setting path in kebab-case, nested with a dash (memory.softLimitMb → --memory-soft-limit-mb). */
-export function flagForKey(key: string): string {
-  return `--${key.replace(/\./g, '-').replace(/([a-z0-9])([A-Z])/g, '$1-$2').toLowerCase()}`;
-}
-
-export const SETTING_SPECS: SettingSpec[] = [
-  { key: 'host', env: 'MLXBAR_HOST', flag: '--host', kind: 'string' },
-  { key: 'port', env: 'MLXBAR_PORT', flag: '--port', kind: 'integer' },
-  { key: 'apiKey', env: 'MLXBAR_API_KEY', flag: '--api-key', kind: 'string', secret: true },
-  { key: 'model', env: 'MLXBAR_MODEL', flag: '--model', kind: 'string' },
-  { key: 'allowedOrigins', env: 'MLXBAR_ALLOWED_ORIGINS', flag: '--allowed-origins', kind: 'list' },
-  { key: 'contextLength', env: 'MLXBAR_CONTEXT_LENGTH', flag: '--context-length', kind: 'integer-or-auto' },
-  { key: 'defaultMaxTokens', env: 'MLXBAR_MAX_TOKENS', flag: '--default-max-tokens', kind: 'integer', aliases: ['--max-tokens'] },
-  { key: 'maxConcurrent', env: 'MLXBAR_MAX_CONCURRENT', flag: '--max-concurrent', kind: 'integer' },
-  { key: 'maxQueue', env: 'MLXBAR_MAX_QUEUE', flag: '--max-queue', kind: 'integer' },
-  { key: 'bodyLimitBytes', env: 'MLXBAR_BODY_LIMIT_BYTES', flag: '--body-limit-bytes', kind: 'integer' },
-  { key: 'requestTimeoutMs', env: 'MLXBAR_REQUEST_TIMEOUT_MS', flag: '--request-timeout-ms', kind: 'integer' },
-  { key: 'responseCache.enabled', env: 'MLXBAR_RESPONSE_CACHE', flag: '--response-cache-enabled', kind: 'boolean', aliases: ['--response-cache'] },
-  { key: 'responseCache.maxEntries', env: 'MLXBAR_RESPONSE_CACHE_MAX_ENTRIES', flag: '--response-cache-max-entries', kind: 'integer' },
-  { key: 'responseCache.maxBytes', env: 'MLXBAR_RESPONSE_CACHE_MAX_BYTES', flag: '--response-cache-max-bytes', kind: 'integer' },
-  { key: 'prefixCache.maxEntries', env: 'MLXBAR_PREFIX_CACHE_MAX_ENTRIES', flag: '--prefix-cache-max-entries', kind: 'integer' },
-  { key: 'prefixCache.maxBytes', env: 'MLXBAR_PREFIX_CACHE_MAX_BYTES', flag: '--prefix-cache-max-bytes', kind: 'integer' },
-  { key: 'prefixCache.persist', env: 'MLXBAR_PREFIX_CACHE_PERSIST', flag: '--prefix-cache-persist', kind: 'boolean' },
-  { key: 'memory.softLimitMb', env: 'MLXBAR_MEMORY_SOFT_MB', flag: '--memory-soft-limit-mb', kind: 'integer', aliases: ['--memory-soft-mb'] },
-  { key: 'memory.hardLimitMb', env: 'MLXBAR_MEMORY_HARD_MB', flag: '--memory-hard-limit-mb', kind: 'integer', aliases: ['--memory-hard-mb'] },
-  { key: 'memory.softPercent', env: 'MLXBAR_MEMORY_SOFT_PERCENT', flag: '--memory-soft-percent', kind: 'number' },
-  { key: 'memory.hardPercent', env: 'MLXBAR_MEMORY_HARD_PERCENT', flag: '--memory-hard-percent', kind: 'number' },
-  { key: 'idleUnloadMinutes', env: 'MLXBAR_IDLE_UNLOAD_MINUTES', flag: '--idle-unload-minutes', kind: 'integer' },
-  { key: 'dtypePolicy', env: 'MLXBAR_DTYPE_POLICY', flag: '--dtype-policy', kind: 'string' },
-  { key: 'logLevel', env: 'MLXBAR_LOG_LEVEL', flag: '--log-level', kind: 'string' },
-  { key: 'startAtLogin', env: 'MLXBAR_START_AT_LOGIN', flag: '--start-at-login', kind: 'boolean' },
-  { key: 'theme', env: 'MLXBAR_THEME', flag: '--theme', kind: 'string' },
-];
-/**
- * The API key read from a file (launch-only): a flag value is visible to every local user in
- * /proc/<pid>/cmdline and `ps`, a file readable only by its owner is not. Same precedence layer as its
- * counterpart (--api-key-file with the flags, MLXBAR_API_KEY_FILE with the environment).
- */
-export const API_KEY_FILE_SPEC: SettingSpec = { key: 'apiKeyFile', env: 'MLXBAR_API_KEY_FILE', flag: '--api-key-file', kind: 'string' };
-const MAX_KEY_FILE_BYTES = 4096;
-
-/** The key in `file` (surrounding whitespace and the final newline trimmed), or why it cannot be used. */
-export function readApiKeyFile(file: string): { ok: true; key: string } | { ok: false; message: string } {
-  let fd: number | undefined;
-  try {
-    // O_NONBLOCK: a FIFO cannot block the launch. A symlink is followed (e.g. /run/secrets/…): the checks
-    // apply to the file it points at.
-    fd = fs.openSync(file, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0));
-    const st = fs.fstatSync(fd);
-    if (!st.isFile()) return { ok: false, message: 'is not a regular file' };
-    if (process.platform !== 'win32' && (st.mode & 0o077) !== 0) {
-      return { ok: false, message: `can be read by other users (mode ${(st.mode & 0o777).toString(8)}); run chmod 600 on it` };
-    }
-    if (st.size > MAX_KEY_FILE_BYTES) return { ok: false, message: `is larger than ${MAX_KEY_FILE_BYTES} bytes` };
-    const key = fs.readFileSync(fd, 'utf8').trim();
-    if (!key) return { ok: false, message: 'is empty' };
-    return { ok: true, key };
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    return { ok: false, message: code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'cannot be read (permission denied)' : `cannot be read (${code ?? 'error'})` };
-  } finally {
-    if (fd !== undefined) fs.closeSync(fd);
-  }
-}
-
-/** The data directory is launch-only (the settings file lives in it). */
-export const DATA_DIR_SPEC: SettingSpec = { key: 'dataDir', env: 'MLXBAR_DATA_DIR', flag: '--data-dir', kind: 'string' };
-
-// ---------------------------------------------------------------- parsing primitives
-
-/** Strict boolean: true/false/1/0/yes/no (case-insensitive, trimmed); anything else → null. */
-export function parseStrictBoolean(raw: string): boolean | null {
-  const s = raw.trim().toLowerCase();
-  if (s === 'true' || s === '1' || s === 'yes') return true;
-  if (s === 'false' || s === '0' || s === 'no') return false;
-  return null;
-}
-
-/** Strict integer: optional sign and digits only ("8080"; not "8080abc", "80.5", "0x1f", "1e3"). */
-export function parseStrictInteger(raw: string): number | null {
-  const s = raw.trim();
-  if (!/^[+-]?\d{1,16}$/.test(s)) return null;
-  const n = Number(s);
-  return Number.isSafeInteger(n) ? n : null;
-}
-
-export function parseStrictNumber(raw: string): number | null {
-  const s = raw.trim();
-  if (!/^[+-]?(\d+(\.\d*)?|\.\d+)$/.test(s)) return null;
-  const n = Number(s);
-  return Number.isFinite(n) ? n : null;
-}
-
-function describeKind(kind: ValueKind): string {
-  return kind === 'boolean'
-    ? 'a boolean (true/false, 1/0 or yes/no)'
-    : kind === 'integer'
-      ? 'an integer'
-      : kind === 'integer-or-auto'
-        ? '"auto" or an integer'
-      : kind === 'number'
-        ? 'a number'
-        : kind === 'list'
-          ? 'a comma-separated list'
-          : 'a string';
-}
-
-/** Converts a raw string (env/argv) to the setting's type; typed values pass through. */
-function convert(spec: SettingSpec, raw: unknown): { ok: true; value: unknown } | { ok: false; message: string } {
-  if (typeof raw !== 'string') return { ok: true, value: raw };
-  let value: unknown;
-  switch (spec.kind) {
-    case 'boolean':
-      value = parseStrictBoolean(raw);
-      break;
-    case 'integer':
-      value = parseStrictInteger(raw);
-      break;
-    case 'integer-or-auto':
-      value = raw.trim().toLowerCase() === 'auto' ? 'auto' : parseStrictInteger(raw);
-      break;
-    case 'number':
-      value = parseStrictNumber(raw);
-      break;
-    case 'list':
-      value = raw
-        .split(',')
-        .map((x) => x.trim())
-        .filter(Boolean);
-      break;
-    default:
-      value = raw;
-  }
-  if (value === null) return { ok: false, message: `must be ${describeKind(spec.kind)}, got ${quoteValue(raw, spec.secret)}` };
-  return { ok: true, value };
 }
 
 // ---------------------------------------------------------------- helpers on nested settings
