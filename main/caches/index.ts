@@ -103,6 +103,11 @@ function scanFailed(degradation: CacheHealth | undefined) {
   };
 }
 
+/** What both stores share: the file system, quarantine, health reporting, file-name hash and clock. */
+function storeBase(fs: CacheFs, quarantine: Quarantine, degradation: CacheHealth | undefined, options: CacheOptions) {
+  return { quarantine, health: degradation, fs, fileNameHash: options.fileNameHash, now: options.now };
+}
+
 function responseStoreFor(fs: CacheFs, dirs: Dirs, fingerprints: CacheFingerprints, quarantine: Quarantine, degradation: CacheHealth | undefined, options: CacheOptions): EntryStore {
   return new EntryStore({
     dir: dirs.response,
@@ -110,12 +115,8 @@ function responseStoreFor(fs: CacheFs, dirs: Dirs, fingerprints: CacheFingerprin
     compat: { model: fingerprints.model, tokenizer: fingerprints.tokenizer, template: fingerprints.template, engine: fingerprints.engine },
     maxBytes: options.response?.maxBytes ?? 256 * MiB,
     maxEntries: options.response?.maxEntries ?? 5_000,
-    quarantine,
-    health: degradation,
-    fs,
-    fileNameHash: options.fileNameHash,
+    ...storeBase(fs, quarantine, degradation, options),
     scanMode: 'full', // response entries are small: verify checksums at startup
-    now: options.now,
   });
 }
 
@@ -127,14 +128,10 @@ function prefixStoreFor(fs: CacheFs, dirs: Dirs, fingerprints: Pick<CacheFingerp
     compat: { model: fingerprints.model, engine: fingerprints.engine },
     maxBytes: options.prefix?.maxBytes ?? 2048 * MiB,
     maxEntries: options.prefix?.maxEntries ?? 64,
-    quarantine,
-    health: degradation,
-    fs,
-    fileNameHash: options.fileNameHash,
+    ...storeBase(fs, quarantine, degradation, options),
     // Large files: headers + metadata at startup, checksum on every load.
     scanMode: 'structure',
     indexData: true,
-    now: options.now,
   });
 }
 

@@ -18,56 +18,29 @@ export type PromCounters = ReturnType<typeof createCounters>;
 /** The counters and histograms, registered on `registry`; the fixed-label series exist at 0 from the first scrape. */
 export function createCounters(registry: Registry) {
   const reg = [registry];
-  const requestsTotal = new Counter({
-    name: 'mlxbar_requests_total',
-    help: 'API requests finished, by API (openai, responses, anthropic, ollama), route, status class, streaming and model (loaded model id or "other").',
-    labelNames: ['api', 'route', 'status_class', 'stream', 'model'] as const,
-    registers: reg,
-  });
-  const cancelledTotal = new Counter({ name: 'mlxbar_requests_cancelled_total', help: 'Requests cancelled by client disconnect or timeout.', registers: reg });
-  const errorsTotal = new Counter({
-    name: 'mlxbar_request_errors_total',
-    help: 'Requests that ended with an error, by stable error code.',
-    labelNames: ['code'] as const,
-    registers: reg,
-  });
-  const duration = new Histogram({
-    name: 'mlxbar_request_duration_seconds',
-    help: 'End-to-end latency of successful requests (streams: until the last byte).',
-    labelNames: ['route', 'stream'] as const,
-    buckets: LATENCY_BUCKETS,
-    registers: reg,
-  });
-  const ttftHist = new Histogram({
-    name: 'mlxbar_time_to_first_token_seconds',
-    help: 'Time to first token of successful generating requests.',
-    labelNames: ['route', 'stream'] as const,
-    buckets: TTFT_BUCKETS,
-    registers: reg,
-  });
-  const promptTokens = new Counter({ name: 'mlxbar_prompt_tokens_total', help: 'Prompt tokens of finished requests.', labelNames: ['model'] as const, registers: reg });
-  const completionTokens = new Counter({ name: 'mlxbar_completion_tokens_total', help: 'Generated tokens of finished requests.', labelNames: ['model'] as const, registers: reg });
-  const draftTokensTotal = new Counter({
-    name: 'mlxbar_lookup_draft_tokens_total',
-    help: 'Lookup decoding: draft tokens verified by the model (n-gram drafts from the prompt, the output and recent outputs).',
-    registers: reg,
-  });
-  const acceptedTokensTotal = new Counter({
-    name: 'mlxbar_lookup_accepted_tokens_total',
-    help: 'Lookup decoding: draft tokens accepted (generated without a decode step of their own).',
-    registers: reg,
-  });
-  const cacheHit = new Counter({ name: 'mlxbar_cache_hit_total', help: 'Response-cache hits.', registers: reg });
-  const cacheMiss = new Counter({ name: 'mlxbar_cache_miss_total', help: 'Response-cache misses (lookups of cacheable requests that found nothing usable).', registers: reg });
-  const promptReused = new Counter({ name: 'mlxbar_prompt_cache_reused_tokens_total', help: 'Prompt tokens whose KV came from the prefix cache.', registers: reg });
-  const promptComputed = new Counter({ name: 'mlxbar_prompt_cache_computed_tokens_total', help: 'Prompt tokens prefilled (not reused).', registers: reg });
-  const corruptTotal = new Counter({
-    name: 'mlxbar_cache_corruptions_total',
-    help: 'Corrupt cache entries quarantined, by reason.',
-    labelNames: ['reason'] as const,
-    registers: reg,
-  });
-  const restartsTotal = new Counter({ name: 'mlxbar_engine_restarts_total', help: 'Engine process restarts.', registers: reg });
+  const counter = <L extends string = never>(name: string, help: string, labelNames: readonly L[] = []) => new Counter<L>({ name, help, labelNames, registers: reg });
+  /** Latency of successful requests by route and streaming. */
+  const latency = (name: string, help: string, buckets: number[]) => new Histogram({ name, help, labelNames: ['route', 'stream'] as const, buckets, registers: reg });
+
+  const requestsTotal = counter(
+    'mlxbar_requests_total',
+    'API requests finished, by API (openai, responses, anthropic, ollama), route, status class, streaming and model (loaded model id or "other").',
+    ['api', 'route', 'status_class', 'stream', 'model'] as const,
+  );
+  const cancelledTotal = counter('mlxbar_requests_cancelled_total', 'Requests cancelled by client disconnect or timeout.');
+  const errorsTotal = counter('mlxbar_request_errors_total', 'Requests that ended with an error, by stable error code.', ['code'] as const);
+  const duration = latency('mlxbar_request_duration_seconds', 'End-to-end latency of successful requests (streams: until the last byte).', LATENCY_BUCKETS);
+  const ttftHist = latency('mlxbar_time_to_first_token_seconds', 'Time to first token of successful generating requests.', TTFT_BUCKETS);
+  const promptTokens = counter('mlxbar_prompt_tokens_total', 'Prompt tokens of finished requests.', ['model'] as const);
+  const completionTokens = counter('mlxbar_completion_tokens_total', 'Generated tokens of finished requests.', ['model'] as const);
+  const draftTokensTotal = counter('mlxbar_lookup_draft_tokens_total', 'Lookup decoding: draft tokens verified by the model (n-gram drafts from the prompt, the output and recent outputs).');
+  const acceptedTokensTotal = counter('mlxbar_lookup_accepted_tokens_total', 'Lookup decoding: draft tokens accepted (generated without a decode step of their own).');
+  const cacheHit = counter('mlxbar_cache_hit_total', 'Response-cache hits.');
+  const cacheMiss = counter('mlxbar_cache_miss_total', 'Response-cache misses (lookups of cacheable requests that found nothing usable).');
+  const promptReused = counter('mlxbar_prompt_cache_reused_tokens_total', 'Prompt tokens whose KV came from the prefix cache.');
+  const promptComputed = counter('mlxbar_prompt_cache_computed_tokens_total', 'Prompt tokens prefilled (not reused).');
+  const corruptTotal = counter('mlxbar_cache_corruptions_total', 'Corrupt cache entries quarantined, by reason.', ['reason'] as const);
+  const restartsTotal = counter('mlxbar_engine_restarts_total', 'Engine process restarts.');
 
   for (const r of CORRUPTION_REASONS) corruptTotal.inc({ reason: r }, 0);
   return { requestsTotal, cancelledTotal, errorsTotal, duration, ttftHist, promptTokens, completionTokens, draftTokensTotal, acceptedTokensTotal, cacheHit, cacheMiss, promptReused, promptComputed, corruptTotal, restartsTotal };
