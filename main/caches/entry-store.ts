@@ -88,6 +88,8 @@ export interface ScanReport {
   corrupt: number;
   errors: number;
   strayTempsRemoved: number;
+  /** Named like an entry but not a regular file (FIFO, device, socket, symlink…): skipped, left alone. */
+  notOurs: number;
 }
 
 class CacheCorruptError extends Error {
@@ -162,7 +164,7 @@ export class EntryStore {
    */
   async open(): Promise<ScanReport> {
     await this.fs.mkdir(this.dir, { recursive: true });
-    const report: ScanReport = { entries: 0, foreign: 0, corrupt: 0, errors: 0, strayTempsRemoved: 0 };
+    const report: ScanReport = { entries: 0, foreign: 0, corrupt: 0, errors: 0, strayTempsRemoved: 0, notOurs: 0 };
     report.strayTempsRemoved = await removeStrayTemps(this.fs, this.dir, { now: this.now() });
     const names = (await this.fs.readdir(this.dir)).filter((n) => ENTRY_NAME_RE.test(n)).sort();
     const found: { e: IndexEntry; mtime: number }[] = [];
@@ -170,11 +172,16 @@ export class EntryStore {
       // Only regular files: a FIFO, device, socket or symlink under an entry name is not ours, is
       // never opened (a FIFO would block) and never moved or deleted.
       const own = await this.fs.lstat(this.pathOf(name)).catch(() => null);
-      if (!own?.isFile()) continue;
+      if (!own) continue; // gone meanwhile
+      if (!own.isFile()) {
+        report.notOurs++;
+        continue;
+      }
       const r = await readEntry(this.pathOf(name), { kind: this.kind, compatDigest: this.compatHex, maxPayloadBytes: this.maxBytes }, this.fs, this.scanMode);
       if (r.ok) {
         found.push({ e: this.makeIndexEntry(name, r.entry.file, false, r.entry.meta), mtime: r.entry.file.mtimeMs });
       } else if (r.kind === 'miss') {
+        if (r.reason === 'not_ours') report.notOurs++; // replaced by a special file since the lstat
         if (r.reason === 'not_found' || r.reason === 'not_ours') continue;
         // another version / model / kind: valid, not ours; evicted first by budget
         if (r.file) found.push({ e: this.makeIndexEntry(name, r.file, true, null), mtime: r.file.mtimeMs });

@@ -99,7 +99,7 @@ function scanFailed(degradation: CacheHealth | undefined) {
   return (err: unknown): ScanReport => {
     // The directory became unreadable between the checks and the scan: serve without its entries.
     degradation?.recordCacheError('scan', err);
-    return { entries: 0, foreign: 0, corrupt: 0, errors: 1, strayTempsRemoved: 0 };
+    return { entries: 0, foreign: 0, corrupt: 0, errors: 1, strayTempsRemoved: 0, notOurs: 0 };
   };
 }
 

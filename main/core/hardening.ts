@@ -66,6 +66,7 @@ async function openCache(input: HardeningInput, degradation: Degradation): Promi
     const { enabled, maxEntries, maxBytes } = settings.responseCache;
     const cache = await openResponseCache(input.dataDir, fingerprints, degradation, { response: { enabled, maxEntries, maxBytes } });
     if (cache.opened.corrupt) log(`cache: quarantined ${cache.opened.corrupt} corrupt entr(ies) at startup`);
+    if (cache.opened.notOurs) log(`cache: skipped ${cache.opened.notOurs} file(s) named like entries that are not regular files (left alone)`);
     return cache;
   } catch (err) {
     // An unusable cache folder disables the cache, not the server.

@@ -185,6 +185,7 @@ class Persistence implements PrefixPersistence {
       });
       this.current = { ...compat, store: opened.prefix, corruptions: () => opened.quarantine.corruptions() };
       if (opened.opened.corrupt) opts.log(`prefix cache: quarantined ${opened.opened.corrupt} corrupt entr(ies) when opening the store`);
+      if (opened.opened.notOurs) opts.log(`prefix cache: skipped ${opened.opened.notOurs} file(s) named like entries that are not regular files (left alone)`);
       return true;
     } catch (err) {
       opts.log(`prefix cache: persistence unavailable for this model (${sanitizeMessage(err)})`);
