@@ -138,6 +138,22 @@ function earlyBoundsOf(models: ServerModels, deps: ServerDeps): () => EarlyBound
   };
 }
 
+/** Every route family (metrics and settings come later, through hooks.metricsRoutes). */
+function registerRoutes(app: FastifyInstance, ctx: ServerContext): void {
+  const { config, lifecycle } = ctx;
+  openAIChatRoutes(app, ctx);
+  ctx.declareRoute('/v1/messages', ['POST']);
+  ctx.declareRoute('/v1/messages/count_tokens', ['POST']);
+  registerAnthropicRoutes(app, { generate: lifecycle.generate, countChatTokens: lifecycle.countChatTokens, maxStopLength: config.maxStopLength });
+  ctx.declareRoute('/v1/responses', ['POST']);
+  registerResponsesRoutes(app, { generate: lifecycle.generate, maxStopLength: config.maxStopLength, store: new ResponseStore() });
+  const embeddings = embeddingsRoutes(app, ctx);
+  ollamaRoutes(app, ctx, embeddings);
+  modelRoutes(app, ctx);
+  healthRoutes(app, ctx);
+  dashboardRoutes(app, ctx);
+}
+
 export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConfig> = {}): MlxBarServer {
   const config = resolveServerConfig(partialConfig);
   const hooks: ServerHooks = deps.hooks ?? {};
@@ -212,18 +228,7 @@ export function createServer(deps: ServerDeps, partialConfig: Partial<ServerConf
     },
   };
 
-  // ---------------------------------------------------------------- routes
-  openAIChatRoutes(app, ctx);
-  ctx.declareRoute('/v1/messages', ['POST']);
-  ctx.declareRoute('/v1/messages/count_tokens', ['POST']);
-  registerAnthropicRoutes(app, { generate: lifecycle.generate, countChatTokens: lifecycle.countChatTokens, maxStopLength: config.maxStopLength });
-  ctx.declareRoute('/v1/responses', ['POST']);
-  registerResponsesRoutes(app, { generate: lifecycle.generate, maxStopLength: config.maxStopLength, store: new ResponseStore() });
-  const embeddings = embeddingsRoutes(app, ctx);
-  ollamaRoutes(app, ctx, embeddings);
-  modelRoutes(app, ctx);
-  healthRoutes(app, ctx);
-  dashboardRoutes(app, ctx);
+  registerRoutes(app, ctx);
 
   let metricsRegistered: Promise<void> | null = null;
   const registerMetrics = () => {

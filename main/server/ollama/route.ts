@@ -95,9 +95,8 @@ function factsOfInfo(id: string, m: ModelInfo, text: ServerTextPipeline, modifie
   };
 }
 
-export function ollamaRoutes(app: FastifyInstance, ctx: ServerContext, embeddings: OllamaEmbeddings): void {
-  const opts = () => ({ maxStopLength: ctx.config.maxStopLength, vocabSize: Number.MAX_SAFE_INTEGER });
-
+/** The models as Ollama's routes show them: the library (the loaded one in detail) and the remote engines. */
+function ollamaCatalog(ctx: ServerContext) {
   /** The loaded model's lease, without loading anything (its template tells tools/thinking); null when none. */
   async function loadedLease(): Promise<ServedModelLease | null> {
     const st = ctx.models.status();
@@ -150,6 +149,13 @@ export function ollamaRoutes(app: FastifyInstance, ctx: ServerContext, embedding
     if (!found) throw new ApiError('model_not_found', `model '${name.replace(/[^\x20-\x7e]/g, '?').slice(0, 64)}' not found`, { param: 'model' });
     return found;
   }
+
+  return { loadedLease, listModels, find };
+}
+
+export function ollamaRoutes(app: FastifyInstance, ctx: ServerContext, embeddings: OllamaEmbeddings): void {
+  const opts = () => ({ maxStopLength: ctx.config.maxStopLength, vocabSize: Number.MAX_SAFE_INTEGER });
+  const { loadedLease, listModels, find } = ollamaCatalog(ctx);
 
   const withCap = <T extends ChatRequest | CompletionRequest>(r: T, numCtx: number | null): T => {
     if (numCtx !== null) r.contextCap = numCtx;
