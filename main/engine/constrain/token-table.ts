@@ -38,6 +38,8 @@ export interface TokenTable {
   skips?: Int32Array[];
   /** Combined masks of several alternatives, by their parts (alternativesMask), least recently used first. */
   altMasks?: Map<string, TokenMask>;
+  /** Ids held by altMasks. */
+  altMaskIds?: number;
 }
 
 interface StringBodyIds {
@@ -356,15 +358,22 @@ function alternativesMask(table: TokenTable, state: RecognizerState): TokenMask 
   }
   const m = combineMasks(parts, table.bytes.length);
   if (key !== null) {
-    shareList('allow' in m ? m.allow : m.deny);
-    if (cache.size >= MAX_ALT_MASKS) cache.delete(cache.keys().next().value!);
+    const list = 'allow' in m ? m.allow : m.deny;
+    shareList(list);
+    table.altMaskIds = (table.altMaskIds ?? 0) + list.length;
     cache.set(key, m);
+    while ((cache.size > MAX_ALT_MASKS || table.altMaskIds > MAX_ALT_MASK_IDS) && cache.size > 1) {
+      const [k, old] = cache.entries().next().value!;
+      cache.delete(k);
+      table.altMaskIds -= ('allow' in old ? old.allow : old.deny).length;
+    }
   }
   return m;
 }
 
-/** Combined masks kept per table (each list at most the vocabulary's size: a few MB in all). */
+/** Combined masks kept per table: at most this many, holding at most MAX_ALT_MASK_IDS ids (8 bytes each). */
 const MAX_ALT_MASKS = 64;
+const MAX_ALT_MASK_IDS = 1_000_000;
 
 /** A token is allowed when some part allows it: refused = refused by every deny list and allowed by no allow list. */
 function combineMasks(parts: TokenMask[], V: number): TokenMask {
