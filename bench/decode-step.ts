@@ -2,21 +2,21 @@
 // and what the layout choices give, in this process on the bench's Qwen3-0.6B-shaped checkpoint
 // (`--decode-shape tiny|small|qwen3_0_6b`; tiny in --quick). All A/B pairs are interleaved in the
 // same run, so load from other processes hits both sides alike. Records the load averages.
-//  1. fused q/k/v + gate/up matrices (the load default) vs separate ones: decode tok/s. Same weights
-//     in memory: the separate side is the same model with the fused matrices hidden (its q/k/v/gate/up
-//     are row views of them).
+//  1. decode tok/s of the model as loaded with K-blocked matrices (the CPU plan of dtype-policy.ts,
+//     or `--kblocks lm_head=256,down=256`) vs the same weights unblocked ("plain"); `--decode-variants
+//     plain,blocked,separate` adds q/k/v + gate/up as separate matrices (row views of the fused ones).
 //  2. one step split by stage (an eval barrier after each; the barriers add a little): projections,
-//     attention, lm_head, elementwise — what dominates.
-//  3. the lm_head matrix-vector product (vocab × hidden) in the layouts MLX's CPU matmul can take:
-//     x·Wᵀ (what we do), W·xᵀ, x·(Wᵀ stored contiguous), and K split into 256-column blocks chained
-//     with addmm — GB/s of each.
-//  4. the step's JS side: MLX calls issued per step and graph-build vs eval time; mx.compile on
-//     the step's element-wise part (SwiGLU) — on this CPU build `compile` JIT-builds C++ with the
-//     system g++ at run time, so it is measured, not used.
+//     attention, lm_head, elementwise — what dominates; plain and blocked.
+//  3. matrix layouts: per role (lm_head, q/k/v, o, gate/up, down; all 28 layers' matrices in one
+//     eval, as a step reads them) the product with 1 and 4 rows (decode, 4-stream batching) plain vs
+//     K-blocks of 128/256/512 columns chained with addmm — ms, GB/s, and the 4-row/1-row cost.
+//  4. the step's JS side: MLX calls issued per step and graph-build vs eval time.
 import { core as mx } from '@frost-beta/mlx';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { forward } from '../main/engine/model/base.ts';
+import { CPU_KBLOCK_PLAN, type KBlockPlan, type KBlockRole, type LinearWeight } from '../main/engine/model/dtype-policy.ts';
+import { applyLinear, embedRows, kBlockWidth, toKBlocks } from '../main/engine/model/linear.ts';
 import { generateAll, loadModel, type LoadedModel } from '../main/engine/model/generator.ts';
 import { KVCache } from '../main/engine/model/kv-cache.ts';
 import { afterDecodeStep, afterLargeStep } from '../main/engine/model/memory.ts';
@@ -33,6 +33,30 @@ function withoutFusion(lm: LoadedModel): LoadedModel {
   return { ...lm, model: { ...lm.model, weights: { ...w, layers: w.layers.map((l) => ({ ...l, qkv: null, gateUp: null })) } } };
 }
 
+/** The same weights with the plan's matrices re-laid out as K-blocks (a copy of those matrices). */
+function reblock(lm: LoadedModel, plan: KBlockPlan): LoadedModel {
+  const b = (w: LinearWeight | null, role: KBlockRole): LinearWeight | null => {
+    if (!w || w.kind !== 'dense' || !plan[role]) return w;
+    const width = kBlockWidth(w.weight.shape[1], plan[role]);
+    return width ? toKBlocks(w, width) : w;
+  };
+  const w = lm.model.weights;
+  const lmHead = b(w.lmHead, 'lm_head')!;
+  const embed = w.embed === w.lmHead ? lmHead : w.embed;
+  const layers = w.layers.map((l) => ({ ...l, qkv: b(l.qkv, 'qkv'), o: b(l.o, 'o')!, gateUp: b(l.gateUp, 'gate_up'), down: b(l.down, 'down') }));
+  return { ...lm, model: { ...lm.model, weights: { ...w, embed, lmHead, layers } } };
+}
+
+function parsePlan(v: unknown): KBlockPlan {
+  if (typeof v !== 'string') return CPU_KBLOCK_PLAN;
+  const plan: KBlockPlan = {};
+  for (const kv of v.split(',').filter(Boolean)) {
+    const [k, n] = kv.split('=');
+    plan[k as KBlockRole] = Number(n);
+  }
+  return plan;
+}
+
 async function decodeTps(lm: LoadedModel, seed: number, steps: number): Promise<number> {
   const limit = Math.min(lm.config.vocabSize, 150_000);
   const r = await generateAll(lm, null, {
@@ -45,14 +69,17 @@ async function decodeTps(lm: LoadedModel, seed: number, steps: number): Promise<
   return (r.tokens.length - 1) / (r.summary.decodeMs / 1000);
 }
 
-type Dense = { weight: mx.array };
-const dense = (w: unknown): mx.array => (w as Dense).weight;
+const dense = (w: LinearWeight): mx.array => {
+  if (w.kind !== 'dense') throw new Error('expected a dense weight');
+  return w.weight;
+};
 
-/** One decode step by stage, after a `ctx`-token prompt (dense float32 weights, fused or not). */
+/** One decode step by stage, after a `ctx`-token prompt (float32 weights, fused or not, blocked or not). */
 async function stageProfile(lm: LoadedModel, ctx: number, steps: number): Promise<{ stepMs: number; stages: Record<string, { ms: number; share: number }> }> {
   const m = lm.model;
   const c = lm.config;
   const W = m.weights;
+  const lin = (x: mx.array, w: LinearWeight) => applyLinear(m.policy, x, w, 'bench');
   const cache = new KVCache(c.numLayers);
   const limit = Math.min(c.vocabSize, 150_000);
   const ids = promptIds(ctx, 3, limit);
@@ -82,7 +109,7 @@ async function stageProfile(lm: LoadedModel, ctx: number, steps: number): Promis
     // The stage replica keeps the KV write out (the cache API is the generator's business).
     const keysOf = (i: number) => cache.layer(i);
     t = performance.now();
-    let x = mx.take(dense(W.embed), mx.array([300 + s], mx.int32), 0).reshape(1, 1, c.hiddenSize);
+    let x = embedRows(W.embed, mx.array([300 + s], mx.int32)).reshape(1, 1, c.hiddenSize);
     mark('embed', x);
     for (let i = 0; i < c.numLayers; i++) {
       const lw = W.layers[i];
@@ -90,12 +117,12 @@ async function stageProfile(lm: LoadedModel, ctx: number, steps: number): Promis
       mark('norms + residual', h);
       let q: mx.array, k: mx.array, v: mx.array;
       if (lw.qkv) {
-        const y = mx.matmul(h, dense(lw.qkv).T);
+        const y = lin(h, lw.qkv);
         mark('q/k/v projection', y);
         const cols = (a: number, b: number) => y.index(mx.Slice(), mx.Slice(), mx.Slice(a, b));
         [q, k, v] = [cols(0, q0), cols(q0, q0 + kv0), cols(q0 + kv0, q0 + 2 * kv0)];
       } else {
-        [q, k, v] = [mx.matmul(h, dense(lw.q).T), mx.matmul(h, dense(lw.k).T), mx.matmul(h, dense(lw.v).T)];
+        [q, k, v] = [lin(h, lw.q), lin(h, lw.k), lin(h, lw.v)];
         mark('q/k/v projection', q, k, v);
       }
       q = q.reshape(1, 1, c.numHeads, c.headDim);
@@ -111,30 +138,30 @@ async function stageProfile(lm: LoadedModel, ctx: number, steps: number): Promis
       mark('kv append (replica)', K, V);
       const o = mx.fast.scaledDotProductAttention(q, K, V, c.attnScale);
       mark('attention (sdpa)', o);
-      const a = mx.matmul(o.transpose(0, 2, 1, 3).reshape(1, 1, -1), dense(lw.o).T);
+      const a = lin(o.transpose(0, 2, 1, 3).reshape(1, 1, -1), lw.o);
       mark('o projection', a);
       x = mx.add(x, a);
       const h2 = mx.fast.rmsNorm(x, lw.postNorm, c.rmsNormEps);
       mark('norms + residual', h2);
       let g: mx.array, u: mx.array;
       if (lw.gateUp) {
-        const y = mx.matmul(h2, dense(lw.gateUp).T);
+        const y = lin(h2, lw.gateUp);
         mark('gate/up projection', y);
         [g, u] = [y.index(mx.Slice(), mx.Slice(), mx.Slice(0, I)), y.index(mx.Slice(), mx.Slice(), mx.Slice(I, 2 * I))];
       } else {
-        [g, u] = [mx.matmul(h2, dense(lw.gate).T), mx.matmul(h2, dense(lw.up).T)];
+        [g, u] = [lin(h2, lw.gate!), lin(h2, lw.up!)];
         mark('gate/up projection', g, u);
       }
       const act = mx.multiply(mx.multiply(g, mx.sigmoid(g)), u);
       mark('swiglu', act);
-      const d = mx.matmul(act, dense(lw.down).T);
+      const d = lin(act, lw.down!);
       mark('down projection', d);
       x = mx.add(x, d);
       mark('norms + residual', x);
     }
     const xn = mx.fast.rmsNorm(x, W.norm, c.rmsNormEps);
     mark('norms + residual', xn);
-    const logits = mx.matmul(xn, dense(W.lmHead).T);
+    const logits = lin(xn, W.lmHead);
     mark('lm_head', logits);
     mark('argmax', mx.argmax(logits.reshape(1, -1), -1));
     await afterDecodeStep();
@@ -146,46 +173,64 @@ async function stageProfile(lm: LoadedModel, ctx: number, steps: number): Promis
   return { stepMs: round(plain[Math.floor(plain.length / 2)]), stages };
 }
 
-/** GB/s of one vocab×hidden matrix-vector product in each layout (best of `reps`, interleaved). */
-async function lmHeadLayouts(W: mx.array, reps: number): Promise<Record<string, { gbPerS: number; maxAbsDiff: number }>> {
-  const [N, K] = W.shape;
-  const contig = (a: mx.array) => {
-    const c = mx.add(a, mx.array(0, mx.float32));
-    mx.eval(c);
-    return c;
-  };
-  const x = contig(mx.random.normal([1, K]));
-  const xt = contig(x.T);
-  const WT = contig(W.T);
-  const kb = 256;
-  const blocks = K % kb === 0 && K > kb ? Array.from({ length: K / kb }, (_, j) => contig(W.index(mx.Slice(), mx.Slice(j * kb, (j + 1) * kb)))) : [];
-  const variants: Record<string, () => mx.array> = {
-    'x·Wᵀ (ours)': () => mx.matmul(x, W.T),
-    'W·xᵀ': () => mx.matmul(W, xt),
-    'x·(Wᵀ contiguous)': () => mx.matmul(x, WT),
-  };
-  if (blocks.length) {
-    variants[`K blocks of ${kb}, addmm chain`] = () => {
-      let y = mx.matmul(x.index(mx.Slice(), mx.Slice(0, kb)), blocks[0].T);
-      for (let j = 1; j < blocks.length; j++) y = mx.addmm(y, x.index(mx.Slice(), mx.Slice(j * kb, (j + 1) * kb)), blocks[j].T);
-      return y;
-    };
-  }
-  const ref = mx.matmul(x, W.T);
-  const best: Record<string, number> = {};
-  const diff: Record<string, number> = {};
-  for (const [name, f] of Object.entries(variants)) diff[name] = mx.max(mx.abs(mx.subtract(mx.flatten(f()), mx.flatten(ref)))).item() as number;
-  for (let r = 0; r < reps + 1; r++) {
-    for (const [name, f] of Object.entries(variants)) {
-      const t = performance.now();
-      mx.eval(f());
-      const dt = performance.now() - t;
-      if (r > 0) best[name] = Math.min(best[name] ?? Infinity, dt);
-      await afterDecodeStep();
+type LayoutTimes = Record<string, { ms: number; gbPerS: number; maxAbsDiff: number }>;
+
+/**
+ * Per role and row count: the product over all of the model's matrices of that role (one eval, as a
+ * step reads them — the set is far larger than the caches), plain vs K-blocks of each width
+ * (median of `reps`, variants interleaved). Blocked copies are made per width and dropped after.
+ */
+async function matrixLayouts(lm: LoadedModel, rowsList: number[], widths: number[], reps: number, log: (l: string) => void): Promise<Record<string, Record<string, LayoutTimes>>> {
+  const W = lm.model.weights;
+  const policy = lm.model.policy;
+  const roles: [KBlockRole, LinearWeight[]][] = [
+    ['lm_head', [W.lmHead]],
+    ['qkv', W.layers.map((l) => l.qkv ?? l.q)],
+    ['o', W.layers.map((l) => l.o)],
+    ['gate_up', W.layers.map((l) => l.gateUp ?? l.gate!)],
+    ['down', W.layers.map((l) => l.down!)],
+  ];
+  const out: Record<string, Record<string, LayoutTimes>> = {};
+  for (const [role, mats] of roles) {
+    if (!mats.every((w) => w.kind === 'dense')) continue;
+    const [N, K] = dense(mats[0]).shape;
+    const bytes = mats.reduce((a, w) => a + dense(w).size * 4, 0);
+    const variants: [string, LinearWeight[]][] = [['plain', mats]];
+    for (const target of widths) {
+      const w = kBlockWidth(K, target);
+      if (w === target) variants.push([`kblocks ${w}`, mats.map((m) => toKBlocks(m, w))]);
     }
+    for (const M of rowsList) {
+      const x = mx.random.normal([1, M, K]);
+      mx.eval(x);
+      const run = (ws: LinearWeight[]) => ws.map((w) => applyLinear(policy, x, w, role));
+      const ref = run(mats);
+      mx.eval(...ref);
+      const times: Record<string, number[]> = {};
+      const diff: Record<string, number> = {};
+      for (const [name, ws] of variants) {
+        const y = run(ws);
+        diff[name] = Math.max(...y.map((a, i) => mx.max(mx.abs(mx.subtract(a, ref[i]))).item() as number));
+      }
+      for (let r = 0; r <= reps; r++) {
+        for (const [name, ws] of r % 2 ? [...variants].reverse() : variants) {
+          const y = run(ws);
+          const t = performance.now();
+          mx.eval(...y);
+          if (r > 0) (times[name] ??= []).push(performance.now() - t);
+          await afterDecodeStep();
+        }
+      }
+      const res: LayoutTimes = {};
+      for (const [name] of variants) {
+        const ms = [...times[name]].sort((a, b) => a - b)[times[name].length >> 1];
+        res[name] = { ms: round(ms), gbPerS: round(bytes / ms / 1e6, 1), maxAbsDiff: diff[name] };
+      }
+      (out[role] ??= {})[`rows ${M}`] = res;
+      log(`${role} [${N}x${K}]x${mats.length} rows ${M}: ${Object.entries(res).map(([k, v]) => `${k} ${v.ms} ms ${v.gbPerS} GB/s`).join(', ')} (load ${load()[0]})`);
+    }
+    await afterLargeStep();
   }
-  const out: Record<string, { gbPerS: number; maxAbsDiff: number }> = {};
-  for (const name of Object.keys(variants)) out[name] = { gbPerS: round((N * K * 4) / best[name] / 1e6, 1), maxAbsDiff: diff[name] };
   return out;
 }
 
@@ -231,51 +276,67 @@ function jsOverhead(lm: LoadedModel, steps: number): { callsPerStep: number; bui
 
 export const decodeStepSection: BenchSection = {
   name: 'decode',
-  description: 'float32 decode step (in-process): fused vs separate q/k/v + gate/up (interleaved), step time by stage, lm_head matrix-vector layouts (GB/s), MLX calls and JS build time per step',
+  description:
+    'float32 decode step (in-process): K-blocked vs plain matrices (interleaved tok/s), step time by stage, matrix layouts per role with 1 and 4 rows (ms, GB/s), MLX calls and JS build time per step',
   async run(opts: BenchOptions): Promise<BenchResult> {
     const shape = (typeof opts.args['decode-shape'] === 'string' ? opts.args['decode-shape'] : opts.quick ? 'tiny' : 'qwen3_0_6b') as ShapeName;
     const rounds = Math.max(1, Number(opts.args.reps ?? (opts.quick ? 1 : 3)));
     const steps = shape === 'qwen3_0_6b' ? 24 : 64;
+    const plan = parsePlan(opts.args.kblocks);
+    const names = (typeof opts.args['decode-variants'] === 'string' ? opts.args['decode-variants'] : 'plain,blocked').split(',') as ('plain' | 'blocked' | 'separate')[];
     const dir = await ensureCheckpoint(shape, 'f32', opts.log);
     const loadStart = load();
-    const fused = await loadModel(dir);
+    const plain = await loadModel(dir, { kBlocks: {} });
     await afterLargeStep();
-    const separate = withoutFusion(fused);
-    await decodeTps(fused, 1, 4); // warm-up: BLAS threads, first-use paths, page-in
-    const tps: Record<'fused' | 'separate', number[]> = { fused: [], separate: [] };
+    const blocked = reblock(plain, plan);
+    await afterLargeStep();
+    const models = { plain, blocked, separate: withoutFusion(plain) };
+    await decodeTps(plain, 1, 4); // warm-up: BLAS threads, first-use paths, page-in
+    await decodeTps(blocked, 1, 4);
+    const tps: Record<string, number[]> = {};
     for (let r = 0; r < rounds; r++) {
-      const order = r % 2 === 0 ? (['fused', 'separate'] as const) : (['separate', 'fused'] as const);
-      for (const k of order) {
-        tps[k].push(round(await decodeTps(k === 'fused' ? fused : separate, 10 + r, steps)));
+      for (const k of r % 2 === 0 ? names : [...names].reverse()) {
+        (tps[k] ??= []).push(round(await decodeTps(models[k], 10 + r, steps)));
         opts.log(`${k}: ${tps[k].at(-1)} tok/s (load ${load()[0]})`);
       }
     }
     const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
-    const profile = await stageProfile(fused, 128, opts.quick ? 2 : 4);
-    opts.log(`step ${profile.stepMs} ms by stage: ${Object.entries(profile.stages).map(([k, v]) => `${k} ${v.ms}`).join(', ')}`);
-    const lmHead = await lmHeadLayouts(dense(fused.model.weights.lmHead), opts.quick ? 3 : 7);
-    opts.log(`lm_head layouts (GB/s): ${Object.entries(lmHead).map(([k, v]) => `${k} ${v.gbPerS}`).join(', ')}`);
-    const overhead = jsOverhead(fused, opts.quick ? 4 : 8);
+    const profiles: Record<string, Awaited<ReturnType<typeof stageProfile>>> = {};
+    for (const k of ['plain', 'blocked'] as const) {
+      profiles[k] = await stageProfile(models[k], 128, opts.quick ? 2 : 4);
+      opts.log(`${k}: step ${profiles[k].stepMs} ms by stage: ${Object.entries(profiles[k].stages).map(([n, v]) => `${n} ${v.ms}`).join(', ')}`);
+    }
+    const layouts = opts.args['skip-layouts'] ? null : await matrixLayouts(plain, [1, 4], [128, 256, 512], opts.quick ? 3 : 7, opts.log);
+    const overhead = jsOverhead(blocked, opts.quick ? 4 : 8);
     const result = {
       shape,
       decodeSteps: steps,
       promptTokens: 128,
-      decodeTokPerS: { fused: tps.fused, separate: tps.separate },
-      stepByStage: profile,
-      lmHeadGbPerS: lmHead,
+      kBlockPlan: plan,
+      decodeTokPerS: tps,
+      stepByStage: profiles,
+      matrixLayouts: layouts,
       jsPerStep: overhead,
       openblasCoretype: process.env.OPENBLAS_CORETYPE ?? null,
       loadavg: { start: loadStart, end: load() },
       notes: [
-        'fused = the load default (weights.ts fuseRows); separate = the same weights used as q/k/v/gate/up row views',
+        'plain = every matrix whole (fused q/k/v and gate/up); blocked = the same weights with kBlockPlan\'s matrices as K-blocks (the engine\'s CPU default unless --kblocks); separate = q/k/v/gate/up as row views',
         'stage times have an eval barrier after each stage; "kv append (replica)" concatenates instead of the in-place write',
+        'matrixLayouts: all matrices of a role in one eval; rows 4 = what a 4-stream batched decode step multiplies',
       ],
+    };
+    const ratio4 = (role: string, v: string) => {
+      const r = layouts?.[role];
+      return r?.['rows 4']?.[v] && r['rows 1']?.[v] ? round(r['rows 4'][v].ms / r['rows 1'][v].ms, 2) : null;
     };
     return {
       result,
       ratios: {
-        fused_over_separate_decode: round(median(tps.fused) / median(tps.separate), 3),
-        lm_head_share_of_step: profile.stages.lm_head?.share ?? null,
+        blocked_over_plain_decode: tps.blocked && tps.plain ? round(median(tps.blocked) / median(tps.plain), 3) : null,
+        ...(tps.separate ? { fused_over_separate_decode: round(median(tps.plain) / median(tps.separate), 3) } : {}),
+        lm_head_share_of_step_blocked: profiles.blocked.stages.lm_head?.share ?? null,
+        lm_head_rows4_over_rows1_plain: ratio4('lm_head', 'plain'),
+        lm_head_rows4_over_rows1_kblocks256: ratio4('lm_head', 'kblocks 256'),
         js_build_share_of_step: round(overhead.buildMs / (overhead.buildMs + overhead.evalMs), 3),
       },
     };

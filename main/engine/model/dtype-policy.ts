@@ -10,7 +10,10 @@ import { core as mx } from '@frost-beta/mlx';
 import { computeDtypeFor, type PolicyChoice } from '../probe/policy-choice.ts';
 
 /** A linear layer's weight as the forward pass uses it. */
-export type LinearWeight =
+export type LinearWeight = PreparedLinear | KBlockLinear;
+
+/** What a policy makes of a checkpoint module: a dense matrix or packed 4/8-bit weights. */
+export type PreparedLinear =
   | { kind: 'dense'; weight: mx.array; bias: mx.array | null }
   | {
       kind: 'quantized';
@@ -21,6 +24,46 @@ export type LinearWeight =
       bits: number;
       bias: mx.array | null;
     };
+
+/**
+ * A dense [outDim, inDim] float32 matrix stored as inDim/width contiguous column blocks `blocks`
+ * [inDim/width, outDim, width] (block j = columns [j·width, (j+1)·width)); the product is a chain
+ * of addmm over the blocks (linear.ts). On the CPU build OpenBLAS's small-M sgemm reads a matrix
+ * split this way faster than the whole one (see CPU_KBLOCK_PLAN).
+ */
+export interface KBlockLinear {
+  kind: 'kblocks';
+  blocks: mx.array;
+  /** blocks[j]ᵀ ([width, outDim] views, made and evaluated once at load: no per-step slicing). */
+  parts: mx.array[];
+  width: number;
+  bias: mx.array | null;
+}
+
+/** Matrices that may be stored as K-blocks, by role. */
+export type KBlockRole = 'lm_head' | 'qkv' | 'o' | 'gate_up' | 'down';
+
+/**
+ * Block width (columns per block) per role; absent = kept as one dense matrix. Only dense float32
+ * weights on the CPU device are ever blocked: packed weights keep quantizedMatmul, and Metal's
+ * matrix-vector kernels read a whole matrix at full speed already.
+ */
+export type KBlockPlan = Partial<Record<KBlockRole, number>>;
+
+/**
+ * The CPU float32 plan, chosen from the bench (`npm run -s bench -- --only decode`, section
+ * "matrix layouts"; Qwen3-0.6B shape, 1 and 4 rows).
+ */
+export const CPU_KBLOCK_PLAN: KBlockPlan = { lm_head: 256 };
+
+/** Whether MLX computes on the CPU here (the CPU build, or a Mac with the CPU as default device). */
+export function computesOnCpu(): boolean {
+  try {
+    return mx.defaultDevice().type === mx.cpu;
+  } catch {
+    return false;
+  }
+}
 
 /** Raw tensors of one checkpoint module (`<name>.weight` and optional quantization parts). */
 export interface RawModuleTensors {
@@ -34,11 +77,13 @@ export interface DtypePolicy {
   readonly name: string;
   readonly computeDtype: mx.Dtype;
   /** Converts a linear (or embedding-as-linear) module for compute. */
-  prepareLinear(t: RawModuleTensors, quant: { groupSize: number; bits: number } | null): LinearWeight;
+  prepareLinear(t: RawModuleTensors, quant: { groupSize: number; bits: number } | null): PreparedLinear;
   /** Converts a plain float tensor (norm weights, biases) for compute. */
   prepareDense(a: mx.array): mx.array;
   /** Guards compute: throws (instead of letting the native code abort the process). */
   assertCompute(x: mx.array, what: string): void;
+  /** Which dense float32 matrices are stored as K-blocks (weights.ts); absent or {} = none. */
+  readonly kBlocks?: KBlockPlan;
 }
 
 export function dtypeName(d: mx.Dtype): string {
@@ -65,6 +110,7 @@ export function cpuFloat32Policy(opts: { keepQuantized?: boolean } = {}): DtypeP
   return {
     name: opts.keepQuantized ? 'cpu-f32-qmm' : 'cpu-f32',
     computeDtype: f32,
+    kBlocks: computesOnCpu() ? CPU_KBLOCK_PLAN : {},
     prepareLinear(t, quant) {
       const bias = t.bias ? t.bias.astype(f32) : null;
       if (t.scales) {

@@ -10,7 +10,7 @@ import type { EngineErrorCode, ModelInfo, SamplingParams } from '../types.ts';
 import { createDecoderModel, type DecoderModel } from './base.ts';
 import { directRunner, type BatchScheduler } from './batch.ts';
 import { parseModelConfig, type ModelConfig } from './config.ts';
-import { defaultDtypePolicy, dtypeName, policyFromChoice, type DtypePolicy } from './dtype-policy.ts';
+import { defaultDtypePolicy, dtypeName, policyFromChoice, type DtypePolicy, type KBlockPlan } from './dtype-policy.ts';
 import type { PolicyChoice } from '../probe/policy-choice.ts';
 import { kvCacheFor, KV_STEP, type KVCache } from './kv-cache.ts';
 import { kvSlidingOf } from './kv-size.ts';
@@ -46,6 +46,8 @@ export interface LoadOptions {
   id?: string;
   /** false: keep q/k/v and gate/up as separate matrices (weights.ts fuseRows; for A/B benches). */
   fuseProjections?: boolean;
+  /** Which matrices to store as K-blocks, overriding the policy's plan ({} = none; tests and A/B benches). */
+  kBlocks?: KBlockPlan;
 }
 
 function readJson(dir: string, name: string, required: boolean): unknown {
@@ -100,7 +102,7 @@ export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Lo
   const eos = [...new Set([...config.eosTokenIds, ...idList(gen?.eos_token_id)])];
   let built: Awaited<ReturnType<typeof buildModelWeights>>;
   try {
-    built = await buildModelWeights(dir, config, policy, afterLargeStep, { fuseProjections: opts.fuseProjections });
+    built = await buildModelWeights(dir, config, policy, afterLargeStep, { fuseProjections: opts.fuseProjections, kBlocks: opts.kBlocks });
   } catch (e) {
     throw new ModelError('model_load_failed', (e as Error).message);
   }

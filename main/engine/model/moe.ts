@@ -38,7 +38,7 @@ function expert(w: MoeWeights, e: number) {
 export function moeArrays(w: MoeWeights): mx.array[] {
   const out: mx.array[] = [];
   for (const l of [w.router, w.gate, w.up, w.down]) {
-    out.push(l.weight);
+    out.push(l.kind === 'kblocks' ? l.blocks : l.weight);
     if (l.kind === 'quantized') out.push(l.scales, l.biases);
     if (l.bias) out.push(l.bias);
   }

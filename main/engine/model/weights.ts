@@ -5,7 +5,8 @@ import { core as mx } from '@frost-beta/mlx';
 import path from 'node:path';
 import type { ModelConfig } from './config.ts';
 import { FLOAT_DTYPE_NAMES, INDEX_FILE, listCheckpointFiles, readSafetensorsHeaderSync } from '../model-folder/index.ts';
-import type { DtypePolicy, LinearWeight, RawModuleTensors } from './dtype-policy.ts';
+import type { DtypePolicy, KBlockPlan, KBlockRole, LinearWeight, RawModuleTensors } from './dtype-policy.ts';
+import { kBlockWidth, toKBlocks } from './linear.ts';
 import { loadMoeWeights, moeArrays, type MoeWeights } from './moe.ts';
 
 export class WeightsError extends Error {
@@ -146,6 +147,7 @@ function takeModule(tensors: Map<string, mx.array>, stem: string, withBias: bool
 
 function linearShape(w: LinearWeight): [number, number] {
   if (w.kind === 'dense') return [w.weight.shape[0], w.weight.shape[1]];
+  if (w.kind === 'kblocks') return [w.blocks.shape[1], w.blocks.shape[0] * w.width];
   return [w.weight.shape[0], (w.weight.shape[1] * 32) / w.bits];
 }
 
@@ -157,7 +159,8 @@ function expectShape(w: LinearWeight, outDim: number, inDim: number, name: strin
 }
 
 export function linearArrays(w: LinearWeight): mx.array[] {
-  const out = [w.weight];
+  // A K-blocked weight's `parts` are views of `blocks` (not counted).
+  const out = [w.kind === 'kblocks' ? w.blocks : w.weight];
   if (w.kind === 'quantized') out.push(w.scales, w.biases);
   if (w.bias) out.push(w.bias);
   return out;
@@ -168,6 +171,11 @@ function rowSlice(w: LinearWeight, from: number, to: number): LinearWeight {
   const rows = (a: mx.array) => a.index(mx.Slice(from, to));
   const bias = w.bias ? rows(w.bias) : null;
   if (w.kind === 'dense') return { kind: 'dense', weight: rows(w.weight), bias };
+  if (w.kind === 'kblocks') {
+    // Rows [from, to) of every block: each block's slice is still contiguous.
+    const blocks = w.blocks.index(mx.Slice(), mx.Slice(from, to));
+    return { kind: 'kblocks', blocks, parts: w.parts.map((_, j) => blocks.index(j).T), width: w.width, bias };
+  }
   return { ...w, weight: rows(w.weight), scales: rows(w.scales), biases: rows(w.biases), bias };
 }
 
@@ -178,16 +186,17 @@ function rowSlice(w: LinearWeight, from: number, to: number): LinearWeight {
  * native policy's guard tests read the separate modules) is returned as it is, with `fused` null.
  */
 function fuseRows(parts: LinearWeight[]): { fused: LinearWeight | null; parts: LinearWeight[] } {
-  const dense = parts.every((p) => p.kind === 'dense' && p.weight.dtype === parts[0].weight.dtype);
+  const ws = parts.map((p) => (p.kind === 'dense' ? p.weight : null));
+  const dense = ws.every((w) => w && w.dtype === ws[0]!.dtype);
   const biases = parts.filter((p) => p.bias).length;
   if (!dense || (biases !== 0 && biases !== parts.length)) return { fused: null, parts };
-  const weight = mx.concatenate(parts.map((p) => p.weight), 0);
+  const weight = mx.concatenate(ws as mx.array[], 0);
   const bias = biases ? mx.concatenate(parts.map((p) => p.bias!), 0) : null;
   const fused: LinearWeight = { kind: 'dense', weight, bias };
   const views: LinearWeight[] = [];
   let row = 0;
-  for (const p of parts) {
-    const n = p.weight.shape[0];
+  for (const w of ws as mx.array[]) {
+    const n = w.shape[0];
     views.push(rowSlice(fused, row, row + n));
     row += n;
   }
@@ -210,9 +219,17 @@ export async function buildModelWeights(
   cfg: ModelConfig,
   policy: DtypePolicy,
   afterLayer: () => Promise<void> = async () => {},
-  opts: { fuseProjections?: boolean } = {},
+  opts: { fuseProjections?: boolean; kBlocks?: KBlockPlan } = {},
 ): Promise<{ weights: ModelWeights; info: CheckpointInfo }> {
   const fuse = opts.fuseProjections !== false;
+  // Dense float32 matrices the plan names are re-laid out as K-blocks (CPU only: dtype-policy.ts).
+  const plan = opts.kBlocks ?? policy.kBlocks ?? {};
+  const block = (w: LinearWeight, role: KBlockRole): LinearWeight => {
+    const target = plan[role];
+    if (!target || w.kind !== 'dense' || w.weight.dtype !== mx.float32) return w;
+    const width = kBlockWidth(linearShape(w)[1], target);
+    return width ? toKBlocks(w, width) : w;
+  };
   const { tensors, files } = loadCheckpointTensors(dir);
   const P = cfg.weightPrefix; // '' or 'language_model.' (multimodal checkpoint: its text model)
   const checkpointDtype = describeDtype(tensors, cfg.quantization, P);
@@ -257,7 +274,11 @@ export async function buildModelWeights(
     error: (message) => new WeightsError(message),
   };
 
-  const embed = lin(`${P}model.embed_tokens`, cfg.vocabSize, cfg.hiddenSize, false);
+  // Gemma checkpoints have no lm_head tensor and no tie_word_embeddings flag: tied when absent.
+  const tied = cfg.tieWordEmbeddings || (cfg.normPlusOne && !tensors.has(`${P}lm_head.weight`));
+  let embed: LinearWeight = lin(`${P}model.embed_tokens`, cfg.vocabSize, cfg.hiddenSize, false);
+  // Tied: the one table is laid out for the lm_head's product; lookups gather from its blocks.
+  if (tied) embed = block(embed, 'lm_head');
   mx.eval(...linearArrays(embed));
   await afterLayer();
 
@@ -279,6 +300,11 @@ export async function buildModelWeights(
       v = lin(`${p}.self_attn.v_proj`, kvDim, H, cfg.qkvBias);
       if (fuse) ({ fused: qkv, parts: [q, k, v] } = fuseRows([q, k, v]));
     }
+    if (qkv) {
+      // Blocked: the q/k/v views are re-cut from the blocks (no second copy of the matrix).
+      qkv = block(qkv, 'qkv');
+      if (qkv.kind === 'kblocks') [q, k, v] = [rowSlice(qkv, 0, qDim), rowSlice(qkv, qDim, qDim + kvDim), rowSlice(qkv, qDim + kvDim, qDim + 2 * kvDim)];
+    } else [q, k, v] = [block(q, 'qkv'), block(k, 'qkv'), block(v, 'qkv')];
     const moe = cfg.moe?.sparseLayers[l] ? loadMoeWeights(loader, `${p}.mlp`, cfg) : null;
     let gate: LinearWeight | null = null, up: LinearWeight | null = null, down: LinearWeight | null = null;
     let gateUp: LinearWeight | null = null;
@@ -293,7 +319,11 @@ export async function buildModelWeights(
         up = lin(`${p}.mlp.up_proj`, I, H, cfg.mlpBias);
         if (fuse) ({ fused: gateUp, parts: [gate, up] } = fuseRows([gate, up]));
       }
-      down = lin(`${p}.mlp.down_proj`, H, I, cfg.mlpBias);
+      if (gateUp) {
+        gateUp = block(gateUp, 'gate_up');
+        if (gateUp.kind === 'kblocks') [gate, up] = [rowSlice(gateUp, 0, I), rowSlice(gateUp, I, 2 * I)];
+      } else [gate, up] = [block(gate!, 'gate_up'), block(up!, 'gate_up')];
+      down = block(lin(`${p}.mlp.down_proj`, H, I, cfg.mlpBias), 'down');
     }
     const sandwich = cfg.sandwichNorms;
     const layer: LayerWeights = {
@@ -303,7 +333,7 @@ export async function buildModelWeights(
       k,
       v,
       qkv,
-      o: lin(`${p}.self_attn.o_proj`, H, qDim, cfg.oBias),
+      o: block(lin(`${p}.self_attn.o_proj`, H, qDim, cfg.oBias), 'o'),
       qNorm: cfg.qkNorm ? norm(`${p}.self_attn.q_norm.weight`, cfg.headDim) : null,
       kNorm: cfg.qkNorm ? norm(`${p}.self_attn.k_norm.weight`, cfg.headDim) : null,
       gate,
@@ -320,12 +350,11 @@ export async function buildModelWeights(
   }
   const finalNorm = norm(`${P}model.norm.weight`, cfg.hiddenSize);
   let lmHead: LinearWeight;
-  // Gemma checkpoints have no lm_head tensor and no tie_word_embeddings flag: tied when absent.
-  if (cfg.tieWordEmbeddings || (cfg.normPlusOne && !tensors.has(`${P}lm_head.weight`))) {
+  if (tied) {
     lmHead = embed;
     tensors.delete(`${P}lm_head.weight`); // some tied checkpoints still carry a copy; ignore it
   } else {
-    lmHead = lin(`${P}lm_head`, cfg.vocabSize, cfg.hiddenSize, false);
+    lmHead = block(lin(`${P}lm_head`, cfg.vocabSize, cfg.hiddenSize, false), 'lm_head');
     mx.eval(...linearArrays(lmHead));
   }
   mx.eval(finalNorm);
