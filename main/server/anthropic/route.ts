@@ -38,12 +38,7 @@ export function anthropicFormat(opts: { showThinking: boolean; thinkingOmitted: 
 
 function anthropicWriter(ctx: WriterContext, opts: { showThinking: boolean; thinkingOmitted: boolean }): ResponseWriter {
   const { prep, track } = ctx;
-  const builder = new AnthropicMessageBuilder({
-    id: prep.id,
-    model: prep.modelId,
-    showThinking: opts.showThinking,
-    thinkingOmitted: opts.thinkingOmitted,
-  });
+  const builder = new AnthropicMessageBuilder({ ...opts, id: prep.id, model: prep.modelId });
   // The split always runs so thinking never leaks into the answer; it is shown only when asked.
   return framedWriter(ctx, ctx.output({ reasoning: true }), {
     // message_start, then a ping (as Anthropic's own stream does).
