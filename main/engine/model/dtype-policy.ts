@@ -51,10 +51,13 @@ export type KBlockRole = 'lm_head' | 'qkv' | 'o' | 'gate_up' | 'down';
 export type KBlockPlan = Partial<Record<KBlockRole, number>>;
 
 /**
- * The CPU float32 plan, chosen from the bench (`npm run -s bench -- --only decode`, section
- * "matrix layouts"; Qwen3-0.6B shape, 1 and 4 rows).
+ * The CPU float32 plan, chosen from the bench (`npm run -s bench -- --only decode`: matrix layouts
+ * per role; Qwen3-0.6B shape, OpenBLAS 0.3.21, load ~2): 128-column blocks read the lm_head at
+ * 16.6 GB/s vs 12.1 whole (1 row; 4 rows 9.2 vs 7.3) and the fused gate/up matrices 50 vs 59 ms
+ * per step for all 28 layers (4 rows 61 vs 74); q/k/v neutral; o and down (K = 2,048 / 3,072,
+ * 1,024 outputs) ran ~2x slower blocked at 128/256 and ~15% slower at 512 — kept whole.
  */
-export const CPU_KBLOCK_PLAN: KBlockPlan = { lm_head: 256 };
+export const CPU_KBLOCK_PLAN: KBlockPlan = { lm_head: 128, gate_up: 128 };
 
 /** Whether MLX computes on the CPU here (the CPU build, or a Mac with the CPU as default device). */
 export function computesOnCpu(): boolean {
