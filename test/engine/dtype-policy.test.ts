@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildTinyModel, type TinyModelSpec } from '../helpers/tiny-model.ts';
-import { generateAll, loadModel, type LoadedModel } from '../../main/engine/model/generator.ts';
+import { loadModel, type LoadedModel } from '../../main/engine/model/generator.ts';
 import { policyFromChoice, DtypePolicyError } from '../../main/engine/model/dtype-policy.ts';
 import { engineDtypeChoice } from '../../main/engine/process/backend.ts';
 import {
@@ -28,9 +28,8 @@ import {
   readCachedCapabilities,
   type MlxCapabilities,
 } from '../../main/engine/probe/index.ts';
-import { DEFAULT_SAMPLING } from '../../main/engine/types.ts';
 import { ReferenceModel, maxAbsDiff } from './reference.ts';
-import { engineLogits, someTokens } from './reference-helpers.ts';
+import { engineGreedy, engineLogits, someTokens } from './reference-helpers.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const fixture = (name: string): MlxCapabilities => JSON.parse(readFileSync(path.join(here, 'fixtures', name), 'utf8'));
@@ -150,15 +149,6 @@ function referenceGreedy(dir: string, prompt: number[], n: number): number[] {
   return out;
 }
 
-async function engineGreedy(lm: LoadedModel, prompt: number[], n: number): Promise<number[]> {
-  const r = await generateAll(lm, null, {
-    promptIds: prompt,
-    sampling: { ...DEFAULT_SAMPLING, temperature: 0, maxTokens: n },
-    eosTokenIds: [],
-    cachePrompt: false,
-  });
-  return r.tokens;
-}
 
 describe('native quantized path (packed weights, float32 compute on this build) vs the float64 reference', () => {
   const V = 4096;

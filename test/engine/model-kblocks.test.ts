@@ -7,12 +7,11 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { core as mx } from '@frost-beta/mlx';
 import { buildTinyModel } from '../helpers/tiny-model.ts';
-import { generateAll, loadModel, type LoadedModel } from '../../main/engine/model/generator.ts';
+import { loadModel, type LoadedModel } from '../../main/engine/model/generator.ts';
 import { CPU_KBLOCK_PLAN, computesOnCpu, cpuFloat32Policy, policyFromChoice, type KBlockPlan, type LinearWeight } from '../../main/engine/model/dtype-policy.ts';
 import { applyLinear, embedRows, kBlockWidth } from '../../main/engine/model/linear.ts';
 import { choosePolicy } from '../../main/engine/probe/policy-choice.ts';
-import { DEFAULT_SAMPLING } from '../../main/engine/types.ts';
-import { engineLogits, engineLogitsChunked, someTokens } from './reference-helpers.ts';
+import { engineGreedy, engineLogits, engineLogitsChunked, someTokens } from './reference-helpers.ts';
 import { maxAbsDiff } from './reference.ts';
 
 const V = 8192;
@@ -20,15 +19,6 @@ const TOL = 1e-4;
 // hidden 128 / intermediate 128 / 4 heads × 32: every matrix splits into two 64-column blocks.
 const EVERY_ROLE: KBlockPlan = { lm_head: 64, qkv: 64, o: 64, gate_up: 64, down: 64 };
 
-async function greedy(lm: LoadedModel, prompt: number[], n: number): Promise<number[]> {
-  const r = await generateAll(lm, null, {
-    promptIds: prompt,
-    sampling: { ...DEFAULT_SAMPLING, temperature: 0, maxTokens: n },
-    eosTokenIds: [],
-    cachePrompt: false,
-  });
-  return r.tokens;
-}
 
 const kindOf = (w: LinearWeight | null) => w?.kind;
 
@@ -65,7 +55,7 @@ describe('K-blocked matrices', () => {
       assert.ok(d1 <= TOL && d2 <= TOL, `${d1} / ${d2}`);
 
       const prompt = someTokens(6, 9).map((x) => x % V);
-      assert.deepEqual(await greedy(blocked, prompt, 12), await greedy(plain, prompt, 12));
+      assert.deepEqual(await engineGreedy(blocked, prompt, 12), await engineGreedy(plain, prompt, 12));
     });
   }
 

@@ -1,11 +1,23 @@
 // Engine-side helpers shared by the engine-core tests (the reference itself is in reference.ts).
 import { core as mx } from '@frost-beta/mlx';
 import { forward } from '../../main/engine/model/base.ts';
-import { loadModel, type LoadedModel } from '../../main/engine/model/generator.ts';
+import { generateAll, loadModel, type LoadedModel } from '../../main/engine/model/generator.ts';
+import { DEFAULT_SAMPLING } from '../../main/engine/types.ts';
 import { loadTextPipeline, TOOL_MARKER_TOKENS, type TextPipeline } from '../../main/engine/text/index.ts';
 import { buildTokenTable, type TokenTable } from '../../main/engine/constrain/index.ts';
 import { buildTinyModel } from '../helpers/tiny-model.ts';
 import { kvCacheFor } from '../../main/engine/model/kv-cache.ts';
+
+/** The engine's greedy tokens for `prompt` (no EOS stop, nothing cached). */
+export async function engineGreedy(lm: LoadedModel, prompt: number[], n: number): Promise<number[]> {
+  const r = await generateAll(lm, null, {
+    promptIds: prompt,
+    sampling: { ...DEFAULT_SAMPLING, temperature: 0, maxTokens: n },
+    eosTokenIds: [],
+    cachePrompt: false,
+  });
+  return r.tokens;
+}
 
 /** Full-sequence engine logits (fresh cache), one JS array per position. */
 export function engineLogits(lm: LoadedModel, tokens: number[]): number[][] {

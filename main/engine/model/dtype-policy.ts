@@ -56,8 +56,13 @@ export type KBlockPlan = Partial<Record<KBlockRole, number>>;
  * 16.6 GB/s vs 12.1 whole (1 row; 4 rows 9.2 vs 7.3) and the fused gate/up matrices 50 vs 59 ms
  * per step for all 28 layers (4 rows 61 vs 74); q/k/v neutral; o and down (K = 2,048 / 3,072,
  * 1,024 outputs) ran ~2x slower blocked at 128/256 and ~15% slower at 512 — kept whole.
+ * gate/up is kept whole too: the blocks serve every step, and a 256-row prefill chunk runs an
+ * addmm chain of K = 128 products, which OpenBLAS does far worse than one K = 1,024 product —
+ * in-process A/B (lead, load ~1.9, 3 interleaved reps, 512-token prompt): prefill 59–102 tok/s
+ * with gate/up blocked vs 97–111 lm_head only, decode 6.72–6.85 vs 6.46–6.69 tok/s (+3%). Prefill
+ * is most of an agent's wait. The lm_head runs on one row per sequence in prefill too (last only).
  */
-export const CPU_KBLOCK_PLAN: KBlockPlan = { lm_head: 128, gate_up: 128 };
+export const CPU_KBLOCK_PLAN: KBlockPlan = { lm_head: 128 };
 
 /** Whether MLX computes on the CPU here (the CPU build, or a Mac with the CPU as default device). */
 export function computesOnCpu(): boolean {
