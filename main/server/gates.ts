@@ -12,6 +12,7 @@ import { sanitizeMessage } from '../common/sanitize.ts';
 import { isLoopbackHost, type ServerConfig } from './config.ts';
 import { errorBodyFor } from './error-shapes.ts';
 import type { ServerHooks } from './hooks.ts';
+import { readBody } from './body-reader.ts';
 import { parseJsonBody } from './json-body.ts';
 import { checkContentEncoding, checkHost, checkOrigin, makeApiKeyCheck } from './security.ts';
 import { newTrack, toRecord, type RequestTrack } from './track.ts';
@@ -32,7 +33,8 @@ export interface GatesContext {
   selfOrigins(): string[];
   /**
    * Parses a body of more than LARGE_BODY_BYTES off the event loop (the prompt workers): same
-   * checks and errors as parseJsonBody. Absent: every body is parsed inline.
+   * checks and errors as parseJsonBody. Absent: every body is parsed inline. `body` may be moved to
+   * the worker (body-reader.ts gives a large body its own ArrayBuffer): the caller must not read it after.
    */
   parseLargeJson?(body: Buffer, maxDepth: number, path: string): Promise<Record<string, unknown>>;
 }
@@ -181,25 +183,23 @@ export function registerGates(app: FastifyInstance, ctx: GatesContext): void {
 
   // ---------------------------------------------------------------- body parsing
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+  app.addContentTypeParser('application/json', (request, payload, done) => {
     const ct = String(request.headers['content-type'] ?? '');
     const charset = /charset=([^;\s]+)/i.exec(ct)?.[1]?.toLowerCase().replace(/"/g, '');
     if (charset && charset !== 'utf-8' && charset !== 'utf8') {
       return done(new ApiError('unsupported_media_type', 'Only UTF-8 JSON bodies are accepted'), undefined);
     }
-    const buf = body as Buffer;
-    if (ctx.parseLargeJson && buf.length > LARGE_BODY_BYTES) {
-      ctx.parseLargeJson(buf, ctx.config.maxJsonDepth, rawPath(request.raw)).then(
+    const limit = request.routeOptions.bodyLimit ?? ctx.config.bodyLimitBytes;
+    const contentLength = Number(request.headers['content-length']);
+    readBody(payload, { limit, contentLength, preallocateFrom: LARGE_BODY_BYTES })
+      .then((buf) => {
+        if (ctx.parseLargeJson && buf.length > LARGE_BODY_BYTES) return ctx.parseLargeJson(buf, ctx.config.maxJsonDepth, rawPath(request.raw));
+        return parseJsonBody(buf, ctx.config.maxJsonDepth);
+      })
+      .then(
         (value) => done(null, value),
         (err: Error) => done(err, undefined),
       );
-      return;
-    }
-    try {
-      done(null, parseJsonBody(buf, ctx.config.maxJsonDepth));
-    } catch (err) {
-      done(err as Error, undefined);
-    }
   });
 
   app.setErrorHandler((err, _request, reply) => {

@@ -27,6 +27,7 @@ import type { GenerationConstraint } from '../engine/types.ts';
 import type { ServerTextPipeline } from './hooks.ts';
 import sjson from 'secure-json-parse';
 import type { EarlyOptions } from './early-refusal.ts';
+import { ownsArrayBuffer } from './body-reader.ts';
 import { parseJsonBody } from './json-body.ts';
 import { textSize } from './prompt-bounds.ts';
 import { encodeTexts, fromWireError, renderPrompt, type PromptInput, type PromptWork, type WireError } from './prompt-render.ts';
@@ -48,7 +49,8 @@ export type WorkerTask =
 export type WorkerReply =
   | { id: number; kind: 'render'; count: number; ids: Uint32Array | null; opensThinking: boolean; constraint: { ok: GenerationConstraint | null } | { error: WireError } }
   | { id: number; kind: 'encode'; lengths: Uint32Array; flat: Uint32Array }
-  | { id: number; kind: 'parsed'; verdicts: SchemaVerdicts; plain: boolean }
+  /** `bytes`: the body, moved back from the worker (it was moved there), for the parse here. */
+  | { id: number; kind: 'parsed'; verdicts: SchemaVerdicts; plain: boolean; bytes: Uint8Array }
   | { id: number; kind: 'error'; error: WireError }
   | { id: number; kind: 'unavailable' };
 
@@ -194,7 +196,9 @@ export class PromptPool {
    */
   async parseJson(buf: Buffer, opts: { maxDepth: number; path: string; early: EarlyOptions }): Promise<Record<string, unknown>> {
     if (this.opts.workers <= 0 || this.closed) return parseJsonBody(buf, opts.maxDepth);
-    const bytes = new Uint8Array(buf); // a copy for the worker (moved there); `buf` stays ours
+    // The body moves to the worker (and back with a 'parsed' reply): no copy when it owns its
+    // ArrayBuffer (body-reader.ts reads large bodies that way); otherwise one copy here.
+    const bytes = ownsArrayBuffer(buf) ? new Uint8Array(buf.buffer, 0, buf.byteLength) : new Uint8Array(buf);
     const reply = await this.submit({ id: this.nextId++, op: 'parse', bytes, ...opts }, undefined, [bytes.buffer as ArrayBuffer]);
     if (reply.kind === 'error') {
       this.stats.parseRefused++;
@@ -202,7 +206,7 @@ export class PromptPool {
     }
     if (reply.kind !== 'parsed') throw new ApiError('internal_error', 'The request body could not be parsed');
     this.stats.parsed++;
-    let text = buf.toString('utf8'); // valid UTF-8: the worker checked
+    let text = Buffer.from(reply.bytes.buffer, reply.bytes.byteOffset, reply.bytes.byteLength).toString('utf8'); // valid UTF-8: the worker checked
     if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
     const value = (reply.plain ? JSON.parse(text) : sjson.parse(text, undefined, { protoAction: 'remove', constructorAction: 'remove' })) as Record<string, unknown>;
     applySchemaVerdicts(value, reply.verdicts);

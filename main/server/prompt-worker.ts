@@ -36,7 +36,7 @@ function pipelineFor(model: WorkerModelRef): Promise<TextPipeline | null> {
 
 /**
  * A large request body: checked, parsed, its schemas compiled and — when certain — refused here
- * (early-refusal.ts). Only the verdicts travel back, never the value: cloning a huge parsed body
+ * (early-refusal.ts). Only the verdicts (and the body bytes, moved) travel back, never the value: cloning a huge parsed body
  * to the event loop costs more than parsing it there.
  */
 function parse(task: Extract<WorkerTask, { op: 'parse' }>): WorkerReply {
@@ -49,14 +49,18 @@ function parse(task: Extract<WorkerTask, { op: 'parse' }>): WorkerReply {
     // No escapes, no "proto", no "constructor": secure-json-parse would return JSON.parse's result as is.
     const text = buf.toString('latin1');
     const plain = !text.includes('\\u') && !text.includes('proto') && !text.includes('constructor');
-    return { id: task.id, kind: 'parsed', verdicts, plain };
+    return { id: task.id, kind: 'parsed', verdicts, plain, bytes: task.bytes };
   } catch (err) {
     return { id: task.id, kind: 'error', error: toWireError(err) };
   }
 }
 
 async function run(task: WorkerTask): Promise<{ reply: WorkerReply; transfer: ArrayBuffer[] }> {
-  if (task.op === 'parse') return { reply: parse(task), transfer: [] };
+  if (task.op === 'parse') {
+    const reply = parse(task);
+    // The body goes back to the event loop (moved, not copied) only when it is parsed there again.
+    return { reply, transfer: reply.kind === 'parsed' ? [task.bytes.buffer as ArrayBuffer] : [] };
+  }
   const text = await pipelineFor(task.model);
   if (!text) {
     pipelines.delete(task.model.key); // retried on a later task (e.g. a transient read error)

@@ -5,6 +5,7 @@
 // the same errors (code, param, message, each API's shape) as the inline parse, the verdict of a
 // worker-compiled schema is the one validation uses, and large bodies really went through a worker.
 // How long /health takes meanwhile is the bench's job: `npm run -s bench -- --only health-under-load`.
+import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ApiError } from '../../main/common/errors.ts';
@@ -171,5 +172,116 @@ describe('a real server parses large bodies in a worker, with the same answers',
     const ok = await postJson(stack.port, '/v1/chat/completions', { messages: [{ role: 'user', content: 'hello '.repeat(5) }], max_tokens: 2, metadata_pad: pad });
     assert.equal(ok.status, 200, ok.body.slice(0, 300));
     assert.equal(stack.server.prompts.stats.parsed, parsedBefore + 1);
+  });
+  /** A raw HTTP/1.1 request written in pieces of the given sizes (cycled), with a turn of the event loop between them. */
+  function rawPost(path: string, body: Buffer, headers: Record<string, string>, pieces: number[], stopAt = body.length): Promise<{ status: number; body: string }> {
+    return new Promise((resolve) => {
+      const sock = net.connect(stack.port, '127.0.0.1');
+      const received: Buffer[] = [];
+      sock.on('data', (d: Buffer) => received.push(d));
+      // The server may answer (413) and close while pieces are still being written: EPIPE/ECONNRESET
+      // then, and the answer already read is what counts.
+      sock.on('error', () => {});
+      sock.on('close', () => {
+        const answer = Buffer.concat(received).toString('utf8');
+        const m = /^HTTP\/1\.1 (\d{3})/.exec(answer);
+        resolve({ status: m ? Number(m[1]) : 0, body: answer.slice(answer.indexOf('\r\n\r\n') + 4) });
+      });
+      const head = Object.entries({ host: `127.0.0.1:${stack.port}`, 'content-type': 'application/json', connection: 'close', ...headers }).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+      sock.write(`POST ${path} HTTP/1.1\r\n${head}\r\n`);
+      let at = 0;
+      let i = 0;
+      const next = () => {
+        // A complete body: wait for the answer (`connection: close` ends the socket). A short one:
+        // the client gives up writing and half-closes, as a crashed or cut-off client would.
+        if (at >= stopAt) return void (stopAt < body.length ? sock.end() : undefined);
+        if (sock.destroyed) return;
+        const n = Math.min(pieces[i++ % pieces.length], stopAt - at);
+        const chunk = body.subarray(at, at + n);
+        at += n;
+        const framed = headers['transfer-encoding'] === 'chunked' ? Buffer.concat([Buffer.from(`${n.toString(16)}\r\n`), chunk, Buffer.from('\r\n')]) : chunk;
+        sock.write(framed, () => setImmediate(next));
+        if (at >= stopAt && headers['transfer-encoding'] === 'chunked') sock.write('0\r\n\r\n');
+      };
+      next();
+    });
+  }
+
+  test('a large body written in odd-sized pieces (multi-byte characters split across them) arrives intact, with or without Content-Length', async () => {
+    const request = { messages: [{ role: 'user', content: 'Name three colours.' }], max_tokens: 6, temperature: 0 };
+    const small = await postJson(stack.port, '/v1/chat/completions', request);
+    assert.equal(small.status, 200, small.body.slice(0, 300));
+    const expected = (error(small.body).choices as { message: { content: string } }[])[0].message.content;
+    // 4-byte, 3-byte and 2-byte UTF-8 characters: a piece boundary lands inside them, and a byte
+    // copied to the wrong offset breaks the UTF-8 check, the JSON, or the prompt (another answer).
+    const body = Buffer.from(JSON.stringify({ ...request, metadata_pad: '😀€é'.repeat(Math.ceil(LARGE_BODY_BYTES / 9) + 999) }));
+    assert.ok(body.length > LARGE_BODY_BYTES);
+    const pieces = [1, 7, 4093, 65537, 3, 32768];
+    const framings: Record<string, string>[] = [{ 'content-length': String(body.length) }, { 'transfer-encoding': 'chunked' }];
+    for (const headers of framings) {
+      const parsedBefore = stack.server.prompts.stats.parsed;
+      const r = await rawPost('/v1/chat/completions', body, headers, pieces);
+      assert.equal(r.status, 200, `${JSON.stringify(headers)}: ${r.body.slice(0, 300)}`);
+      const answer = (error(r.body).choices as { message: { content: string } }[])[0].message.content;
+      assert.equal(answer, expected, `the same greedy answer as the small request (${JSON.stringify(headers)})`);
+      assert.equal(stack.server.prompts.stats.parsed, parsedBefore + 1, 'parsed in the worker');
+    }
+  });
+
+  test('a client that goes away halfway through a large body: nothing parsed, the server keeps answering', async () => {
+    const body = Buffer.from(JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], metadata_pad: pad }));
+    const parsedBefore = stack.server.prompts.stats.parsed;
+    await new Promise<void>((resolve) => {
+      const sock = net.connect(stack.port, '127.0.0.1', () => {
+        sock.write(`POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:${stack.port}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n`);
+        sock.write(body.subarray(0, body.length >> 1), () => sock.destroy());
+      });
+      sock.on('error', () => {});
+      sock.on('close', () => resolve());
+    });
+    const ok = await postJson(stack.port, '/v1/chat/completions', { messages: [{ role: 'user', content: 'hi' }], max_tokens: 1, metadata_pad: pad });
+    assert.equal(ok.status, 200, ok.body.slice(0, 300));
+    assert.equal(stack.server.prompts.stats.parsed, parsedBefore + 1, 'only the complete body was parsed');
+  });
+
+  test('a large Content-Length over the limit: 413 before the body is read', async () => {
+    const body = Buffer.alloc(LARGE_BODY_BYTES * 2, 0x20);
+    // Only the first piece is written: the answer comes from the headers alone.
+    const r = await rawPost('/v1/chat/completions', body, { 'content-length': String(64 * 1024 * 1024) }, [1024], 1024);
+    assert.equal(r.status, 413);
+    assert.equal((error(r.body).error as { code: string }).code, 'body_too_large');
+  });
+  test('the other front doors (Anthropic, Responses, Ollama): a large request over the context gets, from the worker, the answer its route gives inline', async () => {
+    // The route's own answer: the same requests to a server that parses every body inline.
+    const inline = await startStack({ config: { promptWorkers: 0 } });
+    try {
+      const model = ((await (await fetch(`http://127.0.0.1:${stack.port}/v1/models`)).json()) as { data: { id: string }[] }).data[0].id;
+      const long = 'a'.repeat(stack.modelInfo.contextLength * 64 + 1000);
+      const cases: [string, Record<string, unknown>, boolean][] = [
+        ['/v1/messages', { model, max_tokens: 1, messages: [{ role: 'user', content: long }] }, true],
+        ['/v1/messages', { model, max_tokens: 1, system: long, messages: [{ role: 'user', content: 'hi' }] }, true],
+        ['/v1/responses', { model, max_output_tokens: 16, input: long }, true],
+        ['/api/chat', { model, stream: false, messages: [{ role: 'user', content: long }] }, true],
+        ['/api/generate', { model, stream: false, prompt: long }, true],
+        // Not decided in the worker: an unknown previous response (the store is the main thread's), a model not served.
+        ['/v1/responses', { model, max_output_tokens: 16, input: long, previous_response_id: 'resp_unknown' }, false],
+        ['/v1/messages', { model: 'no-such-model', max_tokens: 1, messages: [{ role: 'user', content: long }] }, false],
+        // Invalid: refused in the worker by the route's own validation.
+        ['/v1/messages', { model, messages: [{ role: 'user', content: long }] }, true],
+      ];
+      const scrub = (text: string) => text.replace(/"(request_id|id)":"[^"]*"/g, '"$1":"-"');
+      for (const [path, body, inWorker] of cases) {
+        const refusedBefore = stack.server.prompts.stats.parseRefused;
+        const got = await postJson(stack.port, path, body);
+        const want = await postJson(inline.port, path, body);
+        const label = `${path} ${Object.keys(body).join(',')}`;
+        assert.ok(got.status >= 400, `${label}: refused (${got.status})`);
+        assert.equal(got.status, want.status, `${label}: ${got.body.slice(0, 200)} vs ${want.body.slice(0, 200)}`);
+        assert.equal(scrub(got.body), scrub(want.body), label);
+        assert.equal(stack.server.prompts.stats.parseRefused, refusedBefore + (inWorker ? 1 : 0), `${label}: refused in the worker: ${inWorker}`);
+      }
+    } finally {
+      await inline.close();
+    }
   });
 });
