@@ -83,6 +83,21 @@ async function runPrefill(opts: BenchOptions): Promise<BenchResult> {
   const warm = { promptIds: promptIds(8, 1, 1000), sampling: { ...DEFAULT_SAMPLING, temperature: 0, maxTokens: 2 }, eosTokenIds: [], cachePrompt: false };
   await generateAll(lm, null, warm);
 
+  /** One uncached prefill in this process (the chunk timestamps from onPrefill). */
+  const inprocRun = async (ids: number[]): Promise<PrefillRun> => {
+    const stamps: number[] = [];
+    const cpu0 = procTimes(process.pid);
+    const t0 = performance.now();
+    const { summary } = await generateAll(
+      lm,
+      null,
+      { promptIds: ids, sampling: { ...DEFAULT_SAMPLING, temperature: 0, maxTokens: 1 }, eosTokenIds: [], cachePrompt: false, prefillChunk: DEFAULT_PREFILL_CHUNK },
+      { onPrefill: () => stamps.push(performance.now()) },
+    );
+    const times = timesSince(process.pid, cpu0);
+    return { mode: 'inproc', tokens: ids.length, ms: round(summary.prefillMs, 0), tokPerS: round(ids.length / (summary.prefillMs / 1000), 1), ...times, chunkMs: deltas(stamps, t0), load1: load1() };
+  };
+
   const logs: string[] = [];
   // The server's engine options (main/cli/serve.ts passes only the prefix-cache budget).
   const client = createEngineClient({ log: (l) => logs.push(l), engine: { prefixCacheBytes: 1024 * 2 ** 20 } });
@@ -110,19 +125,6 @@ async function runPrefill(opts: BenchOptions): Promise<BenchResult> {
       if (!done) throw new Error('no done event');
       const times = timesSince(client.pid, cpu0);
       return { mode: 'engine', tokens: ids.length, ms: round(done.prefillMs, 0), tokPerS: round(ids.length / (done.prefillMs / 1000), 1), ...times, chunkMs: deltas(stamps, t0), load1: load1() };
-    };
-    const inprocRun = async (ids: number[]): Promise<PrefillRun> => {
-      const stamps: number[] = [];
-      const cpu0 = procTimes(process.pid);
-      const t0 = performance.now();
-      const { summary } = await generateAll(
-        lm,
-        null,
-        { promptIds: ids, sampling: { ...DEFAULT_SAMPLING, temperature: 0, maxTokens: 1 }, eosTokenIds: [], cachePrompt: false, prefillChunk: DEFAULT_PREFILL_CHUNK },
-        { onPrefill: () => stamps.push(performance.now()) },
-      );
-      const times = timesSince(process.pid, cpu0);
-      return { mode: 'inproc', tokens: ids.length, ms: round(summary.prefillMs, 0), tokPerS: round(ids.length / (summary.prefillMs / 1000), 1), ...times, chunkMs: deltas(stamps, t0), load1: load1() };
     };
     for (let r = 0; r < reps; r++) {
       for (const len of lens) {
@@ -154,16 +156,7 @@ async function runPrefill(opts: BenchOptions): Promise<BenchResult> {
         const ids = promptIds(abLen, 9100 + r, limit);
         for (const side of r % 2 === 0 ? (['whole', 'blocked'] as const) : (['blocked', 'whole'] as const)) {
           attentionLimits.scoreBytes = side === 'whole' ? Number.MAX_SAFE_INTEGER : saved;
-          const stamps: number[] = [];
-          const cpu0 = procTimes(process.pid);
-          const t0 = performance.now();
-          const { summary } = await generateAll(
-            lm,
-            null,
-            { promptIds: ids, sampling: { ...DEFAULT_SAMPLING, temperature: 0, maxTokens: 1 }, eosTokenIds: [], cachePrompt: false, prefillChunk: DEFAULT_PREFILL_CHUNK },
-            { onPrefill: () => stamps.push(performance.now()) },
-          );
-          const run: PrefillRun = { mode: 'inproc', tokens: abLen, ms: round(summary.prefillMs, 0), tokPerS: round(abLen / (summary.prefillMs / 1000), 1), ...timesSince(process.pid, cpu0), chunkMs: deltas(stamps, t0), load1: load1() };
+          const run = await inprocRun(ids);
           blockedAb[side].push(run);
           opts.log(`attention ${side} ${abLen} tokens: ${run.tokPerS} tok/s (sys ${run.sysS} s, faults ${run.minorFaults}, chunks ${run.chunkMs.join('/')}, load ${run.load1})`);
         }

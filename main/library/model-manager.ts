@@ -49,6 +49,17 @@ export interface ModelManagerOptions<X = unknown> {
   afterLoad?: (id: string, info: ModelInfo) => Promise<unknown> | unknown;
   /** Upper bound for each hook call (default 5 s): a slow disk delays a switch by at most this. */
   hookTimeoutMs?: number;
+  /**
+   * Arms the hook timeout: calls `fire` after `ms`, returns a cancel function. Default: an unref'd
+   * setTimeout. Tests pass their own to check the time a hook is given without waiting for it.
+   */
+  hookTimer?: (ms: number, fire: () => void) => () => void;
+}
+
+function realTimer(ms: number, fire: () => void): () => void {
+  const t = setTimeout(fire, ms);
+  t.unref?.();
+  return () => clearTimeout(t);
 }
 
 export const DEFAULT_HOOK_TIMEOUT_MS = 5_000;
@@ -403,11 +414,10 @@ export class ModelManager<X = unknown> extends EventEmitter {
     if (!(what.hook === 'afterLoad' ? this.opts.afterLoad : this.opts.beforeRelease)) return;
     const t0 = Date.now();
     const limit = this.opts.hookTimeoutMs ?? DEFAULT_HOOK_TIMEOUT_MS;
-    let timer: NodeJS.Timeout | undefined;
+    let cancel = () => {};
     const TIMEOUT = Symbol('timeout');
     const timedOut = new Promise<typeof TIMEOUT>((r) => {
-      timer = setTimeout(() => r(TIMEOUT), limit);
-      timer.unref?.();
+      cancel = (this.opts.hookTimer ?? realTimer)(limit, () => r(TIMEOUT));
     });
     let outcome: HookOutcome;
     try {
@@ -416,7 +426,7 @@ export class ModelManager<X = unknown> extends EventEmitter {
     } catch (err) {
       outcome = { ...what, outcome: 'error', ms: Date.now() - t0, error: sanitizeMessage(err) };
     } finally {
-      clearTimeout(timer);
+      cancel();
     }
     this.emit(what.hook === 'afterLoad' ? 'load_hook' : 'release_hook', outcome);
   }
