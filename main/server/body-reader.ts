@@ -18,7 +18,7 @@ export interface BodyReadOptions {
   preallocateFrom: number;
 }
 
-export const tooLarge = () => new ApiError('body_too_large', 'Request body is too large');
+const tooLarge = () => new ApiError('body_too_large', 'Request body is too large');
 const lengthMismatch = () => new ApiError('invalid_request', 'Content-Length does not match the body');
 
 /** True when `buf` is the whole of its ArrayBuffer, so moving that ArrayBuffer moves exactly the body. */

@@ -47,11 +47,9 @@ export function earlyRefusal(path: string, body: Record<string, unknown>, opts: 
   try {
     const b = opts.bounds;
     if (path === '/v1/chat/completions') {
-      const r = validateChatRequest(body, { maxStopLength: opts.maxStopLength });
-      if (b && named(r.model, b)) checkPromptBounds(r, b.contextLength);
+      bound(validateChatRequest(body, { maxStopLength: opts.maxStopLength }), b);
     } else if (path === '/v1/completions') {
-      const r = validateCompletionRequest(body, { maxStopLength: opts.maxStopLength, vocabSize: Number.MAX_SAFE_INTEGER });
-      if (b && named(r.model, b)) checkPromptBounds(r, b.contextLength);
+      bound(validateCompletionRequest(body, { maxStopLength: opts.maxStopLength, vocabSize: Number.MAX_SAFE_INTEGER }), b);
     } else if (path === '/v1/messages') {
       bound(validateAnthropicRequest(body, { maxStopLength: opts.maxStopLength }).chat, b);
     } else if (path === '/v1/responses') {
