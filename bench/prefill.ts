@@ -7,6 +7,7 @@
 // process.cpuUsage) — CPU ≪ wall × threads means the process was waiting for a core.
 //   --prefill-shape qwen3_0_6b (default; tiny/small too)   --prefill-lens 512,2048   --reps 3
 //   --blocked-ab N: N in-process pairs (default 2) of attention in query-row blocks vs whole, longest length
+//   --pool-ab N: N in-process pairs (default 2) per length of KV buffers from the pool vs fresh ones
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -16,6 +17,8 @@ import { ensureCheckpoint, promptIds, type ShapeName } from './engine.ts';
 import type { BenchOptions, BenchResult, BenchSection } from './registry.ts';
 
 const round = (x: number, d = 2): number => Math.round(x * 10 ** d) / 10 ** d;
+/** The server's engine option (main/core/serve.ts passes the prefix-cache budget; this is its default). */
+const PREFIX_CACHE_BYTES = 1024 * 2 ** 20;
 const load1 = (): number => round(os.loadavg()[0], 2);
 
 interface ProcTimes {
@@ -77,21 +80,23 @@ async function runPrefill(opts: BenchOptions): Promise<BenchResult> {
   const dir = await ensureCheckpoint(shape, 'f32', opts.log);
 
   // In-process side: the same generator the engine runs (model/index.ts), same chunk size, same
-  // memory policy, no prefix cache (every prompt is new anyway).
-  const { loadModel, generateAll, DEFAULT_PREFILL_CHUNK } = await import('../main/engine/model/index.ts');
+  // memory policy, and a prefix cache with the server's budget (every prompt is new, but entries
+  // keep their KV buffers until evicted, which decides when the KV pool has buffers to hand out).
+  const { loadModel, generateAll, PrefixCache, DEFAULT_PREFILL_CHUNK } = await import('../main/engine/model/index.ts');
   const lm = await loadModel(dir);
+  const prefixCache = new PrefixCache({ budgetBytes: PREFIX_CACHE_BYTES });
   const warm = { promptIds: promptIds(8, 1, 1000), sampling: { ...DEFAULT_SAMPLING, temperature: 0, maxTokens: 2 }, eosTokenIds: [], cachePrompt: false };
   await generateAll(lm, null, warm);
 
-  /** One uncached prefill in this process (the chunk timestamps from onPrefill). */
-  const inprocRun = async (ids: number[]): Promise<PrefillRun> => {
+  /** One prefill of a new prompt in this process (the chunk timestamps from onPrefill); stored in `pc` like the engine does. */
+  const inprocRun = async (ids: number[], pc: InstanceType<typeof PrefixCache> | null = prefixCache): Promise<PrefillRun> => {
     const stamps: number[] = [];
     const cpu0 = procTimes(process.pid);
     const t0 = performance.now();
     const { summary } = await generateAll(
       lm,
-      null,
-      { promptIds: ids, sampling: { ...DEFAULT_SAMPLING, temperature: 0, maxTokens: 1 }, eosTokenIds: [], cachePrompt: false, prefillChunk: DEFAULT_PREFILL_CHUNK },
+      pc,
+      { promptIds: ids, sampling: { ...DEFAULT_SAMPLING, temperature: 0, maxTokens: 1 }, eosTokenIds: [], cachePrompt: pc !== null, prefillChunk: DEFAULT_PREFILL_CHUNK },
       { onPrefill: () => stamps.push(performance.now()) },
     );
     const times = timesSince(process.pid, cpu0);
@@ -100,7 +105,7 @@ async function runPrefill(opts: BenchOptions): Promise<BenchResult> {
 
   const logs: string[] = [];
   // The server's engine options (main/cli/serve.ts passes only the prefix-cache budget).
-  const client = createEngineClient({ log: (l) => logs.push(l), engine: { prefixCacheBytes: 1024 * 2 ** 20 } });
+  const client = createEngineClient({ log: (l) => logs.push(l), engine: { prefixCacheBytes: PREFIX_CACHE_BYTES } });
   const runs: PrefillRun[] = [];
   let reqN = 0;
   try {
@@ -156,7 +161,7 @@ async function runPrefill(opts: BenchOptions): Promise<BenchResult> {
         const ids = promptIds(abLen, 9100 + r, limit);
         for (const side of r % 2 === 0 ? (['whole', 'blocked'] as const) : (['blocked', 'whole'] as const)) {
           attentionLimits.scoreBytes = side === 'whole' ? Number.MAX_SAFE_INTEGER : saved;
-          const run = await inprocRun(ids);
+          const run = await inprocRun(ids, null);
           blockedAb[side].push(run);
           opts.log(`attention ${side} ${abLen} tokens: ${run.tokPerS} tok/s (sys ${run.sysS} s, faults ${run.minorFaults}, chunks ${run.chunkMs.join('/')}, load ${run.load1})`);
         }
@@ -165,7 +170,33 @@ async function runPrefill(opts: BenchOptions): Promise<BenchResult> {
       attentionLimits.scoreBytes = saved;
     }
   }
-  const result: Record<string, unknown> = { shape, reps, chunk: DEFAULT_PREFILL_CHUNK, openblasCoretype: process.env.OPENBLAS_CORETYPE ?? null, runs, attentionBlocksAb: blockedAb };
+  // KV buffers from the pool (kv-pool.ts) vs fresh zero-filled ones, in-process without a prefix
+  // cache (every finished sequence's buffers go straight back to the pool, as in steady state once
+  // the server's prefix cache is full and each new entry evicts an old one), interleaved, per
+  // length. The first run of a length fills the pool and is not counted. `--pool-ab 0` skips it.
+  const poolAb: { pool: PrefillRun[]; fresh: PrefillRun[] } = { pool: [], fresh: [] };
+  const poolReps = Number(opts.args['pool-ab'] ?? (opts.quick ? 1 : 2));
+  if (poolReps > 0 && lm.kvPool) {
+    const pool = lm.kvPool;
+    const limit = Math.min(lm.config.vocabSize, 150_000);
+    try {
+      for (const len of lens) {
+        await inprocRun(promptIds(len, 9200, limit), null); // fills the pool with this length's buffers
+        for (let r = 0; r < poolReps; r++) {
+          const ids = promptIds(len, 9300 + r, limit);
+          for (const side of r % 2 === 0 ? (['fresh', 'pool'] as const) : (['pool', 'fresh'] as const)) {
+            lm.kvPool = side === 'pool' ? pool : null;
+            const run = await inprocRun(ids, null);
+            poolAb[side].push(run);
+            opts.log(`kv ${side} ${len} tokens: ${run.tokPerS} tok/s (sys ${run.sysS} s, faults ${run.minorFaults}, chunks ${run.chunkMs.join('/')}, load ${run.load1})`);
+          }
+        }
+      }
+    } finally {
+      lm.kvPool = pool;
+    }
+  }
+  const result: Record<string, unknown> = { shape, reps, chunk: DEFAULT_PREFILL_CHUNK, openblasCoretype: process.env.OPENBLAS_CORETYPE ?? null, runs, attentionBlocksAb: blockedAb, kvPoolAb: poolAb, kvPool: lm.kvPool?.stats() ?? null };
   const ratios: Record<string, number | null> = {};
   for (const len of lens) {
     const e = summarize(runs.filter((x) => x.mode === 'engine' && x.tokens === len).map((x) => x.tokPerS));
@@ -175,6 +206,13 @@ async function runPrefill(opts: BenchOptions): Promise<BenchResult> {
     ratios[`engine_spread_${len}`] = e.spread;
     ratios[`inproc_spread_${len}`] = i.spread;
     ratios[`engine_tok_per_s_${len}`] = e.median;
+  }
+  for (const len of lens) {
+    const side = (k: 'pool' | 'fresh') => poolAb[k].filter((x) => x.tokens === len);
+    if (!side('pool').length || !side('fresh').length) continue;
+    const med = (r: PrefillRun[], f: (x: PrefillRun) => number) => summarize(r.map(f)).median;
+    ratios[`kv_pool_over_fresh_${len}`] = round(med(side('pool'), (x) => x.tokPerS) / med(side('fresh'), (x) => x.tokPerS), 2);
+    ratios[`kv_pool_faults_over_fresh_${len}`] = round(med(side('pool'), (x) => x.minorFaults) / Math.max(1, med(side('fresh'), (x) => x.minorFaults)), 3);
   }
   if (blockedAb.blocked.length && blockedAb.whole.length) {
     const med = (r: PrefillRun[]) => summarize(r.map((x) => x.tokPerS)).median;

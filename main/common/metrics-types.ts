@@ -36,6 +36,8 @@ export interface MemoryMetrics {
   mlx_active_mb?: number | null;
   mlx_peak_mb?: number | null;
   mlx_cache_mb?: number | null;
+  /** Additive: KV buffers the engine keeps for the next sequences (no page faults for their KV); null = no pool (Metal: MLX's cache above). Part of engine_rss_mb. */
+  kv_pool_mb?: number | null;
   /**
    * Additive: KV memory the running generations may still grow into (each one's prompt + max_tokens,
    * bounded by the context, minus what the latest sample already saw); admission counts it as taken.

@@ -93,7 +93,7 @@ function samplerFor(input: HardeningInput, degradation: Degradation, cache: Open
       const clearable = engine as unknown as { clearPrefixCache?: () => Promise<number> };
       void (prefix ? prefix.flush() : Promise.resolve(0))
         .then(() => clearable.clearPrefixCache?.())
-        .then((freed) => freed && log(`memory: soft watermark, released ${Math.round(freed / 1048576)} MB of prompt-prefix cache`))
+        .then((freed) => freed && log(`memory: soft watermark, released ${Math.round(freed / 1048576)} MB of prompt-prefix cache and KV buffers`))
         .catch(() => {});
     },
     onHard: () => degradation.reportMemoryPressure('hard'),

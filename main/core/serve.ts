@@ -133,6 +133,8 @@ async function startEngineClient(opts: ServeOptions, settings: Settings) {
       // slack between the watermarks (the CPU build has no working limits; the engine skips them).
       mlxMemoryLimitBytes: Math.max(0, Math.floor(hardBytes)),
       mlxCacheLimitBytes: Math.max(0, Math.floor(hardBytes - softBytes)),
+      // The CPU build's stand-in for that cache (the engine's KV buffer pool) lives in the same slack.
+      kvPoolBytes: Math.max(0, Math.floor(hardBytes - softBytes)),
     },
   });
   return { engine, dtypeChoice };

@@ -215,6 +215,11 @@ export interface EngineStats {
   mlxPeakBytes: number | null;
   mlxCacheBytes?: number | null;
   prefixCache: PrefixCacheStats;
+  /**
+   * KV buffers kept for the next sequences (main/engine/model/kv-pool.ts; absent where MLX's own
+   * buffer cache does this job, on Metal). Part of the engine's RSS.
+   */
+  kvPool?: { buffers: number; bytes: number; budgetBytes: number; hits: number; misses: number };
   /** Which BLAS library the engine process actually loaded, e.g. 'openblas' | 'reference' | 'unknown'. */
   blas: string;
   /**

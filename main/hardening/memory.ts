@@ -48,6 +48,8 @@ export interface MemorySample {
   mlxActiveBytes: number | null;
   mlxPeakBytes: number | null;
   mlxCacheBytes: number | null;
+  /** The engine's KV buffer pool (kv-pool.ts), null where it has none. */
+  kvPoolBytes: number | null;
   totalRamBytes: number;
   /** null where no honest figure exists (macOS, Windows). */
   systemAvailableBytes: number | null;
@@ -240,6 +242,7 @@ export class MemorySampler {
     let mlxActive: number | null = null;
     let mlxPeak: number | null = null;
     let mlxCache: number | null = null;
+    let kvPool: number | null = null;
     let engineAvailable = false;
     if (this.opts.engineStats) {
       try {
@@ -250,6 +253,7 @@ export class MemorySampler {
         mlxActive = n(st.mlxActiveBytes);
         mlxPeak = n(st.mlxPeakBytes);
         mlxCache = n(st.mlxCacheBytes);
+        kvPool = n(st.kvPool?.bytes);
         engineAvailable = true;
       } catch {
         engineAvailable = false; // engine down or restarting: its RSS is unknown, count 0
@@ -265,6 +269,7 @@ export class MemorySampler {
       mlxActiveBytes: mlxActive,
       mlxPeakBytes: mlxPeak,
       mlxCacheBytes: mlxCache,
+      kvPoolBytes: kvPool,
       totalRamBytes: sys.totalBytes,
       systemAvailableBytes: sys.availableBytes,
       systemUsedPercent:
@@ -330,6 +335,7 @@ export class MemorySampler {
       mlx_active_mb: s?.mlxActiveBytes == null ? null : round1(s.mlxActiveBytes / MB),
       mlx_peak_mb: s?.mlxPeakBytes == null ? null : round1(s.mlxPeakBytes / MB),
       mlx_cache_mb: s?.mlxCacheBytes == null ? null : round1(s.mlxCacheBytes / MB),
+      kv_pool_mb: s?.kvPoolBytes == null ? null : round1(s.kvPoolBytes / MB),
       system_available_mb: s?.systemAvailableBytes == null ? null : round1(s.systemAvailableBytes / MB),
       reserved_kv_mb: round1(this.reservations.reservedBytes() / MB),
       reserving_generations: this.reservations.count,

@@ -100,6 +100,7 @@ function registerLabelledGauges(registry: Registry, scrape: Scrape, cacheStats: 
   g('mlxbar_mlx_active_memory_bytes', 'MLX active memory (0 where the build has no counter: see mlxbar_mlx_memory_counters).', (s) => (s.memory.mlx_active_mb ?? 0) * 1024 * 1024);
   g('mlxbar_mlx_peak_memory_bytes', 'MLX peak memory (0 where the build has no counter: see mlxbar_mlx_memory_counters).', (s) => (s.memory.mlx_peak_mb ?? 0) * 1024 * 1024);
   g('mlxbar_mlx_cache_memory_bytes', 'MLX buffer cache (0 where the build has no counter).', (s) => (s.memory.mlx_cache_mb ?? 0) * 1024 * 1024);
+  g('mlxbar_kv_pool_bytes', "KV buffers the engine keeps for the next sequences (part of the engine's RSS; 0 where MLX's own buffer cache does this).", (s) => (s.memory.kv_pool_mb ?? 0) * 1024 * 1024);
   g('mlxbar_mlx_memory_counters', '1 when the MLX build reports its memory (Metal), 0 when not available on this build.', (s) => (s.memory.mlx_active_mb == null ? 0 : 1));
   new Gauge({
     name: 'mlxbar_memory_pressure',

@@ -301,6 +301,7 @@ function snapshot(c: Collector): MetricsSnapshot {
       mlx_active_mb: mem.mlx_active_mb,
       mlx_peak_mb: mem.mlx_peak_mb,
       mlx_cache_mb: mem.mlx_cache_mb,
+      kv_pool_mb: mem.kv_pool_mb,
       reserved_kv_mb: mem.reserved_kv_mb,
       reserving_generations: mem.reserving_generations,
       pressure: mem.pressure,

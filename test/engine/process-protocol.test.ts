@@ -46,6 +46,10 @@ test('parent messages: malformed envelopes are dropped, load options checked', (
     modelDir: 'm',
     options: { prefixCacheBytes: 10 },
   });
+  assert.equal(parseParentMessage({ type: 'load', protocol: 1, modelDir: 'm', options: { kvPoolBytes: 1.5 } }), null);
+  assert.equal(parseParentMessage({ type: 'load', protocol: 1, modelDir: 'm', options: { kvPoolBytes: -1 } }), null);
+  const noPool = { type: 'load', protocol: 1, modelDir: 'm', options: { kvPoolBytes: 0 } };
+  assert.deepEqual(parseParentMessage(noPool), noPool);
   assert.deepEqual(parseParentMessage({ type: 'shutdown', extra: 1 }), { type: 'shutdown' });
 });
 

@@ -13,6 +13,7 @@ import { parseModelConfig, type ModelConfig } from './config.ts';
 import { defaultDtypePolicy, dtypeName, policyFromChoice, type DtypePolicy, type KBlockPlan } from './dtype-policy.ts';
 import type { PolicyChoice } from '../probe/policy-choice.ts';
 import { kvCacheFor, KV_STEP, type KVCache } from './kv-cache.ts';
+import { DEFAULT_KV_POOL_BYTES, KVBufferPool } from './kv-pool.ts';
 import { kvSlidingOf } from './kv-size.ts';
 import { DraftPolicy, MAX_DRAFT, NgramIndex, type NgramCache } from './lookup.ts';
 import { afterLargeStep } from './memory.ts';
@@ -36,6 +37,8 @@ export interface LoadedModel {
   info: ModelInfo;
   config: ModelConfig;
   model: DecoderModel;
+  /** KV buffers reused across this model's sequences (kv-pool.ts); null/absent = fresh buffers each time. */
+  kvPool?: KVBufferPool | null;
 }
 
 export interface LoadOptions {
@@ -48,6 +51,8 @@ export interface LoadOptions {
   fuseProjections?: boolean;
   /** Which matrices to store as K-blocks, overriding the policy's plan ({} = none; tests and A/B benches). */
   kBlocks?: KBlockPlan;
+  /** Budget of the KV buffer pool (kv-pool.ts); 0 = no pool. Default DEFAULT_KV_POOL_BYTES. */
+  kvPoolBytes?: number;
 }
 
 function readJson(dir: string, name: string, required: boolean): unknown {
@@ -128,7 +133,8 @@ export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Lo
     fingerprint: fingerprint(dir, built.info.files, policy),
     eosTokenIds: eos,
   };
-  return { info, config, model };
+  const poolBytes = opts.kvPoolBytes ?? DEFAULT_KV_POOL_BYTES;
+  return { info, config, model, kvPool: poolBytes > 0 ? new KVBufferPool(poolBytes) : null };
 }
 
 export interface TokenRequest {
@@ -255,7 +261,7 @@ export async function* generateTokens(
 
   // Sliding-window layers keep a ring of window-1 + `slack` slots: room for the longest step this
   // run takes (a prefill chunk or a lookup verify pass), so lookup's rollback stays exact.
-  const kvOpts = { slack: Math.max(chunkSize, MAX_DRAFT + 1) };
+  const kvOpts = { slack: Math.max(chunkSize, MAX_DRAFT + 1), pool: lm.kvPool ?? null };
   const lookup = prefixCache ? prefixCache.lookup(prompt, config.layerWindows, kvOpts) : null;
   const cache: KVCache = lookup ? lookup.cache : kvCacheFor(config, kvOpts);
   const cachedTokens = lookup ? lookup.reusedTokens : 0;
@@ -426,6 +432,8 @@ export async function* generateTokens(
     if (prefixCache && req.cachePrompt !== false && prefillDone && !failed && !signal?.aborted && fed.length > 0) {
       summary.cached = prefixCache.store(fed, cache);
     }
+    // Its buffers go to the pool (unless a prefix-cache entry now holds them).
+    cache.release();
     hooks.onDone?.(summary);
   }
 }

@@ -4,6 +4,7 @@ export type { LoadedModel, LoadOptions, TokenRequest, PrefillProgress, Generatio
 export { PrefixCache, exportEntry, importEntry } from './prefix-cache.ts';
 export type { PrefixCacheEntry, PrefixLookup, PrefixCacheOptions, ExportedPrefixEntry, ImportablePrefixEntry } from './prefix-cache.ts';
 export { KVCache, kvCacheFor, KV_STEP } from './kv-cache.ts';
+export { KVBufferPool, DEFAULT_KV_POOL_BYTES, type KVPoolStats } from './kv-pool.ts';
 export type { KVLayout, KVCacheOptions } from './kv-cache.ts';
 export { Sampler, processLogits, applyPenalties } from './sampling.ts';
 export { parseModelConfig, ModelConfigError } from './config.ts';

@@ -31,6 +31,7 @@
 // that a snapshot still shares copies it first, so a snapshot is never disturbed (tested in the
 // engine tests).
 import { core as mx } from '@frost-beta/mlx';
+import type { KVBufferPool } from './kv-pool.ts';
 
 /** Capacity grows in steps of this many tokens. */
 export const KV_STEP = 256;
@@ -49,6 +50,12 @@ export interface KVCacheOptions {
    * instead of the whole capacity with an additive mask. Default DECODE_USED_VIEW.
    */
   decodeUsedView?: boolean;
+  /**
+   * Full-attention layers take their buffers from this pool and give them back on `release()`
+   * (kv-pool.ts). A pooled buffer may have more slots than the cache's capacity: the cache then
+   * attends over the first `capacity` slots only, and grows into the rest without copying.
+   */
+  pool?: KVBufferPool | null;
 }
 
 /**
@@ -132,6 +139,13 @@ export class KVCache {
   private _offset = 0;
   private readonly slack: number;
   private readonly decodeUsedView: boolean;
+  private readonly pool: KVBufferPool | null;
+  /** Full-attention layers' capacity when their buffers were allocated here (0: the buffers' own size). */
+  private fullCap = 0;
+  /** Per layer: the buffers were allocated by this cache (not views of another's) and are its own to give to the pool. */
+  private owned: boolean[];
+  /** Buffers this cache's views belong to, handed over by the cache that wrote them (prefix-cache entries). */
+  private backing: mx.array[] = [];
   /** Full-layer capacity the current step uses (set by reserve). */
   private planned = 0;
   /** Token count the sequence is expected to reach (see expect); growth allocates at least this. */
@@ -144,9 +158,11 @@ export class KVCache {
     this.adoptable = typeof layout === 'number';
     this.slack = Math.max(1, Math.floor(opts.slack ?? KV_STEP));
     this.decodeUsedView = opts.decodeUsedView ?? DECODE_USED_VIEW;
+    this.pool = opts.pool ?? null;
     this.setLayout(windows);
     this.keys = new Array(windows.length).fill(null);
     this.values = new Array(windows.length).fill(null);
+    this.owned = new Array(windows.length).fill(false);
   }
 
   private setLayout(windows: (number | null)[]): void {
@@ -200,7 +216,7 @@ export class KVCache {
   /** Current capacity in tokens of the full-attention layers (of the rings when there are none; 0 before the first update). */
   get capacity(): number {
     const i = this.hasFull ? this.group.indexOf(-1) : 0;
-    return this.slots(i);
+    return this.hasFull && this.fullCap > 0 ? this.fullCap : this.slots(i);
   }
 
   /** Allocated slots of one layer's buffers (0 before its first update). */
@@ -223,15 +239,20 @@ export class KVCache {
   reserve(n: number): void {
     const p = this._offset;
     if (this.hasFull) {
-      const cap = this.slots(this.group.indexOf(-1));
+      const cap = this.capacity;
       if (cap >= p + n && cap > 0) this.planned = cap;
       else {
         const newCap = roundUp(Math.max(p + n, this.expected));
-        for (let i = 0; i < this.keys.length; i++) {
-          if (this.group[i] >= 0) continue;
-          this.keys[i] = this.grow(this.keys[i], newCap);
-          this.values[i] = this.grow(this.values[i], newCap);
+        // Pooled buffers may already have the room (their extra slots were zeroed when taken).
+        const roomy = this.keys.every((k, i) => this.group[i] >= 0 || (k !== null && this.owned[i] && k.shape[2] >= newCap));
+        if (!roomy) {
+          for (let i = 0; i < this.keys.length; i++) {
+            if (this.group[i] >= 0) continue;
+            this.keys[i] = this.grow(i, this.keys[i], newCap);
+            this.values[i] = this.grow(i, this.values[i], newCap);
+          }
         }
+        if (this.keys.some((k, i) => k && this.group[i] < 0)) this.fullCap = newCap;
         this.planned = newCap;
       }
     }
@@ -244,11 +265,29 @@ export class KVCache {
     };
   }
 
-  private grow(buf: mx.array | null, newCap: number): mx.array | null {
+  private grow(layer: number, buf: mx.array | null, newCap: number): mx.array | null {
     if (!buf) return null; // allocated on first update, when the head shape is known
     const [b, h, , d] = buf.shape;
-    const head = this._offset > 0 ? [buf.index(all(), all(), mx.Slice(0, this._offset))] : [];
-    return mx.concatenate([...head, mx.zeros([b, h, newCap - this._offset, d], buf.dtype)], 2);
+    const pooled = this.pool?.take(b, h, d, buf.dtype, newCap) ?? null;
+    const wasOwned = this.owned[layer];
+    this.owned[layer] = true;
+    if (!pooled) {
+      const head = this._offset > 0 ? [buf.index(all(), all(), mx.Slice(0, this._offset))] : [];
+      // (The old buffer is not pooled: the concatenation still reads it.)
+      return mx.concatenate([...head, mx.zeros([b, h, newCap - this._offset, d], buf.dtype)], 2);
+    }
+    if (this._offset > 0) pooled.indexPut_([all(), all(), mx.Slice(0, this._offset)], buf.index(all(), all(), mx.Slice(0, this._offset)));
+    // The copy above still reads the old buffer: a later taker's first write copies instead of
+    // writing in place (copy-on-write), never the other way round.
+    if (wasOwned) this.pool!.give(buf);
+    return pooled;
+  }
+
+  /** A new full-attention buffer [b, h, slots >= cap, d]: from the pool when it has one, else zeros. */
+  private allocate(layer: number, shape: number[], dtype: mx.Dtype, cap: number): mx.array {
+    const [b, h, , d] = shape;
+    this.owned[layer] = true;
+    return this.pool?.take(b, h, d, dtype, cap) ?? mx.zeros([b, h, cap, d], dtype);
   }
 
   /**
@@ -308,8 +347,14 @@ export class KVCache {
     const cap = g < 0 ? this.planned : this.rings[g].cap;
     if (!this.keys[layer]) {
       const [b, h, , d] = k.shape;
-      this.keys[layer] = mx.zeros([b, h, cap, d], k.dtype);
-      this.values[layer] = mx.zeros([b, h, cap, d], v.dtype);
+      if (g < 0) {
+        this.keys[layer] = this.allocate(layer, k.shape, k.dtype, cap);
+        this.values[layer] = this.allocate(layer, v.shape, v.dtype, cap);
+        this.fullCap = cap;
+      } else {
+        this.keys[layer] = mx.zeros([b, h, cap, d], k.dtype);
+        this.values[layer] = mx.zeros([b, h, cap, d], v.dtype);
+      }
     }
     const keys = this.keys[layer]!;
     const values = this.values[layer]!;
@@ -367,9 +412,42 @@ export class KVCache {
     this.step = null;
   }
 
+  /**
+   * Hands this cache's own buffers to `snap`, a snapshot of it that outlives it (a prefix-cache
+   * entry): the snapshot gives them to the pool when it is released. Call when this cache is done.
+   */
+  handOver(snap: KVCache): void {
+    for (let i = 0; i < this.keys.length; i++) {
+      if (!this.owned[i]) continue;
+      snap.backing.push(this.keys[i]!, this.values[i]!);
+      this.owned[i] = false;
+    }
+  }
+
+  /**
+   * The end of this cache's life: its own buffers (and those its views belong to) go back to the
+   * pool, and it is empty again. Nothing else may write through these buffers' JS objects.
+   */
+  release(): void {
+    const out = this.backing;
+    for (let i = 0; i < this.keys.length; i++) {
+      if (this.owned[i]) out.push(this.keys[i]!, this.values[i]!);
+    }
+    this.backing = [];
+    this.keys.fill(null);
+    this.values.fill(null);
+    this.owned.fill(false);
+    this._offset = 0;
+    this.fullCap = 0;
+    this.expected = 0;
+    this.step = null;
+    this.setLayout(this.windows);
+    this.pool?.give(...out);
+  }
+
   /** Independent copy holding the first `offset` tokens (views; copy-on-write keeps it intact). */
   snapshot(): KVCache {
-    const snap = new KVCache(this.windows, { slack: this.slack, decodeUsedView: this.decodeUsedView });
+    const snap = new KVCache(this.windows, { slack: this.slack, decodeUsedView: this.decodeUsedView, pool: this.pool });
     snap.adoptable = this.adoptable;
     snap._offset = this._offset;
     snap.rings.forEach((r, i) => Object.assign(r, { cap: this.rings[i].cap, lo: this.rings[i].lo, hi: this.rings[i].hi }));

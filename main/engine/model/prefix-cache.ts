@@ -72,6 +72,9 @@ export class PrefixCache {
       max: this.maxEntries,
       maxSize: this.budget,
       sizeCalculation: (e) => Math.max(1, e.bytes),
+      // An entry that goes (evicted, made redundant, cleared) gives the buffers it was handed to
+      // the KV pool (kv-pool.ts); a request still reading its views is safe (copy-on-write).
+      dispose: (e) => e.cache.release(),
     });
   }
 
@@ -147,6 +150,7 @@ export class PrefixCache {
     const bytes = snap.bytes();
     if (bytes > this.budget) return false;
     const id = `p${this.nextId++}`;
+    cache.handOver(snap);
     this.lru.set(id, { id, tokens: tokens.slice(), cache: snap, bytes });
     return true;
   }

@@ -18,7 +18,9 @@ import {
   PrefixCache,
   NgramCache,
   type GenerationSummary,
+  type KVPoolStats,
   type LoadedModel,
+  DEFAULT_KV_POOL_BYTES,
 } from '../model/index.ts';
 import { loadTextPipeline, TOOL_MARKER_TOKENS, type TextPipeline } from '../text/index.ts';
 import { buildTokenTable, compileConstraint, createTokenConstraint, type TokenTable } from '../constrain/index.ts';
@@ -76,7 +78,9 @@ export interface Backend {
   /** Memory policy between requests (full GC + a turn so MLX finalizers run). */
   afterRequest(): Promise<void>;
   prefixCacheStats(): PrefixCacheStats;
-  /** Drops every kept prefix entry; returns the bytes they held. */
+  /** The KV buffer pool (null when the model has none). */
+  kvPoolStats(): KVPoolStats | null;
+  /** Drops every kept prefix entry and the KV pool's buffers; returns the bytes they held. */
   clearPrefixCache(): number;
   /** Copies of prefix-cache entries (float32 KV) for persistence. */
   exportPrefixEntries(minTokens: number, onlyNew: boolean): PrefixKvSnapshot[];
@@ -117,7 +121,10 @@ export async function loadBackend(modelDir: string, options: Partial<BackendOpti
   const text = await loadTextPipeline(modelDir);
   const { choice, capabilities } = engineDtypeChoice(opts);
   applyMlxLimits(capabilities, opts);
-  const lm = await loadModel(modelDir, { choice });
+  // The KV buffer pool stands in for the buffer cache MLX keeps on Metal (and not on this CPU
+  // build): where MLX's own cache works, freed buffers already come back without page faults.
+  const kvPoolBytes = capabilities?.memoryLimits.works ? 0 : Math.min(DEFAULT_KV_POOL_BYTES, opts.kvPoolBytes ?? Infinity);
+  const lm = await loadModel(modelDir, { choice, kvPoolBytes });
   const counters = capabilities?.memoryCounters.works === true;
   const eos = [...new Set([...lm.info.eosTokenIds, ...text.eosTokenIds])].sort((a, b) => a - b);
   const info: ModelInfo = { ...lm.info, eosTokenIds: eos };
@@ -217,15 +224,16 @@ export async function loadBackend(modelDir: string, options: Partial<BackendOpti
       return ok;
     },
     clearPrefixCache() {
-      if (!prefixCache) return 0;
-      const bytes = prefixCache.stats().bytes;
-      prefixCache.clear(); // a running generation keeps its own KV; only the kept entries go
-      return bytes;
+      const bytes = prefixCache?.stats().bytes ?? 0;
+      prefixCache?.clear(); // a running generation keeps its own KV; only the kept entries go
+      // The entries just gave their buffers to the KV pool: under memory pressure those go too.
+      return bytes + (lm.kvPool?.clear() ?? 0);
     },
     run: (req, ctx) =>
       runModelGeneration(lm, text, prefixCache, eos, opts, req, ctx, req.constraint ? constraintFor(req) : null, req.logprobs !== undefined ? textsFor() : null, batchFor()),
     afterRequest: afterLargeStep,
     prefixCacheStats: () => prefixCache?.stats() ?? { ...EMPTY_PREFIX_STATS },
+    kvPoolStats: () => lm.kvPool?.stats() ?? null,
     // The CPU build of 0.0.7 has no allocator counters.
     // null = this build has no working counter (the CPU build reads 0 whatever is allocated).
     mlxActiveBytes: () => (counters ? mx.metal.getActiveMemory() : null),

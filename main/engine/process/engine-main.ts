@@ -222,6 +222,8 @@ function handleStats(id: number): void {
   };
   const batch = backend?.batchStats();
   if (batch) stats.batch = batch;
+  const pool = backend?.kvPoolStats();
+  if (pool) stats.kvPool = pool;
   send({ type: 'stats', id, stats });
 }
 

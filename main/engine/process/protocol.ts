@@ -47,6 +47,11 @@ export interface LoadOptions {
   /** MLX memory / cache pool limits in bytes (applied where the build supports them; 0 = leave). */
   mlxMemoryLimitBytes?: number;
   mlxCacheLimitBytes?: number;
+  /**
+   * At most this many bytes of KV buffers kept for the next sequences (model/kv-pool.ts; the pool is
+   * at most DEFAULT_KV_POOL_BYTES, and off where MLX's own buffer cache works). 0 = no pool.
+   */
+  kvPoolBytes?: number;
 }
 
 export type ParentMessage =
@@ -270,7 +275,7 @@ export function parseParentMessage(v: unknown): ParentMessage | null {
       }
       // A malformed probe record is dropped (the engine then knows nothing and computes in float32).
       if (o && o.capabilities !== undefined && isCapabilities(o.capabilities)) options.capabilities = o.capabilities;
-      for (const k of ['mlxMemoryLimitBytes', 'mlxCacheLimitBytes'] as const) {
+      for (const k of ['mlxMemoryLimitBytes', 'mlxCacheLimitBytes', 'kvPoolBytes'] as const) {
         if (o && o[k] !== undefined) {
           if (!isInt(o[k])) return null;
           options[k] = o[k] as number;

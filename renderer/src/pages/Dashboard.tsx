@@ -8,7 +8,7 @@ import type { Palette } from '../theme.ts';
 
 /** MLX's own memory pool (Metal builds report it; the CPU build has no counters — say so, not 0). */
 function mlxPool(m: MetricsSnapshot['memory']): string {
-  if (m.mlx_active_mb == null) return 'MLX pool: not available on this build';
+  if (m.mlx_active_mb == null) return m.kv_pool_mb != null ? `KV pool ${mb(m.kv_pool_mb)}` : 'MLX pool: not available on this build';
   return `MLX active ${mb(m.mlx_active_mb)} · peak ${mb(m.mlx_peak_mb ?? 0)}${m.mlx_cache_mb != null ? ` · cache ${mb(m.mlx_cache_mb)}` : ''}`;
 }
 
