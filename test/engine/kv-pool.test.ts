@@ -3,6 +3,7 @@
 // (stale keys, NaN), whichever buffer a prefix-cache entry gave back while a request still reads it.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { core as mx } from '@frost-beta/mlx';
 import { buildTinyModel } from '../helpers/tiny-model.ts';
 import { loadModel, generateAll, type LoadedModel } from '../../main/engine/model/generator.ts';
@@ -67,6 +68,30 @@ describe('KV buffer pool', () => {
     assert.deepEqual([pool.stats().hits, pool.stats().misses], [2, 6]);
     assert.equal(pool.clear(), 2 * bytes);
     assert.equal(pool.stats().buffers, 0);
+  });
+
+  // The point of the pool: the next sequence writes into memory that is already mapped. Buffers of
+  // 48 MiB are above glibc's mmap ceiling, so fresh ones are always new pages (the control below).
+  it('a pooled buffer is written in place: no page faults, where a fresh one faults every page', { skip: process.platform !== 'linux' && 'reads /proc/self/stat' }, () => {
+    const faults = () => Number(readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ')[7]);
+    const shape = [1, 8, 12_288, 128]; // 48 MiB of float32
+    const pages = (12_288 * 8 * 128 * 4) / 4096;
+    const keys = mx.random.normal([1, 8, 256, 128]);
+    mx.eval(keys);
+    const write = (buf: mx.array) => {
+      const f0 = faults();
+      buf.indexPut_([mx.Slice(), mx.Slice(), mx.Slice(0, 256)], keys);
+      mx.eval(buf);
+      return faults() - f0;
+    };
+    const fresh = write(mx.zeros(shape, mx.float32));
+    assert.ok(fresh > pages / 2, `control: a fresh buffer faults its pages (${fresh} of ${pages})`);
+    const pool = new KVBufferPool(256 << 20);
+    pool.give(filled(shape, Number.NaN));
+    const pooled = pool.take(1, 8, 128, mx.float32, 12_288)!;
+    const inPlace = write(pooled);
+    assert.ok(inPlace < pages / 20, `zero-filled and written in place (${inPlace} faults for ${pages} pages)`);
+    assert.ok(allZero(pooled.index(mx.Slice(), mx.Slice(), mx.Slice(256))));
   });
 
   it('generations through the pool give the tokens fresh buffers give, and reuse the buffers', async () => {
