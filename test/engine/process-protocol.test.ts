@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseEngineMessage, parseParentMessage, parsePrefixSnapshot, validateGenerateRequest } from '../../main/engine/process/protocol.ts';
-import { detectLoadedBlas, engineProcessEnv, findOpenBlasDir } from '../../main/engine/process/blas.ts';
+import { detectLoadedBlas, engineProcessEnv, ENGINE_MALLOC_TUNABLES, findOpenBlasDir } from '../../main/engine/process/blas.ts';
 import { DEFAULT_SAMPLING } from '../../main/engine/types.ts';
 
 const good = { requestId: 'r-1', promptIds: [1, 2, 3], sampling: { ...DEFAULT_SAMPLING } };
@@ -87,4 +87,12 @@ test('engine environment: OpenBLAS first on the loader path, override honoured, 
   assert.ok(Number(env.OPENBLAS_NUM_THREADS) >= 1);
   assert.equal(engineProcessEnv({ OPENBLAS_NUM_THREADS: '1' }).OPENBLAS_NUM_THREADS, '1');
   assert.deepEqual(findOpenBlasDir({ MLXBAR_BLAS_DIR: '/x' }), { dir: '/x', source: 'override' });
+});
+
+test('engine environment (Linux): glibc malloc keeps temporaries on the heap; a user\'s own malloc tunables win', { skip: process.platform !== 'linux' && 'glibc only' }, () => {
+  assert.equal(engineProcessEnv({}).GLIBC_TUNABLES, ENGINE_MALLOC_TUNABLES);
+  assert.match(ENGINE_MALLOC_TUNABLES, /glibc\.malloc\.mmap_threshold=\d+/);
+  assert.match(ENGINE_MALLOC_TUNABLES, /glibc\.malloc\.trim_threshold=\d+/, 'both: setting one turns the dynamic threshold off');
+  assert.equal(engineProcessEnv({ GLIBC_TUNABLES: 'glibc.rtld.nns=8' }).GLIBC_TUNABLES, `glibc.rtld.nns=8:${ENGINE_MALLOC_TUNABLES}`);
+  assert.equal(engineProcessEnv({ GLIBC_TUNABLES: 'glibc.malloc.arena_max=2' }).GLIBC_TUNABLES, 'glibc.malloc.arena_max=2');
 });

@@ -2,10 +2,11 @@
 // random-weight Qwen3 model with the real tokenizer, driven through createEngineClient.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { buildTinyModel } from '../helpers/tiny-model.ts';
 import { createEngineClient, type SupervisedEngineClient } from '../../main/engine/process/engine-client.ts';
 import { DEFAULT_SAMPLING, type EngineEvent, type EngineState, type GenerateRequest } from '../../main/engine/types.ts';
+import { ENGINE_MALLOC_TUNABLES } from '../../main/engine/process/blas.ts';
 
 type Done = Extract<EngineEvent, { type: 'done' }>;
 
@@ -167,6 +168,14 @@ describe('engine process', { timeout: 240_000 }, () => {
     assert.equal(stats.blas, 'openblas');
     assert.ok(stats.rssBytes > 10 * 2 ** 20);
     assert.ok(stats.heapUsedBytes > 0);
+    if (process.platform === 'linux' && !process.env.GLIBC_TUNABLES) {
+      // ... and with the engine's malloc policy (blas.ts ENGINE_MALLOC_TUNABLES) in its environment.
+      // (glibc splits the variable at ':' in place while reading it, so the process's environment
+      // block shows the first tunable only.)
+      const environ = readFileSync(`/proc/${client.pid}/environ`, 'utf8').split('\0');
+      const first = ENGINE_MALLOC_TUNABLES.split(':')[0];
+      assert.ok(environ.some((e) => e === `GLIBC_TUNABLES=${first}` || e === `GLIBC_TUNABLES=${ENGINE_MALLOC_TUNABLES}`), 'GLIBC_TUNABLES reached the engine');
+    }
   });
 
   test('the parent event loop keeps ticking while the engine generates', async () => {
