@@ -1,10 +1,24 @@
 // `npm run bench [-- --only a,b] [--skip c] [--quick] [--list] [--out file.json]`: runs the registered sections in
 // order and prints ONE JSON object on stdout: `{ "results": {...}, "ratios": {...}, "meta": {...} }`.
 // A failing section is reported as `{ "error": "..." }` in results and does not stop the others.
+import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
+import { ENGINE_MALLOC_TUNABLES } from '../main/engine/process/blas.ts';
 import type { BenchOptions } from './registry.ts';
-import { SECTIONS } from './sections.ts';
+
+/**
+ * Sections that run the generator in this process compare it with the engine process, which runs
+ * with the engine's glibc malloc policy (blas.ts): on Linux the bench re-runs itself under the same
+ * policy (glibc reads it at process start), unless malloc tunables are already set.
+ */
+function rerunWithEngineMallocPolicy(): number | null {
+  if (process.platform !== 'linux' || (process.env.GLIBC_TUNABLES ?? '').includes('glibc.malloc.')) return null;
+  const own = process.env.GLIBC_TUNABLES;
+  const env = { ...process.env, GLIBC_TUNABLES: own ? `${own}:${ENGINE_MALLOC_TUNABLES}` : ENGINE_MALLOC_TUNABLES };
+  const r = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env });
+  return r.status ?? 1;
+}
 
 function parseArgs(argv: string[]): Record<string, string | boolean> {
   const out: Record<string, string | boolean> = {};
@@ -23,6 +37,9 @@ const list = (v: string | boolean | undefined): string[] | null =>
   typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : null;
 
 async function main(): Promise<void> {
+  const status = rerunWithEngineMallocPolicy();
+  if (status !== null) process.exit(status);
+  const { SECTIONS } = await import('./sections.ts');
   const args = parseArgs(process.argv.slice(2));
   if (args.list) {
     for (const s of SECTIONS) process.stderr.write(`${s.name}: ${s.description}\n`);
@@ -67,6 +84,7 @@ async function main(): Promise<void> {
     cpuModel: os.cpus()[0]?.model ?? 'unknown',
     totalMemGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
     loadavg: os.loadavg().map((x) => Math.round(x * 100) / 100),
+    glibcTunables: process.env.GLIBC_TUNABLES ?? null,
     date: new Date().toISOString(),
   };
   const json = JSON.stringify({ results, ratios, meta }, null, 2) + '\n';
