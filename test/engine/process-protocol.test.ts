@@ -93,6 +93,8 @@ test('engine environment (Linux): glibc malloc keeps temporaries on the heap; a 
   assert.equal(engineProcessEnv({}).GLIBC_TUNABLES, ENGINE_MALLOC_TUNABLES);
   assert.match(ENGINE_MALLOC_TUNABLES, /glibc\.malloc\.mmap_threshold=\d+/);
   assert.match(ENGINE_MALLOC_TUNABLES, /glibc\.malloc\.trim_threshold=\d+/, 'both: setting one turns the dynamic threshold off');
+  assert.match(ENGINE_MALLOC_TUNABLES, /glibc\.malloc\.hugetlb=1/, 'the heap on transparent huge pages');
+  assert.match(ENGINE_MALLOC_TUNABLES, /glibc\.malloc\.top_pad=\d{8,}/, 'heap grown in whole huge pages');
   assert.equal(engineProcessEnv({ GLIBC_TUNABLES: 'glibc.rtld.nns=8' }).GLIBC_TUNABLES, `glibc.rtld.nns=8:${ENGINE_MALLOC_TUNABLES}`);
   assert.equal(engineProcessEnv({ GLIBC_TUNABLES: 'glibc.malloc.arena_max=2' }).GLIBC_TUNABLES, 'glibc.malloc.arena_max=2');
 });

@@ -8,6 +8,8 @@ import { createEngineClient, type SupervisedEngineClient } from '../../main/engi
 import { DEFAULT_SAMPLING, type EngineEvent, type EngineState, type GenerateRequest } from '../../main/engine/types.ts';
 import { ENGINE_MALLOC_TUNABLES } from '../../main/engine/process/blas.ts';
 
+const THP_MODE = '/sys/kernel/mm/transparent_hugepage/enabled';
+
 type Done = Extract<EngineEvent, { type: 'done' }>;
 
 // Four layers so a prefill chunk and a decode step take measurable time, still tiny. The 32k
@@ -175,6 +177,13 @@ describe('engine process', { timeout: 240_000 }, () => {
       const environ = readFileSync(`/proc/${client.pid}/environ`, 'utf8').split('\0');
       const first = ENGINE_MALLOC_TUNABLES.split(':')[0];
       assert.ok(environ.some((e) => e === `GLIBC_TUNABLES=${first}` || e === `GLIBC_TUNABLES=${ENGINE_MALLOC_TUNABLES}`), 'GLIBC_TUNABLES reached the engine');
+      // The heap is on transparent huge pages where the kernel offers them (its default mode,
+      // "madvise", gives them only to memory malloc has madvised: glibc.malloc.hugetlb=1).
+      const thp = existsSync(THP_MODE) ? readFileSync(THP_MODE, 'utf8') : '[never]';
+      if (!thp.includes('[never]')) {
+        const huge = Number(/AnonHugePages:\s+(\d+)/.exec(readFileSync(`/proc/${client.pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0);
+        assert.ok(huge >= 2048, `engine AnonHugePages ${huge} kB (THP ${thp.trim()})`);
+      }
     }
   });
 
