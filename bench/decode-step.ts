@@ -20,6 +20,7 @@ import { applyLinear, embedRows, kBlockWidth, toKBlocks } from '../main/engine/m
 import { generateAll, loadModel, type LoadedModel } from '../main/engine/model/generator.ts';
 import { KVCache } from '../main/engine/model/kv-cache.ts';
 import { afterDecodeStep, afterLargeStep } from '../main/engine/model/memory.ts';
+import { gemvShimLoaded } from '../main/engine/process/blas.ts';
 import { DEFAULT_SAMPLING } from '../main/engine/types.ts';
 import { ensureCheckpoint, promptIds, type ShapeName } from './engine.ts';
 import type { BenchOptions, BenchResult, BenchSection } from './registry.ts';
@@ -283,20 +284,27 @@ export const decodeStepSection: BenchSection = {
     const rounds = Math.max(1, Number(opts.args.reps ?? (opts.quick ? 1 : 3)));
     const steps = shape === 'qwen3_0_6b' ? 24 : 64;
     const plan = parsePlan(opts.args.kblocks);
-    const names = (typeof opts.args['decode-variants'] === 'string' ? opts.args['decode-variants'] : 'plain,blocked').split(',') as ('plain' | 'blocked' | 'separate')[];
+    // sgemm = blocked with the one-row product shim switched off (MLXBAR_GEMV_SHIM=0, read per call).
+    const shim = gemvShimLoaded();
+    const names = (typeof opts.args['decode-variants'] === 'string' ? opts.args['decode-variants'] : shim ? 'plain,blocked,sgemm' : 'plain,blocked').split(',') as ('plain' | 'blocked' | 'separate' | 'sgemm')[];
     const dir = await ensureCheckpoint(shape, 'f32', opts.log);
     const loadStart = load();
     const plain = await loadModel(dir, { kBlocks: {} });
     await afterLargeStep();
     const blocked = reblock(plain, plan);
     await afterLargeStep();
-    const models = { plain, blocked, separate: withoutFusion(plain) };
+    const models = { plain, blocked, separate: withoutFusion(plain), sgemm: blocked };
     await decodeTps(plain, 1, 4); // warm-up: BLAS threads, first-use paths, page-in
     await decodeTps(blocked, 1, 4);
     const tps: Record<string, number[]> = {};
     for (let r = 0; r < rounds; r++) {
       for (const k of r % 2 === 0 ? names : [...names].reverse()) {
-        (tps[k] ??= []).push(round(await decodeTps(models[k], 10 + r, steps)));
+        if (k === 'sgemm') process.env.MLXBAR_GEMV_SHIM = '0';
+        try {
+          (tps[k] ??= []).push(round(await decodeTps(models[k], 10 + r, steps)));
+        } finally {
+          if (k === 'sgemm') delete process.env.MLXBAR_GEMV_SHIM;
+        }
         opts.log(`${k}: ${tps[k].at(-1)} tok/s (load ${load()[0]})`);
       }
     }
@@ -318,9 +326,10 @@ export const decodeStepSection: BenchSection = {
       matrixLayouts: layouts,
       jsPerStep: overhead,
       openblasCoretype: process.env.OPENBLAS_CORETYPE ?? null,
+      gemvShim: shim,
       loadavg: { start: loadStart, end: load() },
       notes: [
-        'plain = every matrix whole (fused q/k/v and gate/up); blocked = the same weights with kBlockPlan\'s matrices as K-blocks (the engine\'s CPU default unless --kblocks); separate = q/k/v/gate/up as row views',
+        'plain = every matrix whole (fused q/k/v and gate/up); blocked = the same weights with kBlockPlan\'s matrices as K-blocks (the engine\'s CPU default unless --kblocks); separate = q/k/v/gate/up as row views; sgemm = blocked with the one-row product shim off (MLXBAR_GEMV_SHIM=0)',
         'stage times have an eval barrier after each stage; "kv append (replica)" concatenates instead of the in-place write',
         'matrixLayouts: all matrices of a role in one eval; rows 4 = what a 4-stream batched decode step multiplies',
       ],
@@ -334,6 +343,7 @@ export const decodeStepSection: BenchSection = {
       ratios: {
         blocked_over_plain_decode: tps.blocked && tps.plain ? round(median(tps.blocked) / median(tps.plain), 3) : null,
         ...(tps.separate ? { fused_over_separate_decode: round(median(tps.plain) / median(tps.separate), 3) } : {}),
+        ...(tps.sgemm && tps.blocked ? { gemv_shim_over_sgemm_decode: round(median(tps.blocked) / median(tps.sgemm), 3) } : {}),
         lm_head_share_of_step_blocked: profiles.blocked.stages.lm_head?.share ?? null,
         lm_head_rows4_over_rows1_plain: ratio4('lm_head', 'plain'),
         lm_head_rows4_over_rows1_kblocks256: ratio4('lm_head', 'kblocks 256'),

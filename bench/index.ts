@@ -4,18 +4,21 @@
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { ENGINE_MALLOC_TUNABLES } from '../main/engine/process/blas.ts';
+import { ENGINE_MALLOC_TUNABLES, engineProcessEnv, gemvShimLoaded } from '../main/engine/process/blas.ts';
 import type { BenchOptions } from './registry.ts';
 
 /**
  * Sections that run the generator in this process compare it with the engine process, which runs
- * with the engine's glibc malloc policy (blas.ts): on Linux the bench re-runs itself under the same
- * policy (glibc reads it at process start), unless malloc tunables are already set.
+ * with the engine's glibc malloc policy and the one-row product shim preloaded (blas.ts): on Linux
+ * the bench re-runs itself under the same (glibc and the loader read them at process start).
  */
 function rerunWithEngineMallocPolicy(): number | null {
-  if (process.platform !== 'linux' || (process.env.GLIBC_TUNABLES ?? '').includes('glibc.malloc.')) return null;
-  const own = process.env.GLIBC_TUNABLES;
-  const env = { ...process.env, GLIBC_TUNABLES: own ? `${own}:${ENGINE_MALLOC_TUNABLES}` : ENGINE_MALLOC_TUNABLES };
+  if (process.platform !== 'linux' || process.env.MLXBAR_BENCH_REEXEC === '1') return null;
+  const own = process.env.GLIBC_TUNABLES ?? '';
+  const engine = engineProcessEnv(process.env);
+  const env: NodeJS.ProcessEnv = { ...process.env, MLXBAR_BENCH_REEXEC: '1' };
+  if (!own.includes('glibc.malloc.')) env.GLIBC_TUNABLES = own ? `${own}:${ENGINE_MALLOC_TUNABLES}` : ENGINE_MALLOC_TUNABLES;
+  if (engine.LD_PRELOAD) env.LD_PRELOAD = engine.LD_PRELOAD;
   const r = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env });
   return r.status ?? 1;
 }
@@ -85,6 +88,7 @@ async function main(): Promise<void> {
     totalMemGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
     loadavg: os.loadavg().map((x) => Math.round(x * 100) / 100),
     glibcTunables: process.env.GLIBC_TUNABLES ?? null,
+    gemvShim: gemvShimLoaded(),
     date: new Date().toISOString(),
   };
   const json = JSON.stringify({ results, ratios, meta }, null, 2) + '\n';

@@ -222,6 +222,8 @@ export interface EngineStats {
   kvPool?: { buffers: number; bytes: number; budgetBytes: number; hits: number; misses: number };
   /** Which BLAS library the engine process actually loaded, e.g. 'openblas' | 'reference' | 'unknown'. */
   blas: string;
+  /** Whether the one-row product shim (main/engine/process/gemv-shim.c) is loaded in the engine process. */
+  gemvShim?: boolean;
   /**
    * Continuous batching since load (absent when generations run one at a time): forward steps,
    * steps shared by several sequences, the most sequences in one step, sequence-steps run.

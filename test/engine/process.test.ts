@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { buildTinyModel } from '../helpers/tiny-model.ts';
 import { createEngineClient, type SupervisedEngineClient } from '../../main/engine/process/engine-client.ts';
 import { DEFAULT_SAMPLING, type EngineEvent, type EngineState, type GenerateRequest } from '../../main/engine/types.ts';
-import { ENGINE_MALLOC_TUNABLES } from '../../main/engine/process/blas.ts';
+import { ENGINE_MALLOC_TUNABLES, gemvShimPath } from '../../main/engine/process/blas.ts';
 
 const THP_MODE = '/sys/kernel/mm/transparent_hugepage/enabled';
 
@@ -168,6 +168,8 @@ describe('engine process', { timeout: 240_000 }, () => {
   test('the engine process runs with OpenBLAS', async () => {
     const stats = await client.stats();
     assert.equal(stats.blas, 'openblas');
+    // ... with the one-row product shim preloaded where npm ci built it (gemv-shim.test.ts checks its results).
+    assert.equal(stats.gemvShim, gemvShimPath() !== null);
     assert.ok(stats.rssBytes > 10 * 2 ** 20);
     assert.ok(stats.heapUsedBytes > 0);
     if (process.platform === 'linux' && !process.env.GLIBC_TUNABLES) {

@@ -8,6 +8,7 @@ import { withoutSecrets } from './child-env.ts';
 import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 const DEBIAN_TRIPLETS: Record<string, string> = {
   x64: 'x86_64-linux-gnu',
@@ -65,14 +66,48 @@ export function findOpenBlasDir(env: NodeJS.ProcessEnv = process.env): { dir: st
 export const ENGINE_MALLOC_TUNABLES =
   'glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=536870912:glibc.malloc.hugetlb=1:glibc.malloc.top_pad=67108864';
 
+/** File name of the one-row product shim (gemv-shim.c) built by `npm ci` (scripts/build-gemv-shim.mjs). */
+export const GEMV_SHIM_FILE = 'libmlxbar-gemv.so';
+
+/**
+ * The built one-row product shim, or null (not Linux, or not built: no C compiler at install).
+ * Preloaded into the engine process, it turns MLX's one-row cblas_sgemm calls (every product of a
+ * decode step) into cblas_sgemv, which OpenBLAS 0.3.21 runs ~2.6x faster (it packs the whole weight
+ * for a one-row sgemm). Measured (bench `decode`, Qwen3-0.6B shape, float32, 2 cores): see README.
+ */
+export function gemvShimPath(): string | null {
+  if (process.platform !== 'linux') return null;
+  const p = fileURLToPath(new URL(`../../../node_modules/.mlx-bar/${GEMV_SHIM_FILE}`, import.meta.url));
+  return existsSync(p) ? p : null;
+}
+
+/** Whether this process has the shim mapped (Linux /proc/self/maps; false elsewhere). */
+export function gemvShimLoaded(mapsText?: string): boolean {
+  let maps = mapsText;
+  if (maps === undefined) {
+    if (process.platform !== 'linux') return false;
+    try {
+      maps = readFileSync('/proc/self/maps', 'utf8');
+    } catch {
+      return false;
+    }
+  }
+  return maps.includes(`/${GEMV_SHIM_FILE}`);
+}
+
 /**
  * Environment for the engine process: the parent's environment without secrets (child-env.ts), plus
  * OpenBLAS first on the loader path, one OpenBLAS thread per core (its default may oversubscribe
- * or under-use the box) and, on Linux, ENGINE_MALLOC_TUNABLES.
+ * or under-use the box) and, on Linux, ENGINE_MALLOC_TUNABLES and the one-row product shim
+ * preloaded (`shim`, default the built one; `MLXBAR_GEMV_SHIM=0` leaves it out).
  */
-export function engineProcessEnv(base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+export function engineProcessEnv(base: NodeJS.ProcessEnv = process.env, shim: string | null = gemvShimPath()): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = withoutSecrets(base);
   if (process.platform === 'linux') {
+    if (shim && base.MLXBAR_GEMV_SHIM !== '0') {
+      const own = (base.LD_PRELOAD ?? '').split(/[\s:]+/).filter((p) => p && p !== shim);
+      env.LD_PRELOAD = [shim, ...own].join(' ');
+    }
     const { dir } = findOpenBlasDir(base);
     if (dir) {
       const rest = (base.LD_LIBRARY_PATH ?? '').split(':').filter((p) => p && p !== dir);

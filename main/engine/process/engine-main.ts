@@ -8,7 +8,7 @@
 import { performance } from 'node:perf_hooks';
 import { sanitizeMessage } from '../../common/sanitize.ts';
 import type { EngineErrorCode, EngineEvent, EngineStats, GenerateRequest, ModelInfo, PrefixKvSnapshot } from '../types.ts';
-import { detectLoadedBlas } from './blas.ts';
+import { detectLoadedBlas, gemvShimLoaded } from './blas.ts';
 import { parentChannel } from './ipc.ts';
 import { PROTOCOL_VERSION, cancelledDoneEvent, parseParentMessage, validateGenerateRequest, type EngineMessage, type LoadOptions } from './protocol.ts';
 import { validateEmbedRequest } from './protocol.ts';
@@ -219,6 +219,7 @@ function handleStats(id: number): void {
       misses: 0,
     },
     blas: detectLoadedBlas(),
+    gemvShim: gemvShimLoaded(),
   };
   const batch = backend?.batchStats();
   if (batch) stats.batch = batch;
