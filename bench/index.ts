@@ -4,7 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { ENGINE_MALLOC_TUNABLES, engineProcessEnv, gemvShimLoaded } from '../main/engine/process/blas.ts';
+import { engineProcessEnv, gemvShimLoaded } from '../main/engine/process/blas.ts';
 import type { BenchOptions } from './registry.ts';
 
 /**
@@ -14,10 +14,9 @@ import type { BenchOptions } from './registry.ts';
  */
 function rerunWithEngineMallocPolicy(): number | null {
   if (process.platform !== 'linux' || process.env.MLXBAR_BENCH_REEXEC === '1') return null;
-  const own = process.env.GLIBC_TUNABLES ?? '';
+  // Only these two from the engine's environment (the rest of it drops secrets the bench may pass on).
   const engine = engineProcessEnv(process.env);
-  const env: NodeJS.ProcessEnv = { ...process.env, MLXBAR_BENCH_REEXEC: '1' };
-  if (!own.includes('glibc.malloc.')) env.GLIBC_TUNABLES = own ? `${own}:${ENGINE_MALLOC_TUNABLES}` : ENGINE_MALLOC_TUNABLES;
+  const env: NodeJS.ProcessEnv = { ...process.env, MLXBAR_BENCH_REEXEC: '1', GLIBC_TUNABLES: engine.GLIBC_TUNABLES };
   if (engine.LD_PRELOAD) env.LD_PRELOAD = engine.LD_PRELOAD;
   const r = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env });
   return r.status ?? 1;
